@@ -1,0 +1,34 @@
+# Thin wrapper over CMake: the README's commands.
+BUILD  ?= build
+PREFIX ?= /usr/local
+CC     ?= cc
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all build demo test bench bench-quick install clean
+
+# `make`: build everything and run the demonstration.
+all: demo
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	$(BUILD)/demo/tide-demo --lib $(BUILD)/libtidemalloc.so
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+bench: build
+	python3 bench/run.py --build $(BUILD) --out bench/results
+
+bench-quick: build
+	python3 bench/run.py --build $(BUILD) --quick --out $(BUILD)/bench-quick
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD)

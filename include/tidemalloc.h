@@ -1,0 +1,97 @@
+/*
+ * tidemalloc.h - public interface of tidemalloc.
+ *
+ * tidemalloc replaces the C library's malloc: linking it in or loading it
+ * with LD_PRELOAD makes malloc, free, calloc, realloc, ... its own.  The same
+ * functions are also exported with a `tide_` prefix so a program can use
+ * tidemalloc beside the system allocator.  The `tide_` names below behave
+ * exactly like their glibc counterparts (see malloc(3), mallopt(3), ...).
+ */
+#ifndef TIDEMALLOC_H
+#define TIDEMALLOC_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <malloc.h> /* struct mallinfo, struct mallinfo2, M_* constants */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TIDEMALLOC_VERSION "0.1.0"
+
+/* ---- the glibc API, prefixed ------------------------------------------ */
+void  *tide_malloc(size_t size);
+void   tide_free(void *ptr);
+void  *tide_calloc(size_t nmemb, size_t size);
+void  *tide_realloc(void *ptr, size_t size);
+void  *tide_reallocarray(void *ptr, size_t nmemb, size_t size);
+void  *tide_memalign(size_t alignment, size_t size);
+int    tide_posix_memalign(void **memptr, size_t alignment, size_t size);
+void  *tide_aligned_alloc(size_t alignment, size_t size);
+void  *tide_valloc(size_t size);
+void  *tide_pvalloc(size_t size);
+size_t tide_malloc_usable_size(void *ptr);
+void   tide_free_sized(void *ptr, size_t size);
+void   tide_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+int    tide_mallopt(int param, int value);
+struct mallinfo  tide_mallinfo(void);
+struct mallinfo2 tide_mallinfo2(void);
+int    tide_malloc_trim(size_t pad);
+void   tide_malloc_stats(void);
+int    tide_malloc_info(int options, FILE *fp);
+
+/* ---- tidemalloc's own mallopt parameters -------------------------------- */
+/* Milliseconds a free page stays resident before it is given back to the
+ * system (0 = at once, -1 = never).  Environment: TIDEMALLOC_DECAY_MS.      */
+#define TIDE_M_DECAY_MS          (-1001)
+/* 1 starts a background thread that releases decayed pages; 0 stops it.
+ * Environment: TIDEMALLOC_BACKGROUND_THREAD=1.                               */
+#define TIDE_M_BACKGROUND_THREAD (-1002)
+/* Per-thread cache: chunks kept per size class, largest cached request in
+ * bytes, and the cache's total byte budget.                                */
+#define TIDE_M_TCACHE_COUNT      (-1003)
+#define TIDE_M_TCACHE_MAX        (-1004)
+#define TIDE_M_TCACHE_BYTES      (-1005)
+
+/* ---- introspection ------------------------------------------------------ */
+struct tide_stats {
+    size_t system_bytes;     /* bytes obtained from the OS for arenas (brk + sub-heaps) */
+    size_t mmapped_bytes;    /* bytes in mmapped chunks                              */
+    size_t mmapped_chunks;   /* number of mmapped chunks                             */
+    size_t in_use_bytes;     /* bytes in chunks handed to the program (incl. caches) */
+    size_t free_bytes;       /* bytes in free chunks (bins, top, caches)             */
+    size_t free_resident_bytes; /* free bytes whose pages are still resident         */
+    size_t released_bytes;   /* free bytes whose pages were given back (madvise)     */
+    size_t cached_bytes;     /* bytes held in per-thread caches                      */
+    size_t narenas;          /* arenas created so far                                */
+    size_t nheaps;           /* sub-heaps currently mapped                           */
+    size_t madvise_calls;    /* page releases done so far                            */
+};
+void tide_get_stats(struct tide_stats *out);
+
+/* Walk every arena, sub-heap, chunk and bin and verify every invariant
+ * (boundary tags, bin membership, sizes, counts, binmap, large-bin order).
+ * On a violation it prints "tide_check_heap(): <what failed>" to stderr and
+ * aborts.  Returns the number of chunks it examined.  Takes every arena lock
+ * in turn; safe to call from any thread at any time.                      */
+long tide_check_heap(void);
+
+/* Empty the calling thread's cache back to the arenas. */
+void tide_thread_cache_flush(void);
+
+/* ---- fault injection (tests) ------------------------------------------- */
+/* After `after` more successful OS calls of `kind`, every further call of
+ * that kind fails with ENOMEM, until called again with after = -1.         */
+#define TIDE_FAULT_MMAP 1 /* mmap, mremap, and growing a sub-heap (mprotect) */
+#define TIDE_FAULT_BRK  2 /* growing the main heap with brk/sbrk             */
+void tide_fault_inject(int kind, long after);
+
+/* Non-zero when `ptr`'s chunk was produced by tidemalloc (cheap range test);
+ * lets a test or benchmark prove which allocator served it.                */
+int tide_owns(const void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TIDEMALLOC_H */
