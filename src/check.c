@@ -1,0 +1,226 @@
+/*
+ * check.c - the heap consistency checker (tide_check_heap) and tide_owns.
+ *
+ * Two-way check, per arena under its lock:
+ *   walk: every heap, chunk by chunk, verifying boundary tags - sizes,
+ *         alignment, P bits against the previous chunk's state, footers of
+ *         free chunks, no two free chunks adjacent, fenceposts, top at the
+ *         end of the last heap, A bits, system_mem = sum of heap sizes;
+ *   bins: every list - links both ways, every chunk free and in the right
+ *         bin, large bins sorted with a consistent nextsize ring, binmap
+ *         bits set for non-empty bins, fast-bin chunks "in use" and of
+ *         their bin's size, release accounting;
+ *   and the number of free chunks seen by the walk equals the number in
+ *   the bins: every free chunk is binned, every binned chunk is free.
+ * Also the calling thread's cache.  Violations print
+ * "tide_check_heap(): <what>" and abort.
+ */
+#include <string.h>
+#include "tcache.h"
+#include "tidemalloc.h"
+
+#define TM_EXPORT __attribute__((visibility("default")))
+
+static TM_NORETURN TM_COLD void fail(const char *what, const void *where)
+{
+    char buf[200];
+    tm_fmt(buf, sizeof buf, "tide_check_heap(): %s", what);
+    tm_corrupt(buf, where);
+}
+#define CHECK(cond, what, where) do { if (unlikely(!(cond))) fail(what, where); } while (0)
+
+static bool in_arena(tm_arena *av, const void *p)
+{
+    for (tm_heap *h = av->last_heap; h; h = h->prev)
+        if ((const char *)p >= (const char *)heap_first_chunk(h) && (const char *)p < heap_end(h))
+            return true;
+    return false;
+}
+
+static bool next_is_free(tm_chunk *p) { return !prev_inuse(next_chunk(p)); }
+
+struct walk_totals { size_t chunks, free_chunks, released; };
+
+static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
+{
+    size_t abit = av == &tm_main_arena ? 0 : TM_NON_MAIN;
+    char *end = heap_end(h);
+    tm_chunk *p = heap_first_chunk(h);
+    bool prev_free = false;
+    CHECK(h->ar == av, "heap does not belong to its arena", h);
+    CHECK((char *)p <= end, "heap smaller than its header", h);
+    while ((char *)p < end) {
+        t->chunks++;
+        CHECK(aligned_ok((uintptr_t)p), "misaligned chunk", p);
+        if (p == av->top) {
+            CHECK(h == av->last_heap, "top is not in the last heap", p);
+            CHECK((char *)p + chunksize(p) == end, "top does not end its heap", p);
+            CHECK(chunksize(p) >= TM_MINSIZE, "top smaller than MINSIZE", p);
+            CHECK(prev_inuse(p), "chunk before top is free", p);
+            CHECK(!prev_free, "free chunk before top", p);
+            return;
+        }
+        size_t size = chunksize(p);
+        CHECK(prev_inuse(p) == !prev_free, "P bit does not match previous chunk", p);
+        CHECK(!chunk_is_mmapped(p), "M bit set on a heap chunk", p);
+        if (size == 0) {           /* last fencepost of a retired heap */
+            CHECK((char *)p + TM_HDR == end, "zero-size chunk inside a heap", p);
+            return;
+        }
+        if (size == TM_HDR) {      /* fencepost */
+            CHECK((char *)p + 2 * TM_HDR <= end, "fencepost out of place", p);
+            prev_free = false;
+            p = chunk_at(p, size);
+            continue;
+        }
+        CHECK(size >= TM_MINSIZE && aligned_ok(size), "invalid chunk size", p);
+        CHECK((char *)p + size <= end, "chunk runs past its heap", p);
+        bool is_free = next_is_free(p);
+        if (is_free) {
+            CHECK(!prev_free, "two adjacent free chunks", p);
+            CHECK(next_chunk(p)->prev_size == size, "footer of free chunk does not match", p);
+            t->free_chunks++;
+            if (size >= TM_RELEASE_MIN) {
+                uintptr_t lo = align_up((uintptr_t)p + TM_META_END, tm_mp.pagesize);
+                uintptr_t hi = align_down((uintptr_t)p + size, tm_mp.pagesize);
+                CHECK(chunk_meta(p)[1] <= (hi > lo ? hi - lo : 0), "released bytes exceed chunk interior", p);
+                t->released += chunk_meta(p)[1];
+            }
+        } else {
+            CHECK((p->size & TM_NON_MAIN) == abit, "A bit does not match the arena", p);
+        }
+        prev_free = is_free;
+        p = chunk_at(p, size);
+    }
+    CHECK(av->top != initial_top(av) && h != av->last_heap, "heap walk ran off its end", p);
+}
+
+static size_t check_arena(tm_arena *av)
+{
+    struct walk_totals t = { 0, 0, 0 };
+    size_t sys = 0;
+    size_t nheaps = 0;
+    for (tm_heap *h = av->last_heap; h; h = h->prev) {
+        sys += h->size;
+        nheaps++;
+        CHECK(nheaps < (1u << 24), "heap list loops", h);
+        walk_heap(av, h, &t);
+    }
+    CHECK(sys == av->system_mem, "system_mem differs from the heaps' total", av);
+    CHECK(nheaps == av->nheaps, "heap count differs", av);
+    if (av->top != initial_top(av)) {
+        char *te = (char *)av->top + chunksize(av->top);
+        CHECK(av->top_clean >= (char *)av->top && av->top_clean <= te, "top_clean outside top", av->top);
+    }
+
+    size_t limit = t.chunks + 1, binned = 0;
+    for (unsigned i = 1; i < TM_NBINS; i++) {
+        tm_chunk *b = bin_at(av, i);
+        size_t n = 0, prev_size = SIZE_MAX;
+        for (tm_chunk *p = b->fd; p != b; p = p->fd) {
+            CHECK(++n <= limit, "bin list loops", b);
+            CHECK(p->fd->bk == p && p->bk->fd == p, "bin links broken", p);
+            CHECK(in_arena(av, p), "binned chunk outside its arena", p);
+            size_t size = chunksize(p);
+            CHECK(size >= TM_MINSIZE && aligned_ok(size), "binned chunk has an invalid size", p);
+            CHECK(next_is_free(p), "binned chunk is in use", p);
+            CHECK(p != av->top, "top is in a bin", p);
+            if (i >= 2)
+                CHECK(bin_index(size) == i, "chunk in the wrong bin", p);
+            if (i >= TM_NSMALLBINS) {
+                CHECK(size <= prev_size, "large bin out of order", p);
+                bool leader = size != prev_size;
+                if (leader) {
+                    CHECK(p->fd_nextsize && p->bk_nextsize, "large-bin leader has no nextsize links", p);
+                    CHECK(p->fd_nextsize->bk_nextsize == p && p->bk_nextsize->fd_nextsize == p,
+                          "nextsize links broken", p);
+                    CHECK(chunksize(p->fd_nextsize) < size || p->fd_nextsize == b->fd,
+                          "nextsize ring out of order", p);
+                } else {
+                    CHECK(p->fd_nextsize == NULL, "large-bin follower in the nextsize ring", p);
+                }
+                prev_size = size;
+            }
+        }
+        if (n && i >= 2)
+            CHECK(bin_marked(av, i), "non-empty bin not marked in the binmap", b);
+        binned += n;
+    }
+    CHECK(binned == t.free_chunks, "free chunks and binned chunks differ", av);
+    CHECK(t.released == av->released, "released bytes differ from the chunks' total", av);
+
+    bool any_fast = false;
+    for (unsigned i = 0; i < TM_NFASTBINS; i++) {
+        size_t n = 0;
+        for (tm_chunk *p = av->fastbins[i]; p;
+             p = (tm_chunk *)(((uintptr_t)&p->fd >> 12) ^ (uintptr_t)p->fd)) {
+            CHECK(++n <= limit, "fast bin loops", p);
+            CHECK(!misaligned_chunk(p), "misaligned fast chunk", p);
+            CHECK(in_arena(av, p), "fast chunk outside its arena", p);
+            CHECK(fastbin_index(chunksize(p)) == i, "fast chunk in the wrong bin", p);
+            CHECK(chunksize(p) <= tm_mp.max_fast || true, "fast chunk too big", p);
+            CHECK(!next_is_free(p), "fast chunk marked free in its boundary tags", p);
+            any_fast = true;
+        }
+    }
+    CHECK(!any_fast || av->have_fastchunks, "fast chunks present but have_fastchunks clear", av);
+    return t.chunks;
+}
+
+static void check_own_cache(void)
+{
+    tm_tcache *tc = tm_tls_tcache;
+    if (!tc)
+        return;
+    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+        size_t n = 0;
+        for (tm_tc_entry *e = tc->entries[i]; e; e = tc_reveal(e)) {
+            CHECK(aligned_ok((uintptr_t)e), "misaligned cache entry", e);
+            CHECK(++n <= tc->counts[i], "cache list longer than its count", e);
+            CHECK(e->key == tm_tcache_key, "cache entry without its key", e);
+            tm_chunk *p = mem2chunk(e);
+            CHECK(tc_csize_index(chunksize(p)) == i, "cache entry in the wrong class", e);
+            CHECK(!chunk_is_mmapped(p) && inuse(p), "cached chunk not in use", e);
+        }
+        CHECK(n == tc->counts[i], "cache count differs from its list", tc);
+    }
+}
+
+TM_EXPORT long tide_check_heap(void)
+{
+    tm_ensure_init();
+    long total = 0;
+    tm_arena *av = &tm_main_arena;
+    do {
+        tm_lock_acquire(&av->lock);
+        total += (long)check_arena(av);
+        tm_lock_release(&av->lock);
+        tm_lock_acquire(&tm_list_lock);
+        av = av->next;
+        tm_lock_release(&tm_list_lock);
+    } while (av != &tm_main_arena);
+    check_own_cache();
+    return total;
+}
+
+TM_EXPORT int tide_owns(const void *mem)
+{
+    if (!mem || !atomic_load(&tm_initialized))
+        return 0;
+    tm_chunk *p = mem2chunk(mem);
+    if (chunk_is_mmapped(p)) {
+        uintptr_t block = (uintptr_t)p - p->prev_size;
+        return ((block | (p->prev_size + chunksize(p))) & (tm_mp.pagesize - 1)) == 0;
+    }
+    int found = 0;
+    tm_arena *av = &tm_main_arena;
+    do {
+        tm_lock_acquire(&av->lock);
+        found = in_arena(av, p);
+        tm_lock_release(&av->lock);
+        tm_lock_acquire(&tm_list_lock);
+        av = av->next;
+        tm_lock_release(&tm_list_lock);
+    } while (!found && av != &tm_main_arena);
+    return found;
+}

@@ -1,0 +1,119 @@
+/*
+ * chunk.h - the chunk layout and its invariants.  The only place that knows
+ * how a chunk is laid out; everything else uses these accessors.
+ *
+ *  An allocated chunk                         A free chunk (in a bin)
+ *
+ *  chunk-> +---------------------------+      chunk-> +---------------------------+
+ *          | prev_size (if P == 0)     |              | prev_size (if P == 0)     |
+ *          +---------------------------+              +---------------------------+
+ *          | size              |A|M|P| |              | size              |A|0|P| |
+ *    mem-> +---------------------------+              +---------------------------+
+ *          | user data ...             |              | fd  (next in bin)         |
+ *          .                           .              | bk  (previous in bin)     |
+ *          .                           .              | fd_nextsize  (large bins) |
+ *          |                           |              | bk_nextsize  (large bins) |
+ *  next -> +---------------------------+              .  (unused, maybe released) .
+ *          | user data (last 8 bytes:  |      next -> +---------------------------+
+ *          | the borrowed prev_size)   |              | prev_size == size (footer)|
+ *          +---------------------------+              +---------------------------+
+ *          | size of next      |A|M|1| |              | size of next      |A|M|0| |
+ *          +---------------------------+              +---------------------------+
+ *
+ *  P (0x1) PREV_INUSE   the chunk *before* this one is in use (or a fencepost);
+ *                       only when P == 0 is prev_size valid.
+ *  M (0x2) IS_MMAPPED   the chunk is a mapping of its own; prev_size then
+ *                       holds the offset from the mapping's start.
+ *  A (0x4) NON_MAIN     the chunk lives in a sub-heap of a non-main arena;
+ *                       its heap (and arena) is found by masking the address.
+ *
+ * Invariants (verified by check.c):
+ *  - chunk addresses and sizes are multiples of 16; sizes >= 32, except
+ *    fenceposts (16 bytes, or 0 for the very last word of a segment);
+ *  - an in-use chunk may use the next chunk's prev_size word for data, so
+ *    usable size = chunksize - 8 (mmapped: chunksize - 16);
+ *  - a free chunk's footer equals its size and the next chunk's P bit is 0;
+ *    two free chunks are never adjacent (they are coalesced), except chunks
+ *    held in fast bins or thread caches, which are "in use" as far as the
+ *    boundary tags go;
+ *  - the top chunk borders the end of its segment and always has P == 1.
+ */
+#ifndef TM_CHUNK_H
+#define TM_CHUNK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+
+typedef struct tm_chunk {
+    size_t prev_size;             /* size of previous chunk, if it is free     */
+    size_t size;                  /* size in bytes, with the A|M|P bits        */
+    struct tm_chunk *fd, *bk;     /* free chunks only: bin list                */
+    struct tm_chunk *fd_nextsize; /* large free chunks only: next larger size  */
+    struct tm_chunk *bk_nextsize; /*                          next smaller size */
+} tm_chunk;
+
+enum {
+    TM_PREV_INUSE = 0x1,
+    TM_IS_MMAPPED = 0x2,
+    TM_NON_MAIN   = 0x4,
+    TM_SIZE_BITS  = 0x7,
+};
+
+/* ---- conversions -------------------------------------------------------- */
+static inline void *chunk2mem(const tm_chunk *p) { return (char *)p + TM_HDR; }
+static inline tm_chunk *mem2chunk(const void *mem) { return (tm_chunk *)((char *)mem - TM_HDR); }
+static inline tm_chunk *chunk_at(const void *p, size_t off) { return (tm_chunk *)((char *)p + off); }
+
+static inline bool aligned_ok(uintptr_t x) { return (x & TM_ALIGN_MASK) == 0; }
+static inline bool misaligned_chunk(const tm_chunk *p) { return !aligned_ok((uintptr_t)chunk2mem(p)); }
+
+/* ---- size word ---------------------------------------------------------- */
+static inline size_t chunksize(const tm_chunk *p) { return p->size & ~(size_t)TM_SIZE_BITS; }
+static inline size_t chunk_raw_size(const tm_chunk *p) { return p->size; }
+static inline bool prev_inuse(const tm_chunk *p) { return p->size & TM_PREV_INUSE; }
+static inline bool chunk_is_mmapped(const tm_chunk *p) { return p->size & TM_IS_MMAPPED; }
+static inline bool chunk_non_main(const tm_chunk *p) { return p->size & TM_NON_MAIN; }
+
+static inline tm_chunk *next_chunk(const tm_chunk *p) { return chunk_at(p, chunksize(p)); }
+static inline tm_chunk *prev_chunk(const tm_chunk *p) { return (tm_chunk *)((char *)p - p->prev_size); }
+
+static inline void set_head(tm_chunk *p, size_t size_and_bits) { p->size = size_and_bits; }
+/* Change the size, keep the bits. */
+static inline void set_head_size(tm_chunk *p, size_t size)
+{
+    p->size = (p->size & TM_SIZE_BITS) | size;
+}
+/* Write the footer of a free chunk: the next chunk's prev_size. */
+static inline void set_foot(tm_chunk *p, size_t size) { chunk_at(p, size)->prev_size = size; }
+
+/* "p is in use" is recorded in the P bit of the chunk after it. */
+static inline bool inuse(const tm_chunk *p) { return prev_inuse(next_chunk(p)); }
+static inline void set_inuse(tm_chunk *p) { next_chunk(p)->size |= TM_PREV_INUSE; }
+static inline void clear_inuse(tm_chunk *p) { next_chunk(p)->size &= ~(size_t)TM_PREV_INUSE; }
+static inline bool inuse_at(const tm_chunk *p, size_t off) { return prev_inuse(chunk_at(p, off)); }
+static inline void set_inuse_at(tm_chunk *p, size_t off) { chunk_at(p, off)->size |= TM_PREV_INUSE; }
+static inline void clear_inuse_at(tm_chunk *p, size_t off) { chunk_at(p, off)->size &= ~(size_t)TM_PREV_INUSE; }
+
+/* ---- request sizes ------------------------------------------------------ */
+/* Largest request we accept: keeps every size computation below free of
+ * overflow and, like glibc, refuses anything that cannot be a valid object
+ * size (PTRDIFF_MAX).                                                       */
+#define TM_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * TM_MINSIZE)
+
+/* Chunk size needed for a request: add the size word, round up to 16, at
+ * least MINSIZE.  Only valid for req <= TM_MAX_REQUEST.                     */
+static inline size_t request2size(size_t req)
+{
+    size_t s = (req + TM_SIZE_SZ + TM_ALIGN_MASK) & ~(size_t)TM_ALIGN_MASK;
+    return s < TM_MINSIZE ? TM_MINSIZE : s;
+}
+
+/* Bytes of a chunk the program may use. */
+static inline size_t chunk_usable(const tm_chunk *p)
+{
+    return chunksize(p) - (chunk_is_mmapped(p) ? TM_HDR : TM_SIZE_SZ);
+}
+
+#endif

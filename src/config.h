@@ -1,0 +1,70 @@
+/*
+ * config.h - compile-time constants of tidemalloc (x86_64 / LP64 Linux).
+ *
+ * Everything that is a *choice* (a default, a limit) lives here, so the
+ * engine files contain mechanisms only.  Run-time tunables (mallopt and the
+ * environment) start from these defaults; see tunables.c.
+ */
+#ifndef TM_CONFIG_H
+#define TM_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- chunk geometry ----------------------------------------------------- */
+#define TM_SIZE_SZ        8u                    /* one size word                  */
+#define TM_ALIGNMENT      16u                   /* alignment of user pointers     */
+#define TM_ALIGN_MASK     (TM_ALIGNMENT - 1)
+#define TM_MINSIZE        32u                   /* smallest chunk: hdr + fd + bk  */
+#define TM_HDR            (2 * TM_SIZE_SZ)      /* user pointer = chunk + 16      */
+
+/* ---- bins (ptmalloc2's layout) ------------------------------------------ */
+#define TM_NBINS          128                   /* 0 unused, 1 unsorted, 2..63 small, 64..126 large */
+#define TM_NSMALLBINS     64
+#define TM_SMALLBIN_WIDTH 16
+#define TM_MIN_LARGE_SIZE (TM_NSMALLBINS * TM_SMALLBIN_WIDTH)   /* 1024 */
+#define TM_BINMAPSHIFT    5
+#define TM_BITSPERMAP     (1u << TM_BINMAPSHIFT)
+#define TM_BINMAPSIZE     (TM_NBINS / TM_BITSPERMAP)
+
+/* Fast bins hold chunks up to max_fast (default 128 bytes of request on
+ * 64-bit, settable 0..160 with M_MXFAST).  Index = size/16 - 2.         */
+#define TM_MAX_FAST_REQ   160u
+#define TM_DEFAULT_MXFAST 128u
+#define TM_NFASTBINS      10
+
+/* A free that coalesces into a chunk at least this big consolidates the
+ * fast bins and considers trimming (ptmalloc's FASTBIN_CONSOLIDATION_THRESHOLD). */
+#define TM_CONSOLIDATE_THRESHOLD (64u * 1024)
+
+/* Chunks examined in one pass over the unsorted bin before giving up on
+ * sorting and serving the request (bounds latency).                       */
+#define TM_MAX_UNSORTED_ITERS 10000
+
+/* ---- system memory ------------------------------------------------------ */
+#define TM_DEFAULT_MMAP_THRESHOLD     (128u * 1024)
+#define TM_DEFAULT_MMAP_THRESHOLD_MAX (32u * 1024 * 1024)   /* = HEAP_MAX_SIZE/2 */
+#define TM_DEFAULT_TRIM_THRESHOLD     (128u * 1024)
+#define TM_DEFAULT_TOP_PAD            (128u * 1024)
+#define TM_DEFAULT_MMAP_MAX           65536
+#define TM_MMAP_AS_MORECORE_SIZE      (1024u * 1024)        /* brk failed: grow by mmap in at least this */
+
+/* Sub-heaps of non-main arenas: reserved HEAP_MAX bytes aligned to their
+ * size, so heap_for_ptr() is a mask.                                       */
+#define TM_HEAP_MIN_SIZE  (32u * 1024)
+#define TM_HEAP_MAX_SIZE  (64u * 1024 * 1024)
+
+/* Arena limit when none is set: 8 per online CPU (64-bit glibc default). */
+#define TM_ARENAS_PER_CPU 8
+#define TM_DEFAULT_ARENA_TEST 8
+
+/* ---- per-thread cache --------------------------------------------------- */
+#define TM_TCACHE_BINS     64                   /* chunk sizes 32 .. 1040 by 16   */
+#define TM_TCACHE_MAX_REQ  1032u                /* largest request a cache can hold */
+#define TM_TCACHE_DEFAULT_COUNT 7               /* glibc's default per-class count */
+#define TM_TCACHE_COUNT_MAX 65535
+
+/* ---- page release (decay) ----------------------------------------------- */
+#define TM_DEFAULT_DECAY_MS 1000
+
+#endif

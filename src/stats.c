@@ -1,0 +1,306 @@
+/*
+ * stats.c - mallopt, mallinfo, mallinfo2, malloc_trim, malloc_stats,
+ * malloc_info and tide_get_stats.  Figures are gathered under each arena's
+ * lock into plain structs, and printed after the locks are dropped (the
+ * FILE of malloc_info may allocate).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include "tcache.h"
+#include "tidemalloc.h"
+
+#define TM_EXPORT __attribute__((visibility("default")))
+#define TM_ALIAS(name, target) \
+    extern __typeof(target) name __attribute__((alias(#target), visibility("default")))
+
+struct arena_figures {
+    size_t system, max_system;
+    size_t fast_count, fast_bytes;
+    size_t free_count, free_bytes;   /* bins + top, not fast */
+    size_t top;
+    size_t released;
+    size_t nheaps;
+    size_t madvise_calls;
+};
+
+static void gather(tm_arena *av, struct arena_figures *f)
+{
+    memset(f, 0, sizeof *f);
+    f->system = av->system_mem;
+    f->max_system = av->max_system_mem;
+    f->nheaps = av->nheaps;
+    for (unsigned i = 0; i < TM_NFASTBINS; i++)
+        for (tm_chunk *p = av->fastbins[i]; p;
+             p = (tm_chunk *)(((uintptr_t)&p->fd >> 12) ^ (uintptr_t)p->fd)) {
+            f->fast_count++;
+            f->fast_bytes += chunksize(p);
+        }
+    f->top = av->top == initial_top(av) ? 0 : chunksize(av->top);
+    f->free_count = 1;
+    f->free_bytes = f->top;
+    for (unsigned i = 1; i < TM_NBINS; i++) {
+        tm_chunk *b = bin_at(av, i);
+        for (tm_chunk *p = b->fd; p != b; p = p->fd) {
+            f->free_count++;
+            f->free_bytes += chunksize(p);
+        }
+    }
+    f->released = av->released + tm_release_top_bytes(av);
+    f->madvise_calls = av->madvise_calls;
+}
+
+/* Visit every arena with its lock held. */
+static void for_each_arena(void (*fn)(tm_arena *, void *), void *arg)
+{
+    tm_ensure_init();
+    tm_arena *av = &tm_main_arena;
+    do {
+        tm_lock_acquire(&av->lock);
+        fn(av, arg);
+        tm_lock_release(&av->lock);
+        tm_lock_acquire(&tm_list_lock);
+        av = av->next;
+        tm_lock_release(&tm_list_lock);
+    } while (av != &tm_main_arena);
+}
+
+static void add_figures(tm_arena *av, void *arg)
+{
+    struct arena_figures f, *sum = arg;
+    gather(av, &f);
+    sum->system += f.system;
+    sum->max_system += f.max_system;
+    sum->fast_count += f.fast_count;
+    sum->fast_bytes += f.fast_bytes;
+    sum->free_count += f.free_count;
+    sum->free_bytes += f.free_bytes;
+    sum->top += av == &tm_main_arena ? f.top : 0;   /* keepcost: main arena's top */
+    sum->released += f.released;
+    sum->nheaps += f.nheaps;
+    sum->madvise_calls += f.madvise_calls;
+}
+
+TM_EXPORT struct mallinfo2 tide_mallinfo2(void)
+{
+    struct arena_figures s;
+    memset(&s, 0, sizeof s);
+    for_each_arena(add_figures, &s);
+    struct mallinfo2 mi;
+    memset(&mi, 0, sizeof mi);
+    mi.arena = s.system;
+    mi.ordblks = s.free_count;
+    mi.smblks = s.fast_count;
+    mi.hblks = atomic_load(&tm_mstats.n_mmaps);
+    mi.hblkhd = atomic_load(&tm_mstats.mmapped_mem);
+    mi.usmblks = 0;
+    mi.fsmblks = s.fast_bytes;
+    mi.uordblks = s.system - s.free_bytes - s.fast_bytes;
+    mi.fordblks = s.free_bytes + s.fast_bytes;
+    mi.keepcost = s.top;
+    return mi;
+}
+
+TM_EXPORT struct mallinfo tide_mallinfo(void)
+{
+    struct mallinfo2 m2 = tide_mallinfo2();
+    struct mallinfo mi;
+    mi.arena = (int)m2.arena;
+    mi.ordblks = (int)m2.ordblks;
+    mi.smblks = (int)m2.smblks;
+    mi.hblks = (int)m2.hblks;
+    mi.hblkhd = (int)m2.hblkhd;
+    mi.usmblks = (int)m2.usmblks;
+    mi.fsmblks = (int)m2.fsmblks;
+    mi.uordblks = (int)m2.uordblks;
+    mi.fordblks = (int)m2.fordblks;
+    mi.keepcost = (int)m2.keepcost;
+    return mi;
+}
+
+TM_EXPORT void tide_get_stats(struct tide_stats *out)
+{
+    struct arena_figures s;
+    memset(&s, 0, sizeof s);
+    for_each_arena(add_figures, &s);
+    memset(out, 0, sizeof *out);
+    out->system_bytes = s.system;
+    out->mmapped_bytes = atomic_load(&tm_mstats.mmapped_mem);
+    out->mmapped_chunks = atomic_load(&tm_mstats.n_mmaps);
+    out->free_bytes = s.free_bytes + s.fast_bytes;
+    out->in_use_bytes = s.system - out->free_bytes + out->mmapped_bytes;
+    out->released_bytes = s.released > out->free_bytes ? out->free_bytes : s.released;
+    out->free_resident_bytes = out->free_bytes - out->released_bytes;
+    out->cached_bytes = tm_tcache_cached_bytes();
+    out->narenas = tm_arena_count();
+    out->nheaps = s.nheaps;
+    out->madvise_calls = (size_t)atomic_load(&tm_os_madvise_count);
+}
+
+struct trim_arg { size_t pad; int result; };
+static void trim_one(tm_arena *av, void *arg)
+{
+    struct trim_arg *t = arg;
+    if (tm_trim_arena(av, t->pad))
+        t->result = 1;
+}
+
+TM_EXPORT int tide_malloc_trim(size_t pad)
+{
+    int saved = errno;
+    tm_ensure_init();
+    tm_tcache_flush_keep();   /* the caller's cached chunks can be trimmed too */
+    struct trim_arg t = { pad, 0 };
+    for_each_arena(trim_one, &t);
+    errno = saved;
+    return t.result;
+}
+
+TM_EXPORT int tide_mallopt(int param, int value)
+{
+    tm_ensure_init();
+    tm_lock_acquire(&tm_main_arena.lock);
+    tm_consolidate(&tm_main_arena);
+    int r = tm_mallopt(param, value);
+    tm_lock_release(&tm_main_arena.lock);
+    return r;
+}
+
+/* ---- malloc_stats: glibc's format on stderr ----------------------------- */
+struct stats_acc {
+    int fd;
+    unsigned n;
+    size_t system, inuse;
+};
+static void stats_one(tm_arena *av, void *arg)
+{
+    struct stats_acc *a = arg;
+    struct arena_figures f;
+    gather(av, &f);
+    size_t inuse = f.system - f.free_bytes - f.fast_bytes;
+    char buf[256];
+    size_t n = tm_fmt(buf, sizeof buf, "Arena %u:\nsystem bytes     = %10lu\nin use bytes     = %10lu\n",
+                      a->n++, (unsigned long)f.system, (unsigned long)inuse);
+    /* Printing with the lock held is fine: write(2) does not allocate. */
+    tm_write_all(a->fd, buf, n);
+    a->system += f.system;
+    a->inuse += inuse;
+}
+
+TM_EXPORT void tide_malloc_stats(void)
+{
+    int saved = errno;
+    struct stats_acc a = { 2, 0, 0, 0 };
+    for_each_arena(stats_one, &a);
+    char buf[512];
+    size_t mm = atomic_load(&tm_mstats.mmapped_mem);
+    size_t n = tm_fmt(buf, sizeof buf,
+                      "Total (incl. mmap):\nsystem bytes     = %10lu\nin use bytes     = %10lu\n"
+                      "max mmap regions = %10lu\nmax mmap bytes   = %10lu\n",
+                      (unsigned long)(a.system + mm), (unsigned long)(a.inuse + mm),
+                      (unsigned long)atomic_load(&tm_mstats.max_n_mmaps),
+                      (unsigned long)atomic_load(&tm_mstats.max_mmapped_mem));
+    tm_write_all(2, buf, n);
+    errno = saved;
+}
+
+/* ---- malloc_info: glibc's XML ------------------------------------------- */
+struct info_acc {
+    FILE *fp;
+    unsigned n;
+    struct arena_figures total;
+    size_t aspace;
+};
+
+static void info_one(tm_arena *av, void *arg)
+{
+    struct info_acc *a = arg;
+    struct arena_figures f;
+    gather(av, &f);
+    /* Size lines: copy into a bounded stack table under the lock. */
+    struct { size_t from, to, total, count; bool unsorted; } rows[TM_NFASTBINS + TM_NBINS];
+    int nr = 0;
+    for (unsigned i = 0; i < TM_NFASTBINS; i++) {
+        size_t cnt = 0, sz = 16 * (i + 2);
+        for (tm_chunk *p = av->fastbins[i]; p;
+             p = (tm_chunk *)(((uintptr_t)&p->fd >> 12) ^ (uintptr_t)p->fd))
+            cnt++;
+        if (cnt)
+            rows[nr++] = (typeof(rows[0])){ sz - 15, sz, cnt * sz, cnt, false };
+    }
+    for (unsigned i = 1; i < TM_NBINS; i++) {
+        tm_chunk *b = bin_at(av, i);
+        size_t cnt = 0, tot = 0, lo = SIZE_MAX, hi = 0;
+        for (tm_chunk *p = b->fd; p != b; p = p->fd) {
+            size_t s = chunksize(p);
+            cnt++;
+            tot += s;
+            if (s < lo) lo = s;
+            if (s > hi) hi = s;
+        }
+        if (cnt)
+            rows[nr++] = (typeof(rows[0])){ lo, hi, tot, cnt, i == 1 };
+    }
+    size_t aspace = 0;
+    for (tm_heap *h = av->last_heap; h; h = h->prev)
+        aspace += h->kind == TM_HEAP_SUB ? h->committed : h->size;
+    tm_lock_release(&av->lock);   /* fprintf may allocate */
+
+    fprintf(a->fp, "<heap nr=\"%u\">\n<sizes>\n", a->n++);
+    for (int k = 0; k < nr; k++)
+        fprintf(a->fp, "  <%s from=\"%zu\" to=\"%zu\" total=\"%zu\" count=\"%zu\"/>\n",
+                rows[k].unsorted ? "unsorted" : "size", rows[k].from, rows[k].to, rows[k].total,
+                rows[k].count);
+    fprintf(a->fp, "</sizes>\n<total type=\"fast\" count=\"%zu\" size=\"%zu\"/>\n", f.fast_count,
+            f.fast_bytes);
+    fprintf(a->fp, "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n", f.free_count, f.free_bytes);
+    fprintf(a->fp, "<total type=\"released\" size=\"%zu\"/>\n", f.released);
+    fprintf(a->fp, "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n",
+            f.system, f.max_system);
+    fprintf(a->fp, "<aspace type=\"total\" size=\"%zu\"/>\n<aspace type=\"mprotect\" size=\"%zu\"/>\n",
+            aspace, aspace);
+    fprintf(a->fp, "</heap>\n");
+    a->total.fast_count += f.fast_count;
+    a->total.fast_bytes += f.fast_bytes;
+    a->total.free_count += f.free_count;
+    a->total.free_bytes += f.free_bytes;
+    a->total.system += f.system;
+    a->total.max_system += f.max_system;
+    a->total.released += f.released;
+    a->aspace += aspace;
+    tm_lock_acquire(&av->lock);   /* for_each_arena releases it */
+}
+
+TM_EXPORT int tide_malloc_info(int options, FILE *fp)
+{
+    if (options != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct info_acc a;
+    memset(&a, 0, sizeof a);
+    a.fp = fp;
+    fputs("<malloc version=\"1\">\n", fp);
+    for_each_arena(info_one, &a);
+    fprintf(fp, "<total type=\"fast\" count=\"%zu\" size=\"%zu\"/>\n", a.total.fast_count,
+            a.total.fast_bytes);
+    fprintf(fp, "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n", a.total.free_count,
+            a.total.free_bytes);
+    fprintf(fp, "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n",
+            (size_t)atomic_load(&tm_mstats.n_mmaps), (size_t)atomic_load(&tm_mstats.mmapped_mem));
+    fprintf(fp, "<total type=\"released\" size=\"%zu\"/>\n", a.total.released);
+    fprintf(fp, "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n",
+            a.total.system, a.total.max_system);
+    fprintf(fp, "<aspace type=\"total\" size=\"%zu\"/>\n<aspace type=\"mprotect\" size=\"%zu\"/>\n",
+            a.aspace, a.aspace);
+    fputs("</malloc>\n", fp);
+    return 0;
+}
+
+TM_ALIAS(mallinfo, tide_mallinfo);
+TM_ALIAS(mallinfo2, tide_mallinfo2);
+TM_ALIAS(malloc_trim, tide_malloc_trim);
+TM_ALIAS(mallopt, tide_mallopt);
+TM_ALIAS(malloc_stats, tide_malloc_stats);
+TM_ALIAS(malloc_info, tide_malloc_info);

@@ -1,0 +1,80 @@
+/*
+ * tcache.h - the per-thread cache: the lock-free, atomic-free front of
+ * malloc and free for chunks up to 1040 bytes.
+ *
+ * One singly linked LIFO list per size class (chunk size 32 + 16*i).  A
+ * cached chunk stays "in use" as far as its arena knows; its first two
+ * words hold the protected next link and a key that marks it as cached:
+ *
+ *   mem -> +---------------------------------+
+ *          | next ^ (&next >> 12)  (safe-linking)
+ *          | tm_tcache_key        (double-free marker)
+ *          +---------------------------------+
+ *
+ * Misses refill a class with a batch taken under one arena lock; a full
+ * class flushes half of itself, grouped by arena, one lock per group.
+ */
+#ifndef TM_TCACHE_H
+#define TM_TCACHE_H
+
+#include "internal.h"
+
+typedef struct tm_tc_entry {
+    uintptr_t next;        /* protected pointer to the next entry's mem */
+    uintptr_t key;         /* tm_tcache_key while cached                */
+} tm_tc_entry;
+
+typedef struct tm_tcache {
+    uint16_t counts[TM_TCACHE_BINS];
+    tm_tc_entry *entries[TM_TCACHE_BINS];
+} tm_tcache;
+
+/* Thread state: NULL cache and state 0 = not yet set up; state 2 = no
+ * cache (being set up, disabled, or the thread is exiting).            */
+extern __thread tm_tcache *tm_tls_tcache __attribute__((tls_model("initial-exec"))) TM_HIDDEN;
+extern __thread uint8_t tm_tls_tcache_state __attribute__((tls_model("initial-exec"))) TM_HIDDEN;
+extern uintptr_t tm_tcache_key TM_HIDDEN;
+/* Per-class limits (0 = class not cached), from tcache_count/max/bytes. */
+extern uint16_t tm_tc_limit[TM_TCACHE_BINS] TM_HIDDEN;
+
+static inline tm_tc_entry *tc_reveal(tm_tc_entry *e)
+{
+    return (tm_tc_entry *)(e->next ^ ((uintptr_t)&e->next >> 12));
+}
+static inline void tc_link(tm_tc_entry *e, tm_tc_entry *next)
+{
+    e->next = ((uintptr_t)&e->next >> 12) ^ (uintptr_t)next;
+}
+
+/* Class of a request (n <= TM_TCACHE_MAX_REQ): same as csize_index(request2size(n)). */
+static inline size_t tc_req_index(size_t n)
+{
+    return n <= 24 ? 0 : (n + 23) / 16 - 2;
+}
+static inline size_t tc_csize_index(size_t csize) { return (csize - TM_MINSIZE) >> 4; }
+
+static inline void *tc_pop(tm_tcache *tc, size_t i)
+{
+    tm_tc_entry *e = tc->entries[i];
+    if (unlikely(!aligned_ok((uintptr_t)e)))
+        tm_corrupt("malloc(): unaligned tcache chunk detected", e);
+    tc->entries[i] = tc_reveal(e);
+    tc->counts[i]--;
+    e->key = 0;
+    return e;
+}
+
+static inline void tc_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
+{
+    tc_link(e, tc->entries[i]);
+    e->key = tm_tcache_key;
+    tc->entries[i] = e;
+    tc->counts[i]++;
+}
+
+TM_HIDDEN void *tm_tcache_refill(tm_tcache *tc, size_t nb);
+TM_HIDDEN void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i);
+TM_HIDDEN TM_NOINLINE void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i);
+TM_HIDDEN void tm_tcache_recompute_limits(void);
+
+#endif

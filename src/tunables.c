@@ -1,0 +1,258 @@
+/*
+ * tunables.c - parameters: defaults, the environment (read once at
+ * start, without allocating) and mallopt.
+ *
+ * Environment, as glibc reads it: MALLOC_ARENA_MAX, MALLOC_ARENA_TEST,
+ * MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_,
+ * MALLOC_MMAP_MAX_, MALLOC_PERTURB_, MALLOC_CHECK_, and
+ * GLIBC_TUNABLES=glibc.malloc.<name>=<value>:... ; plus tidemalloc's own
+ * TIDEMALLOC_DECAY_MS and TIDEMALLOC_BACKGROUND_THREAD.  A malformed or
+ * out-of-range value is ignored.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "tcache.h"
+#include "tidemalloc.h"
+
+struct tm_params tm_mp = {
+    .max_fast = TM_DEFAULT_MXFAST,
+    .trim_threshold = TM_DEFAULT_TRIM_THRESHOLD,
+    .top_pad = TM_DEFAULT_TOP_PAD,
+    .mmap_threshold = TM_DEFAULT_MMAP_THRESHOLD,
+    .n_mmaps_max = TM_DEFAULT_MMAP_MAX,
+    .arena_test = TM_DEFAULT_ARENA_TEST,
+    .tcache_count = 32,
+    .tcache_max_req = TM_TCACHE_MAX_REQ,
+    .tcache_unsorted_limit = 0,
+    .tcache_bytes = 256 * 1024,
+    .decay_ms = TM_DEFAULT_DECAY_MS,
+    .pagesize = 4096,
+};
+
+/* max_fast from an M_MXFAST request size, as glibc's set_max_fast. */
+static size_t mxfast_to_chunk(size_t req)
+{
+    return req <= TM_ALIGN_MASK - TM_SIZE_SZ ? TM_MINSIZE / 2
+                                             : (req + TM_SIZE_SZ) & ~(size_t)TM_ALIGN_MASK;
+}
+
+/* Strict number: decimal or 0x hex, optional leading '-', whole string
+ * (up to `end`), no overflow.                                           */
+static bool parse_num(const char *s, const char *end, long long *out)
+{
+    if (!s || s == end)
+        return false;
+    bool neg = false;
+    if (*s == '-') {
+        neg = true;
+        s++;
+    }
+    unsigned base = 10;
+    if (end - s > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s += 2;
+    }
+    if (s == end)
+        return false;
+    unsigned long long v = 0;
+    for (; s < end; s++) {
+        unsigned d;
+        if (*s >= '0' && *s <= '9')
+            d = (unsigned)(*s - '0');
+        else if (base == 16 && *s >= 'a' && *s <= 'f')
+            d = (unsigned)(*s - 'a' + 10);
+        else if (base == 16 && *s >= 'A' && *s <= 'F')
+            d = (unsigned)(*s - 'A' + 10);
+        else
+            return false;
+        if (v > (0x7fffffffffffffffull - d) / base)
+            return false;
+        v = v * base + d;
+    }
+    *out = neg ? -(long long)v : (long long)v;
+    return true;
+}
+
+static const char *env_get(const char *name)
+{
+    extern char **environ;
+    if (!environ)
+        return NULL;
+    size_t n = strlen(name);
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return *e + n + 1;
+    return NULL;
+}
+
+static void apply(int param, const char *s, const char *end)
+{
+    long long v;
+    if (!parse_num(s, end, &v) || v < -0x80000000ll || v > 0x7fffffffll) {
+        /* Values beyond int range still matter for thresholds. */
+        if (!parse_num(s, end, &v) || v < 0)
+            return;
+        if (param == M_MMAP_THRESHOLD || param == M_TRIM_THRESHOLD || param == M_TOP_PAD) {
+            if (param == M_MMAP_THRESHOLD)
+                return;   /* above 32 MiB: rejected as glibc does */
+            if (param == M_TRIM_THRESHOLD)
+                tm_mp.trim_threshold = (size_t)v;
+            else
+                tm_mp.top_pad = (size_t)v;
+            tm_mp.no_dyn_threshold = true;
+        }
+        return;
+    }
+    tm_mallopt(param, (int)v);
+}
+
+static const struct {
+    const char *name;
+    int param;
+} glibc_names[] = {
+    { "mxfast", M_MXFAST },
+    { "trim_threshold", M_TRIM_THRESHOLD },
+    { "top_pad", M_TOP_PAD },
+    { "mmap_threshold", M_MMAP_THRESHOLD },
+    { "mmap_max", M_MMAP_MAX },
+    { "arena_test", M_ARENA_TEST },
+    { "arena_max", M_ARENA_MAX },
+    { "perturb", M_PERTURB },
+    { "check", M_CHECK_ACTION },
+    { "tcache_count", TIDE_M_TCACHE_COUNT },
+    { "tcache_max", TIDE_M_TCACHE_MAX },
+    { "tcache_unsorted_limit", 0 },
+    { "decay_ms", TIDE_M_DECAY_MS },
+    { "background_thread", TIDE_M_BACKGROUND_THREAD },
+};
+
+/* GLIBC_TUNABLES=glibc.malloc.a=1:glibc.malloc.b=2:other.ns.c=3 */
+static void parse_glibc_tunables(const char *s)
+{
+    while (s && *s) {
+        const char *end = strchr(s, ':');
+        if (!end)
+            end = s + strlen(s);
+        const char *eq = memchr(s, '=', (size_t)(end - s));
+        static const char pfx[] = "glibc.malloc.";
+        if (eq && (size_t)(eq - s) > sizeof pfx - 1 && strncmp(s, pfx, sizeof pfx - 1) == 0) {
+            const char *name = s + sizeof pfx - 1;
+            size_t nlen = (size_t)(eq - name);
+            for (size_t k = 0; k < sizeof glibc_names / sizeof glibc_names[0]; k++) {
+                if (strlen(glibc_names[k].name) == nlen && strncmp(glibc_names[k].name, name, nlen) == 0) {
+                    if (glibc_names[k].param == 0) {
+                        long long v;
+                        if (parse_num(eq + 1, end, &v) && v >= 0)
+                            tm_mp.tcache_unsorted_limit = (size_t)v;
+                    } else {
+                        apply(glibc_names[k].param, eq + 1, end);
+                    }
+                }
+            }
+        }
+        s = *end ? end + 1 : end;
+    }
+}
+
+void tm_tunables_init(void)
+{
+    static const struct {
+        const char *env;
+        int param;
+    } envs[] = {
+        { "MALLOC_ARENA_MAX", M_ARENA_MAX },
+        { "MALLOC_ARENA_TEST", M_ARENA_TEST },
+        { "MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD },
+        { "MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD },
+        { "MALLOC_TOP_PAD_", M_TOP_PAD },
+        { "MALLOC_MMAP_MAX_", M_MMAP_MAX },
+        { "MALLOC_PERTURB_", M_PERTURB },
+        { "MALLOC_CHECK_", M_CHECK_ACTION },
+        { "TIDEMALLOC_DECAY_MS", TIDE_M_DECAY_MS },
+        { "TIDEMALLOC_BACKGROUND_THREAD", TIDE_M_BACKGROUND_THREAD },
+    };
+    /* GLIBC_TUNABLES first: the older MALLOC_* variables override it. */
+    parse_glibc_tunables(env_get("GLIBC_TUNABLES"));
+    for (size_t k = 0; k < sizeof envs / sizeof envs[0]; k++) {
+        const char *v = env_get(envs[k].env);
+        if (v)
+            apply(envs[k].param, v, v + strlen(v));
+    }
+    tm_tcache_recompute_limits();
+}
+
+/* mallopt: 1 on success, 0 on a rejected value, as glibc. */
+int tm_mallopt(int param, int value)
+{
+    switch (param) {
+    case M_MXFAST:
+        if (value < 0 || (unsigned)value > TM_MAX_FAST_REQ)
+            return 0;
+        tm_mp.max_fast = mxfast_to_chunk((size_t)value);
+        return 1;
+    case M_TRIM_THRESHOLD:
+        tm_mp.trim_threshold = (size_t)(long)value;   /* -1: never trim */
+        tm_mp.no_dyn_threshold = true;
+        return 1;
+    case M_TOP_PAD:
+        tm_mp.top_pad = (size_t)(long)value;
+        tm_mp.no_dyn_threshold = true;
+        return 1;
+    case M_MMAP_THRESHOLD:
+        if (value < 0 || (size_t)value > TM_DEFAULT_MMAP_THRESHOLD_MAX)
+            return 0;
+        tm_mp.mmap_threshold = (size_t)value;
+        tm_mp.no_dyn_threshold = true;
+        return 1;
+    case M_MMAP_MAX:
+        tm_mp.n_mmaps_max = value;
+        tm_mp.no_dyn_threshold = true;
+        return 1;
+    case M_ARENA_TEST:
+        if (value <= 0)
+            return 0;
+        tm_mp.arena_test = (size_t)value;
+        return 1;
+    case M_ARENA_MAX:
+        if (value <= 0)
+            return 0;
+        tm_mp.arena_max = (size_t)value;
+        return 1;
+    case M_PERTURB:
+        tm_mp.perturb = value;
+        tm_tcache_recompute_limits();
+        return 1;
+    case M_CHECK_ACTION:
+        tm_mp.check_action = value;   /* every detected corruption aborts */
+        return 1;
+    case TIDE_M_DECAY_MS:
+        if (value < -1)
+            return 0;
+        tm_mp.decay_ms = value;
+        return 1;
+    case TIDE_M_BACKGROUND_THREAD:
+        tm_mp.background_thread = value != 0;
+        tm_release_set_background(value != 0);
+        return 1;
+    case TIDE_M_TCACHE_COUNT:
+        if (value < 0 || value > TM_TCACHE_COUNT_MAX)
+            return 0;
+        tm_mp.tcache_count = (size_t)value;
+        tm_tcache_recompute_limits();
+        return 1;
+    case TIDE_M_TCACHE_MAX:
+        if (value < 0)
+            return 0;
+        tm_mp.tcache_max_req = (size_t)value > TM_TCACHE_MAX_REQ ? TM_TCACHE_MAX_REQ : (size_t)value;
+        tm_tcache_recompute_limits();
+        return 1;
+    case TIDE_M_TCACHE_BYTES:
+        if (value < 0)
+            return 0;
+        tm_mp.tcache_bytes = (size_t)value;
+        tm_tcache_recompute_limits();
+        return 1;
+    default:
+        return 0;
+    }
+}
