@@ -1,0 +1,9 @@
+# Unit tests of the bin/chunk engine: link the static library so the test
+# can look at internal state (hidden symbols stay linkable in an archive).
+add_executable(test_engine test_engine.c)
+target_compile_options(test_engine PRIVATE ${TIDE_TEST_FLAGS})
+target_include_directories(test_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
+                           ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(test_engine PRIVATE tidemalloc_static Threads::Threads)
+add_test(NAME test_engine COMMAND test_engine)
+set_tests_properties(test_engine PROPERTIES TIMEOUT 120)

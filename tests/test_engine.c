@@ -1,0 +1,345 @@
+/*
+ * test_engine.c - unit tests of chunk and bin operations.
+ *
+ * Each scenario drives the public API in a way that puts chunks in a known
+ * place (fast bin, unsorted, small or large bin, top, a sub-heap), then
+ * looks at the arena's internal state through src/internal.h to verify the
+ * engine did what ptmalloc's design says, and runs tide_check_heap() after
+ * every step.  The thread cache is off (TIDE_M_TCACHE_COUNT 0) so frees
+ * reach the bins directly.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "harness.h"
+#include "internal.h"
+#include "tidemalloc.h"
+
+#define CHK() CHECK("tide_check_heap", tide_check_heap() > 0)
+
+/* Each scenario runs in a thread of its own that stays alive until the end,
+ * so it gets a fresh arena (only a top chunk): addresses are predictable. */
+static tm_arena *main_av(void) { return tm_thread_arena(); }
+
+static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
+static sem_t step_done;
+static void *scenario_main(void *fn)
+{
+    free(malloc(1));                     /* attach to a new arena */
+    ((void (*)(void))fn)();
+    sem_post(&step_done);
+    pthread_mutex_lock(&done_mu);        /* park until main() is finished */
+    pthread_mutex_unlock(&done_mu);
+    return NULL;
+}
+static pthread_t parked[16];
+static int nparked;
+static void run_fresh(void (*fn)(void))
+{
+    pthread_create(&parked[nparked++], NULL, scenario_main, (void *)fn);
+    sem_wait(&step_done);                /* scenarios run one at a time */
+}
+
+static bool in_bin(tm_arena *av, unsigned i, void *mem)
+{
+    tm_chunk *b = bin_at(av, i), *c = mem2chunk(mem);
+    for (tm_chunk *p = b->fd; p != b; p = p->fd)
+        if (p == c)
+            return true;
+    return false;
+}
+
+static void test_geometry(void)
+{
+    CHECK("request2size(0) = MINSIZE", request2size(0) == 32);
+    CHECK("request2size(24) = 32", request2size(24) == 32);
+    CHECK("request2size(25) = 48", request2size(25) == 48);
+    CHECK("request2size(1000) = 1008", request2size(1000) == 1008);
+    CHECK("smallbin 32 -> 2", smallbin_index(32) == 2);
+    CHECK("smallbin 1008 -> 63", smallbin_index(1008) == 63);
+    CHECK("first large bin is 64", largebin_index(1024) == 64);
+    CHECK("last large bin is 126", largebin_index((size_t)1 << 40) == 126);
+    unsigned prev = 64, distinct = 1;
+    bool mono = true;
+    for (size_t s = 1024; s < (64u << 20); s += 16) {
+        unsigned i = largebin_index(s);
+        if (i < prev)
+            mono = false;
+        if (i != prev)
+            distinct++;
+        prev = i;
+    }
+    CHECK("large bin index is monotone", mono);
+    CHECK("63 large bins", distinct == 63);
+    CHECK("64-byte spacing below 3 KiB", largebin_index(2048) + 1 == largebin_index(2112));
+    CHECK("fastbin index", fastbin_index(32) == 0 && fastbin_index(176) == 9);
+    CHECK("default max_fast is 128", tm_mp.max_fast == 128);
+    /* chunk.h accessors */
+    char buf[256] __attribute__((aligned(16)));
+    memset(buf, 0, sizeof buf);
+    tm_chunk *c = (tm_chunk *)buf;
+    set_head(c, 64 | TM_PREV_INUSE);
+    set_head(chunk_at(c, 64), 48 | TM_PREV_INUSE);
+    CHECK("chunksize masks bits", chunksize(c) == 64 && prev_inuse(c));
+    CHECK("inuse() reads next P bit", inuse(c));
+    clear_inuse(c);
+    set_foot(c, 64);
+    CHECK("clear_inuse / footer", !inuse(c) && chunk_at(c, 64)->prev_size == 64 && prev_chunk(chunk_at(c, 64)) == c);
+    CHECK("usable size", chunk_usable(c) == 56);
+}
+
+static void test_fastbins(void)
+{
+    void *a = malloc(40), *g1 = malloc(40), *b = malloc(40), *g2 = malloc(40);
+    free(a);
+    free(b);
+    unsigned fi = fastbin_index(request2size(40));
+    CHECK("freed small chunk goes to its fast bin (LIFO head)", main_av()->fastbins[fi] == mem2chunk(b));
+    CHECK("have_fastchunks set", main_av()->have_fastchunks);
+    CHECK("fast chunk stays in use in the boundary tags", inuse(mem2chunk(b)));
+    CHK();
+    CHECK("fast bin is LIFO (1)", malloc(40) == b);
+    CHECK("fast bin is LIFO (2)", malloc(40) == a);
+    CHK();
+    free(a); free(b); free(g1); free(g2);
+    CHK();
+}
+
+static void test_unsorted_small_large(void)
+{
+    tm_arena *av = main_av();
+    void *guard0 = malloc(3000);
+    void *x = malloc(200), *g1 = malloc(3000), *y = malloc(200), *g2 = malloc(3000);
+    (void)guard0;
+    free(x);
+    free(y);
+    CHECK("non-fast free goes to the unsorted bin", in_bin(av, 1, x) && in_bin(av, 1, y));
+    CHK();
+    /* A large request sorts the unsorted bin into small bins. */
+    void *big = malloc(5000);
+    unsigned si = smallbin_index(request2size(200));
+    CHECK("unsorted chunks sorted into their small bin", in_bin(av, si, x) && in_bin(av, si, y));
+    CHECK("binmap marks the small bin", bin_marked(av, si));
+    CHK();
+    void *r = malloc(200);
+    CHECK("small request served exactly from its bin", r == x || r == y);
+    CHK();
+
+    /* Large bin: three sizes in one bin, sorted, best fit. */
+    /* Guards of 3000 bytes: no leftover small chunk can serve them, so
+     * each comes from top right after its neighbour. */
+    void *c1 = malloc(2000 - 8), *h1 = malloc(3000);
+    void *c2 = malloc(2016 - 8), *h2 = malloc(3000);
+    void *c3 = malloc(2032 - 8), *h3 = malloc(3000);
+    unsigned li = largebin_index(2000);
+    CHECK("test sizes share one large bin", li == largebin_index(2016) && li == largebin_index(2032));
+    free(c2); free(c1); free(c3);
+    void *big2 = malloc(6000);           /* sorts them */
+    tm_chunk *b = bin_at(av, li);
+    CHECK("large bin sorted by size, largest first",
+          b->fd == mem2chunk(c3) && b->fd->fd == mem2chunk(c2) && b->fd->fd->fd == mem2chunk(c1));
+    CHECK("nextsize ring links the three sizes",
+          mem2chunk(c3)->fd_nextsize == mem2chunk(c2) && mem2chunk(c1)->fd_nextsize == mem2chunk(c3));
+    CHK();
+    void *bf = malloc(2008 - 8);         /* needs 2008 -> best fit is 2016 */
+    CHECK("best fit: smallest chunk that fits", bf == c2);
+    CHK();
+    free(bf); free(big2); free(h1); free(h2); free(h3); free(r); free(big);
+    free(g1); free(g2); free(guard0);
+    CHK();
+}
+
+static void test_last_remainder(void)
+{
+    void *big = malloc(8000), *guard = malloc(100);
+    free(big);
+    void *s = malloc(1000);               /* large request: sorts; splits the 8000 chunk */
+    void *a = malloc(100), *b2 = malloc(100), *c = malloc(100);
+    CHECK("small requests split the last remainder in address order",
+          (char *)b2 == (char *)a + 112 && (char *)c == (char *)b2 + 112);
+    CHECK("first split served from the freed chunk", s == big);
+    CHK();
+    free(a); free(b2); free(c); free(s); free(guard);
+    CHK();
+}
+
+static void test_consolidate(void)
+{
+    tm_arena *av = main_av();
+    void *p[20];                          /* 20 x 112 = 2240 bytes of fast chunks */
+    for (int i = 0; i < 20; i++)
+        p[i] = malloc(100);
+    void *guard = malloc(100);
+    for (int i = 0; i < 20; i++)
+        free(p[i]);
+    CHECK("frees went to a fast bin", av->have_fastchunks);
+    void *big = malloc(2000);             /* large request consolidates */
+    bool empty = true;
+    for (unsigned i = 0; i < TM_NFASTBINS; i++)
+        empty = empty && av->fastbins[i] == NULL;
+    CHECK("large request empties the fast bins", empty && !av->have_fastchunks);
+    /* (the arena's very first chunk, a freed 32-byte one, may lead the run) */
+    CHECK("coalesced run of fast chunks serves the request",
+          (char *)big <= (char *)p[0] && (char *)big >= (char *)p[0] - 32);
+    CHK();
+    free(big); free(guard);
+    CHK();
+}
+
+static void test_top_trim(void)
+{
+    tm_arena *av = main_av();
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    size_t before = av->system_mem;
+    void *p = malloc(8 << 20);
+    CHECK("large block below the mmap threshold comes from the heap", !chunk_is_mmapped(mem2chunk(p)));
+    CHECKF("heap grew", av->system_mem >= before + (7 << 20), "%zu -> %zu", before, av->system_mem);
+    CHK();
+    free(p);
+    CHECK("top trimmed back after a big free", av->system_mem < before + (1 << 20));
+    CHK();
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    void *m = malloc(1 << 20);
+    CHECK("mmapped chunk above the threshold", chunk_is_mmapped(mem2chunk(m)));
+    CHECK("mmapped chunk page-aligned mapping", ((uintptr_t)mem2chunk(m) & 4095) == 0);
+    free(m);
+    CHK();
+}
+
+static void *sub_heap_thread(void *arg)
+{
+    (void)arg;
+    void *keep = malloc(64);
+    tm_arena *av = tm_thread_arena();
+    CHECK("a second thread gets a non-main arena", av != NULL && av != &tm_main_arena);
+    CHECK("its chunks carry the A bit", chunk_non_main(mem2chunk(keep)));
+    CHECK("heap_for_ptr finds the arena", heap_for_ptr(mem2chunk(keep))->ar == av);
+    enum { N = 90 };
+    void *blk[N];
+    for (int i = 0; i < N; i++)
+        blk[i] = malloc(1 << 20);         /* 90 MiB > one 64 MiB sub-heap */
+    CHECK("arena spans several sub-heaps", av->nheaps >= 2);
+    CHK();
+    for (int i = N - 1; i >= 0; i--)
+        free(blk[i]);
+    CHECK("emptied sub-heaps are deleted", av->nheaps == 1);
+    CHK();
+    free(keep);
+    return NULL;
+}
+
+static void test_sub_heaps(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    pthread_t t;
+    pthread_create(&t, NULL, sub_heap_thread, NULL);
+    pthread_join(t, NULL);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    CHK();
+}
+
+static void test_release(void)
+{
+    tm_arena *av = main_av();
+    mallopt(TIDE_M_DECAY_MS, 0);          /* release at once */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    void *a = malloc(4 << 20), *pin = malloc(100);
+    memset(a, 0x5a, 4 << 20);
+    long rss0 = harness_vm_rss_kb();
+    size_t rel0 = av->released;
+    free(a);                               /* pinned by `pin`: cannot be trimmed */
+    long rss1 = harness_vm_rss_kb();
+    CHECKF("pinned free chunk's pages released", av->released >= rel0 + (4u << 20) - 8192,
+           "released %zu -> %zu", rel0, av->released);
+    CHECKF("RSS dropped by ~4 MiB", rss0 - rss1 > 3500, "rss %ld -> %ld kB", rss0, rss1);
+    CHK();
+    char *z = calloc(1, 3 << 20);          /* comes from the released chunk */
+    bool zero = true;
+    for (size_t i = 0; i < (3u << 20); i++)
+        zero = zero && z[i] == 0;
+    CHECK("calloc from released pages reads zero", zero);
+    CHECK("released chunk reused", z == a);
+    CHK();
+    free(z);
+    free(pin);
+    mallopt(TIDE_M_DECAY_MS, -1);          /* never */
+    void *b = malloc(4 << 20), *pin2 = malloc(100);
+    memset(b, 1, 4 << 20);
+    size_t rel1 = av->released;
+    free(b);
+    CHECK("decay -1: nothing released", av->released == rel1);
+    CHECK("malloc_trim releases it", malloc_trim(0) == 1 && av->released >= rel1 + (4u << 20) - 8192);
+    CHK();
+    free(pin2);
+    mallopt(TIDE_M_DECAY_MS, 1000);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    CHK();
+}
+
+/* The main arena gives its top back with a negative brk. */
+static void test_main_arena_trim(void)
+{
+    tm_arena *av = &tm_main_arena;
+    CHECK("main thread uses the main arena", tm_thread_arena() == av);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    size_t before = av->system_mem;
+    void *p = malloc(16 << 20);
+    CHECK("main heap grew by brk", av->system_mem >= before + (16 << 20) &&
+                                   av->last_heap->kind == TM_SEG_BRK);
+    CHK();
+    free(p);
+    CHECKF("brk trimmed after the free", av->system_mem < before + (1 << 20), "%zu -> %zu",
+           before, av->system_mem);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    CHK();
+}
+
+static void test_memalign_realloc(void)
+{
+    for (size_t al = 32; al <= 65536; al *= 2) {
+        void *p = memalign(al, 300);
+        CHECK("memalign alignment", ((uintptr_t)p & (al - 1)) == 0);
+        CHK();
+        free(p);
+    }
+    /* realloc grows in place into the next free chunk and into top. */
+    void *a = malloc(500), *b = malloc(500), *guard = malloc(100);
+    free(b);
+    void *a2 = realloc(a, 900);
+    CHECK("realloc grows into the next free chunk", a2 == a);
+    CHK();
+    free(guard);
+    void *t = malloc(200);
+    void *t2 = realloc(t, 20000);         /* t is the last chunk before top */
+    CHECK("realloc grows into top in place", t2 == t);
+    CHK();
+    free(t2); free(a2);
+    CHK();
+}
+
+int main(void)
+{
+    CHECK("tcache can be disabled", mallopt(TIDE_M_TCACHE_COUNT, 0) == 1);
+    free(malloc(1));
+    tide_thread_cache_flush();
+    test_geometry();
+    sem_init(&step_done, 0, 0);
+    pthread_mutex_lock(&done_mu);
+    run_fresh(test_fastbins);
+    run_fresh(test_unsorted_small_large);
+    run_fresh(test_last_remainder);
+    run_fresh(test_consolidate);
+    run_fresh(test_top_trim);
+    run_fresh(test_release);
+    run_fresh(test_memalign_realloc);
+    pthread_mutex_unlock(&done_mu);
+    for (int i = 0; i < nparked; i++)
+        pthread_join(parked[i], NULL);
+    test_sub_heaps();
+    test_main_arena_trim();
+    CHK();
+    return harness_finish();
+}
