@@ -73,7 +73,7 @@ void tide_get_stats(struct tide_stats *out);
 /* Walk every arena, sub-heap, chunk and bin and verify every invariant
  * (boundary tags, bin membership, sizes, counts, binmap, large-bin order).
  * On a violation it prints "tide_check_heap(): <what failed>" to stderr and
- * aborts.  Returns the number of chunks it examined.  Takes every arena lock
+ * aborts.  Returns the number of arenas and chunks it examined (> 0).  Takes every arena lock
  * in turn; safe to call from any thread at any time.                      */
 long tide_check_heap(void);
 

@@ -187,7 +187,7 @@ static void *split_victim(tm_arena *av, tm_chunk *victim, size_t size, size_t nb
     if (was_released)
         tm_release_fresh_range(av, victim, nb);
     void *mem = chunk2mem(victim);
-    perturb_alloc(mem, nb - TM_HDR);
+    perturb_alloc(mem, nb - TM_SIZE_SZ);
     return mem;
 }
 
@@ -258,7 +258,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb)
                 tm_corrupt("malloc(): memory corruption (fast)", victim);
             av->fastbins[idx] = reveal_ptr(&victim->fd, victim->fd);
             void *mem = chunk2mem(victim);
-            perturb_alloc(mem, nb - TM_HDR);
+            perturb_alloc(mem, nb - TM_SIZE_SZ);
             return mem;
         }
     }
@@ -278,7 +278,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb)
             bck->fd = bin;
             victim->size |= arena_bit(av);
             void *mem = chunk2mem(victim);
-            perturb_alloc(mem, nb - TM_HDR);
+            perturb_alloc(mem, nb - TM_SIZE_SZ);
             return mem;
         }
     } else {
@@ -326,7 +326,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb)
                 if (rel)
                     tm_release_fresh_range(av, victim, size);
                 void *mem = chunk2mem(victim);
-                perturb_alloc(mem, nb - TM_HDR);
+                perturb_alloc(mem, nb - TM_SIZE_SZ);
                 return mem;
             }
             place_in_bin(av, victim, size);
@@ -389,7 +389,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb)
             set_head(rem, (size - nb) | TM_PREV_INUSE);
             tm_release_top_used(av, victim, nb);
             void *mem = chunk2mem(victim);
-            perturb_alloc(mem, nb - TM_HDR);
+            perturb_alloc(mem, nb - TM_SIZE_SZ);
             return mem;
         }
         if (av->have_fastchunks) {
@@ -399,7 +399,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb)
         }
         void *mem = tm_sysmalloc(av, nb);
         if (mem)
-            perturb_alloc(mem, nb - TM_HDR);
+            perturb_alloc(mem, chunk_usable(mem2chunk(mem)));
         return mem;
     }
 }
@@ -432,7 +432,7 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
         tm_corrupt("double free or corruption (top)", p);
     /* Inside the heap that holds top, nothing may extend past top's end. */
     if (av->last_heap && av->top != initial_top(av) && (char *)p >= (char *)av->last_heap &&
-        (char *)next >= (char *)av->top + chunksize(av->top))
+        (char *)p < heap_end(av->last_heap) && (char *)next >= (char *)av->top + chunksize(av->top))
         tm_corrupt("double free or corruption (out)", p);
     if (unlikely(!prev_inuse(next)))
         tm_corrupt("double free or corruption (!prev)", p);

@@ -208,15 +208,13 @@ int tm_mallopt(int param, int value)
         tm_mp.n_mmaps_max = value;
         tm_mp.no_dyn_threshold = true;
         return 1;
-    case M_ARENA_TEST:
-        if (value <= 0)
-            return 0;
-        tm_mp.arena_test = (size_t)value;
+    case M_ARENA_TEST:                /* glibc ignores values <= 0, returns 1 */
+        if (value > 0)
+            tm_mp.arena_test = (size_t)value;
         return 1;
     case M_ARENA_MAX:
-        if (value <= 0)
-            return 0;
-        tm_mp.arena_max = (size_t)value;
+        if (value > 0)
+            tm_mp.arena_max = (size_t)value;
         return 1;
     case M_PERTURB:
         tm_mp.perturb = value;
