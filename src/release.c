@@ -187,16 +187,37 @@ static size_t purge(tm_arena *av, uint64_t cutoff, size_t top_keep)
     return done + (av->released - before);
 }
 
-void tm_release_tick(tm_arena *av)
+static _Atomic uint64_t next_sweep;
+
+/* Purge av if its time has come (av locked by the caller). */
+static void purge_if_due(tm_arena *av, uint64_t now)
 {
-    if (tm_mp.decay_ms < 0 || (++av->purge_ops & 31) != 0)
-        return;
-    uint64_t now = tm_os_now_ms();
     if (now < av->next_purge)
         return;
     uint64_t step = (uint64_t)tm_mp.decay_ms / 4;
     av->next_purge = now + (step ? step : 1);
     purge(av, now - (uint64_t)tm_mp.decay_ms, tm_mp.top_pad);
+}
+
+/* Called from slow paths with av locked.  Also sweeps the *other* arenas
+ * now and then (trylock only, so no lock-order problem): an arena whose
+ * threads went quiet would otherwise keep its free pages forever.       */
+void tm_release_tick(tm_arena *av)
+{
+    if (tm_mp.decay_ms < 0 || (++av->purge_ops & 31) != 0)
+        return;
+    uint64_t now = tm_os_now_ms();
+    purge_if_due(av, now);
+    uint64_t due = atomic_load_explicit(&next_sweep, memory_order_relaxed);
+    uint64_t step = (uint64_t)tm_mp.decay_ms / 4;
+    if (now < due || !atomic_compare_exchange_strong(&next_sweep, &due, now + (step ? step : 1)))
+        return;
+    for (tm_arena *o = av->next; o != av; o = o->next) {   /* the ring only grows */
+        if (tm_lock_try(&o->lock)) {
+            purge_if_due(o, now);
+            tm_lock_release(&o->lock);
+        }
+    }
 }
 
 size_t tm_release_all(tm_arena *av)
