@@ -164,7 +164,16 @@ static TM_NOINLINE void free_slow(void *mem)
     }
 
     tm_arena *av = arena_for_chunk(p);
-    tm_lock_acquire(&av->lock);
+    if (!tm_lock_try(&av->lock)) {
+        if (av != tm_thread_arena()) {
+            /* Another thread's arena, busy: leave the chunk to its holder. */
+            tm_remote_push(av, p, p);
+            errno = saved_errno;
+            return;
+        }
+        tm_lock_acquire(&av->lock);
+    }
+    tm_remote_drain(av);
     tm_int_free(av, p);
     tm_release_tick(av);
     tm_lock_release(&av->lock);

@@ -195,14 +195,45 @@ static tm_arena *arena_get2(tm_arena *avoid)
     return av;
 }
 
+void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail)
+{
+    tm_chunk *old = atomic_load_explicit(&av->remote, memory_order_relaxed);
+    do {
+        tail->fd = old;
+    } while (!atomic_compare_exchange_weak_explicit(&av->remote, &old, head, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+void tm_remote_drain_slow(tm_arena *av)
+{
+    /* Taking the whole stack at once: no ABA problem with many pushers. */
+    tm_chunk *p = atomic_exchange_explicit(&av->remote, NULL, memory_order_acquire);
+    while (p) {
+        tm_chunk *next = p->fd;
+        tm_int_free(av, p);
+        p = next;
+    }
+}
+
+static tm_arena *arena_get_slow(tm_arena *av);
+
 tm_arena *tm_arena_get(size_t bytes)
 {
     (void)bytes;
     tm_ensure_init();
     tm_arena *av = tls_arena;
+    if (likely(av != NULL && tm_lock_try(&av->lock))) {
+        tm_remote_drain(av);
+        return av;
+    }
+    av = arena_get_slow(av);
+    tm_remote_drain(av);
+    return av;
+}
+
+static tm_arena *arena_get_slow(tm_arena *av)
+{
     if (likely(av != NULL)) {
-        if (likely(tm_lock_try(&av->lock)))
-            return av;
         /* Contended: move to a new or free arena if one can be had. */
         if (!tls_exiting) {
             tm_lock_acquire(&tm_list_lock);

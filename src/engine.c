@@ -404,6 +404,22 @@ void *tm_int_malloc(tm_arena *av, size_t nb)
     }
 }
 
+/* A chunk about to be freed must lie inside a heap of its arena: a
+ * sub-heap's chunk inside its (masked) heap; in the heap that holds top,
+ * before top; with a single main heap, inside it.                        */
+static inline bool chunk_outside_heap(tm_arena *av, tm_chunk *p, tm_chunk *next)
+{
+    if (av != &tm_main_arena)
+        return (char *)next >= heap_end(heap_for_ptr(p));
+    tm_heap *h = av->last_heap;
+    if (!h || av->top == initial_top(av))
+        return false;
+    bool in_last = (char *)p >= (char *)h && (char *)p < heap_end(h);
+    if (in_last || av->nheaps == 1)
+        return !in_last || (char *)next > (char *)av->top;
+    return false;
+}
+
 /* ---- _int_free ----------------------------------------------------------
  * p is a validated, non-mmapped chunk of this arena.                      */
 void tm_int_free(tm_arena *av, tm_chunk *p)
@@ -430,9 +446,7 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
     tm_chunk *next = chunk_at(p, size);
     if (unlikely(p == av->top))
         tm_corrupt("double free or corruption (top)", p);
-    /* Inside the heap that holds top, nothing may extend past top's end. */
-    if (av->last_heap && av->top != initial_top(av) && (char *)p >= (char *)av->last_heap &&
-        (char *)p < heap_end(av->last_heap) && (char *)next >= (char *)av->top + chunksize(av->top))
+    if (unlikely(chunk_outside_heap(av, p, next)))
         tm_corrupt("double free or corruption (out)", p);
     if (unlikely(!prev_inuse(next)))
         tm_corrupt("double free or corruption (!prev)", p);

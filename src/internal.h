@@ -90,6 +90,10 @@ typedef struct tm_arena {
     uint32_t purge_ops;             /* slow-path calls since the last check   */
     uint64_t madvise_calls;
 
+    /* Chunks freed by threads that found this arena locked: a lock-free
+     * stack linked through fd, emptied by whoever next holds the lock.  */
+    _Atomic(tm_chunk *) remote;
+
     /* Zero-known range of the chunk int_malloc returned last (for calloc). */
     char *fresh_lo, *fresh_hi;
 } tm_arena;
@@ -256,7 +260,7 @@ TM_HIDDEN size_t tm_tcache_cached_bytes(void);
 
 /* release.c - giving free pages inside heaps back to the system. */
 TM_HIDDEN void tm_release_forget(tm_arena *av, tm_chunk *p);    /* p leaves the free state    */
-TM_HIDDEN void tm_release_tick(tm_arena *av);
+TM_HIDDEN void tm_release_tick_slow(tm_arena *av);
 TM_HIDDEN size_t tm_release_all(tm_arena *av);
 TM_HIDDEN void tm_release_set_background(bool on);
 TM_HIDDEN void tm_release_fork_child(void);
@@ -281,8 +285,26 @@ static inline size_t tm_release_amount(tm_chunk *p)
     return chunksize(p) >= TM_RELEASE_MIN ? (size_t)chunk_meta(p)[1] : 0;
 }
 TM_HIDDEN bool tm_release_take(tm_arena *av, tm_chunk *victim);
-TM_HIDDEN void tm_release_on_free(tm_arena *av, tm_chunk *p, size_t size, size_t carried);
-TM_HIDDEN void tm_release_split(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released);
+TM_HIDDEN void tm_release_on_free_big(tm_arena *av, tm_chunk *p, size_t size, size_t carried);
+TM_HIDDEN void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released);
+
+/* Cheap inline fronts: most chunks are too small to carry release state,
+ * and the clock is looked at only every 32nd slow-path call.           */
+static inline void tm_release_tick(tm_arena *av)
+{
+    if (unlikely((++av->purge_ops & 31) == 0) && tm_mp.decay_ms >= 0)
+        tm_release_tick_slow(av);
+}
+static inline void tm_release_on_free(tm_arena *av, tm_chunk *p, size_t size, size_t carried)
+{
+    if (unlikely(size >= TM_RELEASE_MIN))
+        tm_release_on_free_big(av, p, size, carried);
+}
+static inline void tm_release_split(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released)
+{
+    if (unlikely(rsize >= TM_RELEASE_MIN))
+        tm_release_split_big(av, rem, rsize, was_released);
+}
 TM_HIDDEN void tm_release_fresh_range(tm_arena *av, tm_chunk *p, size_t n);
 TM_HIDDEN void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb);
 TM_HIDDEN void tm_release_top_grew(tm_arena *av, tm_chunk *newtop);
@@ -294,3 +316,14 @@ TM_HIDDEN void tm_os_fault_inject(int kind, long after);
 TM_HIDDEN void tm_thread_register_exit(void *value);
 TM_HIDDEN tm_arena *tm_thread_arena(void);
 TM_HIDDEN void tm_tcache_flush_keep(void);
+
+/* ---- remote frees (arena.c) ----------------------------------------------
+ * A thread freeing chunks of an arena that is locked right now pushes them
+ * here instead of waiting; the next holder of the lock frees them.      */
+TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
+TM_HIDDEN void tm_remote_drain_slow(tm_arena *av);
+static inline void tm_remote_drain(tm_arena *av)   /* av locked */
+{
+    if (unlikely(atomic_load_explicit(&av->remote, memory_order_relaxed) != NULL))
+        tm_remote_drain_slow(av);
+}

@@ -78,22 +78,17 @@ static void release_chunk(tm_arena *av, tm_chunk *p, size_t size)
     chunk_meta(p)[1] = hi - lo;
 }
 
-void tm_release_on_free(tm_arena *av, tm_chunk *p, size_t size, size_t carried)
+void tm_release_on_free_big(tm_arena *av, tm_chunk *p, size_t size, size_t carried)
 {
-    if (size >= TM_RELEASE_MIN) {
-        chunk_meta(p)[0] = tm_os_now_ms();
-        chunk_meta(p)[1] = carried;
-        av->released += carried;
-        if (tm_mp.decay_ms == 0)
-            release_chunk(av, p, size);
-    }
-    tm_release_tick(av);
+    chunk_meta(p)[0] = tm_os_now_ms();
+    chunk_meta(p)[1] = carried;
+    av->released += carried;
+    if (tm_mp.decay_ms == 0)
+        release_chunk(av, p, size);
 }
 
-void tm_release_split(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released)
+void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released)
 {
-    if (rsize < TM_RELEASE_MIN)
-        return;
     chunk_meta(rem)[0] = tm_os_now_ms();
     /* rem's interior lies inside the victim's: released if that was. */
     size_t b = was_released ? interior_bytes(rem, rsize) : 0;
@@ -158,8 +153,14 @@ static size_t release_top(tm_arena *av, size_t keep)
 {
     if (av->top == initial_top(av) || !av->top_clean)
         return 0;
+    /* Release up to the page holding top_clean, inclusive: the bytes of
+     * that page below top_clean may be dirty, and after the release the
+     * whole of [lo, top end) reads as zero.  (Heap ends are page aligned.) */
+    uintptr_t te = (uintptr_t)av->top + chunksize(av->top);
     uintptr_t lo = align_up((uintptr_t)av->top + TM_META_END + keep, tm_mp.pagesize);
-    uintptr_t hi = align_down((uintptr_t)av->top_clean, tm_mp.pagesize);
+    uintptr_t hi = align_up((uintptr_t)av->top_clean, tm_mp.pagesize);
+    if (hi > te)
+        hi = te;
     if (hi <= lo)
         return 0;
     tm_os_release((void *)lo, hi - lo);
@@ -202,10 +203,8 @@ static void purge_if_due(tm_arena *av, uint64_t now)
 /* Called from slow paths with av locked.  Also sweeps the *other* arenas
  * now and then (trylock only, so no lock-order problem): an arena whose
  * threads went quiet would otherwise keep its free pages forever.       */
-void tm_release_tick(tm_arena *av)
+void tm_release_tick_slow(tm_arena *av)
 {
-    if (tm_mp.decay_ms < 0 || (++av->purge_ops & 31) != 0)
-        return;
     uint64_t now = tm_os_now_ms();
     purge_if_due(av, now);
     uint64_t due = atomic_load_explicit(&next_sweep, memory_order_relaxed);
@@ -214,6 +213,7 @@ void tm_release_tick(tm_arena *av)
         return;
     for (tm_arena *o = av->next; o != av; o = o->next) {   /* the ring only grows */
         if (tm_lock_try(&o->lock)) {
+            tm_remote_drain(o);
             purge_if_due(o, now);
             tm_lock_release(&o->lock);
         }
@@ -246,6 +246,7 @@ static void *bg_main(void *arg)
         tm_lock_release(&tm_list_lock);
         do {
             tm_lock_acquire(&av->lock);
+            tm_remote_drain(av);
             purge(av, now - (uint64_t)tm_mp.decay_ms, tm_mp.top_pad);
             tm_lock_release(&av->lock);
             av = av->next;   /* the ring only grows; arenas are never freed */

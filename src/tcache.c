@@ -58,27 +58,51 @@ void tm_tcache_thread_init(void)
     tm_thread_register_exit(mem);
 }
 
-/* Free a chain of chunks to their arenas, one lock per run of chunks that
- * share an arena.                                                        */
+/* Free a chain of n cached entries to their arenas.  Runs of chunks of
+ * one arena are freed under one lock; if that arena is busy (its owner is
+ * allocating), the run is pushed on its remote stack with one CAS instead
+ * of waiting - producer/consumer threads never serialize on a lock.     */
 static void free_chain(tm_tc_entry *e, size_t n)
 {
-    tm_arena *locked = NULL;
+    tm_arena *cur = NULL;          /* arena of the current run */
+    bool locked = false;
+    tm_chunk *run_head = NULL, *run_tail = NULL;
     while (n--) {
         tm_tc_entry *next = n ? tc_reveal(e) : NULL;
         e->key = 0;
         tm_chunk *p = mem2chunk(e);
         tm_arena *av = arena_for_chunk(p);
-        if (av != locked) {
+        if (av != cur) {
+            if (locked) {
+                tm_release_tick(cur);
+                tm_lock_release(&cur->lock);
+            } else if (run_head) {
+                tm_remote_push(cur, run_head, run_tail);
+            }
+            run_head = run_tail = NULL;
+            cur = av;
+            locked = tm_lock_try(&av->lock);
             if (locked)
-                tm_lock_release(&locked->lock);
-            tm_lock_acquire(&av->lock);
-            locked = av;
+                tm_remote_drain(av);
         }
-        tm_int_free(av, p);
+        if (locked) {
+            tm_int_free(av, p);
+        } else {
+            p->fd = NULL;
+            if (run_tail)
+                run_tail->fd = p;
+            else
+                run_head = p;
+            run_tail = p;
+        }
         e = next;
     }
-    if (locked)
-        tm_lock_release(&locked->lock);
+    if (locked) {
+        tm_release_tick(cur);
+        tm_lock_release(&cur->lock);
+    } else if (run_head) {
+        tm_remote_push(cur, run_head, run_tail);
+    }
 }
 
 /* Class i is full: keep its newest half (hot in cache), flush the rest,
@@ -109,29 +133,82 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
     tc_push(tc, e, i);
 }
 
-/* A miss in class i: take a batch from the arena under one lock. */
+/* Cut the in-use chunk c (from tm_int_malloc) into pieces of nb bytes:
+ * all but the last go into class i; the last, which also takes the
+ * split's leftover (< 32 bytes), is returned.                           */
+static void *carve(tm_tcache *tc, tm_chunk *c, size_t nb, size_t i)
+{
+    size_t total = chunksize(c);
+    size_t bits = c->size & (TM_PREV_INUSE | TM_NON_MAIN);
+    size_t abit = c->size & TM_NON_MAIN;
+    size_t n = total / nb;
+    char *p = (char *)c;
+    for (size_t k = 0; k + 1 < n; k++) {
+        set_head((tm_chunk *)p, nb | bits);
+        tc_push(tc, chunk2mem((tm_chunk *)p), i);
+        bits = TM_PREV_INUSE | abit;
+        p += nb;
+    }
+    set_head((tm_chunk *)p, (size_t)((char *)c + total - p) | bits);
+    return chunk2mem((tm_chunk *)p);
+}
+
+static bool exact_waiting(tm_arena *av, size_t nb)
+{
+    if (nb <= tm_mp.max_fast && av->fastbins[fastbin_index(nb)])
+        return true;
+    if (!in_smallbin_range(nb))
+        return false;
+    tm_chunk *b = bin_at(av, smallbin_index(nb));
+    return b->bk != b;
+}
+
+/* A miss in class i: take a batch from the arena under one lock.  Chunks
+ * of exactly nb waiting in a fast or small bin come first; the rest is
+ * carved from one chunk of the needed total (one trip through the bins,
+ * and the new chunks lie side by side).                                 */
 void *tm_tcache_refill(tm_tcache *tc, size_t nb)
 {
     size_t i = tc_csize_index(nb);
-    size_t lim = tm_tc_limit[i];
-    size_t batch = lim / 2 + 1;
+    size_t want = tm_tc_limit[i] / 2 + 1;
     tm_arena *av = tm_arena_get(nb);
-    void *first = tm_int_malloc(av, nb);
-    if (!first) {
-        tm_lock_release(&av->lock);
-        return NULL;
-    }
-    for (size_t k = 1; k < batch && tc->counts[i] < lim; k++) {
+    void *first = NULL;
+    size_t got = 0;
+    while (got < want && exact_waiting(av, nb)) {
         void *m = tm_int_malloc(av, nb);
         if (!m)
             break;
-        /* A split that left less than MINSIZE hands out a bigger chunk:
-         * cache it in its own class, or give it back. */
-        size_t j = tc_csize_index(chunksize(mem2chunk(m)));
-        if (j < TM_TCACHE_BINS && tc->counts[j] < tm_tc_limit[j])
-            tc_push(tc, m, j);
+        if (!first)
+            first = m;
         else
-            tm_int_free(av, mem2chunk(m));
+            tc_push(tc, m, i);
+        got++;
+    }
+    size_t need = want - got;
+    if (need > 0) {
+        size_t bytes = need * nb;
+        void *m = NULL;
+        if (need > 1 && bytes < tm_mp.mmap_threshold)
+            m = tm_int_malloc(av, bytes);
+        if (m && !chunk_is_mmapped(mem2chunk(m))) {
+            m = carve(tc, mem2chunk(m), nb, i);
+        } else if (!m) {
+            m = tm_int_malloc(av, nb);
+        }
+        if (m) {
+            if (!first)
+                first = m;
+            else {
+                /* first is exact; m may be a little bigger: cache it in its class. */
+                size_t j = tc_csize_index(chunksize(mem2chunk(m)));
+                if (!chunk_is_mmapped(mem2chunk(m)) && j < TM_TCACHE_BINS && tc->counts[j] < tm_tc_limit[j])
+                    tc_push(tc, m, j);
+                else if (chunk_is_mmapped(mem2chunk(m)))
+                    tm_munmap_chunk(mem2chunk(m));
+                else
+                    tm_int_free(av, mem2chunk(m));
+            }
+        }
     }
     tm_release_tick(av);
     tm_lock_release(&av->lock);
