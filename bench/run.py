@@ -1,0 +1,757 @@
+#!/usr/bin/env python3
+"""tidemalloc benchmark runner (python3 standard library only).
+
+Runs every workload (BUILD/bench/wl_*) under every allocator, interleaved
+(repetition 1: every workload under every allocator, then repetition 2, ...),
+checks each run (exit status, the workload's own data checks, and that the
+library serving malloc - the RESULT line's alloc_lib - is the one we meant to
+preload), and writes OUT/results.md, OUT/results.csv and OUT/results.svg.
+
+  python3 bench/run.py --build build --out bench/results          # full
+  python3 bench/run.py --build build --quick --out build/bench-quick
+
+Exit status: 0 if every run passed its checks, 1 otherwise (after the report).
+Timings never fail a run; a missing peer allocator is skipped with a notice.
+"""
+import argparse
+import csv
+import datetime
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+# name, figure of merit: "time" (lower is better) or "thr" (ops/s, higher is
+# better), one-line description
+WORKLOADS = [
+    ("small", "time", "1 thread, 16-1024 B churn (LIFO + random order)"),
+    ("realloc", "time", "realloc growth: string builders, vectors, up to 8 MiB"),
+    ("large", "time", "64 KiB-32 MiB blocks, every page touched, random free order"),
+    ("prodcons", "thr", "2 producers -> 2 consumers, 16-512 B, cross-thread free"),
+    ("larson", "thr", "larson-style server, 4 threads, thread generations"),
+    ("frag", "time", "long-lived objects pinned among short-lived ones"),
+    ("seed002", "thr", "seed-002 NoSQL server: load (req/s), then drain and idle"),
+]
+WL_KIND = {w: k for w, k, _ in WORKLOADS}
+
+# name, soname, Debian package
+PEERS = [
+    ("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
+    ("tcmalloc", "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
+    ("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
+]
+ALL_ALLOCATORS = ["glibc", "jemalloc", "tcmalloc", "mimalloc", "tidemalloc"]
+COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "tcmalloc": "#2ca02c",
+          "mimalloc": "#9467bd", "tidemalloc": "#d62728"}
+LIB_DIRS = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64",
+            "/lib64", "/usr/local/lib", "/usr/lib", "/lib"]
+ENV_OF_INTEREST = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_", "MALLOC_CONF", "TCMALLOC_",
+                   "MIMALLOC_", "TIDEMALLOC_", "BENCH_QUICK")
+
+
+# ---------------------------------------------------------------- helpers --
+def ldconfig_paths():
+    """soname -> path, from `ldconfig -p` (x86-64 / native entries first)."""
+    out = {}
+    for exe in ("ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"):
+        try:
+            text = subprocess.run([exe, "-p"], capture_output=True, text=True,
+                                  timeout=20).stdout
+            break
+        except (OSError, subprocess.SubprocessError):
+            text = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if "=>" not in line:
+            continue
+        left, path = line.rsplit("=>", 1)
+        soname = left.split()[0]
+        out.setdefault(soname, path.strip())
+    return out
+
+
+def find_lib(soname, cache):
+    if soname in cache and os.path.exists(cache[soname]):
+        return cache[soname]
+    for d in LIB_DIRS:
+        p = os.path.join(d, soname)
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def same_object(a, b):
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return False
+
+
+def parse_result(stdout):
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("RESULT "):
+            kv = {}
+            for tok in line.split()[1:]:
+                if "=" in tok:
+                    k, v = tok.split("=", 1)
+                    kv[k] = v
+            return kv
+    return None
+
+
+def num(v):
+    try:
+        x = float(v)
+        return x if math.isfinite(x) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def geomean(xs):
+    xs = [x for x in xs if x is not None and x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def read_file(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def machine_info(args, allocs, build):
+    cpu = "unknown"
+    for line in read_file("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = "unknown"
+    for line in read_file("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            mem = "%.1f GiB" % (int(line.split()[1]) / 1048576.0)
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        glibc = "unknown"
+    thp = read_file("/sys/kernel/mm/transparent_hugepage/enabled").strip() or "unknown"
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:
+        ncpu = os.cpu_count()
+    info = [
+        ("date", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")),
+        ("command", " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable)] + sys.argv)),
+        ("mode", "%s, %d repetition(s), interleaved" % ("quick" if args.quick else "full", args.reps)),
+        ("nproc", str(ncpu)),
+        ("CPU", cpu),
+        ("memory", mem),
+        ("kernel", platform.release()),
+        ("glibc", glibc),
+        ("transparent hugepages", thp),
+    ]
+    for name, lib in allocs:
+        desc = lib or "(no preload)"
+        ver = None
+        if name == "glibc":
+            ver = glibc
+        else:
+            pkg = {p[0]: p[2] for p in PEERS}.get(name)
+            if pkg:
+                try:
+                    ver = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
+                                         capture_output=True, text=True, timeout=10).stdout.strip()
+                except (OSError, subprocess.SubprocessError):
+                    ver = None
+                if ver:
+                    ver = "%s %s" % (pkg, ver)
+            elif name == "tidemalloc":
+                src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                try:
+                    rev = subprocess.run(["git", "-C", src, "describe", "--always", "--dirty"],
+                                         capture_output=True, text=True, timeout=10).stdout.strip()
+                except (OSError, subprocess.SubprocessError):
+                    rev = ""
+                ver = "git %s" % rev if rev else None
+        info.append(("allocator %s" % name, desc + (" (%s)" % ver if ver else "")))
+    env = ["%s=%s" % (k, v) for k, v in sorted(os.environ.items())
+           if k.startswith(ENV_OF_INTEREST)]
+    info.append(("allocator environment", " ".join(env) if env else "none set"))
+    return info
+
+
+# --------------------------------------------------------------- running --
+def run_one(exe, name, lib, quick, timeout):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    env.pop("BENCH_QUICK", None)
+    if lib:
+        env["LD_PRELOAD"] = lib
+    cmd = [exe] + (["--quick"] if quick else [])
+    rec = {"status": "ok", "error": "", "exit_code": ""}
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        rec.update(status="timeout", error="no result after %d s" % timeout,
+                   wall_s="%.3f" % (time.monotonic() - t0))
+        rec["stderr"] = (e.stderr or b"")[-2000:] if isinstance(e.stderr, bytes) else (e.stderr or "")
+        return rec
+    except OSError as e:
+        rec.update(status="error", error="cannot run %s: %s" % (exe, e), wall_s="0")
+        return rec
+    rec["wall_s"] = "%.3f" % (time.monotonic() - t0)
+    rec["exit_code"] = str(p.returncode)
+    rec["stderr"] = p.stderr.strip()
+    res = parse_result(p.stdout)
+    if p.returncode != 0:
+        if p.returncode < 0:
+            why = "killed by signal %d" % -p.returncode
+        else:
+            why = "exit status %d" % p.returncode
+        msg = p.stderr.strip().splitlines()
+        rec.update(status="fail", error=why + (": " + msg[-1] if msg else ""))
+        return rec
+    if res is None:
+        rec.update(status="fail", error="no RESULT line on stdout")
+        return rec
+    rec.update(res)
+    got = res.get("alloc_lib", "unknown")
+    if lib:
+        ok = same_object(got, lib)
+    else:
+        ok = os.path.basename(got).startswith("libc.so")
+    if not ok:
+        rec.update(status="mismatch",
+                   error="malloc served by %s, expected %s" % (got, lib or "libc.so.6"))
+    return rec
+
+
+# -------------------------------------------------------------- analysis --
+def summarize(records, allocs, workloads):
+    """(workload, allocator) -> dict of medians, plus speed ratios vs glibc."""
+    S = {}
+    for wl in workloads:
+        for a in allocs:
+            rs = [r for r in records if r["workload"] == wl and r["allocator"] == a
+                  and r["status"] == "ok"]
+            if not rs:
+                continue
+            d = {"n": len(rs)}
+            for key in ("time_s", "ops_per_s", "peak_rss_kb", "final_rss_kb", "live_bytes",
+                        "rss_over_live", "rss_load_kb", "live_load_bytes", "rss_drain_kb",
+                        "rss_1s_kb", "rss_5s_kb", "rss_trim_kb", "ratio_5s", "ratio_trim",
+                        "peak_live_bytes", "idle_short_s", "idle_long_s"):
+                d[key] = median([num(r.get(key)) for r in rs])
+            metric = "time_s" if WL_KIND[wl] == "time" else "ops_per_s"
+            vals = [num(r.get(metric)) for r in rs]
+            vals = [v for v in vals if v is not None]
+            d["metric"] = median(vals)
+            d["spread"] = ((max(vals) - min(vals)) / d["metric"]
+                           if len(vals) > 1 and d["metric"] else None)
+            S[(wl, a)] = d
+    for wl in workloads:
+        g = S.get((wl, "glibc"))
+        for a in allocs:
+            d = S.get((wl, a))
+            if not d:
+                continue
+            d["speed"] = None
+            d["mem"] = None
+            if g and g["metric"] and d["metric"]:
+                if WL_KIND[wl] == "time":
+                    d["speed"] = g["metric"] / d["metric"]
+                else:
+                    d["speed"] = d["metric"] / g["metric"]
+            if g and g["peak_rss_kb"] and d["peak_rss_kb"]:
+                d["mem"] = d["peak_rss_kb"] / g["peak_rss_kb"]
+    return S
+
+
+def fmt_metric(wl, v):
+    if v is None:
+        return "-"
+    if WL_KIND[wl] == "time":
+        return "%.3f s" % v
+    if v >= 1e6:
+        return "%.2f M/s" % (v / 1e6)
+    if v >= 1e3:
+        return "%.1f k/s" % (v / 1e3)
+    return "%.0f /s" % v
+
+
+def mib(kb):
+    return "-" if kb is None else "%.1f" % (kb / 1024.0)
+
+
+def fx(v, nd=2):
+    return "-" if v is None else ("%.*f×" % (nd, v))
+
+
+def md_table(header, rows, align=None):
+    align = align or (["l"] + ["r"] * (len(header) - 1))
+    sep = ["---:" if a == "r" else ":---" for a in align]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(out)
+
+
+def build_markdown(S, records, allocs, workloads, info, errors, notices):
+    L = ["# tidemalloc benchmark results", ""]
+    for k, v in info:
+        L.append("- **%s**: %s" % (k, v.replace("|", "\\|")))
+    L.append("")
+    for n in notices:
+        L.append("> %s" % n)
+    if notices:
+        L.append("")
+
+    # 1. speed matrix
+    L.append("## Speed relative to glibc (higher is better)")
+    L.append("")
+    L.append("Each cell: median of the repetitions, and in brackets the speed relative "
+             "to glibc: glibc time / time for the timed workloads, throughput / glibc "
+             "throughput for the throughput workloads (ops = malloc+free calls; "
+             "seed002: requests of the load phase). >1× = faster than glibc.")
+    L.append("")
+    rows = []
+    for wl in workloads:
+        metric = "time" if WL_KIND[wl] == "time" else "ops/s"
+        row = [wl, metric]
+        for a in allocs:
+            d = S.get((wl, a))
+            row.append("-" if not d else "%s (%s)" % (fmt_metric(wl, d["metric"]), fx(d.get("speed"))))
+        rows.append(row)
+    gm = ["**geomean**", "speed ×"]
+    for a in allocs:
+        gm.append("**%s**" % fx(geomean([S[(wl, a)].get("speed") for wl in workloads
+                                         if (wl, a) in S])))
+    rows.append(gm)
+    L.append(md_table(["workload", "metric"] + allocs, rows, ["l", "l"] + ["r"] * len(allocs)))
+    L.append("")
+
+    # 2. memory matrix
+    L.append("## Peak RSS, MiB (VmHWM; lower is better; in brackets: relative to glibc)")
+    L.append("")
+    rows = []
+    for wl in workloads:
+        row = [wl]
+        for a in allocs:
+            d = S.get((wl, a))
+            row.append("-" if not d else "%s (%s)" % (mib(d["peak_rss_kb"]), fx(d.get("mem"))))
+        rows.append(row)
+    gm = ["**geomean**"]
+    for a in allocs:
+        gm.append("**%s**" % fx(geomean([S[(wl, a)].get("mem") for wl in workloads
+                                         if (wl, a) in S])))
+    rows.append(gm)
+    L.append(md_table(["workload"] + allocs, rows))
+    L.append("")
+    if "frag" in workloads:
+        row = ["frag: RSS / live bytes at the end"]
+        for a in allocs:
+            d = S.get(("frag", a))
+            row.append("-" if not d else fx(d.get("rss_over_live")))
+        L.append(md_table(["fragmentation"] + allocs, [row]))
+        L.append("")
+
+    # 3. seed002
+    if "seed002" in workloads and any(("seed002", a) in S for a in allocs):
+        g = next((S[("seed002", a)] for a in allocs if ("seed002", a) in S), {})
+        short = g.get("idle_short_s")
+        long_ = g.get("idle_long_s")
+        L.append("## seed002: does freed memory go back to the OS?")
+        L.append("")
+        L.append("After the load phase the server frees all but ~5 %% of its blocks (survivors "
+                 "spread over the whole address range). RSS is VmRSS in MiB; *live* is what the "
+                 "program still has allocated. Idle times: %s s and %s s (keys rss_1s/rss_5s). "
+                 "malloc_trim(0) only where the allocator exports it."
+                 % ("%g" % short if short is not None else "?", "%g" % long_ if long_ is not None else "?"))
+        L.append("")
+        rows = []
+        for a in allocs:
+            d = S.get(("seed002", a))
+            if not d:
+                continue
+            trim = mib(d["rss_trim_kb"]) if d["rss_trim_kb"] is not None else "n/a"
+            rtrim = fx(d["ratio_trim"], 1) if d["ratio_trim"] is not None else "n/a"
+            rows.append([a, fmt_metric("seed002", d["metric"]), mib(d["peak_rss_kb"]),
+                         mib((d["live_load_bytes"] or 0) / 1024.0) if d["live_load_bytes"] else "-",
+                         mib(d["rss_load_kb"]),
+                         mib((d["live_bytes"] or 0) / 1024.0) if d["live_bytes"] else "-",
+                         mib(d["rss_drain_kb"]), mib(d["rss_1s_kb"]), mib(d["rss_5s_kb"]), trim,
+                         "**%s**" % fx(d["ratio_5s"], 1), rtrim])
+        s_lab = "%g s" % short if short is not None else "short"
+        l_lab = "%g s" % long_ if long_ is not None else "long"
+        L.append(md_table(["allocator", "load req/s", "peak RSS", "live after load",
+                           "RSS after load", "live after drain", "RSS after drain",
+                           "RSS after %s idle" % s_lab, "RSS after %s idle" % l_lab,
+                           "RSS after malloc_trim(0)", "RSS after %s / live" % l_lab,
+                           "RSS after trim / live"], rows))
+        L.append("")
+
+    # 4. details
+    L.append("## All medians")
+    L.append("")
+    rows = []
+    for wl in workloads:
+        for a in allocs:
+            d = S.get((wl, a))
+            if not d:
+                continue
+            rows.append([wl, a, d["n"], fmt_metric(wl, d["metric"]),
+                         "-" if d.get("spread") is None else "%.1f %%" % (100 * d["spread"]),
+                         fx(d.get("speed")), mib(d["peak_rss_kb"]), mib(d["final_rss_kb"])])
+    L.append(md_table(["workload", "allocator", "runs", "median", "spread (max-min)/median",
+                       "speed vs glibc (higher = faster)", "peak RSS MiB", "final RSS MiB"],
+                      rows, ["l", "l", "r", "r", "r", "r", "r", "r"]))
+    L.append("")
+    L.append("Workloads:")
+    L.append("")
+    for w, k, desc in WORKLOADS:
+        if w in workloads:
+            L.append("- `%s` (%s): %s" % (w, "time" if k == "time" else "throughput", desc))
+    L.append("")
+    if errors:
+        L.append("## FAILURES")
+        L.append("")
+        for e in errors:
+            L.append("- %s" % e)
+        L.append("")
+    else:
+        L.append("All %d runs passed their checks (data verification, exit status, "
+                 "allocator identity)." % len(records))
+        L.append("")
+    return "\n".join(L)
+
+
+# ------------------------------------------------------------------- SVG --
+def esc(s):
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def log_bars_panel(out, x0, y0, w, h, title, subtitle, groups, allocs, values, better,
+                   label_groups=()):
+    """Grouped bars on a log2 axis starting at 1.0 (the glibc level).
+    values[(group, alloc)] -> ratio or None."""
+    vs = [v for v in values.values() if v]
+    lo = min([0.5] + vs)
+    hi = max([2.0] + vs)
+    lo_e = math.floor(math.log2(lo))
+    hi_e = math.ceil(math.log2(hi))
+    if hi_e - lo_e < 2:
+        hi_e = lo_e + 2
+    pl, pr, pt, pb = 60, 10, 48, 46
+    px0, py0, pw, ph = x0 + pl, y0 + pt, w - pl - pr, h - pt - pb
+
+    def ypos(v):
+        return py0 + ph * (hi_e - math.log2(v)) / (hi_e - lo_e)
+
+    out.append('<text x="%d" y="%d" font-size="15" font-weight="bold">%s</text>'
+               % (x0 + 8, y0 + 18, esc(title)))
+    out.append('<text x="%d" y="%d" font-size="11" fill="#444">%s</text>'
+               % (x0 + 8, y0 + 34, esc(subtitle)))
+    for e in range(lo_e, hi_e + 1):
+        v = 2.0 ** e
+        y = ypos(v)
+        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-width="%s"/>'
+                   % (px0, y, px0 + pw, y, "#000" if e == 0 else "#ddd", "1.2" if e == 0 else "1"))
+        lab = ("%g×" % v) if v >= 1 else ("1/%g×" % (1 / v))
+        out.append('<text x="%d" y="%.1f" font-size="10" text-anchor="end">%s</text>'
+                   % (px0 - 4, y + 3, lab))
+    up_good = better[2]
+    out.append('<text x="%d" y="%d" font-size="10" fill="%s" text-anchor="end">%s</text>'
+               % (px0 + pw, py0 - 4, "#060" if up_good else "#900", "↑ " + better[0]))
+    out.append('<text x="%d" y="%d" font-size="10" fill="%s" text-anchor="end">%s</text>'
+               % (px0 + pw, py0 + ph + 12, "#900" if up_good else "#060", "↓ " + better[1]))
+    out.append('<text x="%d" y="%.1f" font-size="9" fill="#444">glibc = 1×</text>'
+               % (px0 + 2, ypos(1.0) - 3))
+    gw = pw / max(1, len(groups))
+    bw = min(18.0, (gw - 8) / max(1, len(allocs)))
+    for gi, g in enumerate(groups):
+        gx = px0 + gi * gw + (gw - bw * len(allocs)) / 2
+        for ai, a in enumerate(allocs):
+            v = values.get((g, a))
+            if not v:
+                continue
+            y1, y2 = ypos(1.0), ypos(v)
+            top, hgt = min(y1, y2), max(abs(y2 - y1), 1.0)
+            out.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s">'
+                       '<title>%s %s: %.2f×</title></rect>'
+                       % (gx + ai * bw, top, bw - 1, hgt, COLORS.get(a, "#000"), esc(g), esc(a), v))
+            if label_groups and g in label_groups:
+                stagger = 9 * (ai % 2)
+                ty = top - 3 - stagger if v >= 1 else top + hgt + 9 + stagger
+                out.append('<text x="%.1f" y="%.1f" font-size="8" text-anchor="middle">%.2f</text>'
+                           % (gx + ai * bw + bw / 2, ty, v))
+        out.append('<text x="%.1f" y="%d" font-size="11" text-anchor="middle">%s</text>'
+                   % (px0 + gi * gw + gw / 2, py0 + ph + 28, esc(g)))
+
+
+def seed_panel(out, x0, y0, w, h, S, allocs):
+    present = [a for a in allocs if ("seed002", a) in S]
+    d0 = S[("seed002", present[0])] if present else {}
+    phases = [("rss_load_kb", "after load"), ("rss_drain_kb", "after drain"),
+              ("rss_1s_kb", "%g s idle" % (d0.get("idle_short_s") or 1)),
+              ("rss_5s_kb", "%g s idle" % (d0.get("idle_long_s") or 5)),
+              ("rss_trim_kb", "malloc_trim(0)")]
+    vals = {}
+    for a in present:
+        d = S[("seed002", a)]
+        for k, _ in phases:
+            if d.get(k):
+                vals[(k, a)] = d[k] / 1024.0
+    live = [S[("seed002", a)]["live_bytes"] / 1048576.0 for a in present
+            if S[("seed002", a)].get("live_bytes")]
+    live_load = [S[("seed002", a)]["live_load_bytes"] / 1048576.0 for a in present
+                 if S[("seed002", a)].get("live_load_bytes")]
+    top = max(list(vals.values()) + live_load + [1.0]) * 1.08
+    pl, pr, pt, pb = 60, 10, 48, 46
+    px0, py0, pw, ph = x0 + pl, y0 + pt, w - pl - pr, h - pt - pb
+
+    def ypos(v):
+        return py0 + ph * (1 - v / top)
+
+    out.append('<text x="%d" y="%d" font-size="15" font-weight="bold">%s</text>'
+               % (x0 + 8, y0 + 18, "seed002: RSS after the load, the drain and idle (MiB; lower is better)"))
+    sub = []
+    if live_load:
+        sub.append("dotted: live at end of load (%.0f MiB)" % median(live_load))
+    if live:
+        sub.append("dashed: live after the drain (%.0f MiB, ~5 %% of the peak)" % median(live))
+    sub.append("n/a = no malloc_trim")
+    out.append('<text x="%d" y="%d" font-size="11" fill="#444">%s</text>'
+               % (x0 + 8, y0 + 34, esc("; ".join(sub))))
+    step = 10 ** math.floor(math.log10(top / 4)) if top > 4 else 1
+    for m in (1, 2, 5, 10):
+        if top / (step * m) <= 6:
+            step *= m
+            break
+    v = 0.0
+    while v <= top:
+        y = ypos(v)
+        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>' % (px0, y, px0 + pw, y))
+        out.append('<text x="%d" y="%.1f" font-size="10" text-anchor="end">%g</text>' % (px0 - 4, y + 3, v))
+        v += step
+    out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#000"/>' % (px0, py0 + ph, px0 + pw, py0 + ph))
+    gw = pw / len(phases)
+    bw = min(26.0, (gw - 10) / max(1, len(present)))
+    for gi, (k, lab) in enumerate(phases):
+        gx = px0 + gi * gw + (gw - bw * len(present)) / 2
+        for ai, a in enumerate(present):
+            val = vals.get((k, a))
+            if val is None:
+                out.append('<text x="%.1f" y="%d" font-size="8" text-anchor="middle" fill="%s">n/a</text>'
+                           % (gx + ai * bw + bw / 2, py0 + ph - 3, COLORS.get(a, "#000")))
+                continue
+            y = ypos(val)
+            out.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s">'
+                       '<title>%s %s: %.0f MiB</title></rect>'
+                       % (gx + ai * bw, y, bw - 1, max(py0 + ph - y, 0.5), COLORS.get(a, "#000"),
+                          esc(a), esc(lab), val))
+        out.append('<text x="%.1f" y="%d" font-size="11" text-anchor="middle">%s</text>'
+                   % (px0 + gi * gw + gw / 2, py0 + ph + 16, esc(lab)))
+    if live:
+        y = ypos(median(live))
+        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#000" stroke-dasharray="6,4"/>'
+                   % (px0, y, px0 + pw, y))
+    if live_load:
+        y = ypos(median(live_load))
+        out.append('<line x1="%d" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000" stroke-dasharray="2,3"/>'
+                   % (px0, y, px0 + gw, y))
+
+
+def build_svg(S, allocs, workloads, title):
+    W = 1000
+    out = []
+    y = 52
+    speed = {(wl, a): S[(wl, a)].get("speed") for wl in workloads for a in allocs if (wl, a) in S}
+    groups = list(workloads)
+    gm = {}
+    for a in allocs:
+        gm[("geomean", a)] = geomean([speed.get((wl, a)) for wl in workloads])
+    speed.update(gm)
+    log_bars_panel(out, 0, y, W, 330, "Speed relative to glibc (log scale; higher is better)",
+                   "time workloads: glibc time / time; throughput workloads: ops/s / glibc ops/s",
+                   groups + ["geomean"], allocs, speed, ("faster than glibc", "slower than glibc", True),
+                   label_groups=("geomean",))
+    y += 340
+    mem = {(wl, a): S[(wl, a)].get("mem") for wl in workloads for a in allocs if (wl, a) in S}
+    for a in allocs:
+        mem[("geomean", a)] = geomean([mem.get((wl, a)) for wl in workloads])
+    log_bars_panel(out, 0, y, W, 330, "Peak RSS relative to glibc (log scale; lower is better)",
+                   "VmHWM of each workload / VmHWM of the same workload under glibc",
+                   groups + ["geomean"], allocs, mem,
+                   ("more memory than glibc", "less memory than glibc", False),
+                   label_groups=("geomean",))
+    y += 340
+    if "seed002" in workloads and any(("seed002", a) in S for a in allocs):
+        seed_panel(out, 0, y, W, 330, S, allocs)
+        y += 340
+    H = y + 10
+    head = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+            'viewBox="0 0 %d %d" font-family="DejaVu Sans, Arial, sans-serif">' % (W, H, W, H),
+            '<rect width="100%" height="100%" fill="white"/>',
+            '<text x="8" y="22" font-size="17" font-weight="bold">%s</text>' % esc(title)]
+    lx = 8
+    legend = []
+    for a in allocs:
+        legend.append('<rect x="%d" y="32" width="12" height="12" fill="%s"/>'
+                      '<text x="%d" y="43" font-size="12">%s</text>'
+                      % (lx, COLORS.get(a, "#000"), lx + 16, esc(a)))
+        lx += 16 + 8 * len(a) + 18
+    return "\n".join(head + legend + out + ["</svg>"]) + "\n"
+
+
+# ------------------------------------------------------------------ main --
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default="build", help="CMake build directory (default: build)")
+    ap.add_argument("--out", default=None, help="output directory (default: BUILD/bench-results)")
+    ap.add_argument("--quick", action="store_true", help="scaled-down workloads")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    ap.add_argument("--only", default="", help="comma-separated workloads, e.g. small,seed002")
+    ap.add_argument("--allocators", default=",".join(ALL_ALLOCATORS),
+                    help="comma-separated subset of " + ",".join(ALL_ALLOCATORS))
+    ap.add_argument("--timeout", type=int, default=None,
+                    help="seconds per run (default 120 quick, 900 full)")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    out_dir = os.path.abspath(args.out or os.path.join(build, "bench-results"))
+    timeout = args.timeout or (120 if args.quick else 900)
+    if args.reps < 1:
+        ap.error("--reps must be >= 1")
+
+    names = [w for w, _, _ in WORKLOADS]
+    workloads = [w.strip() for w in args.only.split(",") if w.strip()] or names
+    for w in workloads:
+        if w not in names:
+            ap.error("unknown workload %r (known: %s)" % (w, ",".join(names)))
+    wanted = [a.strip() for a in args.allocators.split(",") if a.strip()]
+    for a in wanted:
+        if a not in ALL_ALLOCATORS:
+            ap.error("unknown allocator %r (known: %s)" % (a, ",".join(ALL_ALLOCATORS)))
+
+    notices = []
+    cache = ldconfig_paths()
+    allocs = []  # (name, lib path or None)
+    missing_pkgs = []
+    for a in ALL_ALLOCATORS:
+        if a not in wanted:
+            continue
+        if a == "glibc":
+            allocs.append((a, None))
+        elif a == "tidemalloc":
+            lib = os.path.join(build, "libtidemalloc.so")
+            if os.path.exists(lib):
+                allocs.append((a, lib))
+            else:
+                notices.append("tidemalloc: %s not found - build the library first "
+                               "(cmake --build %s); skipped." % (lib, args.build))
+        else:
+            soname, pkg = {p[0]: (p[1], p[2]) for p in PEERS}[a]
+            lib = find_lib(soname, cache)
+            if lib:
+                allocs.append((a, lib))
+            else:
+                notices.append("%s: %s not found; skipped." % (a, soname))
+                missing_pkgs.append(pkg)
+    if missing_pkgs:
+        notices.append("to install the missing peer allocators (Debian/Ubuntu): "
+                       "apt-get install %s" % " ".join(p for _, _, p in PEERS))
+    for n in notices:
+        print("NOTE: " + n, file=sys.stderr)
+    if not allocs:
+        print("error: no allocator to run", file=sys.stderr)
+        return 1
+
+    errors = []
+    exes = {}
+    for w in workloads:
+        exe = os.path.join(build, "bench", "wl_" + w)
+        if not os.access(exe, os.X_OK):
+            errors.append("workload binary %s missing (build the project first)" % exe)
+        exes[w] = exe
+    if errors:
+        for e in errors:
+            print("error: " + e, file=sys.stderr)
+        return 1
+
+    os.makedirs(out_dir, exist_ok=True)
+    info = machine_info(args, allocs, build)
+    print("tidemalloc bench: %s mode, %d rep(s), workloads %s, allocators %s"
+          % ("quick" if args.quick else "full", args.reps, ",".join(workloads),
+             ",".join(a for a, _ in allocs)), flush=True)
+    records = []
+    t_start = time.monotonic()
+    for rep in range(1, args.reps + 1):
+        for w in workloads:
+            for a, lib in allocs:
+                rec = run_one(exes[w], a, lib, args.quick, timeout)
+                rec.update(rep=rep, workload=w, allocator=a)
+                records.append(rec)
+                if rec["status"] == "ok":
+                    m = num(rec.get("time_s" if WL_KIND[w] == "time" else "ops_per_s"))
+                    extra = ""
+                    if w == "seed002":
+                        extra = "  RSS idle long %s MiB = %s× live" % (
+                            mib(num(rec.get("rss_5s_kb"))), rec.get("ratio_5s", "?"))
+                    elif w == "frag":
+                        extra = "  RSS/live %s×" % rec.get("rss_over_live", "?")
+                    line = "%-11s peak RSS %s MiB%s" % (fmt_metric(w, m),
+                                                         mib(num(rec.get("peak_rss_kb"))), extra)
+                else:
+                    line = "%s: %s" % (rec["status"].upper(), rec["error"])
+                    errors.append("rep %d, %s under %s: %s: %s"
+                                  % (rep, w, a, rec["status"], rec["error"]))
+                    if rec.get("stderr"):
+                        print(rec["stderr"][-1500:], file=sys.stderr)
+                print("[rep %d/%d] %-9s %-10s %s" % (rep, args.reps, w, a, line), flush=True)
+    elapsed = time.monotonic() - t_start
+    info.append(("suite wall time", "%.1f s" % elapsed))
+
+    # CSV: one row per run
+    fixed = ["rep", "workload", "allocator", "status", "error", "exit_code", "wall_s", "alloc_lib",
+             "time_s", "ops", "ops_per_s", "peak_rss_kb", "final_rss_kb"]
+    extra_keys = sorted({k for r in records for k in r} - set(fixed) - {"name", "stderr"})
+    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(fixed + extra_keys)
+        for r in records:
+            wr.writerow([r.get(k, "") for k in fixed + extra_keys])
+
+    names_run = [a for a, _ in allocs]
+    S = summarize(records, names_run, workloads)
+    md = build_markdown(S, records, names_run, workloads, info, errors, notices)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(md + "\n")
+    svg = build_svg(S, names_run, workloads, "tidemalloc benchmarks (%s mode, median of %d, %s)"
+                    % ("quick" if args.quick else "full", args.reps,
+                       datetime.date.today().isoformat()))
+    with open(os.path.join(out_dir, "results.svg"), "w") as f:
+        f.write(svg)
+
+    print()
+    print(md)
+    print("Wrote %s/results.md, results.csv, results.svg (suite took %.1f s)"
+          % (out_dir, elapsed))
+    if errors:
+        print("\n%d run(s) FAILED their checks:" % len(errors), file=sys.stderr)
+        for e in errors:
+            print("  " + e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
