@@ -215,6 +215,26 @@ void tm_remote_drain_slow(tm_arena *av)
     }
 }
 
+/* tm_arena_get's drain: chunks another thread freed go straight into the
+ * calling thread's cache where their class has room (the producer of a
+ * producer/consumer pair gets its objects back without a trip through
+ * the bins); the rest are freed into the arena.                        */
+static void drain_to_cache(tm_arena *av)
+{
+    tm_chunk *p = atomic_exchange_explicit(&av->remote, NULL, memory_order_acquire);
+    while (p) {
+        tm_chunk *next = p->fd;
+        if (!tm_tcache_take(p))
+            tm_int_free(av, p);
+        p = next;
+    }
+}
+static inline void drain_get(tm_arena *av)
+{
+    if (unlikely(atomic_load_explicit(&av->remote, memory_order_relaxed) != NULL))
+        drain_to_cache(av);
+}
+
 static tm_arena *arena_get_slow(tm_arena *av);
 
 tm_arena *tm_arena_get(size_t bytes)
@@ -223,11 +243,11 @@ tm_arena *tm_arena_get(size_t bytes)
     tm_ensure_init();
     tm_arena *av = tls_arena;
     if (likely(av != NULL && tm_lock_try(&av->lock))) {
-        tm_remote_drain(av);
+        drain_get(av);
         return av;
     }
     av = arena_get_slow(av);
-    tm_remote_drain(av);
+    drain_get(av);
     return av;
 }
 

@@ -316,6 +316,7 @@ TM_HIDDEN void tm_os_fault_inject(int kind, long after);
 TM_HIDDEN void tm_thread_register_exit(void *value);
 TM_HIDDEN tm_arena *tm_thread_arena(void);
 TM_HIDDEN void tm_tcache_flush_keep(void);
+TM_HIDDEN bool tm_tcache_take(tm_chunk *p);
 
 /* ---- remote frees (arena.c) ----------------------------------------------
  * A thread freeing chunks of an arena that is locked right now pushes them

@@ -58,38 +58,37 @@ void tm_tcache_thread_init(void)
     tm_thread_register_exit(mem);
 }
 
-/* Free a chain of n cached entries to their arenas.  Runs of chunks of
- * one arena are freed under one lock; if that arena is busy (its owner is
- * allocating), the run is pushed on its remote stack with one CAS instead
- * of waiting - producer/consumer threads never serialize on a lock.     */
+/* Free a chain of n cached entries to their arenas.  Chunks of the
+ * calling thread's own arena are freed under its lock; chunks of other
+ * arenas are pushed, a run at a time, on that arena's remote stack with
+ * one CAS: a consumer never waits for a producer's lock.               */
 static void free_chain(tm_tc_entry *e, size_t n)
 {
-    tm_arena *cur = NULL;          /* arena of the current run */
-    bool locked = false;
+    tm_arena *own = tm_thread_arena();
+    bool own_locked = false;
+    tm_arena *cur = NULL;
     tm_chunk *run_head = NULL, *run_tail = NULL;
     while (n--) {
         tm_tc_entry *next = n ? tc_reveal(e) : NULL;
         e->key = 0;
         tm_chunk *p = mem2chunk(e);
         tm_arena *av = arena_for_chunk(p);
-        if (av != cur) {
-            if (locked) {
-                tm_release_tick(cur);
-                tm_lock_release(&cur->lock);
-            } else if (run_head) {
-                tm_remote_push(cur, run_head, run_tail);
+        if (av == own || own == NULL) {
+            if (!own_locked) {
+                own = av;
+                tm_lock_acquire(&own->lock);
+                tm_remote_drain(own);
+                own_locked = true;
             }
-            run_head = run_tail = NULL;
-            cur = av;
-            locked = tm_lock_try(&av->lock);
-            if (locked)
-                tm_remote_drain(av);
-        }
-        if (locked) {
             tm_int_free(av, p);
         } else {
+            if (av != cur && run_head) {
+                tm_remote_push(cur, run_head, run_tail);
+                run_head = NULL;
+            }
+            cur = av;
             p->fd = NULL;
-            if (run_tail)
+            if (run_head)
                 run_tail->fd = p;
             else
                 run_head = p;
@@ -97,12 +96,25 @@ static void free_chain(tm_tc_entry *e, size_t n)
         }
         e = next;
     }
-    if (locked) {
-        tm_release_tick(cur);
-        tm_lock_release(&cur->lock);
-    } else if (run_head) {
+    if (run_head)
         tm_remote_push(cur, run_head, run_tail);
+    if (own_locked) {
+        tm_release_tick(own);
+        tm_lock_release(&own->lock);
     }
+}
+
+/* A chunk from a remote stack: cache it if its class has room. */
+bool tm_tcache_take(tm_chunk *p)
+{
+    tm_tcache *tc = tm_tls_tcache;
+    if (!tc || chunk_is_mmapped(p))
+        return false;
+    size_t j = tc_csize_index(chunksize(p));
+    if (j >= TM_TCACHE_BINS || tc->counts[j] >= tm_tc_limit[j])
+        return false;
+    tc_push(tc, chunk2mem(p), j);
+    return true;
 }
 
 /* Class i is full: keep its newest half (hot in cache), flush the rest,
@@ -172,6 +184,11 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
     size_t i = tc_csize_index(nb);
     size_t want = tm_tc_limit[i] / 2 + 1;
     tm_arena *av = tm_arena_get(nb);
+    if (tc->entries[i]) {                 /* the remote drain refilled us */
+        tm_release_tick(av);
+        tm_lock_release(&av->lock);
+        return tc_pop(tc, i);
+    }
     void *first = NULL;
     size_t got = 0;
     while (got < want && exact_waiting(av, nb)) {
