@@ -169,6 +169,8 @@ static void place_in_bin(tm_arena *av, tm_chunk *victim, size_t size)
 static void *split_victim(tm_arena *av, tm_chunk *victim, size_t size, size_t nb,
                           bool was_released, bool set_last_remainder)
 {
+    /* Read before the remainder's header can overwrite it. */
+    uint64_t stamp = size >= TM_RELEASE_MIN ? chunk_meta(victim)[0] : 0;
     size_t rsize = size - nb;
     if (rsize < TM_MINSIZE) {
         set_inuse_at(victim, size);
@@ -182,7 +184,7 @@ static void *split_victim(tm_arena *av, tm_chunk *victim, size_t size, size_t nb
         set_head(victim, nb | TM_PREV_INUSE | arena_bit(av));
         set_head(rem, rsize | TM_PREV_INUSE);
         set_foot(rem, rsize);
-        tm_release_split(av, rem, rsize, was_released);
+        tm_release_split(av, rem, rsize, was_released, stamp);
     }
     if (was_released)
         tm_release_fresh_range(av, victim, nb);
@@ -209,20 +211,20 @@ void tm_consolidate(tm_arena *av)
             size_t size = chunksize(p);
             tm_chunk *next = chunk_at(p, size);
             size_t nextsize = chunksize(next);
-            size_t carried = 0;
+            tm_relcarry carried = TM_RELCARRY_INIT;
             if (!prev_inuse(p)) {
                 size_t prevsize = p->prev_size;
                 size += prevsize;
                 p = chunk_at(p, -prevsize);
                 if (unlikely(chunksize(p) != prevsize))
                     tm_corrupt("corrupted size vs. prev_size in fastbins", p);
-                carried += tm_release_amount(p);
+                tm_release_absorb(&carried, p);
                 tm_unlink_chunk(av, p);
             }
             if (next != av->top) {
                 if (!inuse_at(next, nextsize)) {
                     size += nextsize;
-                    carried += tm_release_amount(next);
+                    tm_release_absorb(&carried, next);
                     tm_unlink_chunk(av, next);
                 } else {
                     clear_inuse_at(next, 0);
@@ -230,7 +232,7 @@ void tm_consolidate(tm_arena *av)
                 unsorted_push(av, p, size, "malloc_consolidate(): corrupted unsorted chunks");
                 set_head(p, size | TM_PREV_INUSE);
                 set_foot(p, size);
-                tm_release_on_free(av, p, size, carried);
+                tm_release_on_free(av, p, size, &carried);
             } else {
                 size += nextsize;
                 set_head(p, size | TM_PREV_INUSE);
@@ -456,19 +458,19 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
 
     perturb_free(chunk2mem(p), size - TM_HDR);
 
-    size_t carried = 0;
+    tm_relcarry carried = TM_RELCARRY_INIT;
     if (!prev_inuse(p)) {
         size_t prevsize = p->prev_size;
         size += prevsize;
         p = chunk_at(p, -prevsize);
         if (unlikely(chunksize(p) != prevsize))
             tm_corrupt("corrupted size vs. prev_size while consolidating", p);
-        carried += tm_release_amount(p);
+        tm_release_absorb(&carried, p);
         tm_unlink_chunk(av, p);
     }
     if (next != av->top) {
         if (!inuse_at(next, nextsize)) {
-            carried += tm_release_amount(next);
+            tm_release_absorb(&carried, next);
             tm_unlink_chunk(av, next);
             size += nextsize;
         } else {
@@ -477,7 +479,7 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
         unsorted_push(av, p, size, "free(): corrupted unsorted chunks");
         set_head(p, size | TM_PREV_INUSE);
         set_foot(p, size);
-        tm_release_on_free(av, p, size, carried);
+        tm_release_on_free(av, p, size, &carried);
     } else {
         size += nextsize;
         set_head(p, size | TM_PREV_INUSE);

@@ -284,9 +284,23 @@ static inline size_t tm_release_amount(tm_chunk *p)
 {
     return chunksize(p) >= TM_RELEASE_MIN ? (size_t)chunk_meta(p)[1] : 0;
 }
+/* What a chunk made by coalescing inherits from the free chunks it
+ * swallowed: their released bytes, and the oldest free time (so reusing a
+ * piece of a free chunk does not make the rest of it look young).      */
+typedef struct { size_t bytes; uint64_t stamp; } tm_relcarry;
+#define TM_RELCARRY_INIT { 0, UINT64_MAX }
+static inline void tm_release_absorb(tm_relcarry *c, tm_chunk *p)
+{
+    if (chunksize(p) >= TM_RELEASE_MIN) {
+        c->bytes += (size_t)chunk_meta(p)[1];
+        if (chunk_meta(p)[0] < c->stamp)
+            c->stamp = chunk_meta(p)[0];
+    }
+}
 TM_HIDDEN bool tm_release_take(tm_arena *av, tm_chunk *victim);
-TM_HIDDEN void tm_release_on_free_big(tm_arena *av, tm_chunk *p, size_t size, size_t carried);
-TM_HIDDEN void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released);
+TM_HIDDEN void tm_release_on_free_big(tm_arena *av, tm_chunk *p, size_t size, const tm_relcarry *c);
+TM_HIDDEN void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released,
+                                    uint64_t stamp);
 
 /* Cheap inline fronts: most chunks are too small to carry release state,
  * and the clock is looked at only every 32nd slow-path call.           */
@@ -295,15 +309,16 @@ static inline void tm_release_tick(tm_arena *av)
     if (unlikely((++av->purge_ops & 31) == 0) && tm_mp.decay_ms >= 0)
         tm_release_tick_slow(av);
 }
-static inline void tm_release_on_free(tm_arena *av, tm_chunk *p, size_t size, size_t carried)
+static inline void tm_release_on_free(tm_arena *av, tm_chunk *p, size_t size, const tm_relcarry *c)
 {
     if (unlikely(size >= TM_RELEASE_MIN))
-        tm_release_on_free_big(av, p, size, carried);
+        tm_release_on_free_big(av, p, size, c);
 }
-static inline void tm_release_split(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released)
+static inline void tm_release_split(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released,
+                                    uint64_t stamp)
 {
     if (unlikely(rsize >= TM_RELEASE_MIN))
-        tm_release_split_big(av, rem, rsize, was_released);
+        tm_release_split_big(av, rem, rsize, was_released, stamp);
 }
 TM_HIDDEN void tm_release_fresh_range(tm_arena *av, tm_chunk *p, size_t n);
 TM_HIDDEN void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb);

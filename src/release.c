@@ -78,18 +78,21 @@ static void release_chunk(tm_arena *av, tm_chunk *p, size_t size)
     chunk_meta(p)[1] = hi - lo;
 }
 
-void tm_release_on_free_big(tm_arena *av, tm_chunk *p, size_t size, size_t carried)
+void tm_release_on_free_big(tm_arena *av, tm_chunk *p, size_t size, const tm_relcarry *c)
 {
-    chunk_meta(p)[0] = tm_os_now_ms();
-    chunk_meta(p)[1] = carried;
-    av->released += carried;
+    uint64_t now = tm_os_now_ms();
+    chunk_meta(p)[0] = c->stamp < now ? c->stamp : now;
+    chunk_meta(p)[1] = c->bytes;
+    av->released += c->bytes;
     if (tm_mp.decay_ms == 0)
         release_chunk(av, p, size);
 }
 
-void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released)
+void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released,
+                          uint64_t stamp)
 {
-    chunk_meta(rem)[0] = tm_os_now_ms();
+    /* The remainder has been free since the victim became free. */
+    chunk_meta(rem)[0] = stamp ? stamp : tm_os_now_ms();
     /* rem's interior lies inside the victim's: released if that was. */
     size_t b = was_released ? interior_bytes(rem, rsize) : 0;
     chunk_meta(rem)[1] = b;

@@ -7,3 +7,13 @@ target_include_directories(test_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
 target_link_libraries(test_engine PRIVATE tidemalloc_static Threads::Threads)
 add_test(NAME test_engine COMMAND test_engine)
 set_tests_properties(test_engine PROPERTIES TIMEOUT 120)
+
+foreach(t test_tcache test_release)
+  add_executable(${t} ${t}.c)
+  target_compile_options(${t} PRIVATE ${TIDE_TEST_FLAGS})
+  target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
+                             ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${t} PRIVATE tidemalloc_static Threads::Threads)
+  add_test(NAME ${t} COMMAND ${t})
+  set_tests_properties(${t} PROPERTIES TIMEOUT 120)
+endforeach()

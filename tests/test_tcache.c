@@ -1,0 +1,192 @@
+/*
+ * test_tcache.c - unit tests of the per-thread cache: refill in batches,
+ * LIFO hits, per-class limits and the half flush, the tunables that size
+ * it, the cache emptied at thread exit, and cross-thread frees travelling
+ * through the owner's remote stack back into the owner's cache.
+ * Internal state is read through src/tcache.h (static link).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "harness.h"
+#include "tcache.h"
+#include "tidemalloc.h"
+
+#define CHK() CHECK("tide_check_heap", tide_check_heap() > 0)
+
+static size_t cls(size_t req) { return tc_req_index(req); }
+
+static void *t_refill_hit_limits(void *arg)
+{
+    (void)arg;
+    void *first = malloc(100);
+    tm_tcache *tc = tm_tls_tcache;
+    CHECK("thread has a cache after its first malloc", tc != NULL);
+    if (!tc)
+        return NULL;
+    size_t i = cls(100), lim = tm_tc_limit[i];
+    CHECKF("a miss refills a batch (limit/2)", tc->counts[i] == lim / 2, "count %u limit %zu",
+           tc->counts[i], lim);
+    CHK();
+    /* The batch was carved from one chunk: neighbours in memory. */
+    tm_tc_entry *e = tc->entries[i];
+    CHECK("batch chunks are adjacent", e && (char *)tc_reveal(e) == (char *)e - 112);
+    void *p = malloc(100);
+    free(p);
+    CHECK("free then malloc of one class is LIFO", malloc(100) == p);
+    free(p);
+
+    /* Fill the class beyond its limit: it flushes half and keeps going. */
+    void *blk[200];
+    for (int k = 0; k < 200; k++)
+        blk[k] = malloc(100);
+    for (int k = 0; k < 200; k++) {
+        free(blk[k]);
+        CHECKF("count never exceeds the limit", tc->counts[i] <= lim, "count %u limit %zu",
+               tc->counts[i], lim);
+    }
+    CHECK("class holds something after many frees", tc->counts[i] >= lim / 2);
+    CHK();
+    free(first);
+    tide_thread_cache_flush();
+    size_t total = 0;
+    for (size_t k = 0; k < TM_TCACHE_BINS; k++)
+        total += tc->counts[k];
+    CHECK("tide_thread_cache_flush empties every class", total == 0);
+    CHK();
+    return NULL;
+}
+
+static void *t_tunables(void *arg)
+{
+    (void)arg;
+    CHECK("TIDE_M_TCACHE_COUNT 3", mallopt(TIDE_M_TCACHE_COUNT, 3) == 1);
+    bool le3 = true;
+    for (size_t k = 0; k < TM_TCACHE_BINS; k++)
+        le3 = le3 && tm_tc_limit[k] <= 3;
+    CHECK("all class limits <= 3", le3);
+    void *b[10];
+    for (int k = 0; k < 10; k++)
+        b[k] = malloc(40);
+    for (int k = 0; k < 10; k++)
+        free(b[k]);
+    CHECK("class holds at most 3", tm_tls_tcache->counts[cls(40)] <= 3);
+    mallopt(TIDE_M_TCACHE_COUNT, 32);
+
+    CHECK("TIDE_M_TCACHE_MAX 64", mallopt(TIDE_M_TCACHE_MAX, 64) == 1);
+    CHECK("class of 200 bytes no longer cached", tm_tc_limit[cls(200)] == 0 && tm_tc_limit[cls(64)] > 0);
+    void *q = malloc(200);
+    free(q);
+    CHECK("free of an uncached class goes to the arena", tm_tls_tcache->counts[cls(200)] == 0);
+    mallopt(TIDE_M_TCACHE_MAX, 1032);
+
+    CHECK("TIDE_M_TCACHE_BYTES 16 KiB", mallopt(TIDE_M_TCACHE_BYTES, 16384) == 1);
+    size_t bytes = 0;
+    for (size_t k = 0; k < TM_TCACHE_BINS; k++)
+        bytes += (size_t)tm_tc_limit[k] * (32 + 16 * k);
+    CHECKF("limits fit the byte budget (one chunk per class at least)", bytes <= 16384 + 64 * 1040,
+           "%zu", bytes);
+    CHECK("small classes get more entries than big ones", tm_tc_limit[0] > tm_tc_limit[63]);
+    mallopt(TIDE_M_TCACHE_BYTES, 256 * 1024);
+    CHECK("TIDE_M_TCACHE_COUNT rejects negatives", mallopt(TIDE_M_TCACHE_COUNT, -1) == 0);
+    CHK();
+    return NULL;
+}
+
+/* A thread fills its cache, exits: the cache goes back to the arenas. */
+static void *t_exit_worker(void *arg)
+{
+    (void)arg;
+    void *b[300];
+    for (int k = 0; k < 300; k++)
+        b[k] = malloc(16 + (size_t)(k % 60) * 16);
+    for (int k = 0; k < 300; k++)
+        free(b[k]);
+    *(size_t *)arg = tm_tcache_cached_bytes();
+    return NULL;
+}
+
+static void test_thread_exit(void)
+{
+    struct tide_stats a, b;
+    tide_get_stats(&a);
+    size_t cached = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, t_exit_worker, &cached);
+    pthread_join(t, NULL);
+    tide_get_stats(&b);
+    CHECKF("the exiting thread held chunks in its cache", cached > 0, "%zu", cached);
+    /* in_use counts cached chunks; after the exit they are free again. */
+    CHECKF("thread exit returned its cache to the arenas", b.in_use_bytes <= a.in_use_bytes + 4096,
+           "in use %zu -> %zu", a.in_use_bytes, b.in_use_bytes);
+    CHK();
+}
+
+/* Producer/consumer: the consumer's frees reach the producer's arena
+ * through its remote stack and come back into the producer's cache. */
+static void *volatile handoff[64];
+static pthread_barrier_t bar;
+static tm_arena *producer_arena;
+
+static void *t_producer(void *arg)
+{
+    (void)arg;
+    free(malloc(64));
+    producer_arena = tm_thread_arena();
+    for (int k = 0; k < 64; k++)
+        handoff[k] = malloc(64);
+    tide_thread_cache_flush();
+    pthread_barrier_wait(&bar);     /* consumer frees */
+    pthread_barrier_wait(&bar);
+    CHECK("consumer's frees wait on the producer arena's remote stack",
+          atomic_load(&producer_arena->remote) != NULL);
+    size_t before = tm_tls_tcache->counts[cls(64)];
+    void *p = malloc(64);           /* miss -> arena -> drain into the cache */
+    CHECKF("the drain refilled the producer's cache", tm_tls_tcache->counts[cls(64)] > before,
+           "%zu -> %u", before, tm_tls_tcache->counts[cls(64)]);
+    CHECK("remote stack emptied", atomic_load(&producer_arena->remote) == NULL);
+    free(p);
+    CHK();
+    return NULL;
+}
+
+static void *t_consumer(void *arg)
+{
+    (void)arg;
+    free(malloc(64));
+    pthread_barrier_wait(&bar);
+    for (int k = 0; k < 64; k++)
+        free(handoff[k]);
+    tide_thread_cache_flush();      /* push them all out of our cache */
+    pthread_barrier_wait(&bar);
+    return NULL;
+}
+
+static void test_cross_thread(void)
+{
+    pthread_barrier_init(&bar, NULL, 2);
+    pthread_t a, b;
+    pthread_create(&a, NULL, t_producer, NULL);
+    pthread_create(&b, NULL, t_consumer, NULL);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    CHK();
+}
+
+static void run_in_thread(void *(*fn)(void *))
+{
+    pthread_t t;
+    pthread_create(&t, NULL, fn, NULL);
+    pthread_join(t, NULL);
+}
+
+int main(void)
+{
+    free(malloc(1));
+    run_in_thread(t_refill_hit_limits);
+    run_in_thread(t_tunables);
+    test_thread_exit();
+    test_cross_thread();
+    return harness_finish();
+}
