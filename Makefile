@@ -27,8 +27,10 @@ bench: build
 bench-quick: build
 	python3 bench/run.py --build $(BUILD) --quick --out $(BUILD)/bench-quick
 
-install: build
-	cmake --install $(BUILD) --prefix $(PREFIX)
+install: $(BUILD)/CMakeCache.txt
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(BUILD) -j $(JOBS)
+	cmake --install $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -17,3 +17,7 @@ foreach(t test_tcache test_release)
   add_test(NAME ${t} COMMAND ${t})
   set_tests_properties(${t} PROPERTIES TIMEOUT 120)
 endforeach()
+
+# `make install` layout: library, header, pkg-config file usable by a program.
+add_test(NAME test_install COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/install.sh ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
+set_tests_properties(test_install PROPERTIES TIMEOUT 300)
