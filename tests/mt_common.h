@@ -1,0 +1,263 @@
+/*
+ * mt_common.h - small helpers shared by the thread/fork/OOM/arena tests
+ * (test_threads.c, test_fork.c, test_oom.c, test_arena.c, test_tunables.c,
+ * test_static.c).  Header-only; include after harness.h.
+ *
+ *   mt_rng / mt_next()        xorshift64* generator (deterministic per seed)
+ *   mt_fill() / mt_verify()   write / check a block's content; a block of at
+ *                             least MT_HDR bytes carries its own size and
+ *                             seed in a header so whoever frees it (another
+ *                             thread, a forked child) can verify it without
+ *                             any side table.  Big blocks are checked
+ *                             sparsely (first/last 4 KiB and one word per
+ *                             page) to keep the tests fast.
+ *   mt_watchdog(secs, what)   SIGALRM after secs; the handler writes
+ *                             "watchdog: ..." and _exit(2)s.  Only to turn a
+ *                             deadlock into a failure, never a timing check.
+ *   mt_say()                  async-signal-safe message to stderr (no stdio
+ *                             locks: usable in a child forked from a
+ *                             multithreaded parent).
+ *   mt_nthreads()             threads of this process (/proc/self/task).
+ *   mt_wait_single_threaded() waits until detached threads are fully gone.
+ *   mt_ncpus()                CPUs as the allocator's default arena limit sees
+ *                             them (max of online and affinity counts).
+ */
+#ifndef TIDE_MT_COMMON_H
+#define TIDE_MT_COMMON_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__GNUC__)
+#define MT_UNUSED __attribute__((unused))
+#else
+#define MT_UNUSED
+#endif
+
+/* ---- deterministic PRNG -------------------------------------------------- */
+typedef struct { uint64_t s; } mt_rng;
+
+static inline MT_UNUSED void mt_seed(mt_rng *r, uint64_t seed)
+{
+    r->s = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    if (r->s == 0)
+        r->s = 1;
+}
+
+static inline MT_UNUSED uint64_t mt_next(mt_rng *r)
+{
+    uint64_t x = r->s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* uniform-ish in [lo, hi] */
+static inline MT_UNUSED size_t mt_range(mt_rng *r, size_t lo, size_t hi)
+{
+    return lo + (size_t)(mt_next(r) % (uint64_t)(hi - lo + 1));
+}
+
+/* ---- block content --------------------------------------------------------- */
+#define MT_HDR 16u                 /* header: size, seed                     */
+#define MT_SPARSE_LIMIT (64u * 1024u)
+
+struct mt_hdr {
+    uint64_t size;
+    uint64_t seed;
+};
+
+static inline MT_UNUSED unsigned char mt_byte(uint64_t seed, size_t i)
+{
+    uint64_t v = seed ^ ((uint64_t)i * 0x9E3779B97F4A7C15ull);
+    v ^= v >> 29;
+    return (unsigned char)(v ^ (v >> 8));
+}
+
+/* Visit the positions that carry the pattern: everything for small blocks,
+ * first/last 4 KiB plus every 4096th..+8 bytes for big ones. */
+#define MT_FOR_POSITIONS(n, i, body)                                          \
+    do {                                                                      \
+        size_t n_ = (n);                                                      \
+        if (n_ <= MT_SPARSE_LIMIT) {                                          \
+            for (size_t i = MT_HDR; i < n_; i++) { body; }                    \
+        } else {                                                              \
+            for (size_t i = MT_HDR; i < 4096; i++) { body; }                  \
+            for (size_t p_ = 4096; p_ + 8 < n_ - 4096; p_ += 4096)            \
+                for (size_t i = p_; i < p_ + 8; i++) { body; }                \
+            for (size_t i = n_ - 4096; i < n_; i++) { body; }                 \
+        }                                                                     \
+    } while (0)
+
+/* Fill a block of n >= MT_HDR bytes. */
+static inline MT_UNUSED void mt_fill(void *p, size_t n, uint64_t seed)
+{
+    unsigned char *b = p;
+    struct mt_hdr h = { n, seed };
+    memcpy(b, &h, sizeof h);
+    MT_FOR_POSITIONS(n, i, b[i] = mt_byte(seed, i));
+}
+
+/* 1 when the block's header and pattern are intact.  *size_out (optional)
+ * receives the size recorded in the header. */
+static inline MT_UNUSED int mt_verify(const void *p, size_t *size_out)
+{
+    const unsigned char *b = p;
+    struct mt_hdr h;
+    memcpy(&h, b, sizeof h);
+    if (size_out)
+        *size_out = (size_t)h.size;
+    if (h.size < MT_HDR || h.size > ((size_t)1 << 34))
+        return 0;
+    int ok = 1;
+    MT_FOR_POSITIONS((size_t)h.size, i, if (b[i] != mt_byte(h.seed, i)) { ok = 0; goto done_; });
+done_:
+    return ok;
+}
+
+/* Check a block that was filled with mt_fill(p, n_written, seed) but only at
+ * positions below `limit` (after a shrinking realloc, or when only a prefix
+ * is known to be preserved). */
+static inline MT_UNUSED int mt_verify_prefix(const void *p, size_t n_written,
+                                             uint64_t seed, size_t limit)
+{
+    const unsigned char *b = p;
+    int ok = 1;
+    MT_FOR_POSITIONS(n_written, i, if (i < limit && b[i] != mt_byte(seed, i)) { ok = 0; goto done_; });
+done_:
+    return ok;
+}
+
+/* 1 when the block reads as zeros (sparsely for big blocks, see above). */
+static inline MT_UNUSED int mt_is_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n && i < MT_HDR; i++)
+        if (b[i] != 0)
+            return 0;
+    if (n < MT_HDR)
+        return 1;
+    int ok = 1;
+    MT_FOR_POSITIONS(n, i, if (b[i] != 0) { ok = 0; goto done_; });
+done_:
+    return ok;
+}
+
+/* Small blocks (< MT_HDR) get a plain pattern and are checked by the owner. */
+static inline MT_UNUSED void mt_fill_tiny(void *p, size_t n, uint64_t seed)
+{
+    unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        b[i] = mt_byte(seed, i);
+}
+
+static inline MT_UNUSED int mt_verify_tiny(const void *p, size_t n, uint64_t seed)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != mt_byte(seed, i))
+            return 0;
+    return 1;
+}
+
+/* ---- async-signal-safe output ------------------------------------------------ */
+static MT_UNUSED void mt_say(const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0) {
+        ssize_t w = write(2, s, n);
+        if (w <= 0) {
+            if (w < 0 && errno == EINTR)
+                continue;
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+/* ---- watchdog ------------------------------------------------------------------ */
+static MT_UNUSED const char *volatile mt_watchdog_what = "test";
+static MT_UNUSED volatile sig_atomic_t mt_stage;   /* a test may set it to tell where it hung */
+
+static MT_UNUSED void mt_watchdog_handler(int sig)
+{
+    (void)sig;
+    char buf[256];
+    snprintf(buf, sizeof buf,
+             "watchdog: %s (pid %ld) did not finish in time - deadlock? (stage %d)\n",
+             mt_watchdog_what, (long)getpid(), (int)mt_stage);
+    mt_say(buf);
+    _exit(2);
+}
+
+static MT_UNUSED void mt_watchdog(unsigned seconds, const char *what)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = mt_watchdog_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    mt_watchdog_what = what;
+    alarm(seconds);
+}
+
+/* ---- threads -------------------------------------------------------------------- */
+static MT_UNUSED int mt_nthreads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static MT_UNUSED void mt_sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Detached threads are gone from /proc/self/task only after their
+ * destructors (and the allocator's thread-exit work) have run. */
+static MT_UNUSED void mt_wait_single_threaded(void)
+{
+    while (mt_nthreads() > 1)
+        mt_sleep_ms(2);
+}
+
+static MT_UNUSED long mt_ncpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long c = sysconf(_SC_NPROCESSORS_CONF);
+    cpu_set_t set;
+    long a = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        a = CPU_COUNT(&set);
+    if (c > n)
+        n = c;
+    if (a > n)
+        n = a;
+    return n > 0 ? n : 1;
+}
+
+#endif /* TIDE_MT_COMMON_H */
