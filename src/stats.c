@@ -172,7 +172,7 @@ TM_EXPORT int tide_mallopt(int param, int value)
 struct stats_acc {
     int fd;
     unsigned n;
-    size_t system, inuse;
+    size_t system, inuse, free_bytes, released;
 };
 static void stats_one(tm_arena *av, void *arg)
 {
@@ -187,12 +187,14 @@ static void stats_one(tm_arena *av, void *arg)
     tm_write_all(a->fd, buf, n);
     a->system += f.system;
     a->inuse += inuse;
+    a->free_bytes += f.free_bytes + f.fast_bytes;
+    a->released += f.released;
 }
 
 TM_EXPORT void tide_malloc_stats(void)
 {
     int saved = errno;
-    struct stats_acc a = { 2, 0, 0, 0 };
+    struct stats_acc a = { 2, 0, 0, 0, 0, 0 };
     for_each_arena(stats_one, &a);
     char buf[512];
     size_t mm = atomic_load(&tm_mstats.mmapped_mem);
@@ -202,6 +204,13 @@ TM_EXPORT void tide_malloc_stats(void)
                       (unsigned long)(a.system + mm), (unsigned long)(a.inuse + mm),
                       (unsigned long)atomic_load(&tm_mstats.max_n_mmaps),
                       (unsigned long)atomic_load(&tm_mstats.max_mmapped_mem));
+    tm_write_all(2, buf, n);
+    /* tidemalloc's addition, after glibc's block: where the free bytes are. */
+    size_t rel = a.released > a.free_bytes ? a.free_bytes : a.released;
+    n = tm_fmt(buf, sizeof buf,
+               "Free memory (all arenas):\nfree bytes       = %10lu\nresident bytes   = %10lu\n"
+               "released bytes   = %10lu\n",
+               (unsigned long)a.free_bytes, (unsigned long)(a.free_bytes - rel), (unsigned long)rel);
     tm_write_all(2, buf, n);
     errno = saved;
 }

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -73,6 +74,26 @@ static void test_decay_zero(void)
     CHECKF("decay 0: stats report the released bytes", st.released_bytes > 40u * MiB, "%zu",
            st.released_bytes);
     CHECK("free resident + released = free", st.free_resident_bytes + st.released_bytes == st.free_bytes);
+    /* malloc_stats and malloc_info say so too. */
+    struct harness_capture cap;
+    char out[8192];
+    harness_capture_fd_begin(&cap, 2);
+    malloc_stats();
+    harness_capture_fd_end(&cap, out, sizeof out);
+    const char *r = strstr(out, "released bytes   = ");
+    unsigned long rel = r ? strtoul(r + 19, NULL, 10) : 0;
+    CHECKF("malloc_stats reports the released bytes", rel > 40ul * MiB, "%s", out);
+    FILE *f = tmpfile();
+    malloc_info(0, f);
+    rewind(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    fclose(f);
+    r = strstr(out, "</heap>\n<total type=\"fast\"");
+    static const char tag[] = "<total type=\"released\" size=\"";
+    r = r ? strstr(r, tag) : NULL;
+    rel = r ? strtoul(r + sizeof tag - 1, NULL, 10) : 0;
+    CHECKF("malloc_info reports the released bytes", rel > 40ul * MiB, "%.300s", r ? r : out);
     CHK();
     /* Reuse: calloc from released pages is zero; malloc'd memory usable. */
     bool zero = true, ok = true;
