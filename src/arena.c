@@ -195,13 +195,33 @@ static tm_arena *arena_get2(tm_arena *avoid)
     return av;
 }
 
-void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail)
+void tm_remote_push_list(_Atomic(tm_chunk *) *list, tm_chunk *head, tm_chunk *tail)
 {
-    tm_chunk *old = atomic_load_explicit(&av->remote, memory_order_relaxed);
+    tm_chunk *old = atomic_load_explicit(list, memory_order_relaxed);
     do {
         tail->fd = old;
-    } while (!atomic_compare_exchange_weak_explicit(&av->remote, &old, head, memory_order_release,
+    } while (!atomic_compare_exchange_weak_explicit(list, &old, head, memory_order_release,
                                                     memory_order_relaxed));
+}
+
+/* Everything other threads left for this arena goes back into its bins
+ * (stats, checker, trim, and the periodic sweep of idle arenas).       */
+void tm_remote_drain_all(tm_arena *av)
+{
+    tm_remote_drain(av);
+    if (!atomic_load_explicit(&av->remote_cls_any, memory_order_relaxed))
+        return;
+    atomic_store_explicit(&av->remote_cls_any, 0, memory_order_relaxed);
+    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+        if (!atomic_load_explicit(&av->remote_cls[i], memory_order_relaxed))
+            continue;
+        tm_chunk *p = atomic_exchange_explicit(&av->remote_cls[i], NULL, memory_order_acquire);
+        while (p) {
+            tm_chunk *next = p->fd;
+            tm_int_free(av, p);
+            p = next;
+        }
+    }
 }
 
 void tm_remote_drain_slow(tm_arena *av)

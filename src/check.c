@@ -193,7 +193,7 @@ TM_EXPORT long tide_check_heap(void)
     tm_arena *av = &tm_main_arena;
     do {
         tm_lock_acquire(&av->lock);
-        tm_remote_drain(av);
+        tm_remote_drain_all(av);
         total += 1 + (long)check_arena(av);   /* the arena itself counts */
         tm_lock_release(&av->lock);
         tm_lock_acquire(&tm_list_lock);

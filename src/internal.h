@@ -93,6 +93,10 @@ typedef struct tm_arena {
     /* Chunks freed by threads that found this arena locked: a lock-free
      * stack linked through fd, emptied by whoever next holds the lock.  */
     _Atomic(tm_chunk *) remote;
+    /* The same per thread-cache class: a thread of this arena whose cache
+     * misses in class i takes the whole list with one exchange, no lock. */
+    _Atomic(tm_chunk *) remote_cls[TM_TCACHE_BINS];
+    _Atomic int remote_cls_any;     /* some remote_cls list may be non-empty */
 
     /* Zero-known range of the chunk int_malloc returned last (for calloc). */
     char *fresh_lo, *fresh_hi;
@@ -306,7 +310,7 @@ TM_HIDDEN void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, b
  * and the clock is looked at only every 32nd slow-path call.           */
 static inline void tm_release_tick(tm_arena *av)
 {
-    if (unlikely((++av->purge_ops & 31) == 0) && tm_mp.decay_ms >= 0)
+    if (unlikely((++av->purge_ops & 31) == 0))
         tm_release_tick_slow(av);
 }
 static inline void tm_release_on_free(tm_arena *av, tm_chunk *p, size_t size, const tm_relcarry *c)
@@ -336,8 +340,13 @@ TM_HIDDEN bool tm_tcache_take(tm_chunk *p);
 /* ---- remote frees (arena.c) ----------------------------------------------
  * A thread freeing chunks of an arena that is locked right now pushes them
  * here instead of waiting; the next holder of the lock frees them.      */
-TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
+TM_HIDDEN void tm_remote_push_list(_Atomic(tm_chunk *) *list, tm_chunk *head, tm_chunk *tail);
 TM_HIDDEN void tm_remote_drain_slow(tm_arena *av);
+TM_HIDDEN void tm_remote_drain_all(tm_arena *av);   /* also the class lists; av locked */
+static inline void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail)
+{
+    tm_remote_push_list(&av->remote, head, tail);
+}
 static inline void tm_remote_drain(tm_arena *av)   /* av locked */
 {
     if (unlikely(atomic_load_explicit(&av->remote, memory_order_relaxed) != NULL))

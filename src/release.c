@@ -209,15 +209,17 @@ static void purge_if_due(tm_arena *av, uint64_t now)
 void tm_release_tick_slow(tm_arena *av)
 {
     uint64_t now = tm_os_now_ms();
-    purge_if_due(av, now);
+    if (tm_mp.decay_ms >= 0)
+        purge_if_due(av, now);
     uint64_t due = atomic_load_explicit(&next_sweep, memory_order_relaxed);
-    uint64_t step = (uint64_t)tm_mp.decay_ms / 4;
+    uint64_t step = tm_mp.decay_ms >= 0 ? (uint64_t)tm_mp.decay_ms / 4 : 250;
     if (now < due || !atomic_compare_exchange_strong(&next_sweep, &due, now + (step ? step : 1)))
         return;
     for (tm_arena *o = av->next; o != av; o = o->next) {   /* the ring only grows */
         if (tm_lock_try(&o->lock)) {
-            tm_remote_drain(o);
-            purge_if_due(o, now);
+            tm_remote_drain_all(o);
+            if (tm_mp.decay_ms >= 0)
+                purge_if_due(o, now);
             tm_lock_release(&o->lock);
         }
     }
@@ -249,7 +251,7 @@ static void *bg_main(void *arg)
         tm_lock_release(&tm_list_lock);
         do {
             tm_lock_acquire(&av->lock);
-            tm_remote_drain(av);
+            tm_remote_drain_all(av);
             purge(av, now - (uint64_t)tm_mp.decay_ms, tm_mp.top_pad);
             tm_lock_release(&av->lock);
             av = av->next;   /* the ring only grows; arenas are never freed */

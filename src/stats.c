@@ -58,7 +58,7 @@ static void for_each_arena(void (*fn)(tm_arena *, void *), void *arg)
     tm_arena *av = &tm_main_arena;
     do {
         tm_lock_acquire(&av->lock);
-        tm_remote_drain(av);
+        tm_remote_drain_all(av);
         fn(av, arg);
         tm_lock_release(&av->lock);
         tm_lock_acquire(&tm_list_lock);

@@ -262,6 +262,7 @@ bool tm_systrim(tm_arena *av, size_t pad)
 /* malloc_trim for one arena: consolidate, shrink top, release free pages. */
 int tm_trim_arena(tm_arena *av, size_t pad)
 {
+    tm_remote_drain_all(av);
     tm_consolidate(av);
     bool did;
     if (av == &tm_main_arena)

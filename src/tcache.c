@@ -58,11 +58,24 @@ void tm_tcache_thread_init(void)
     tm_thread_register_exit(mem);
 }
 
-/* Free a chain of n cached entries to their arenas.  Chunks of the
- * calling thread's own arena are freed under its lock; chunks of other
- * arenas are pushed, a run at a time, on that arena's remote stack with
- * one CAS: a consumer never waits for a producer's lock.               */
-static void free_chain(tm_tc_entry *e, size_t n)
+static void push_run(tm_arena *av, tm_chunk *head, tm_chunk *tail, size_t i)
+{
+    if (i < TM_TCACHE_BINS) {
+        tm_remote_push_list(&av->remote_cls[i], head, tail);
+        if (!atomic_load_explicit(&av->remote_cls_any, memory_order_relaxed))
+            atomic_store_explicit(&av->remote_cls_any, 1, memory_order_relaxed);
+    } else {
+        tm_remote_push(av, head, tail);
+    }
+}
+
+/* Free a chain of n cached entries of class i (TM_TCACHE_BINS: not a
+ * cached class) to their arenas.  Chunks of the calling thread's own arena
+ * are freed under its lock; chunks of other arenas are pushed, a run at a
+ * time, with one CAS on that arena's remote list for class i, where a
+ * thread of that arena takes them back into its cache without a lock: a
+ * consumer never waits for a producer, and the objects skip the bins.   */
+static void free_chain(tm_tc_entry *e, size_t n, size_t i)
 {
     tm_arena *own = tm_thread_arena();
     bool own_locked = false;
@@ -83,7 +96,7 @@ static void free_chain(tm_tc_entry *e, size_t n)
             tm_int_free(av, p);
         } else {
             if (av != cur && run_head) {
-                tm_remote_push(cur, run_head, run_tail);
+                push_run(cur, run_head, run_tail, i);
                 run_head = NULL;
             }
             cur = av;
@@ -97,7 +110,7 @@ static void free_chain(tm_tc_entry *e, size_t n)
         e = next;
     }
     if (run_head)
-        tm_remote_push(cur, run_head, run_tail);
+        push_run(cur, run_head, run_tail, i);
     if (own_locked) {
         tm_release_tick(own);
         tm_lock_release(&own->lock);
@@ -125,7 +138,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
     if (lim == 0 || tc->counts[i] == 0) {
         /* Class not cached (any more): straight to the arena. */
         e->key = 0;
-        free_chain(e, 1);
+        free_chain(e, 1, TM_TCACHE_BINS);
         return;
     }
     size_t keep = lim / 2;
@@ -141,7 +154,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
     }
     size_t nflush = tc->counts[i] - keep;
     tc->counts[i] = (uint16_t)keep;
-    free_chain(rest, nflush);
+    free_chain(rest, nflush, i);
     tc_push(tc, e, i);
 }
 
@@ -179,9 +192,38 @@ static bool exact_waiting(tm_arena *av, size_t nb)
  * of exactly nb waiting in a fast or small bin come first; the rest is
  * carved from one chunk of the needed total (one trip through the bins,
  * and the new chunks lie side by side).                                 */
+/* Take the chunks other threads freed into our arena's class-i list. */
+static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
+{
+    tm_chunk *p = atomic_exchange_explicit(&own->remote_cls[i], NULL, memory_order_acquire);
+    if (!p)
+        return NULL;
+    void *first = chunk2mem(p);
+    p = p->fd;
+    size_t cap = (size_t)tm_tc_limit[i] * 4;
+    while (p && tc->counts[i] < cap) {
+        tm_chunk *next = p->fd;
+        tc_push(tc, chunk2mem(p), i);
+        p = next;
+    }
+    if (p) {                              /* more than we can hold: leave the rest */
+        tm_chunk *tail = p;
+        while (tail->fd)
+            tail = tail->fd;
+        tm_remote_push_list(&own->remote_cls[i], p, tail);
+    }
+    return first;
+}
+
 void *tm_tcache_refill(tm_tcache *tc, size_t nb)
 {
     size_t i = tc_csize_index(nb);
+    tm_arena *own = tm_thread_arena();
+    if (own && atomic_load_explicit(&own->remote_cls[i], memory_order_relaxed)) {
+        void *m = take_remote_class(tc, own, i);
+        if (m)
+            return m;
+    }
     size_t want = tm_tc_limit[i] / 2 + 1;
     tm_arena *av = tm_arena_get(nb);
     if (tc->entries[i]) {                 /* the remote drain refilled us */
@@ -257,7 +299,7 @@ void tm_tcache_flush_all(void)
         return;
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
         if (tc->counts[i])
-            free_chain(tc->entries[i], tc->counts[i]);
+            free_chain(tc->entries[i], tc->counts[i], i);
         tc->entries[i] = NULL;
         tc->counts[i] = 0;
     }
@@ -276,7 +318,7 @@ void tm_tcache_flush_keep(void)
         return;
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
         if (tc->counts[i])
-            free_chain(tc->entries[i], tc->counts[i]);
+            free_chain(tc->entries[i], tc->counts[i], i);
         tc->entries[i] = NULL;
         tc->counts[i] = 0;
     }

@@ -139,13 +139,17 @@ static void *t_producer(void *arg)
     tide_thread_cache_flush();
     pthread_barrier_wait(&bar);     /* consumer frees */
     pthread_barrier_wait(&bar);
-    CHECK("consumer's frees wait on the producer arena's remote stack",
-          atomic_load(&producer_arena->remote) != NULL);
+    CHECK("consumer's frees wait on the producer arena's remote list for their class",
+          atomic_load(&producer_arena->remote_cls[cls(64)]) != NULL);
     size_t before = tm_tls_tcache->counts[cls(64)];
-    void *p = malloc(64);           /* miss -> arena -> drain into the cache */
-    CHECKF("the drain refilled the producer's cache", tm_tls_tcache->counts[cls(64)] > before,
+    void *p = malloc(64);           /* miss -> takes the remote list, no lock */
+    CHECKF("the remote list refilled the producer's cache", tm_tls_tcache->counts[cls(64)] > before,
            "%zu -> %u", before, tm_tls_tcache->counts[cls(64)]);
-    CHECK("remote stack emptied", atomic_load(&producer_arena->remote) == NULL);
+    CHECK("remote list emptied", atomic_load(&producer_arena->remote_cls[cls(64)]) == NULL);
+    bool returned = false;
+    for (int k = 0; k < 64; k++)
+        returned = returned || p == handoff[k];
+    CHECK("the block is one the consumer freed", returned);
     free(p);
     CHK();
     return NULL;
