@@ -9,6 +9,12 @@ preload), and writes OUT/results.md, OUT/results.csv and OUT/results.svg.
 
   python3 bench/run.py --build build --out bench/results          # full
   python3 bench/run.py --build build --quick --out build/bench-quick
+  python3 bench/run.py --build build --quick --reps 1 --syscalls \
+      --allocators glibc,tidemalloc,tidemalloc-norelease --out /tmp/bq
+
+tidemalloc-norelease (only when asked for) is BUILD/libtidemalloc.so with
+TIDEMALLOC_DECAY_MS=-1; --syscalls adds one strace run per workload and
+tidemalloc variant (OUT/syscalls.csv), outside the timed repetitions.
 
 Exit status: 0 if every run passed its checks, 1 otherwise (after the report).
 Timings never fail a run; a missing peer allocator is skipped with a notice.
@@ -20,6 +26,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +36,7 @@ import time
 # better), one-line description
 WORKLOADS = [
     ("small", "time", "1 thread, 16-1024 B churn (LIFO + random order)"),
+    ("pairs", "time", "1 thread, malloc/free pairs + 8-block LIFO bursts, 16-1024 B (hot path)"),
     ("realloc", "time", "realloc growth: string builders, vectors, up to 8 MiB"),
     ("large", "time", "64 KiB-32 MiB blocks, every page touched, random free order"),
     ("prodcons", "thr", "2 producers -> 2 consumers, 16-512 B, cross-thread free"),
@@ -45,8 +53,22 @@ PEERS = [
     ("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
 ]
 ALL_ALLOCATORS = ["glibc", "jemalloc", "tcmalloc", "mimalloc", "tidemalloc"]
+# Not run by default; select with --allocators ...,tidemalloc-norelease.
+OPTIONAL_ALLOCATORS = ["tidemalloc-norelease"]
+KNOWN_ALLOCATORS = ALL_ALLOCATORS + OPTIONAL_ALLOCATORS
+# Allocators that preload BUILD/libtidemalloc.so, and the extra environment
+# each one's child gets (tidemalloc-norelease: page release turned off).
+TIDE_VARIANTS = ("tidemalloc", "tidemalloc-norelease")
+ALLOC_ENV = {"tidemalloc-norelease": {"TIDEMALLOC_DECAY_MS": "-1"}}
 COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "tcmalloc": "#2ca02c",
-          "mimalloc": "#9467bd", "tidemalloc": "#d62728"}
+          "mimalloc": "#9467bd", "tidemalloc": "#d62728",
+          "tidemalloc-norelease": "#ff7f0e"}
+# --syscalls: the memory-management system calls counted under strace.
+# exit is traced too (strace -C: the summary plus the calls themselves), only
+# to recognise glibc's own madvise(MADV_DONTNEED) of a thread's stack, which
+# a thread issues right before its exit system call: that one is not the
+# allocator's.
+SYSCALLS = ["madvise", "munmap", "mmap", "brk", "mremap"]
 LIB_DIRS = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64",
             "/lib64", "/usr/local/lib", "/usr/lib", "/lib"]
 ENV_OF_INTEREST = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_", "MALLOC_CONF", "TCMALLOC_",
@@ -161,6 +183,8 @@ def machine_info(args, allocs, build):
     ]
     for name, lib in allocs:
         desc = lib or "(no preload)"
+        if ALLOC_ENV.get(name):
+            desc += " with " + " ".join("%s=%s" % kv for kv in sorted(ALLOC_ENV[name].items()))
         ver = None
         if name == "glibc":
             ver = glibc
@@ -174,7 +198,7 @@ def machine_info(args, allocs, build):
                     ver = None
                 if ver:
                     ver = "%s %s" % (pkg, ver)
-            elif name == "tidemalloc":
+            elif name in TIDE_VARIANTS:
                 src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
                 try:
                     rev = subprocess.run(["git", "-C", src, "describe", "--always", "--dirty"],
@@ -190,13 +214,28 @@ def machine_info(args, allocs, build):
 
 
 # --------------------------------------------------------------- running --
-def run_one(exe, name, lib, quick, timeout):
+def run_one(exe, name, lib, quick, timeout, strace=None):
+    """Runs one workload under allocator `name` (preloading `lib`, plus the
+    allocator's ALLOC_ENV) and checks it.  strace = (strace argv prefix,
+    output file) runs it under strace instead; the preload and the
+    allocator's variables then go to the traced program only (strace -E), not
+    to strace itself."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.pop("BENCH_QUICK", None)
+    child = {}
     if lib:
-        env["LD_PRELOAD"] = lib
+        child["LD_PRELOAD"] = lib
+    child.update(ALLOC_ENV.get(name, {}))
     cmd = [exe] + (["--quick"] if quick else [])
+    if strace:
+        prefix, out_file = strace
+        sets = []
+        for k, v in sorted(child.items()):
+            sets += ["-E", "%s=%s" % (k, v)]
+        cmd = list(prefix) + ["-o", out_file] + sets + ["--"] + cmd
+    else:
+        env.update(child)
     rec = {"status": "ok", "error": "", "exit_code": ""}
     t0 = time.monotonic()
     try:
@@ -234,6 +273,115 @@ def run_one(exe, name, lib, quick, timeout):
         rec.update(status="mismatch",
                    error="malloc served by %s, expected %s" % (got, lib or "libc.so.6"))
     return rec
+
+
+# ------------------------------------------------------------- syscalls --
+def strace_prefix(notices):
+    """The strace argv prefix for --syscalls, or None (with a notice) when
+    strace is missing or cannot trace here.  --seccomp-bpf (strace >= 5.3)
+    stops the program only at the traced calls, so futex-heavy workloads are
+    not slowed down by every other system call."""
+    exe = shutil.which("strace")
+    if not exe:
+        notices.append("--syscalls: strace not found (apt-get install strace); "
+                       "system-call counts skipped.")
+        return None
+    base = [exe, "-f", "-C", "-e", "trace=" + ",".join(SYSCALLS + ["exit"])]
+    probe = None
+    for prefix in (base[:2] + ["--seccomp-bpf"] + base[2:], base):
+        try:
+            probe = subprocess.run(prefix + ["-o", os.devnull, "--", "true"],
+                                   capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as e:
+            notices.append("--syscalls: cannot run strace (%s); system-call counts skipped." % e)
+            return None
+        if probe.returncode == 0:
+            return prefix
+    msg = probe.stderr.strip().splitlines() if probe else []
+    notices.append("--syscalls: strace cannot trace here (%s); system-call counts skipped."
+                   % (msg[-1] if msg else "exit status %d" % probe.returncode))
+    return None
+
+
+def strace_stack_madvises(text):
+    """Number of madvise calls that a thread made as its last traced call
+    before its exit system call: glibc releasing the thread's stack when the
+    thread ends (one per thread), not the allocator.  Reads the per-call part
+    of strace -f -C output ("PID call(...) = ret", "PID <... call resumed>")."""
+    last = {}
+    n = 0
+    for line in text.splitlines():
+        if line.startswith("% time"):
+            break                        # the summary table follows
+        toks = line.split(None, 1)
+        if not toks:
+            continue
+        if toks[0].isdigit() and len(toks) > 1:
+            tid, rest = toks[0], toks[1]
+        else:
+            tid, rest = "-", line.strip()
+        if rest.startswith("+++") or rest.startswith("---"):
+            continue
+        if rest.startswith("<... "):
+            call = rest[5:].split(None, 1)[0]
+        else:
+            call = rest.split("(", 1)[0]
+        if call == "exit":
+            if last.get(tid) == "madvise":
+                n += 1
+            last[tid] = None
+        else:
+            last[tid] = call
+    return n
+
+
+def parse_strace_summary(text):
+    """strace -c/-C table -> {syscall: (calls, errors)}.  The numeric columns
+    are right-aligned under their headers, so each field is cut at the column
+    ends of the header line (the errors column is blank when there were
+    none).  The "total" row is left out."""
+    lines = text.splitlines()
+    out = {}
+    hdr = None
+    for i, line in enumerate(lines):
+        if line.startswith("% time") and "calls" in line and "syscall" in line:
+            hdr = i
+            break
+    if hdr is None:
+        return out
+    h = lines[hdr]
+    c_end = h.index("calls") + len("calls")
+    e_end = h.index("errors") + len("errors") if "errors" in h else c_end
+    c_start = h.index("usecs/call") + len("usecs/call") if "usecs/call" in h else 0
+    for line in lines[hdr + 1:]:
+        if not line.strip() or line.lstrip().startswith("-"):
+            continue
+        name = line[e_end:].strip()
+        if not name or name == "total":
+            continue
+        calls = line[c_start:c_end].strip()
+        errs = line[c_end:e_end].strip()
+        try:
+            out[name] = (int(calls), int(errs) if errs else 0)
+        except ValueError:
+            toks = line.split()        # fall back: ... calls [errors] syscall
+            try:
+                out[toks[-1]] = (int(toks[3]), int(toks[4]) if len(toks) > 5 else 0)
+            except (IndexError, ValueError):
+                pass
+    return out
+
+
+def ops_basis(rec):
+    """(count, unit) that the syscall counts are divided by: the RESULT line's
+    ops (malloc+free+realloc calls), except for seed002, whose ops are
+    requests: there its allocs= (malloc calls of the load phase)."""
+    if rec.get("unit") == "requests" or rec.get("workload") == "seed002":
+        n = num(rec.get("allocs"))
+        if n:
+            return n, "allocs"
+        return num(rec.get("ops")), "requests"
+    return num(rec.get("ops")), "ops"
 
 
 # -------------------------------------------------------------- analysis --
@@ -306,7 +454,95 @@ def md_table(header, rows, align=None):
     return "\n".join(out)
 
 
-def build_markdown(S, records, allocs, workloads, info, errors, notices):
+def norelease_section(S, allocs, workloads):
+    """tidemalloc against the same build with page release turned off."""
+    a, b = "tidemalloc", "tidemalloc-norelease"
+    if a not in allocs or b not in allocs:
+        return []
+    L = ["## tidemalloc vs tidemalloc-norelease (cost of page release)", ""]
+    L.append("Same `libtidemalloc.so`; `tidemalloc-norelease` runs with "
+             "`TIDEMALLOC_DECAY_MS=-1` (free pages are never given back to the OS). "
+             "*time ratio* = tidemalloc time / norelease time (throughput workloads: "
+             "norelease ops/s / tidemalloc ops/s), so 1.03× means page release costs "
+             "3 % of the time; below 1× it is noise or release made it faster. "
+             "Only the decay-driven release is off: trimming the top of a heap (brk / "
+             "shrinking a thread heap, governed by M_TRIM_THRESHOLD as in glibc) still "
+             "happens in both. "
+             "*spread* is (max-min)/median over the repetitions: a ratio within the "
+             "spread is not a measured difference.")
+    L.append("")
+    rows = []
+    ratios = []
+    for wl in workloads:
+        da, db = S.get((wl, a)), S.get((wl, b))
+        if not da or not db or not da["metric"] or not db["metric"]:
+            rows.append([wl, "-", "-", "-", "-", "-", "-", "-"])
+            continue
+        if WL_KIND[wl] == "time":
+            r = da["metric"] / db["metric"]
+        else:
+            r = db["metric"] / da["metric"]
+        ratios.append(r)
+        sp = [x for x in (da.get("spread"), db.get("spread")) if x is not None]
+        rows.append([wl, fmt_metric(wl, da["metric"]), fmt_metric(wl, db["metric"]),
+                     "**%.3f×**" % r, "yes" if r <= 1.03 else "**no**",
+                     "%.1f %%" % (100 * max(sp)) if sp else "- (1 run)",
+                     "%s / %s" % (mib(da["peak_rss_kb"]), mib(db["peak_rss_kb"])),
+                     "%s / %s" % (mib(da["final_rss_kb"]), mib(db["final_rss_kb"]))])
+    g = geomean(ratios)
+    rows.append(["**geomean**", "", "", "**%s**" % ("-" if g is None else "%.3f×" % g),
+                 "-" if g is None else ("yes" if g <= 1.03 else "**no**"), "", "", ""])
+    L.append(md_table(["workload", "tidemalloc", "norelease", "time ratio (tide / norelease)",
+                       "within 3 %", "spread", "peak RSS MiB (tide / norel.)",
+                       "final RSS MiB (tide / norel.)"], rows))
+    L.append("")
+    return L
+
+
+def syscalls_section(sysrecs):
+    """--syscalls: memory-management system calls per workload under strace."""
+    if not sysrecs:
+        return []
+    L = ["## System calls under strace (--syscalls)", ""]
+    L.append("One extra run of each workload under `strace -f -C -e trace=%s,exit` "
+             "(not counted in the timings above). *per 1M ops* divides by that run's own "
+             "RESULT `ops` (malloc + free + realloc calls); for `seed002`, whose ops are "
+             "requests, by its `allocs` (malloc calls of the load phase) while the counts "
+             "cover the whole run (load, drain, idle, malloc_trim). *thread exit*: madvise "
+             "calls a thread made right before its exit system call - glibc dropping the "
+             "thread's stack, one per finished thread, not the allocator; *allocator* "
+             "excludes them. Counts include the loader's and libc's start-up mmaps. larson "
+             "runs for a fixed time, so its ops differ from run to run." % ",".join(SYSCALLS))
+    L.append("")
+    rows = []
+    ncol = 7 + len(SYSCALLS)
+    for r in sysrecs:
+        if r["status"] != "ok":
+            rows.append([r["workload"], r["allocator"], "%s: %s" % (r["status"], r["error"])]
+                        + [""] * (ncol - 3))
+            continue
+        n, unit = r["basis"], r["basis_unit"]
+        cells = []
+        for sc in SYSCALLS:
+            c = r["calls"].get(sc, (0, 0))
+            cells.append("%d%s" % (c[0], " (%d err)" % c[1] if c[1] else ""))
+        mad = r["calls"].get("madvise", (0, 0))[0]
+        st = r.get("stack_madvise", 0)
+        per = "-" if not n else ("%.1f" % (mad / n * 1e6))
+        per_own = "-" if not n else ("%.1f" % ((mad - st) / n * 1e6))
+        rows.append([r["workload"], r["allocator"],
+                     "-" if not n else "%d %s" % (n, unit),
+                     cells[0], per, str(st), "**%s**" % per_own] + cells[1:] +
+                    [str(sum(r["calls"].get(sc, (0, 0))[0] for sc in SYSCALLS))])
+    L.append(md_table(["workload", "allocator", "ops counted", "madvise", "madvise per 1M ops",
+                       "of which at thread exit", "allocator madvise per 1M ops"]
+                      + SYSCALLS[1:] + ["total"],
+                      rows, ["l", "l"] + ["r"] * (ncol - 2)))
+    L.append("")
+    return L
+
+
+def build_markdown(S, records, allocs, workloads, info, errors, notices, sysrecs=None):
     L = ["# tidemalloc benchmark results", ""]
     for k, v in info:
         L.append("- **%s**: %s" % (k, v.replace("|", "\\|")))
@@ -364,6 +600,9 @@ def build_markdown(S, records, allocs, workloads, info, errors, notices):
             row.append("-" if not d else fx(d.get("rss_over_live")))
         L.append(md_table(["fragmentation"] + allocs, [row]))
         L.append("")
+
+    L += norelease_section(S, allocs, workloads)
+    L += syscalls_section(sysrecs)
 
     # 3. seed002
     if "seed002" in workloads and any(("seed002", a) in S for a in allocs):
@@ -622,7 +861,13 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     ap.add_argument("--only", default="", help="comma-separated workloads, e.g. small,seed002")
     ap.add_argument("--allocators", default=",".join(ALL_ALLOCATORS),
-                    help="comma-separated subset of " + ",".join(ALL_ALLOCATORS))
+                    help="comma-separated subset of " + ",".join(KNOWN_ALLOCATORS)
+                    + " (default: " + ",".join(ALL_ALLOCATORS) + "; tidemalloc-norelease"
+                    " = libtidemalloc.so with TIDEMALLOC_DECAY_MS=-1, page release off)")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="after the timed runs, run every workload once more under strace "
+                         "(tidemalloc variants only) and count madvise/munmap/mmap/brk/mremap "
+                         "-> results.md and syscalls.csv")
     ap.add_argument("--timeout", type=int, default=None,
                     help="seconds per run (default 120 quick, 900 full)")
     args = ap.parse_args()
@@ -639,25 +884,25 @@ def main():
             ap.error("unknown workload %r (known: %s)" % (w, ",".join(names)))
     wanted = [a.strip() for a in args.allocators.split(",") if a.strip()]
     for a in wanted:
-        if a not in ALL_ALLOCATORS:
-            ap.error("unknown allocator %r (known: %s)" % (a, ",".join(ALL_ALLOCATORS)))
+        if a not in KNOWN_ALLOCATORS:
+            ap.error("unknown allocator %r (known: %s)" % (a, ",".join(KNOWN_ALLOCATORS)))
 
     notices = []
     cache = ldconfig_paths()
     allocs = []  # (name, lib path or None)
     missing_pkgs = []
-    for a in ALL_ALLOCATORS:
+    for a in KNOWN_ALLOCATORS:
         if a not in wanted:
             continue
         if a == "glibc":
             allocs.append((a, None))
-        elif a == "tidemalloc":
+        elif a in TIDE_VARIANTS:
             lib = os.path.join(build, "libtidemalloc.so")
             if os.path.exists(lib):
                 allocs.append((a, lib))
             else:
-                notices.append("tidemalloc: %s not found - build the library first "
-                               "(cmake --build %s); skipped." % (lib, args.build))
+                notices.append("%s: %s not found - build the library first "
+                               "(cmake --build %s); skipped." % (a, lib, args.build))
         else:
             soname, pkg = {p[0]: (p[1], p[2]) for p in PEERS}[a]
             lib = find_lib(soname, cache)
@@ -666,6 +911,12 @@ def main():
             else:
                 notices.append("%s: %s not found; skipped." % (a, soname))
                 missing_pkgs.append(pkg)
+    strace = None
+    if args.syscalls:
+        strace = strace_prefix(notices)
+        if strace and not any(a in TIDE_VARIANTS for a, _ in allocs):
+            notices.append("--syscalls: no tidemalloc variant selected; nothing to trace.")
+            strace = None
     if missing_pkgs:
         notices.append("to install the missing peer allocators (Debian/Ubuntu): "
                        "apt-get install %s" % " ".join(p for _, _, p in PEERS))
@@ -720,6 +971,69 @@ def main():
     elapsed = time.monotonic() - t_start
     info.append(("suite wall time", "%.1f s" % elapsed))
 
+    # --syscalls: one more run per workload and tidemalloc variant, under
+    # strace; kept apart from `records`, so they never enter the medians.
+    sysrecs = []
+    if strace:
+        trace_dir = os.path.join(out_dir, "strace")
+        os.makedirs(trace_dir, exist_ok=True)
+        t_sys = time.monotonic()
+        for w in workloads:
+            for a, lib in allocs:
+                if a not in TIDE_VARIANTS:
+                    continue
+                tf = os.path.join(trace_dir, "%s-%s.txt" % (w, a))
+                try:
+                    os.unlink(tf)
+                except OSError:
+                    pass
+                rec = run_one(exes[w], a, lib, args.quick, timeout * 3, strace=(strace, tf))
+                rec.update(workload=w, allocator=a, trace_file=tf)
+                text = read_file(tf)
+                rec["calls"] = parse_strace_summary(text)
+                rec["stack_madvise"] = strace_stack_madvises(text)
+                rec["basis"], rec["basis_unit"] = ops_basis(rec)
+                if rec["status"] == "ok" and not rec["calls"] and not os.path.exists(tf):
+                    rec.update(status="fail", error="strace wrote no summary to " + tf)
+                sysrecs.append(rec)
+                if rec["status"] == "ok":
+                    mad = rec["calls"].get("madvise", (0, 0))[0]
+                    per = ("%.1f per 1M %s" % (mad / rec["basis"] * 1e6, rec["basis_unit"])
+                           if rec["basis"] else "-")
+                    line = "madvise %d (%s; %d at thread exit)  %s" % (
+                        mad, per, rec["stack_madvise"], "  ".join(
+                        "%s %d" % (sc, rec["calls"].get(sc, (0, 0))[0]) for sc in SYSCALLS[1:]))
+                else:
+                    line = "%s: %s" % (rec["status"].upper(), rec["error"])
+                    errors.append("strace run, %s under %s: %s: %s"
+                                  % (w, a, rec["status"], rec["error"]))
+                    if rec.get("stderr"):
+                        print(rec["stderr"][-1500:], file=sys.stderr)
+                print("[strace]    %-9s %-10s %s" % (w, a, line), flush=True)
+        info.append(("strace runs (--syscalls)", "%.1f s, %s"
+                     % (time.monotonic() - t_sys, " ".join(shlex.quote(x) for x in strace))))
+        with open(os.path.join(out_dir, "syscalls.csv"), "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["workload", "allocator", "status", "error", "ops", "basis", "basis_unit",
+                         "time_s_under_strace"] + SYSCALLS
+                        + ["%s_errors" % sc for sc in SYSCALLS]
+                        + ["madvise_per_1m", "madvise_thread_exit", "madvise_other_per_1m"])
+            for r in sysrecs:
+                mad = r["calls"].get("madvise", (0, 0))[0]
+                ok = r["status"] == "ok" and r["basis"]
+                wr.writerow([r["workload"], r["allocator"], r["status"], r["error"],
+                             r.get("ops", ""),
+                             "" if r["basis"] is None else "%d" % r["basis"], r["basis_unit"],
+                             r.get("time_s", "")]
+                            + [r["calls"].get(sc, (0, 0))[0] if r["status"] == "ok" else ""
+                               for sc in SYSCALLS]
+                            + [r["calls"].get(sc, (0, 0))[1] if r["status"] == "ok" else ""
+                               for sc in SYSCALLS]
+                            + ["%.2f" % (mad / r["basis"] * 1e6) if ok else "",
+                               r["stack_madvise"] if r["status"] == "ok" else "",
+                               "%.2f" % ((mad - r["stack_madvise"]) / r["basis"] * 1e6)
+                               if ok else ""])
+
     # CSV: one row per run
     fixed = ["rep", "workload", "allocator", "status", "error", "exit_code", "wall_s", "alloc_lib",
              "time_s", "ops", "ops_per_s", "peak_rss_kb", "final_rss_kb"]
@@ -732,7 +1046,7 @@ def main():
 
     names_run = [a for a, _ in allocs]
     S = summarize(records, names_run, workloads)
-    md = build_markdown(S, records, names_run, workloads, info, errors, notices)
+    md = build_markdown(S, records, names_run, workloads, info, errors, notices, sysrecs)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(md + "\n")
     svg = build_svg(S, names_run, workloads, "tidemalloc benchmarks (%s mode, median of %d, %s)"
@@ -743,8 +1057,8 @@ def main():
 
     print()
     print(md)
-    print("Wrote %s/results.md, results.csv, results.svg (suite took %.1f s)"
-          % (out_dir, elapsed))
+    print("Wrote %s/results.md, results.csv, results.svg%s (suite took %.1f s)"
+          % (out_dir, ", syscalls.csv" if sysrecs else "", elapsed))
     if errors:
         print("\n%d run(s) FAILED their checks:" % len(errors), file=sys.stderr)
         for e in errors:

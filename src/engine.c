@@ -492,7 +492,10 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
         if (av->have_fastchunks)
             tm_consolidate(av);
         if (av == &tm_main_arena) {
-            if (chunksize(av->top) >= tm_mp.trim_threshold)
+            /* Trim when what would be given back (beyond the pad) reaches
+             * the threshold: trimming as soon as top passes the threshold
+             * gives back a page or two at a time, only to grow again.    */
+            if (chunksize(av->top) >= tm_mp.trim_threshold + tm_mp.top_pad)
                 tm_systrim(av, tm_mp.top_pad);
         } else {
             tm_heap_trim(av, av->last_heap, tm_mp.top_pad);
