@@ -90,15 +90,15 @@ TM_EXPORT void tide_free(void *mem)
     if (likely(tc != NULL && mem != NULL)) {
         size_t raw = mem2chunk(mem)->size;
         size_t i = (raw - TM_MINSIZE) >> 4;   /* huge for sizes < 32 */
+        tm_tc_entry *e = mem;
+        /* A cached size class with room, and not already cached (else the
+         * slow path checks for a double free): push, nothing else.  No
+         * call on this path, so no registers to save.                   */
         if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | 8)) == 0 &&
-                   aligned_ok((uintptr_t)mem))) {
-            tm_tc_entry *e = mem;
-            if (unlikely(e->key == tm_tcache_key))
-                tm_tcache_double_free_check(tc, e, i);
-            if (likely(tc->counts[i] < tm_tc_limit[i])) {
-                tc_push(tc, e, i);
-                return;
-            }
+                   aligned_ok((uintptr_t)mem) && e->key != tm_tcache_key &&
+                   tc->counts[i] < tm_tc_limit[i])) {
+            tc_push(tc, e, i);
+            return;
         }
     }
     free_slow(mem);
@@ -137,28 +137,18 @@ static TM_NOINLINE void free_slow(void *mem)
         tm_corrupt("free(): invalid size", mem);
     tm_ensure_init();
 
-    if (tm_tls_tcache_state == 0) {
+    if (tm_tls_tcache_state == 0)
         tm_tcache_thread_init();
-        tm_tcache *tc = tm_tls_tcache;
-        size_t i = tc_csize_index(size);
-        if (tc && i < TM_TCACHE_BINS) {
-            tm_tc_entry *e = mem;
-            if (unlikely(e->key == tm_tcache_key))
-                tm_tcache_double_free_check(tc, e, i);
-            if (tc->counts[i] < tm_tc_limit[i]) {
-                tc_push(tc, e, i);
-                errno = saved_errno;
-                return;
-            }
-        }
-    }
     tm_tcache *tc = tm_tls_tcache;
     size_t i = tc_csize_index(size);
-    if (tc && i < TM_TCACHE_BINS && tm_tc_limit[i] && tc->counts[i] >= tm_tc_limit[i]) {
+    if (tc && i < TM_TCACHE_BINS && tm_tc_limit[i]) {
         tm_tc_entry *e = mem;
         if (unlikely(e->key == tm_tcache_key))
             tm_tcache_double_free_check(tc, e, i);
-        tm_tcache_put_full(tc, e, i);
+        if (tc->counts[i] < tm_tc_limit[i])
+            tc_push(tc, e, i);
+        else
+            tm_tcache_put_full(tc, e, i);
         errno = saved_errno;
         return;
     }

@@ -49,7 +49,11 @@ static inline void tc_link(tm_tc_entry *e, tm_tc_entry *next)
 /* Class of a request (n <= TM_TCACHE_MAX_REQ): same as csize_index(request2size(n)). */
 static inline size_t tc_req_index(size_t n)
 {
-    return n <= 24 ? 0 : (n + 23) / 16 - 2;
+    /* request2size(n) = max(32, (n + 8 + 15) & ~15); class = size/16 - 2.
+     * Branch-free: (n + 7) >> 4 is the class + 1, except that requests of
+     * 0..8 bytes give 0 and belong to class 0 as well.                   */
+    size_t i = (n + 7) >> 4;
+    return i - (i != 0);
 }
 static inline size_t tc_csize_index(size_t csize) { return (csize - TM_MINSIZE) >> 4; }
 
