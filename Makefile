@@ -21,8 +21,12 @@ demo: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
+BENCH_ALLOCATORS ?= glibc,jemalloc,tcmalloc,mimalloc,tidemalloc,tidemalloc-norelease
+BENCH_REPS ?= 5
+
 bench: build
-	python3 bench/run.py --build $(BUILD) --out bench/results
+	python3 bench/run.py --build $(BUILD) --out bench/results --reps $(BENCH_REPS) \
+		--allocators $(BENCH_ALLOCATORS) --syscalls
 
 bench-quick: build
 	python3 bench/run.py --build $(BUILD) --quick --out $(BUILD)/bench-quick
