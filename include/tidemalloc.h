@@ -56,16 +56,19 @@ int    tide_malloc_info(int options, FILE *fp);
 
 /* ---- introspection ------------------------------------------------------ */
 struct tide_stats {
-    size_t system_bytes;     /* bytes obtained from the OS for arenas (brk + sub-heaps) */
+    size_t system_bytes;     /* bytes the arenas hold from the OS (brk and mmap
+                                segments of the main arena, sub-heaps)            */
     size_t mmapped_bytes;    /* bytes in mmapped chunks                              */
     size_t mmapped_chunks;   /* number of mmapped chunks                             */
-    size_t in_use_bytes;     /* bytes in chunks handed to the program (incl. caches) */
-    size_t free_bytes;       /* bytes in free chunks (bins, top, caches)             */
+    size_t in_use_bytes;     /* bytes in chunks not in a bin: handed to the program,
+                                or held in a thread cache (as glibc counts them)   */
+    size_t free_bytes;       /* bytes in free chunks (bins, fast bins, top)          */
     size_t free_resident_bytes; /* free bytes whose pages are still resident         */
-    size_t released_bytes;   /* free bytes whose pages were given back (madvise)     */
-    size_t cached_bytes;     /* bytes held in per-thread caches                      */
+    size_t released_bytes;   /* free bytes not resident (given back with madvise,
+                                or never touched since the heap grew)             */
+    size_t cached_bytes;     /* bytes in the *calling* thread's cache                */
     size_t narenas;          /* arenas created so far                                */
-    size_t nheaps;           /* sub-heaps currently mapped                           */
+    size_t nheaps;           /* heaps of all arenas: main-arena segments, sub-heaps  */
     size_t madvise_calls;    /* page releases done so far                            */
 };
 void tide_get_stats(struct tide_stats *out);

@@ -199,7 +199,9 @@ TM_EXPORT void *tide_calloc(size_t nmemb, size_t size)
     tm_arena *av = tm_arena_get(nb);
     void *mem = tm_int_malloc(av, nb);
     char *lo = av->fresh_lo, *hi = av->fresh_hi;
+    tm_release_tick(av);
     tm_lock_release(&av->lock);
+    tm_release_maybe_start_bg();
     if (unlikely(!mem)) {
         tm_arena *other = tm_arena_retry(av, nb);
         if (other) {
@@ -311,7 +313,9 @@ static void *memalign_impl(size_t alignment, size_t bytes)
     tm_ensure_init();
     tm_arena *av = tm_arena_get(bytes);
     void *mem = tm_int_memalign(av, alignment, bytes);
+    tm_release_tick(av);
     tm_lock_release(&av->lock);
+    tm_release_maybe_start_bg();
     if (!mem) {
         tm_arena *other = tm_arena_retry(av, bytes);
         if (other) {

@@ -43,6 +43,7 @@ void tm_init_slow(void)
         return;
     }
     tm_os_init();
+    tm_mp.ncpus = tm_os_ncpus();
     tm_tunables_init();
     tm_arena_init(&tm_main_arena);
     tm_main_arena.next = &tm_main_arena;
@@ -76,7 +77,7 @@ static size_t arena_limit(void)
 {
     if (tm_mp.arena_max)
         return tm_mp.arena_max;
-    size_t n = tm_os_ncpus() * TM_ARENAS_PER_CPU;
+    size_t n = tm_mp.ncpus * TM_ARENAS_PER_CPU;
     return n > tm_mp.arena_test ? n : tm_mp.arena_test;
 }
 
@@ -107,6 +108,8 @@ static tm_arena *new_arena(void)
 static void attach_locked(tm_arena *av)
 {
     tm_arena *old = tls_arena;
+    if (old == av && !tls_exiting)
+        return;                  /* stays where it is: no new reference */
     av->attached++;
     if (old && old != av && !tls_exiting) {
         if (--old->attached == 0) {
@@ -209,11 +212,11 @@ void tm_remote_push_list(_Atomic(tm_chunk *) *list, tm_chunk *head, tm_chunk *ta
 void tm_remote_drain_all(tm_arena *av)
 {
     tm_remote_drain(av);
-    if (!atomic_load_explicit(&av->remote_cls_any, memory_order_relaxed))
+    if (!atomic_load_explicit(&av->remote_cls_any, memory_order_relaxed) ||
+        !atomic_exchange_explicit(&av->remote_cls_any, 0, memory_order_seq_cst))
         return;
-    atomic_store_explicit(&av->remote_cls_any, 0, memory_order_relaxed);
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        if (!atomic_load_explicit(&av->remote_cls[i], memory_order_relaxed))
+        if (!atomic_load_explicit(&av->remote_cls[i], memory_order_acquire))
             continue;
         tm_chunk *p = atomic_exchange_explicit(&av->remote_cls[i], NULL, memory_order_acquire);
         while (p) {
@@ -279,13 +282,21 @@ static tm_arena *arena_get_slow(tm_arena *av)
             tm_lock_acquire(&tm_list_lock);
             bool room = free_list != NULL || narenas < arena_limit();
             tm_lock_release(&tm_list_lock);
-            if (room)
-                return arena_get2(av);
+            if (room) {
+                av = arena_get2(av);
+                tm_thread_register_exit((void *)1);
+                return av;
+            }
         }
         tm_lock_acquire(&av->lock);
         return av;
     }
-    return arena_get2(NULL);
+    /* First arena of this thread: make sure its exit detaches it, even if
+     * it never gets a thread cache.  (pthread_setspecific of one of the
+     * first keys does not allocate.)                                    */
+    av = arena_get2(NULL);
+    tm_thread_register_exit((void *)1);
+    return av;
 }
 
 /* An allocation failed in av (unlocked now): try one other arena. */

@@ -61,7 +61,8 @@
 /* ---- per-thread cache --------------------------------------------------- */
 #define TM_TCACHE_BINS     64                   /* chunk sizes 32 .. 1040 by 16   */
 #define TM_TCACHE_MAX_REQ  1032u                /* largest request a cache can hold */
-#define TM_TCACHE_DEFAULT_COUNT 7               /* glibc's default per-class count */
+#define TM_TCACHE_DEFAULT_COUNT 32              /* chunks per class at most (glibc: 7)  */
+#define TM_TCACHE_DEFAULT_BYTES (256u * 1024)   /* byte budget of one thread's cache     */
 #define TM_TCACHE_COUNT_MAX 65535
 
 /* ---- page release (decay) ----------------------------------------------- */

@@ -193,6 +193,47 @@ static void *split_victim(tm_arena *av, tm_chunk *victim, size_t size, size_t nb
     return mem;
 }
 
+/* p (size bytes) is becoming free: merge it with a free chunk before and
+ * after it, then put the result at the front of the unsorted bin, or make
+ * it part of top.  Returns the merged size.  The two messages name the
+ * caller's checks (glibc words them differently for free and
+ * malloc_consolidate).                                                   */
+static size_t coalesce_and_place(tm_arena *av, tm_chunk *p, size_t size, const char *prev_check,
+                                 const char *unsorted_check)
+{
+    tm_chunk *next = chunk_at(p, size);
+    size_t nextsize = chunksize(next);
+    tm_relcarry carried = TM_RELCARRY_INIT;
+    if (!prev_inuse(p)) {
+        size_t prevsize = p->prev_size;
+        size += prevsize;
+        p = chunk_at(p, -prevsize);
+        if (unlikely(chunksize(p) != prevsize))
+            tm_corrupt(prev_check, p);
+        tm_release_absorb(&carried, p);
+        tm_unlink_chunk(av, p);
+    }
+    if (next != av->top) {
+        if (!inuse_at(next, nextsize)) {
+            tm_release_absorb(&carried, next);
+            tm_unlink_chunk(av, next);
+            size += nextsize;
+        } else {
+            clear_inuse_at(next, 0);
+        }
+        unsorted_push(av, p, size, unsorted_check);
+        set_head(p, size | TM_PREV_INUSE);
+        set_foot(p, size);
+        tm_release_on_free(av, p, size, &carried);
+    } else {
+        size += nextsize;
+        set_head(p, size | TM_PREV_INUSE);
+        tm_release_top_grew(av, p);
+        av->top = p;
+    }
+    return size;
+}
+
 /* ---- malloc_consolidate -------------------------------------------------
  * Empty every fast bin, coalescing each chunk with its free neighbours and
  * putting the result in the unsorted bin (or merging it into top).        */
@@ -208,37 +249,8 @@ void tm_consolidate(tm_arena *av)
             if (unlikely(fastbin_index(chunksize(p)) != i))
                 tm_corrupt("malloc_consolidate(): invalid chunk size", p);
             tm_chunk *nextp = reveal_ptr(&p->fd, p->fd);
-            size_t size = chunksize(p);
-            tm_chunk *next = chunk_at(p, size);
-            size_t nextsize = chunksize(next);
-            tm_relcarry carried = TM_RELCARRY_INIT;
-            if (!prev_inuse(p)) {
-                size_t prevsize = p->prev_size;
-                size += prevsize;
-                p = chunk_at(p, -prevsize);
-                if (unlikely(chunksize(p) != prevsize))
-                    tm_corrupt("corrupted size vs. prev_size in fastbins", p);
-                tm_release_absorb(&carried, p);
-                tm_unlink_chunk(av, p);
-            }
-            if (next != av->top) {
-                if (!inuse_at(next, nextsize)) {
-                    size += nextsize;
-                    tm_release_absorb(&carried, next);
-                    tm_unlink_chunk(av, next);
-                } else {
-                    clear_inuse_at(next, 0);
-                }
-                unsorted_push(av, p, size, "malloc_consolidate(): corrupted unsorted chunks");
-                set_head(p, size | TM_PREV_INUSE);
-                set_foot(p, size);
-                tm_release_on_free(av, p, size, &carried);
-            } else {
-                size += nextsize;
-                set_head(p, size | TM_PREV_INUSE);
-                tm_release_top_grew(av, p);
-                av->top = p;
-            }
+            coalesce_and_place(av, p, chunksize(p), "corrupted size vs. prev_size in fastbins",
+                               "malloc_consolidate(): corrupted unsorted chunks");
             p = nextp;
         }
     }
@@ -458,34 +470,8 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
 
     perturb_free(chunk2mem(p), size - TM_HDR);
 
-    tm_relcarry carried = TM_RELCARRY_INIT;
-    if (!prev_inuse(p)) {
-        size_t prevsize = p->prev_size;
-        size += prevsize;
-        p = chunk_at(p, -prevsize);
-        if (unlikely(chunksize(p) != prevsize))
-            tm_corrupt("corrupted size vs. prev_size while consolidating", p);
-        tm_release_absorb(&carried, p);
-        tm_unlink_chunk(av, p);
-    }
-    if (next != av->top) {
-        if (!inuse_at(next, nextsize)) {
-            tm_release_absorb(&carried, next);
-            tm_unlink_chunk(av, next);
-            size += nextsize;
-        } else {
-            clear_inuse_at(next, 0);
-        }
-        unsorted_push(av, p, size, "free(): corrupted unsorted chunks");
-        set_head(p, size | TM_PREV_INUSE);
-        set_foot(p, size);
-        tm_release_on_free(av, p, size, &carried);
-    } else {
-        size += nextsize;
-        set_head(p, size | TM_PREV_INUSE);
-        tm_release_top_grew(av, p);
-        av->top = p;
-    }
+    size = coalesce_and_place(av, p, size, "corrupted size vs. prev_size while consolidating",
+                              "free(): corrupted unsorted chunks");
 
     /* A big free chunk: a chance to give memory back. */
     if (size >= TM_CONSOLIDATE_THRESHOLD) {
@@ -495,7 +481,8 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
             /* Trim when what would be given back (beyond the pad) reaches
              * the threshold: trimming as soon as top passes the threshold
              * gives back a page or two at a time, only to grow again.    */
-            if (chunksize(av->top) >= tm_mp.trim_threshold + tm_mp.top_pad)
+            size_t top = chunksize(av->top);
+            if (top > tm_mp.top_pad && top - tm_mp.top_pad >= tm_mp.trim_threshold)
                 tm_systrim(av, tm_mp.top_pad);
         } else {
             tm_heap_trim(av, av->last_heap, tm_mp.top_pad);

@@ -102,7 +102,7 @@ bool tm_heap_trim(tm_arena *av, tm_heap *h, size_t pad)
     }
     /* Then shrink the last heap down to its top's start + pad. */
     size_t top_size = chunksize(av->top);
-    if (top_size < tm_mp.trim_threshold + pad)   /* see tm_int_free */
+    if (top_size <= pad || top_size - pad < tm_mp.trim_threshold)   /* see tm_int_free */
         return did;
     if (top_size <= pad + TM_MINSIZE + 1)
         return did;

@@ -19,7 +19,9 @@
  *            bins (singly linked, LIFO, never coalesced until consolidation).
  *
  * Lock order: tm_list_lock -> arena locks (arenas in list order, only in the
- *   fork handler; elsewhere at most one arena lock is held at a time).
+ *   fork handler).  Elsewhere a thread blocks on at most one arena lock at
+ *   a time; while holding one it may only *try* others (the release sweep),
+ *   which cannot deadlock.
  */
 #ifndef TM_INTERNAL_H
 #define TM_INTERNAL_H
@@ -116,11 +118,10 @@ struct tm_params {
     int    check_action;
     size_t tcache_count;        /* chunks per cache class                   */
     size_t tcache_max_req;      /* largest cached request                   */
-    size_t tcache_unsorted_limit;
     size_t tcache_bytes;        /* total byte budget per thread cache       */
     long   decay_ms;            /* -1 never, 0 at once                      */
-    bool   background_thread;
     size_t pagesize;
+    size_t ncpus;               /* CPUs we may run on, read at start          */
 };
 extern struct tm_params tm_mp TM_HIDDEN;
 
@@ -148,10 +149,11 @@ static inline tm_chunk *initial_top(tm_arena *av) { return (tm_chunk *)av->top_d
 static inline bool in_smallbin_range(size_t sz) { return sz < TM_MIN_LARGE_SIZE; }
 static inline unsigned smallbin_index(size_t sz) { return (unsigned)(sz >> 4); }
 
-/* glibc's logarithmic spacing of the 63 large bins (64-bit):
- *   32 bins  64 bytes apart up to 3 KiB, 16 bins 512 bytes apart up to
- *   12 KiB,  8 bins 4 KiB apart, 4 bins 32 KiB apart, 2 bins 256 KiB apart,
- *   and one for everything larger.                                        */
+/* glibc's logarithmic spacing of the 63 large bins (64-bit), as computed
+ * below: bins 64..96 are 64 bytes wide (1 KiB .. 3135 B), 97..111 512
+ * bytes (.. 10 KiB), 112..120 4 KiB (.. 44 KiB, bin 120 reaching 64 KiB),
+ * 121..123 32 KiB (.. 160 KiB), 124..126 256 KiB and beyond (126: all
+ * larger).  docs/design.md has the exact table.                       */
 static inline unsigned largebin_index(size_t sz)
 {
     if ((sz >> 6) <= 48)  return 48 + (unsigned)(sz >> 6);
@@ -265,7 +267,7 @@ TM_HIDDEN size_t tm_tcache_cached_bytes(void);
 /* release.c - giving free pages inside heaps back to the system. */
 TM_HIDDEN void tm_release_forget(tm_arena *av, tm_chunk *p);    /* p leaves the free state    */
 TM_HIDDEN void tm_release_tick_slow(tm_arena *av);
-TM_HIDDEN size_t tm_release_all(tm_arena *av);
+TM_HIDDEN size_t tm_release_all(tm_arena *av, size_t top_keep);
 TM_HIDDEN void tm_release_set_background(bool on);
 TM_HIDDEN void tm_release_fork_child(void);
 

@@ -11,8 +11,10 @@
  *   +-----+----+----+------+----------+---------------------+------+
  *   0                      32        64  ^ page aligned      ^ page aligned
  *
- * meta[0] is when the chunk became free (ms), meta[1] how many interior
- * bytes are released.  A chunk's pages are released once it has stayed
+ * meta[0] is when the chunk became free (ms) - for a chunk made by
+ * coalescing or splitting, the oldest such time of its free parts, so
+ * that reusing a piece of a free chunk does not keep the rest young -
+ * and meta[1] how many interior bytes are released.  A chunk's pages are released once it has stayed
  * free for the decay time (tm_mp.decay_ms; 0 = at once, -1 = never).
  * Work is amortized: every 32 slow-path calls an arena looks at the clock,
  * and at most every decay/4 ms walks its unsorted and large bins (chunks
@@ -225,9 +227,10 @@ void tm_release_tick_slow(tm_arena *av)
     }
 }
 
-size_t tm_release_all(tm_arena *av)
+/* malloc_trim: every free page now, keeping `top_keep` bytes of top. */
+size_t tm_release_all(tm_arena *av, size_t top_keep)
 {
-    return purge(av, UINT64_MAX, 0);
+    return purge(av, UINT64_MAX, top_keep);
 }
 
 /* ---- the optional background thread ------------------------------------ */

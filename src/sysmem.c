@@ -106,6 +106,26 @@ static void install_top(tm_arena *av, tm_heap *h)
     av->top_clean = (char *)top;
 }
 
+/* A new heap (sub-heap) or segment becomes av's last: the old top is
+ * retired and the new heap's space becomes top.  For TM_HEAP_SUB, h was
+ * set up by tm_heap_new (reserved, committed).                           */
+static void start_heap(tm_arena *av, tm_heap *h, size_t size, uint32_t kind)
+{
+    h->ar = av;
+    h->prev = av->last_heap;
+    h->size = size;
+    if (kind != TM_HEAP_SUB) {
+        h->committed = size;
+        h->reserved = size;
+    }
+    h->kind = kind;
+    av->system_mem += size;
+    av->nheaps++;
+    tm_retire_top(av);
+    av->last_heap = h;
+    install_top(av, h);
+}
+
 /* Main arena: grow top with brk; when brk cannot, start a segment of mmap
  * memory (as ptmalloc falls back to mmap as MORECORE).                    */
 static bool main_grow(tm_arena *av, size_t nb)
@@ -120,36 +140,34 @@ static bool main_grow(tm_arena *av, size_t nb)
         return false;
 
     char *cur = tm_os_sbrk(0);
+    if (cur != (char *)-1 && seg && seg->kind == TM_SEG_BRK && cur == old_end) {
+        /* Contiguous: just extend the brk segment and its top. */
+        size_t size = align_up(want - old_size, page);
+        char *r = tm_os_sbrk((intptr_t)size);
+        if (r == cur) {
+            seg->size += size;
+            av->system_mem += size;
+            set_head(old_top, (old_size + size) | TM_PREV_INUSE);
+            return true;
+        }
+        /* Another thread moved brk between our two calls: take the piece
+         * back if it is still at the end, then start a new segment.     */
+        if (r != (char *)-1 && tm_os_sbrk(0) == r + size)
+            tm_os_sbrk(-(intptr_t)size);
+        cur = tm_os_sbrk(0);
+    }
     if (cur != (char *)-1) {
-        if (seg && seg->kind == TM_SEG_BRK && cur == old_end) {
-            /* Contiguous: just extend the brk segment and its top. */
-            size_t size = align_up(want - old_size, page);
-            if (size >= want - old_size && tm_os_sbrk((intptr_t)size) == cur) {
-                seg->size += size;
-                av->system_mem += size;
-                set_head(old_top, (old_size + size) | TM_PREV_INUSE);
-                return true;
-            }
-        } else {
-            /* First growth, or brk moved under us: a new brk segment whose
-             * end is page aligned, so it can be extended later.           */
-            size_t size = align_up((uintptr_t)cur + sizeof(tm_heap) + TM_ALIGNMENT + want, page) -
-                          (uintptr_t)cur;
-            if (size > want && tm_os_sbrk((intptr_t)size) == cur) {
-                tm_heap *h = (tm_heap *)align_up((uintptr_t)cur, TM_ALIGNMENT);
-                h->ar = av;
-                h->prev = seg;
-                h->size = (size_t)(cur + size - (char *)h);
-                h->committed = h->size;
-                h->kind = TM_SEG_BRK;
-                h->reserved = h->size;
-                av->system_mem += h->size;
-                tm_retire_top(av);
-                av->last_heap = h;
-                av->nheaps++;
-                install_top(av, h);
-                return true;
-            }
+        /* First growth, or brk moved under us: a new brk segment whose end
+         * is page aligned, so it can be extended later.  If brk moves
+         * between sbrk(0) and sbrk(size), the memory we got is used all
+         * the same.                                                      */
+        size_t size = align_up((uintptr_t)cur + sizeof(tm_heap) + TM_ALIGNMENT + want, page) -
+                      (uintptr_t)cur;
+        char *r = tm_os_sbrk((intptr_t)size);
+        if (r != (char *)-1) {
+            tm_heap *h = (tm_heap *)align_up((uintptr_t)r, TM_ALIGNMENT);
+            start_heap(av, h, (size_t)(r + size - (char *)h), TM_SEG_BRK);
+            return true;
         }
     }
     /* brk failed: an mmap segment. */
@@ -159,17 +177,7 @@ static bool main_grow(tm_arena *av, size_t nb)
     tm_heap *h = tm_os_map(size);
     if (!h)
         return false;
-    h->ar = av;
-    h->prev = seg;
-    h->size = size;
-    h->committed = size;
-    h->kind = TM_SEG_MMAP;
-    h->reserved = size;
-    av->system_mem += size;
-    tm_retire_top(av);
-    av->last_heap = h;
-    av->nheaps++;
-    install_top(av, h);
+    start_heap(av, h, size, TM_SEG_MMAP);
     return true;
 }
 
@@ -187,13 +195,7 @@ static bool sub_grow(tm_arena *av, size_t nb)
     tm_heap *nh = tm_heap_new(nb + TM_MINSIZE + sizeof(tm_heap) + TM_ALIGNMENT, tm_mp.top_pad);
     if (!nh)
         return false;
-    nh->ar = av;
-    nh->prev = h;
-    av->system_mem += nh->size;
-    av->nheaps++;
-    tm_retire_top(av);
-    av->last_heap = nh;
-    install_top(av, nh);
+    start_heap(av, nh, nh->size, TM_HEAP_SUB);
     return true;
 }
 
@@ -269,7 +271,7 @@ int tm_trim_arena(tm_arena *av, size_t pad)
         did = tm_systrim(av, pad);
     else
         did = tm_heap_trim(av, av->last_heap, pad);
-    if (tm_release_all(av))
+    if (tm_release_all(av, pad))
         did = true;
     return did;
 }

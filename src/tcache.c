@@ -62,8 +62,9 @@ static void push_run(tm_arena *av, tm_chunk *head, tm_chunk *tail, size_t i)
 {
     if (i < TM_TCACHE_BINS) {
         tm_remote_push_list(&av->remote_cls[i], head, tail);
-        if (!atomic_load_explicit(&av->remote_cls_any, memory_order_relaxed))
-            atomic_store_explicit(&av->remote_cls_any, 1, memory_order_relaxed);
+        /* After the push, seq_cst: a drainer that clears the flag before
+         * scanning either sees this push or sees the flag set again.     */
+        atomic_store_explicit(&av->remote_cls_any, 1, memory_order_seq_cst);
     } else {
         tm_remote_push(av, head, tail);
     }
@@ -136,7 +137,8 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     size_t lim = tm_tc_limit[i];
     if (lim == 0 || tc->counts[i] == 0) {
-        /* Class not cached (any more): straight to the arena. */
+        /* Class not cached any more (another thread's mallopt changed the
+         * limits after our caller looked): straight to the arena.       */
         e->key = 0;
         free_chain(e, 1, TM_TCACHE_BINS);
         return;
@@ -188,10 +190,6 @@ static bool exact_waiting(tm_arena *av, size_t nb)
     return b->bk != b;
 }
 
-/* A miss in class i: take a batch from the arena under one lock.  Chunks
- * of exactly nb waiting in a fast or small bin come first; the rest is
- * carved from one chunk of the needed total (one trip through the bins,
- * and the new chunks lie side by side).                                 */
 /* Take the chunks other threads freed into our arena's class-i list. */
 static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
 {
@@ -200,21 +198,29 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
         return NULL;
     void *first = chunk2mem(p);
     p = p->fd;
-    size_t cap = (size_t)tm_tc_limit[i] * 4;
-    while (p && tc->counts[i] < cap) {
+    size_t lim = tm_tc_limit[i];
+    while (p && tc->counts[i] < lim) {
         tm_chunk *next = p->fd;
         tc_push(tc, chunk2mem(p), i);
         p = next;
     }
     if (p) {                              /* more than we can hold: leave the rest */
         tm_chunk *tail = p;
-        while (tail->fd)
+        for (size_t n = 0; tail->fd; n++) {
+            if (unlikely(n > ((size_t)1 << 32)))
+                tm_corrupt("malloc(): remote free list loops", tail);
             tail = tail->fd;
+        }
         tm_remote_push_list(&own->remote_cls[i], p, tail);
     }
     return first;
 }
 
+/* A miss in class i.  First the class's remote list (no lock).  Else a
+ * batch from the arena under one lock: chunks of exactly nb waiting in a
+ * fast or small bin come first; the rest is carved from one chunk of the
+ * needed total (one trip through the bins, and the new chunks lie side
+ * by side).                                                            */
 void *tm_tcache_refill(tm_tcache *tc, size_t nb)
 {
     size_t i = tc_csize_index(nb);
@@ -289,6 +295,16 @@ void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i)
     }
 }
 
+static void flush_classes(tm_tcache *tc)
+{
+    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+        if (tc->counts[i])
+            free_chain(tc->entries[i], tc->counts[i], i);
+        tc->entries[i] = NULL;
+        tc->counts[i] = 0;
+    }
+}
+
 /* Empty the calling thread's cache and stop caching (thread exit). */
 void tm_tcache_flush_all(void)
 {
@@ -297,12 +313,7 @@ void tm_tcache_flush_all(void)
     tm_tls_tcache_state = 2;
     if (!tc)
         return;
-    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        if (tc->counts[i])
-            free_chain(tc->entries[i], tc->counts[i], i);
-        tc->entries[i] = NULL;
-        tc->counts[i] = 0;
-    }
+    flush_classes(tc);
     tm_chunk *p = mem2chunk(tc);
     tm_arena *av = arena_for_chunk(p);
     tm_lock_acquire(&av->lock);
@@ -314,14 +325,8 @@ void tm_tcache_flush_all(void)
 void tm_tcache_flush_keep(void)
 {
     tm_tcache *tc = tm_tls_tcache;
-    if (!tc)
-        return;
-    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        if (tc->counts[i])
-            free_chain(tc->entries[i], tc->counts[i], i);
-        tc->entries[i] = NULL;
-        tc->counts[i] = 0;
-    }
+    if (tc)
+        flush_classes(tc);
 }
 
 size_t tm_tcache_cached_bytes(void)

@@ -11,8 +11,11 @@
  *          | tm_tcache_key        (double-free marker)
  *          +---------------------------------+
  *
- * Misses refill a class with a batch taken under one arena lock; a full
- * class flushes half of itself, grouped by arena, one lock per group.
+ * A miss first takes back, without a lock, the chunks of its class that
+ * other threads freed into this thread's arena (the arena's per-class
+ * remote list), else refills a batch carved from one chunk under one
+ * arena lock.  A full class flushes half of itself: chunks of the own
+ * arena under its lock, others pushed on their arena's remote list.
  */
 #ifndef TM_TCACHE_H
 #define TM_TCACHE_H

@@ -6,7 +6,7 @@
  * MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_,
  * MALLOC_MMAP_MAX_, MALLOC_PERTURB_, MALLOC_CHECK_, and
  * GLIBC_TUNABLES=glibc.malloc.<name>=<value>:... ; plus tidemalloc's own
- * TIDEMALLOC_DECAY_MS and TIDEMALLOC_BACKGROUND_THREAD.  A malformed or
+ * TIDEMALLOC_DECAY_MS, TIDEMALLOC_BACKGROUND_THREAD and TIDEMALLOC_TCACHE_BYTES.  A malformed or
  * out-of-range value is ignored.
  */
 #include <stdlib.h>
@@ -21,10 +21,9 @@ struct tm_params tm_mp = {
     .mmap_threshold = TM_DEFAULT_MMAP_THRESHOLD,
     .n_mmaps_max = TM_DEFAULT_MMAP_MAX,
     .arena_test = TM_DEFAULT_ARENA_TEST,
-    .tcache_count = 32,
+    .tcache_count = TM_TCACHE_DEFAULT_COUNT,
     .tcache_max_req = TM_TCACHE_MAX_REQ,
-    .tcache_unsorted_limit = 0,
-    .tcache_bytes = 256 * 1024,
+    .tcache_bytes = TM_TCACHE_DEFAULT_BYTES,
     .decay_ms = TM_DEFAULT_DECAY_MS,
     .pagesize = 4096,
 };
@@ -141,9 +140,9 @@ static void parse_glibc_tunables(const char *s)
             for (size_t k = 0; k < sizeof glibc_names / sizeof glibc_names[0]; k++) {
                 if (strlen(glibc_names[k].name) == nlen && strncmp(glibc_names[k].name, name, nlen) == 0) {
                     if (glibc_names[k].param == 0) {
-                        long long v;
-                        if (parse_num(eq + 1, end, &v) && v >= 0)
-                            tm_mp.tcache_unsorted_limit = (size_t)v;
+                        /* tcache_unsorted_limit: accepted, no effect - the
+                         * cache is filled in batches, not while scanning
+                         * the unsorted bin as glibc's is.               */
                     } else {
                         apply(glibc_names[k].param, eq + 1, end);
                     }
@@ -170,6 +169,7 @@ void tm_tunables_init(void)
         { "MALLOC_CHECK_", M_CHECK_ACTION },
         { "TIDEMALLOC_DECAY_MS", TIDE_M_DECAY_MS },
         { "TIDEMALLOC_BACKGROUND_THREAD", TIDE_M_BACKGROUND_THREAD },
+        { "TIDEMALLOC_TCACHE_BYTES", TIDE_M_TCACHE_BYTES },
     };
     /* GLIBC_TUNABLES first: the older MALLOC_* variables override it. */
     parse_glibc_tunables(env_get("GLIBC_TUNABLES"));
@@ -221,7 +221,9 @@ int tm_mallopt(int param, int value)
         tm_tcache_recompute_limits();
         return 1;
     case M_CHECK_ACTION:
-        tm_mp.check_action = value;   /* every detected corruption aborts */
+        /* Stored for glibc compatibility only: as in glibc >= 2.26, every
+         * detected corruption prints its message and aborts.           */
+        tm_mp.check_action = value;
         return 1;
     case TIDE_M_DECAY_MS:
         if (value < -1)
@@ -229,7 +231,6 @@ int tm_mallopt(int param, int value)
         tm_mp.decay_ms = value;
         return 1;
     case TIDE_M_BACKGROUND_THREAD:
-        tm_mp.background_thread = value != 0;
         tm_release_set_background(value != 0);
         return 1;
     case TIDE_M_TCACHE_COUNT:
