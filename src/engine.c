@@ -481,8 +481,7 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
             /* Trim when what would be given back (beyond the pad) reaches
              * the threshold: trimming as soon as top passes the threshold
              * gives back a page or two at a time, only to grow again.    */
-            size_t top = chunksize(av->top);
-            if (top > tm_mp.top_pad && top - tm_mp.top_pad >= tm_mp.trim_threshold)
+            if (tm_top_worth_trimming(av, chunksize(av->top), tm_mp.top_pad))
                 tm_systrim(av, tm_mp.top_pad);
         } else {
             tm_heap_trim(av, av->last_heap, tm_mp.top_pad);

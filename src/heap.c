@@ -102,7 +102,7 @@ bool tm_heap_trim(tm_arena *av, tm_heap *h, size_t pad)
     }
     /* Then shrink the last heap down to its top's start + pad. */
     size_t top_size = chunksize(av->top);
-    if (top_size <= pad || top_size - pad < tm_mp.trim_threshold)   /* see tm_int_free */
+    if (!tm_top_worth_trimming(av, top_size, pad))
         return did;
     if (top_size <= pad + TM_MINSIZE + 1)
         return did;
@@ -110,6 +110,7 @@ bool tm_heap_trim(tm_arena *av, tm_heap *h, size_t pad)
     if (extra == 0)
         return did;
     tm_heap_shrink(h, h->size - extra);
+    tm_note_trim(av);
     av->system_mem -= extra;
     set_head(av->top, (top_size - extra) | TM_PREV_INUSE);
     tm_release_top_reset(av);

@@ -81,6 +81,10 @@ typedef struct tm_arena {
     unsigned index;                 /* 0 = main                               */
 
     size_t system_mem;              /* bytes of all heaps (their `size`s)     */
+    /* Adaptive trim threshold (see tm_trim_threshold): a heap that has to
+     * grow again right after a trim was trimmed too eagerly.            */
+    uint64_t last_trim_ms;
+    size_t trim_floor;
     size_t max_system_mem;
     size_t nheaps;
 
@@ -175,6 +179,25 @@ static inline void unmark_bin(tm_arena *av, unsigned i) { av->binmap[i >> TM_BIN
 static inline bool bin_marked(tm_arena *av, unsigned i) { return av->binmap[i >> TM_BINMAPSHIFT] & (1u << (i & 31)); }
 
 static inline tm_arena *arena_for_chunk(tm_chunk *p);
+
+/* ---- trimming ------------------------------------------------------------
+ * Top is given back (brk shrunk, sub-heap shrunk) when what lies beyond
+ * the pad reaches the trim threshold.  Unless the user fixed a threshold,
+ * each time an arena must grow again within a second of a trim, its own
+ * threshold doubles (up to 64 MiB): trimming and regrowing in a loop costs
+ * system calls and page faults, and the decay release gives the pages of
+ * a big idle top back anyway.                                           */
+#define TM_TRIM_FLOOR_MAX (64u * 1024 * 1024)
+static inline size_t tm_trim_threshold(tm_arena *av)
+{
+    return av->trim_floor > tm_mp.trim_threshold ? av->trim_floor : tm_mp.trim_threshold;
+}
+static inline bool tm_top_worth_trimming(tm_arena *av, size_t top_size, size_t pad)
+{
+    return top_size > pad && top_size - pad >= tm_trim_threshold(av);
+}
+TM_HIDDEN void tm_note_trim(tm_arena *av);
+TM_HIDDEN void tm_note_regrow(tm_arena *av);
 
 /* ---- heaps -------------------------------------------------------------- */
 static inline tm_heap *heap_for_ptr(const void *p)

@@ -145,6 +145,7 @@ static bool main_grow(tm_arena *av, size_t nb)
         size_t size = align_up(want - old_size, page);
         char *r = tm_os_sbrk((intptr_t)size);
         if (r == cur) {
+            tm_note_regrow(av);
             seg->size += size;
             av->system_mem += size;
             set_head(old_top, (old_size + size) | TM_PREV_INUSE);
@@ -188,6 +189,7 @@ static bool sub_grow(tm_arena *av, size_t nb)
     tm_heap *h = av->last_heap;
     size_t old_hsize = h->size;
     if (tm_heap_grow(h, TM_MINSIZE + nb - old_size)) {
+        tm_note_regrow(av);
         av->system_mem += h->size - old_hsize;
         set_head(old_top, (size_t)(heap_end(h) - (char *)old_top) | TM_PREV_INUSE);
         return true;
@@ -232,6 +234,22 @@ void *tm_sysmalloc(tm_arena *av, size_t nb)
     return NULL;
 }
 
+void tm_note_trim(tm_arena *av)
+{
+    av->last_trim_ms = tm_os_now_ms();
+}
+
+void tm_note_regrow(tm_arena *av)
+{
+    if (tm_mp.no_dyn_threshold || !av->last_trim_ms)
+        return;
+    if (tm_os_now_ms() - av->last_trim_ms < 1000) {
+        size_t f = tm_trim_threshold(av) * 2;
+        av->trim_floor = f < TM_TRIM_FLOOR_MAX ? f : TM_TRIM_FLOOR_MAX;
+    }
+    av->last_trim_ms = 0;
+}
+
 /* Main arena: give the top's excess back with a negative brk. */
 bool tm_systrim(tm_arena *av, size_t pad)
 {
@@ -254,6 +272,7 @@ bool tm_systrim(tm_arena *av, size_t pad)
     if (now == (char *)-1 || now >= top_end)
         return false;
     size_t released = (size_t)(top_end - now);
+    tm_note_trim(av);
     seg->size -= released;
     av->system_mem -= released;
     set_head(av->top, (top_size - released) | TM_PREV_INUSE);

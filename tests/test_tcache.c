@@ -145,7 +145,13 @@ static void *t_producer(void *arg)
     void *p = malloc(64);           /* miss -> takes the remote list, no lock */
     CHECKF("the remote list refilled the producer's cache", tm_tls_tcache->counts[cls(64)] > before,
            "%zu -> %u", before, tm_tls_tcache->counts[cls(64)]);
-    CHECK("remote list emptied", atomic_load(&producer_arena->remote_cls[cls(64)]) == NULL);
+    size_t lim = tm_tc_limit[cls(64)], left = 0;
+    for (tm_chunk *c = atomic_load(&producer_arena->remote_cls[cls(64)]); c; c = c->fd)
+        left++;
+    CHECKF("the cache takes up to its limit, the rest stays on the list",
+           tm_tls_tcache->counts[cls(64)] == (before + lim < 63 ? lim : before + 63) &&
+               left == (63 > lim ? 63 - lim : 0),
+           "count %u limit %zu left %zu", tm_tls_tcache->counts[cls(64)], lim, left);
     bool returned = false;
     for (int k = 0; k < 64; k++)
         returned = returned || p == handoff[k];
@@ -185,9 +191,33 @@ static void run_in_thread(void *(*fn)(void *))
     pthread_join(t, NULL);
 }
 
+/* Run with TIDEMALLOC_TCACHE_BYTES / GLIBC_TUNABLES set (see engine.cmake):
+ * the environment sized the cache before the first malloc. */
+static void test_env(void)
+{
+    const char *b = getenv("TIDEMALLOC_TCACHE_BYTES");
+    if (b) {
+        size_t budget = strtoul(b, NULL, 10), bytes = 0;
+        for (size_t k = 0; k < TM_TCACHE_BINS; k++)
+            bytes += (size_t)tm_tc_limit[k] * (32 + 16 * k);
+        CHECKF("TIDEMALLOC_TCACHE_BYTES bounds the cache", bytes <= budget + TM_TCACHE_BINS * 1040,
+               "%zu bytes for a budget of %zu", bytes, budget);
+        CHECKF("TIDEMALLOC_TCACHE_BYTES: class 0 limited by its share",
+               tm_tc_limit[0] <= (budget / TM_TCACHE_BINS) / 32 + 1, "%u", tm_tc_limit[0]);
+    }
+    const char *t = getenv("GLIBC_TUNABLES");
+    if (t && strstr(t, "tcache_count=5"))
+        CHECKF("glibc.malloc.tcache_count=5", tm_tc_limit[0] == 5, "%u", tm_tc_limit[0]);
+    if (t && strstr(t, "tcache_max=100"))
+        CHECK("glibc.malloc.tcache_max=100", tm_tc_limit[cls(100)] > 0 && tm_tc_limit[cls(120)] == 0);
+}
+
 int main(void)
 {
     free(malloc(1));
+    test_env();
+    if (getenv("TIDEMALLOC_TCACHE_BYTES") || getenv("GLIBC_TUNABLES"))
+        return harness_finish();
     run_in_thread(t_refill_hit_limits);
     run_in_thread(t_tunables);
     test_thread_exit();
