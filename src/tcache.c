@@ -191,11 +191,10 @@ static bool exact_waiting(tm_arena *av, size_t nb)
 }
 
 /* Take the chunks other threads freed into our arena's class-i list. */
-static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
+/* Move up to the class limit from list p into class i; return the first
+ * chunk's memory; the rest (if any) becomes the class's spill list.     */
+static void *take_list(tm_tcache *tc, tm_chunk *p, size_t i)
 {
-    tm_chunk *p = atomic_exchange_explicit(&own->remote_cls[i], NULL, memory_order_acquire);
-    if (!p)
-        return NULL;
     void *first = chunk2mem(p);
     p = p->fd;
     size_t lim = tm_tc_limit[i];
@@ -204,16 +203,20 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
         tc_push(tc, chunk2mem(p), i);
         p = next;
     }
-    if (p) {                              /* more than we can hold: leave the rest */
-        tm_chunk *tail = p;
-        for (size_t n = 0; tail->fd; n++) {
-            if (unlikely(n > ((size_t)1 << 32)))
-                tm_corrupt("malloc(): remote free list loops", tail);
-            tail = tail->fd;
-        }
-        tm_remote_push_list(&own->remote_cls[i], p, tail);
-    }
+    tc->spill[i] = p;
     return first;
+}
+
+/* The class's spill, else the chunks other threads freed into our arena's
+ * class-i remote list (one exchange, no lock).                          */
+static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
+{
+    if (tc->spill[i])
+        return take_list(tc, tc->spill[i], i);
+    if (!own || !atomic_load_explicit(&own->remote_cls[i], memory_order_relaxed))
+        return NULL;
+    tm_chunk *p = atomic_exchange_explicit(&own->remote_cls[i], NULL, memory_order_acquire);
+    return p ? take_list(tc, p, i) : NULL;
 }
 
 /* A miss in class i.  First the class's remote list (no lock).  Else a
@@ -224,12 +227,9 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
 void *tm_tcache_refill(tm_tcache *tc, size_t nb)
 {
     size_t i = tc_csize_index(nb);
-    tm_arena *own = tm_thread_arena();
-    if (own && atomic_load_explicit(&own->remote_cls[i], memory_order_relaxed)) {
-        void *m = take_remote_class(tc, own, i);
-        if (m)
-            return m;
-    }
+    void *m0 = take_remote_class(tc, tm_thread_arena(), i);
+    if (m0)
+        return m0;
     size_t want = tm_tc_limit[i] / 2 + 1;
     tm_arena *av = tm_arena_get(nb);
     if (tc->entries[i]) {                 /* the remote drain refilled us */
@@ -298,10 +298,23 @@ void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i)
 static void flush_classes(tm_tcache *tc)
 {
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        if (tc->counts[i])
-            free_chain(tc->entries[i], tc->counts[i], i);
-        tc->entries[i] = NULL;
-        tc->counts[i] = 0;
+        for (;;) {
+            if (tc->counts[i])
+                free_chain(tc->entries[i], tc->counts[i], i);
+            tc->entries[i] = NULL;
+            tc->counts[i] = 0;
+            tm_chunk *p = tc->spill[i];
+            if (!p)
+                break;
+            /* Spilled chunks become cache entries (at most 65535 at a time)
+             * so that one path frees everything.                         */
+            while (p && tc->counts[i] < TM_TCACHE_COUNT_MAX) {
+                tm_chunk *next = p->fd;
+                tc_push(tc, chunk2mem(p), i);
+                p = next;
+            }
+            tc->spill[i] = p;
+        }
     }
 }
 
@@ -334,8 +347,11 @@ size_t tm_tcache_cached_bytes(void)
     tm_tcache *tc = tm_tls_tcache;
     size_t b = 0;
     if (tc)
-        for (size_t i = 0; i < TM_TCACHE_BINS; i++)
+        for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
             b += (size_t)tc->counts[i] * (TM_MINSIZE + 16 * i);
+            for (tm_chunk *p = tc->spill[i]; p; p = p->fd)
+                b += TM_MINSIZE + 16 * i;
+        }
     return b;
 }
 

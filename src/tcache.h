@@ -30,6 +30,10 @@ typedef struct tm_tc_entry {
 typedef struct tm_tcache {
     uint16_t counts[TM_TCACHE_BINS];
     tm_tc_entry *entries[TM_TCACHE_BINS];
+    /* Chunks of class i taken from a remote list beyond the class limit,
+     * linked through chunk->fd as on the remote list; the next misses of
+     * the class use them first.  Not counted in counts[].              */
+    tm_chunk *spill[TM_TCACHE_BINS];
 } tm_tcache;
 
 /* Thread state: NULL cache and state 0 = not yet set up; state 2 = no

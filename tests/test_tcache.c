@@ -145,13 +145,29 @@ static void *t_producer(void *arg)
     void *p = malloc(64);           /* miss -> takes the remote list, no lock */
     CHECKF("the remote list refilled the producer's cache", tm_tls_tcache->counts[cls(64)] > before,
            "%zu -> %u", before, tm_tls_tcache->counts[cls(64)]);
-    size_t lim = tm_tc_limit[cls(64)], left = 0;
-    for (tm_chunk *c = atomic_load(&producer_arena->remote_cls[cls(64)]); c; c = c->fd)
-        left++;
-    CHECKF("the cache takes up to its limit, the rest stays on the list",
-           tm_tls_tcache->counts[cls(64)] == (before + lim < 63 ? lim : before + 63) &&
-               left == (63 > lim ? 63 - lim : 0),
-           "count %u limit %zu left %zu", tm_tls_tcache->counts[cls(64)], lim, left);
+    size_t lim = tm_tc_limit[cls(64)], spilled = 0;
+    CHECK("the remote list was taken whole", atomic_load(&producer_arena->remote_cls[cls(64)]) == NULL);
+    for (tm_chunk *c = tm_tls_tcache->spill[cls(64)]; c; c = c->fd)
+        spilled++;
+    CHECKF("the cache takes up to its limit, the rest waits in its spill list",
+           tm_tls_tcache->counts[cls(64)] == lim && spilled == 63 - lim,
+           "count %u limit %zu spilled %zu", tm_tls_tcache->counts[cls(64)], lim, spilled);
+    /* Once the class is empty, the next miss uses the spill first. */
+    void *hold[128];
+    size_t nh = 0;
+    while (tm_tls_tcache->counts[cls(64)] > 0 && nh < 100)
+        hold[nh++] = malloc(64);
+    hold[nh++] = malloc(64);
+    size_t spilled2 = 0;
+    for (tm_chunk *c = tm_tls_tcache->spill[cls(64)]; c; c = c->fd)
+        spilled2++;
+    size_t expect = spilled - 1 > lim ? spilled - 1 - lim : 0;
+    CHECKF("a miss refills the class from its spill list", spilled2 == expect,
+           "spill %zu -> %zu, expected %zu", spilled, spilled2, expect);
+    CHK();
+    for (size_t k = 0; k < nh; k++)
+        free(hold[k]);
+    CHK();
     bool returned = false;
     for (int k = 0; k < 64; k++)
         returned = returned || p == handoff[k];
