@@ -277,8 +277,11 @@ tm_arena *tm_arena_get(size_t bytes)
 static tm_arena *arena_get_slow(tm_arena *av)
 {
     if (likely(av != NULL)) {
-        /* Contended: move to a new or free arena if one can be had. */
-        if (!tls_exiting) {
+        /* Contended: if other threads share this arena, move to a new or
+         * free one if one can be had.  A thread alone on its arena only
+         * meets brief contention (another thread's realloc, a sweep):
+         * moving would just multiply arenas and their free memory.     */
+        if (!tls_exiting && av->attached > 1) {
             tm_lock_acquire(&tm_list_lock);
             bool room = free_list != NULL || narenas < arena_limit();
             tm_lock_release(&tm_list_lock);
