@@ -41,24 +41,34 @@ TM_EXPORT void *tide_malloc(size_t n)
     return malloc_slow(n);
 }
 
-/* Allocate chunk size nb from an arena (not the cache). */
+/* Serve a request from the thread's arena (not the cache), or from one
+ * other arena if that one is out of memory.  alignment 0: a chunk of nb
+ * bytes, and zlo/zhi receive the range known to read as zero (for
+ * calloc); else memalign(alignment, bytes).                             */
+static void *arena_alloc(size_t nb, size_t alignment, size_t bytes, char **zlo, char **zhi)
+{
+    tm_arena *av = tm_arena_get();
+    for (int attempt = 0;; attempt++) {
+        void *mem = alignment ? tm_int_memalign(av, alignment, bytes) : tm_int_malloc(av, nb);
+        *zlo = alignment ? NULL : av->fresh_lo;
+        *zhi = alignment ? NULL : av->fresh_hi;
+        tm_release_tick(av);
+        tm_lock_release(&av->lock);
+        if (likely(mem != NULL)) {
+            tm_release_maybe_start_bg();
+            return mem;
+        }
+        if (attempt > 0 || !(av = tm_arena_retry(av))) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+}
+
 static void *arena_malloc(size_t nb)
 {
-    tm_arena *av = tm_arena_get(nb);
-    void *mem = tm_int_malloc(av, nb);
-    tm_release_tick(av);
-    tm_lock_release(&av->lock);
-    if (unlikely(!mem)) {
-        tm_arena *other = tm_arena_retry(av, nb);
-        if (other) {
-            mem = tm_int_malloc(other, nb);
-            tm_lock_release(&other->lock);
-        }
-        if (!mem)
-            errno = ENOMEM;
-    }
-    tm_release_maybe_start_bg();
-    return mem;
+    char *lo, *hi;
+    return arena_alloc(nb, 0, 0, &lo, &hi);
 }
 
 static TM_NOINLINE void *malloc_slow(size_t n)
@@ -72,8 +82,8 @@ static TM_NOINLINE void *malloc_slow(size_t n)
     if (tm_tls_tcache_state == 0)
         tm_tcache_thread_init();
     tm_tcache *tc = tm_tls_tcache;
-    if (tc && n <= TM_TCACHE_MAX_REQ && tm_tc_limit[tc_req_index(n)]) {
-        size_t i = tc_req_index(n);
+    size_t i = tc_req_index(n);
+    if (tc && n <= TM_TCACHE_MAX_REQ && tm_tc_limit[i]) {
         if (tc->entries[i])
             return tc_pop(tc, i);
         void *mem = tm_tcache_refill(tc, nb);
@@ -195,26 +205,10 @@ TM_EXPORT void *tide_calloc(size_t nmemb, size_t size)
         void *mem = malloc_slow(bytes);
         return mem ? memset(mem, 0, chunk_usable(mem2chunk(mem))) : NULL;
     }
-    size_t nb = request2size(bytes);
-    tm_arena *av = tm_arena_get(nb);
-    void *mem = tm_int_malloc(av, nb);
-    char *lo = av->fresh_lo, *hi = av->fresh_hi;
-    tm_release_tick(av);
-    tm_lock_release(&av->lock);
-    tm_release_maybe_start_bg();
-    if (unlikely(!mem)) {
-        tm_arena *other = tm_arena_retry(av, nb);
-        if (other) {
-            mem = tm_int_malloc(other, nb);
-            lo = other->fresh_lo;
-            hi = other->fresh_hi;
-            tm_lock_release(&other->lock);
-        }
-        if (!mem) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
+    char *lo, *hi;
+    void *mem = arena_alloc(request2size(bytes), 0, 0, &lo, &hi);
+    if (!mem)
+        return NULL;
     tm_chunk *p = mem2chunk(mem);
     if (chunk_is_mmapped(p)) {           /* fresh pages are zero */
         if (unlikely(tm_mp.perturb))
@@ -311,21 +305,8 @@ static void *memalign_impl(size_t alignment, size_t bytes)
         return NULL;
     }
     tm_ensure_init();
-    tm_arena *av = tm_arena_get(bytes);
-    void *mem = tm_int_memalign(av, alignment, bytes);
-    tm_release_tick(av);
-    tm_lock_release(&av->lock);
-    tm_release_maybe_start_bg();
-    if (!mem) {
-        tm_arena *other = tm_arena_retry(av, bytes);
-        if (other) {
-            mem = tm_int_memalign(other, alignment, bytes);
-            tm_lock_release(&other->lock);
-        }
-        if (!mem)
-            errno = ENOMEM;
-    }
-    return mem;
+    char *lo, *hi;
+    return arena_alloc(0, alignment, bytes, &lo, &hi);
 }
 
 TM_EXPORT void *tide_memalign(size_t alignment, size_t bytes)

@@ -260,9 +260,8 @@ static inline void drain_get(tm_arena *av)
 
 static tm_arena *arena_get_slow(tm_arena *av);
 
-tm_arena *tm_arena_get(size_t bytes)
+tm_arena *tm_arena_get(void)
 {
-    (void)bytes;
     tm_ensure_init();
     tm_arena *av = tls_arena;
     if (likely(av != NULL && tm_lock_try(&av->lock))) {
@@ -303,9 +302,8 @@ static tm_arena *arena_get_slow(tm_arena *av)
 }
 
 /* An allocation failed in av (unlocked now): try one other arena. */
-tm_arena *tm_arena_retry(tm_arena *av, size_t bytes)
+tm_arena *tm_arena_retry(tm_arena *av)
 {
-    (void)bytes;
     if (av != &tm_main_arena) {
         tm_lock_acquire(&tm_main_arena.lock);
         return &tm_main_arena;
@@ -320,6 +318,23 @@ tm_arena *tm_arena_retry(tm_arena *av, size_t bytes)
 }
 
 tm_arena *tm_thread_arena(void) { return tls_arena; }
+
+/* Visit every arena, one at a time, with its lock held and the frees other
+ * threads left for it drained (statistics, checker, trim).  fn may drop
+ * and retake the lock.                                                  */
+void tm_for_each_arena(void (*fn)(tm_arena *, void *), void *arg)
+{
+    tm_arena *av = &tm_main_arena;
+    do {
+        tm_lock_acquire(&av->lock);
+        tm_remote_drain_all(av);
+        fn(av, arg);
+        tm_lock_release(&av->lock);
+        tm_lock_acquire(&tm_list_lock);
+        av = av->next;
+        tm_lock_release(&tm_list_lock);
+    } while (av != &tm_main_arena);
+}
 
 /* Thread exit: drop this thread's reference to its arena.  The arena
  * stays in tls_arena so that later destructors can still allocate. */
@@ -388,6 +403,5 @@ void tm_fork_child(void)
         av = av->next;
     } while (av != &tm_main_arena);
     tm_lock_reinit(&tm_list_lock);
-    tm_release_fork_child();
-    tm_tcache_fork_child();
+    tm_release_fork_child();   /* the forking thread's cache is intact */
 }

@@ -153,7 +153,7 @@ static size_t check_arena(tm_arena *av)
     for (unsigned i = 0; i < TM_NFASTBINS; i++) {
         size_t n = 0;
         for (tm_chunk *p = av->fastbins[i]; p;
-             p = (tm_chunk *)(((uintptr_t)&p->fd >> 12) ^ (uintptr_t)p->fd)) {
+             p = fastbin_next(p)) {
             CHECK(++n <= limit, "fast bin loops", p);
             CHECK(!misaligned_chunk(p), "misaligned fast chunk", p);
             CHECK(in_arena(av, p), "fast chunk outside its arena", p);
@@ -194,22 +194,25 @@ static void check_own_cache(void)
     }
 }
 
+static void check_one(tm_arena *av, void *total)
+{
+    *(long *)total += 1 + (long)check_arena(av);   /* the arena itself counts */
+}
+
 TM_EXPORT long tide_check_heap(void)
 {
     tm_ensure_init();
     long total = 0;
-    tm_arena *av = &tm_main_arena;
-    do {
-        tm_lock_acquire(&av->lock);
-        tm_remote_drain_all(av);
-        total += 1 + (long)check_arena(av);   /* the arena itself counts */
-        tm_lock_release(&av->lock);
-        tm_lock_acquire(&tm_list_lock);
-        av = av->next;
-        tm_lock_release(&tm_list_lock);
-    } while (av != &tm_main_arena);
+    tm_for_each_arena(check_one, &total);
     check_own_cache();
     return total;
+}
+
+struct owns_query { const void *p; int found; };
+static void owns_one(tm_arena *av, void *arg)
+{
+    struct owns_query *q = arg;
+    q->found |= in_arena(av, q->p);
 }
 
 TM_EXPORT int tide_owns(const void *mem)
@@ -221,15 +224,7 @@ TM_EXPORT int tide_owns(const void *mem)
         uintptr_t block = (uintptr_t)p - p->prev_size;
         return ((block | (p->prev_size + chunksize(p))) & (tm_mp.pagesize - 1)) == 0;
     }
-    int found = 0;
-    tm_arena *av = &tm_main_arena;
-    do {
-        tm_lock_acquire(&av->lock);
-        found = in_arena(av, p);
-        tm_lock_release(&av->lock);
-        tm_lock_acquire(&tm_list_lock);
-        av = av->next;
-        tm_lock_release(&tm_list_lock);
-    } while (!found && av != &tm_main_arena);
-    return found;
+    struct owns_query q = { p, 0 };
+    tm_for_each_arena(owns_one, &q);
+    return q.found;
 }

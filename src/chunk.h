@@ -96,6 +96,24 @@ static inline bool inuse_at(const tm_chunk *p, size_t off) { return prev_inuse(c
 static inline void set_inuse_at(tm_chunk *p, size_t off) { chunk_at(p, off)->size |= TM_PREV_INUSE; }
 static inline void clear_inuse_at(tm_chunk *p, size_t off) { chunk_at(p, off)->size &= ~(size_t)TM_PREV_INUSE; }
 
+/* ---- safe-linking of singly linked lists (fast bins, thread caches) ----
+ * The stored link is the pointer XOR the address of the slot holding it,
+ * shifted right by 12 bits: a use-after-free write of a plain pointer (or
+ * a partial overwrite) yields a misaligned or wild pointer that the
+ * checks catch.  The same operation protects and reveals.              */
+static inline uintptr_t tm_protect_ptr(const void *slot, uintptr_t p)
+{
+    return ((uintptr_t)slot >> 12) ^ p;
+}
+static inline tm_chunk *fastbin_next(const tm_chunk *p)
+{
+    return (tm_chunk *)tm_protect_ptr(&p->fd, (uintptr_t)p->fd);
+}
+static inline void fastbin_link(tm_chunk *p, tm_chunk *next)
+{
+    p->fd = (tm_chunk *)tm_protect_ptr(&p->fd, (uintptr_t)next);
+}
+
 /* ---- request sizes ------------------------------------------------------ */
 /* Largest request we accept: keeps every size computation below free of
  * overflow and, like glibc, refuses anything that cannot be a valid object

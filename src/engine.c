@@ -21,16 +21,6 @@
 #include <string.h>
 #include "internal.h"
 
-/* ---- safe-linking of singly linked lists (fast bins) --------------------
- * The stored link is the pointer XOR the address of the slot shifted right
- * by 12 bits: a use-after-free write of a plain pointer (or a partial
- * overwrite) yields a misaligned or wild pointer that the checks catch.   */
-static inline tm_chunk *protect_ptr(void *slot, tm_chunk *p)
-{
-    return (tm_chunk *)(((uintptr_t)slot >> 12) ^ (uintptr_t)p);
-}
-#define reveal_ptr(slot, p) protect_ptr((slot), (p))
-
 static inline size_t arena_bit(tm_arena *av) { return av == &tm_main_arena ? 0 : TM_NON_MAIN; }
 
 static inline void perturb_alloc(void *mem, size_t n)
@@ -228,7 +218,7 @@ static size_t coalesce_and_place(tm_arena *av, tm_chunk *p, size_t size, const c
     } else {
         size += nextsize;
         set_head(p, size | TM_PREV_INUSE);
-        tm_release_top_grew(av, p);
+        tm_release_top_grew(av);
         av->top = p;
     }
     return size;
@@ -248,7 +238,7 @@ void tm_consolidate(tm_arena *av)
                 tm_corrupt("malloc_consolidate(): unaligned fastbin chunk detected", p);
             if (unlikely(fastbin_index(chunksize(p)) != i))
                 tm_corrupt("malloc_consolidate(): invalid chunk size", p);
-            tm_chunk *nextp = reveal_ptr(&p->fd, p->fd);
+            tm_chunk *nextp = fastbin_next(p);
             coalesce_and_place(av, p, chunksize(p), "corrupted size vs. prev_size in fastbins",
                                "malloc_consolidate(): corrupted unsorted chunks");
             p = nextp;
@@ -270,7 +260,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb)
                 tm_corrupt("malloc(): unaligned fastbin chunk detected", victim);
             if (unlikely(fastbin_index(chunksize(victim)) != idx))
                 tm_corrupt("malloc(): memory corruption (fast)", victim);
-            av->fastbins[idx] = reveal_ptr(&victim->fd, victim->fd);
+            av->fastbins[idx] = fastbin_next(victim);
             void *mem = chunk2mem(victim);
             perturb_alloc(mem, nb - TM_SIZE_SZ);
             return mem;
@@ -451,7 +441,7 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
             tm_corrupt("double free or corruption (fasttop)", p);
         if (unlikely(old != NULL && fastbin_index(chunksize(old)) != idx))
             tm_corrupt("invalid fastbin entry (free)", old);
-        p->fd = protect_ptr(&p->fd, old);
+        fastbin_link(p, old);
         av->fastbins[idx] = p;
         av->have_fastchunks = true;
         return;

@@ -255,7 +255,6 @@ TM_HIDDEN void *tm_int_memalign(tm_arena *av, size_t alignment, size_t bytes);
 TM_HIDDEN void  tm_consolidate(tm_arena *av);
 TM_HIDDEN void  tm_unlink_chunk(tm_arena *av, tm_chunk *p);
 TM_HIDDEN void  tm_arena_init(tm_arena *av);
-TM_HIDDEN void  tm_check_free_chunk_basic(tm_arena *av, tm_chunk *p);
 
 /* sysmem.c - getting memory from and giving it back to the system. */
 TM_HIDDEN void *tm_sysmalloc(tm_arena *av, size_t nb);
@@ -267,8 +266,8 @@ TM_HIDDEN void  tm_retire_top(tm_arena *av);
 TM_HIDDEN int   tm_trim_arena(tm_arena *av, size_t pad);
 
 /* arena.c */
-TM_HIDDEN tm_arena *tm_arena_get(size_t bytes);        /* returns it locked */
-TM_HIDDEN tm_arena *tm_arena_retry(tm_arena *av, size_t bytes); /* av unlocked; another, locked */
+TM_HIDDEN tm_arena *tm_arena_get(void);               /* returns it locked */
+TM_HIDDEN tm_arena *tm_arena_retry(tm_arena *av);     /* av unlocked; another, locked */
 TM_HIDDEN void tm_arena_thread_exit(void);
 TM_HIDDEN void tm_init_slow(void);
 TM_HIDDEN size_t tm_arena_count(void);
@@ -284,7 +283,6 @@ static inline void tm_ensure_init(void)
 /* tcache.c */
 TM_HIDDEN void tm_tcache_thread_init(void);
 TM_HIDDEN void tm_tcache_flush_all(void);
-TM_HIDDEN void tm_tcache_fork_child(void);
 TM_HIDDEN size_t tm_tcache_cached_bytes(void);
 
 /* release.c - giving free pages inside heaps back to the system. */
@@ -351,14 +349,14 @@ static inline void tm_release_split(tm_arena *av, tm_chunk *rem, size_t rsize, b
 }
 TM_HIDDEN void tm_release_fresh_range(tm_arena *av, tm_chunk *p, size_t n);
 TM_HIDDEN void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb);
-TM_HIDDEN void tm_release_top_grew(tm_arena *av, tm_chunk *newtop);
+TM_HIDDEN void tm_release_top_grew(tm_arena *av);
 TM_HIDDEN void tm_release_top_reset(tm_arena *av);
 TM_HIDDEN size_t tm_release_top_bytes(tm_arena *av);
 TM_HIDDEN void tm_release_maybe_start_bg(void);
-TM_HIDDEN bool tm_release_bg_running(void);
 TM_HIDDEN void tm_os_fault_inject(int kind, long after);
 TM_HIDDEN void tm_thread_register_exit(void *value);
 TM_HIDDEN tm_arena *tm_thread_arena(void);
+TM_HIDDEN void tm_for_each_arena(void (*fn)(tm_arena *, void *), void *arg);
 TM_HIDDEN void tm_tcache_flush_keep(void);
 TM_HIDDEN bool tm_tcache_take(tm_chunk *p);
 

@@ -127,9 +127,8 @@ void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb)
 
 /* A free chunk merged into top from below (av->top is still the old top):
  * the old top's header now lies inside the top, no longer clean.       */
-void tm_release_top_grew(tm_arena *av, tm_chunk *newtop)
+void tm_release_top_grew(tm_arena *av)
 {
-    (void)newtop;
     char *min = (char *)av->top + TM_HDR;
     if (av->top != initial_top(av) && av->top_clean && av->top_clean < min)
         av->top_clean = min;
@@ -286,7 +285,6 @@ void tm_release_maybe_start_bg(void)
     pthread_attr_destroy(&attr);
 }
 
-bool tm_release_bg_running(void) { return atomic_load(&bg_running); }
 
 void tm_release_fork_child(void)
 {

@@ -33,7 +33,7 @@ static void gather(tm_arena *av, struct arena_figures *f)
     f->nheaps = av->nheaps;
     for (unsigned i = 0; i < TM_NFASTBINS; i++)
         for (tm_chunk *p = av->fastbins[i]; p;
-             p = (tm_chunk *)(((uintptr_t)&p->fd >> 12) ^ (uintptr_t)p->fd)) {
+             p = fastbin_next(p)) {
             f->fast_count++;
             f->fast_bytes += chunksize(p);
         }
@@ -51,20 +51,10 @@ static void gather(tm_arena *av, struct arena_figures *f)
     f->madvise_calls = av->madvise_calls;
 }
 
-/* Visit every arena with its lock held. */
 static void for_each_arena(void (*fn)(tm_arena *, void *), void *arg)
 {
     tm_ensure_init();
-    tm_arena *av = &tm_main_arena;
-    do {
-        tm_lock_acquire(&av->lock);
-        tm_remote_drain_all(av);
-        fn(av, arg);
-        tm_lock_release(&av->lock);
-        tm_lock_acquire(&tm_list_lock);
-        av = av->next;
-        tm_lock_release(&tm_list_lock);
-    } while (av != &tm_main_arena);
+    tm_for_each_arena(fn, arg);
 }
 
 static void add_figures(tm_arena *av, void *arg)
@@ -234,7 +224,7 @@ static void info_one(tm_arena *av, void *arg)
     for (unsigned i = 0; i < TM_NFASTBINS; i++) {
         size_t cnt = 0, sz = 16 * (i + 2);
         for (tm_chunk *p = av->fastbins[i]; p;
-             p = (tm_chunk *)(((uintptr_t)&p->fd >> 12) ^ (uintptr_t)p->fd))
+             p = fastbin_next(p))
             cnt++;
         if (cnt)
             rows[nr++] = (typeof(rows[0])){ sz - 15, sz, cnt * sz, cnt, false };

@@ -47,7 +47,7 @@ void tm_tcache_thread_init(void)
     if (!tm_tcache_key)
         init_key();
     size_t nb = request2size(sizeof(tm_tcache));
-    tm_arena *av = tm_arena_get(nb);
+    tm_arena *av = tm_arena_get();
     void *mem = tm_int_malloc(av, nb);
     tm_lock_release(&av->lock);
     if (!mem)
@@ -231,7 +231,7 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
     if (m0)
         return m0;
     size_t want = tm_tc_limit[i] / 2 + 1;
-    tm_arena *av = tm_arena_get(nb);
+    tm_arena *av = tm_arena_get();
     if (tc->entries[i]) {                 /* the remote drain refilled us */
         tm_release_tick(av);
         tm_lock_release(&av->lock);
@@ -355,4 +355,3 @@ size_t tm_tcache_cached_bytes(void)
     return b;
 }
 
-void tm_tcache_fork_child(void) {}

@@ -46,11 +46,11 @@ extern uint16_t tm_tc_limit[TM_TCACHE_BINS] TM_HIDDEN;
 
 static inline tm_tc_entry *tc_reveal(tm_tc_entry *e)
 {
-    return (tm_tc_entry *)(e->next ^ ((uintptr_t)&e->next >> 12));
+    return (tm_tc_entry *)tm_protect_ptr(&e->next, e->next);
 }
 static inline void tc_link(tm_tc_entry *e, tm_tc_entry *next)
 {
-    e->next = ((uintptr_t)&e->next >> 12) ^ (uintptr_t)next;
+    e->next = tm_protect_ptr(&e->next, (uintptr_t)next);
 }
 
 /* Class of a request (n <= TM_TCACHE_MAX_REQ): same as csize_index(request2size(n)). */

@@ -1,30 +1,14 @@
-# Unit tests of the bin/chunk engine: link the static library so the test
-# can look at internal state (hidden symbols stay linkable in an archive).
-add_executable(test_engine test_engine.c)
-target_compile_options(test_engine PRIVATE ${TIDE_TEST_FLAGS})
-target_include_directories(test_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
-                           ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
-target_link_libraries(test_engine PRIVATE tidemalloc_static Threads::Threads)
-add_test(NAME test_engine COMMAND test_engine)
-set_tests_properties(test_engine PROPERTIES TIMEOUT 120)
-
-foreach(t test_tcache test_release test_trim)
-  add_executable(${t} ${t}.c)
-  target_compile_options(${t} PRIVATE ${TIDE_TEST_FLAGS})
-  target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
-                             ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
-  target_link_libraries(${t} PRIVATE tidemalloc_static Threads::Threads)
-  add_test(NAME ${t} COMMAND ${t})
-  set_tests_properties(${t} PROPERTIES TIMEOUT 120)
+# Unit tests of the engine, the thread cache, page release and trimming:
+# they read internal state (INTERNAL: static library, src/ headers).
+foreach(t test_engine test_tcache test_release test_trim)
+  tide_add_test(${t} SOURCES ${t}.c INTERNAL TIMEOUT 120)
 endforeach()
+
+# The cache sized from the environment.
+tide_add_variant(test_tcache_env_bytes test_tcache TIMEOUT 60 ENV TIDEMALLOC_TCACHE_BYTES=8192)
+tide_add_variant(test_tcache_env_glibc test_tcache TIMEOUT 60
+                 ENV GLIBC_TUNABLES=glibc.malloc.tcache_count=5:glibc.malloc.tcache_max=100)
 
 # `make install` layout: library, header, pkg-config file usable by a program.
 add_test(NAME test_install COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/install.sh ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
 set_tests_properties(test_install PROPERTIES TIMEOUT 300)
-
-# The cache sized from the environment.
-add_test(NAME test_tcache_env_bytes COMMAND test_tcache)
-set_tests_properties(test_tcache_env_bytes PROPERTIES TIMEOUT 60 ENVIRONMENT "TIDEMALLOC_TCACHE_BYTES=8192")
-add_test(NAME test_tcache_env_glibc COMMAND test_tcache)
-set_tests_properties(test_tcache_env_glibc PROPERTIES TIMEOUT 60
-                     ENVIRONMENT "GLIBC_TUNABLES=glibc.malloc.tcache_count=5:glibc.malloc.tcache_max=100")

@@ -2,20 +2,6 @@
 # (test sources: test_threads.c test_fork.c test_oom.c test_arena.c
 #  test_tunables.c test_static.c preload.sh; shared helpers: mt_common.h)
 
-# Another CTest entry for an executable that tide_add_test() already built,
-# run with other arguments and/or environment variables.
-#   tide_add_variant(<test name> <executable> [ARGS ...] [ENV VAR=val ...] [TIMEOUT s])
-function(tide_add_variant name exe)
-  cmake_parse_arguments(V "" "TIMEOUT" "ARGS;ENV" ${ARGN})
-  add_test(NAME ${name} COMMAND ${exe} ${V_ARGS})
-  if(NOT V_TIMEOUT)
-    set(V_TIMEOUT 120)
-  endif()
-  set_tests_properties(${name} PROPERTIES TIMEOUT ${V_TIMEOUT})
-  if(V_ENV)
-    set_tests_properties(${name} PROPERTIES ENVIRONMENT "${V_ENV}")
-  endif()
-endfunction()
 
 tide_add_test(test_threads SOURCES test_threads.c TIMEOUT 240)
 tide_add_test(test_fork SOURCES test_fork.c TIMEOUT 280)
