@@ -2,9 +2,9 @@
  * api.c - the public entry points: malloc, free, calloc, realloc, the
  * aligned allocators, and the tide_ introspection calls.
  *
- * Layering: api.c -> tcache (tcache.h, inline hit paths) -> arena.c
- * (which arena, locked) -> engine.c (bins and chunks) -> sysmem.c/heap.c
- * -> os.c.
+ * Layering (internal.h): api -> control (init, thread setup) -> tcache
+ * (inline hit paths) -> arena (enter/leave) -> engine -> sysmem (mmapped
+ * chunks) -> ... -> os.
  *
  * Hot path budget: malloc and free of a cached size class are one TLS
  * load, a bounds test, a list pop/push and a counter update - no lock, no
@@ -19,12 +19,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
+#include "arena.h"
+#include "control.h"
+#include "engine.h"
+#include "heap.h"
+#include "os.h"
+#include "sysmem.h"
 #include "tcache.h"
 #include "tidemalloc.h"
-
-#define TM_EXPORT __attribute__((visibility("default")))
-#define TM_ALIAS(name, target) \
-    extern __typeof(target) name __attribute__((alias(#target), visibility("default")))
 
 static TM_NOINLINE void *malloc_slow(size_t n);
 static TM_NOINLINE void free_slow(void *mem);
@@ -43,19 +45,17 @@ TM_EXPORT void *tide_malloc(size_t n)
 
 /* Serve a request from the thread's arena (not the cache), or from one
  * other arena if that one is out of memory.  alignment 0: a chunk of nb
- * bytes, and zlo/zhi receive the range known to read as zero (for
- * calloc); else memalign(alignment, bytes).                             */
-static void *arena_alloc(size_t nb, size_t alignment, size_t bytes, char **zlo, char **zhi)
+ * bytes, and *z receives the range known to read as zero (for calloc);
+ * else memalign(alignment, bytes).                                     */
+static void *arena_alloc(size_t nb, size_t alignment, size_t bytes, tm_zrange *z)
 {
-    tm_arena *av = tm_arena_get();
+    tm_thread_setup();
+    tm_arena *av = tm_arena_enter();
     for (int attempt = 0;; attempt++) {
-        void *mem = alignment ? tm_int_memalign(av, alignment, bytes) : tm_int_malloc(av, nb);
-        *zlo = alignment ? NULL : av->fresh_lo;
-        *zhi = alignment ? NULL : av->fresh_hi;
-        tm_release_tick(av);
-        tm_lock_release(&av->lock);
+        void *mem = alignment ? tm_int_memalign(av, alignment, bytes) : tm_int_malloc(av, nb, z);
+        tm_arena_leave(av);
         if (likely(mem != NULL)) {
-            tm_release_maybe_start_bg();
+            tm_bg_maybe_start();
             return mem;
         }
         if (attempt > 0 || !(av = tm_arena_retry(av))) {
@@ -63,12 +63,6 @@ static void *arena_alloc(size_t nb, size_t alignment, size_t bytes, char **zlo, 
             return NULL;
         }
     }
-}
-
-static void *arena_malloc(size_t nb)
-{
-    char *lo, *hi;
-    return arena_alloc(nb, 0, 0, &lo, &hi);
 }
 
 static TM_NOINLINE void *malloc_slow(size_t n)
@@ -79,18 +73,17 @@ static TM_NOINLINE void *malloc_slow(size_t n)
         return NULL;
     }
     size_t nb = request2size(n);
-    if (tm_tls_tcache_state == 0)
-        tm_tcache_thread_init();
+    tm_thread_setup();
     tm_tcache *tc = tm_tls_tcache;
     size_t i = tc_req_index(n);
-    if (tc && n <= TM_TCACHE_MAX_REQ && tm_tc_limit[i]) {
+    if (tc && n <= TM_TCACHE_MAX_REQ && tc_limit(i)) {
         if (tc->entries[i])
             return tc_pop(tc, i);
         void *mem = tm_tcache_refill(tc, nb);
         if (mem)
             return mem;
     }
-    return arena_malloc(nb);
+    return arena_alloc(nb, 0, 0, NULL);
 }
 
 /* ---- free --------------------------------------------------------------- */
@@ -106,27 +99,12 @@ TM_EXPORT void tide_free(void *mem)
          * call on this path, so no registers to save.                   */
         if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | 8)) == 0 &&
                    aligned_ok((uintptr_t)mem) && e->key != tm_tcache_key &&
-                   tc->counts[i] < tm_tc_limit[i])) {
+                   tc->counts[i] < tc_limit(i))) {
             tc_push(tc, e, i);
             return;
         }
     }
     free_slow(mem);
-}
-
-static void munmap_chunk_dyn(tm_chunk *p)
-{
-    /* glibc's dynamic threshold: a freed mmapped chunk raises the mmap
-     * threshold to its size (up to 32 MiB) and the trim threshold to twice
-     * that, so programs that repeatedly allocate blocks of one size stop
-     * paying for mmap/munmap.                                           */
-    size_t size = chunksize(p);
-    if (!tm_mp.no_dyn_threshold && size > tm_mp.mmap_threshold &&
-        size <= TM_DEFAULT_MMAP_THRESHOLD_MAX) {
-        tm_mp.mmap_threshold = size;
-        tm_mp.trim_threshold = 2 * size;
-    }
-    tm_munmap_chunk(p);
 }
 
 static TM_NOINLINE void free_slow(void *mem)
@@ -137,7 +115,7 @@ static TM_NOINLINE void free_slow(void *mem)
     tm_chunk *p = mem2chunk(mem);
     size_t size = chunksize(p);
     if (chunk_is_mmapped(p)) {
-        munmap_chunk_dyn(p);
+        tm_munmap_chunk_dyn(p);
         errno = saved_errno;
         return;
     }
@@ -146,16 +124,16 @@ static TM_NOINLINE void free_slow(void *mem)
     if (unlikely(size < TM_MINSIZE || !aligned_ok(size)))
         tm_corrupt("free(): invalid size", mem);
     tm_ensure_init();
+    tm_thread_setup();
 
-    if (tm_tls_tcache_state == 0)
-        tm_tcache_thread_init();
     tm_tcache *tc = tm_tls_tcache;
     size_t i = tc_csize_index(size);
-    if (tc && i < TM_TCACHE_BINS && tm_tc_limit[i]) {
+    size_t lim = i < TM_TCACHE_BINS ? tc_limit(i) : 0;   /* read once */
+    if (tc && lim) {
         tm_tc_entry *e = mem;
         if (unlikely(e->key == tm_tcache_key))
             tm_tcache_double_free_check(tc, e, i);
-        if (tc->counts[i] < tm_tc_limit[i])
+        if (tc->counts[i] < lim)
             tc_push(tc, e, i);
         else
             tm_tcache_put_full(tc, e, i);
@@ -164,19 +142,17 @@ static TM_NOINLINE void free_slow(void *mem)
     }
 
     tm_arena *av = arena_for_chunk(p);
-    if (!tm_lock_try(&av->lock)) {
+    if (!tm_arena_try_enter(av)) {
         if (av != tm_thread_arena()) {
             /* Another thread's arena, busy: leave the chunk to its holder. */
             tm_remote_push(av, p, p);
             errno = saved_errno;
             return;
         }
-        tm_lock_acquire(&av->lock);
+        tm_arena_enter_owner(av);
     }
-    tm_remote_drain(av);
     tm_int_free(av, p);
-    tm_release_tick(av);
-    tm_lock_release(&av->lock);
+    tm_arena_leave(av);
     errno = saved_errno;
 }
 
@@ -205,18 +181,18 @@ TM_EXPORT void *tide_calloc(size_t nmemb, size_t size)
         void *mem = malloc_slow(bytes);
         return mem ? memset(mem, 0, chunk_usable(mem2chunk(mem))) : NULL;
     }
-    char *lo, *hi;
-    void *mem = arena_alloc(request2size(bytes), 0, 0, &lo, &hi);
+    tm_zrange z;
+    void *mem = arena_alloc(request2size(bytes), 0, 0, &z);
     if (!mem)
         return NULL;
     tm_chunk *p = mem2chunk(mem);
     if (chunk_is_mmapped(p)) {           /* fresh pages are zero */
-        if (unlikely(tm_mp.perturb))
+        if (unlikely(TM_P(perturb)))
             memset(mem, 0, chunk_usable(p));
         return mem;
     }
-    char *m = mem, *end = m + chunk_usable(p);
-    if (tm_mp.perturb || !lo || lo >= hi || lo < m || hi > end) {
+    char *m = mem, *end = m + chunk_usable(p), *lo = z.lo, *hi = z.hi;
+    if (TM_P(perturb) || !lo || lo >= hi || lo < m || hi > end) {
         memset(m, 0, (size_t)(end - m));
     } else {
         /* [lo, hi) is known zero (fresh from the system or released). */
@@ -256,7 +232,7 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
         if (!nm)
             return NULL;
         memcpy(nm, mem, oldsize - TM_HDR);
-        munmap_chunk_dyn(p);
+        tm_munmap_chunk_dyn(p);
         return nm;
     }
 
@@ -265,9 +241,9 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
         return mem;
 
     tm_arena *av = arena_for_chunk(p);
-    tm_lock_acquire(&av->lock);
+    tm_arena_enter_owner(av);
     void *nm = tm_int_realloc(av, p, oldsize, nb);
-    tm_lock_release(&av->lock);
+    tm_arena_leave(av);
     if (nm)
         return nm;
     /* That arena is full: any arena will do. */
@@ -300,13 +276,14 @@ static void *memalign_impl(size_t alignment, size_t bytes)
     }
     if (alignment & (alignment - 1))     /* glibc rounds up to a power of two */
         alignment = (size_t)1 << (64 - __builtin_clzl(alignment));
-    if (bytes > TM_MAX_REQUEST - alignment - TM_MINSIZE) {
+    /* The engine asks for bytes + alignment + MINSIZE: refuse what cannot
+     * be represented (alignment 2^63 exceeds any valid request).       */
+    if (alignment > TM_MAX_REQUEST - TM_MINSIZE || bytes > TM_MAX_REQUEST - TM_MINSIZE - alignment) {
         errno = ENOMEM;
         return NULL;
     }
     tm_ensure_init();
-    char *lo, *hi;
-    return arena_alloc(0, alignment, bytes, &lo, &hi);
+    return arena_alloc(0, alignment, bytes, NULL);
 }
 
 TM_EXPORT void *tide_memalign(size_t alignment, size_t bytes)
@@ -343,13 +320,13 @@ TM_EXPORT void *tide_aligned_alloc(size_t alignment, size_t size)
 TM_EXPORT void *tide_valloc(size_t size)
 {
     tm_ensure_init();
-    return memalign_impl(tm_mp.pagesize, size);
+    return memalign_impl(tm_fix.pagesize, size);
 }
 
 TM_EXPORT void *tide_pvalloc(size_t size)
 {
     tm_ensure_init();
-    size_t ps = tm_mp.pagesize;
+    size_t ps = tm_fix.pagesize;
     if (size > SIZE_MAX - ps) {
         errno = ENOMEM;
         return NULL;
@@ -392,6 +369,7 @@ TM_EXPORT void tide_thread_cache_flush(void)
     tm_tcache_flush_keep();
 }
 
+/* kind: 1 = mmap-like calls, 2 = brk growth (os.h). */
 TM_EXPORT void tide_fault_inject(int kind, long after)
 {
     tm_os_fault_inject(kind, after);

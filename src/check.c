@@ -16,10 +16,12 @@
  * "tide_check_heap(): <what>" and abort.
  */
 #include <string.h>
+#include "arena.h"
+#include "bins.h"
+#include "control.h"
+#include "heap.h"
 #include "tcache.h"
 #include "tidemalloc.h"
-
-#define TM_EXPORT __attribute__((visibility("default")))
 
 static TM_NORETURN TM_COLD void fail(const char *what, const void *where)
 {
@@ -81,10 +83,10 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
             CHECK(next_chunk(p)->prev_size == size, "footer of free chunk does not match", p);
             t->free_chunks++;
             if (size >= TM_RELEASE_MIN) {
-                uintptr_t lo = align_up((uintptr_t)p + TM_META_END, tm_mp.pagesize);
-                uintptr_t hi = align_down((uintptr_t)p + size, tm_mp.pagesize);
-                CHECK(chunk_meta(p)[1] <= (hi > lo ? hi - lo : 0), "released bytes exceed chunk interior", p);
-                t->released += chunk_meta(p)[1];
+                uintptr_t lo = align_up((uintptr_t)p + TM_META_END, tm_fix.pagesize);
+                uintptr_t hi = align_down((uintptr_t)p + size, tm_fix.pagesize);
+                CHECK(chunk_released(p) <= (hi > lo ? hi - lo : 0), "released bytes exceed chunk interior", p);
+                t->released += chunk_released(p);
             }
         } else {
             CHECK((p->size & TM_NON_MAIN) == abit, "A bit does not match the arena", p);
@@ -222,7 +224,7 @@ TM_EXPORT int tide_owns(const void *mem)
     tm_chunk *p = mem2chunk(mem);
     if (chunk_is_mmapped(p)) {
         uintptr_t block = (uintptr_t)p - p->prev_size;
-        return ((block | (p->prev_size + chunksize(p))) & (tm_mp.pagesize - 1)) == 0;
+        return ((block | (p->prev_size + chunksize(p))) & (tm_fix.pagesize - 1)) == 0;
     }
     struct owns_query q = { p, 0 };
     tm_for_each_arena(owns_one, &q);

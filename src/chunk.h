@@ -36,14 +36,14 @@
  *    two free chunks are never adjacent (they are coalesced), except chunks
  *    held in fast bins or thread caches, which are "in use" as far as the
  *    boundary tags go;
- *  - the top chunk borders the end of its segment and always has P == 1.
+ *  - the top chunk borders the end of its segment and always has P == 1;
+ *  - a free chunk of at least TM_RELEASE_MIN bytes carries page-release
+ *    metadata (below) and lies only in the unsorted or a large bin.
  */
 #ifndef TM_CHUNK_H
 #define TM_CHUNK_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "base.h"
 #include "config.h"
 
 typedef struct tm_chunk {
@@ -112,6 +112,49 @@ static inline tm_chunk *fastbin_next(const tm_chunk *p)
 static inline void fastbin_link(tm_chunk *p, tm_chunk *next)
 {
     p->fd = (tm_chunk *)tm_protect_ptr(&p->fd, (uintptr_t)next);
+}
+
+/* ---- page-release metadata of large free chunks ------------------------
+ * A free chunk of at least TM_RELEASE_MIN bytes (config.h) keeps two words
+ * after its nextsize links.  The bin code never writes there, and the
+ * footer lies beyond the interior, so the whole pages between TM_META_END
+ * and the chunk's end (the "interior") can be given back to the system
+ * while the chunk waits in its bin:
+ *
+ *   +0 prev_size  +8 size  +16 fd  +24 bk  +32 fd_nextsize  +40 bk_nextsize
+ *   +48 meta[0]: when the chunk became free (ms, CLOCK_MONOTONIC_COARSE)
+ *   +56 meta[1]: bytes of the interior already given back
+ *   +64 .. interior (whole pages, page aligned) .. footer             */
+#define TM_META_OFF 48u
+#define TM_META_END 64u
+static inline uint64_t chunk_free_stamp(const tm_chunk *p)
+{
+    return ((const uint64_t *)((const char *)p + TM_META_OFF))[0];
+}
+static inline void set_chunk_free_stamp(tm_chunk *p, uint64_t ms)
+{
+    ((uint64_t *)((char *)p + TM_META_OFF))[0] = ms;
+}
+static inline size_t chunk_released(const tm_chunk *p)
+{
+    return (size_t)((const uint64_t *)((const char *)p + TM_META_OFF))[1];
+}
+static inline void set_chunk_released(tm_chunk *p, size_t bytes)
+{
+    ((uint64_t *)((char *)p + TM_META_OFF))[1] = bytes;
+}
+/* The interior of a chunk of `size` bytes at p: [*lo, *hi), maybe empty. */
+static inline void chunk_interior(const tm_chunk *p, size_t size, size_t page, uintptr_t *lo,
+                                  uintptr_t *hi)
+{
+    *lo = align_up((uintptr_t)p + TM_META_END, page);
+    *hi = align_down((uintptr_t)p + size, page);
+}
+static inline size_t chunk_interior_bytes(const tm_chunk *p, size_t size, size_t page)
+{
+    uintptr_t lo, hi;
+    chunk_interior(p, size, page, &lo, &hi);
+    return hi > lo ? hi - lo : 0;
 }
 
 /* ---- request sizes ------------------------------------------------------ */

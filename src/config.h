@@ -67,5 +67,9 @@
 
 /* ---- page release (decay) ----------------------------------------------- */
 #define TM_DEFAULT_DECAY_MS 1000
+/* Free chunks at least this big carry release metadata (chunk.h) and have
+ * their whole interior pages given back once they have been free long
+ * enough; smaller ones are left to coalescing.                          */
+#define TM_RELEASE_MIN (16u * 1024)
 
 #endif

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "internal.h"
+#include "base.h"
 
 void tm_write_all(int fd, const char *s, size_t n)
 {

@@ -11,16 +11,18 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
-#include "internal.h"
+#include <sys/random.h>
+#include "os.h"
+#include "params.h"
 
 _Atomic long tm_os_madvise_count;
 
 /* Fault injection: -1 = off; n >= 0 = n more successes, then failures. */
-static _Atomic long fail_after[3] = { -1, -1, -1 };
+static _Atomic long fail_after[TM_FAULT_KINDS] = { -1, -1, -1 };
 
 void tm_os_fault_inject(int kind, long after)
 {
-    if (kind == 1 || kind == 2)
+    if (kind == TM_FAULT_MMAP || kind == TM_FAULT_BRK)
         atomic_store(&fail_after[kind], after < 0 ? -1 : after);
 }
 
@@ -38,15 +40,40 @@ static bool injected_failure(int kind)
     return false;
 }
 
+static size_t os_ncpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0)
+            return (size_t)n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
+}
+
+/* Called once by initialization, before it is published (params.h). */
 void tm_os_init(void)
 {
     unsigned long ps = getauxval(AT_PAGESZ);
-    tm_mp.pagesize = ps ? ps : 4096;
+    tm_fix.pagesize = ps ? ps : 4096;
+    tm_fix.ncpus = os_ncpus();
+}
+
+uintptr_t tm_os_random(void)
+{
+    uintptr_t k = 0;
+    if (getrandom(&k, sizeof k, GRND_NONBLOCK) != sizeof k) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        k = (uintptr_t)&k ^ ((uintptr_t)ts.tv_nsec << 20) ^ (uintptr_t)ts.tv_sec ^ 0x9e3779b97f4a7c15ull;
+    }
+    return k ? k : 1;
 }
 
 void *tm_os_map(size_t size)
 {
-    if (injected_failure(1))
+    if (injected_failure(TM_FAULT_MMAP))
         return NULL;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
@@ -56,7 +83,7 @@ void *tm_os_map(size_t size)
  * >= page), inaccessible until committed: map twice the size and cut.     */
 void *tm_os_reserve_aligned(size_t size, size_t align)
 {
-    if (injected_failure(1))
+    if (injected_failure(TM_FAULT_MMAP))
         return NULL;
     size_t span = size + align;
     char *p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -73,7 +100,7 @@ void *tm_os_reserve_aligned(size_t size, size_t align)
 
 bool tm_os_commit(void *p, size_t size)
 {
-    if (injected_failure(1))
+    if (injected_failure(TM_FAULT_MMAP))
         return false;
     return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }
@@ -85,7 +112,7 @@ void tm_os_unmap(void *p, size_t size)
 
 void *tm_os_remap(void *p, size_t old, size_t new_size)
 {
-    if (injected_failure(1))
+    if (injected_failure(TM_FAULT_MMAP))
         return NULL;
     void *q = mremap(p, old, new_size, MREMAP_MAYMOVE);
     return q == MAP_FAILED ? NULL : q;
@@ -102,21 +129,9 @@ void tm_os_release(void *p, size_t size)
 
 void *tm_os_sbrk(intptr_t incr)
 {
-    if (incr > 0 && injected_failure(2))
+    if (incr > 0 && injected_failure(TM_FAULT_BRK))
         return (void *)-1;
     return sbrk(incr);
-}
-
-size_t tm_os_ncpus(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        int n = CPU_COUNT(&set);
-        if (n > 0)
-            return (size_t)n;
-    }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (size_t)n : 1;
 }
 
 uint64_t tm_os_now_ms(void)

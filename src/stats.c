@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
+#include "arena.h"
+#include "bins.h"
+#include "control.h"
+#include "os.h"
+#include "release.h"
+#include "sysmem.h"
 #include "tcache.h"
 #include "tidemalloc.h"
-
-#define TM_EXPORT __attribute__((visibility("default")))
-#define TM_ALIAS(name, target) \
-    extern __typeof(target) name __attribute__((alias(#target), visibility("default")))
 
 struct arena_figures {
     size_t system, max_system;
@@ -129,33 +131,19 @@ TM_EXPORT void tide_get_stats(struct tide_stats *out)
     out->madvise_calls = (size_t)atomic_load(&tm_os_madvise_count);
 }
 
-struct trim_arg { size_t pad; int result; };
-static void trim_one(tm_arena *av, void *arg)
-{
-    struct trim_arg *t = arg;
-    if (tm_trim_arena(av, t->pad))
-        t->result = 1;
-}
-
 TM_EXPORT int tide_malloc_trim(size_t pad)
 {
     int saved = errno;
     tm_ensure_init();
-    tm_tcache_flush_keep();   /* the caller's cached chunks can be trimmed too */
-    struct trim_arg t = { pad, 0 };
-    for_each_arena(trim_one, &t);
+    int r = tm_ctl_trim(pad);
     errno = saved;
-    return t.result;
+    return r;
 }
 
 TM_EXPORT int tide_mallopt(int param, int value)
 {
     tm_ensure_init();
-    tm_lock_acquire(&tm_main_arena.lock);
-    tm_consolidate(&tm_main_arena);
-    int r = tm_mallopt(param, value);
-    tm_lock_release(&tm_main_arena.lock);
-    return r;
+    return tm_ctl_mallopt(param, value);
 }
 
 /* ---- malloc_stats: glibc's format on stderr ----------------------------- */
@@ -245,7 +233,7 @@ static void info_one(tm_arena *av, void *arg)
     size_t aspace = 0;
     for (tm_heap *h = av->last_heap; h; h = h->prev)
         aspace += h->kind == TM_HEAP_SUB ? h->committed : h->size;
-    tm_lock_release(&av->lock);   /* fprintf may allocate */
+    tm_arena_unlock(av);          /* fprintf may allocate */
 
     fprintf(a->fp, "<heap nr=\"%u\">\n<sizes>\n", a->n++);
     for (int k = 0; k < nr; k++)
@@ -269,7 +257,7 @@ static void info_one(tm_arena *av, void *arg)
     a->total.max_system += f.max_system;
     a->total.released += f.released;
     a->aspace += aspace;
-    tm_lock_acquire(&av->lock);   /* for_each_arena releases it */
+    tm_arena_enter_owner(av);     /* for_each_arena leaves it */
 }
 
 TM_EXPORT int tide_malloc_info(int options, FILE *fp)

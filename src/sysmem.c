@@ -1,14 +1,15 @@
-/*
- * sysmem.c - getting memory from the system and giving it back:
- * mmapped chunks, growing top (brk for the main arena, sub-heaps for the
- * others), retiring a top that cannot grow in place, and trimming.
- */
+/* sysmem.c - growing and trimming arenas, mmapped chunks (see sysmem.h). */
 #include <errno.h>
 #include <string.h>
-#include "internal.h"
+#include "bins.h"
+#include "heap.h"
+#include "os.h"
+#include "release.h"
+#include "sysmem.h"
 
 struct tm_mmap_stats tm_mstats;
 
+/* ---- mmapped chunks ----------------------------------------------------- */
 static void note_mmap(size_t size)
 {
     size_t n = atomic_fetch_add(&tm_mstats.n_mmaps, 1) + 1;
@@ -19,14 +20,14 @@ static void note_mmap(size_t size)
     while (m > old && !atomic_compare_exchange_weak(&tm_mstats.max_mmapped_mem, &old, m)) {}
 }
 
-/* A chunk that is a mapping of its own.  It cannot borrow the next chunk's
- * prev_size, hence nb + 8; prev_size holds the offset from the mapping's
- * start (0 here; memalign may move the chunk forward).                   */
+/* It cannot borrow the next chunk's prev_size, hence nb + 8; prev_size
+ * holds the offset from the mapping's start (0 here; memalign may move
+ * the chunk forward).                                                   */
 void *tm_mmap_chunk(size_t nb)
 {
-    if ((long)atomic_load(&tm_mstats.n_mmaps) >= tm_mp.n_mmaps_max)
+    if ((long)atomic_load(&tm_mstats.n_mmaps) >= TM_P(n_mmaps_max))
         return NULL;
-    size_t size = align_up(nb + TM_SIZE_SZ, tm_mp.pagesize);
+    size_t size = align_up(nb + TM_SIZE_SZ, tm_fix.pagesize);
     if (size < nb)
         return NULL;
     void *mm = tm_os_map(size);
@@ -44,7 +45,7 @@ void tm_munmap_chunk(tm_chunk *p)
     size_t size = chunksize(p);
     uintptr_t block = (uintptr_t)p - p->prev_size;
     size_t total = p->prev_size + size;
-    if (unlikely(((block | total) & (tm_mp.pagesize - 1)) != 0 || misaligned_chunk(p) ||
+    if (unlikely(((block | total) & (tm_fix.pagesize - 1)) != 0 || misaligned_chunk(p) ||
                  total < size || block > (uintptr_t)p))
         tm_corrupt("munmap_chunk(): invalid pointer", p);
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
@@ -52,14 +53,30 @@ void tm_munmap_chunk(tm_chunk *p)
     tm_os_unmap((void *)block, total);
 }
 
+void tm_munmap_chunk_dyn(tm_chunk *p)
+{
+    /* glibc's dynamic threshold: a freed mmapped chunk raises the mmap
+     * threshold to its size (up to 32 MiB) and the trim threshold to twice
+     * that, so programs that repeatedly allocate blocks of one size stop
+     * paying for mmap/munmap.  Two relaxed stores: a reader may see one
+     * without the other, which only delays the effect (params.h).      */
+    size_t size = chunksize(p);
+    if (!TM_P(no_dyn_threshold) && size > TM_P(mmap_threshold) &&
+        size <= TM_DEFAULT_MMAP_THRESHOLD_MAX) {
+        TM_P_SET(mmap_threshold, size);
+        TM_P_SET(trim_threshold, 2 * size);
+    }
+    tm_munmap_chunk(p);
+}
+
 tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb)
 {
     size_t offset = p->prev_size;
     size_t size = chunksize(p);
     uintptr_t block = (uintptr_t)p - offset;
-    if (unlikely(((block | (size + offset)) & (tm_mp.pagesize - 1)) != 0 || misaligned_chunk(p)))
+    if (unlikely(((block | (size + offset)) & (tm_fix.pagesize - 1)) != 0 || misaligned_chunk(p)))
         tm_corrupt("mremap_chunk(): invalid pointer", p);
-    size_t new_size = align_up(nb + offset + TM_SIZE_SZ, tm_mp.pagesize);
+    size_t new_size = align_up(nb + offset + TM_SIZE_SZ, tm_fix.pagesize);
     if (new_size == size + offset)
         return p;
     char *cp = tm_os_remap((void *)block, size + offset, new_size);
@@ -73,24 +90,42 @@ tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb)
     return np;
 }
 
+/* ---- growing ------------------------------------------------------------ */
+static void note_trim(tm_arena *av)
+{
+    av->last_trim_ms = tm_os_now_ms();
+}
+
+static void note_regrow(tm_arena *av)
+{
+    if (TM_P(no_dyn_threshold) || !av->last_trim_ms)
+        return;
+    if (tm_os_now_ms() - av->last_trim_ms < 1000) {
+        size_t f = tm_trim_threshold(av) * 2;
+        av->trim_floor = f < TM_TRIM_FLOOR_MAX ? f : TM_TRIM_FLOOR_MAX;
+    }
+    av->last_trim_ms = 0;
+}
+
 /* The top chunk cannot grow where it is (a new heap or segment starts
  * elsewhere): free what it holds and close its heap with two fenceposts.
  *   | old top (freed) | F1: 16|P | F2: 0|P |  <- end of its heap         */
-void tm_retire_top(tm_arena *av)
+static void retire_top(tm_arena *av)
 {
     tm_chunk *old_top = av->top;
     size_t old_size = chunksize(old_top);
     if (old_top == initial_top(av) || old_size == 0)
         return;
-    size_t abit = av == &tm_main_arena ? 0 : TM_NON_MAIN;
+    size_t abit = arena_bit(av);
     size_t body = old_size - 2 * TM_HDR;           /* old_size >= MINSIZE = 32 */
     tm_chunk *f1 = chunk_at(old_top, body);
     set_head(f1, TM_HDR | TM_PREV_INUSE | abit);
     set_head(chunk_at(f1, TM_HDR), 0 | TM_PREV_INUSE | abit);
+    av->top = initial_top(av);                     /* the body is not top any more */
     if (body >= TM_MINSIZE) {
         set_head(old_top, body | TM_PREV_INUSE | abit);
-        av->top = initial_top(av);                 /* so int_free does not see it as top */
-        tm_int_free(av, old_top);
+        tm_bins_free(av, old_top, body, "corrupted size vs. prev_size while consolidating",
+                     "free(): corrupted unsorted chunks");
     } else if (body == TM_HDR) {
         set_head(old_top, TM_HDR | TM_PREV_INUSE | abit);   /* one more fencepost */
     }
@@ -103,7 +138,7 @@ static void install_top(tm_arena *av, tm_heap *h)
     tm_chunk *top = heap_first_chunk(h);
     set_head(top, (size_t)(heap_end(h) - (char *)top) | TM_PREV_INUSE);
     av->top = top;
-    av->top_clean = (char *)top;
+    tm_release_top_fresh(av);
 }
 
 /* A new heap (sub-heap) or segment becomes av's last: the old top is
@@ -121,21 +156,40 @@ static void start_heap(tm_arena *av, tm_heap *h, size_t size, uint32_t kind)
     h->kind = kind;
     av->system_mem += size;
     av->nheaps++;
-    tm_retire_top(av);
+    retire_top(av);
     av->last_heap = h;
     install_top(av, h);
+}
+
+tm_arena *tm_sys_new_arena(void)
+{
+    size_t need = sizeof(tm_heap) + sizeof(tm_arena) + TM_ALIGNMENT + TM_MINSIZE;
+    tm_heap *h = tm_heap_new(need, TM_P(top_pad));
+    if (!h)
+        h = tm_heap_new(need, 0);
+    if (!h)
+        return NULL;
+    tm_arena *av = (tm_arena *)(h + 1);
+    memset(av, 0, sizeof *av);
+    tm_bins_init(av);
+    h->ar = av;
+    av->last_heap = h;
+    av->nheaps = 1;
+    av->system_mem = av->max_system_mem = h->size;
+    install_top(av, h);
+    return av;
 }
 
 /* Main arena: grow top with brk; when brk cannot, start a segment of mmap
  * memory (as ptmalloc falls back to mmap as MORECORE).                    */
 static bool main_grow(tm_arena *av, size_t nb)
 {
-    size_t page = tm_mp.pagesize;
+    size_t page = tm_fix.pagesize;
     tm_chunk *old_top = av->top;
     size_t old_size = chunksize(old_top);
     char *old_end = (char *)old_top + old_size;
     tm_heap *seg = av->last_heap;
-    size_t want = nb + tm_mp.top_pad + TM_MINSIZE;
+    size_t want = nb + TM_P(top_pad) + TM_MINSIZE;
     if (want < nb)
         return false;
 
@@ -145,7 +199,7 @@ static bool main_grow(tm_arena *av, size_t nb)
         size_t size = align_up(want - old_size, page);
         char *r = tm_os_sbrk((intptr_t)size);
         if (r == cur) {
-            tm_note_regrow(av);
+            note_regrow(av);
             seg->size += size;
             av->system_mem += size;
             set_head(old_top, (old_size + size) | TM_PREV_INUSE);
@@ -159,16 +213,20 @@ static bool main_grow(tm_arena *av, size_t nb)
     }
     if (cur != (char *)-1) {
         /* First growth, or brk moved under us: a new brk segment whose end
-         * is page aligned, so it can be extended later.  If brk moves
-         * between sbrk(0) and sbrk(size), the memory we got is used all
-         * the same.                                                      */
+         * is page aligned, so it can be extended later and its last page
+         * released whole.  If brk moves between sbrk(0) and sbrk(size),
+         * the memory we got is used all the same, up to its last whole
+         * page (the partial page beyond is left alone).                 */
         size_t size = align_up((uintptr_t)cur + sizeof(tm_heap) + TM_ALIGNMENT + want, page) -
                       (uintptr_t)cur;
         char *r = tm_os_sbrk((intptr_t)size);
         if (r != (char *)-1) {
             tm_heap *h = (tm_heap *)align_up((uintptr_t)r, TM_ALIGNMENT);
-            start_heap(av, h, (size_t)(r + size - (char *)h), TM_SEG_BRK);
-            return true;
+            char *end = (char *)align_down((uintptr_t)(r + size), page);
+            if (end > (char *)h + sizeof(tm_heap) + TM_ALIGNMENT + nb + TM_MINSIZE) {
+                start_heap(av, h, (size_t)(end - (char *)h), TM_SEG_BRK);
+                return true;
+            }
         }
     }
     /* brk failed: an mmap segment. */
@@ -189,23 +247,22 @@ static bool sub_grow(tm_arena *av, size_t nb)
     tm_heap *h = av->last_heap;
     size_t old_hsize = h->size;
     if (tm_heap_grow(h, TM_MINSIZE + nb - old_size)) {
-        tm_note_regrow(av);
+        note_regrow(av);
         av->system_mem += h->size - old_hsize;
         set_head(old_top, (size_t)(heap_end(h) - (char *)old_top) | TM_PREV_INUSE);
         return true;
     }
-    tm_heap *nh = tm_heap_new(nb + TM_MINSIZE + sizeof(tm_heap) + TM_ALIGNMENT, tm_mp.top_pad);
+    tm_heap *nh = tm_heap_new(nb + TM_MINSIZE + sizeof(tm_heap) + TM_ALIGNMENT, TM_P(top_pad));
     if (!nh)
         return false;
     start_heap(av, nh, nh->size, TM_HEAP_SUB);
     return true;
 }
 
-/* Top is too small for nb: mmap the chunk, or grow top and split it. */
-void *tm_sysmalloc(tm_arena *av, size_t nb)
+void *tm_sysmalloc(tm_arena *av, size_t nb, tm_zrange *z)
 {
     bool tried_mmap = false;
-    if (nb >= tm_mp.mmap_threshold) {
+    if (nb >= TM_P(mmap_threshold)) {
         void *mem = tm_mmap_chunk(nb);
         if (mem)
             return mem;
@@ -225,41 +282,34 @@ void *tm_sysmalloc(tm_arena *av, size_t nb)
     if (size >= nb + TM_MINSIZE) {
         tm_chunk *rem = chunk_at(top, nb);
         av->top = rem;
-        set_head(top, nb | TM_PREV_INUSE | (av == &tm_main_arena ? 0 : TM_NON_MAIN));
+        set_head(top, nb | TM_PREV_INUSE | arena_bit(av));
         set_head(rem, (size - nb) | TM_PREV_INUSE);
-        tm_release_top_used(av, top, nb);
+        tm_release_top_used(av, top, nb, z);
         return chunk2mem(top);
     }
     errno = ENOMEM;
     return NULL;
 }
 
-void tm_note_trim(tm_arena *av)
+/* ---- trimming ----------------------------------------------------------- */
+/* Bytes of top beyond pad (and a minimal top) that whole pages make up;
+ * 0 if none.  Written without additions, so pad near SIZE_MAX means
+ * "keep everything".                                                     */
+static size_t trimmable(size_t top_size, size_t pad)
 {
-    av->last_trim_ms = tm_os_now_ms();
-}
-
-void tm_note_regrow(tm_arena *av)
-{
-    if (tm_mp.no_dyn_threshold || !av->last_trim_ms)
-        return;
-    if (tm_os_now_ms() - av->last_trim_ms < 1000) {
-        size_t f = tm_trim_threshold(av) * 2;
-        av->trim_floor = f < TM_TRIM_FLOOR_MAX ? f : TM_TRIM_FLOOR_MAX;
-    }
-    av->last_trim_ms = 0;
+    if (top_size <= pad || top_size - pad <= TM_MINSIZE + 1)
+        return 0;
+    return align_down(top_size - pad - TM_MINSIZE - 1, tm_fix.pagesize);
 }
 
 /* Main arena: give the top's excess back with a negative brk. */
-bool tm_systrim(tm_arena *av, size_t pad)
+static bool main_trim(tm_arena *av, size_t pad)
 {
     tm_heap *seg = av->last_heap;
     if (!seg || seg->kind != TM_SEG_BRK)
         return false;
     size_t top_size = chunksize(av->top);
-    if (top_size <= pad + TM_MINSIZE + 1)
-        return false;
-    size_t extra = align_down(top_size - pad - TM_MINSIZE - 1, tm_mp.pagesize);
+    size_t extra = trimmable(top_size, pad);
     if (extra == 0)
         return false;
     char *top_end = (char *)av->top + top_size;
@@ -272,7 +322,7 @@ bool tm_systrim(tm_arena *av, size_t pad)
     if (now == (char *)-1 || now >= top_end)
         return false;
     size_t released = (size_t)(top_end - now);
-    tm_note_trim(av);
+    note_trim(av);
     seg->size -= released;
     av->system_mem -= released;
     set_head(av->top, (top_size - released) | TM_PREV_INUSE);
@@ -280,17 +330,68 @@ bool tm_systrim(tm_arena *av, size_t pad)
     return true;
 }
 
-/* malloc_trim for one arena: consolidate, shrink top, release free pages. */
-int tm_trim_arena(tm_arena *av, size_t pad)
+/* Fenceposts at the end of a heap whose top was retired:
+ *   ... | old top, freed | F1: 16|P | F2: 0|P |   <- heap end
+ * Restoring: the chunk before F1 (if free) plus F1 and F2 become top.   */
+static void restore_prev_top(tm_arena *av, tm_heap *prev)
 {
-    tm_remote_drain_all(av);
-    tm_consolidate(av);
-    bool did;
-    if (av == &tm_main_arena)
-        did = tm_systrim(av, pad);
-    else
-        did = tm_heap_trim(av, av->last_heap, pad);
-    if (tm_release_all(av, pad))
+    char *end = heap_end(prev);
+    tm_chunk *f1 = (tm_chunk *)(end - 2 * TM_HDR);
+    if (unlikely(chunksize(f1) != TM_HDR || chunksize((tm_chunk *)(end - TM_HDR)) != 0))
+        tm_corrupt("heap_trim(): corrupted fencepost", f1);
+    tm_chunk *top = f1;
+    if (!prev_inuse(f1)) {
+        top = prev_chunk(f1);
+        if (unlikely(chunksize(top) != f1->prev_size))
+            tm_corrupt("corrupted size vs. prev_size", top);
+        tm_bins_unlink(av, top);
+    }
+    set_head(top, (size_t)(end - (char *)top) | TM_PREV_INUSE);
+    av->top = top;
+    tm_release_top_reset(av);
+}
+
+/* Non-main arena: unmap heaps that hold nothing but top, then shrink the
+ * last heap down to its top's start + pad.                              */
+static bool sub_trim(tm_arena *av, size_t pad)
+{
+    bool did = false;
+    tm_heap *h = av->last_heap;
+    while (h->prev && av->top == heap_first_chunk(h) &&
+           (char *)av->top + chunksize(av->top) == heap_end(h)) {
+        tm_heap *prev = h->prev;
+        av->system_mem -= h->size;
+        av->nheaps--;
+        av->last_heap = prev;
+        restore_prev_top(av, prev);
+        tm_heap_delete(h);
+        h = prev;
         did = true;
-    return did;
+    }
+    size_t top_size = chunksize(av->top);
+    if (top_size <= pad || top_size - pad < tm_trim_threshold(av))
+        return did;
+    size_t extra = trimmable(top_size, pad);
+    if (extra == 0)
+        return did;
+    tm_heap_shrink(h, h->size - extra);
+    note_trim(av);
+    av->system_mem -= extra;
+    set_head(av->top, (top_size - extra) | TM_PREV_INUSE);
+    tm_release_top_reset(av);
+    return true;
+}
+
+bool tm_sys_trim(tm_arena *av, size_t pad, bool force)
+{
+    if (av == &tm_main_arena) {
+        size_t top_size = chunksize(av->top);
+        /* Trim when what would be given back (beyond the pad) reaches the
+         * threshold: trimming as soon as top passes the threshold gives
+         * back a page or two at a time, only to grow again.            */
+        if (!force && (top_size <= pad || top_size - pad < tm_trim_threshold(av)))
+            return false;
+        return main_trim(av, pad);
+    }
+    return sub_trim(av, pad);
 }

@@ -1,73 +1,68 @@
 /* tcache.c - slow paths of the per-thread cache (see tcache.h). */
 #include <string.h>
-#include <sys/random.h>
+#include "bins.h"
+#include "engine.h"
+#include "heap.h"
+#include "os.h"
+#include "sysmem.h"
 #include "tcache.h"
 
 __thread tm_tcache *tm_tls_tcache __attribute__((tls_model("initial-exec")));
 __thread uint8_t tm_tls_tcache_state __attribute__((tls_model("initial-exec")));
 uintptr_t tm_tcache_key;
-uint16_t tm_tc_limit[TM_TCACHE_BINS];
+_Atomic uint16_t tm_tc_limit[TM_TCACHE_BINS];
 
 /* limit(class) = min(tcache_count, share of the byte budget), >= 1 when
  * counts are on; classes above tcache_max are not cached.               */
 void tm_tcache_recompute_limits(void)
 {
-    size_t share = tm_mp.tcache_bytes / TM_TCACHE_BINS;
+    size_t share = TM_P(tcache_bytes) / TM_TCACHE_BINS;
+    size_t count = TM_P(tcache_count), max_req = TM_P(tcache_max_req);
+    bool perturb = TM_P(perturb) != 0;
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
         size_t csize = TM_MINSIZE + 16 * i;
         size_t lim = 0;
-        if (tm_mp.tcache_count > 0 && i <= tc_req_index(tm_mp.tcache_max_req) &&
-            tm_mp.tcache_max_req > 0) {
+        if (count > 0 && max_req > 0 && i <= tc_req_index(max_req)) {
             lim = share / csize;
             if (lim < 1)
                 lim = 1;
-            if (lim > tm_mp.tcache_count)
-                lim = tm_mp.tcache_count;
+            if (lim > count)
+                lim = count;
         }
-        if (tm_mp.perturb)
+        if (perturb)
             lim = 0;   /* M_PERTURB wants every allocation and free to be seen */
-        tm_tc_limit[i] = (uint16_t)lim;
+        atomic_store_explicit(&tm_tc_limit[i], (uint16_t)lim, memory_order_relaxed);
     }
 }
 
-static void init_key(void)
+void tm_tcache_init_key(void)
 {
-    uintptr_t k = 0;
-    if (getrandom(&k, sizeof k, GRND_NONBLOCK) != sizeof k)
-        k = (uintptr_t)&k ^ ((uintptr_t)tm_os_now_ms() << 20) ^ 0x9e3779b97f4a7c15ull;
-    tm_tcache_key = k | 1;   /* never a valid pointer */
+    tm_tcache_key = tm_os_random() | 1;   /* odd: never a valid pointer */
 }
 
-/* Set up the calling thread's cache (once). */
-void tm_tcache_thread_init(void)
+bool tm_tcache_thread_init(void)
 {
     if (tm_tls_tcache_state != 0)
-        return;
+        return false;
     tm_tls_tcache_state = 2;     /* guards against re-entry while we allocate */
-    if (!tm_tcache_key)
-        init_key();
     size_t nb = request2size(sizeof(tm_tcache));
-    tm_arena *av = tm_arena_get();
-    void *mem = tm_int_malloc(av, nb);
-    tm_lock_release(&av->lock);
+    tm_arena *av = tm_arena_enter();
+    void *mem = tm_int_malloc(av, nb, NULL);
+    tm_arena_leave(av);
     if (!mem)
-        return;                  /* no cache for this thread; still correct */
+        return true;             /* no cache for this thread; still correct */
     memset(mem, 0, sizeof(tm_tcache));
     tm_tls_tcache = mem;
     tm_tls_tcache_state = 1;
-    tm_thread_register_exit(mem);
+    return true;
 }
 
 static void push_run(tm_arena *av, tm_chunk *head, tm_chunk *tail, size_t i)
 {
-    if (i < TM_TCACHE_BINS) {
-        tm_remote_push_list(&av->remote_cls[i], head, tail);
-        /* After the push, seq_cst: a drainer that clears the flag before
-         * scanning either sees this push or sees the flag set again.     */
-        atomic_store_explicit(&av->remote_cls_any, 1, memory_order_seq_cst);
-    } else {
+    if (i < TM_TCACHE_BINS)
+        tm_remote_push_class(av, i, head, tail);
+    else
         tm_remote_push(av, head, tail);
-    }
 }
 
 /* Free a chain of n cached entries of class i (TM_TCACHE_BINS: not a
@@ -90,8 +85,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
         if (av == own || own == NULL) {
             if (!own_locked) {
                 own = av;
-                tm_lock_acquire(&own->lock);
-                tm_remote_drain(own);
+                tm_arena_enter_owner(own);
                 own_locked = true;
             }
             tm_int_free(av, p);
@@ -112,30 +106,15 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
     }
     if (run_head)
         push_run(cur, run_head, run_tail, i);
-    if (own_locked) {
-        tm_release_tick(own);
-        tm_lock_release(&own->lock);
-    }
-}
-
-/* A chunk from a remote stack: cache it if its class has room. */
-bool tm_tcache_take(tm_chunk *p)
-{
-    tm_tcache *tc = tm_tls_tcache;
-    if (!tc || chunk_is_mmapped(p))
-        return false;
-    size_t j = tc_csize_index(chunksize(p));
-    if (j >= TM_TCACHE_BINS || tc->counts[j] >= tm_tc_limit[j])
-        return false;
-    tc_push(tc, chunk2mem(p), j);
-    return true;
+    if (own_locked)
+        tm_arena_leave(own);
 }
 
 /* Class i is full: keep its newest half (hot in cache), flush the rest,
  * then cache e.                                                          */
 void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
-    size_t lim = tm_tc_limit[i];
+    size_t lim = tc_limit(i);      /* once: another thread's mallopt may change it */
     if (lim == 0 || tc->counts[i] == 0) {
         /* Class not cached any more (another thread's mallopt changed the
          * limits after our caller looked): straight to the arena.       */
@@ -144,6 +123,8 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
         return;
     }
     size_t keep = lim / 2;
+    if (keep > tc->counts[i])      /* the limit was raised since the caller looked */
+        keep = tc->counts[i];
     tm_tc_entry *cut = tc->entries[i], *rest;
     if (keep == 0) {
         rest = cut;
@@ -180,24 +161,13 @@ static void *carve(tm_tcache *tc, tm_chunk *c, size_t nb, size_t i)
     return chunk2mem((tm_chunk *)p);
 }
 
-static bool exact_waiting(tm_arena *av, size_t nb)
-{
-    if (nb <= tm_mp.max_fast && av->fastbins[fastbin_index(nb)])
-        return true;
-    if (!in_smallbin_range(nb))
-        return false;
-    tm_chunk *b = bin_at(av, smallbin_index(nb));
-    return b->bk != b;
-}
-
-/* Take the chunks other threads freed into our arena's class-i list. */
 /* Move up to the class limit from list p into class i; return the first
  * chunk's memory; the rest (if any) becomes the class's spill list.     */
 static void *take_list(tm_tcache *tc, tm_chunk *p, size_t i)
 {
     void *first = chunk2mem(p);
     p = p->fd;
-    size_t lim = tm_tc_limit[i];
+    size_t lim = tc_limit(i);
     while (p && tc->counts[i] < lim) {
         tm_chunk *next = p->fd;
         tc_push(tc, chunk2mem(p), i);
@@ -213,9 +183,7 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
 {
     if (tc->spill[i])
         return take_list(tc, tc->spill[i], i);
-    if (!own || !atomic_load_explicit(&own->remote_cls[i], memory_order_relaxed))
-        return NULL;
-    tm_chunk *p = atomic_exchange_explicit(&own->remote_cls[i], NULL, memory_order_acquire);
+    tm_chunk *p = tm_remote_take_class(own, i);
     return p ? take_list(tc, p, i) : NULL;
 }
 
@@ -230,17 +198,12 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
     void *m0 = take_remote_class(tc, tm_thread_arena(), i);
     if (m0)
         return m0;
-    size_t want = tm_tc_limit[i] / 2 + 1;
-    tm_arena *av = tm_arena_get();
-    if (tc->entries[i]) {                 /* the remote drain refilled us */
-        tm_release_tick(av);
-        tm_lock_release(&av->lock);
-        return tc_pop(tc, i);
-    }
+    size_t want = tc_limit(i) / 2 + 1;
+    tm_arena *av = tm_arena_enter();
     void *first = NULL;
     size_t got = 0;
-    while (got < want && exact_waiting(av, nb)) {
-        void *m = tm_int_malloc(av, nb);
+    while (got < want && tm_bins_has_exact(av, nb)) {
+        void *m = tm_int_malloc(av, nb, NULL);
         if (!m)
             break;
         if (!first)
@@ -253,12 +216,12 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
     if (need > 0) {
         size_t bytes = need * nb;
         void *m = NULL;
-        if (need > 1 && bytes < tm_mp.mmap_threshold)
-            m = tm_int_malloc(av, bytes);
+        if (need > 1 && bytes < TM_P(mmap_threshold))
+            m = tm_int_malloc(av, bytes, NULL);
         if (m && !chunk_is_mmapped(mem2chunk(m))) {
             m = carve(tc, mem2chunk(m), nb, i);
         } else if (!m) {
-            m = tm_int_malloc(av, nb);
+            m = tm_int_malloc(av, nb, NULL);
         }
         if (m) {
             if (!first)
@@ -266,7 +229,7 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
             else {
                 /* first is exact; m may be a little bigger: cache it in its class. */
                 size_t j = tc_csize_index(chunksize(mem2chunk(m)));
-                if (!chunk_is_mmapped(mem2chunk(m)) && j < TM_TCACHE_BINS && tc->counts[j] < tm_tc_limit[j])
+                if (!chunk_is_mmapped(mem2chunk(m)) && j < TM_TCACHE_BINS && tc->counts[j] < tc_limit(j))
                     tc_push(tc, m, j);
                 else if (chunk_is_mmapped(mem2chunk(m)))
                     tm_munmap_chunk(mem2chunk(m));
@@ -275,8 +238,7 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
             }
         }
     }
-    tm_release_tick(av);
-    tm_lock_release(&av->lock);
+    tm_arena_leave(av);
     return first;
 }
 
@@ -318,7 +280,6 @@ static void flush_classes(tm_tcache *tc)
     }
 }
 
-/* Empty the calling thread's cache and stop caching (thread exit). */
 void tm_tcache_flush_all(void)
 {
     tm_tcache *tc = tm_tls_tcache;
@@ -329,12 +290,11 @@ void tm_tcache_flush_all(void)
     flush_classes(tc);
     tm_chunk *p = mem2chunk(tc);
     tm_arena *av = arena_for_chunk(p);
-    tm_lock_acquire(&av->lock);
+    tm_arena_enter_owner(av);
     tm_int_free(av, p);
-    tm_lock_release(&av->lock);
+    tm_arena_leave(av);
 }
 
-/* tide_thread_cache_flush: empty the cache but keep using it. */
 void tm_tcache_flush_keep(void)
 {
     tm_tcache *tc = tm_tls_tcache;

@@ -16,11 +16,18 @@
  * remote list), else refills a batch carved from one chunk under one
  * arena lock.  A full class flushes half of itself: chunks of the own
  * arena under its lock, others pushed on their arena's remote list.
+ *
+ * Shared state: a cache is touched only by its thread.  The per-class
+ * limits tm_tc_limit[] change when any thread calls mallopt: they are
+ * relaxed atomics, and a function that must see one value reads the
+ * limit once (tm_tcache_put_full).  tm_tcache_key is written once, at
+ * initialization, before it is published.
  */
 #ifndef TM_TCACHE_H
 #define TM_TCACHE_H
 
 #include "internal.h"
+#include "arena.h"
 
 typedef struct tm_tc_entry {
     uintptr_t next;        /* protected pointer to the next entry's mem */
@@ -42,7 +49,11 @@ extern __thread tm_tcache *tm_tls_tcache __attribute__((tls_model("initial-exec"
 extern __thread uint8_t tm_tls_tcache_state __attribute__((tls_model("initial-exec"))) TM_HIDDEN;
 extern uintptr_t tm_tcache_key TM_HIDDEN;
 /* Per-class limits (0 = class not cached), from tcache_count/max/bytes. */
-extern uint16_t tm_tc_limit[TM_TCACHE_BINS] TM_HIDDEN;
+extern _Atomic uint16_t tm_tc_limit[TM_TCACHE_BINS] TM_HIDDEN;
+static inline size_t tc_limit(size_t i)
+{
+    return atomic_load_explicit(&tm_tc_limit[i], memory_order_relaxed);
+}
 
 static inline tm_tc_entry *tc_reveal(tm_tc_entry *e)
 {
@@ -83,9 +94,22 @@ static inline void tc_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
     tc->counts[i]++;
 }
 
+/* Initialization: the key marking cached chunks (random, odd). */
+TM_HIDDEN void tm_tcache_init_key(void);
+/* Set up the calling thread's cache if that was never tried: returns true
+ * if this call did the setting up (whether a cache could be had or not). */
+TM_HIDDEN bool tm_tcache_thread_init(void);
+/* A miss in the class of chunk size nb: refill; the memory or NULL. */
 TM_HIDDEN void *tm_tcache_refill(tm_tcache *tc, size_t nb);
+/* Free e into class i, which has `count >= limit` entries. */
 TM_HIDDEN void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN TM_NOINLINE void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN void tm_tcache_recompute_limits(void);
+/* Empty the calling thread's cache and stop caching (thread exit). */
+TM_HIDDEN void tm_tcache_flush_all(void);
+/* Empty the calling thread's cache but keep using it. */
+TM_HIDDEN void tm_tcache_flush_keep(void);
+/* Bytes held by the calling thread's cache. */
+TM_HIDDEN size_t tm_tcache_cached_bytes(void);
 
 #endif

@@ -11,22 +11,11 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "control.h"
 #include "tcache.h"
 #include "tidemalloc.h"
+#include "tunables.h"
 
-struct tm_params tm_mp = {
-    .max_fast = TM_DEFAULT_MXFAST,
-    .trim_threshold = TM_DEFAULT_TRIM_THRESHOLD,
-    .top_pad = TM_DEFAULT_TOP_PAD,
-    .mmap_threshold = TM_DEFAULT_MMAP_THRESHOLD,
-    .n_mmaps_max = TM_DEFAULT_MMAP_MAX,
-    .arena_test = TM_DEFAULT_ARENA_TEST,
-    .tcache_count = TM_TCACHE_DEFAULT_COUNT,
-    .tcache_max_req = TM_TCACHE_MAX_REQ,
-    .tcache_bytes = TM_TCACHE_DEFAULT_BYTES,
-    .decay_ms = TM_DEFAULT_DECAY_MS,
-    .pagesize = 4096,
-};
 
 /* max_fast from an M_MXFAST request size, as glibc's set_max_fast. */
 static size_t mxfast_to_chunk(size_t req)
@@ -95,14 +84,14 @@ static void apply(int param, const char *s, const char *end)
             if (param == M_MMAP_THRESHOLD)
                 return;   /* above 32 MiB: rejected as glibc does */
             if (param == M_TRIM_THRESHOLD)
-                tm_mp.trim_threshold = (size_t)v;
+                TM_P_SET(trim_threshold, (size_t)v);
             else
-                tm_mp.top_pad = (size_t)v;
-            tm_mp.no_dyn_threshold = true;
+                TM_P_SET(top_pad, (size_t)v);
+            TM_P_SET(no_dyn_threshold, true);
         }
         return;
     }
-    tm_mallopt(param, (int)v);
+    tm_tunable_set(param, (int)v);
 }
 
 static const struct {
@@ -181,77 +170,78 @@ void tm_tunables_init(void)
     tm_tcache_recompute_limits();
 }
 
-/* mallopt: 1 on success, 0 on a rejected value, as glibc. */
-int tm_mallopt(int param, int value)
+/* 1 on success, 0 on a rejected value; an unknown parameter is ignored
+ * and answered with 1, as glibc does.                                  */
+int tm_tunable_set(int param, int value)
 {
     switch (param) {
     case M_MXFAST:
         if (value < 0 || (unsigned)value > TM_MAX_FAST_REQ)
             return 0;
-        tm_mp.max_fast = mxfast_to_chunk((size_t)value);
+        TM_P_SET(max_fast, mxfast_to_chunk((size_t)value));
         return 1;
     case M_TRIM_THRESHOLD:
-        tm_mp.trim_threshold = (size_t)(long)value;   /* -1: never trim */
-        tm_mp.no_dyn_threshold = true;
+        TM_P_SET(trim_threshold, (size_t)(long)value);   /* -1: never trim */
+        TM_P_SET(no_dyn_threshold, true);
         return 1;
     case M_TOP_PAD:
-        tm_mp.top_pad = (size_t)(long)value;
-        tm_mp.no_dyn_threshold = true;
+        TM_P_SET(top_pad, (size_t)(long)value);
+        TM_P_SET(no_dyn_threshold, true);
         return 1;
     case M_MMAP_THRESHOLD:
         if (value < 0 || (size_t)value > TM_DEFAULT_MMAP_THRESHOLD_MAX)
             return 0;
-        tm_mp.mmap_threshold = (size_t)value;
-        tm_mp.no_dyn_threshold = true;
+        TM_P_SET(mmap_threshold, (size_t)value);
+        TM_P_SET(no_dyn_threshold, true);
         return 1;
     case M_MMAP_MAX:
-        tm_mp.n_mmaps_max = value;
-        tm_mp.no_dyn_threshold = true;
+        TM_P_SET(n_mmaps_max, value);
+        TM_P_SET(no_dyn_threshold, true);
         return 1;
     case M_ARENA_TEST:                /* glibc ignores values <= 0, returns 1 */
         if (value > 0)
-            tm_mp.arena_test = (size_t)value;
+            TM_P_SET(arena_test, (size_t)value);
         return 1;
     case M_ARENA_MAX:
         if (value > 0)
-            tm_mp.arena_max = (size_t)value;
+            TM_P_SET(arena_max, (size_t)value);
         return 1;
     case M_PERTURB:
-        tm_mp.perturb = value;
+        TM_P_SET(perturb, value);
         tm_tcache_recompute_limits();
         return 1;
     case M_CHECK_ACTION:
         /* Stored for glibc compatibility only: as in glibc >= 2.26, every
          * detected corruption prints its message and aborts.           */
-        tm_mp.check_action = value;
+        TM_P_SET(check_action, value);
         return 1;
     case TIDE_M_DECAY_MS:
         if (value < -1)
             return 0;
-        tm_mp.decay_ms = value;
+        TM_P_SET(decay_ms, (long)value);
         return 1;
     case TIDE_M_BACKGROUND_THREAD:
-        tm_release_set_background(value != 0);
+        tm_bg_set(value);
         return 1;
     case TIDE_M_TCACHE_COUNT:
         if (value < 0 || value > TM_TCACHE_COUNT_MAX)
             return 0;
-        tm_mp.tcache_count = (size_t)value;
+        TM_P_SET(tcache_count, (size_t)value);
         tm_tcache_recompute_limits();
         return 1;
     case TIDE_M_TCACHE_MAX:
         if (value < 0)
             return 0;
-        tm_mp.tcache_max_req = (size_t)value > TM_TCACHE_MAX_REQ ? TM_TCACHE_MAX_REQ : (size_t)value;
+        TM_P_SET(tcache_max_req, (size_t)value > TM_TCACHE_MAX_REQ ? TM_TCACHE_MAX_REQ : (size_t)value);
         tm_tcache_recompute_limits();
         return 1;
     case TIDE_M_TCACHE_BYTES:
         if (value < 0)
             return 0;
-        tm_mp.tcache_bytes = (size_t)value;
+        TM_P_SET(tcache_bytes, (size_t)value);
         tm_tcache_recompute_limits();
         return 1;
     default:
-        return 0;
+        return 1;
     }
 }

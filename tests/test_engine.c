@@ -15,7 +15,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include "harness.h"
+#include "arena.h"
+#include "bins.h"
+#include "heap.h"
 #include "internal.h"
+#include "sysmem.h"
 #include "tidemalloc.h"
 
 #define CHK() CHECK("tide_check_heap", tide_check_heap() > 0)
@@ -76,7 +80,7 @@ static void test_geometry(void)
     CHECK("63 large bins", distinct == 63);
     CHECK("64-byte spacing below 3 KiB", largebin_index(2048) + 1 == largebin_index(2112));
     CHECK("fastbin index", fastbin_index(32) == 0 && fastbin_index(176) == 9);
-    CHECK("default max_fast is 128", tm_mp.max_fast == 128);
+    CHECK("default max_fast is 128", TM_P(max_fast) == 128);
     /* chunk.h accessors */
     char buf[256] __attribute__((aligned(16)));
     memset(buf, 0, sizeof buf);

@@ -19,7 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "harness.h"
+#include "arena.h"
+#include "bins.h"
+#include "heap.h"
 #include "internal.h"
+#include "sysmem.h"
 #include "tidemalloc.h"
 
 #define CHK() CHECK("tide_check_heap", tide_check_heap() > 0)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "harness.h"
+#include "arena.h"
 #include "tcache.h"
 #include "tidemalloc.h"
 

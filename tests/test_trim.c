@@ -10,7 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "harness.h"
+#include "arena.h"
+#include "bins.h"
+#include "heap.h"
 #include "internal.h"
+#include "sysmem.h"
 #include "tidemalloc.h"
 
 #define CHK() CHECK("tide_check_heap", tide_check_heap() > 0)

@@ -1,0 +1,85 @@
+/*
+ * arena.h - which arena serves a thread, and the one way in and out of an
+ * arena: tm_arena_enter*() returns it locked, with the frees other threads
+ * left for it taken in; tm_arena_leave() runs the decay tick and unlocks.
+ *
+ * A thread keeps its arena in TLS (initial-exec, so dlopen of a library
+ * that uses tidemalloc works).  The first thread to allocate uses the main
+ * arena.  Others take, in order: an arena from the free list (arenas whose
+ * threads all exited), a new arena while fewer than the limit exist, or an
+ * existing arena that is not locked right now.  A thread that finds its
+ * shared arena locked moves to a free or new arena if the limit allows.
+ *
+ * Remote frees.  A thread freeing chunks of an arena it cannot lock at once
+ * pushes them on one of the arena's lock-free stacks instead of waiting:
+ *   remote          single chunks (free() of a non-cached size) and runs
+ *                   flushed from a class whose cache limit is 0; taken
+ *                   back into the bins by whoever next enters the arena;
+ *   remote_cls[i]   runs of class i flushed from other threads' caches; a
+ *                   thread of this arena whose cache misses in class i
+ *                   takes the whole list with one exchange and no lock.
+ * Pushers use a release CAS (a pre-linked run in one CAS); consumers take a
+ * whole stack with an acquire exchange, so there is no ABA problem.
+ * Waiting chunks count as in use until drained.
+ *
+ * Locks.  tm_list_lock guards the ring, the free list, `attached` and the
+ * arena count; order: tm_list_lock before any arena lock.  Fork: the
+ * prepare handler takes tm_list_lock and every arena lock; until the parent
+ * or child handler releases them, the forking thread passes every lock
+ * check without waiting (it holds them all), so other atfork handlers that
+ * run in between may allocate, whenever they were registered.
+ */
+#ifndef TM_ARENA_H
+#define TM_ARENA_H
+
+#include "internal.h"
+
+/* Set up the main arena and adopt the calling thread (initialization). */
+TM_HIDDEN void tm_arenas_init(void);
+
+/* The calling thread's arena, locked; chooses one on first use. */
+TM_HIDDEN tm_arena *tm_arena_enter(void);
+/* A given arena (a chunk's owner), locked, waiting if needed. */
+TM_HIDDEN void tm_arena_enter_owner(tm_arena *av);
+/* The same, unless someone holds it right now (then false, not locked). */
+TM_HIDDEN bool tm_arena_try_enter(tm_arena *av);
+/* Unlock after the decay tick (every 32nd call looks at the clock). */
+TM_HIDDEN void tm_arena_leave(tm_arena *av);
+/* Unlock without the tick (introspection). */
+TM_HIDDEN void tm_arena_unlock(tm_arena *av);
+/* An allocation failed in av (left already): one other arena, entered,
+ * or NULL.                                                             */
+TM_HIDDEN tm_arena *tm_arena_retry(tm_arena *av);
+
+TM_HIDDEN tm_arena *tm_thread_arena(void);
+TM_HIDDEN void tm_arena_detach_thread(void);          /* thread exit */
+TM_HIDDEN size_t tm_arena_count(void);
+
+/* Visit every arena, one at a time, entered and with every remote list
+ * drained into its bins (statistics, checker, trim).  fn may leave and
+ * re-enter the arena.                                                  */
+TM_HIDDEN void tm_for_each_arena(void (*fn)(tm_arena *, void *), void *arg);
+
+/* ---- remote frees ---------------------------------------------------------- */
+TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
+TM_HIDDEN void tm_remote_push_class(tm_arena *av, size_t i, tm_chunk *head, tm_chunk *tail);
+/* Take the whole class-i list (no lock needed), NULL-terminated via fd. */
+static inline tm_chunk *tm_remote_take_class(tm_arena *av, size_t i)
+{
+    if (!av || !atomic_load_explicit(&av->remote_cls[i], memory_order_relaxed))
+        return NULL;
+    return atomic_exchange_explicit(&av->remote_cls[i], NULL, memory_order_acquire);
+}
+
+/* ---- page release: decay ---------------------------------------------------- */
+/* Purge every arena (waiting for its lock) of what has been free for the
+ * decay time; returns the earliest time (ms) at which more becomes due,
+ * or UINT64_MAX if nothing is waiting.  (The background thread.)       */
+TM_HIDDEN uint64_t tm_arenas_decay(uint64_t now);
+
+/* ---- fork ------------------------------------------------------------------ */
+TM_HIDDEN void tm_arenas_fork_lock(void);
+TM_HIDDEN void tm_arenas_fork_unlock(void);
+TM_HIDDEN void tm_arenas_fork_child(void);
+
+#endif

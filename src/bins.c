@@ -1,0 +1,290 @@
+/* bins.c - linking and unlinking free chunks (see bins.h). */
+#include <string.h>
+#include "bins.h"
+
+void tm_bins_init(tm_arena *av)
+{
+    for (unsigned i = 1; i < TM_NBINS; i++) {
+        tm_chunk *b = bin_at(av, i);
+        b->fd = b->bk = b;
+    }
+    memset(av->binmap, 0, sizeof av->binmap);
+    memset(av->fastbins, 0, sizeof av->fastbins);
+    av->have_fastchunks = false;
+    av->top_dummy[0] = av->top_dummy[1] = 0;
+    av->top = initial_top(av);
+    av->last_remainder = NULL;
+    av->top_clean = NULL;
+}
+
+/* Insert a free chunk at the front of the unsorted bin. */
+static inline void unsorted_push(tm_arena *av, tm_chunk *p, size_t size, const char *who)
+{
+    tm_chunk *bck = unsorted_bin(av);
+    tm_chunk *fwd = bck->fd;
+    if (unlikely(fwd->bk != bck))
+        tm_corrupt(who, p);
+    p->fd = fwd;
+    p->bk = bck;
+    if (!in_smallbin_range(size)) {
+        p->fd_nextsize = NULL;   /* "not in a nextsize list" (see tm_bins_unlink) */
+        p->bk_nextsize = NULL;
+    }
+    bck->fd = p;
+    fwd->bk = p;
+}
+
+tm_chunk *tm_unsorted_last(tm_arena *av)
+{
+    tm_chunk *unsorted = unsorted_bin(av);
+    tm_chunk *victim = unsorted->bk;
+    if (victim == unsorted)
+        return NULL;
+    tm_chunk *bck = victim->bk;
+    size_t size = chunksize(victim);
+    tm_chunk *next = chunk_at(victim, size);
+    if (unlikely(chunk_raw_size(victim) <= 2 * TM_SIZE_SZ || size > av->system_mem))
+        tm_corrupt("malloc(): invalid size (unsorted)", victim);
+    if (unlikely(chunk_raw_size(next) < 2 * TM_SIZE_SZ || chunksize(next) > av->system_mem))
+        tm_corrupt("malloc(): invalid next size (unsorted)", next);
+    if (unlikely(next->prev_size != size))
+        tm_corrupt("malloc(): mismatching next->prev_size (unsorted)", victim);
+    if (unlikely(bck->fd != victim || victim->fd != unsorted))
+        tm_corrupt("malloc(): unsorted double linked list corrupted", victim);
+    if (unlikely(prev_inuse(next)))
+        tm_corrupt("malloc(): invalid next->prev_inuse (unsorted)", victim);
+    return victim;
+}
+
+void tm_bins_unlink(tm_arena *av, tm_chunk *p)
+{
+    size_t size = chunksize(p);
+    if (unlikely(size != next_chunk(p)->prev_size))
+        tm_corrupt("corrupted size vs. prev_size", p);
+    tm_chunk *fd = p->fd, *bk = p->bk;
+    if (unlikely(fd->bk != p || bk->fd != p))
+        tm_corrupt("corrupted double-linked list", p);
+    TM_ASSERT(!inuse(p) && p != av->top);
+    fd->bk = bk;
+    bk->fd = fd;
+    if (!in_smallbin_range(size) && p->fd_nextsize != NULL) {
+        /* p leads its size group in a large bin's nextsize ring. */
+        if (unlikely(p->fd_nextsize->bk_nextsize != p || p->bk_nextsize->fd_nextsize != p))
+            tm_corrupt("corrupted double-linked list (not small)", p);
+        tm_chunk *bin = bin_at(av, largebin_index(size));
+        if (fd != bin && fd->fd_nextsize == NULL) {
+            /* The next chunk has the same size: it takes p's place. */
+            if (p->fd_nextsize == p) {
+                fd->fd_nextsize = fd->bk_nextsize = fd;
+            } else {
+                fd->fd_nextsize = p->fd_nextsize;
+                fd->bk_nextsize = p->bk_nextsize;
+                p->fd_nextsize->bk_nextsize = fd;
+                p->bk_nextsize->fd_nextsize = fd;
+            }
+        } else {
+            p->fd_nextsize->bk_nextsize = p->bk_nextsize;
+            p->bk_nextsize->fd_nextsize = p->fd_nextsize;
+        }
+    }
+    tm_release_take(av, p);
+}
+
+void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
+{
+    unsorted_remove_last(av, victim);
+    unsigned idx;
+    tm_chunk *bck, *fwd;
+    TM_ASSERT(!inuse(victim) && size == chunksize(victim));
+    if (in_smallbin_range(size)) {
+        idx = smallbin_index(size);
+        bck = bin_at(av, idx);
+        fwd = bck->fd;
+    } else {
+        idx = largebin_index(size);
+        bck = bin_at(av, idx);
+        fwd = bck->fd;
+        if (fwd != bck) {
+            /* Bin kept in decreasing size order; the nextsize ring links the
+             * first chunk of each distinct size. */
+            if (size < chunksize(bck->bk)) {
+                /* Smaller than everything: append at the end. */
+                fwd = bck;
+                bck = bck->bk;
+                victim->fd_nextsize = fwd->fd;
+                victim->bk_nextsize = fwd->fd->bk_nextsize;
+                fwd->fd->bk_nextsize = victim;
+                victim->bk_nextsize->fd_nextsize = victim;
+            } else {
+                while (size < chunksize(fwd))
+                    fwd = fwd->fd_nextsize;
+                if (size == chunksize(fwd)) {
+                    /* Same size exists: insert second, keep the ring as is. */
+                    victim->fd_nextsize = victim->bk_nextsize = NULL;
+                    fwd = fwd->fd;
+                } else {
+                    victim->fd_nextsize = fwd;
+                    victim->bk_nextsize = fwd->bk_nextsize;
+                    if (unlikely(fwd->bk_nextsize->fd_nextsize != fwd))
+                        tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
+                    fwd->bk_nextsize = victim;
+                    victim->bk_nextsize->fd_nextsize = victim;
+                }
+                bck = fwd->bk;
+                if (unlikely(bck->fd != fwd))
+                    tm_corrupt("malloc(): largebin double linked list corrupted (bk)", fwd);
+            }
+        } else {
+            victim->fd_nextsize = victim->bk_nextsize = victim;
+        }
+    }
+    mark_bin(av, idx);
+    victim->bk = bck;
+    victim->fd = fwd;
+    fwd->bk = victim;
+    bck->fd = victim;
+}
+
+/* Unlink a chosen chunk, noting whether it was entirely released. */
+static tm_chunk *take(tm_arena *av, tm_chunk *victim, bool *released)
+{
+    /* Read before tm_bins_unlink forgets it. */
+    *released = tm_release_take(av, victim);
+    tm_bins_unlink(av, victim);
+    return victim;
+}
+
+tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *released)
+{
+    tm_chunk *bin = bin_at(av, idx);
+    tm_chunk *victim = bin->fd;
+    if (victim == bin || chunksize(victim) < nb)
+        return NULL;
+    victim = victim->bk_nextsize;          /* the smallest size */
+    while (chunksize(victim) < nb)
+        victim = victim->bk_nextsize;
+    /* Take the second of a size group: no nextsize rerouting. */
+    if (victim != bin->bk && chunksize(victim) == chunksize(victim->fd))
+        victim = victim->fd;
+    return take(av, victim, released);
+}
+
+tm_chunk *tm_bins_search(tm_arena *av, unsigned idx, bool *released)
+{
+    for (unsigned i = idx + 1; i < TM_NBINS;) {
+        unsigned block = i >> TM_BINMAPSHIFT;
+        uint32_t map = av->binmap[block] & (~0u << (i & 31));
+        while (map == 0) {
+            if (++block >= TM_BINMAPSIZE)
+                return NULL;
+            map = av->binmap[block];
+        }
+        i = (block << TM_BINMAPSHIFT) + (unsigned)__builtin_ctz(map);
+        tm_chunk *bin = bin_at(av, i);
+        tm_chunk *victim = bin->bk;
+        if (victim == bin) {          /* stale bit: the bin emptied */
+            unmark_bin(av, i);
+            i++;
+            continue;
+        }
+        return take(av, victim, released);
+    }
+    return NULL;
+}
+
+tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb, bool released,
+                        bool set_last_remainder, tm_zrange *z)
+{
+    /* Read before the remainder's header can overwrite it. */
+    uint64_t stamp = size >= TM_RELEASE_MIN ? chunk_free_stamp(victim) : 0;
+    size_t rsize = size - nb;
+    if (rsize < TM_MINSIZE) {
+        set_inuse_at(victim, size);
+        victim->size |= arena_bit(av);
+        nb = size;
+    } else {
+        tm_chunk *rem = chunk_at(victim, nb);
+        unsorted_push(av, rem, rsize, "malloc(): corrupted unsorted chunks");
+        if (set_last_remainder)
+            av->last_remainder = rem;
+        set_head(victim, nb | TM_PREV_INUSE | arena_bit(av));
+        set_head(rem, rsize | TM_PREV_INUSE);
+        set_foot(rem, rsize);
+        tm_release_split(av, rem, rsize, released, stamp);
+    }
+    if (released)
+        tm_release_zero_range(victim, nb, z);
+    return victim;
+}
+
+size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_check,
+                    const char *unsorted_check)
+{
+    tm_chunk *next = chunk_at(p, size);
+    size_t nextsize = chunksize(next);
+    tm_relcarry carried = TM_RELCARRY_INIT;
+    if (!prev_inuse(p)) {
+        size_t prevsize = p->prev_size;
+        size += prevsize;
+        p = chunk_at(p, -prevsize);
+        if (unlikely(chunksize(p) != prevsize))
+            tm_corrupt(prev_check, p);
+        tm_release_absorb(&carried, p);
+        tm_bins_unlink(av, p);
+    }
+    if (next != av->top) {
+        if (!inuse_at(next, nextsize)) {
+            tm_release_absorb(&carried, next);
+            tm_bins_unlink(av, next);
+            size += nextsize;
+        } else {
+            clear_inuse_at(next, 0);
+        }
+        unsorted_push(av, p, size, unsorted_check);
+        set_head(p, size | TM_PREV_INUSE);
+        set_foot(p, size);
+        tm_release_on_free(av, p, size, &carried);
+    } else {
+        size += nextsize;
+        set_head(p, size | TM_PREV_INUSE);
+        tm_release_top_grew(av);
+        av->top = p;
+    }
+    return size;
+}
+
+void tm_bins_consolidate(tm_arena *av)
+{
+    av->have_fastchunks = false;
+    for (unsigned i = 0; i < TM_NFASTBINS; i++) {
+        tm_chunk *p = av->fastbins[i];
+        av->fastbins[i] = NULL;
+        while (p) {
+            if (unlikely(misaligned_chunk(p)))
+                tm_corrupt("malloc_consolidate(): unaligned fastbin chunk detected", p);
+            if (unlikely(fastbin_index(chunksize(p)) != i))
+                tm_corrupt("malloc_consolidate(): invalid chunk size", p);
+            tm_chunk *nextp = fastbin_next(p);
+            tm_bins_free(av, p, chunksize(p), "corrupted size vs. prev_size in fastbins",
+                         "malloc_consolidate(): corrupted unsorted chunks");
+            p = nextp;
+        }
+    }
+}
+
+size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep)
+{
+    size_t done = 0;
+    for (unsigned i = 1; i < TM_NBINS; i++) {
+        if (i == 2)
+            i = TM_NSMALLBINS;   /* small bins never hold chunks >= TM_RELEASE_MIN */
+        tm_chunk *bin = bin_at(av, i);
+        for (tm_chunk *p = bin->fd; p != bin; p = p->fd)
+            if (chunksize(p) >= TM_RELEASE_MIN && chunk_free_stamp(p) <= cutoff)
+                done += tm_release_chunk(av, p);
+    }
+    if (av->top_stamp <= cutoff)
+        done += tm_release_top(av, top_keep);
+    TM_ASSERT(av->released <= av->system_mem);
+    return done;
+}

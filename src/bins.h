@@ -1,0 +1,186 @@
+/*
+ * bins.h - the free lists of an arena: fast bins, the unsorted bin, 62
+ * small bins, 63 large bins with their nextsize skip list, and the binmap.
+ * This module is the only code that links a free chunk into a list or
+ * unlinks it, so the page-release bookkeeping (release.h) hooks in here
+ * and nowhere else: a chunk entering the free state gets its metadata in
+ * tm_bins_free / tm_bins_split, a chunk leaving it gives its released
+ * share back in tm_bins_unlink / tm_unsorted_take (and the searches built
+ * on them).
+ * Every function runs with av->lock held.
+ *
+ *   bins[1]          unsorted: every freed, coalesced or split-off chunk
+ *                    lands here first (front = newest); large ones with
+ *                    NULL nextsize links
+ *   bins[2..63]      small, exact chunk size = 16 * index (32..1008);
+ *                    insert at the front, take from the back (FIFO)
+ *   bins[64..126]    large, ranges (largebin_index); sorted by decreasing
+ *                    size; the first chunk of each size is in a circular
+ *                    nextsize list (fd_nextsize: next smaller size)
+ *   fastbins[0..9]   chunk sizes 32..176, singly linked LIFO, safe-linked;
+ *                    their chunks stay "in use" in the boundary tags
+ *   binmap           one bit per bin, set when a chunk is sorted into it,
+ *                    cleared lazily when a search finds it empty
+ */
+#ifndef TM_BINS_H
+#define TM_BINS_H
+
+#include "internal.h"
+#include "release.h"
+
+/* A bin's header is treated as a chunk whose fd/bk are the bin's: the
+ * list is circular through it, so insert and unlink need no special cases. */
+static inline tm_chunk *bin_at(tm_arena *av, unsigned i)
+{
+    return (tm_chunk *)((char *)&av->bins[i] - offsetof(tm_chunk, fd));
+}
+static inline tm_chunk *unsorted_bin(tm_arena *av) { return bin_at(av, 1); }
+static inline tm_chunk *initial_top(tm_arena *av) { return (tm_chunk *)av->top_dummy; }
+static inline size_t arena_bit(const tm_arena *av) { return av == &tm_main_arena ? 0 : TM_NON_MAIN; }
+
+static inline bool in_smallbin_range(size_t sz) { return sz < TM_MIN_LARGE_SIZE; }
+static inline unsigned smallbin_index(size_t sz) { return (unsigned)(sz >> 4); }
+
+/* glibc's logarithmic spacing of the 63 large bins (64-bit): bins 64..96
+ * are 64 bytes wide (1 KiB .. 3135 B), 97..111 512 bytes (.. 10 KiB),
+ * 112..120 4 KiB (.. 44 KiB, bin 120 reaching 64 KiB), 121..123 32 KiB
+ * (.. 160 KiB), 124..126 256 KiB and beyond (126: all larger).
+ * docs/design.md has the exact table.                                  */
+static inline unsigned largebin_index(size_t sz)
+{
+    if ((sz >> 6) <= 48)  return 48 + (unsigned)(sz >> 6);
+    if ((sz >> 9) <= 20)  return 91 + (unsigned)(sz >> 9);
+    if ((sz >> 12) <= 10) return 110 + (unsigned)(sz >> 12);
+    if ((sz >> 15) <= 4)  return 119 + (unsigned)(sz >> 15);
+    if ((sz >> 18) <= 2)  return 124 + (unsigned)(sz >> 18);
+    return 126;
+}
+static inline unsigned bin_index(size_t sz)
+{
+    return in_smallbin_range(sz) ? smallbin_index(sz) : largebin_index(sz);
+}
+static inline unsigned fastbin_index(size_t sz) { return (unsigned)(sz >> 4) - 2; }
+
+static inline void mark_bin(tm_arena *av, unsigned i)   { av->binmap[i >> TM_BINMAPSHIFT] |= 1u << (i & 31); }
+static inline void unmark_bin(tm_arena *av, unsigned i) { av->binmap[i >> TM_BINMAPSHIFT] &= ~(1u << (i & 31)); }
+static inline bool bin_marked(const tm_arena *av, unsigned i)
+{
+    return av->binmap[i >> TM_BINMAPSHIFT] & (1u << (i & 31));
+}
+
+/* ---- fast bins ---------------------------------------------------------- */
+static inline tm_chunk *tm_fast_pop(tm_arena *av, unsigned idx)
+{
+    tm_chunk *victim = av->fastbins[idx];
+    if (victim) {
+        if (unlikely(misaligned_chunk(victim)))
+            tm_corrupt("malloc(): unaligned fastbin chunk detected", victim);
+        if (unlikely(fastbin_index(chunksize(victim)) != idx))
+            tm_corrupt("malloc(): memory corruption (fast)", victim);
+        av->fastbins[idx] = fastbin_next(victim);
+    }
+    return victim;
+}
+
+static inline void tm_fast_push(tm_arena *av, tm_chunk *p, size_t size)
+{
+    unsigned idx = fastbin_index(size);
+    tm_chunk *old = av->fastbins[idx];
+    if (unlikely(old == p))
+        tm_corrupt("double free or corruption (fasttop)", p);
+    if (unlikely(old != NULL && fastbin_index(chunksize(old)) != idx))
+        tm_corrupt("invalid fastbin entry (free)", old);
+    fastbin_link(p, old);
+    av->fastbins[idx] = p;
+    av->have_fastchunks = true;
+}
+
+/* ---- small bins --------------------------------------------------------- */
+/* The oldest chunk of small bin idx (exact size), marked in use; or NULL. */
+static inline tm_chunk *tm_bins_take_small(tm_arena *av, unsigned idx)
+{
+    tm_chunk *bin = bin_at(av, idx);
+    tm_chunk *victim = bin->bk;
+    if (victim == bin)
+        return NULL;
+    tm_chunk *bck = victim->bk;
+    if (unlikely(bck->fd != victim))
+        tm_corrupt("malloc(): smallbin double linked list corrupted", victim);
+    TM_ASSERT(chunksize(victim) == (size_t)idx * TM_SMALLBIN_WIDTH && !inuse(victim));
+    set_inuse(victim);
+    bin->bk = bck;
+    bck->fd = bin;
+    victim->size |= arena_bit(av);
+    return victim;
+}
+
+/* Is a chunk of exactly nb bytes waiting in a fast or small bin? */
+static inline bool tm_bins_has_exact(tm_arena *av, size_t nb)
+{
+    if (nb <= TM_P(max_fast) && av->fastbins[fastbin_index(nb)])
+        return true;
+    if (!in_smallbin_range(nb))
+        return false;
+    tm_chunk *b = bin_at(av, smallbin_index(nb));
+    return b->bk != b;
+}
+
+/* ---- the unsorted bin --------------------------------------------------- */
+/* The oldest chunk of the unsorted bin, checked as glibc checks it; NULL
+ * when empty.                                                           */
+TM_HIDDEN tm_chunk *tm_unsorted_last(tm_arena *av);
+static inline void unsorted_remove_last(tm_arena *av, tm_chunk *victim)
+{
+    tm_chunk *unsorted = unsorted_bin(av), *bck = victim->bk;
+    TM_ASSERT(unsorted->bk == victim);
+    unsorted->bk = bck;
+    bck->fd = unsorted;
+}
+/* Take `victim` (the chunk tm_unsorted_last returned) out of the bin to
+ * hand it out.  Returns whether its interior was entirely released (reads
+ * as zero).                                                            */
+static inline bool tm_unsorted_take(tm_arena *av, tm_chunk *victim)
+{
+    unsorted_remove_last(av, victim);
+    return tm_release_take(av, victim);
+}
+/* Move `victim` (the chunk tm_unsorted_last returned) into its small or
+ * large bin; its release state goes with it.                           */
+TM_HIDDEN void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size);
+
+/* ---- any bin ------------------------------------------------------------ */
+/* Take a free chunk out of whichever doubly linked bin holds it. */
+TM_HIDDEN void tm_bins_unlink(tm_arena *av, tm_chunk *p);
+/* The smallest chunk >= nb of large bin idx (best fit), unlinked; NULL if
+ * none.  *released: its interior was entirely released.               */
+TM_HIDDEN tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *released);
+/* The smallest chunk of the first non-empty bin above idx (binmap),
+ * unlinked; NULL if none.                                              */
+TM_HIDDEN tm_chunk *tm_bins_search(tm_arena *av, unsigned idx, bool *released);
+
+/* Hand out `victim` (unlinked, `size` bytes) for a chunk of nb bytes: the
+ * rest, if it can stand alone, goes to the unsorted bin (and becomes the
+ * last remainder if set_last_remainder).  Returns the chunk (in use, its
+ * size possibly up to 31 bytes over nb); *z gets its known-zero range.  */
+TM_HIDDEN tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb,
+                                  bool released, bool set_last_remainder, tm_zrange *z);
+
+/* p (size bytes, not in any list) becomes free: merge it with its free
+ * neighbours and put the result at the front of the unsorted bin, or into
+ * top.  The two messages name the caller's checks (glibc words them
+ * differently for free and malloc_consolidate).  Returns the merged size. */
+TM_HIDDEN size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_check,
+                              const char *unsorted_check);
+
+/* Empty every fast bin through tm_bins_free (malloc_consolidate). */
+TM_HIDDEN void tm_bins_consolidate(tm_arena *av);
+
+/* Release the pages of every free chunk that became free at or before
+ * `cutoff` (ms), and of the top if it grew by a free before then
+ * (keeping top_keep bytes of it resident).  Returns the bytes released. */
+TM_HIDDEN size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep);
+
+/* Empty bins and no top (a new arena, before its first heap). */
+TM_HIDDEN void tm_bins_init(tm_arena *av);
+
+#endif

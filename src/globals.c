@@ -1,0 +1,24 @@
+/*
+ * globals.c - state that every layer may name: the parameters (params.h)
+ * and the main arena (internal.h).  Defined here, at the bottom, so that
+ * naming them is never a call into a higher layer.
+ */
+#include "internal.h"
+
+struct tm_fixed tm_fix = { .pagesize = 4096, .ncpus = 1 };
+
+struct tm_params tm_mp = {
+    .max_fast = TM_DEFAULT_MXFAST,
+    .trim_threshold = TM_DEFAULT_TRIM_THRESHOLD,
+    .top_pad = TM_DEFAULT_TOP_PAD,
+    .mmap_threshold = TM_DEFAULT_MMAP_THRESHOLD,
+    .n_mmaps_max = TM_DEFAULT_MMAP_MAX,
+    .arena_test = TM_DEFAULT_ARENA_TEST,
+    .tcache_count = TM_TCACHE_DEFAULT_COUNT,
+    .tcache_max_req = TM_TCACHE_MAX_REQ,
+    .tcache_bytes = TM_TCACHE_DEFAULT_BYTES,
+    .decay_ms = TM_DEFAULT_DECAY_MS,
+    .background = TM_BG_OFF,
+};
+
+tm_arena tm_main_arena;

@@ -1,0 +1,53 @@
+/*
+ * heap.h - sub-heaps: the address space of non-main arenas.
+ *
+ *   heap_for_ptr(p) = p & ~(HEAP_MAX-1)
+ *   v
+ *   +---------+----------+-------------------------------+.........+
+ *   | tm_heap | tm_arena | chunks ...           | top     | PROT_NONE reserve
+ *   +---------+----------+-------------------------------+.........+
+ *   ^ the arena lives only in its first heap   h->size ^   HEAP_MAX ^
+ *
+ * A sub-heap is TM_HEAP_MAX_SIZE (64 MiB) of address space aligned to its
+ * size, so a chunk finds its heap (and arena) by masking its address.  It
+ * is reserved PROT_NONE and made read/write as it grows; shrinking gives
+ * pages back with madvise and keeps them read/write.  This layer knows
+ * address space only: which chunks a heap holds is sysmem.c's business.
+ * Main-arena segments (brk or mmap memory) share the tm_heap header and
+ * the accessors below, but are never masked.
+ */
+#ifndef TM_HEAP_H
+#define TM_HEAP_H
+
+#include "internal.h"
+
+static inline tm_heap *heap_for_ptr(const void *p)
+{
+    return (tm_heap *)((uintptr_t)p & ~((uintptr_t)TM_HEAP_MAX_SIZE - 1));
+}
+static inline tm_arena *arena_for_chunk(const tm_chunk *p)
+{
+    return chunk_non_main(p) ? heap_for_ptr(p)->ar : &tm_main_arena;
+}
+/* First chunk of a heap: after the header (and the arena, in an arena's
+ * first sub-heap).                                                      */
+static inline tm_chunk *heap_first_chunk(const tm_heap *h)
+{
+    uintptr_t a = (uintptr_t)(h + 1);
+    if (h->kind == TM_HEAP_SUB && h->prev == NULL && h->ar != &tm_main_arena)
+        a += sizeof(tm_arena);
+    return (tm_chunk *)((a + TM_ALIGN_MASK) & ~(uintptr_t)TM_ALIGN_MASK);
+}
+static inline char *heap_end(const tm_heap *h) { return (char *)h + h->size; }
+
+/* A new sub-heap with at least `size` bytes (+ top_pad if it fits)
+ * committed; NULL if the system refuses or size > TM_HEAP_MAX_SIZE.    */
+TM_HIDDEN tm_heap *tm_heap_new(size_t size, size_t top_pad);
+/* Grow h->size by diff (page-rounded), committing as needed. */
+TM_HIDDEN bool tm_heap_grow(tm_heap *h, size_t diff);
+/* Shrink h->size to new_size, giving the pages beyond it back. */
+TM_HIDDEN void tm_heap_shrink(tm_heap *h, size_t new_size);
+/* Unmap the whole reservation of h. */
+TM_HIDDEN void tm_heap_delete(tm_heap *h);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * release.h - giving the pages of free memory back to the system, chunk by
+ * chunk and for the top.  Mechanism only: *when* to release (decay ticks,
+ * sweeps, the background thread) is decided above, in arena.c and
+ * control.c; *which* chunks are free is known to bins.c, the only caller of
+ * the chunk hooks below.  Every function runs with the arena lock held.
+ *
+ * ptmalloc returns memory only from the top of a heap, so one live chunk
+ * near the top pins every free byte below it (seed 002's 10 GB server).
+ * tidemalloc also releases the whole pages *inside* large free chunks:
+ *
+ *   free chunk >= TM_RELEASE_MIN
+ *   +-----+----+----+------+----------- interior -----------+------+
+ *   |psize|size| fd | bk   |nxtsz|meta| pages given back ... | tail |
+ *   +-----+----+----+------+----------+---------------------+------+
+ *   0                      32        64  ^ page aligned      ^ page aligned
+ *
+ * meta[0] (chunk_free_stamp) is when the chunk became free - for a chunk
+ * made by coalescing or splitting, the oldest such time of its free parts,
+ * so that reusing a piece of a free chunk does not keep the rest young -
+ * and meta[1] (chunk_released) how many interior bytes are given back.
+ *
+ * Accounting: av->released is the sum of meta[1] over the arena's free
+ * chunks; a chunk that leaves the free state subtracts its share, and
+ * chunks merged by coalescing carry their parts' shares.
+ *
+ * The top chunk is tracked by one address, av->top_clean: the bytes of
+ * [top_clean, top end) are not resident and read as zero (apart from the
+ * top's own size word).  Fresh memory from the system starts clean, so
+ * calloc can skip zeroing both fresh and released memory (tm_zrange).
+ */
+#ifndef TM_RELEASE_H
+#define TM_RELEASE_H
+
+#include "internal.h"
+
+/* What a chunk made by coalescing inherits from the free chunks it
+ * swallowed: their released bytes and the oldest free time.          */
+typedef struct { size_t bytes; uint64_t stamp; } tm_relcarry;
+#define TM_RELCARRY_INIT { 0, UINT64_MAX }
+static inline void tm_release_absorb(tm_relcarry *c, const tm_chunk *p)
+{
+    if (chunksize(p) >= TM_RELEASE_MIN) {
+        c->bytes += chunk_released(p);
+        if (chunk_free_stamp(p) < c->stamp)
+            c->stamp = chunk_free_stamp(p);
+    }
+}
+
+/* ---- chunk hooks (called by bins.c only) -------------------------------- */
+TM_HIDDEN void tm_release_on_free_big(tm_arena *av, tm_chunk *p, size_t size, const tm_relcarry *c);
+TM_HIDDEN void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released,
+                                    uint64_t stamp);
+/* p (free, in a bin) is about to leave the free state: drop its share of
+ * av->released.  Returns whether its whole interior was released (then
+ * that part of it reads as zero).                                       */
+TM_HIDDEN bool tm_release_take_big(tm_arena *av, tm_chunk *p);
+
+/* Cheap inline fronts: most chunks are too small to carry release state. */
+static inline void tm_release_on_free(tm_arena *av, tm_chunk *p, size_t size, const tm_relcarry *c)
+{
+    if (unlikely(size >= TM_RELEASE_MIN))
+        tm_release_on_free_big(av, p, size, c);
+}
+static inline void tm_release_split(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released,
+                                    uint64_t stamp)
+{
+    if (unlikely(rsize >= TM_RELEASE_MIN))
+        tm_release_split_big(av, rem, rsize, was_released, stamp);
+}
+static inline bool tm_release_take(tm_arena *av, tm_chunk *p)
+{
+    return unlikely(chunksize(p) >= TM_RELEASE_MIN) && tm_release_take_big(av, p);
+}
+
+/* Give the interior pages of the free chunk p back now (if not already);
+ * returns the bytes newly released.                                     */
+TM_HIDDEN size_t tm_release_chunk(tm_arena *av, tm_chunk *p);
+/* The interior of p's first n bytes reads as zero: note it in *z. */
+TM_HIDDEN void tm_release_zero_range(const tm_chunk *p, size_t n, tm_zrange *z);
+
+/* ---- the top chunk ---------------------------------------------------- */
+TM_HIDDEN void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb, tm_zrange *z);
+TM_HIDDEN void tm_release_top_grew(tm_arena *av);   /* before av->top moves down to a merged chunk */
+TM_HIDDEN void tm_release_top_reset(tm_arena *av);  /* top moved or shrank */
+TM_HIDDEN void tm_release_top_fresh(tm_arena *av);  /* top is fresh memory from the system */
+TM_HIDDEN size_t tm_release_top_bytes(const tm_arena *av);
+/* Release the top's resident pages beyond its first `keep` bytes. */
+TM_HIDDEN size_t tm_release_top(tm_arena *av, size_t keep);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * sysmem.h - memory from the system and back, per arena: growing the top
+ * (brk segments for the main arena, sub-heaps for the others), retiring a
+ * top that cannot grow in place, trimming, and chunks that are mappings of
+ * their own (with glibc's dynamic mmap threshold).  Arena functions run
+ * with av->lock held; the mmapped-chunk functions need no lock.
+ */
+#ifndef TM_SYSMEM_H
+#define TM_SYSMEM_H
+
+#include <stdatomic.h>
+#include "internal.h"
+
+/* ---- mmapped chunks ----------------------------------------------------- */
+/* mmapped-chunk statistics (atomics: updated without an arena lock). */
+struct tm_mmap_stats {
+    _Atomic size_t n_mmaps, max_n_mmaps;
+    _Atomic size_t mmapped_mem, max_mmapped_mem;
+};
+extern struct tm_mmap_stats tm_mstats TM_HIDDEN;
+
+/* A chunk of nb bytes that is a mapping of its own; its memory, or NULL. */
+TM_HIDDEN void *tm_mmap_chunk(size_t nb);
+/* Unmap an mmapped chunk after checking its mapping arithmetic. */
+TM_HIDDEN void tm_munmap_chunk(tm_chunk *p);
+/* free() of an mmapped chunk: unmap it, and raise the mmap threshold to
+ * its size (glibc's dynamic threshold) unless the user fixed one.      */
+TM_HIDDEN void tm_munmap_chunk_dyn(tm_chunk *p);
+/* Resize with mremap; NULL if the system refuses (p unchanged). */
+TM_HIDDEN tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb);
+
+/* ---- arenas -------------------------------------------------------------- */
+/* Top is smaller than nb + MINSIZE: an mmapped chunk, or grow top and
+ * split nb off it.  Its memory, or NULL with errno ENOMEM.             */
+TM_HIDDEN void *tm_sysmalloc(tm_arena *av, size_t nb, tm_zrange *z);
+/* A new non-main arena in the start of its own first sub-heap, its bins
+ * empty and the rest of the heap its top; NULL if the system refuses.   */
+TM_HIDDEN tm_arena *tm_sys_new_arena(void);
+/* Give back what lies beyond `pad` bytes of top: negative brk (main
+ * arena), or unmapping empty sub-heaps and shrinking the last one.  With
+ * `force`, the main arena trims whatever it can (malloc_trim); without
+ * it, only once the excess reaches the (adaptive) trim threshold.     */
+TM_HIDDEN bool tm_sys_trim(tm_arena *av, size_t pad, bool force);
+
+/* Adaptive trim threshold: unless the user fixed one, each time an arena
+ * must grow again within a second of a trim, its own threshold doubles
+ * (up to 64 MiB): trimming and regrowing in a loop costs system calls
+ * and page faults, and the decay release gives the pages of a big idle
+ * top back anyway.                                                      */
+#define TM_TRIM_FLOOR_MAX (64u * 1024 * 1024)
+static inline size_t tm_trim_threshold(const tm_arena *av)
+{
+    size_t t = TM_P(trim_threshold);
+    return av->trim_floor > t ? av->trim_floor : t;
+}
+
+#endif
