@@ -220,6 +220,7 @@ tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb, 
 size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_check,
                     const char *unsorted_check)
 {
+    TM_ASSERT(size >= TM_MINSIZE && aligned_ok(size) && !chunk_is_mmapped(p) && p != av->top);
     tm_chunk *next = chunk_at(p, size);
     size_t nextsize = chunksize(next);
     tm_relcarry carried = TM_RELCARRY_INIT;

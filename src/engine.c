@@ -36,6 +36,7 @@ static inline void perturb_free(void *mem, size_t n)
 
 static inline void *hand_out(tm_chunk *victim, size_t nb)
 {
+    TM_ASSERT(inuse(victim) && chunksize(victim) >= nb && !chunk_is_mmapped(victim));
     void *mem = chunk2mem(victim);
     perturb_alloc(mem, nb - TM_SIZE_SZ);
     return mem;
@@ -154,6 +155,7 @@ static inline bool chunk_outside_heap(tm_arena *av, tm_chunk *p, tm_chunk *next)
 void tm_int_free(tm_arena *av, tm_chunk *p)
 {
     size_t size = chunksize(p);
+    TM_ASSERT(!chunk_is_mmapped(p) && arena_for_chunk(p) == av);
 
     if (size <= TM_P(max_fast)) {
         tm_chunk *next = chunk_at(p, size);

@@ -279,6 +279,7 @@ void *tm_sysmalloc(tm_arena *av, size_t nb, tm_zrange *z)
 
     tm_chunk *top = av->top;
     size_t size = chunksize(top);
+    TM_ASSERT(!grown || (char *)top + size == heap_end(av->last_heap));
     if (size >= nb + TM_MINSIZE) {
         tm_chunk *rem = chunk_at(top, nb);
         av->top = rem;

@@ -78,6 +78,7 @@ static inline size_t tc_csize_index(size_t csize) { return (csize - TM_MINSIZE) 
 static inline void *tc_pop(tm_tcache *tc, size_t i)
 {
     tm_tc_entry *e = tc->entries[i];
+    TM_ASSERT(tc->counts[i] > 0);
     if (unlikely(!aligned_ok((uintptr_t)e)))
         tm_corrupt("malloc(): unaligned tcache chunk detected", e);
     tc->entries[i] = tc_reveal(e);
