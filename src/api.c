@@ -37,8 +37,13 @@ TM_EXPORT void *tide_malloc(size_t n)
     tm_tcache *tc = tm_tls_tcache;
     if (likely(tc != NULL && n <= TM_TCACHE_MAX_REQ)) {
         size_t i = tc_req_index(n);
-        if (likely(tc->entries[i] != NULL))
-            return tc_pop(tc, i);
+        tc_busy(tc);
+        if (likely(!tc_stolen(tc) && tc->entries[i] != NULL)) {
+            void *mem = tc_pop(tc, i);
+            tc_idle(tc);
+            return mem;
+        }
+        tc_idle(tc);
     }
     return malloc_slow(n);
 }
@@ -77,9 +82,9 @@ static TM_NOINLINE void *malloc_slow(size_t n)
     tm_tcache *tc = tm_tls_tcache;
     size_t i = tc_req_index(n);
     if (tc && n <= TM_TCACHE_MAX_REQ && tc_limit(i)) {
-        if (tc->entries[i])
-            return tc_pop(tc, i);
-        void *mem = tm_tcache_refill(tc, nb);
+        tc_enter(tc);
+        void *mem = tc->entries[i] ? tc_pop(tc, i) : tm_tcache_refill(tc, nb);
+        tc_leave(tc);
         if (mem)
             return mem;
     }
@@ -90,7 +95,7 @@ static TM_NOINLINE void *malloc_slow(size_t n)
 TM_EXPORT void tide_free(void *mem)
 {
     tm_tcache *tc = tm_tls_tcache;
-    if (likely(tc != NULL && mem != NULL)) {
+    if (likely(tc != NULL && aligned_ok((uintptr_t)mem) && mem != NULL)) {
         size_t raw = mem2chunk(mem)->size;
         size_t i = (raw - TM_MINSIZE) >> 4;   /* huge for sizes < 32 */
         tm_tc_entry *e = mem;
@@ -98,10 +103,14 @@ TM_EXPORT void tide_free(void *mem)
          * slow path checks for a double free): push, nothing else.  No
          * call on this path, so no registers to save.                   */
         if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | 8)) == 0 &&
-                   aligned_ok((uintptr_t)mem) && e->key != tm_tcache_key &&
-                   tc->counts[i] < tc_limit(i))) {
-            tc_push(tc, e, i);
-            return;
+                   e->key != tm_tcache_key)) {
+            tc_busy(tc);
+            if (likely(!tc_stolen(tc) && tc->counts[i] < tc_limit(i))) {
+                tc_push(tc, e, i);
+                tc_idle(tc);
+                return;
+            }
+            tc_idle(tc);
         }
     }
     free_slow(mem);
@@ -131,12 +140,14 @@ static TM_NOINLINE void free_slow(void *mem)
     size_t lim = i < TM_TCACHE_BINS ? tc_limit(i) : 0;   /* read once */
     if (tc && lim) {
         tm_tc_entry *e = mem;
+        tc_enter(tc);
         if (unlikely(e->key == tm_tcache_key))
             tm_tcache_double_free_check(tc, e, i);
         if (tc->counts[i] < lim)
             tc_push(tc, e, i);
         else
             tm_tcache_put_full(tc, e, i);
+        tc_leave(tc);
         errno = saved_errno;
         return;
     }
@@ -167,10 +178,13 @@ TM_EXPORT void *tide_calloc(size_t nmemb, size_t size)
     tm_tcache *tc = tm_tls_tcache;
     if (likely(tc != NULL && bytes <= TM_TCACHE_MAX_REQ)) {
         size_t i = tc_req_index(bytes);
-        if (tc->entries[i] != NULL) {
+        tc_busy(tc);
+        if (!tc_stolen(tc) && tc->entries[i] != NULL) {
             void *mem = tc_pop(tc, i);
+            tc_idle(tc);
             return memset(mem, 0, chunk_usable(mem2chunk(mem)));
         }
+        tc_idle(tc);
     }
     tm_ensure_init();
     if (unlikely(bytes > TM_MAX_REQUEST)) {

@@ -8,7 +8,7 @@
 
 static tm_lock list_lock = TM_LOCK_INIT;
 static tm_arena *free_list;          /* list lock */
-static size_t narenas = 1;           /* list lock */
+static size_t narenas = 1;           /* list lock; mirrored in tm_narenas */
 static tm_arena *next_to_use;        /* list lock */
 static _Atomic uint64_t next_sweep;  /* when a decay tick next sweeps the other arenas */
 
@@ -70,8 +70,11 @@ static void push_list(_Atomic(tm_chunk *) *list, tm_chunk *head, tm_chunk *tail)
     tm_chunk *old = atomic_load_explicit(list, memory_order_relaxed);
     do {
         tail->fd = old;
-    } while (!atomic_compare_exchange_weak_explicit(list, &old, head, memory_order_release,
+    } while (!atomic_compare_exchange_weak_explicit(list, &old, head, memory_order_seq_cst,
                                                     memory_order_relaxed));
+    /* Chunks waiting here are free memory nobody may come back for: the
+     * background thread (if asleep with nothing to do) takes them in.   */
+    tm_event_poke(&tm_bg_event);
 }
 
 void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail)
@@ -169,6 +172,7 @@ static tm_arena *arena_get2(tm_arena *avoid)
         av = tm_sys_new_arena();
         lock_acquire(&list_lock);
         if (av) {
+            atomic_store_explicit(&tm_narenas, narenas, memory_order_relaxed);
             atomic_store_explicit(&av->next, ring_next(&tm_main_arena), memory_order_relaxed);
             atomic_store_explicit(&tm_main_arena.next, av, memory_order_release);
             attach_locked(av);
@@ -306,7 +310,7 @@ static void purge_if_due(tm_arena *av, uint64_t now, long decay)
     if (now < av->next_purge)
         return;
     av->next_purge = now + decay_step(decay);
-    tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad));
+    tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad), NULL);
 }
 
 /* Every 32nd leave: purge this arena if due, and now and then sweep the
@@ -342,16 +346,26 @@ void tm_arena_leave(tm_arena *av)
 uint64_t tm_arenas_decay(uint64_t now)
 {
     long decay = TM_P(decay_ms);
+    uint64_t oldest = UINT64_MAX;
     tm_arena *av = &tm_main_arena;
     do {
         tm_arena_enter_owner(av);
         drain_all(av);
-        if (decay >= 0)
-            tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad));
+        if (decay >= 0) {
+            /* Small freed blocks held in fast bins can only become
+             * releasable runs once consolidated.                        */
+            if (av->fast_bytes >= TM_RELEASE_MIN)
+                tm_bins_consolidate(av);
+            uint64_t o;
+            tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad), &o);
+            if (o < oldest)
+                oldest = o;
+            av->next_purge = now + decay_step(decay);
+        }
         tm_arena_unlock(av);
         av = ring_next(av);
     } while (av != &tm_main_arena);
-    return decay >= 0 ? now + decay_step(decay) : UINT64_MAX;
+    return oldest == UINT64_MAX ? UINT64_MAX : oldest + (uint64_t)decay;
 }
 
 /* ---- fork ------------------------------------------------------------------- */

@@ -56,7 +56,7 @@ tm_chunk *tm_unsorted_last(tm_arena *av)
     return victim;
 }
 
-void tm_bins_unlink(tm_arena *av, tm_chunk *p)
+bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
 {
     size_t size = chunksize(p);
     if (unlikely(size != next_chunk(p)->prev_size))
@@ -87,7 +87,7 @@ void tm_bins_unlink(tm_arena *av, tm_chunk *p)
             p->bk_nextsize->fd_nextsize = p->fd_nextsize;
         }
     }
-    tm_release_take(av, p);
+    return tm_release_take(av, p);
 }
 
 void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
@@ -148,9 +148,7 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
 /* Unlink a chosen chunk, noting whether it was entirely released. */
 static tm_chunk *take(tm_arena *av, tm_chunk *victim, bool *released)
 {
-    /* Read before tm_bins_unlink forgets it. */
-    *released = tm_release_take(av, victim);
-    tm_bins_unlink(av, victim);
+    *released = tm_bins_unlink(av, victim);
     return victim;
 }
 
@@ -257,6 +255,7 @@ size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_che
 void tm_bins_consolidate(tm_arena *av)
 {
     av->have_fastchunks = false;
+    av->fast_bytes = 0;
     for (unsigned i = 0; i < TM_NFASTBINS; i++) {
         tm_chunk *p = av->fastbins[i];
         av->fastbins[i] = NULL;
@@ -273,19 +272,52 @@ void tm_bins_consolidate(tm_arena *av)
     }
 }
 
-size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep)
+size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *oldest)
 {
     size_t done = 0;
-    for (unsigned i = 1; i < TM_NBINS; i++) {
-        if (i == 2)
-            i = TM_NSMALLBINS;   /* small bins never hold chunks >= TM_RELEASE_MIN */
-        tm_chunk *bin = bin_at(av, i);
-        for (tm_chunk *p = bin->fd; p != bin; p = p->fd)
-            if (chunksize(p) >= TM_RELEASE_MIN && chunk_free_stamp(p) <= cutoff)
-                done += tm_release_chunk(av, p);
+    uint64_t left = UINT64_MAX;
+    if (av->dirty) {
+        for (unsigned i = 1; i < TM_NBINS; i++) {
+            if (i == 2)
+                i = TM_NSMALLBINS;   /* small bins never hold chunks >= TM_RELEASE_MIN */
+            tm_chunk *bin = bin_at(av, i);
+            for (tm_chunk *p = bin->fd; p != bin; p = p->fd) {
+                size_t size = chunksize(p);
+                if (size < TM_RELEASE_MIN)
+                    continue;
+                uint64_t stamp = chunk_free_stamp(p);
+                if (stamp <= cutoff)
+                    done += tm_release_chunk(av, p);
+                else if (stamp < left &&
+                         chunk_released(p) < chunk_interior_bytes(p, size, tm_fix.pagesize))
+                    left = stamp;
+            }
+        }
     }
     if (av->top_stamp <= cutoff)
         done += tm_release_top(av, top_keep);
-    TM_ASSERT(av->released <= av->system_mem);
+    else if (av->top_stamp < left && tm_release_top_dirty(av, top_keep))
+        left = av->top_stamp;
+    TM_ASSERT(av->released + av->dirty <= av->system_mem);
+    if (oldest)
+        *oldest = left;
     return done;
+}
+
+void tm_bins_enforce_cap_slow(tm_arena *av)
+{
+    if (av->fast_bytes > TM_FAST_BYTES_MAX)
+        tm_bins_consolidate(av);
+    if (TM_P(decay_ms) < 0)          /* "never": only trimming and malloc_trim */
+        return;
+    size_t pad = TM_P(top_pad);
+    size_t top_dirty = tm_release_top_dirty(av, pad);
+    size_t top_rel = tm_release_top_bytes(av);
+    size_t other = av->system_mem - av->released - av->dirty;
+    other = other > top_rel + top_dirty ? other - top_rel - top_dirty : 0;
+    size_t cap = other / TM_DIRTY_RATIO, floor = tm_release_floor();
+    if (cap < floor)
+        cap = floor;
+    if (av->dirty + top_dirty > cap)
+        tm_bins_purge(av, UINT64_MAX, pad, NULL);
 }

@@ -78,6 +78,7 @@ static inline tm_chunk *tm_fast_pop(tm_arena *av, unsigned idx)
         if (unlikely(fastbin_index(chunksize(victim)) != idx))
             tm_corrupt("malloc(): memory corruption (fast)", victim);
         av->fastbins[idx] = fastbin_next(victim);
+        av->fast_bytes -= chunksize(victim);
     }
     return victim;
 }
@@ -93,6 +94,7 @@ static inline void tm_fast_push(tm_arena *av, tm_chunk *p, size_t size)
     fastbin_link(p, old);
     av->fastbins[idx] = p;
     av->have_fastchunks = true;
+    av->fast_bytes += size;
 }
 
 /* ---- small bins --------------------------------------------------------- */
@@ -149,8 +151,9 @@ static inline bool tm_unsorted_take(tm_arena *av, tm_chunk *victim)
 TM_HIDDEN void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size);
 
 /* ---- any bin ------------------------------------------------------------ */
-/* Take a free chunk out of whichever doubly linked bin holds it. */
-TM_HIDDEN void tm_bins_unlink(tm_arena *av, tm_chunk *p);
+/* Take a free chunk out of whichever doubly linked bin holds it.  Returns
+ * whether its interior was entirely released (reads as zero).         */
+TM_HIDDEN bool tm_bins_unlink(tm_arena *av, tm_chunk *p);
 /* The smallest chunk >= nb of large bin idx (best fit), unlinked; NULL if
  * none.  *released: its interior was entirely released.               */
 TM_HIDDEN tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *released);
@@ -177,8 +180,21 @@ TM_HIDDEN void tm_bins_consolidate(tm_arena *av);
 
 /* Release the pages of every free chunk that became free at or before
  * `cutoff` (ms), and of the top if it grew by a free before then
- * (keeping top_keep bytes of it resident).  Returns the bytes released. */
-TM_HIDDEN size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep);
+ * (keeping top_keep bytes of it resident).  Returns the bytes released;
+ * *oldest (if not NULL) gets the free time of the oldest releasable
+ * memory left (UINT64_MAX: none), so a caller knows when to come back. */
+TM_HIDDEN size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *oldest);
+
+/* The cap on resident free memory (release.h): if a free pushed the
+ * arena over it, consolidate and release everything releasable now.  */
+TM_HIDDEN void tm_bins_enforce_cap_slow(tm_arena *av);
+static inline void tm_bins_enforce_cap(tm_arena *av)
+{
+    size_t top = chunksize(av->top), pad = TM_P(top_pad);
+    size_t excess = av->dirty + (top > pad ? top - pad : 0);   /* an upper bound */
+    if (unlikely(excess > tm_release_cap(av)) || unlikely(av->fast_bytes > TM_FAST_BYTES_MAX))
+        tm_bins_enforce_cap_slow(av);
+}
 
 /* Empty bins and no top (a new arena, before its first heap). */
 TM_HIDDEN void tm_bins_init(tm_arena *av);

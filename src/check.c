@@ -175,6 +175,7 @@ static void check_own_cache(void)
     tm_tcache *tc = tm_tls_tcache;
     if (!tc)
         return;
+    tc_enter(tc);
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
         size_t n = 0;
         for (tm_tc_entry *e = tc->entries[i]; e; e = tc_reveal(e)) {
@@ -194,6 +195,7 @@ static void check_own_cache(void)
             CHECK(!chunk_is_mmapped(p) && inuse(p), "cache spill chunk not in use", p);
         }
     }
+    tc_leave(tc);
 }
 
 static void check_one(tm_arena *av, void *total)

@@ -71,5 +71,16 @@
  * their whole interior pages given back once they have been free long
  * enough; smaller ones are left to coalescing.                          */
 #define TM_RELEASE_MIN (16u * 1024)
+/* Cap on releasable free memory kept resident per arena (release.h):
+ * 1/TM_DIRTY_RATIO of the arena's other resident bytes, at least an equal
+ * share of TM_DIRTY_FLOOR_TOTAL (so small heaps that free and reuse a few
+ * MiB in a loop do not madvise every time).  Beyond it a free releases at
+ * once, whatever decay_ms.                                              */
+#define TM_DIRTY_RATIO 8u
+#define TM_DIRTY_FLOOR_TOTAL (4u * 1024 * 1024)   /* shared by all arenas */
+#define TM_DIRTY_FLOOR_MIN   (256u * 1024)        /* per arena, at least  */
+/* Fast bins holding more than this get consolidated by the next fast
+ * free, so that small freed blocks can merge into releasable runs.     */
+#define TM_FAST_BYTES_MAX (1024u * 1024)
 
 #endif

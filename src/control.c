@@ -8,16 +8,34 @@
  * tm_initialized with a release store.  Only after that, with no lock
  * held, does it register the fork handlers (pthread_atfork may allocate).
  *
- * Fork: prepare locks every arena (tm_arenas_fork_lock); other atfork
- * handlers that run while they are held may still allocate from the
- * forking thread (arena.h).  The child re-initialises the locks, marks
- * every other thread's arena free, and forgets the background thread
- * (threads do not survive fork; it is restarted on demand).
+ * Fork: prepare locks every arena (tm_arenas_fork_lock) and the cache
+ * registry; other atfork handlers that run while they are held may still
+ * allocate from the forking thread (arena.h).  The child re-initialises
+ * the locks, marks every other thread's arena free, keeps its own cache
+ * alone in the registry, and forgets the background thread (threads do
+ * not survive fork): the child is single-threaded, and gets one again
+ * only if it creates a thread itself.
+ *
+ * The background release thread (docs/design.md §6):
+ *   - started lazily, with no lock held, on the first slow path of a
+ *     process's *second* thread (mode auto, the default), or on any slow
+ *     path when forced on (TIDEMALLOC_BACKGROUND_THREAD=1); never in a
+ *     process that stays single-threaded, and never with mode off (0);
+ *   - each round: drains every arena's remote lists, purges what has been
+ *     free for decay_ms, and empties the caches of threads that made no
+ *     slow-path call since the previous round (tcache.h);
+ *   - then sleeps until the next piece of free memory becomes due, or,
+ *     when there is none and no cache holds anything, on tm_bg_event with
+ *     no timeout: a process with nothing to give back is never woken;
+ *   - blocks every signal, is detached (never delays exit), and exits when
+ *     the mode is set to off.
+ * Without it, the cap on resident free memory (release.h) still bounds
+ * what a quiet process keeps: see docs/design.md §6.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
-#include <time.h>
+#include <sys/prctl.h>
 #include "arena.h"
 #include "bins.h"
 #include "control.h"
@@ -56,15 +74,19 @@ void tm_init_slow(void)
 }
 
 /* ---- threads -------------------------------------------------------------- */
+static _Atomic unsigned threads_seen;   /* threads that have called in */
+
 void tm_thread_setup_slow(void)
 {
     if (!tm_tcache_thread_init())
         return;
+    atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed);
     /* With no lock held: for keys beyond the first 32 glibc allocates the
      * second-level table here, which re-enters malloc (this thread's
      * state is no longer 0, so it goes straight to an arena).          */
     if (exit_key_ok)
         pthread_setspecific(exit_key, (void *)1);
+    tm_bg_maybe_start();
 }
 
 static void thread_exit_hook(void *arg)
@@ -79,22 +101,30 @@ static _Atomic int bg_running;
 
 static void fork_prepare(void)
 {
-    if (atomic_load(&tm_initialized))
-        tm_arenas_fork_lock();
+    if (!atomic_load(&tm_initialized))
+        return;
+    tm_arenas_fork_lock();
+    tm_tcache_fork_lock();
 }
 
 static void fork_parent(void)
 {
-    if (atomic_load(&tm_initialized))
-        tm_arenas_fork_unlock();
+    if (!atomic_load(&tm_initialized))
+        return;
+    tm_tcache_fork_unlock();
+    tm_arenas_fork_unlock();
 }
 
 static void fork_child(void)
 {
     if (!atomic_load(&tm_initialized))
         return;
+    tm_tcache_fork_child();
     tm_arenas_fork_child();
-    atomic_store(&bg_running, 0);   /* threads do not survive fork */
+    /* Threads do not survive fork: no background thread, one thread. */
+    atomic_store(&bg_running, 0);
+    atomic_store(&threads_seen, 1);
+    atomic_store(&tm_bg_event.waiting, 0);
 }
 
 /* ---- mallopt, malloc_trim ----------------------------------------------- */
@@ -104,6 +134,7 @@ int tm_ctl_mallopt(int param, int value)
     tm_bins_consolidate(&tm_main_arena);
     int r = tm_tunable_set(param, value);
     tm_arena_unlock(&tm_main_arena);
+    tm_bg_maybe_start();             /* no lock held now */
     return r;
 }
 
@@ -124,8 +155,14 @@ int tm_ctl_trim(size_t pad)
 }
 
 /* ---- the background release thread --------------------------------------- */
-static _Atomic int bg_wanted;
 static pthread_t bg_thread;
+
+static bool bg_allowed(void)
+{
+    int mode = TM_P(background);
+    return mode == TM_BG_ON ||
+           (mode == TM_BG_AUTO && atomic_load_explicit(&threads_seen, memory_order_relaxed) >= 2);
+}
 
 static void *bg_main(void *arg)
 {
@@ -135,15 +172,31 @@ static void *bg_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    while (atomic_load(&bg_wanted)) {
+    prctl(PR_SET_NAME, "tidemalloc-bg", 0, 0, 0);
+    tm_tcache_reclaim_init();
+    while (TM_P(background) != TM_BG_OFF) {
+        unsigned gen = tm_event_prepare(&tm_bg_event);
+        uint64_t now = tm_os_now_ms();
         long decay = TM_P(decay_ms);
-        long ms = decay > 0 ? decay / 4 : 100;
-        if (ms < 10)
-            ms = 10;
-        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-        nanosleep(&ts, NULL);
-        if (decay >= 0)
-            tm_arenas_decay(tm_os_now_ms());
+        uint64_t next = tm_arenas_decay(now);           /* UINT64_MAX: nothing waits */
+        if (decay >= 0 && tm_tcache_reclaim_idle()) {
+            uint64_t look = now + (uint64_t)(decay > 100 ? decay : 100);
+            if (look < next)
+                next = look;
+        }
+        if (next == UINT64_MAX) {
+            tm_event_wait(&tm_bg_event, gen, -1);      /* until poked */
+            continue;
+        }
+        /* Something becomes due at `next`: sleep until then (at least a
+         * quarter of the decay time, so a busy process costs a few
+         * rounds a second at most), without asking to be poked.       */
+        tm_event_withdraw(&tm_bg_event);
+        uint64_t min_step = (uint64_t)(decay / 4 > 10 ? decay / 4 : 10);
+        uint64_t wait = next > now ? next - now : 0;
+        if (wait < min_step)
+            wait = min_step;
+        tm_event_wait(&tm_bg_event, gen, (long)wait);
     }
     atomic_store(&bg_running, 0);
     return NULL;
@@ -151,13 +204,15 @@ static void *bg_main(void *arg)
 
 void tm_bg_set(int mode)
 {
-    atomic_store(&bg_wanted, mode != 0);
+    int m = mode == 0 ? TM_BG_OFF : mode == 2 ? TM_BG_AUTO : TM_BG_ON;
+    TM_P_SET(background, m);
+    if (m == TM_BG_OFF)
+        tm_event_kick(&tm_bg_event);    /* a running thread sees it and exits */
 }
 
 void tm_bg_maybe_start(void)
 {
-    if (!atomic_load_explicit(&bg_wanted, memory_order_relaxed) ||
-        atomic_load_explicit(&bg_running, memory_order_relaxed))
+    if (likely(atomic_load_explicit(&bg_running, memory_order_relaxed)) || !bg_allowed())
         return;
     int expect = 0;
     if (!atomic_compare_exchange_strong(&bg_running, &expect, 1))
@@ -165,6 +220,7 @@ void tm_bg_maybe_start(void)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
     if (pthread_create(&bg_thread, &attr, bg_main, NULL) != 0)
         atomic_store(&bg_running, 0);
     pthread_attr_destroy(&attr);

@@ -163,6 +163,8 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
             tm_corrupt("free(): invalid next size (fast)", p);
         perturb_free(chunk2mem(p), size - TM_HDR);
         tm_fast_push(av, p, size);
+        if (unlikely(av->fast_bytes > TM_FAST_BYTES_MAX))
+            tm_bins_enforce_cap_slow(av);
         return;
     }
 
@@ -188,6 +190,8 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
             tm_bins_consolidate(av);
         tm_sys_trim(av, TM_P(top_pad), false);
     }
+    if (size >= TM_RELEASE_MIN)
+        tm_bins_enforce_cap(av);
 }
 
 /* ---- _int_realloc: oldp is a non-mmapped chunk of this arena ------------ */
@@ -291,7 +295,7 @@ bool tm_int_trim(tm_arena *av, size_t pad)
 {
     tm_bins_consolidate(av);
     bool did = tm_sys_trim(av, pad, true);
-    if (tm_bins_purge(av, UINT64_MAX, pad))
+    if (tm_bins_purge(av, UINT64_MAX, pad, NULL))
         did = true;
     return did;
 }

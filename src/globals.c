@@ -18,7 +18,9 @@ struct tm_params tm_mp = {
     .tcache_max_req = TM_TCACHE_MAX_REQ,
     .tcache_bytes = TM_TCACHE_DEFAULT_BYTES,
     .decay_ms = TM_DEFAULT_DECAY_MS,
-    .background = TM_BG_OFF,
+    .background = TM_BG_AUTO,
 };
 
 tm_arena tm_main_arena;
+tm_event tm_bg_event;
+_Atomic size_t tm_narenas = 1;

@@ -106,6 +106,9 @@ typedef struct tm_arena {
 
     /* Page release (release.c). */
     size_t released;                /* free bytes whose pages were given back */
+    size_t dirty;                   /* resident interior bytes of free chunks
+                                       >= TM_RELEASE_MIN: what a purge could give back */
+    size_t fast_bytes;              /* bytes held in fast bins                 */
     char  *top_clean;               /* [top_clean, top end) is not resident   */
     uint64_t top_stamp;             /* when the top last grew by a free       */
     uint64_t next_purge;            /* clock (ms) of the next purge pass      */
@@ -123,5 +126,11 @@ typedef struct tm_arena {
 
 /* globals.c: the state every layer may name. */
 extern tm_arena tm_main_arena TM_HIDDEN;
+/* Wakes the background release thread when memory to give back appears
+ * while it sleeps with nothing to do (control.c sleeps on it; release.c,
+ * arena.c and tcache.c poke it).                                       */
+extern tm_event tm_bg_event TM_HIDDEN;
+/* Number of arenas (written under arena.c's list lock, read anywhere). */
+extern _Atomic size_t tm_narenas TM_HIDDEN;
 
 #endif

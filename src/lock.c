@@ -2,6 +2,8 @@
 #include "lock.h"
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <limits.h>
+#include <time.h>
 #include <unistd.h>
 
 void tm_lock_wait(tm_lock *l)
@@ -25,4 +27,31 @@ void tm_lock_wait(tm_lock *l)
 void tm_lock_wake(tm_lock *l)
 {
     syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void tm_event_signal(tm_event *e)
+{
+    if (atomic_exchange_explicit(&e->waiting, 0, memory_order_seq_cst)) {
+        atomic_fetch_add_explicit(&e->gen, 1, memory_order_seq_cst);
+        syscall(SYS_futex, &e->gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    }
+}
+
+void tm_event_wait(tm_event *e, unsigned gen, long timeout_ms)
+{
+    struct timespec ts, *tp = NULL;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
+        tp = &ts;
+    }
+    /* Returns at once if the generation moved since prepare. */
+    syscall(SYS_futex, &e->gen, FUTEX_WAIT_PRIVATE, gen, tp, NULL, 0);
+}
+
+void tm_event_kick(tm_event *e)
+{
+    atomic_store_explicit(&e->waiting, 0, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&e->gen, 1, memory_order_seq_cst);
+    syscall(SYS_futex, &e->gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }

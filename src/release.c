@@ -7,7 +7,10 @@ bool tm_release_take_big(tm_arena *av, tm_chunk *p)
     size_t size = chunksize(p);
     size_t rel = chunk_released(p);
     TM_ASSERT(rel <= av->released);
-    bool full = rel != 0 && rel == chunk_interior_bytes(p, size, tm_fix.pagesize);
+    size_t in = chunk_interior_bytes(p, size, tm_fix.pagesize);
+    bool full = rel != 0 && rel == in;
+    TM_ASSERT(in - rel <= av->dirty);
+    av->dirty -= in - rel;
     av->released -= rel;
     set_chunk_released(p, 0);
     return full;
@@ -24,6 +27,8 @@ size_t tm_release_chunk(tm_arena *av, tm_chunk *p)
     tm_os_release((void *)lo, hi - lo);
     av->madvise_calls++;
     size_t gained = (hi - lo) - chunk_released(p);
+    TM_ASSERT(gained <= av->dirty);
+    av->dirty -= gained;
     av->released += gained;
     set_chunk_released(p, hi - lo);
     return gained;
@@ -35,10 +40,13 @@ void tm_release_on_free_big(tm_arena *av, tm_chunk *p, size_t size, const tm_rel
     set_chunk_free_stamp(p, c->stamp < now ? c->stamp : now);
     set_chunk_released(p, c->bytes);
     av->released += c->bytes;
-    TM_ASSERT(c->bytes <= chunk_interior_bytes(p, size, tm_fix.pagesize));
-    (void)size;
+    size_t in = chunk_interior_bytes(p, size, tm_fix.pagesize);
+    TM_ASSERT(c->bytes <= in);
+    av->dirty += in - c->bytes;
     if (TM_P(decay_ms) == 0)
         tm_release_chunk(av, p);
+    else if (in > c->bytes)
+        tm_event_poke(&tm_bg_event);
 }
 
 void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_released,
@@ -47,9 +55,11 @@ void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_re
     /* The remainder has been free since the victim became free. */
     set_chunk_free_stamp(rem, stamp ? stamp : tm_os_now_ms());
     /* rem's interior lies inside the victim's: released if that was. */
-    size_t b = was_released ? chunk_interior_bytes(rem, rsize, tm_fix.pagesize) : 0;
+    size_t in = chunk_interior_bytes(rem, rsize, tm_fix.pagesize);
+    size_t b = was_released ? in : 0;
     set_chunk_released(rem, b);
     av->released += b;
+    av->dirty += in - b;
 }
 
 void tm_release_zero_range(const tm_chunk *p, size_t n, tm_zrange *z)
@@ -86,6 +96,7 @@ void tm_release_top_grew(tm_arena *av)
     if (av->top != (tm_chunk *)av->top_dummy && av->top_clean && av->top_clean < min)
         av->top_clean = min;
     av->top_stamp = tm_os_now_ms();
+    tm_event_poke(&tm_bg_event);
 }
 
 /* Top moved or shrank: keep top_clean inside it, else forget it. */
@@ -110,13 +121,16 @@ size_t tm_release_top_bytes(const tm_arena *av)
     return te > lo ? (size_t)(te - lo) : 0;
 }
 
-size_t tm_release_top(tm_arena *av, size_t keep)
+/* The resident part of top beyond its first `keep` bytes, in whole pages:
+ * [*lo, *hi); false if empty.                                          */
+static bool top_range(const tm_arena *av, size_t keep, uintptr_t *lo_out, uintptr_t *hi_out,
+                      uintptr_t *te_out, uintptr_t *end_out)
 {
-    if (av->top == (tm_chunk *)av->top_dummy || !av->top_clean)
-        return 0;
+    if (av->top == (const tm_chunk *)av->top_dummy || !av->top_clean)
+        return false;
     size_t size = chunksize(av->top);
     if (keep >= size)                      /* also keeps the sums below from wrapping */
-        return 0;
+        return false;
     /* Release up to the page holding top_clean, inclusive: the bytes of
      * that page below top_clean may be dirty, and after the release the
      * whole of [lo, top end) reads as zero.  Never past the last whole
@@ -128,7 +142,23 @@ size_t tm_release_top(tm_arena *av, size_t keep)
     uintptr_t hi = align_up((uintptr_t)av->top_clean, tm_fix.pagesize);
     if (hi > te)
         hi = te;
-    if (hi <= lo)
+    *lo_out = lo;
+    *hi_out = hi;
+    *te_out = te;
+    *end_out = end;
+    return hi > lo;
+}
+
+size_t tm_release_top_dirty(const tm_arena *av, size_t keep)
+{
+    uintptr_t lo, hi, te, end;
+    return top_range(av, keep, &lo, &hi, &te, &end) ? hi - lo : 0;
+}
+
+size_t tm_release_top(tm_arena *av, size_t keep)
+{
+    uintptr_t lo, hi, te, end;
+    if (!top_range(av, keep, &lo, &hi, &te, &end))
         return 0;
     tm_os_release((void *)lo, hi - lo);
     av->madvise_calls++;

@@ -87,5 +87,27 @@ TM_HIDDEN void tm_release_top_fresh(tm_arena *av);  /* top is fresh memory from 
 TM_HIDDEN size_t tm_release_top_bytes(const tm_arena *av);
 /* Release the top's resident pages beyond its first `keep` bytes. */
 TM_HIDDEN size_t tm_release_top(tm_arena *av, size_t keep);
+/* How many bytes tm_release_top would release. */
+TM_HIDDEN size_t tm_release_top_dirty(const tm_arena *av, size_t keep);
+
+/* ---- the cap on resident free memory -------------------------------------
+ * Whatever the clock says, an arena never keeps more releasable free
+ * memory resident (interiors of big free chunks + top beyond top_pad)
+ * than an eighth of its other resident bytes, or TM_DIRTY_FLOOR if that
+ * is more: checked when a free creates such memory, so a program that
+ * frees and then goes quiet (or never calls again) is bounded without
+ * any thread or timer.  decay_ms = -1 ("never") turns it off too.      */
+static inline size_t tm_release_floor(void)
+{
+    size_t n = atomic_load_explicit(&tm_narenas, memory_order_relaxed);
+    size_t f = TM_DIRTY_FLOOR_TOTAL / (n ? n : 1);
+    return f > TM_DIRTY_FLOOR_MIN ? f : TM_DIRTY_FLOOR_MIN;
+}
+static inline size_t tm_release_cap(const tm_arena *av)
+{
+    size_t other = av->system_mem - av->released - av->dirty;   /* >= 0: released + dirty <= free */
+    size_t cap = other / TM_DIRTY_RATIO, floor = tm_release_floor();
+    return cap > floor ? cap : floor;
+}
 
 #endif

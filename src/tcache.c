@@ -1,5 +1,10 @@
 /* tcache.c - slow paths of the per-thread cache (see tcache.h). */
+#define _GNU_SOURCE
+#include <linux/membarrier.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "bins.h"
 #include "engine.h"
 #include "heap.h"
@@ -11,6 +16,48 @@ __thread tm_tcache *tm_tls_tcache __attribute__((tls_model("initial-exec")));
 __thread uint8_t tm_tls_tcache_state __attribute__((tls_model("initial-exec")));
 uintptr_t tm_tcache_key;
 _Atomic uint16_t tm_tc_limit[TM_TCACHE_BINS];
+
+/* Registry of every thread's cache, for the reclaimer.  Lock order: arena
+ * locks before reg_lock (the fork handler); nobody takes an arena lock
+ * while holding reg_lock.                                               */
+static tm_lock reg_lock = TM_LOCK_INIT;
+static tm_tcache *reg_head;
+static __thread bool tls_reg_fork_holder __attribute__((tls_model("initial-exec")));
+static bool reclaim_ok;
+
+static void reg_acquire(void)
+{
+    if (!tls_reg_fork_holder)
+        tm_lock_acquire(&reg_lock);
+}
+static void reg_release(void)
+{
+    if (!tls_reg_fork_holder)
+        tm_lock_release(&reg_lock);
+}
+
+static void reg_add(tm_tcache *tc)
+{
+    reg_acquire();
+    tc->reg_prev = NULL;
+    tc->reg_next = reg_head;
+    if (reg_head)
+        reg_head->reg_prev = tc;
+    reg_head = tc;
+    reg_release();
+}
+
+static void reg_remove(tm_tcache *tc)
+{
+    reg_acquire();
+    if (tc->reg_prev)
+        tc->reg_prev->reg_next = tc->reg_next;
+    else
+        reg_head = tc->reg_next;
+    if (tc->reg_next)
+        tc->reg_next->reg_prev = tc->reg_prev;
+    reg_release();
+}
 
 /* limit(class) = min(tcache_count, share of the byte budget), >= 1 when
  * counts are on; classes above tcache_max are not cached.               */
@@ -52,8 +99,10 @@ bool tm_tcache_thread_init(void)
     if (!mem)
         return true;             /* no cache for this thread; still correct */
     memset(mem, 0, sizeof(tm_tcache));
+    reg_add(mem);
     tm_tls_tcache = mem;
     tm_tls_tcache_state = 1;
+    tm_event_poke(&tm_bg_event);     /* one more cache to watch */
     return true;
 }
 
@@ -287,6 +336,7 @@ void tm_tcache_flush_all(void)
     tm_tls_tcache_state = 2;
     if (!tc)
         return;
+    reg_remove(tc);                  /* out of the reclaimer's reach */
     flush_classes(tc);
     tm_chunk *p = mem2chunk(tc);
     tm_arena *av = arena_for_chunk(p);
@@ -298,20 +348,161 @@ void tm_tcache_flush_all(void)
 void tm_tcache_flush_keep(void)
 {
     tm_tcache *tc = tm_tls_tcache;
-    if (tc)
+    if (tc) {
+        tc_enter(tc);
         flush_classes(tc);
+        tc_leave(tc);
+    }
 }
 
 size_t tm_tcache_cached_bytes(void)
 {
     tm_tcache *tc = tm_tls_tcache;
     size_t b = 0;
-    if (tc)
-        for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-            b += (size_t)tc->counts[i] * (TM_MINSIZE + 16 * i);
-            for (tm_chunk *p = tc->spill[i]; p; p = p->fd)
-                b += TM_MINSIZE + 16 * i;
-        }
+    if (!tc)
+        return 0;
+    tc_enter(tc);
+    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+        b += (size_t)tc->counts[i] * (TM_MINSIZE + 16 * i);
+        for (tm_chunk *p = tc->spill[i]; p; p = p->fd)
+            b += TM_MINSIZE + 16 * i;
+    }
+    tc_leave(tc);
     return b;
 }
 
+/* ---- reclaiming idle caches (see tcache.h) -------------------------------- */
+void tm_tcache_enter_slow(tm_tcache *tc)
+{
+#if TM_TCACHE_RECLAIM
+    while (unlikely(tc_stolen(tc))) {
+        /* A reclaim is emptying this cache right now: let it finish. */
+        tc_idle(tc);
+        while (tc_stolen(tc))
+            sched_yield();
+        tc_busy(tc);
+    }
+    atomic_store_explicit(&tc->slow_ops, atomic_load_explicit(&tc->slow_ops, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (unlikely(atomic_load_explicit(&tc->reclaimed, memory_order_relaxed))) {
+        /* Back after a reclaim: the background thread watches us again. */
+        atomic_store_explicit(&tc->reclaimed, 0, memory_order_relaxed);
+        tm_event_poke(&tm_bg_event);
+    }
+#else
+    (void)tc;
+#endif
+}
+
+bool tm_tcache_reclaim_init(void)
+{
+#if TM_TCACHE_RECLAIM
+    reclaim_ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#endif
+    return reclaim_ok;
+}
+
+/* Move every entry and spilled chunk of tc onto *list (linked via fd). */
+static void take_all(tm_tcache *tc, tm_chunk **list)
+{
+    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+        tm_tc_entry *e = tc->entries[i];
+        for (size_t n = tc->counts[i]; n > 0 && e; n--) {
+            tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
+            e->key = 0;
+            tm_chunk *p = mem2chunk(e);
+            p->fd = *list;
+            *list = p;
+            e = next;
+        }
+        tc->entries[i] = NULL;
+        tc->counts[i] = 0;
+        tm_chunk *p = tc->spill[i];
+        while (p) {
+            tm_chunk *next = p->fd;
+            p->fd = *list;
+            *list = p;
+            p = next;
+        }
+        tc->spill[i] = NULL;
+    }
+}
+
+bool tm_tcache_reclaim_idle(void)
+{
+    if (!reclaim_ok)
+        return false;
+    bool pending = false, any = false;
+    tm_chunk *list = NULL;
+    reg_acquire();
+    for (tm_tcache *tc = reg_head; tc; tc = tc->reg_next) {
+        tc->candidate = false;
+        if (atomic_load_explicit(&tc->reclaimed, memory_order_relaxed))
+            continue;                         /* empty, owner not back yet */
+        uint64_t ops = atomic_load_explicit(&tc->slow_ops, memory_order_relaxed);
+        if (ops != tc->seen_ops) {            /* active since the last look */
+            tc->seen_ops = ops;
+            pending = true;
+            continue;
+        }
+        atomic_store_explicit(&tc->steal, 1, memory_order_seq_cst);
+        tc->candidate = any = true;
+    }
+    if (any) {
+        /* Every owner that was not inside a cache access now sees steal. */
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+        for (tm_tcache *tc = reg_head; tc; tc = tc->reg_next) {
+            if (!tc->candidate)
+                continue;
+            tc->candidate = false;
+            if (atomic_load_explicit(&tc->busy, memory_order_acquire)) {
+                pending = true;               /* caught in the act: later */
+            } else {
+                take_all(tc, &list);
+                atomic_store_explicit(&tc->reclaimed, 1, memory_order_relaxed);
+            }
+            atomic_store_explicit(&tc->steal, 0, memory_order_release);
+        }
+    }
+    reg_release();
+    /* Back to the arenas, a run of same-arena chunks under one lock. */
+    while (list) {
+        tm_arena *av = arena_for_chunk(list);
+        tm_arena_enter_owner(av);
+        while (list && arena_for_chunk(list) == av) {
+            tm_chunk *next = list->fd;
+            tm_int_free(av, list);
+            list = next;
+        }
+        tm_arena_leave(av);
+    }
+    return pending;
+}
+
+void tm_tcache_fork_lock(void)
+{
+    tm_lock_acquire(&reg_lock);
+    tls_reg_fork_holder = true;
+}
+
+void tm_tcache_fork_unlock(void)
+{
+    tls_reg_fork_holder = false;
+    tm_lock_release(&reg_lock);
+}
+
+/* Only the forking thread survives: the registry holds its cache alone
+ * (the other threads' caches stay allocated, unreachable, as in glibc). */
+void tm_tcache_fork_child(void)
+{
+    tls_reg_fork_holder = false;
+    tm_lock_reinit(&reg_lock);
+    tm_tcache *tc = tm_tls_tcache;
+    reg_head = tc;
+    if (tc) {
+        tc->reg_next = tc->reg_prev = NULL;
+        atomic_store_explicit(&tc->steal, 0, memory_order_relaxed);
+        atomic_store_explicit(&tc->busy, 0, memory_order_relaxed);
+    }
+    reclaim_ok = false;              /* re-registered when a thread starts */
+}

@@ -17,11 +17,31 @@
  * arena lock.  A full class flushes half of itself: chunks of the own
  * arena under its lock, others pushed on their arena's remote list.
  *
- * Shared state: a cache is touched only by its thread.  The per-class
+ * Shared state: a cache is used by its thread, and emptied by the
+ * background thread when the owner has been idle (below).  The per-class
  * limits tm_tc_limit[] change when any thread calls mallopt: they are
  * relaxed atomics, and a function that must see one value reads the
  * limit once (tm_tcache_put_full).  tm_tcache_key is written once, at
  * initialization, before it is published.
+ *
+ * Reclaiming idle caches.  A thread that parks keeps its cache, and 256
+ * parked threads would keep 64 MiB.  The background thread takes the
+ * contents of a cache whose owner made no slow-path call between two of
+ * its looks, with an asymmetric handshake that keeps the owner's hot
+ * path free of atomic read-modify-writes and fences:
+ *
+ *   owner (any cache access)           reclaimer
+ *     busy = 1                           steal = 1
+ *     compiler barrier                   membarrier()   (a full fence on
+ *     if (steal) -> slow path: wait                      every running thread)
+ *     ... use the cache ...              if (busy) { steal = 0; skip }
+ *     busy = 0 (release)                 take everything; steal = 0 (release)
+ *
+ * membarrier orders the owner's `busy = 1` before its load of `steal`
+ * as if the owner had fenced: either the reclaimer sees busy, or the
+ * owner sees steal.  Where membarrier is unavailable, and in
+ * ThreadSanitizer builds (which cannot see it), caches are not
+ * reclaimed and the handshake compiles away.
  */
 #ifndef TM_TCACHE_H
 #define TM_TCACHE_H
@@ -35,13 +55,61 @@ typedef struct tm_tc_entry {
 } tm_tc_entry;
 
 typedef struct tm_tcache {
+    _Atomic int busy;                /* owner inside a cache access           */
+    _Atomic int steal;               /* reclaimer at work                      */
+    _Atomic int reclaimed;           /* emptied while idle; owner not back yet */
+    _Atomic uint64_t slow_ops;       /* owner's slow-path entries              */
     uint16_t counts[TM_TCACHE_BINS];
     tm_tc_entry *entries[TM_TCACHE_BINS];
     /* Chunks of class i taken from a remote list beyond the class limit,
      * linked through chunk->fd as on the remote list; the next misses of
      * the class use them first.  Not counted in counts[].              */
     tm_chunk *spill[TM_TCACHE_BINS];
+    /* Registry of all caches (reclaimer's walk), guarded by its lock. */
+    struct tm_tcache *reg_next, *reg_prev;
+    uint64_t seen_ops;               /* slow_ops at the reclaimer's last look  */
+    bool candidate;                  /* reclaimer's scratch                    */
 } tm_tcache;
+
+#if defined(__SANITIZE_THREAD__)
+#define TM_TCACHE_RECLAIM 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TM_TCACHE_RECLAIM 0
+#endif
+#endif
+#ifndef TM_TCACHE_RECLAIM
+#define TM_TCACHE_RECLAIM 1
+#endif
+
+/* The owner's side of the handshake: tc_busy() before touching the cache,
+ * tc_stolen() true means "go to the slow path", tc_idle() when done.  */
+static inline void tc_busy(tm_tcache *tc)
+{
+#if TM_TCACHE_RECLAIM
+    atomic_store_explicit(&tc->busy, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+#else
+    (void)tc;
+#endif
+}
+static inline bool tc_stolen(tm_tcache *tc)
+{
+#if TM_TCACHE_RECLAIM
+    return atomic_load_explicit(&tc->steal, memory_order_acquire) != 0;
+#else
+    (void)tc;
+    return false;
+#endif
+}
+static inline void tc_idle(tm_tcache *tc)
+{
+#if TM_TCACHE_RECLAIM
+    atomic_store_explicit(&tc->busy, 0, memory_order_release);
+#else
+    (void)tc;
+#endif
+}
 
 /* Thread state: NULL cache and state 0 = not yet set up; state 2 = no
  * cache (being set up, disabled, or the thread is exiting).            */
@@ -106,6 +174,28 @@ TM_HIDDEN void *tm_tcache_refill(tm_tcache *tc, size_t nb);
 TM_HIDDEN void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN TM_NOINLINE void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN void tm_tcache_recompute_limits(void);
+/* Slow paths: enter the calling thread's cache (waiting out a reclaim in
+ * progress, counting the slow-path call) and leave it.                 */
+TM_HIDDEN void tm_tcache_enter_slow(tm_tcache *tc);
+static inline void tc_enter(tm_tcache *tc)
+{
+    tc_busy(tc);
+    tm_tcache_enter_slow(tc);
+}
+static inline void tc_leave(tm_tcache *tc) { tc_idle(tc); }
+
+/* Background thread: take the contents of caches whose owners made no
+ * slow-path call since the previous look, back into their arenas.
+ * Returns true while some cache may still hold memory (look again).   */
+TM_HIDDEN bool tm_tcache_reclaim_idle(void);
+/* Background thread start: can caches be reclaimed (membarrier)? */
+TM_HIDDEN bool tm_tcache_reclaim_init(void);
+
+/* Fork: the registry is consistent in the child (no reclaim in flight). */
+TM_HIDDEN void tm_tcache_fork_lock(void);
+TM_HIDDEN void tm_tcache_fork_unlock(void);
+TM_HIDDEN void tm_tcache_fork_child(void);
+
 /* Empty the calling thread's cache and stop caching (thread exit). */
 TM_HIDDEN void tm_tcache_flush_all(void);
 /* Empty the calling thread's cache but keep using it. */

@@ -31,6 +31,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -216,6 +217,21 @@ static MT_UNUSED void mt_watchdog(unsigned seconds, const char *what)
 }
 
 /* ---- threads -------------------------------------------------------------------- */
+/* Is thread `tid` of this process tidemalloc's background release thread
+ * (named "tidemalloc-bg")?  It is the allocator's, not the test's.      */
+static MT_UNUSED int mt_is_allocator_thread(const char *tid)
+{
+    char path[64], name[32] = { 0 };
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", tid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, name, sizeof name - 1);
+    close(fd);
+    return n > 0 && strncmp(name, "tidemalloc-bg", 13) == 0;
+}
+
+/* The program's own threads (the allocator's helper is not counted). */
 static MT_UNUSED int mt_nthreads(void)
 {
     DIR *d = opendir("/proc/self/task");
@@ -224,7 +240,7 @@ static MT_UNUSED int mt_nthreads(void)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
+        if (e->d_name[0] != '.' && !mt_is_allocator_thread(e->d_name))
             n++;
     closedir(d);
     return n;
