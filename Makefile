@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 CC     ?= cc
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build demo test bench bench-quick install clean
+.PHONY: all build demo test test-asan test-tsan bench bench-quick install clean
 
 # `make`: build everything and run the demonstration.
 all: demo
@@ -20,6 +20,19 @@ demo: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+# The suite under the sanitizers (-DTIDE_SANITIZE, see tests/CMakeLists.txt):
+# ASan+UBSan in build-asan/, TSan in build-tsan/; only the tests labelled
+# "sanitize" run.
+test-asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDE_SANITIZE=address
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ctest -L sanitize --output-on-failure -j $(JOBS) --timeout 600
+
+test-tsan:
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDE_SANITIZE=thread
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && ctest -L sanitize --output-on-failure -j $(JOBS) --timeout 600
 
 BENCH_ALLOCATORS ?= glibc,jemalloc,tcmalloc,mimalloc,tidemalloc,tidemalloc-norelease
 BENCH_REPS ?= 5

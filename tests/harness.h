@@ -58,6 +58,12 @@
  *   harness_vm_hwm_kb()          buffer, so it does not allocate.
  *
  * Misc:
+ *   harness_libc_free(p)         frees memory the C library allocated itself
+ *                                (open_memstream's buffer, getline, strdup):
+ *                                free() in a normal build; in a sanitizer
+ *                                build, where free is tide_free (tide_names.h)
+ *                                but the C library allocates with the
+ *                                sanitizer's allocator, the C library's free.
  *   harness_launder(p)           hides a pointer's provenance from the
  *                                compiler (no use-after-free warnings or
  *                                optimisations on deliberate misuse).
@@ -158,6 +164,16 @@ static HARNESS_UNUSED int harness_finish(void)
 static HARNESS_UNUSED void harness_exit(void)
 {
     exit(harness_finish());
+}
+
+/* ---- memory allocated by the C library itself ---------------------------- */
+static inline HARNESS_UNUSED void harness_libc_free(void *p)
+{
+#ifdef TIDE_NAMES_H
+    tide_names_libc_free(p);
+#else
+    free(p);
+#endif
 }
 
 /* ---- pointer laundering ------------------------------------------------- */

@@ -8,7 +8,7 @@
  * every step.  The thread cache is off (TIDE_M_TCACHE_COUNT 0) so frees
  * reach the bins directly.
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * usable; the checker verifies the release accounting after every step;
  * a fork child of a process with released pages allocates normally.
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

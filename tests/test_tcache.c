@@ -5,7 +5,7 @@
  * through the owner's remote stack back into the owner's cache.
  * Internal state is read through src/tcache.h (static link).
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

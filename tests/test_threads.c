@@ -111,6 +111,10 @@ static void check_and_free(void *p)
 #define NSLOTS        2048
 #define LOCAL         64
 #define STRESS_ITERS  150000
+/* Operations per stress thread: STRESS_ITERS, or TIDE_TEST_STRESS_ITERS from
+ * the environment (the TSan build sets it: 8 threads x 150000 operations
+ * take minutes there). */
+static long stress_iters = STRESS_ITERS;
 
 static _Atomic(void *) xslots[NSLOTS];
 static atomic_int stress_running;
@@ -139,7 +143,7 @@ static void *stress_thread(void *arg)
     memset(loc, 0, sizeof loc);
     uint64_t seq = id << 40;
 
-    for (long it = 0; it < STRESS_ITERS; it++) {
+    for (long it = 0; it < stress_iters; it++) {
         unsigned op = (unsigned)(mt_next(&r) % 100);
         if (op < 40) {                         /* publish, free what was there */
             size_t n = pick_size(&r);
@@ -264,8 +268,8 @@ static void test_stress(void)
     }
     for (int i = 0; i < NSTRESS; i++)
         pthread_join(th[i], NULL);
-    printf("stress: %d threads x %d ops, %ld concurrent heap checks (max %ld chunks)\n",
-           NSTRESS, STRESS_ITERS, checks, max_chunks);
+    printf("stress: %d threads x %ld ops, %ld concurrent heap checks (max %ld chunks)\n",
+           NSTRESS, stress_iters, checks, max_chunks);
     CHECKF("stress: tide_check_heap() during the run saw chunks", checks == 0 || max_chunks > 0,
            "max %ld", max_chunks);
     CHECK("stress: heap consistent with live cross-thread blocks", tide_check_heap() >= 0);
@@ -703,6 +707,9 @@ int main(void)
 {
     mt_watchdog(200, "test_threads");
     setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *iters = getenv("TIDE_TEST_STRESS_ITERS");
+    if (iters && atol(iters) > 0)
+        stress_iters = atol(iters);
     printf("test_threads: %ld cpus\n", mt_ncpus());
 
     tide_thread_cache_flush();

@@ -6,7 +6,7 @@
  *  - a fixed M_TRIM_THRESHOLD is honoured exactly (no adaptation).
  * Every step ends with tide_check_heap().  (Static link: reads arena state.)
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include <stdlib.h>
 #include <string.h>
 #include "harness.h"
