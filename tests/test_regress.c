@@ -201,7 +201,7 @@ static int pre_atfork_main(const char *mode)
     for (uintptr_t i = 0; i < NT; i++)
         if (pthread_create(&t[i], NULL, fork_busy, (void *)(i + 1)) != 0)
             child_fail("pthread_create failed");
-    fork_and_check(300, "atfork-mt");
+    fork_and_check(100, "atfork-mt");
     atomic_store(&fork_stop, 1);
     for (int i = 0; i < NT; i++)
         pthread_join(t[i], NULL);
@@ -374,7 +374,7 @@ static void test_huge_alignment(void)
 
 /* ---- 4. mallopt(TIDE_M_TCACHE_COUNT) while threads allocate ----------- */
 static atomic_int tc_stop;
-static atomic_long tc_ops;
+static atomic_long tc_ops, tc_bursts;
 static void *tc_worker(void *arg)
 {
     mt_rng r;
@@ -409,6 +409,7 @@ static void *tc_worker(void *arg)
             memset(slot[k], (int)k, n);
         }
         ops++;
+        atomic_fetch_add_explicit(&tc_bursts, 1, memory_order_relaxed);
     }
     for (int k = 0; k < SLOTS; k++)
         free(slot[k]);
@@ -426,12 +427,16 @@ static void tcache_count_child(void *arg)
             child_fail("pthread_create failed");
     static const int values[] = { 0, 1, 65535, 2, 1000, 7, 3, 100, 1, 32, 0, 500, 5 };
     const int nv = (int)(sizeof values / sizeof values[0]);
-    for (int it = 0; it < 200000; it++) {
+    /* 30000 changes, each after the workers made progress (a few bursts,
+     * waited for by spinning a bounded number of times): the limits move
+     * while frees and mallocs are in flight, not between them. */
+    for (int it = 0; it < 30000; it++) {
         int v = values[it % nv];
         if (mallopt(TIDE_M_TCACHE_COUNT, v) != 1)
             child_fail("mallopt(TIDE_M_TCACHE_COUNT, %d) refused", v);
-        if (it % 64 == 0)
-            sched_yield();
+        long seen = atomic_load(&tc_bursts);
+        for (long spin = 0; spin < 2000000 && atomic_load(&tc_bursts) < seen + 3; spin++)
+            __asm__ volatile("pause");
     }
     atomic_store(&tc_stop, 1);
     for (int i = 0; i < NT; i++)
@@ -486,7 +491,7 @@ static void *trim_thread(void *arg)
 {
     size_t *io = arg;     /* in: offset; out: pointer, length */
     size_t len;
-    unsigned char *p = block_below_top(6 * MiB, io[0], &len);
+    unsigned char *p = block_below_top(MiB, io[0], &len);
     pat_fill(p, len);
     io[1] = (size_t)(uintptr_t)p;
     io[2] = len;
@@ -512,7 +517,7 @@ static void trim_child(void *arg)
             if (!tide_owns(p))
                 child_fail("trim: block not ours");
         } else {
-            p = block_below_top(6 * MiB, offsets[o], &len);
+            p = block_below_top(MiB, offsets[o], &len);
             pat_fill(p, len);
         }
         malloc_trim(c->pad);
@@ -641,7 +646,7 @@ int main(int argc, char **argv)
         CHECK_EXIT("regress-1 fork: atfork handlers registered before the first malloc "
                    "call malloc/free, fork does not hang (single thread)",
                    reexec_fn, &st, 0);
-        CHECK_EXIT("regress-1 fork: the same while 4 threads allocate (300 forks)",
+        CHECK_EXIT("regress-1 fork: the same while 4 threads allocate (100 forks)",
                    reexec_fn, &mt, 0);
     }
     if (WANT("keys")) {
