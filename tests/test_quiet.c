@@ -28,7 +28,8 @@
  * printed either way (between 5 and 15 s: a failure that says how long;
  * never: a failure).  Each mode prints
  *
- *     quiet-<mode>: live=XX MiB peak=YY MiB rss_after=ZZ MiB after T.T s (bound BB MiB)
+ *     quiet-<mode>: live=XX MiB (on PP MiB of pages) peak=YY MiB rss_after=ZZ MiB
+ *                   after T.T s (bound BB MiB)
  *
  * (peak = VmHWM - baseline; rss_after = RSS - baseline when the bound was
  * met, or at the end of the wait), then the RSS over time and the
