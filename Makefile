@@ -21,7 +21,7 @@ demo: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
-BENCH_ALLOCATORS ?= glibc,jemalloc,tcmalloc,mimalloc,tidemalloc,tidemalloc-norelease
+BENCH_ALLOCATORS ?= glibc,jemalloc,jemalloc-bg,tcmalloc,tcmalloc-release,mimalloc,mimalloc-purge,tidemalloc,tidemalloc-norelease
 BENCH_REPS ?= 5
 
 bench: build
