@@ -34,7 +34,7 @@ test-tsan:
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && ctest -L sanitize --output-on-failure -j $(JOBS) --timeout 600
 
-BENCH_ALLOCATORS ?= glibc,jemalloc,tcmalloc,mimalloc,tidemalloc,tidemalloc-norelease
+BENCH_ALLOCATORS ?= glibc,jemalloc,jemalloc-bg,tcmalloc,tcmalloc-release,mimalloc,mimalloc-purge,tidemalloc,tidemalloc-norelease
 BENCH_REPS ?= 5
 
 bench: build

@@ -4,11 +4,13 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *g_name = "bench";
 
@@ -46,26 +48,36 @@ void sleep_s(double s)
         ;
 }
 
-/* Reads /proc/self/status with read(2)-sized stdio on a fixed buffer: no
- * malloc during the measurement (setvbuf before the first read).          */
+/* Reads /proc/self/status with open(2)/read(2) into a stack buffer: no
+ * malloc at all (fopen would allocate its FILE), so sampling RSS does not
+ * wake the allocator under test (wl_seed002's quiet idle phase relies on
+ * this).                                                                */
 long status_kb(const char *field)
 {
-    char buf[4096];
-    char line[256];
-    size_t flen = strlen(field);
-    long val = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
+    char buf[8192];
+    size_t len = 0, flen = strlen(field);
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return -1;
-    setvbuf(f, buf, _IOFBF, sizeof buf);
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
-            val = strtol(line + flen + 1, NULL, 10);
+    while (len < sizeof buf - 1) {
+        ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
             break;
-        }
+        len += (size_t)r;
     }
-    fclose(f);
-    return val;
+    close(fd);
+    buf[len] = '\0';
+    for (const char *line = buf; *line;) {
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':')
+            return strtol(line + flen + 1, NULL, 10);
+        const char *nl = strchr(line, '\n');
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
+    return -1;
 }
 
 const char *alloc_lib(void)

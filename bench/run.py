@@ -15,6 +15,9 @@ preload), and writes OUT/results.md, OUT/results.csv and OUT/results.svg.
 tidemalloc-norelease (only when asked for) is BUILD/libtidemalloc.so with
 TIDEMALLOC_DECAY_MS=-1; --syscalls adds one strace run per workload and
 tidemalloc variant (OUT/syscalls.csv), outside the timed repetitions.
+jemalloc-bg, tcmalloc-release and mimalloc-purge are the peers' own
+libraries with the settings that make them return memory soonest
+(PEER_VARIANTS below); they run by default beside the peers' defaults.
 
 Exit status: 0 if every run passed its checks, 1 otherwise (after the report).
 Timings never fail a run; a missing peer allocator is skipped with a notice.
@@ -52,7 +55,31 @@ PEERS = [
     ("tcmalloc", "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
     ("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
 ]
-ALL_ALLOCATORS = ["glibc", "jemalloc", "tcmalloc", "mimalloc", "tidemalloc"]
+# Peers at their best memory-return settings: variant -> (peer whose library
+# it preloads, extra environment of the child).  Each setting was checked
+# against the library Debian 12 ships (strings / MIMALLOC_VERBOSE=1):
+#  jemalloc 5.3  background_thread:true - purging by jemalloc's own threads,
+#                so dirty pages decay (dirty_decay_ms, default 10 s; muzzy 0
+#                = straight to MADV_DONTNEED) even when the program makes no
+#                malloc/free call; without it decay only advances inside
+#                allocator calls.
+#  gperftools 2.10  TCMALLOC_AGGRESSIVE_DECOMMIT=true (free spans of the page
+#                heap are released at once) and TCMALLOC_RELEASE_RATE=10 (the
+#                highest rate of the incremental release).
+#  mimalloc 2.0.9  MIMALLOC_DECOMMIT_DELAY=0 (free pages of a segment are
+#                decommitted at once instead of after 25 ms, within a later
+#                call) and MIMALLOC_SEGMENT_DECOMMIT_DELAY=0 (the same for
+#                free segments, 500 ms by default).  2.0.x has no purge_delay
+#                (2.1's name); decommit_delay is what 2.0.9 reads.
+PEER_VARIANTS = {
+    "jemalloc-bg": ("jemalloc", {"MALLOC_CONF": "background_thread:true"}),
+    "tcmalloc-release": ("tcmalloc", {"TCMALLOC_AGGRESSIVE_DECOMMIT": "true",
+                                      "TCMALLOC_RELEASE_RATE": "10"}),
+    "mimalloc-purge": ("mimalloc", {"MIMALLOC_DECOMMIT_DELAY": "0",
+                                    "MIMALLOC_SEGMENT_DECOMMIT_DELAY": "0"}),
+}
+ALL_ALLOCATORS = ["glibc", "jemalloc", "jemalloc-bg", "tcmalloc", "tcmalloc-release",
+                  "mimalloc", "mimalloc-purge", "tidemalloc"]
 # Not run by default; select with --allocators ...,tidemalloc-norelease.
 OPTIONAL_ALLOCATORS = ["tidemalloc-norelease"]
 KNOWN_ALLOCATORS = ALL_ALLOCATORS + OPTIONAL_ALLOCATORS
@@ -60,8 +87,13 @@ KNOWN_ALLOCATORS = ALL_ALLOCATORS + OPTIONAL_ALLOCATORS
 # each one's child gets (tidemalloc-norelease: page release turned off).
 TIDE_VARIANTS = ("tidemalloc", "tidemalloc-norelease")
 ALLOC_ENV = {"tidemalloc-norelease": {"TIDEMALLOC_DECAY_MS": "-1"}}
-COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "tcmalloc": "#2ca02c",
-          "mimalloc": "#9467bd", "tidemalloc": "#d62728",
+ALLOC_ENV.update({v: env for v, (_, env) in PEER_VARIANTS.items()})
+# (variant with memory return on, the same allocator without it)
+RELEASE_PAIRS = [("jemalloc-bg", "jemalloc"), ("tcmalloc-release", "tcmalloc"),
+                 ("mimalloc-purge", "mimalloc")]
+COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "jemalloc-bg": "#9ecae1",
+          "tcmalloc": "#2ca02c", "tcmalloc-release": "#98df8a",
+          "mimalloc": "#9467bd", "mimalloc-purge": "#c5b0d5", "tidemalloc": "#d62728",
           "tidemalloc-norelease": "#ff7f0e"}
 # --syscalls: the memory-management system calls counted under strace.
 # exit is traced too (strace -C: the summary plus the calls themselves), only
@@ -180,6 +212,7 @@ def machine_info(args, allocs, build):
         ("kernel", platform.release()),
         ("glibc", glibc),
         ("transparent hugepages", thp),
+        ("seed002 idle mode", args.idle or "quiet (the workload's default)"),
     ]
     for name, lib in allocs:
         desc = lib or "(no preload)"
@@ -189,7 +222,8 @@ def machine_info(args, allocs, build):
         if name == "glibc":
             ver = glibc
         else:
-            pkg = {p[0]: p[2] for p in PEERS}.get(name)
+            base = PEER_VARIANTS.get(name, (name,))[0]
+            pkg = {p[0]: p[2] for p in PEERS}.get(base)
             if pkg:
                 try:
                     ver = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
@@ -214,7 +248,7 @@ def machine_info(args, allocs, build):
 
 
 # --------------------------------------------------------------- running --
-def run_one(exe, name, lib, quick, timeout, strace=None):
+def run_one(exe, name, lib, quick, timeout, strace=None, extra_args=()):
     """Runs one workload under allocator `name` (preloading `lib`, plus the
     allocator's ALLOC_ENV) and checks it.  strace = (strace argv prefix,
     output file) runs it under strace instead; the preload and the
@@ -227,7 +261,7 @@ def run_one(exe, name, lib, quick, timeout, strace=None):
     if lib:
         child["LD_PRELOAD"] = lib
     child.update(ALLOC_ENV.get(name, {}))
-    cmd = [exe] + (["--quick"] if quick else [])
+    cmd = [exe] + (["--quick"] if quick else []) + list(extra_args)
     if strace:
         prefix, out_file = strace
         sets = []
@@ -397,8 +431,9 @@ def summarize(records, allocs, workloads):
             d = {"n": len(rs)}
             for key in ("time_s", "ops_per_s", "peak_rss_kb", "final_rss_kb", "live_bytes",
                         "rss_over_live", "rss_load_kb", "live_load_bytes", "rss_drain_kb",
-                        "rss_1s_kb", "rss_5s_kb", "rss_trim_kb", "ratio_5s", "ratio_trim",
-                        "peak_live_bytes", "idle_short_s", "idle_long_s"):
+                        "rss_1s_kb", "rss_2s_kb", "rss_5s_kb", "rss_trim_kb", "ratio_drain",
+                        "ratio_1s", "ratio_2s", "ratio_5s", "ratio_trim", "peak_live_bytes",
+                        "idle_short_s", "idle_mid_s", "idle_long_s", "idle_allocs"):
                 d[key] = median([num(r.get(key)) for r in rs])
             metric = "time_s" if WL_KIND[wl] == "time" else "ops_per_s"
             vals = [num(r.get(metric)) for r in rs]
@@ -406,6 +441,8 @@ def summarize(records, allocs, workloads):
             d["metric"] = median(vals)
             d["spread"] = ((max(vals) - min(vals)) / d["metric"]
                            if len(vals) > 1 and d["metric"] else None)
+            modes = sorted({r.get("idle") for r in rs if r.get("idle")})
+            d["idle"] = "/".join(modes) if modes else None
             S[(wl, a)] = d
     for wl in workloads:
         g = S.get((wl, "glibc"))
@@ -495,6 +532,46 @@ def norelease_section(S, allocs, workloads):
     L.append(md_table(["workload", "tidemalloc", "norelease", "time ratio (tide / norelease)",
                        "within 3 %", "spread", "peak RSS MiB (tide / norel.)",
                        "final RSS MiB (tide / norel.)"], rows))
+    L.append("")
+    return L
+
+
+def variants_section(S, allocs, workloads):
+    """Each peer at its memory-return setting against its default: what the
+    setting costs in speed, and what it gives in memory."""
+    pairs = [(v, b) for v, b in RELEASE_PAIRS if v in allocs and b in allocs]
+    if not pairs:
+        return []
+    L = ["## Peers at their memory-return settings vs their defaults", ""]
+    L.append("Same library, extra environment: %s. *speed* = variant throughput / default "
+             "throughput (time workloads: default time / variant time), so 0.90× means the "
+             "setting costs 10 %% of the speed; *spread* is the larger (max-min)/median of the "
+             "two: a ratio within it is not a measured difference. *peak* = variant VmHWM / "
+             "default VmHWM."
+             % "; ".join("`%s` = %s + %s" % (v, b, " ".join(
+                 "%s=%s" % kv for kv in sorted(ALLOC_ENV[v].items()))) for v, b in pairs))
+    L.append("")
+    rows = []
+    gms = {v: [] for v, _ in pairs}
+    for wl in workloads:
+        row = [wl]
+        for v, b in pairs:
+            dv, db = S.get((wl, v)), S.get((wl, b))
+            if not dv or not db or not dv["metric"] or not db["metric"]:
+                row.append("-")
+                continue
+            r = (db["metric"] / dv["metric"] if WL_KIND[wl] == "time"
+                 else dv["metric"] / db["metric"])
+            gms[v].append(r)
+            sp = [x for x in (dv.get("spread"), db.get("spread")) if x is not None]
+            pk = (dv["peak_rss_kb"] / db["peak_rss_kb"]
+                  if dv["peak_rss_kb"] and db["peak_rss_kb"] else None)
+            row.append("%.2f× (%s); peak %s" % (r, "%.0f %%" % (100 * max(sp)) if sp else "1 run",
+                                              fx(pk)))
+        rows.append(row)
+    rows.append(["**geomean speed**"] + ["**%s**" % fx(geomean(gms[v])) for v, _ in pairs])
+    L.append(md_table(["workload"] + ["%s vs %s: speed (spread); peak" % (v, b) for v, b in pairs],
+                      rows))
     L.append("")
     return L
 
@@ -602,41 +679,53 @@ def build_markdown(S, records, allocs, workloads, info, errors, notices, sysrecs
         L.append("")
 
     L += norelease_section(S, allocs, workloads)
+    L += variants_section(S, allocs, workloads)
     L += syscalls_section(sysrecs)
 
     # 3. seed002
     if "seed002" in workloads and any(("seed002", a) in S for a in allocs):
         g = next((S[("seed002", a)] for a in allocs if ("seed002", a) in S), {})
-        short = g.get("idle_short_s")
-        long_ = g.get("idle_long_s")
+        times = [g.get("idle_short_s"), g.get("idle_mid_s"), g.get("idle_long_s")]
+        labs = ["%g s" % t if t is not None else "?" for t in times]
+        modes = sorted({S[("seed002", a)].get("idle") or "?" for a in allocs
+                        if ("seed002", a) in S})
         L.append("## seed002: does freed memory go back to the OS?")
         L.append("")
         L.append("After the load phase the server frees all but ~5 %% of its blocks (survivors "
-                 "spread over the whole address range). RSS is VmRSS in MiB; *live* is what the "
-                 "program still has allocated. Idle times: %s s and %s s (keys rss_1s/rss_5s). "
-                 "malloc_trim(0) only where the allocator exports it."
-                 % ("%g" % short if short is not None else "?", "%g" % long_ if long_ is not None else "?"))
+                 "spread over the whole address range), then idles: idle mode **%s** "
+                 "(quiet: no thread calls the allocator at all; cache: each worker does ~10 "
+                 "small malloc/free pairs per second, thread-cache hits; tick: a 256 B and a "
+                 "64 KiB malloc/free every 10 ms). RSS is VmRSS in MiB, in brackets divided "
+                 "by *live*, the bytes the program still has allocated; idle times are counted "
+                 "from the last free of the drain (%s, %s, %s). *load* is the load phase: "
+                 "its time and requests/s (in brackets: relative to glibc), so a setting that "
+                 "returns memory sooner shows what it costs. malloc_trim(0) (after the idle "
+                 "time) only where the allocator exports it."
+                 % ("/".join(modes), labs[0], labs[1], labs[2]))
         L.append("")
+
+        def rl(kb, live):
+            if kb is None:
+                return "-"
+            return "%s (%s)" % (mib(kb), fx(kb * 1024.0 / live, 1) if live else "-")
         rows = []
         for a in allocs:
             d = S.get(("seed002", a))
             if not d:
                 continue
-            trim = mib(d["rss_trim_kb"]) if d["rss_trim_kb"] is not None else "n/a"
-            rtrim = fx(d["ratio_trim"], 1) if d["ratio_trim"] is not None else "n/a"
-            rows.append([a, fmt_metric("seed002", d["metric"]), mib(d["peak_rss_kb"]),
-                         mib((d["live_load_bytes"] or 0) / 1024.0) if d["live_load_bytes"] else "-",
-                         mib(d["rss_load_kb"]),
-                         mib((d["live_bytes"] or 0) / 1024.0) if d["live_bytes"] else "-",
-                         mib(d["rss_drain_kb"]), mib(d["rss_1s_kb"]), mib(d["rss_5s_kb"]), trim,
-                         "**%s**" % fx(d["ratio_5s"], 1), rtrim])
-        s_lab = "%g s" % short if short is not None else "short"
-        l_lab = "%g s" % long_ if long_ is not None else "long"
-        L.append(md_table(["allocator", "load req/s", "peak RSS", "live after load",
-                           "RSS after load", "live after drain", "RSS after drain",
-                           "RSS after %s idle" % s_lab, "RSS after %s idle" % l_lab,
-                           "RSS after malloc_trim(0)", "RSS after %s / live" % l_lab,
-                           "RSS after trim / live"], rows))
+            live = d["live_bytes"]
+            trim = rl(d["rss_trim_kb"], live) if d["rss_trim_kb"] is not None else "n/a"
+            rows.append([a, "-" if d["time_s"] is None else "%.2f s" % d["time_s"],
+                         "%s (%s)" % (fmt_metric("seed002", d["metric"]), fx(d.get("speed"))),
+                         mib(d["peak_rss_kb"]),
+                         mib(d["live_load_bytes"] / 1024.0) if d["live_load_bytes"] else "-",
+                         mib(live / 1024.0) if live else "-",
+                         rl(d["rss_drain_kb"], live), rl(d["rss_1s_kb"], live),
+                         rl(d["rss_2s_kb"], live), "**%s**" % rl(d["rss_5s_kb"], live), trim])
+        L.append(md_table(["allocator", "load time", "load req/s", "peak RSS",
+                           "live after load", "live after drain", "RSS after drain",
+                           "RSS after %s idle" % labs[0], "RSS after %s idle" % labs[1],
+                           "RSS after %s idle" % labs[2], "RSS after malloc_trim(0)"], rows))
         L.append("")
 
     # 4. details
@@ -742,6 +831,7 @@ def seed_panel(out, x0, y0, w, h, S, allocs):
     d0 = S[("seed002", present[0])] if present else {}
     phases = [("rss_load_kb", "after load"), ("rss_drain_kb", "after drain"),
               ("rss_1s_kb", "%g s idle" % (d0.get("idle_short_s") or 1)),
+              ("rss_2s_kb", "%g s idle" % (d0.get("idle_mid_s") or 2)),
               ("rss_5s_kb", "%g s idle" % (d0.get("idle_long_s") or 5)),
               ("rss_trim_kb", "malloc_trim(0)")]
     vals = {}
@@ -784,7 +874,7 @@ def seed_panel(out, x0, y0, w, h, S, allocs):
         v += step
     out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#000"/>' % (px0, py0 + ph, px0 + pw, py0 + ph))
     gw = pw / len(phases)
-    bw = min(26.0, (gw - 10) / max(1, len(present)))
+    bw = min(22.0, (gw - 8) / max(1, len(present)))
     for gi, (k, lab) in enumerate(phases):
         gx = px0 + gi * gw + (gw - bw * len(present)) / 2
         for ai, a in enumerate(present):
@@ -863,7 +953,12 @@ def main():
     ap.add_argument("--allocators", default=",".join(ALL_ALLOCATORS),
                     help="comma-separated subset of " + ",".join(KNOWN_ALLOCATORS)
                     + " (default: " + ",".join(ALL_ALLOCATORS) + "; tidemalloc-norelease"
-                    " = libtidemalloc.so with TIDEMALLOC_DECAY_MS=-1, page release off)")
+                    " = libtidemalloc.so with TIDEMALLOC_DECAY_MS=-1, page release off; "
+                    + "; ".join("%s = %s with %s" % (v, b, " ".join(
+                        "%s=%s" % kv for kv in sorted(env.items())))
+                        for v, (b, env) in PEER_VARIANTS.items()) + ")")
+    ap.add_argument("--idle", choices=("quiet", "cache", "tick"), default=None,
+                    help="seed002's idle phase (default: the workload's own, quiet)")
     ap.add_argument("--syscalls", action="store_true",
                     help="after the timed runs, run every workload once more under strace "
                          "(tidemalloc variants only) and count madvise/munmap/mmap/brk/mremap "
@@ -904,13 +999,15 @@ def main():
                 notices.append("%s: %s not found - build the library first "
                                "(cmake --build %s); skipped." % (a, lib, args.build))
         else:
-            soname, pkg = {p[0]: (p[1], p[2]) for p in PEERS}[a]
+            base = PEER_VARIANTS.get(a, (a,))[0]
+            soname, pkg = {p[0]: (p[1], p[2]) for p in PEERS}[base]
             lib = find_lib(soname, cache)
             if lib:
                 allocs.append((a, lib))
             else:
                 notices.append("%s: %s not found; skipped." % (a, soname))
-                missing_pkgs.append(pkg)
+                if pkg not in missing_pkgs:
+                    missing_pkgs.append(pkg)
     strace = None
     if args.syscalls:
         strace = strace_prefix(notices)
@@ -933,6 +1030,9 @@ def main():
         if not os.access(exe, os.X_OK):
             errors.append("workload binary %s missing (build the project first)" % exe)
         exes[w] = exe
+    wl_args = {w: [] for w in workloads}
+    if args.idle and "seed002" in wl_args:
+        wl_args["seed002"] = ["--idle", args.idle]
     if errors:
         for e in errors:
             print("error: " + e, file=sys.stderr)
@@ -948,15 +1048,18 @@ def main():
     for rep in range(1, args.reps + 1):
         for w in workloads:
             for a, lib in allocs:
-                rec = run_one(exes[w], a, lib, args.quick, timeout)
+                rec = run_one(exes[w], a, lib, args.quick, timeout, extra_args=wl_args[w])
                 rec.update(rep=rep, workload=w, allocator=a)
                 records.append(rec)
                 if rec["status"] == "ok":
                     m = num(rec.get("time_s" if WL_KIND[w] == "time" else "ops_per_s"))
                     extra = ""
                     if w == "seed002":
-                        extra = "  RSS idle long %s MiB = %s× live" % (
-                            mib(num(rec.get("rss_5s_kb"))), rec.get("ratio_5s", "?"))
+                        extra = "  RSS idle (%s) %s/%s/%s MiB = %s/%s/%s× live" % (
+                            rec.get("idle", "?"), mib(num(rec.get("rss_1s_kb"))),
+                            mib(num(rec.get("rss_2s_kb"))), mib(num(rec.get("rss_5s_kb"))),
+                            rec.get("ratio_1s", "?"), rec.get("ratio_2s", "?"),
+                            rec.get("ratio_5s", "?"))
                     elif w == "frag":
                         extra = "  RSS/live %s×" % rec.get("rss_over_live", "?")
                     line = "%-11s peak RSS %s MiB%s" % (fmt_metric(w, m),
@@ -967,7 +1070,7 @@ def main():
                                   % (rep, w, a, rec["status"], rec["error"]))
                     if rec.get("stderr"):
                         print(rec["stderr"][-1500:], file=sys.stderr)
-                print("[rep %d/%d] %-9s %-10s %s" % (rep, args.reps, w, a, line), flush=True)
+                print("[rep %d/%d] %-9s %-20s %s" % (rep, args.reps, w, a, line), flush=True)
     elapsed = time.monotonic() - t_start
     info.append(("suite wall time", "%.1f s" % elapsed))
 
@@ -987,7 +1090,8 @@ def main():
                     os.unlink(tf)
                 except OSError:
                     pass
-                rec = run_one(exes[w], a, lib, args.quick, timeout * 3, strace=(strace, tf))
+                rec = run_one(exes[w], a, lib, args.quick, timeout * 3, strace=(strace, tf),
+                              extra_args=wl_args[w])
                 rec.update(workload=w, allocator=a, trace_file=tf)
                 text = read_file(tf)
                 rec["calls"] = parse_strace_summary(text)
@@ -1009,7 +1113,7 @@ def main():
                                   % (w, a, rec["status"], rec["error"]))
                     if rec.get("stderr"):
                         print(rec["stderr"][-1500:], file=sys.stderr)
-                print("[strace]    %-9s %-10s %s" % (w, a, line), flush=True)
+                print("[strace]    %-9s %-20s %s" % (w, a, line), flush=True)
         info.append(("strace runs (--syscalls)", "%.1f s, %s"
                      % (time.monotonic() - t_sys, " ".join(shlex.quote(x) for x in strace))))
         with open(os.path.join(out_dir, "syscalls.csv"), "w", newline="") as f:

@@ -32,20 +32,37 @@
  * Drain: the server drops almost everything.  Survivors are picked among
  * all live blocks sorted by address, at evenly spaced byte positions, so
  * that about 5 % of the bytes (a few dozen blocks) stay live, spread over
- * the whole heap.  Then, with the worker threads parked (alive, idle):
+ * the whole heap.  Then the server idles, the worker threads alive; times
+ * are counted from the last free of the drain:
  *   rss_drain_kb  VmRSS right after the drain
  *   rss_1s_kb     VmRSS after the short idle time (1 s; 0.2 s with --quick)
+ *   rss_2s_kb     VmRSS after the middle idle time (2 s; 0.5 s with --quick)
  *   rss_5s_kb     VmRSS after the long idle time (5 s; 1 s with --quick)
- *   rss_trim_kb   VmRSS after malloc_trim(0), or n/a if the allocator
- *                 serving malloc has no malloc_trim
- *   live_bytes    bytes still allocated by the program; ratio_5s and
- *                 ratio_trim are the RSS figures divided by it.
- * During the idle time the main thread does a little housekeeping (a small
- * and a 64 KiB malloc/free every 10 ms, as an idle server would) unless
- * --idle quiet is given.
+ *   rss_trim_kb   VmRSS after malloc_trim(0) (called after the idle time),
+ *                 or n/a if the allocator serving malloc has no malloc_trim
+ *   live_bytes    bytes still allocated by the program; ratio_drain,
+ *                 ratio_1s, ratio_2s, ratio_5s and ratio_trim are the RSS
+ *                 figures divided by it.
+ *   idle_allocs   malloc calls made during the idle time (all threads).
+ * The idle phase (--idle MODE) is one of
+ *   quiet  (default) nobody calls the allocator: every worker thread parks
+ *          in pthread_cond_wait, the main thread sleeps (nanosleep) and reads
+ *          VmRSS with open/read into a stack buffer.  What an allocator gives
+ *          back here it gives back on its own (a background thread, a timer),
+ *          not because the program happened to call it;
+ *   cache  every worker thread does ~10 small (24..480 B) malloc/free pairs
+ *          per second; each size was allocated and freed by that thread
+ *          right before the drain ended, so these are thread-cache hits in
+ *          allocators that have a thread cache (a mostly idle server whose
+ *          threads still touch a few small objects);
+ *   tick   the main thread does a 256 B and a 64 KiB malloc/free every
+ *          10 ms (the 64 KiB block is past every thread cache and reaches
+ *          the arena each time; this drives an allocator's amortized
+ *          release and was the only idle mode before quiet and cache).
  *
  * Options: --quick, --threads N, --scale X (memory), --requests N (per
- * thread), --idle-short S, --idle-long S, --idle tick|quiet.
+ * thread), --idle-short S, --idle-mid S, --idle-long S,
+ * --idle quiet|cache|tick.
  * Every block is stamped on every page and verified before it is freed.
  *
  * With -DSEED002_NO_MAIN the file provides seed002_main() only (the demo
@@ -67,6 +84,9 @@
 #define UNITS_PER_BLOCK (BLOCK_2M / UNIT)
 #define TMP_VALUE (100 * KIB)
 #define PAGE 4096
+
+enum idle_mode { IDLE_QUIET, IDLE_CACHE, IDLE_TICK };
+static const char *idle_name[] = { "quiet", "cache", "tick" };
 
 enum kind { K_POOL, K_P64, K_VALUE, K_CACHE };
 static const char *kind_name[] = { "pool block", "64K block", "value", "cache block" };
@@ -92,14 +112,15 @@ struct worker {
     struct rec **p64;    size_t np64;      /* 64K blocks in use          */
     struct rec *vals;    size_t nvals;     /* long-lived values          */
     uint64_t allocs;
+    uint64_t idle_allocs;          /* malloc calls while idle (--idle cache) */
 };
 
 static struct cfg {
     int threads;
     double scale;
     long requests;                 /* per thread */
-    double idle_short, idle_long;
-    int idle_quiet;
+    double idle_short, idle_mid, idle_long;
+    int idle_mode;                 /* IDLE_* */
     size_t units, p64, vals, cache;  /* capacities (per thread, cache global) */
 } cfg;
 
@@ -123,6 +144,14 @@ static struct {
     pthread_mutex_t mu;
     struct rec *slot; size_t n;
 } cache = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* End of the idle phase: the workers park (or tick) until stop is set. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+} idle = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+static atomic_int idle_stop;
 
 /* ---- malloc wrappers with accounting and stamping ---------------------- */
 static void live_add(size_t n)
@@ -311,6 +340,41 @@ static void request(struct worker *w, long i)
     xfree(net, BLOCK_2M, net_tag, "network buffer");
 }
 
+/* ---- idle (worker side) --------------------------------------------------- */
+/* --idle cache: the small sizes each worker allocates while idle. */
+static const size_t cache_sizes[] = { 24, 64, 200, 480 };
+#define NCACHE_SIZES (sizeof cache_sizes / sizeof cache_sizes[0])
+#define CACHE_PERIOD_S 0.1        /* one malloc/free pair per 100 ms */
+
+static void small_pair(struct worker *w, size_t n)
+{
+    uint64_t tag = next_tag(w);
+    void *p = malloc(n);
+    if (!p)
+        bench_fail("malloc(%zu) failed while idle", n);
+    stamp_block(p, n, tag, 8);
+    if (!stamp_ok(p, n, tag, 8))
+        bench_fail("idle block %p (%zu bytes) corrupted", p, n);
+    free(p);
+}
+
+static void worker_idle(struct worker *w)
+{
+    if (cfg.idle_mode == IDLE_CACHE) {
+        for (size_t k = 0; !atomic_load(&idle_stop); k++) {
+            sleep_s(CACHE_PERIOD_S);
+            small_pair(w, cache_sizes[k % NCACHE_SIZES]);
+            w->idle_allocs++;
+        }
+        return;
+    }
+    /* quiet and tick: parked, no allocator call at all */
+    pthread_mutex_lock(&idle.mu);
+    while (!idle.stop)
+        pthread_cond_wait(&idle.cv, &idle.mu);
+    pthread_mutex_unlock(&idle.mu);
+}
+
 /* ---- worker thread ------------------------------------------------------- */
 static void *worker_main(void *arg)
 {
@@ -340,8 +404,13 @@ static void *worker_main(void *arg)
             r->p = NULL;
         }
     }
+    /* --idle cache: put one block of each idle size into this thread's
+     * cache now, so the idle-time calls are cache hits */
+    if (cfg.idle_mode == IDLE_CACHE)
+        for (size_t k = 0; k < NCACHE_SIZES; k++)
+            small_pair(w, cache_sizes[k]);
     pthread_barrier_wait(&bar);                 /* B3: drained */
-    pthread_barrier_wait(&bar);                 /* B4: measurements done */
+    worker_idle(w);                             /* until the main thread is done */
     return NULL;
 }
 
@@ -401,11 +470,13 @@ static size_t choose_survivors(struct rec **all, size_t n, double keep_frac, siz
     return bytes;
 }
 
-/* ---- idle ---------------------------------------------------------------- */
-static void idle_until(double t_end, rng_t *r)
+/* ---- idle (main thread) --------------------------------------------------- */
+/* Sleeps until t_end; --idle tick: with a 256 B and a 64 KiB malloc/free
+ * every 10 ms.  Otherwise nanosleep only: no allocator call.             */
+static void idle_until(double t_end, rng_t *r, uint64_t *n_allocs)
 {
     while (now_s() < t_end) {
-        if (!cfg.idle_quiet) {
+        if (cfg.idle_mode == IDLE_TICK) {
             uint64_t t1 = rng_next(r), t2 = rng_next(r);
             void *a = malloc(256);
             void *b = malloc(UNIT);
@@ -417,9 +488,12 @@ static void idle_until(double t_end, rng_t *r)
                 bench_fail("housekeeping block corrupted");
             free(b);
             free(a);
+            *n_allocs += 2;
+            double left = t_end - now_s();
+            sleep_s(left < 0.01 ? left : 0.01);
+        } else {
+            sleep_s(t_end - now_s());
         }
-        double left = t_end - now_s();
-        sleep_s(left < 0.01 ? left : 0.01);
     }
 }
 
@@ -445,10 +519,21 @@ int seed002_main(int argc, char **argv)
     cfg.scale = (a = bench_arg(argc, argv, "--scale")) ? atof(a) : (quick ? 0.15 : 1.0);
     cfg.requests = (a = bench_arg(argc, argv, "--requests")) ? atol(a) : (quick ? 600 : 3000);
     cfg.idle_short = (a = bench_arg(argc, argv, "--idle-short")) ? atof(a) : (quick ? 0.2 : 1.0);
+    cfg.idle_mid = (a = bench_arg(argc, argv, "--idle-mid")) ? atof(a) : (quick ? 0.5 : 2.0);
     cfg.idle_long = (a = bench_arg(argc, argv, "--idle-long")) ? atof(a) : (quick ? 1.0 : 5.0);
-    cfg.idle_quiet = (a = bench_arg(argc, argv, "--idle")) && strcmp(a, "quiet") == 0;
+    cfg.idle_mode = IDLE_QUIET;
+    if ((a = bench_arg(argc, argv, "--idle"))) {
+        int m;
+        for (m = 0; m < 3 && strcmp(a, idle_name[m]) != 0; m++)
+            ;
+        if (m == 3)
+            bench_fail("--idle %s: expected quiet, cache or tick", a);
+        cfg.idle_mode = m;
+    }
     if (cfg.threads < 1 || cfg.threads > 256 || cfg.scale <= 0 || cfg.requests < 8)
         bench_fail("bad option (threads 1..256, scale > 0, requests >= 8)");
+    if (!(cfg.idle_short >= 0 && cfg.idle_short <= cfg.idle_mid && cfg.idle_mid <= cfg.idle_long))
+        bench_fail("bad option (0 <= idle-short <= idle-mid <= idle-long)");
     /* capacities at scale 1 with 8 threads: pool 512 MiB, 64K blocks
      * 256 MiB, values ~260 MiB, cache 320 MiB (+ requests in flight) */
     double per_thread = cfg.scale * 8.0 / cfg.threads;
@@ -543,16 +628,27 @@ int seed002_main(int argc, char **argv)
     /* ---- idle ---- */
     rng_t ir;
     rng_seed(&ir, 77);
-    idle_until(t_drained + cfg.idle_short, &ir);
+    uint64_t idle_allocs = 0;
+    idle_until(t_drained + cfg.idle_short, &ir, &idle_allocs);
     long rss_1s = status_kb("VmRSS");
-    idle_until(t_drained + cfg.idle_long, &ir);
+    idle_until(t_drained + cfg.idle_mid, &ir, &idle_allocs);
+    long rss_2s = status_kb("VmRSS");
+    idle_until(t_drained + cfg.idle_long, &ir, &idle_allocs);
     long rss_5s = status_kb("VmRSS");
+    /* malloc_trim with the worker threads still alive (as before the idle
+     * modes existed); cache mode: they stop their small pairs first */
+    atomic_store(&idle_stop, 1);
     long rss_trim = -1;
     if (alloc_trim())
         rss_trim = status_kb("VmRSS");
-    pthread_barrier_wait(&bar);                 /* B4: workers exit */
-    for (size_t t = 0; t < T; t++)
+    pthread_mutex_lock(&idle.mu);
+    idle.stop = 1;
+    pthread_cond_broadcast(&idle.cv);
+    pthread_mutex_unlock(&idle.mu);
+    for (size_t t = 0; t < T; t++) {
         pthread_join(workers[t].th, NULL);
+        idle_allocs += workers[t].idle_allocs;
+    }
 
     /* ---- the survivors are verified and freed; bookkeeping released ---- */
     size_t kinds[4] = { 0, 0, 0, 0 };
@@ -590,15 +686,16 @@ int seed002_main(int argc, char **argv)
                  "unit=requests threads=%d scale=%.3g allocs=%llu base_rss_kb=%ld "
                  "peak_live_bytes=%llu live_load_bytes=%llu rss_load_kb=%ld "
                  "live_bytes=%llu kept_blocks=%zu kept_mix=%zu/%zu/%zu/%zu "
-                 "rss_drain_kb=%ld rss_1s_kb=%ld rss_5s_kb=%ld rss_trim_kb=%s "
-                 "ratio_drain=%.2f ratio_1s=%.2f ratio_5s=%.2f ratio_trim=%s "
-                 "idle=%s idle_short_s=%g idle_long_s=%g",
+                 "rss_drain_kb=%ld rss_1s_kb=%ld rss_2s_kb=%ld rss_5s_kb=%ld rss_trim_kb=%s "
+                 "ratio_drain=%.2f ratio_1s=%.2f ratio_2s=%.2f ratio_5s=%.2f ratio_trim=%s "
+                 "idle=%s idle_short_s=%g idle_mid_s=%g idle_long_s=%g idle_allocs=%llu",
                  cfg.threads, cfg.scale, (unsigned long long)allocs, base_rss,
                  (unsigned long long)atomic_load(&peak_live), live_load, rss_load,
                  live, nkeep, kinds[K_POOL], kinds[K_P64], kinds[K_VALUE], kinds[K_CACHE],
-                 rss_drain, rss_1s, rss_5s, trim_s,
-                 kb_ratio(rss_drain, live), kb_ratio(rss_1s, live), kb_ratio(rss_5s, live),
-                 trim_r, cfg.idle_quiet ? "quiet" : "tick", cfg.idle_short, cfg.idle_long);
+                 rss_drain, rss_1s, rss_2s, rss_5s, trim_s,
+                 kb_ratio(rss_drain, live), kb_ratio(rss_1s, live), kb_ratio(rss_2s, live),
+                 kb_ratio(rss_5s, live), trim_r, idle_name[cfg.idle_mode], cfg.idle_short,
+                 cfg.idle_mid, cfg.idle_long, (unsigned long long)idle_allocs);
     return 0;
 }
 
