@@ -96,7 +96,7 @@ TM_EXPORT void tide_free(void *mem)
 {
     tm_tcache *tc = tm_tls_tcache;
     if (likely(tc != NULL && aligned_ok((uintptr_t)mem) && mem != NULL)) {
-        size_t raw = mem2chunk(mem)->size;
+        size_t raw = size_word(mem2chunk(mem));
         size_t i = (raw - TM_MINSIZE) >> 4;   /* huge for sizes < 32 */
         tm_tc_entry *e = mem;
         /* A cached size class with room, and not already cached (else the

@@ -198,7 +198,7 @@ tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb, 
     size_t rsize = size - nb;
     if (rsize < TM_MINSIZE) {
         set_inuse_at(victim, size);
-        victim->size |= arena_bit(av);
+        set_size_bits(victim, arena_bit(av));
         nb = size;
     } else {
         tm_chunk *rem = chunk_at(victim, nb);

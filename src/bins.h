@@ -112,7 +112,7 @@ static inline tm_chunk *tm_bins_take_small(tm_arena *av, unsigned idx)
     set_inuse(victim);
     bin->bk = bck;
     bck->fd = bin;
-    victim->size |= arena_bit(av);
+    set_size_bits(victim, arena_bit(av));
     return victim;
 }
 

@@ -89,7 +89,7 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
                 t->released += chunk_released(p);
             }
         } else {
-            CHECK((p->size & TM_NON_MAIN) == abit, "A bit does not match the arena", p);
+            CHECK((size_word(p) & TM_NON_MAIN) == abit, "A bit does not match the arena", p);
         }
         prev_free = is_free;
         p = chunk_at(p, size);

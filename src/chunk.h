@@ -69,32 +69,59 @@ static inline tm_chunk *chunk_at(const void *p, size_t off) { return (tm_chunk *
 static inline bool aligned_ok(uintptr_t x) { return (x & TM_ALIGN_MASK) == 0; }
 static inline bool misaligned_chunk(const tm_chunk *p) { return !aligned_ok((uintptr_t)chunk2mem(p)); }
 
-/* ---- size word ---------------------------------------------------------- */
-static inline size_t chunksize(const tm_chunk *p) { return p->size & ~(size_t)TM_SIZE_BITS; }
-static inline size_t chunk_raw_size(const tm_chunk *p) { return p->size; }
-static inline bool prev_inuse(const tm_chunk *p) { return p->size & TM_PREV_INUSE; }
-static inline bool chunk_is_mmapped(const tm_chunk *p) { return p->size & TM_IS_MMAPPED; }
-static inline bool chunk_non_main(const tm_chunk *p) { return p->size & TM_NON_MAIN; }
+/* ---- size word ----------------------------------------------------------
+ * A chunk's size word is shared with its neighbour: the P bit of chunk q
+ * says whether the chunk before q is in use, and is written by whoever
+ * frees or allocates that chunk (under the arena lock) while q's owner may
+ * read q's size without any lock (free's fast path).  The other bits of an
+ * allocated chunk never change while it is allocated, so the reader does
+ * not care which P it sees, but the accesses must not be a data race:
+ * every access is a relaxed atomic (a plain mov on x86-64).  Only lock
+ * holders write.                                                         */
+#if defined(__GNUC__) && !defined(__clang__)
+/* gcc 12 takes an atomic load 16 bytes before a malloc result (a chunk
+ * header) for a write past an object: wrong here, the header is ours.  */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
+static inline size_t size_word(const tm_chunk *p) { return __atomic_load_n(&p->size, __ATOMIC_RELAXED); }
+static inline void set_size_word(tm_chunk *p, size_t v) { __atomic_store_n(&p->size, v, __ATOMIC_RELAXED); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+static inline size_t chunksize(const tm_chunk *p) { return size_word(p) & ~(size_t)TM_SIZE_BITS; }
+static inline size_t chunk_raw_size(const tm_chunk *p) { return size_word(p); }
+static inline bool prev_inuse(const tm_chunk *p) { return size_word(p) & TM_PREV_INUSE; }
+static inline bool chunk_is_mmapped(const tm_chunk *p) { return size_word(p) & TM_IS_MMAPPED; }
+static inline bool chunk_non_main(const tm_chunk *p) { return size_word(p) & TM_NON_MAIN; }
+/* Add bits (the A bit of a chunk handed out); lock holder only. */
+static inline void set_size_bits(tm_chunk *p, size_t bits) { set_size_word(p, size_word(p) | bits); }
 
 static inline tm_chunk *next_chunk(const tm_chunk *p) { return chunk_at(p, chunksize(p)); }
 static inline tm_chunk *prev_chunk(const tm_chunk *p) { return (tm_chunk *)((char *)p - p->prev_size); }
 
-static inline void set_head(tm_chunk *p, size_t size_and_bits) { p->size = size_and_bits; }
+static inline void set_head(tm_chunk *p, size_t size_and_bits) { set_size_word(p, size_and_bits); }
 /* Change the size, keep the bits. */
 static inline void set_head_size(tm_chunk *p, size_t size)
 {
-    p->size = (p->size & TM_SIZE_BITS) | size;
+    set_size_word(p, (size_word(p) & TM_SIZE_BITS) | size);
 }
 /* Write the footer of a free chunk: the next chunk's prev_size. */
 static inline void set_foot(tm_chunk *p, size_t size) { chunk_at(p, size)->prev_size = size; }
 
 /* "p is in use" is recorded in the P bit of the chunk after it. */
 static inline bool inuse(const tm_chunk *p) { return prev_inuse(next_chunk(p)); }
-static inline void set_inuse(tm_chunk *p) { next_chunk(p)->size |= TM_PREV_INUSE; }
-static inline void clear_inuse(tm_chunk *p) { next_chunk(p)->size &= ~(size_t)TM_PREV_INUSE; }
+static inline void set_inuse(tm_chunk *p) { set_size_bits(next_chunk(p), TM_PREV_INUSE); }
+static inline void clear_inuse(tm_chunk *p)
+{
+    set_size_word(next_chunk(p), size_word(next_chunk(p)) & ~(size_t)TM_PREV_INUSE);
+}
 static inline bool inuse_at(const tm_chunk *p, size_t off) { return prev_inuse(chunk_at(p, off)); }
-static inline void set_inuse_at(tm_chunk *p, size_t off) { chunk_at(p, off)->size |= TM_PREV_INUSE; }
-static inline void clear_inuse_at(tm_chunk *p, size_t off) { chunk_at(p, off)->size &= ~(size_t)TM_PREV_INUSE; }
+static inline void set_inuse_at(tm_chunk *p, size_t off) { set_size_bits(chunk_at(p, off), TM_PREV_INUSE); }
+static inline void clear_inuse_at(tm_chunk *p, size_t off)
+{
+    set_size_word(chunk_at(p, off), size_word(chunk_at(p, off)) & ~(size_t)TM_PREV_INUSE);
+}
 
 /* ---- safe-linking of singly linked lists (fast bins, thread caches) ----
  * The stored link is the pointer XOR the address of the slot holding it,

@@ -85,7 +85,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
             if (size == nb) {
                 rel = tm_unsorted_take(av, victim);
                 set_inuse_at(victim, size);
-                victim->size |= arena_bit(av);
+                set_size_bits(victim, arena_bit(av));
                 if (rel)
                     tm_release_zero_range(victim, size, z);
                 return hand_out(victim, nb);

@@ -23,7 +23,7 @@ _Atomic uint16_t tm_tc_limit[TM_TCACHE_BINS];
 static tm_lock reg_lock = TM_LOCK_INIT;
 static tm_tcache *reg_head;
 static __thread bool tls_reg_fork_holder __attribute__((tls_model("initial-exec")));
-static bool reclaim_ok;
+static _Atomic bool reclaim_ok;   /* membarrier registered (background thread) */
 
 static void reg_acquire(void)
 {
@@ -196,8 +196,8 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
 static void *carve(tm_tcache *tc, tm_chunk *c, size_t nb, size_t i)
 {
     size_t total = chunksize(c);
-    size_t bits = c->size & (TM_PREV_INUSE | TM_NON_MAIN);
-    size_t abit = c->size & TM_NON_MAIN;
+    size_t bits = size_word(c) & (TM_PREV_INUSE | TM_NON_MAIN);
+    size_t abit = size_word(c) & TM_NON_MAIN;
     size_t n = total / nb;
     char *p = (char *)c;
     for (size_t k = 0; k + 1 < n; k++) {
