@@ -385,7 +385,9 @@ static void section_seed(struct allocator *al, int nal, const char *scale, const
     printf("   %s worker threads; a pool carving 64 KiB units out of 2 MiB blocks it never frees,\n"
            "   2 MiB network buffers per request, a cache of 2 MiB blocks replaced one at a time,\n"
            "   64K/100K/64K patterns (100 KiB freed between two kept 64 KiB blocks).  After the load\n"
-           "   the server frees all but ~5 %% of its blocks (spread over the heap) and goes idle.\n",
+           "   the server frees all but ~5 %% of its blocks (spread over the heap) and goes quiet:\n"
+           "   every worker parks in pthread_cond_wait and nothing calls the allocator any more, so\n"
+           "   whatever comes back comes back because the allocator returns it on its own.\n",
            threads);
     for (int i = 0; i < nal; i++) {
         struct child_out c;

@@ -122,13 +122,15 @@ static TM_NOINLINE void free_slow(void *mem)
         return;
     int saved_errno = errno;         /* free never changes errno */
     tm_chunk *p = mem2chunk(mem);
+    if (unlikely(misaligned_chunk(p)))   /* before reading its header */
+        tm_corrupt("free(): invalid pointer", mem);
     size_t size = chunksize(p);
     if (chunk_is_mmapped(p)) {
         tm_munmap_chunk_dyn(p);
         errno = saved_errno;
         return;
     }
-    if (unlikely((uintptr_t)p > (uintptr_t)-size || misaligned_chunk(p)))
+    if (unlikely((uintptr_t)p > (uintptr_t)-size))
         tm_corrupt("free(): invalid pointer", mem);
     if (unlikely(size < TM_MINSIZE || !aligned_ok(size)))
         tm_corrupt("free(): invalid size", mem);
@@ -230,8 +232,10 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
         return NULL;
     }
     tm_chunk *p = mem2chunk(mem);
+    if (unlikely(misaligned_chunk(p)))
+        tm_corrupt("realloc(): invalid pointer", mem);
     size_t oldsize = chunksize(p);
-    if (unlikely((uintptr_t)p > (uintptr_t)-oldsize || misaligned_chunk(p)))
+    if (unlikely((uintptr_t)p > (uintptr_t)-oldsize))
         tm_corrupt("realloc(): invalid pointer", mem);
     tm_ensure_init();
     size_t nb = request2size(n);

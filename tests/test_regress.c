@@ -430,7 +430,10 @@ static void tcache_count_child(void *arg)
     /* 30000 changes, each after the workers made progress (a few bursts,
      * waited for by spinning a bounded number of times): the limits move
      * while frees and mallocs are in flight, not between them. */
-    for (int it = 0; it < 30000; it++) {
+    /* TIDE_TEST_REGRESS_CHANGES: fewer under TSan (every access is slow). */
+    const char *nch = getenv("TIDE_TEST_REGRESS_CHANGES");
+    int changes = nch && atoi(nch) > 0 ? atoi(nch) : 30000;
+    for (int it = 0; it < changes; it++) {
         int v = values[it % nv];
         if (mallopt(TIDE_M_TCACHE_COUNT, v) != 1)
             child_fail("mallopt(TIDE_M_TCACHE_COUNT, %d) refused", v);
