@@ -311,6 +311,12 @@ static void purge_if_due(tm_arena *av, uint64_t now, long decay)
         return;
     av->next_purge = now + decay_step(decay);
     tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad), NULL);
+    /* The high-water mark that makes the cap strict after a deep drain
+     * follows an active program's working set down (1/8 of the gap per
+     * tick); a quiet program makes no ticks and keeps it.              */
+    size_t other = av->system_mem - av->released - av->dirty;
+    if (av->other_hwm > other)
+        av->other_hwm -= (av->other_hwm - other) / 8;
 }
 
 /* Every 32nd leave: purge this arena if due, and now and then sweep the

@@ -306,18 +306,33 @@ size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *o
 
 void tm_bins_enforce_cap_slow(tm_arena *av)
 {
-    if (av->fast_bytes > TM_FAST_BYTES_MAX)
-        tm_bins_consolidate(av);
     if (TM_P(decay_ms) < 0)          /* "never": only trimming and malloc_trim */
         return;
+    size_t other = av->system_mem - av->released - av->dirty;
+    bool strict = tm_release_strict(av, other);
+    if (strict && av->fast_bytes > TM_FAST_BYTES_MAX)
+        tm_bins_consolidate(av);     /* small freed blocks into releasable runs */
     size_t pad = TM_P(top_pad);
     size_t top_dirty = tm_release_top_dirty(av, pad);
     size_t top_rel = tm_release_top_bytes(av);
-    size_t other = av->system_mem - av->released - av->dirty;
+    other = av->system_mem - av->released - av->dirty;
     other = other > top_rel + top_dirty ? other - top_rel - top_dirty : 0;
-    size_t cap = other / TM_DIRTY_RATIO, floor = tm_release_floor();
-    if (cap < floor)
-        cap = floor;
-    if (av->dirty + top_dirty > cap)
-        tm_bins_purge(av, UINT64_MAX, pad, NULL);
+    size_t cap = tm_release_cap_of(av, other);
+    if (av->dirty + top_dirty <= cap)
+        return;
+    /* Down to half the cap: the top first (one call), then the biggest
+     * free chunks (most bytes per call, least likely reused soon).      */
+    size_t target = cap / 2;
+    if (top_dirty)
+        tm_release_top(av, pad);
+    for (unsigned i = TM_NBINS - 1; i >= TM_NSMALLBINS || i == 1; i = i == TM_NSMALLBINS ? 1 : i - 1) {
+        if (av->dirty <= target)
+            break;
+        tm_chunk *bin = bin_at(av, i);
+        for (tm_chunk *p = bin->fd; p != bin && av->dirty > target; p = p->fd)
+            if (chunksize(p) >= TM_RELEASE_MIN)
+                tm_release_chunk(av, p);
+        if (i == 1)
+            break;
+    }
 }

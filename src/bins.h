@@ -192,7 +192,11 @@ static inline void tm_bins_enforce_cap(tm_arena *av)
 {
     size_t top = chunksize(av->top), pad = TM_P(top_pad);
     size_t excess = av->dirty + (top > pad ? top - pad : 0);   /* an upper bound */
-    if (unlikely(excess > tm_release_cap(av)) || unlikely(av->fast_bytes > TM_FAST_BYTES_MAX))
+    size_t other = av->system_mem - av->released - av->dirty;
+    if (unlikely(other > av->other_hwm))
+        av->other_hwm = other;
+    if (unlikely(excess > tm_release_cap_of(av, other)) ||
+        unlikely(av->fast_bytes > TM_FAST_BYTES_MAX && tm_release_strict(av, other)))
         tm_bins_enforce_cap_slow(av);
 }
 

@@ -41,7 +41,7 @@ static bool in_arena(tm_arena *av, const void *p)
 
 static bool next_is_free(tm_chunk *p) { return !prev_inuse(next_chunk(p)); }
 
-struct walk_totals { size_t chunks, free_chunks, released; };
+struct walk_totals { size_t chunks, free_chunks, released, dirty; };
 
 static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
 {
@@ -87,6 +87,7 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
                 uintptr_t hi = align_down((uintptr_t)p + size, tm_fix.pagesize);
                 CHECK(chunk_released(p) <= (hi > lo ? hi - lo : 0), "released bytes exceed chunk interior", p);
                 t->released += chunk_released(p);
+                t->dirty += (hi > lo ? hi - lo : 0) - chunk_released(p);
             }
         } else {
             CHECK((size_word(p) & TM_NON_MAIN) == abit, "A bit does not match the arena", p);
@@ -99,7 +100,7 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
 
 static size_t check_arena(tm_arena *av)
 {
-    struct walk_totals t = { 0, 0, 0 };
+    struct walk_totals t = { 0, 0, 0, 0 };
     size_t sys = 0;
     size_t nheaps = 0;
     for (tm_heap *h = av->last_heap; h; h = h->prev) {
@@ -150,6 +151,12 @@ static size_t check_arena(tm_arena *av)
     }
     CHECK(binned == t.free_chunks, "free chunks and binned chunks differ", av);
     CHECK(t.released == av->released, "released bytes differ from the chunks' total", av);
+    CHECK(t.dirty == av->dirty, "resident free (dirty) bytes differ from the chunks' total", av);
+    size_t fast = 0;
+    for (unsigned i = 0; i < TM_NFASTBINS; i++)
+        for (tm_chunk *p = av->fastbins[i]; p && fast <= av->system_mem; p = fastbin_next(p))
+            fast += chunksize(p);
+    CHECK(fast == av->fast_bytes, "fast-bin byte count differs from the fast bins", av);
 
     bool any_fast = false;
     for (unsigned i = 0; i < TM_NFASTBINS; i++) {

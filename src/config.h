@@ -72,13 +72,19 @@
  * enough; smaller ones are left to coalescing.                          */
 #define TM_RELEASE_MIN (16u * 1024)
 /* Cap on releasable free memory kept resident per arena (release.h):
- * 1/TM_DIRTY_RATIO of the arena's other resident bytes, at least an equal
- * share of TM_DIRTY_FLOOR_TOTAL (so small heaps that free and reuse a few
- * MiB in a loop do not madvise every time).  Beyond it a free releases at
- * once, whatever decay_ms.                                              */
-#define TM_DIRTY_RATIO 8u
-#define TM_DIRTY_FLOOR_TOTAL (4u * 1024 * 1024)   /* shared by all arenas */
-#define TM_DIRTY_FLOOR_MIN   (256u * 1024)        /* per arena, at least  */
+ * 1/TM_DIRTY_RATIO of the arena's other resident bytes after a deep drain
+ * with no background thread running, else TM_DIRTY_LOOSE_MULT times them
+ * (a safety net), at least an equal share of TM_DIRTY_FLOOR_TOTAL.  Beyond it a
+ * free releases, whatever decay_ms, biggest chunks first, down to half
+ * the cap.                                                              */
+#define TM_DIRTY_RATIO 6u                         /* no background thread  */
+#define TM_DIRTY_LOOSE_MULT 4u                    /* otherwise: a safety net */
+#define TM_DIRTY_FLOOR_TOTAL (6u * 1024 * 1024)   /* shared by all arenas */
+#define TM_DIRTY_FLOOR_MIN   (512u * 1024)        /* per arena, at least  */
+/* The strict ratio applies after a deep drain only: once an arena's
+ * resident non-free bytes fell below 1/TM_DRAIN_DEPTH of their high-water
+ * mark.  A working set that swings, however much, stays loose.         */
+#define TM_DRAIN_DEPTH 4u
 /* Fast bins holding more than this get consolidated by the next fast
  * free, so that small freed blocks can merge into releasable runs.     */
 #define TM_FAST_BYTES_MAX (1024u * 1024)

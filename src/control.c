@@ -123,6 +123,7 @@ static void fork_child(void)
     tm_arenas_fork_child();
     /* Threads do not survive fork: no background thread, one thread. */
     atomic_store(&bg_running, 0);
+    atomic_store(&tm_bg_active, false);
     atomic_store(&threads_seen, 1);
     atomic_store(&tm_bg_event.waiting, 0);
 }
@@ -174,6 +175,7 @@ static void *bg_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     prctl(PR_SET_NAME, "tidemalloc-bg", 0, 0, 0);
     tm_tcache_reclaim_init();
+    atomic_store(&tm_bg_active, true);
     while (TM_P(background) != TM_BG_OFF) {
         unsigned gen = tm_event_prepare(&tm_bg_event);
         uint64_t now = tm_os_now_ms();
@@ -198,6 +200,7 @@ static void *bg_main(void *arg)
             wait = min_step;
         tm_event_wait(&tm_bg_event, gen, (long)wait);
     }
+    atomic_store(&tm_bg_active, false);
     atomic_store(&bg_running, 0);
     return NULL;
 }

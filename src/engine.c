@@ -164,7 +164,7 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
         perturb_free(chunk2mem(p), size - TM_HDR);
         tm_fast_push(av, p, size);
         if (unlikely(av->fast_bytes > TM_FAST_BYTES_MAX))
-            tm_bins_enforce_cap_slow(av);
+            tm_bins_enforce_cap(av);
         return;
     }
 

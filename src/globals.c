@@ -24,3 +24,4 @@ struct tm_params tm_mp = {
 tm_arena tm_main_arena;
 tm_event tm_bg_event;
 _Atomic size_t tm_narenas = 1;
+_Atomic bool tm_bg_active;

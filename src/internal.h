@@ -109,6 +109,8 @@ typedef struct tm_arena {
     size_t dirty;                   /* resident interior bytes of free chunks
                                        >= TM_RELEASE_MIN: what a purge could give back */
     size_t fast_bytes;              /* bytes held in fast bins                 */
+    size_t other_hwm;               /* high-water mark of resident bytes that are
+                                       not releasable free memory (the cap) */
     char  *top_clean;               /* [top_clean, top end) is not resident   */
     uint64_t top_stamp;             /* when the top last grew by a free       */
     uint64_t next_purge;            /* clock (ms) of the next purge pass      */
@@ -132,5 +134,7 @@ extern tm_arena tm_main_arena TM_HIDDEN;
 extern tm_event tm_bg_event TM_HIDDEN;
 /* Number of arenas (written under arena.c's list lock, read anywhere). */
 extern _Atomic size_t tm_narenas TM_HIDDEN;
+/* The background release thread is running (control.c sets it). */
+extern _Atomic bool tm_bg_active TM_HIDDEN;
 
 #endif

@@ -93,21 +93,40 @@ TM_HIDDEN size_t tm_release_top_dirty(const tm_arena *av, size_t keep);
 /* ---- the cap on resident free memory -------------------------------------
  * Whatever the clock says, an arena never keeps more releasable free
  * memory resident (interiors of big free chunks + top beyond top_pad)
- * than an eighth of its other resident bytes, or TM_DIRTY_FLOOR if that
- * is more: checked when a free creates such memory, so a program that
- * frees and then goes quiet (or never calls again) is bounded without
- * any thread or timer.  decay_ms = -1 ("never") turns it off too.      */
+ * than four times its other resident bytes, or its share of the floor if that is
+ * more (config.h): checked when a free creates such memory.  After a deep
+ * drain (the other resident bytes fell below a quarter of their
+ * high-water mark) in a process with no background thread, the cap is a
+ * sixth instead: a program that frees most of its memory and then goes
+ * quiet (or never calls again) is bounded without any thread or timer.
+ * Only then: a tight cap on a working set that merely swings makes every
+ * swing pay a madvise and the page faults (measured: 1.6-5x slower on the
+ * realloc/large/frag benchmarks).  decay_ms = -1 ("never") turns it off. */
 static inline size_t tm_release_floor(void)
 {
     size_t n = atomic_load_explicit(&tm_narenas, memory_order_relaxed);
     size_t f = TM_DIRTY_FLOOR_TOTAL / (n ? n : 1);
     return f > TM_DIRTY_FLOOR_MIN ? f : TM_DIRTY_FLOOR_MIN;
 }
+/* Strict only after a deep drain with no background thread (above). */
+static inline bool tm_release_strict(const tm_arena *av, size_t other)
+{
+    return !atomic_load_explicit(&tm_bg_active, memory_order_relaxed) &&
+           other < av->other_hwm / TM_DRAIN_DEPTH;
+}
+/* The cap for `other` resident bytes that are not releasable free memory. */
+static inline size_t tm_release_cap_of(const tm_arena *av, size_t other)
+{
+    size_t cap = tm_release_strict(av, other) ? other / TM_DIRTY_RATIO
+                                              : (other > SIZE_MAX / TM_DIRTY_LOOSE_MULT
+                                                     ? SIZE_MAX : other * TM_DIRTY_LOOSE_MULT);
+    size_t floor = tm_release_floor();
+    return cap > floor ? cap : floor;
+}
 static inline size_t tm_release_cap(const tm_arena *av)
 {
-    size_t other = av->system_mem - av->released - av->dirty;   /* >= 0: released + dirty <= free */
-    size_t cap = other / TM_DIRTY_RATIO, floor = tm_release_floor();
-    return cap > floor ? cap : floor;
+    /* >= 0: released + dirty <= free bytes <= system_mem */
+    return tm_release_cap_of(av, av->system_mem - av->released - av->dirty);
 }
 
 #endif

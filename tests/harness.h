@@ -186,10 +186,12 @@ static inline HARNESS_UNUSED void *harness_launder(void *p)
 }
 
 /* ---- /proc/self/status -------------------------------------------------- */
-static HARNESS_UNUSED long harness_status_kb(const char *field)
+/* A numeric field ("Name:   123 ...") of a /proc status file, read with
+ * open/read into a stack buffer (no allocation); -1 when missing.     */
+static HARNESS_UNUSED long harness_proc_field(const char *path, const char *field)
 {
     char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
     size_t len = 0;
@@ -218,6 +220,11 @@ static HARNESS_UNUSED long harness_status_kb(const char *field)
             line++;
     }
     return -1;
+}
+
+static HARNESS_UNUSED long harness_status_kb(const char *field)
+{
+    return harness_proc_field("/proc/self/status", field);
 }
 
 static inline HARNESS_UNUSED long harness_vm_rss_kb(void) { return harness_status_kb("VmRSS"); }

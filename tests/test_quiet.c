@@ -155,33 +155,9 @@ static int ntasks(void) { return list_tasks(NULL, 0); }
 /* A numeric field of /proc/self/task/<tid>/status (-1 if missing). */
 static long task_status(pid_t tid, const char *field)
 {
-    char path[64], buf[4096];
+    char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%ld/status", (long)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t len = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        if (len == sizeof buf - 1)
-            break;
-    }
-    close(fd);
-    buf[len] = '\0';
-    size_t flen = strlen(field);
-    for (char *line = buf; line && *line;) {
-        if (strncmp(line, field, flen) == 0 && line[flen] == ':')
-            return strtol(line + flen + 1, NULL, 10);
-        line = strchr(line, '\n');
-        if (line)
-            line++;
-    }
-    return -1;
+    return harness_proc_field(path, field);
 }
 
 /* Output that does not allocate (fork children). */
@@ -762,22 +738,29 @@ static void scenario_threads(const char *label, int n, struct mix all, int tasks
     CHECK("tide_check_heap", tide_check_heap() > 0);
 }
 
+/* One worker's allocate-then-drain in the calling thread, then the wait
+ * for the bound (st, optout-st and the fork child).                    */
+static void drain_one(struct waitres *w, struct worker *w1, const char *label, int tasks_expected)
+{
+    memset(w, 0, sizeof *w);
+    w->label = label;
+    w->tasks_expected = tasks_expected;
+    w->base_kb = harness_vm_rss_kb();
+    work_alloc(w1);
+    work_free(w1);
+    w->live = w1->live;
+    w->total = w1->total;
+    w->floor = page_floor_bytes(w1, 1);
+    wait_bound(w, w1->t_done);
+}
+
 /* st / optout-st: the same drain in the main thread only. */
 static void scenario_st(const char *label, struct mix all, bool check_one_thread)
 {
     struct worker *w1 = book_alloc(sizeof *w1);
     worker_init(w1, 0, all);
     struct waitres w;
-    memset(&w, 0, sizeof w);
-    w.label = label;
-    w.tasks_expected = check_one_thread ? 1 : -1;
-    w.base_kb = harness_vm_rss_kb();
-    work_alloc(w1);
-    work_free(w1);
-    w.live = w1->live;
-    w.total = w1->total;
-    w.floor = page_floor_bytes(w1, 1);
-    wait_bound(&w, w1->t_done);
+    drain_one(&w, w1, label, check_one_thread ? 1 : -1);
     int nt = ntasks();
     report(&w);
     char name[128];
@@ -818,16 +801,7 @@ static void fork_child(void)
     struct worker *w1 = book_alloc(sizeof *w1);
     worker_init(w1, 7, MIX_200);
     struct waitres w;
-    memset(&w, 0, sizeof w);
-    w.label = "fork-child";
-    w.tasks_expected = -1;
-    w.base_kb = harness_vm_rss_kb();
-    work_alloc(w1);
-    work_free(w1);
-    w.live = w1->live;
-    w.total = w1->total;
-    w.floor = page_floor_bytes(w1, 1);
-    wait_bound(&w, w1->t_done);
+    drain_one(&w, w1, "fork-child", -1);
     say("quiet-fork-child: live=%.1f MiB (on %.1f MiB of pages) peak=%.1f MiB rss_after=%.1f MiB "
         "after %.1f s (bound %.1f MiB)%s\n",
         (double)w.live / (double)MiB, (double)w.floor / (double)MiB, (double)w.peak_kb / 1024.0, (double)w.after_kb / 1024.0,
