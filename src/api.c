@@ -36,14 +36,9 @@ TM_EXPORT void *tide_malloc(size_t n)
 {
     tm_tcache *tc = tm_tls_tcache;
     if (likely(tc != NULL && n <= TM_TCACHE_MAX_REQ)) {
-        size_t i = tc_req_index(n);
-        tc_busy(tc);
-        if (likely(!tc_stolen(tc) && tc->entries[i] != NULL)) {
-            void *mem = tc_pop(tc, i);
-            tc_idle(tc);
+        void *mem = tc_try_pop(tc, tc_req_index(n));
+        if (likely(mem != NULL))
             return mem;
-        }
-        tc_idle(tc);
     }
     return malloc_slow(n);
 }
@@ -103,15 +98,8 @@ TM_EXPORT void tide_free(void *mem)
          * slow path checks for a double free): push, nothing else.  No
          * call on this path, so no registers to save.                   */
         if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | 8)) == 0 &&
-                   e->key != tm_tcache_key)) {
-            tc_busy(tc);
-            if (likely(!tc_stolen(tc) && tc->counts[i] < tc_limit(i))) {
-                tc_push(tc, e, i);
-                tc_idle(tc);
-                return;
-            }
-            tc_idle(tc);
-        }
+                   e->key != tm_tcache_key && tc_try_push(tc, e, i)))
+            return;
     }
     free_slow(mem);
 }
@@ -179,14 +167,9 @@ TM_EXPORT void *tide_calloc(size_t nmemb, size_t size)
     }
     tm_tcache *tc = tm_tls_tcache;
     if (likely(tc != NULL && bytes <= TM_TCACHE_MAX_REQ)) {
-        size_t i = tc_req_index(bytes);
-        tc_busy(tc);
-        if (!tc_stolen(tc) && tc->entries[i] != NULL) {
-            void *mem = tc_pop(tc, i);
-            tc_idle(tc);
+        void *mem = tc_try_pop(tc, tc_req_index(bytes));
+        if (mem)
             return memset(mem, 0, chunk_usable(mem2chunk(mem)));
-        }
-        tc_idle(tc);
     }
     tm_ensure_init();
     if (unlikely(bytes > TM_MAX_REQUEST)) {

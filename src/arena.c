@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "arena.h"
 #include "bins.h"
+#include "heap.h"
 #include "engine.h"
 #include "os.h"
 #include "sysmem.h"
@@ -96,6 +97,20 @@ static void free_list_chain(tm_arena *av, tm_chunk *p)
         tm_chunk *next = p->fd;
         tm_int_free(av, p);
         p = next;
+    }
+}
+
+void tm_arena_free_chunks(tm_chunk *list)
+{
+    while (list) {
+        tm_arena *av = arena_for_chunk(list);
+        tm_arena_enter_owner(av);
+        while (list && arena_for_chunk(list) == av) {
+            tm_chunk *next = list->fd;
+            tm_int_free(av, list);
+            list = next;
+        }
+        tm_arena_leave(av);
     }
 }
 
@@ -268,6 +283,7 @@ tm_arena *tm_arena_retry(tm_arena *av)
 }
 
 tm_arena *tm_thread_arena(void) { return tls_arena; }
+bool tm_arena_fork_holder(void) { return tls_fork_holder; }
 
 void tm_for_each_arena(void (*fn)(tm_arena *, void *), void *arg)
 {
@@ -304,17 +320,24 @@ static uint64_t decay_step(long decay)
     return step ? step : 1;
 }
 
-/* Purge av if its time has come (av entered). */
+/* Release what has been free for the decay time (av entered, decay >= 0);
+ * *oldest as tm_bins_purge.                                           */
+static void purge(tm_arena *av, uint64_t now, long decay, uint64_t *oldest)
+{
+    av->next_purge = now + decay_step(decay);
+    tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad), oldest);
+}
+
+/* A slow-path tick: purge av if its time has come. */
 static void purge_if_due(tm_arena *av, uint64_t now, long decay)
 {
     if (now < av->next_purge)
         return;
-    av->next_purge = now + decay_step(decay);
-    tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad), NULL);
+    purge(av, now, decay, NULL);
     /* The high-water mark that makes the cap strict after a deep drain
      * follows an active program's working set down (1/8 of the gap per
      * tick); a quiet program makes no ticks and keeps it.              */
-    size_t other = av->system_mem - av->released - av->dirty;
+    size_t other = tm_release_other(av);
     if (av->other_hwm > other)
         av->other_hwm -= (av->other_hwm - other) / 8;
 }
@@ -363,10 +386,9 @@ uint64_t tm_arenas_decay(uint64_t now)
             if (av->fast_bytes >= TM_RELEASE_MIN)
                 tm_bins_consolidate(av);
             uint64_t o;
-            tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad), &o);
+            purge(av, now, decay, &o);
             if (o < oldest)
                 oldest = o;
-            av->next_purge = now + decay_step(decay);
         }
         tm_arena_unlock(av);
         av = ring_next(av);

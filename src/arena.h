@@ -60,6 +60,14 @@ TM_HIDDEN size_t tm_arena_count(void);
  * re-enter the arena.                                                  */
 TM_HIDDEN void tm_for_each_arena(void (*fn)(tm_arena *, void *), void *arg);
 
+/* Free a list of in-use chunks linked through fd, of any arenas (each run
+ * of same-arena chunks under one enter/leave).                        */
+TM_HIDDEN void tm_arena_free_chunks(tm_chunk *list);
+
+/* The calling thread ran the fork prepare handler and holds every lock
+ * (other modules' locks taken in that window use it to pass too).     */
+TM_HIDDEN bool tm_arena_fork_holder(void);
+
 /* ---- remote frees ---------------------------------------------------------- */
 TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
 TM_HIDDEN void tm_remote_push_class(tm_arena *av, size_t i, tm_chunk *head, tm_chunk *tail);

@@ -304,18 +304,25 @@ size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *o
     return done;
 }
 
+/* Release big free chunks of bin i until the arena's dirty bytes reach target. */
+static void release_bin_down_to(tm_arena *av, unsigned i, size_t target)
+{
+    tm_chunk *bin = bin_at(av, i);
+    for (tm_chunk *p = bin->fd; p != bin && av->dirty > target; p = p->fd)
+        if (chunksize(p) >= TM_RELEASE_MIN)
+            tm_release_chunk(av, p);
+}
+
 void tm_bins_enforce_cap_slow(tm_arena *av)
 {
     if (TM_P(decay_ms) < 0)          /* "never": only trimming and malloc_trim */
         return;
-    size_t other = av->system_mem - av->released - av->dirty;
-    bool strict = tm_release_strict(av, other);
-    if (strict && av->fast_bytes > TM_FAST_BYTES_MAX)
+    if (tm_release_strict(av, tm_release_other(av)) && av->fast_bytes > TM_FAST_BYTES_MAX)
         tm_bins_consolidate(av);     /* small freed blocks into releasable runs */
     size_t pad = TM_P(top_pad);
     size_t top_dirty = tm_release_top_dirty(av, pad);
     size_t top_rel = tm_release_top_bytes(av);
-    other = av->system_mem - av->released - av->dirty;
+    size_t other = tm_release_other(av);
     other = other > top_rel + top_dirty ? other - top_rel - top_dirty : 0;
     size_t cap = tm_release_cap_of(av, other);
     if (av->dirty + top_dirty <= cap)
@@ -325,14 +332,7 @@ void tm_bins_enforce_cap_slow(tm_arena *av)
     size_t target = cap / 2;
     if (top_dirty)
         tm_release_top(av, pad);
-    for (unsigned i = TM_NBINS - 1; i >= TM_NSMALLBINS || i == 1; i = i == TM_NSMALLBINS ? 1 : i - 1) {
-        if (av->dirty <= target)
-            break;
-        tm_chunk *bin = bin_at(av, i);
-        for (tm_chunk *p = bin->fd; p != bin && av->dirty > target; p = p->fd)
-            if (chunksize(p) >= TM_RELEASE_MIN)
-                tm_release_chunk(av, p);
-        if (i == 1)
-            break;
-    }
+    for (unsigned i = TM_NBINS - 1; i >= TM_NSMALLBINS && av->dirty > target; i--)
+        release_bin_down_to(av, i, target);
+    release_bin_down_to(av, 1, target);          /* unsorted: the newest */
 }

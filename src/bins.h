@@ -192,7 +192,7 @@ static inline void tm_bins_enforce_cap(tm_arena *av)
 {
     size_t top = chunksize(av->top), pad = TM_P(top_pad);
     size_t excess = av->dirty + (top > pad ? top - pad : 0);   /* an upper bound */
-    size_t other = av->system_mem - av->released - av->dirty;
+    size_t other = tm_release_other(av);
     if (unlikely(other > av->other_hwm))
         av->other_hwm = other;
     if (unlikely(excess > tm_release_cap_of(av, other)) ||

@@ -50,6 +50,7 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
     tm_chunk *p = heap_first_chunk(h);
     bool prev_free = false;
     CHECK(h->ar == av, "heap does not belong to its arena", h);
+    CHECK(((uintptr_t)end & (tm_fix.pagesize - 1)) == 0, "heap end not page aligned", h);
     CHECK((char *)p <= end, "heap smaller than its header", h);
     while ((char *)p < end) {
         t->chunks++;

@@ -156,8 +156,6 @@ int tm_ctl_trim(size_t pad)
 }
 
 /* ---- the background release thread --------------------------------------- */
-static pthread_t bg_thread;
-
 static bool bg_allowed(void)
 {
     int mode = TM_P(background);
@@ -220,6 +218,7 @@ void tm_bg_maybe_start(void)
     int expect = 0;
     if (!atomic_compare_exchange_strong(&bg_running, &expect, 1))
         return;
+    pthread_t bg_thread;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

@@ -123,48 +123,41 @@ size_t tm_release_top_bytes(const tm_arena *av)
 
 /* The resident part of top beyond its first `keep` bytes, in whole pages:
  * [*lo, *hi); false if empty.                                          */
-static bool top_range(const tm_arena *av, size_t keep, uintptr_t *lo_out, uintptr_t *hi_out,
-                      uintptr_t *te_out, uintptr_t *end_out)
+/* The resident part of top beyond its first `keep` bytes, in whole pages:
+ * [*lo, *hi); false if empty.  Heap ends are page aligned (sub-heaps by
+ * construction, brk segments by main_grow, trims by whole pages), so
+ * the range may run to the end of top.                                 */
+static bool top_range(const tm_arena *av, size_t keep, uintptr_t *lo, uintptr_t *hi)
 {
     if (av->top == (const tm_chunk *)av->top_dummy || !av->top_clean)
         return false;
     size_t size = chunksize(av->top);
     if (keep >= size)                      /* also keeps the sums below from wrapping */
         return false;
-    /* Release up to the page holding top_clean, inclusive: the bytes of
-     * that page below top_clean may be dirty, and after the release the
-     * whole of [lo, top end) reads as zero.  Never past the last whole
-     * page of the heap: after a foreign sbrk a segment may end mid-page,
-     * and the rest of that page is not ours.                            */
     uintptr_t end = (uintptr_t)av->top + size;
-    uintptr_t te = align_down(end, tm_fix.pagesize);
-    uintptr_t lo = align_up((uintptr_t)av->top + TM_META_END + keep, tm_fix.pagesize);
-    uintptr_t hi = align_up((uintptr_t)av->top_clean, tm_fix.pagesize);
-    if (hi > te)
-        hi = te;
-    *lo_out = lo;
-    *hi_out = hi;
-    *te_out = te;
-    *end_out = end;
-    return hi > lo;
+    TM_ASSERT((end & (tm_fix.pagesize - 1)) == 0);
+    /* Up to the page holding top_clean, inclusive: the bytes of that page
+     * below top_clean may be dirty; afterwards all of [lo, end) reads 0. */
+    *lo = align_up((uintptr_t)av->top + TM_META_END + keep, tm_fix.pagesize);
+    *hi = align_up((uintptr_t)av->top_clean, tm_fix.pagesize);
+    if (*hi > end)
+        *hi = end;
+    return *hi > *lo;
 }
 
 size_t tm_release_top_dirty(const tm_arena *av, size_t keep)
 {
-    uintptr_t lo, hi, te, end;
-    return top_range(av, keep, &lo, &hi, &te, &end) ? hi - lo : 0;
+    uintptr_t lo, hi;
+    return top_range(av, keep, &lo, &hi) ? hi - lo : 0;
 }
 
 size_t tm_release_top(tm_arena *av, size_t keep)
 {
-    uintptr_t lo, hi, te, end;
-    if (!top_range(av, keep, &lo, &hi, &te, &end))
+    uintptr_t lo, hi;
+    if (!top_range(av, keep, &lo, &hi))
         return 0;
     tm_os_release((void *)lo, hi - lo);
     av->madvise_calls++;
-    /* [lo, end) reads as zero unless a dirty partial last page lies
-     * between te and the old top_clean.                                */
-    if ((uintptr_t)av->top_clean <= te || te == end)
-        av->top_clean = (char *)lo;
+    av->top_clean = (char *)lo;
     return hi - lo;
 }

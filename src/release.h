@@ -108,6 +108,13 @@ static inline size_t tm_release_floor(void)
     size_t f = TM_DIRTY_FLOOR_TOTAL / (n ? n : 1);
     return f > TM_DIRTY_FLOOR_MIN ? f : TM_DIRTY_FLOOR_MIN;
 }
+/* The arena's resident bytes that are not releasable free memory (in use,
+ * small free chunks, fast bins, top pad); >= 0 since released + dirty <=
+ * free bytes <= system_mem.                                            */
+static inline size_t tm_release_other(const tm_arena *av)
+{
+    return av->system_mem - av->released - av->dirty;
+}
 /* Strict only after a deep drain with no background thread (above). */
 static inline bool tm_release_strict(const tm_arena *av, size_t other)
 {
@@ -123,10 +130,6 @@ static inline size_t tm_release_cap_of(const tm_arena *av, size_t other)
     size_t floor = tm_release_floor();
     return cap > floor ? cap : floor;
 }
-static inline size_t tm_release_cap(const tm_arena *av)
-{
-    /* >= 0: released + dirty <= free bytes <= system_mem */
-    return tm_release_cap_of(av, av->system_mem - av->released - av->dirty);
-}
+
 
 #endif

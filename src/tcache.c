@@ -22,17 +22,18 @@ _Atomic uint16_t tm_tc_limit[TM_TCACHE_BINS];
  * while holding reg_lock.                                               */
 static tm_lock reg_lock = TM_LOCK_INIT;
 static tm_tcache *reg_head;
-static __thread bool tls_reg_fork_holder __attribute__((tls_model("initial-exec")));
 static _Atomic bool reclaim_ok;   /* membarrier registered (background thread) */
 
+/* In the fork window the forking thread holds reg_lock (tm_tcache_fork_lock)
+ * and passes it, as it passes the arena locks (arena.h).              */
 static void reg_acquire(void)
 {
-    if (!tls_reg_fork_holder)
+    if (!tm_arena_fork_holder())
         tm_lock_acquire(&reg_lock);
 }
 static void reg_release(void)
 {
-    if (!tls_reg_fork_holder)
+    if (!tm_arena_fork_holder())
         tm_lock_release(&reg_lock);
 }
 
@@ -465,29 +466,18 @@ bool tm_tcache_reclaim_idle(void)
         }
     }
     reg_release();
-    /* Back to the arenas, a run of same-arena chunks under one lock. */
-    while (list) {
-        tm_arena *av = arena_for_chunk(list);
-        tm_arena_enter_owner(av);
-        while (list && arena_for_chunk(list) == av) {
-            tm_chunk *next = list->fd;
-            tm_int_free(av, list);
-            list = next;
-        }
-        tm_arena_leave(av);
-    }
+    tm_arena_free_chunks(list);       /* back to the arenas */
     return pending;
 }
 
+/* Called after tm_arenas_fork_lock, before tm_arenas_fork_unlock. */
 void tm_tcache_fork_lock(void)
 {
     tm_lock_acquire(&reg_lock);
-    tls_reg_fork_holder = true;
 }
 
 void tm_tcache_fork_unlock(void)
 {
-    tls_reg_fork_holder = false;
     tm_lock_release(&reg_lock);
 }
 
@@ -495,7 +485,6 @@ void tm_tcache_fork_unlock(void)
  * (the other threads' caches stay allocated, unreachable, as in glibc). */
 void tm_tcache_fork_child(void)
 {
-    tls_reg_fork_holder = false;
     tm_lock_reinit(&reg_lock);
     tm_tcache *tc = tm_tls_tcache;
     reg_head = tc;

@@ -169,6 +169,30 @@ TM_HIDDEN void tm_tcache_init_key(void);
  * if this call did the setting up (whether a cache could be had or not). */
 TM_HIDDEN bool tm_tcache_thread_init(void);
 /* A miss in the class of chunk size nb: refill; the memory or NULL. */
+/* The hot paths: a cache hit inside the reclaim handshake, nothing else.
+ * NULL / false: go to the slow path (empty or full class, or a reclaim
+ * at work).                                                           */
+static inline void *tc_try_pop(tm_tcache *tc, size_t i)
+{
+    void *mem = NULL;
+    tc_busy(tc);
+    if (likely(!tc_stolen(tc) && tc->entries[i] != NULL))
+        mem = tc_pop(tc, i);
+    tc_idle(tc);
+    return mem;
+}
+static inline bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
+{
+    bool done = false;
+    tc_busy(tc);
+    if (likely(!tc_stolen(tc) && tc->counts[i] < tc_limit(i))) {
+        tc_push(tc, e, i);
+        done = true;
+    }
+    tc_idle(tc);
+    return done;
+}
+
 TM_HIDDEN void *tm_tcache_refill(tm_tcache *tc, size_t nb);
 /* Free e into class i, which has `count >= limit` entries. */
 TM_HIDDEN void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i);
