@@ -17,9 +17,11 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 static void put_line(const char *line)
@@ -45,6 +47,14 @@ static long status_field_kb(const char *buf, const char *field)
     return -1;
 }
 
+/* Load address of the main executable: dladdr of its program headers. */
+static void *main_base(void)
+{
+    Dl_info info;
+    void *phdr = (void *)getauxval(AT_PHDR);
+    return phdr && dladdr(phdr, &info) ? info.dli_fbase : NULL;
+}
+
 __attribute__((constructor)) static void probe_start(void)
 {
     if (!getenv("BENCH_PROBE_FILE"))
@@ -57,6 +67,25 @@ __attribute__((constructor)) static void probe_start(void)
     void *m = dlsym(RTLD_DEFAULT, "malloc");
     if (m && dladdr(m, &info) && info.dli_fname && info.dli_fname[0])
         lib = info.dli_fname;
+    /* A non-PIE executable that calls malloc (Debian's python3) holds the
+     * symbol's canonical PLT entry, so dlsym names the executable itself.
+     * Then the library that really serves it is the first object after the
+     * executable, in link-map (= global search) order, that defines malloc
+     * itself.                                                              */
+    struct link_map *map = NULL;
+    void *self = dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
+    if (m && self && dlinfo(self, RTLD_DI_LINKMAP, &map) == 0 && map &&
+        dladdr(m, &info) && info.dli_fbase == main_base()) {
+        for (struct link_map *l = map->l_next; l; l = l->l_next) {
+            void *h = l->l_name[0] ? dlopen(l->l_name, RTLD_LAZY | RTLD_NOLOAD) : NULL;
+            void *s = h ? dlsym(h, "malloc") : NULL;
+            Dl_info si;
+            if (s && dladdr(s, &si) && si.dli_fname && strcmp(si.dli_fname, l->l_name) == 0) {
+                lib = l->l_name;
+                break;
+            }
+        }
+    }
     snprintf(line, sizeof line, "start pid=%ld lib=%s exe=%s\n", (long)getpid(), lib, exe);
     put_line(line);
 }
