@@ -35,6 +35,16 @@ static size_t tail_size(rng_t *r)
     return base + (size_t)(rng_next(r) % base);
 }
 
+/* Checks the block in slot k and frees it; returns its size. */
+static uint32_t slot_free(void **p, const uint32_t *size, unsigned k)
+{
+    if (!stamp_ok(p[k], size[k], (uint64_t)(uintptr_t)p[k] + k, 4096))
+        bench_fail("block %p (%u B) corrupted", p[k], size[k]);
+    free(p[k]);
+    p[k] = NULL;
+    return size[k];
+}
+
 static void *worker(void *arg)
 {
     struct thr *t = arg;
@@ -48,11 +58,7 @@ static void *worker(void *arg)
     for (long s = 1; s <= t->steps; s++) {
         unsigned k = (unsigned)(rng_next(&r) % SLOTS);
         if (p[k]) {
-            if (!stamp_ok(p[k], size[k], (uint64_t)(uintptr_t)p[k] + k, 4096))
-                bench_fail("block %p (%u B) corrupted", p[k], size[k]);
-            free(p[k]);
-            live -= size[k];
-            p[k] = NULL;
+            live -= slot_free(p, size, k);
         } else {
             size[k] = (uint32_t)tail_size(&r);
             p[k] = malloc(size[k]);
@@ -67,19 +73,13 @@ static void *worker(void *arg)
         if (s % RESET == 0)
             for (unsigned j = 0; j < SLOTS; j++)
                 if (p[j]) {
-                    if (!stamp_ok(p[j], size[j], (uint64_t)(uintptr_t)p[j] + j, 4096))
-                        bench_fail("block %p (%u B) corrupted", p[j], size[j]);
-                    free(p[j]);
-                    live -= size[j];
-                    p[j] = NULL;
+                    live -= slot_free(p, size, j);
                     t->ops++;
                 }
     }
     for (unsigned j = 0; j < SLOTS; j++)
         if (p[j]) {
-            if (!stamp_ok(p[j], size[j], (uint64_t)(uintptr_t)p[j] + j, 4096))
-                bench_fail("block %p (%u B) corrupted", p[j], size[j]);
-            free(p[j]);
+            slot_free(p, size, j);
             t->ops++;
         }
     free(p);
