@@ -252,8 +252,8 @@ def _json(n):
 # Sizes: full, quick.  Chosen for ~1-2 s per run under glibc on the 2-core
 # benchmark machine (quick: ~0.1-0.3 s).
 SIZES = {
-    "python": ((3, 60000), (1, 6000)),
-    "gcc": (300, 25),
+    "python": ((1, 40000), (1, 6000)),
+    "gcc": (200, 25),
     "sqlite": (120000, 8000),
     "perl": (60000, 5000),
     "jq": (60000, 5000),

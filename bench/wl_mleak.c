@@ -11,7 +11,7 @@
  * much of that memory the allocator keeps resident around them:
  * `rss_over_leaked` = final RSS / leaked bytes (reported; the program's own
  * code and stacks add a constant).  All leaked blocks are checked at the
- * end.  Fixed work: 2 threads x 400 rounds x 10000 blocks (40 rounds with
+ * end.  Fixed work: 2 threads x 100 rounds x 10000 blocks (10 rounds with
  * --quick).  ops = malloc + free calls; time_s is the figure of merit.
  */
 #include "bench_common.h"
@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     bench_set_name("mleak");
     int quick = bench_quick(argc, argv);
     int n = (int)bench_arg_long(argc, argv, "--threads", 2);
-    long rounds = bench_arg_long(argc, argv, "--rounds", quick ? 40 : 400);
+    long rounds = bench_arg_long(argc, argv, "--rounds", quick ? 10 : 100);
     struct thr t[64] = { 0 };
     if (n < 1 || n > 64)
         bench_fail("--threads must be 1..64");
