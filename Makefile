@@ -35,7 +35,7 @@ test-tsan:
 	cd build-tsan && ctest -L sanitize --output-on-failure -j $(JOBS) --timeout 600
 
 BENCH_ALLOCATORS ?= glibc,jemalloc,jemalloc-bg,tcmalloc,tcmalloc-release,mimalloc,mimalloc-purge,tidemalloc,tidemalloc-norelease
-BENCH_REPS ?= 5
+BENCH_REPS ?= 3
 
 bench: build
 	python3 bench/run.py --build $(BUILD) --out bench/results --reps $(BENCH_REPS) \

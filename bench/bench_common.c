@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,43 @@ int alloc_trim(void)
     return 1;
 }
 
+/* jemalloc's sdallocx takes (ptr, size, flags): called through a wrapper
+ * with flags 0 so that every sized free has the same signature.          */
+static void (*g_sdallocx)(void *, size_t, int);
+static void sdallocx0(void *p, size_t size) { g_sdallocx(p, size, 0); }
+
+sized_free_fn alloc_sized_free(const char **name)
+{
+    static const char *plain[] = { "free_sized", "tc_free_sized", "mi_free_size" };
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        void *f = alloc_sym(plain[i]);
+        if (f) {
+            *name = plain[i];
+            return (sized_free_fn)f;
+        }
+    }
+    void *f = alloc_sym("sdallocx");
+    if (f) {
+        g_sdallocx = (void (*)(void *, size_t, int))f;
+        *name = "sdallocx";
+        return sdallocx0;
+    }
+    *name = "none";
+    return NULL;
+}
+
+void bench_run_threads(int n, void *(*fn)(void *), void *arg, size_t arg_stride)
+{
+    pthread_t th[64];
+    if (n < 1 || n > 64)
+        bench_fail("thread count %d out of range 1..64", n);
+    for (int i = 0; i < n; i++)
+        if (pthread_create(&th[i], NULL, fn, (char *)arg + (size_t)i * arg_stride))
+            bench_fail("pthread_create failed");
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+}
+
 static inline uint64_t stamp_word(uint64_t tag, size_t off)
 {
     uint64_t x = tag ^ ((uint64_t)off * 0x9E3779B97F4A7C15ull);
@@ -176,6 +214,22 @@ const char *bench_arg(int argc, char **argv, const char *name)
             return argv[i + 1];
     }
     return NULL;
+}
+
+long bench_arg_long(int argc, char **argv, const char *name, long def)
+{
+    const char *v = bench_arg(argc, argv, name);
+    if (!v)
+        return def;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end == 'k' || *end == 'K')
+        x *= 1000, end++;
+    else if (*end == 'M')
+        x *= 1000000, end++;
+    if (*end || end == v)
+        bench_fail("bad value %s for %s", v, name);
+    return x;
 }
 
 void bench_set_name(const char *name) { g_name = name; }

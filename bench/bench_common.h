@@ -52,6 +52,17 @@ void *alloc_sym(const char *name);
  * none (then nothing was called), 1 otherwise.                               */
 int    alloc_trim(void);
 
+/* Sized free of the allocator serving malloc, looked up (alloc_sym) under
+ * the names the libraries export: free_sized (C23; tidemalloc), sdallocx
+ * (jemalloc, flags 0), tc_free_sized (gperftools), mi_free_size (mimalloc).
+ * Returns NULL when it has none; *name gets the symbol used or "none".     */
+typedef void (*sized_free_fn)(void *p, size_t size);
+sized_free_fn alloc_sized_free(const char **name);
+
+/* Starts n threads running fn(arg + i * arg_stride) and joins them all;
+ * fails the workload (bench_fail) if one cannot be created.              */
+void   bench_run_threads(int n, void *(*fn)(void *), void *arg, size_t arg_stride);
+
 /* ---- block stamping ---------------------------------------------------- */
 /* Writes a tag-derived 64-bit word every `stride` bytes (stride a multiple
  * of 8, >= 8) plus the last 8 bytes; blocks shorter than 8 bytes get bytes.
@@ -65,6 +76,8 @@ int    stamp_ok(const void *p, size_t n, uint64_t tag, size_t stride);
 int    bench_quick(int argc, char **argv);
 /* Value of "--name V" / "--name=V" in argv, or NULL. */
 const char *bench_arg(int argc, char **argv, const char *name);
+/* Integer value of "--name V" (decimal, k/M suffixes allowed), or `def`. */
+long   bench_arg_long(int argc, char **argv, const char *name, long def);
 /* Prints "<prog>: FAILED: <message>" on stderr and exits with status 2. */
 void   bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void   bench_set_name(const char *name);

@@ -5,7 +5,15 @@ Runs every workload (BUILD/bench/wl_*) under every allocator, interleaved
 (repetition 1: every workload under every allocator, then repetition 2, ...),
 checks each run (exit status, the workload's own data checks, and that the
 library serving malloc - the RESULT line's alloc_lib - is the one we meant to
-preload), and writes OUT/results.md, OUT/results.csv and OUT/results.svg.
+preload), and writes OUT/results.md, OUT/results.csv and OUT/summary.json;
+bench/plot.py (matplotlib, run with /usr/bin/python3 when it is there) draws
+OUT/results.png and OUT/results.svg from the summary.
+
+Three families: `own` (tidemalloc's workloads), `suite` (workloads modelled
+on public allocator benchmarks: larson, xmalloc-test, rptest, glibc's
+bench-malloc-simple/-thread, alloc-test, cache-scratch/-thrash, mstress,
+cfrac-, espresso- and mleak-like churn) and `programs` (real programs under
+LD_PRELOAD, bench_programs.py).
 
   python3 bench/run.py --build build --out bench/results          # full
   python3 bench/run.py --build build --quick --out build/bench-quick
@@ -25,6 +33,7 @@ Timings never fail a run; a missing peer allocator is skipped with a notice.
 import argparse
 import csv
 import datetime
+import json
 import math
 import os
 import platform
@@ -35,19 +44,53 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_programs  # noqa: E402  (bench/bench_programs.py)
+
 # name, figure of merit: "time" (lower is better) or "thr" (ops/s, higher is
-# better), one-line description
+# better), family, one-line description.  Families: "own" = tidemalloc's own
+# workloads, "suite" = modelled on public allocator benchmarks, "programs" =
+# real programs (bench_programs.py).
 WORKLOADS = [
-    ("small", "time", "1 thread, 16-1024 B churn (LIFO + random order)"),
-    ("pairs", "time", "1 thread, malloc/free pairs + 8-block LIFO bursts, 16-1024 B (hot path)"),
-    ("realloc", "time", "realloc growth: string builders, vectors, up to 8 MiB"),
-    ("large", "time", "64 KiB-32 MiB blocks, every page touched, random free order"),
-    ("prodcons", "thr", "2 producers -> 2 consumers, 16-512 B, cross-thread free"),
-    ("larson", "thr", "larson-style server, 4 threads, thread generations"),
-    ("frag", "time", "long-lived objects pinned among short-lived ones"),
-    ("seed002", "thr", "seed-002 NoSQL server: load (req/s), then drain and idle"),
-]
-WL_KIND = {w: k for w, k, _ in WORKLOADS}
+    ("small", "time", "own", "1 thread, 16-1024 B churn (LIFO + random order)"),
+    ("pairs", "time", "own", "1 thread, malloc/free pairs + 8-block LIFO bursts, 16-1024 B (hot path)"),
+    ("realloc", "time", "own", "realloc growth: string builders, vectors, up to 8 MiB"),
+    ("large", "time", "own", "64 KiB-32 MiB blocks, every page touched, random free order"),
+    ("prodcons", "thr", "own", "2 producers -> 2 consumers, 16-512 B, cross-thread free"),
+    ("frag", "time", "own", "long-lived objects pinned among short-lived ones"),
+    ("seed002", "thr", "own", "seed-002 NoSQL server: load (req/s), then drain and idle"),
+    ("larson", "thr", "suite", "larson server: 2 threads, 8-1000 B, thread generations free "
+     "their predecessors' blocks"),
+    ("larson_sized", "thr", "suite", "larson with the allocator's sized free "
+     "(free_sized/sdallocx/tc_free_sized/mi_free_size; glibc: free)"),
+    ("xmalloc", "time", "suite", "xmalloc-test: 1 producer -> 1 consumer, batches of 4096, 8-1024 B"),
+    ("rptest", "time", "suite", "rptest: 2 threads, 8-16000 B linear falloff, scattered slots, "
+     "batches freed cross-thread"),
+    ("glibc_simple", "time", "suite", "glibc bench-malloc-simple: 1 thread, 16-512 B, "
+     "25-1600 blocks allocated then freed"),
+    ("glibc_thread", "time", "suite", "glibc bench-malloc-thread: 2 threads, 1024-slot working "
+     "sets, 4 B-32 KiB ~1/size"),
+    ("alloc_test", "time", "suite", "alloc-test: 2 threads, random slots, heavy-tailed 8 B-64 KiB"),
+    ("cache_scratch", "time", "suite", "cache-scratch: passive false sharing (blocks freed by "
+     "another thread reused)"),
+    ("cache_thrash", "time", "suite", "cache-thrash: active false sharing of 8 B blocks"),
+    ("mstress", "time", "suite", "mimalloc stress: 2 fresh threads per round, blocks exchanged "
+     "through a shared array"),
+    ("cfrac", "time", "suite", "cfrac-like: 1 thread, immutable bignums, 16-200 B short-lived"),
+    ("espresso", "time", "suite", "espresso-like: 1 thread, cube bit vectors and realloc'd covers"),
+    ("mleak", "time", "suite", "mleak-like: 2 threads of churn, 1 % of blocks leaked"),
+] + [(n, "time", "programs", d) for n, d, _, _ in bench_programs.PROGRAMS]
+WL_KIND = {w: k for w, k, _, _ in WORKLOADS}
+WL_FAMILY = {w: f for w, _, f, _ in WORKLOADS}
+FAMILIES = [("own", "tidemalloc's workloads"),
+            ("suite", "workloads modelled on public benchmark suites"),
+            ("programs", "real programs under LD_PRELOAD")]
+# workload -> (binary BUILD/bench/wl_<binary>, extra arguments), where the
+# name is not the binary's
+WL_CMD = {"larson_sized": ("larson", ["--sized"]),
+          "cache_scratch": ("cache", ["--mode", "scratch"]),
+          "cache_thrash": ("cache", ["--mode", "thrash"])}
+PROBE_SO = "libbench_probe.so"
 
 # name, soname, Debian package
 PEERS = [
@@ -309,6 +352,43 @@ def run_one(exe, name, lib, quick, timeout, strace=None, extra_args=()):
     return rec
 
 
+def run_program(st, name, lib, libc, probe, timeout, probe_file):
+    """One run of a real program (bench_programs.py) under allocator `name`:
+    LD_PRELOAD is the allocator (glibc: libc.so.6 itself, which puts glibc's
+    malloc ahead of a malloc the program links, e.g. redis-server's jemalloc)
+    followed by libbench_probe.so; every process the probe saw must have been
+    served by that library."""
+    preload = "%s %s" % (lib or libc, probe)
+    status, error, el, extra = bench_programs.run(st, preload, ALLOC_ENV.get(name, {}),
+                                                  timeout, probe_file)
+    rec = {"status": status, "error": error, "exit_code": "",
+           "wall_s": "" if el is None else "%.3f" % el}
+    if el is not None:
+        rec["time_s"] = "%.6f" % el
+    rec.update({k: str(v) for k, v in extra.items()})
+    procs = bench_programs.read_probe(probe_file)
+    if status != "ok":
+        return rec
+    if not procs:
+        rec.update(status="fail", error="the probe saw no process (%s empty)" % probe_file)
+        return rec
+    want = lib or libc
+    for pid, p in sorted(procs.items()):
+        got = p.get("lib", "unknown")
+        if not same_object(got, want):
+            rec.update(status="mismatch", error="process %s (%s): malloc served by %s, expected %s"
+                       % (pid, p.get("exe", "?"), got, want))
+            return rec
+    rec["alloc_lib"] = want
+    rec["processes"] = str(len(procs))
+    ended = [p for p in procs.values() if p.get("hwm", -1) >= 0]
+    if ended:
+        big = max(ended, key=lambda p: p["hwm"])
+        rec["peak_rss_kb"] = str(big["hwm"])
+        rec["final_rss_kb"] = str(big["rss"])
+    return rec
+
+
 # ------------------------------------------------------------- syscalls --
 def strace_prefix(notices):
     """The strace argv prefix for --syscalls, or None (with a notice) when
@@ -459,7 +539,28 @@ def summarize(records, allocs, workloads):
                     d["speed"] = d["metric"] / g["metric"]
             if g and g["peak_rss_kb"] and d["peak_rss_kb"]:
                 d["mem"] = d["peak_rss_kb"] / g["peak_rss_kb"]
+            # time relative to glibc (lower is better): time / glibc time;
+            # for throughput workloads glibc ops/s / ops/s
+            d["tratio"] = 1.0 / d["speed"] if d["speed"] else None
+            d["fmem"] = (d["final_rss_kb"] / g["final_rss_kb"]
+                         if g and g["final_rss_kb"] and d["final_rss_kb"] else None)
     return S
+
+
+def checksum_errors(records):
+    """Workloads that print a checksum of their result (cfrac, espresso) must
+    print the same one under every allocator: a differing one is a failure."""
+    errs = []
+    seen = {}
+    for r in records:
+        if r["status"] == "ok" and r.get("checksum"):
+            seen.setdefault(r["workload"], {}).setdefault(r["checksum"], []).append(
+                "%s rep %d" % (r["allocator"], r["rep"]))
+    for wl, sums in sorted(seen.items()):
+        if len(sums) > 1:
+            errs.append("%s: results differ between runs: %s" % (wl, "; ".join(
+                "%s in %s" % (c, ", ".join(v)) for c, v in sorted(sums.items()))))
+    return errs
 
 
 def fmt_metric(wl, v):
@@ -619,6 +720,91 @@ def syscalls_section(sysrecs):
     return L
 
 
+def family_tables(S, allocs, workloads):
+    """The headline tables: per family, the median time of each allocator
+    relative to glibc's (with the spread), then peak and final RSS relative
+    to glibc; a geomean row per family and one over all workloads."""
+    L = ["## Time relative to glibc (lower is better), by family", ""]
+    L.append("Each cell: median over the repetitions of the allocator's time divided by "
+             "glibc's median time (throughput workloads: glibc ops/s / ops/s), and in "
+             "brackets the spread of that allocator's runs, (max-min)/median: a difference "
+             "smaller than the spreads is not a measured difference. <1 = faster than glibc. "
+             "The glibc column gives glibc's own median (time, or ops/s).")
+    L.append("")
+    present = [(f, d) for f, d in FAMILIES if any(WL_FAMILY[w] == f for w in workloads)]
+    overall = {a: [] for a in allocs}
+    for fam, fdesc in present:
+        wls = [w for w in workloads if WL_FAMILY[w] == fam]
+        rows = []
+        for wl in wls:
+            row = [wl]
+            for a in allocs:
+                d = S.get((wl, a))
+                if not d:
+                    row.append("-")
+                elif a == "glibc":
+                    row.append("%s%s" % (fmt_metric(wl, d["metric"]), spread_s(d)))
+                else:
+                    row.append("%s%s" % (fx(d.get("tratio")), spread_s(d)))
+            rows.append(row)
+        gm = ["**geomean %s**" % fam]
+        for a in allocs:
+            vals = [S[(wl, a)].get("tratio") for wl in wls if (wl, a) in S]
+            overall[a] += vals
+            gm.append("**%s**" % fx(geomean(vals)))
+        rows.append(gm)
+        L.append("### %s (%s)" % (fam, fdesc))
+        L.append("")
+        L.append(md_table(["workload"] + allocs, rows))
+        L.append("")
+    if len(present) > 1:
+        L.append(md_table(["all families"] + allocs,
+                          [["**geomean, all %d workloads**" % len(workloads)]
+                           + ["**%s**" % fx(geomean(overall[a])) for a in allocs]]))
+        L.append("")
+    for key, title, what in (("mem", "Peak RSS", "VmHWM (real programs: the largest VmHWM "
+                              "among the program's processes)"),
+                             ("fmem", "Final RSS", "VmRSS when the workload prints its result "
+                              "(real programs: at the exit of the process with the largest "
+                              "peak)")):
+        L.append("## %s relative to glibc (lower is better)" % title)
+        L.append("")
+        L.append("%s of the allocator / the same under glibc, medians; the glibc column "
+                 "gives glibc's MiB." % what)
+        L.append("")
+        rows = []
+        allv = {a: [] for a in allocs}
+        for fam, _ in present:
+            wls = [w for w in workloads if WL_FAMILY[w] == fam]
+            for wl in wls:
+                row = [wl]
+                for a in allocs:
+                    d = S.get((wl, a))
+                    if not d:
+                        row.append("-")
+                    elif a == "glibc":
+                        row.append(mib(d["peak_rss_kb" if key == "mem" else "final_rss_kb"]))
+                    else:
+                        row.append(fx(d.get(key)))
+                rows.append(row)
+            gm = ["**geomean %s**" % fam]
+            for a in allocs:
+                vals = [S[(wl, a)].get(key) for wl in wls if (wl, a) in S]
+                allv[a] += vals
+                gm.append("**%s**" % fx(geomean(vals)))
+            rows.append(gm)
+        if len(present) > 1:
+            rows.append(["**geomean, all**"] + ["**%s**" % fx(geomean(allv[a])) for a in allocs])
+        L.append(md_table(["workload"] + allocs, rows))
+        L.append("")
+    return L
+
+
+def spread_s(d):
+    sp = d.get("spread")
+    return "" if sp is None else " (%.0f %%)" % (100 * sp)
+
+
 def build_markdown(S, records, allocs, workloads, info, errors, notices, sysrecs=None):
     L = ["# tidemalloc benchmark results", ""]
     for k, v in info:
@@ -629,47 +815,8 @@ def build_markdown(S, records, allocs, workloads, info, errors, notices, sysrecs
     if notices:
         L.append("")
 
-    # 1. speed matrix
-    L.append("## Speed relative to glibc (higher is better)")
-    L.append("")
-    L.append("Each cell: median of the repetitions, and in brackets the speed relative "
-             "to glibc: glibc time / time for the timed workloads, throughput / glibc "
-             "throughput for the throughput workloads (ops = malloc+free calls; "
-             "seed002: requests of the load phase). >1× = faster than glibc.")
-    L.append("")
-    rows = []
-    for wl in workloads:
-        metric = "time" if WL_KIND[wl] == "time" else "ops/s"
-        row = [wl, metric]
-        for a in allocs:
-            d = S.get((wl, a))
-            row.append("-" if not d else "%s (%s)" % (fmt_metric(wl, d["metric"]), fx(d.get("speed"))))
-        rows.append(row)
-    gm = ["**geomean**", "speed ×"]
-    for a in allocs:
-        gm.append("**%s**" % fx(geomean([S[(wl, a)].get("speed") for wl in workloads
-                                         if (wl, a) in S])))
-    rows.append(gm)
-    L.append(md_table(["workload", "metric"] + allocs, rows, ["l", "l"] + ["r"] * len(allocs)))
-    L.append("")
-
-    # 2. memory matrix
-    L.append("## Peak RSS, MiB (VmHWM; lower is better; in brackets: relative to glibc)")
-    L.append("")
-    rows = []
-    for wl in workloads:
-        row = [wl]
-        for a in allocs:
-            d = S.get((wl, a))
-            row.append("-" if not d else "%s (%s)" % (mib(d["peak_rss_kb"]), fx(d.get("mem"))))
-        rows.append(row)
-    gm = ["**geomean**"]
-    for a in allocs:
-        gm.append("**%s**" % fx(geomean([S[(wl, a)].get("mem") for wl in workloads
-                                         if (wl, a) in S])))
-    rows.append(gm)
-    L.append(md_table(["workload"] + allocs, rows))
-    L.append("")
+    # 1. by family: time, peak RSS and final RSS relative to glibc
+    L += family_tables(S, allocs, workloads)
     if "frag" in workloads:
         row = ["frag: RSS / live bytes at the end"]
         for a in allocs:
@@ -746,9 +893,10 @@ def build_markdown(S, records, allocs, workloads, info, errors, notices, sysrecs
     L.append("")
     L.append("Workloads:")
     L.append("")
-    for w, k, desc in WORKLOADS:
+    for w, k, fam, desc in WORKLOADS:
         if w in workloads:
-            L.append("- `%s` (%s): %s" % (w, "time" if k == "time" else "throughput", desc))
+            L.append("- `%s` (%s, %s): %s" % (w, fam, "time" if k == "time" else "throughput",
+                                             desc))
     L.append("")
     if errors:
         L.append("## FAILURES")
@@ -763,183 +911,50 @@ def build_markdown(S, records, allocs, workloads, info, errors, notices, sysrecs
     return "\n".join(L)
 
 
-# ------------------------------------------------------------------- SVG --
-def esc(s):
-    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def log_bars_panel(out, x0, y0, w, h, title, subtitle, groups, allocs, values, better,
-                   label_groups=()):
-    """Grouped bars on a log2 axis starting at 1.0 (the glibc level).
-    values[(group, alloc)] -> ratio or None."""
-    vs = [v for v in values.values() if v]
-    lo = min([0.5] + vs)
-    hi = max([2.0] + vs)
-    lo_e = math.floor(math.log2(lo))
-    hi_e = math.ceil(math.log2(hi))
-    if hi_e - lo_e < 2:
-        hi_e = lo_e + 2
-    pl, pr, pt, pb = 60, 10, 48, 46
-    px0, py0, pw, ph = x0 + pl, y0 + pt, w - pl - pr, h - pt - pb
-
-    def ypos(v):
-        return py0 + ph * (hi_e - math.log2(v)) / (hi_e - lo_e)
-
-    out.append('<text x="%d" y="%d" font-size="15" font-weight="bold">%s</text>'
-               % (x0 + 8, y0 + 18, esc(title)))
-    out.append('<text x="%d" y="%d" font-size="11" fill="#444">%s</text>'
-               % (x0 + 8, y0 + 34, esc(subtitle)))
-    for e in range(lo_e, hi_e + 1):
-        v = 2.0 ** e
-        y = ypos(v)
-        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-width="%s"/>'
-                   % (px0, y, px0 + pw, y, "#000" if e == 0 else "#ddd", "1.2" if e == 0 else "1"))
-        lab = ("%g×" % v) if v >= 1 else ("1/%g×" % (1 / v))
-        out.append('<text x="%d" y="%.1f" font-size="10" text-anchor="end">%s</text>'
-                   % (px0 - 4, y + 3, lab))
-    up_good = better[2]
-    out.append('<text x="%d" y="%d" font-size="10" fill="%s" text-anchor="end">%s</text>'
-               % (px0 + pw, py0 - 4, "#060" if up_good else "#900", "↑ " + better[0]))
-    out.append('<text x="%d" y="%d" font-size="10" fill="%s" text-anchor="end">%s</text>'
-               % (px0 + pw, py0 + ph + 12, "#900" if up_good else "#060", "↓ " + better[1]))
-    out.append('<text x="%d" y="%.1f" font-size="9" fill="#444">glibc = 1×</text>'
-               % (px0 + 2, ypos(1.0) - 3))
-    gw = pw / max(1, len(groups))
-    bw = min(18.0, (gw - 8) / max(1, len(allocs)))
-    for gi, g in enumerate(groups):
-        gx = px0 + gi * gw + (gw - bw * len(allocs)) / 2
-        for ai, a in enumerate(allocs):
-            v = values.get((g, a))
-            if not v:
+# ------------------------------------------------------------------ plot --
+def write_summary(path, S, allocs, workloads, title):
+    """OUT/summary.json: what bench/plot.py draws (medians and ratios)."""
+    rows = []
+    for wl in workloads:
+        for a in allocs:
+            d = S.get((wl, a))
+            if not d:
                 continue
-            y1, y2 = ypos(1.0), ypos(v)
-            top, hgt = min(y1, y2), max(abs(y2 - y1), 1.0)
-            out.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s">'
-                       '<title>%s %s: %.2f×</title></rect>'
-                       % (gx + ai * bw, top, bw - 1, hgt, COLORS.get(a, "#000"), esc(g), esc(a), v))
-            if label_groups and g in label_groups:
-                stagger = 9 * (ai % 2)
-                ty = top - 3 - stagger if v >= 1 else top + hgt + 9 + stagger
-                out.append('<text x="%.1f" y="%.1f" font-size="8" text-anchor="middle">%.2f</text>'
-                           % (gx + ai * bw + bw / 2, ty, v))
-        out.append('<text x="%.1f" y="%d" font-size="11" text-anchor="middle">%s</text>'
-                   % (px0 + gi * gw + gw / 2, py0 + ph + 28, esc(g)))
+            row = {"workload": wl, "family": WL_FAMILY[wl], "allocator": a}
+            for k in ("tratio", "mem", "fmem", "spread", "metric", "peak_rss_kb", "final_rss_kb",
+                      "live_bytes", "live_load_bytes", "rss_load_kb", "rss_drain_kb", "rss_1s_kb",
+                      "rss_2s_kb", "rss_5s_kb", "rss_trim_kb", "idle_short_s", "idle_mid_s",
+                      "idle_long_s"):
+                if d.get(k) is not None:
+                    row[k] = d[k]
+            rows.append(row)
+    with open(path, "w") as f:
+        json.dump({"title": title, "allocators": allocs, "workloads": workloads,
+                   "families": [f for f, _ in FAMILIES], "colors": COLORS, "rows": rows},
+                  f, indent=1)
 
 
-def seed_panel(out, x0, y0, w, h, S, allocs):
-    present = [a for a in allocs if ("seed002", a) in S]
-    d0 = S[("seed002", present[0])] if present else {}
-    phases = [("rss_load_kb", "after load"), ("rss_drain_kb", "after drain"),
-              ("rss_1s_kb", "%g s idle" % (d0.get("idle_short_s") or 1)),
-              ("rss_2s_kb", "%g s idle" % (d0.get("idle_mid_s") or 2)),
-              ("rss_5s_kb", "%g s idle" % (d0.get("idle_long_s") or 5)),
-              ("rss_trim_kb", "malloc_trim(0)")]
-    vals = {}
-    for a in present:
-        d = S[("seed002", a)]
-        for k, _ in phases:
-            if d.get(k):
-                vals[(k, a)] = d[k] / 1024.0
-    live = [S[("seed002", a)]["live_bytes"] / 1048576.0 for a in present
-            if S[("seed002", a)].get("live_bytes")]
-    live_load = [S[("seed002", a)]["live_load_bytes"] / 1048576.0 for a in present
-                 if S[("seed002", a)].get("live_load_bytes")]
-    top = max(list(vals.values()) + live_load + [1.0]) * 1.08
-    pl, pr, pt, pb = 60, 10, 48, 46
-    px0, py0, pw, ph = x0 + pl, y0 + pt, w - pl - pr, h - pt - pb
-
-    def ypos(v):
-        return py0 + ph * (1 - v / top)
-
-    out.append('<text x="%d" y="%d" font-size="15" font-weight="bold">%s</text>'
-               % (x0 + 8, y0 + 18, "seed002: RSS after the load, the drain and idle (MiB; lower is better)"))
-    sub = []
-    if live_load:
-        sub.append("dotted: live at end of load (%.0f MiB)" % median(live_load))
-    if live:
-        sub.append("dashed: live after the drain (%.0f MiB, ~5 %% of the peak)" % median(live))
-    sub.append("n/a = no malloc_trim")
-    out.append('<text x="%d" y="%d" font-size="11" fill="#444">%s</text>'
-               % (x0 + 8, y0 + 34, esc("; ".join(sub))))
-    step = 10 ** math.floor(math.log10(top / 4)) if top > 4 else 1
-    for m in (1, 2, 5, 10):
-        if top / (step * m) <= 6:
-            step *= m
-            break
-    v = 0.0
-    while v <= top:
-        y = ypos(v)
-        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>' % (px0, y, px0 + pw, y))
-        out.append('<text x="%d" y="%.1f" font-size="10" text-anchor="end">%g</text>' % (px0 - 4, y + 3, v))
-        v += step
-    out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#000"/>' % (px0, py0 + ph, px0 + pw, py0 + ph))
-    gw = pw / len(phases)
-    bw = min(22.0, (gw - 8) / max(1, len(present)))
-    for gi, (k, lab) in enumerate(phases):
-        gx = px0 + gi * gw + (gw - bw * len(present)) / 2
-        for ai, a in enumerate(present):
-            val = vals.get((k, a))
-            if val is None:
-                out.append('<text x="%.1f" y="%d" font-size="8" text-anchor="middle" fill="%s">n/a</text>'
-                           % (gx + ai * bw + bw / 2, py0 + ph - 3, COLORS.get(a, "#000")))
-                continue
-            y = ypos(val)
-            out.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s">'
-                       '<title>%s %s: %.0f MiB</title></rect>'
-                       % (gx + ai * bw, y, bw - 1, max(py0 + ph - y, 0.5), COLORS.get(a, "#000"),
-                          esc(a), esc(lab), val))
-        out.append('<text x="%.1f" y="%d" font-size="11" text-anchor="middle">%s</text>'
-                   % (px0 + gi * gw + gw / 2, py0 + ph + 16, esc(lab)))
-    if live:
-        y = ypos(median(live))
-        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#000" stroke-dasharray="6,4"/>'
-                   % (px0, y, px0 + pw, y))
-    if live_load:
-        y = ypos(median(live_load))
-        out.append('<line x1="%d" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000" stroke-dasharray="2,3"/>'
-                   % (px0, y, px0 + gw, y))
-
-
-def build_svg(S, allocs, workloads, title):
-    W = 1000
-    out = []
-    y = 52
-    speed = {(wl, a): S[(wl, a)].get("speed") for wl in workloads for a in allocs if (wl, a) in S}
-    groups = list(workloads)
-    gm = {}
-    for a in allocs:
-        gm[("geomean", a)] = geomean([speed.get((wl, a)) for wl in workloads])
-    speed.update(gm)
-    log_bars_panel(out, 0, y, W, 330, "Speed relative to glibc (log scale; higher is better)",
-                   "time workloads: glibc time / time; throughput workloads: ops/s / glibc ops/s",
-                   groups + ["geomean"], allocs, speed, ("faster than glibc", "slower than glibc", True),
-                   label_groups=("geomean",))
-    y += 340
-    mem = {(wl, a): S[(wl, a)].get("mem") for wl in workloads for a in allocs if (wl, a) in S}
-    for a in allocs:
-        mem[("geomean", a)] = geomean([mem.get((wl, a)) for wl in workloads])
-    log_bars_panel(out, 0, y, W, 330, "Peak RSS relative to glibc (log scale; lower is better)",
-                   "VmHWM of each workload / VmHWM of the same workload under glibc",
-                   groups + ["geomean"], allocs, mem,
-                   ("more memory than glibc", "less memory than glibc", False),
-                   label_groups=("geomean",))
-    y += 340
-    if "seed002" in workloads and any(("seed002", a) in S for a in allocs):
-        seed_panel(out, 0, y, W, 330, S, allocs)
-        y += 340
-    H = y + 10
-    head = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
-            'viewBox="0 0 %d %d" font-family="DejaVu Sans, Arial, sans-serif">' % (W, H, W, H),
-            '<rect width="100%" height="100%" fill="white"/>',
-            '<text x="8" y="22" font-size="17" font-weight="bold">%s</text>' % esc(title)]
-    lx = 8
-    legend = []
-    for a in allocs:
-        legend.append('<rect x="%d" y="32" width="12" height="12" fill="%s"/>'
-                      '<text x="%d" y="43" font-size="12">%s</text>'
-                      % (lx, COLORS.get(a, "#000"), lx + 16, esc(a)))
-        lx += 16 + 8 * len(a) + 18
-    return "\n".join(head + legend + out + ["</svg>"]) + "\n"
+def run_plot(summary, out_dir, notices):
+    """bench/plot.py with /usr/bin/python3 (Debian's, where python3-matplotlib
+    lives) when present, else the python3 on PATH.  A missing matplotlib is a
+    notice, never a failure."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.py")
+    py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else shutil.which("python3")
+    if not py:
+        notices.append("plot: no python3 to run bench/plot.py")
+        return []
+    try:
+        p = subprocess.run([py, script, summary, os.path.join(out_dir, "results")],
+                           capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as e:
+        notices.append("plot: cannot run %s %s: %s" % (py, script, e))
+        return []
+    if p.returncode != 0:
+        msg = (p.stderr.strip().splitlines() or ["exit status %d" % p.returncode])[-1]
+        notices.append("plot: %s %s failed (%s); apt-get install python3-matplotlib"
+                       % (py, script, msg))
+        return []
+    return [os.path.basename(x) for x in p.stdout.split()]
 
 
 # ------------------------------------------------------------------ main --
@@ -963,6 +978,8 @@ def main():
                     help="after the timed runs, run every workload once more under strace "
                          "(tidemalloc variants only) and count madvise/munmap/mmap/brk/mremap "
                          "-> results.md and syscalls.csv")
+    ap.add_argument("--no-programs", action="store_true",
+                    help="leave out the real programs (python, gcc, sqlite, perl, jq, redis)")
     ap.add_argument("--timeout", type=int, default=None,
                     help="seconds per run (default 120 quick, 900 full)")
     args = ap.parse_args()
@@ -972,7 +989,7 @@ def main():
     if args.reps < 1:
         ap.error("--reps must be >= 1")
 
-    names = [w for w, _, _ in WORKLOADS]
+    names = [w for w, _, _, _ in WORKLOADS]
     workloads = [w.strip() for w in args.only.split(",") if w.strip()] or names
     for w in workloads:
         if w not in names:
@@ -1025,12 +1042,27 @@ def main():
 
     errors = []
     exes = {}
-    for w in workloads:
-        exe = os.path.join(build, "bench", "wl_" + w)
+    wl_args = {w: [] for w in workloads}
+    programs = {}
+    probe = os.path.join(build, "bench", PROBE_SO)
+    libc = find_lib("libc.so.6", cache) or "libc.so.6"
+    if args.no_programs:
+        workloads = [w for w in workloads if WL_FAMILY[w] != "programs"]
+    for w in list(workloads):
+        if WL_FAMILY[w] == "programs":
+            why = bench_programs.missing(w)
+            if why:
+                notices.append("program %s skipped: not installed (%s)" % (w, why))
+                workloads.remove(w)
+            elif not os.path.exists(probe):
+                errors.append("%s missing (build the project first)" % probe)
+            continue
+        binary, extra = WL_CMD.get(w, (w, []))
+        exe = os.path.join(build, "bench", "wl_" + binary)
         if not os.access(exe, os.X_OK):
             errors.append("workload binary %s missing (build the project first)" % exe)
         exes[w] = exe
-    wl_args = {w: [] for w in workloads}
+        wl_args[w] = list(extra)
     if args.idle and "seed002" in wl_args:
         wl_args["seed002"] = ["--idle", args.idle]
     if errors:
@@ -1039,6 +1071,10 @@ def main():
         return 1
 
     os.makedirs(out_dir, exist_ok=True)
+    prog_dir = os.path.join(out_dir, "programs")
+    for w in workloads:
+        if WL_FAMILY[w] == "programs":
+            programs[w] = bench_programs.prepare(w, os.path.join(prog_dir, w), args.quick)
     info = machine_info(args, allocs, build)
     print("tidemalloc bench: %s mode, %d rep(s), workloads %s, allocators %s"
           % ("quick" if args.quick else "full", args.reps, ",".join(workloads),
@@ -1048,7 +1084,11 @@ def main():
     for rep in range(1, args.reps + 1):
         for w in workloads:
             for a, lib in allocs:
-                rec = run_one(exes[w], a, lib, args.quick, timeout, extra_args=wl_args[w])
+                if w in programs:
+                    rec = run_program(programs[w], a, lib, libc, probe, timeout,
+                                      os.path.join(prog_dir, w, "probe-%s.txt" % a))
+                else:
+                    rec = run_one(exes[w], a, lib, args.quick, timeout, extra_args=wl_args[w])
                 rec.update(rep=rep, workload=w, allocator=a)
                 records.append(rec)
                 if rec["status"] == "ok":
@@ -1062,6 +1102,8 @@ def main():
                             rec.get("ratio_5s", "?"))
                     elif w == "frag":
                         extra = "  RSS/live %s×" % rec.get("rss_over_live", "?")
+                    if w in ("larson_sized",):
+                        extra = "  sized free: %s" % rec.get("sized_free", "?")
                     line = "%-11s peak RSS %s MiB%s" % (fmt_metric(w, m),
                                                          mib(num(rec.get("peak_rss_kb"))), extra)
                 else:
@@ -1070,9 +1112,10 @@ def main():
                                   % (rep, w, a, rec["status"], rec["error"]))
                     if rec.get("stderr"):
                         print(rec["stderr"][-1500:], file=sys.stderr)
-                print("[rep %d/%d] %-9s %-20s %s" % (rep, args.reps, w, a, line), flush=True)
+                print("[rep %d/%d] %-13s %-20s %s" % (rep, args.reps, w, a, line), flush=True)
     elapsed = time.monotonic() - t_start
     info.append(("suite wall time", "%.1f s" % elapsed))
+    errors += checksum_errors(records)
 
     # --syscalls: one more run per workload and tidemalloc variant, under
     # strace; kept apart from `records`, so they never enter the medians.
@@ -1083,7 +1126,7 @@ def main():
         t_sys = time.monotonic()
         for w in workloads:
             for a, lib in allocs:
-                if a not in TIDE_VARIANTS:
+                if a not in TIDE_VARIANTS or w in programs:
                     continue
                 tf = os.path.join(trace_dir, "%s-%s.txt" % (w, a))
                 try:
@@ -1150,19 +1193,25 @@ def main():
 
     names_run = [a for a, _ in allocs]
     S = summarize(records, names_run, workloads)
+    title = "tidemalloc benchmarks (%s mode, median of %d, %s)" % (
+        "quick" if args.quick else "full", args.reps, datetime.date.today().isoformat())
+    summary = os.path.join(out_dir, "summary.json")
+    write_summary(summary, S, names_run, workloads, title)
+    n_before = len(notices)
+    plots = run_plot(summary, out_dir, notices)
+    for n in notices[n_before:]:
+        print("NOTE: " + n, file=sys.stderr)
     md = build_markdown(S, records, names_run, workloads, info, errors, notices, sysrecs)
+    if "results.png" in plots:
+        md = md.replace("\n## ", "\n![benchmark results](results.png)\n\n## ", 1)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(md + "\n")
-    svg = build_svg(S, names_run, workloads, "tidemalloc benchmarks (%s mode, median of %d, %s)"
-                    % ("quick" if args.quick else "full", args.reps,
-                       datetime.date.today().isoformat()))
-    with open(os.path.join(out_dir, "results.svg"), "w") as f:
-        f.write(svg)
 
     print()
     print(md)
-    print("Wrote %s/results.md, results.csv, results.svg%s (suite took %.1f s)"
-          % (out_dir, ", syscalls.csv" if sysrecs else "", elapsed))
+    print("Wrote %s/results.md, results.csv, summary.json%s%s (suite took %.1f s)"
+          % (out_dir, "".join(", " + p for p in plots), ", syscalls.csv" if sysrecs else "",
+             elapsed))
     if errors:
         print("\n%d run(s) FAILED their checks:" % len(errors), file=sys.stderr)
         for e in errors:
