@@ -10,3 +10,9 @@ tide_add_test(test_profile SOURCES test_profile.c
 # dladdr must find keep_big: export the program's symbols.
 set_target_properties(test_profile PROPERTIES ENABLE_EXPORTS ON)
 tide_add_variant(test_profile_off test_profile)
+# The command, on test_profile and on python3 (PYTHONMALLOC=malloc).
+add_test(NAME profile_cmd
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/profile_cmd.py
+                 ${PROJECT_SOURCE_DIR}/tools $<TARGET_FILE:tidemalloc> $<TARGET_FILE:test_profile>
+                 ${TIDE_PROFILE_OUT}/cmd)
+set_tests_properties(profile_cmd PROPERTIES TIMEOUT 300)

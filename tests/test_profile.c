@@ -25,6 +25,8 @@
  *      frees remove their samples;
  *   5. a fork child can dump too (the profile lock is fork-safe).
  * Without TIDEMALLOC_PROFILE, tide_profile_dump() fails with EINVAL.
+ * `test_profile --keep` only allocates the four sites and exits with them
+ * live, for the command's test (tests/profile.sh).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -203,6 +205,17 @@ static double ratio(unsigned long est, unsigned long truth)
 int main(int argc, char **argv)
 {
     const char *prefix = argc > 1 ? argv[1] : NULL;
+    if (prefix && strcmp(prefix, "--keep") == 0) {
+        /* For tests/profile.sh: the known sites, still live at exit. */
+        keep_big();
+        churn(64 * MIB, 1);
+        keep_small();
+        keep_large();
+        keep_grown();
+        churn(64 * MIB, 2);
+        printf("kept %lu bytes\n", 64 * MIB + 4 * MIB + 8 * MIB + 64 * 64 * KIB);
+        return 0;
+    }
     if (!prefix) {   /* profiling off: the call says so */
         errno = 0;
         int rc = tide_profile_dump("unused");
