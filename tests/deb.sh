@@ -34,7 +34,9 @@ if [ -e "$src/tools/tidemalloc" ]; then
 fi
 
 # Contents.
-dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q '^\./md5sums$' || fail "no md5sums"
+# (listings go through files, not `| grep -q`: SIGPIPE under pipefail)
+dpkg-deb --ctrl-tarfile "$deb" | tar -t > "$tmp/ctrl.txt"
+grep -q '^\./md5sums$' "$tmp/ctrl.txt" || fail "no md5sums"
 x="$tmp/x"
 dpkg -x "$deb" "$x"
 dpkg -e "$deb" "$x/DEBIAN"
@@ -59,7 +61,8 @@ soname=$(readelf -d "$x/$lib/libtidemalloc.so.0" | sed -n 's/.*(SONAME).*\[\(.*\
 [ "$soname" = libtidemalloc.so.0 ] || fail "soname is '$soname'"
 grep -q "^prefix=/usr$" "$x/$lib/pkgconfig/tidemalloc.pc" || fail "pkg-config prefix is not /usr"
 grep -q "^libdir=\${prefix}/lib/$multiarch$" "$x/$lib/pkgconfig/tidemalloc.pc" || fail "pkg-config libdir is not multiarch"
-zcat "$x/usr/share/man/man3/tidemalloc.3.gz" | grep -q '^\.TH TIDEMALLOC 3' || fail "man page unreadable"
+zcat "$x/usr/share/man/man3/tidemalloc.3.gz" > "$tmp/man3.txt"
+grep -q '^\.TH TIDEMALLOC 3' "$tmp/man3.txt" || fail "man page unreadable"
 
 # The extracted library serves a program's malloc under LD_PRELOAD.
 cat > "$tmp/owns.c" <<'C'

@@ -79,8 +79,9 @@ cmake --build "$tmp/cm/b" >/dev/null
 "$tmp/cm/b/p_shared"
 "$tmp/cm/b/p_static"
 # The shared one really loads the installed library.
-ldd "$tmp/cm/b/p_shared" | grep -q "$tmp/prefix/lib/libtidemalloc.so" ||
-    { echo "FAIL: p_shared does not load the installed library"; ldd "$tmp/cm/b/p_shared"; exit 1; }
+ldd "$tmp/cm/b/p_shared" > "$tmp/ldd.txt"   # (not piped into grep -q: SIGPIPE under pipefail)
+grep -q "$tmp/prefix/lib/libtidemalloc.so" "$tmp/ldd.txt" ||
+    { echo "FAIL: p_shared does not load the installed library"; cat "$tmp/ldd.txt"; exit 1; }
 # A version the package does not satisfy is refused.
 sed -i 's/find_package(tidemalloc 0.1 REQUIRED)/find_package(tidemalloc 1.0 REQUIRED)/' "$tmp/cm/CMakeLists.txt"
 if cmake -S "$tmp/cm" -B "$tmp/cm/b2" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null 2>&1; then
