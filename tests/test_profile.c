@@ -23,7 +23,8 @@
  *   4. after keep_big's blocks are freed, a second report (PREFIX-2) no
  *      longer shows keep_big, and its total dropped by about 64 MiB:
  *      frees remove their samples;
- *   5. a fork child can dump too (the profile lock is fork-safe).
+ *   5. a fork child can dump too (the profile lock is fork-safe);
+ *   6. tide_check_heap() accepts the sampled chunks (S bit).
  * Without TIDEMALLOC_PROFILE, tide_profile_dump() fails with EINVAL.
  * `test_profile --keep` only allocates the four sites and exits with them
  * live, for the command's test (tests/profile.sh).
@@ -256,6 +257,8 @@ int main(int argc, char **argv)
     printf("report 1: %d stacks in %s.collapsed, sum %ld\n", lines, p1, sum);
     CHECK(sum > 0 && labs(sum - (long)r1.total) <= lines, "collapsed sum %ld vs total %lu", sum, r1.total);
 
+    /* Sampled chunks (S bit in their size word) pass the heap check. */
+    CHECK(tide_check_heap() > 0, "heap check");
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         free(big[i]);
     CHECK(tide_profile_dump(p2) == 0, "dump 2: %s", strerror(errno));
