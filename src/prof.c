@@ -49,10 +49,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <unwind.h>
 #include "arena.h"
+#include "control.h"
 #include "os.h"
 #include "prof.h"
 
@@ -736,9 +738,17 @@ out:
     return rc;
 }
 
-/* At exit (and when the library is unloaded): the final report. */
+/* At exit (and when the library is unloaded): the final report.  A
+ * process that never allocated was never initialised: when it asked for
+ * a profile, initialise now, so that it gets its (empty) report too.  */
 __attribute__((destructor)) static void prof_at_exit(void)
 {
+    if (!atomic_load_explicit(&tm_initialized, memory_order_acquire)) {
+        const char *v = getenv("TIDEMALLOC_PROFILE");
+        if (!v || !*v)
+            return;
+        tm_ensure_init();
+    }
     if (tm_fix.profiling)
         tm_prof_dump(NULL);
 }

@@ -12,7 +12,8 @@ command (tools/tidemalloc_cmd/profile.py) end to end:
     are deep (the unwinder walks python's frames without frame pointers),
     and symbolising finds _PyEval_EvalFrameDefault in them; the command's
     own at-exit report is written and the exit status is python's;
- 3. the exit status of the program is passed on.
+ 3. a program that never allocates still gets a (empty) profile;
+ 4. the exit status of the program is passed on.
 """
 import os
 import re
@@ -87,7 +88,13 @@ if m and os.path.exists(live + ".collapsed"):
         text = f.read()
     check("_PyEval_EvalFrameDefault" in text, "symbolised python stacks show _PyEval_EvalFrameDefault")
 
-# 3. exit status of a failing program
+# 3. a program that never calls malloc still gets its (empty) profile
+prefix = os.path.join(work, "true")
+r = subprocess.run(cmd + ["-o", prefix, "--", "/bin/true"], capture_output=True, text=True)
+check(r.returncode == 0 and os.path.exists(prefix + ".collapsed"),
+      "/bin/true: exit 0 and a profile written (rc %d)" % r.returncode)
+
+# 4. exit status of a failing program
 r = subprocess.run(cmd + ["-o", os.path.join(work, "sh"), "--", "/bin/sh", "-c", "exit 3"],
                    capture_output=True, text=True)
 check(r.returncode == 3, "exit status 3 passed on (got %d)" % r.returncode)

@@ -29,7 +29,7 @@
  * `test_profile --keep` only allocates the four sites and exits with them
  * live, for the command's test (tests/profile.sh).
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
