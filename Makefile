@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 CC     ?= cc
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build demo test test-asan test-tsan bench bench-quick install clean
+.PHONY: all build demo test test-asan test-tsan bench bench-quick install deb clean
 
 # `make`: build everything and run the demonstration.
 all: demo
@@ -48,6 +48,11 @@ install: $(BUILD)/CMakeCache.txt
 	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 	cmake --build $(BUILD) -j $(JOBS)
 	cmake --install $(BUILD)
+
+# Debian package from a staged `cmake --install` (prefix /usr, multiarch
+# libdir), built in $(BUILD)/deb-build: writes $(BUILD)/tidemalloc_<ver>_<arch>.deb.
+deb:
+	bash scripts/make_deb.sh . $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -80,6 +80,16 @@ void tide_get_stats(struct tide_stats *out);
  * in turn; safe to call from any thread at any time.                      */
 long tide_check_heap(void);
 
+/* Allocation-site profiling (TIDEMALLOC_PROFILE=1 or =rate:BYTES,out:PREFIX,
+ * top:N,seed:N in the environment at start; see tidemalloc(3)): write the
+ * live sampled allocations now, as <prefix>.collapsed (collapsed stacks,
+ * "module+0xoff;...;module+0xoff BYTES", root first, for flame graphs) and
+ * <prefix>.txt (totals and the top sites).  prefix NULL: the configured
+ * one (default "tidemalloc-prof.%p", %p = pid).  0 on success; -1 with
+ * errno EINVAL when profiling is off, or the error of open(2).  The same
+ * report is written at exit.                                              */
+int tide_profile_dump(const char *prefix);
+
 /* Empty the calling thread's cache back to the arenas. */
 void tide_thread_cache_flush(void);
 

@@ -10,6 +10,13 @@
  * load, a bounds test, a list pop/push and a counter update - no lock, no
  * atomic.  Everything else is in the out-of-line *_slow functions.
  *
+ * Allocation-site profiling (prof.h) adds nothing to the hot paths: when
+ * it is on, tm_tls_tcache is NULL in every thread, so every call comes
+ * here to a slow path, which counts the bytes and uses the thread's cache
+ * through tm_tls_tcache_own.  The slow paths pay one test of
+ * tm_fix.profiling (malloc, calloc and memalign of large blocks,
+ * realloc) or of the chunk's S bit (free).
+ *
  * Every function is defined once as tide_<name> and exported under both
  * names (an alias), so programs can call tidemalloc explicitly beside the
  * system allocator.  The __libc_* names are exported too: some programs
@@ -24,6 +31,7 @@
 #include "engine.h"
 #include "heap.h"
 #include "os.h"
+#include "prof.h"
 #include "sysmem.h"
 #include "tcache.h"
 #include "tidemalloc.h"
@@ -65,16 +73,16 @@ static void *arena_alloc(size_t nb, size_t alignment, size_t bytes, tm_zrange *z
     }
 }
 
-static TM_NOINLINE void *malloc_slow(size_t n)
+/* malloc after tm_ensure_init: the thread's cache, else an arena. */
+static inline void *malloc_any(size_t n)
 {
-    tm_ensure_init();
     if (unlikely(n > TM_MAX_REQUEST)) {
         errno = ENOMEM;
         return NULL;
     }
     size_t nb = request2size(n);
     tm_thread_setup();
-    tm_tcache *tc = tm_tls_tcache;
+    tm_tcache *tc = tm_tls_tcache_own;
     size_t i = tc_req_index(n);
     if (tc && n <= TM_TCACHE_MAX_REQ && tc_limit(i)) {
         tc_enter(tc);
@@ -84,6 +92,28 @@ static TM_NOINLINE void *malloc_slow(size_t n)
             return mem;
     }
     return arena_alloc(nb, 0, 0, NULL);
+}
+
+/* Profiling: every malloc comes here.  A cache hit as on the fast path
+ * (no slow-path accounting), else the full path; then the countdown.  */
+static TM_NOINLINE void *malloc_profiled(size_t n)
+{
+    tm_tcache *tc = tm_tls_tcache_own;
+    void *mem = NULL;
+    if (tc && n <= TM_TCACHE_MAX_REQ)
+        mem = tc_try_pop(tc, tc_req_index(n));
+    if (!mem)
+        mem = malloc_any(n);
+    tm_prof_alloc(mem, n);
+    return mem;
+}
+
+static TM_NOINLINE void *malloc_slow(size_t n)
+{
+    tm_ensure_init();
+    if (unlikely(tm_fix.profiling))
+        return malloc_profiled(n);
+    return malloc_any(n);
 }
 
 /* ---- free --------------------------------------------------------------- */
@@ -113,6 +143,8 @@ static TM_NOINLINE void free_slow(void *mem)
     if (unlikely(misaligned_chunk(p)))   /* before reading its header */
         tm_corrupt("free(): invalid pointer", mem);
     size_t size = chunksize(p);
+    if (unlikely(chunk_is_sampled(p)))
+        tm_prof_forget(p, "free(): invalid size");
     if (chunk_is_mmapped(p)) {
         tm_munmap_chunk_dyn(p);
         errno = saved_errno;
@@ -125,11 +157,17 @@ static TM_NOINLINE void free_slow(void *mem)
     tm_ensure_init();
     tm_thread_setup();
 
-    tm_tcache *tc = tm_tls_tcache;
+    tm_tcache *tc = tm_tls_tcache_own;
     size_t i = tc_csize_index(size);
     size_t lim = i < TM_TCACHE_BINS ? tc_limit(i) : 0;   /* read once */
     if (tc && lim) {
         tm_tc_entry *e = mem;
+        /* Profiling sends every free here: one with room in its class
+         * needs no more than the fast path does.                       */
+        if (unlikely(tm_fix.profiling) && e->key != tm_tcache_key && tc_try_push(tc, e, i)) {
+            errno = saved_errno;
+            return;
+        }
         tc_enter(tc);
         if (unlikely(e->key == tm_tcache_key))
             tm_tcache_double_free_check(tc, e, i);
@@ -184,6 +222,8 @@ TM_EXPORT void *tide_calloc(size_t nmemb, size_t size)
     void *mem = arena_alloc(request2size(bytes), 0, 0, &z);
     if (!mem)
         return NULL;
+    if (unlikely(tm_fix.profiling))
+        tm_prof_alloc(mem, bytes);
     tm_chunk *p = mem2chunk(mem);
     if (chunk_is_mmapped(p)) {           /* fresh pages are zero */
         if (unlikely(TM_P(perturb)))
@@ -222,6 +262,22 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
         tm_corrupt("realloc(): invalid pointer", mem);
     tm_ensure_init();
     size_t nb = request2size(n);
+
+    /* Profiling: a sampled block, or a sample due, moves (malloc samples,
+     * free forgets); everything else is counted and stays in place.  */
+    if (unlikely(chunk_is_sampled(p) || tm_fix.profiling)) {
+        if (!tm_fix.profiling)
+            tm_corrupt("realloc(): invalid old size", mem);
+        if (chunk_is_sampled(p) || tm_prof_realloc_due(n)) {
+            void *nm = tide_malloc(n);
+            if (nm) {
+                size_t keep = chunk_usable(p) < n ? chunk_usable(p) : n;
+                memcpy(nm, mem, keep);
+                tide_free(mem);
+            }
+            return nm;
+        }
+    }
 
     if (chunk_is_mmapped(p)) {
         tm_chunk *np = tm_mremap_chunk(p, nb);
@@ -284,7 +340,10 @@ static void *memalign_impl(size_t alignment, size_t bytes)
         return NULL;
     }
     tm_ensure_init();
-    return arena_alloc(0, alignment, bytes, NULL);
+    void *mem = arena_alloc(0, alignment, bytes, NULL);
+    if (unlikely(tm_fix.profiling))
+        tm_prof_alloc(mem, bytes);
+    return mem;
 }
 
 TM_EXPORT void *tide_memalign(size_t alignment, size_t bytes)
@@ -364,6 +423,12 @@ TM_EXPORT void tide_free_aligned_sized(void *mem, size_t alignment, size_t size)
 }
 
 /* ---- tidemalloc's own calls --------------------------------------------- */
+TM_EXPORT int tide_profile_dump(const char *prefix)
+{
+    tm_ensure_init();
+    return tm_prof_dump(prefix);
+}
+
 TM_EXPORT void tide_thread_cache_flush(void)
 {
     tm_ensure_init();

@@ -180,7 +180,7 @@ static size_t check_arena(tm_arena *av)
 
 static void check_own_cache(void)
 {
-    tm_tcache *tc = tm_tls_tcache;
+    tm_tcache *tc = tm_tls_tcache_own;
     if (!tc)
         return;
     tc_enter(tc);

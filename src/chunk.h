@@ -26,6 +26,13 @@
  *                       holds the offset from the mapping's start.
  *  A (0x4) NON_MAIN     the chunk lives in a sub-heap of a non-main arena;
  *                       its heap (and arena) is found by masking the address.
+ *  S (0x8) SAMPLED      an allocated chunk recorded by the allocation-site
+ *                       profiler (prof.h).  Set after the chunk is handed
+ *                       out and cleared when it is freed, before the chunk
+ *                       goes back to a cache or bin, so free chunks never
+ *                       carry it.  free's fast path sends any chunk with
+ *                       this bit to the slow path (api.c), which removes
+ *                       the record.
  *
  * Invariants (verified by check.c):
  *  - chunk addresses and sizes are multiples of 16; sizes >= 32, except
@@ -58,7 +65,8 @@ enum {
     TM_PREV_INUSE = 0x1,
     TM_IS_MMAPPED = 0x2,
     TM_NON_MAIN   = 0x4,
-    TM_SIZE_BITS  = 0x7,
+    TM_SAMPLED    = 0x8,
+    TM_SIZE_BITS  = 0xF,          /* all flag bits: chunksize() masks them */
 };
 
 /* ---- conversions -------------------------------------------------------- */
@@ -96,6 +104,21 @@ static inline bool chunk_is_mmapped(const tm_chunk *p) { return size_word(p) & T
 static inline bool chunk_non_main(const tm_chunk *p) { return size_word(p) & TM_NON_MAIN; }
 /* Add bits (the A bit of a chunk handed out); lock holder only. */
 static inline void set_size_bits(tm_chunk *p, size_t bits) { set_size_word(p, size_word(p) | bits); }
+
+/* The S bit of an allocated chunk, set and cleared by the thread that owns
+ * the allocation, without the arena lock.  The P bit of the same word may
+ * be written meanwhile by a lock holder freeing or allocating the chunk
+ * before it, so these are atomic read-modify-writes (a plain load-or-store
+ * could lose that P update).  Rare: one per profile sample.             */
+static inline bool chunk_is_sampled(const tm_chunk *p) { return size_word(p) & TM_SAMPLED; }
+static inline void chunk_set_sampled(tm_chunk *p)
+{
+    __atomic_fetch_or(&p->size, (size_t)TM_SAMPLED, __ATOMIC_RELAXED);
+}
+static inline void chunk_clear_sampled(tm_chunk *p)
+{
+    __atomic_fetch_and(&p->size, ~(size_t)TM_SAMPLED, __ATOMIC_RELAXED);
+}
 
 static inline tm_chunk *next_chunk(const tm_chunk *p) { return chunk_at(p, chunksize(p)); }
 static inline tm_chunk *prev_chunk(const tm_chunk *p) { return (tm_chunk *)((char *)p - p->prev_size); }

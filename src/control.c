@@ -41,6 +41,7 @@
 #include "control.h"
 #include "engine.h"
 #include "os.h"
+#include "prof.h"
 #include "tunables.h"
 
 _Atomic int tm_initialized;
@@ -105,12 +106,14 @@ static void fork_prepare(void)
         return;
     tm_arenas_fork_lock();
     tm_tcache_fork_lock();
+    tm_prof_fork_prepare();
 }
 
 static void fork_parent(void)
 {
     if (!atomic_load(&tm_initialized))
         return;
+    tm_prof_fork_parent();
     tm_tcache_fork_unlock();
     tm_arenas_fork_unlock();
 }
@@ -119,6 +122,7 @@ static void fork_child(void)
 {
     if (!atomic_load(&tm_initialized))
         return;
+    tm_prof_fork_child();
     tm_tcache_fork_child();
     tm_arenas_fork_child();
     /* Threads do not survive fork: no background thread, one thread. */

@@ -30,6 +30,8 @@
 struct tm_fixed {
     size_t pagesize;
     size_t ncpus;               /* CPUs we may run on, read at start          */
+    bool   profiling;           /* TIDEMALLOC_PROFILE: allocation-site sampling
+                                   on, thread caches used by slow paths only   */
 };
 extern struct tm_fixed tm_fix TM_HIDDEN;
 

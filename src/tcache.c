@@ -13,6 +13,7 @@
 #include "tcache.h"
 
 __thread tm_tcache *tm_tls_tcache __attribute__((tls_model("initial-exec")));
+__thread tm_tcache *tm_tls_tcache_own __attribute__((tls_model("initial-exec")));
 __thread uint8_t tm_tls_tcache_state __attribute__((tls_model("initial-exec")));
 uintptr_t tm_tcache_key;
 _Atomic uint16_t tm_tc_limit[TM_TCACHE_BINS];
@@ -101,7 +102,8 @@ bool tm_tcache_thread_init(void)
         return true;             /* no cache for this thread; still correct */
     memset(mem, 0, sizeof(tm_tcache));
     reg_add(mem);
-    tm_tls_tcache = mem;
+    tm_tls_tcache_own = mem;
+    tm_tls_tcache = tm_fix.profiling ? NULL : mem;   /* profiling: slow paths only */
     tm_tls_tcache_state = 1;
     tm_event_poke(&tm_bg_event);     /* one more cache to watch */
     return true;
@@ -332,8 +334,8 @@ static void flush_classes(tm_tcache *tc)
 
 void tm_tcache_flush_all(void)
 {
-    tm_tcache *tc = tm_tls_tcache;
-    tm_tls_tcache = NULL;
+    tm_tcache *tc = tm_tls_tcache_own;
+    tm_tls_tcache = tm_tls_tcache_own = NULL;
     tm_tls_tcache_state = 2;
     if (!tc)
         return;
@@ -348,7 +350,7 @@ void tm_tcache_flush_all(void)
 
 void tm_tcache_flush_keep(void)
 {
-    tm_tcache *tc = tm_tls_tcache;
+    tm_tcache *tc = tm_tls_tcache_own;
     if (tc) {
         tc_enter(tc);
         flush_classes(tc);
@@ -358,7 +360,7 @@ void tm_tcache_flush_keep(void)
 
 size_t tm_tcache_cached_bytes(void)
 {
-    tm_tcache *tc = tm_tls_tcache;
+    tm_tcache *tc = tm_tls_tcache_own;
     size_t b = 0;
     if (!tc)
         return 0;
@@ -486,7 +488,7 @@ void tm_tcache_fork_unlock(void)
 void tm_tcache_fork_child(void)
 {
     tm_lock_reinit(&reg_lock);
-    tm_tcache *tc = tm_tls_tcache;
+    tm_tcache *tc = tm_tls_tcache_own;
     reg_head = tc;
     if (tc) {
         tc->reg_next = tc->reg_prev = NULL;

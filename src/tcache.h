@@ -112,8 +112,14 @@ static inline void tc_idle(tm_tcache *tc)
 }
 
 /* Thread state: NULL cache and state 0 = not yet set up; state 2 = no
- * cache (being set up, disabled, or the thread is exiting).            */
+ * cache (being set up, disabled, or the thread is exiting).
+ * Two views of the thread's cache: tm_tls_tcache_own is the cache, used
+ * by the slow paths; tm_tls_tcache is what the fast paths (api.c) see:
+ * the same cache, or NULL while the allocation-site profiler is on
+ * (prof.h), so that every call takes a slow path where the sampling
+ * countdown lives - the fast paths themselves know nothing of it.      */
 extern __thread tm_tcache *tm_tls_tcache __attribute__((tls_model("initial-exec"))) TM_HIDDEN;
+extern __thread tm_tcache *tm_tls_tcache_own __attribute__((tls_model("initial-exec"))) TM_HIDDEN;
 extern __thread uint8_t tm_tls_tcache_state __attribute__((tls_model("initial-exec"))) TM_HIDDEN;
 extern uintptr_t tm_tcache_key TM_HIDDEN;
 /* Per-class limits (0 = class not cached), from tcache_count/max/bytes. */

@@ -8,10 +8,25 @@
  * GLIBC_TUNABLES=glibc.malloc.<name>=<value>:... ; plus tidemalloc's own
  * TIDEMALLOC_DECAY_MS, TIDEMALLOC_BACKGROUND_THREAD and TIDEMALLOC_TCACHE_BYTES.  A malformed or
  * out-of-range value is ignored.
+ *
+ * TIDEMALLOC_PROFILE (allocation-site profiling, prof.h; read at start
+ * only, no mallopt):
+ *   unset, "", "0" or "off"   off (the default)
+ *   "1" or "on"               on, with the defaults below
+ *   a list of key:value items separated by commas, which turns it on:
+ *     rate:BYTES   mean bytes allocated between two samples (524288)
+ *     out:PREFIX   reports go to PREFIX.collapsed and PREFIX.txt; %p is
+ *                  replaced by the process id (tidemalloc-prof.%p)
+ *     top:N        sites listed in PREFIX.txt (20)
+ *     seed:N       seed of the sampling intervals (default: random), for
+ *                  reproducible profiles
+ *   e.g. TIDEMALLOC_PROFILE=rate:1048576,out:/tmp/app.%p
+ *   A malformed item is ignored (the others still apply).
  */
 #include <stdlib.h>
 #include <string.h>
 #include "control.h"
+#include "prof.h"
 #include "tcache.h"
 #include "tidemalloc.h"
 #include "tunables.h"
@@ -142,6 +157,39 @@ static void parse_glibc_tunables(const char *s)
     }
 }
 
+/* TIDEMALLOC_PROFILE (the syntax is in the comment at the top). */
+static void parse_profile(const char *s)
+{
+    if (!s || !*s || strcmp(s, "0") == 0 || strcmp(s, "off") == 0)
+        return;
+    long long rate = 0, top = 0, seed = 0, v;
+    const char *out = NULL;
+    size_t outlen = 0;
+    while (*s) {
+        const char *end = strchr(s, ',');
+        if (!end)
+            end = s + strlen(s);
+        const char *colon = memchr(s, ':', (size_t)(end - s));
+        if (colon) {
+            size_t klen = (size_t)(colon - s);
+            const char *val = colon + 1;
+            if (klen == 3 && strncmp(s, "out", 3) == 0 && end > val) {
+                out = val;
+                outlen = (size_t)(end - val);
+            } else if (parse_num(val, end, &v) && v > 0) {
+                if (klen == 4 && strncmp(s, "rate", 4) == 0)
+                    rate = v;
+                else if (klen == 3 && strncmp(s, "top", 3) == 0)
+                    top = v;
+                else if (klen == 4 && strncmp(s, "seed", 4) == 0)
+                    seed = v;
+            }
+        }
+        s = *end ? end + 1 : end;
+    }
+    tm_prof_configure(true, (size_t)rate, (size_t)top, (uint64_t)seed, out, outlen);
+}
+
 void tm_tunables_init(void)
 {
     static const struct {
@@ -162,6 +210,7 @@ void tm_tunables_init(void)
     };
     /* GLIBC_TUNABLES first: the older MALLOC_* variables override it. */
     parse_glibc_tunables(env_get("GLIBC_TUNABLES"));
+    parse_profile(env_get("TIDEMALLOC_PROFILE"));
     for (size_t k = 0; k < sizeof envs / sizeof envs[0]; k++) {
         const char *v = env_get(envs[k].env);
         if (v)

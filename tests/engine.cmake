@@ -12,3 +12,8 @@ tide_add_variant(test_tcache_env_glibc test_tcache TIMEOUT 60
 # `make install` layout: library, header, pkg-config file usable by a program.
 add_test(NAME test_install COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/install.sh ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
 set_tests_properties(test_install PROPERTIES TIMEOUT 300)
+# `make deb`: the Debian package's contents, without installing it (tests/deb.sh).
+add_test(NAME test_deb COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/deb.sh ${PROJECT_SOURCE_DIR})
+set_tests_properties(test_deb PROPERTIES TIMEOUT 900)
+# The man pages render without a warning (tests/man.sh: man-db, groff).
+add_test(NAME man_pages COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/man.sh ${PROJECT_SOURCE_DIR})
