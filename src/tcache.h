@@ -145,7 +145,11 @@ static inline void *tc_pop(tm_tcache *tc, size_t i)
     TM_ASSERT(tc->counts[i] > 0);
     if (unlikely(!aligned_ok((uintptr_t)e)))
         tm_corrupt("malloc(): unaligned tcache chunk detected", e);
-    tc->entries[i] = tc_reveal(e);
+    tm_tc_entry *next = tc_reveal(e);
+    /* The next pop of the class reads next's link: start that load now
+     * (entries another thread freed are in its cache, not ours).       */
+    __builtin_prefetch(next, 1);
+    tc->entries[i] = next;
     tc->counts[i]--;
     e->key = 0;
     return e;
