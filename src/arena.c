@@ -377,6 +377,8 @@ static TM_NOINLINE void tick_slow(tm_arena *av)
 {
     uint64_t now = tm_os_now_ms();
     long decay = TM_P(decay_ms);
+    if (decay >= 0 && now >= av->next_purge)
+        drain_all(av);           /* own chunks parked on the class lists, too */
     if (decay >= 0)
         purge_if_due(av, now, decay);
     uint64_t due = atomic_load_explicit(&next_sweep, memory_order_relaxed);

@@ -90,6 +90,11 @@ typedef struct {
  * False (nothing pushed): the list would exceed TM_RCLS_MAXN entries or
  * the pointer does not fit the word; the caller frees another way.     */
 TM_HIDDEN bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t n);
+/* Entries on the class-i list right now (a hint: it may change at once). */
+static inline size_t tm_remote_class_count(tm_arena *av, size_t i)
+{
+    return atomic_load_explicit(&av->remote_cls[i], memory_order_relaxed) >> TM_RCLS_SHIFT;
+}
 /* Take the whole class-i list (no lock needed). */
 static inline tm_rlist tm_remote_take_class(tm_arena *av, size_t i)
 {

@@ -144,6 +144,13 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
 {
     tm_arena *own = tm_thread_arena();
     bool own_locked = false;
+    /* The own arena's class list doubles as a small transfer cache: while
+     * it holds less than one class limit, own chunks go there too (one
+     * CAS, no lock, no bins), and the next miss of any thread of this
+     * arena takes them back whole.  The bound keeps what waits there
+     * small; decay ticks and the background thread drain it (arena.c). */
+    size_t stash_max = i < TM_TCACHE_BINS ? tc_limit(i) : 0;
+    bool stash = own != NULL && n <= stash_max && tm_remote_class_count(own, i) + n <= stash_max;
     tm_arena *cur = NULL;
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
     size_t run_n = 0;
@@ -151,7 +158,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
         tm_tc_entry *next = n ? tc_reveal(e) : NULL;
         tm_chunk *p = mem2chunk(e);
         tm_arena *av = arena_for_chunk(p);
-        if (av == own || own == NULL) {
+        if (!stash && (av == own || own == NULL)) {
             if (!own_locked) {
                 own = av;
                 tm_arena_enter_owner(own);
