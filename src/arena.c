@@ -83,12 +83,40 @@ void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail)
     push_list(&av->remote, head, tail);
 }
 
-void tm_remote_push_class(tm_arena *av, size_t i, tm_chunk *head, tm_chunk *tail)
+bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t n)
 {
-    push_list(&av->remote_cls[i], head, tail);
+    const uintptr_t mask = ((uintptr_t)1 << TM_RCLS_SHIFT) - 1;
+    if (unlikely(((uintptr_t)head & ~mask) != 0))
+        return false;
+    _Atomic uintptr_t *list = &av->remote_cls[i];
+    uintptr_t old = atomic_load_explicit(list, memory_order_relaxed), w;
+    do {
+        size_t have = old >> TM_RCLS_SHIFT;
+        if (have + n > TM_RCLS_MAXN)
+            return false;
+        /* The cache's link format (tcache.h tc_link): protected pointer. */
+        uintptr_t *slot = tail;
+        *slot = tm_protect_ptr(slot, old & mask);
+        w = ((uintptr_t)(have + n) << TM_RCLS_SHIFT) | (uintptr_t)head;
+    } while (!atomic_compare_exchange_weak_explicit(list, &old, w, memory_order_seq_cst,
+                                                    memory_order_relaxed));
+    tm_event_poke(&tm_bg_event);
     /* After the push, seq_cst: a drainer that clears the flag before
      * scanning either sees this push or sees the flag set again.       */
     atomic_store_explicit(&av->remote_cls_any, 1, memory_order_seq_cst);
+    return true;
+}
+
+/* A class list into the bins (av entered): the entries lose their key. */
+static void free_class_list(tm_arena *av, tm_rlist l)
+{
+    uintptr_t *e = l.head;
+    for (size_t k = 0; k < l.n && e; k++) {
+        uintptr_t *next = (uintptr_t *)tm_protect_ptr(e, e[0]);
+        e[1] = 0;
+        tm_int_free(av, mem2chunk(e));
+        e = next;
+    }
 }
 
 static void free_list_chain(tm_arena *av, tm_chunk *p)
@@ -129,7 +157,7 @@ static void drain_all(tm_arena *av)
         !atomic_exchange_explicit(&av->remote_cls_any, 0, memory_order_seq_cst))
         return;
     for (size_t i = 0; i < TM_TCACHE_BINS; i++)
-        free_list_chain(av, tm_remote_take_class(av, i));
+        free_class_list(av, tm_remote_take_class(av, i));
 }
 
 /* ---- choosing an arena ------------------------------------------------------ */
@@ -349,6 +377,8 @@ static TM_NOINLINE void tick_slow(tm_arena *av)
 {
     uint64_t now = tm_os_now_ms();
     long decay = TM_P(decay_ms);
+    if (decay >= 0 && now >= av->next_purge)
+        drain_all(av);           /* own chunks parked on the class lists, too */
     if (decay >= 0)
         purge_if_due(av, now, decay);
     uint64_t due = atomic_load_explicit(&next_sweep, memory_order_relaxed);

@@ -15,11 +15,13 @@
  *   remote          single chunks (free() of a non-cached size) and runs
  *                   flushed from a class whose cache limit is 0; taken
  *                   back into the bins by whoever next enters the arena;
- *   remote_cls[i]   runs of class i flushed from other threads' caches; a
+ *   remote_cls[i]   runs of class i flushed from other threads' caches, in
+ *                   the cache's entry format with the count in the word; a
  *                   thread of this arena whose cache misses in class i
- *                   takes the whole list with one exchange and no lock.
- * Pushers use a release CAS (a pre-linked run in one CAS); consumers take a
- * whole stack with an acquire exchange, so there is no ABA problem.
+ *                   takes the whole list with one exchange and no lock and
+ *                   installs it as its class i as it is (no walk).
+ * Pushers use a CAS (a pre-linked run in one CAS); consumers take a whole
+ * stack with an acquire exchange, so there is no ABA problem.
  * Waiting chunks count as in use until drained.
  *
  * Locks.  tm_list_lock guards the ring, the free list, `attached` and the
@@ -70,13 +72,39 @@ TM_HIDDEN bool tm_arena_fork_holder(void);
 
 /* ---- remote frees ---------------------------------------------------------- */
 TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
-TM_HIDDEN void tm_remote_push_class(tm_arena *av, size_t i, tm_chunk *head, tm_chunk *tail);
-/* Take the whole class-i list (no lock needed), NULL-terminated via fd. */
-static inline tm_chunk *tm_remote_take_class(tm_arena *av, size_t i)
+
+/* Class lists (remote_cls[i]) hold thread-cache entries, not chunks: user
+ * pointers whose first word is the safe-linked (tm_protect_ptr) pointer to
+ * the next entry and whose second word still holds the cache key.  The
+ * list word is  (count << 48) | head:  a run of n entries is pushed with
+ * one CAS (its tail linked to the old head inside the loop), and the
+ * taker gets head and count with one exchange, so a whole list becomes a
+ * cache class without a walk.  x86-64 user pointers fit in 47 bits.    */
+#define TM_RCLS_SHIFT 48
+#define TM_RCLS_MAXN  0xffffu
+typedef struct {
+    void *head;      /* NULL-terminated through the protected links */
+    size_t n;        /* entries on it                               */
+} tm_rlist;
+/* Push the run head..tail (n entries, linked; tail's link is set here).
+ * False (nothing pushed): the list would exceed TM_RCLS_MAXN entries or
+ * the pointer does not fit the word; the caller frees another way.     */
+TM_HIDDEN bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t n);
+/* Entries on the class-i list right now (a hint: it may change at once). */
+static inline size_t tm_remote_class_count(tm_arena *av, size_t i)
 {
-    if (!av || !atomic_load_explicit(&av->remote_cls[i], memory_order_relaxed))
-        return NULL;
-    return atomic_exchange_explicit(&av->remote_cls[i], NULL, memory_order_acquire);
+    return atomic_load_explicit(&av->remote_cls[i], memory_order_relaxed) >> TM_RCLS_SHIFT;
+}
+/* Take the whole class-i list (no lock needed). */
+static inline tm_rlist tm_remote_take_class(tm_arena *av, size_t i)
+{
+    tm_rlist l = { NULL, 0 };
+    if (av && atomic_load_explicit(&av->remote_cls[i], memory_order_relaxed)) {
+        uintptr_t w = atomic_exchange_explicit(&av->remote_cls[i], 0, memory_order_acquire);
+        l.head = (void *)(w & (((uintptr_t)1 << TM_RCLS_SHIFT) - 1));
+        l.n = w >> TM_RCLS_SHIFT;
+    }
+    return l;
 }
 
 /* ---- page release: decay ---------------------------------------------------- */

@@ -195,13 +195,6 @@ static void check_own_cache(void)
             CHECK(!chunk_is_mmapped(p) && inuse(p), "cached chunk not in use", e);
         }
         CHECK(n == tc->counts[i], "cache count differs from its list", tc);
-        size_t ns = 0;
-        for (tm_chunk *p = tc->spill[i]; p; p = p->fd) {
-            CHECK(++ns < ((size_t)1 << 32), "cache spill list loops", p);
-            CHECK(!misaligned_chunk(p) && tc_csize_index(chunksize(p)) == i,
-                  "cache spill chunk in the wrong class", p);
-            CHECK(!chunk_is_mmapped(p) && inuse(p), "cache spill chunk not in use", p);
-        }
     }
     tc_leave(tc);
 }

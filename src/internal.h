@@ -120,9 +120,11 @@ typedef struct tm_arena {
     /* Chunks freed by threads that found this arena locked: a lock-free
      * stack linked through fd, emptied by whoever next holds the lock.  */
     _Atomic(tm_chunk *) remote;
-    /* The same per thread-cache class: a thread of this arena whose cache
-     * misses in class i takes the whole list with one exchange, no lock. */
-    _Atomic(tm_chunk *) remote_cls[TM_TCACHE_BINS];
+    /* The same per thread-cache class, in the cache's own entry format
+     * and with the entry count packed into the word (arena.h): a thread
+     * of this arena whose cache misses in class i takes the whole list
+     * with one exchange and installs it as that class, no lock, no walk. */
+    _Atomic uintptr_t remote_cls[TM_TCACHE_BINS];
     _Atomic int remote_cls_any;     /* some remote_cls list may be non-empty */
 } tm_arena;
 

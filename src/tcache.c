@@ -109,55 +109,84 @@ bool tm_tcache_thread_init(void)
     return true;
 }
 
-static void push_run(tm_arena *av, tm_chunk *head, tm_chunk *tail, size_t i)
+/* A run of n entries of class i (cache format, head..tail linked) for
+ * the foreign arena av: one CAS on its class list, where a thread of av
+ * installs it as its own cache class.  Uncached classes, and a class list
+ * that is full, take the general remote list (chunks linked through fd,
+ * key cleared), drained into the bins by av's next holder.             */
+static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t n, size_t i)
 {
-    if (i < TM_TCACHE_BINS)
-        tm_remote_push_class(av, i, head, tail);
-    else
-        tm_remote_push(av, head, tail);
+    if (i < TM_TCACHE_BINS && tm_remote_push_class(av, i, head, tail, n))
+        return;
+    tm_chunk *h = NULL, *t = NULL;
+    for (tm_tc_entry *e = head; n > 0; n--) {
+        tm_tc_entry *next = tc_reveal(e);    /* before fd overwrites it */
+        e->key = 0;
+        tm_chunk *p = mem2chunk(e);
+        p->fd = NULL;
+        if (t)
+            t->fd = p;
+        else
+            h = p;
+        t = p;
+        e = next;
+    }
+    tm_remote_push(av, h, t);
 }
 
 /* Free a chain of n cached entries of class i (TM_TCACHE_BINS: not a
  * cached class) to their arenas.  Chunks of the calling thread's own arena
  * are freed under its lock; chunks of other arenas are pushed, a run at a
- * time, with one CAS on that arena's remote list for class i, where a
- * thread of that arena takes them back into its cache without a lock: a
- * consumer never waits for a producer, and the objects skip the bins.   */
+ * time, with one CAS on that arena's class-i list, where a thread of that
+ * arena takes them back into its cache without a lock: a consumer never
+ * waits for a producer, and the objects skip the bins.  The entries keep
+ * the cache's format (links, key) on that list, so neither side relinks
+ * them, except where a run skips an own-arena entry.                   */
 static void free_chain(tm_tc_entry *e, size_t n, size_t i)
 {
     tm_arena *own = tm_thread_arena();
     bool own_locked = false;
+    /* The own arena's class list doubles as a small transfer cache: while
+     * it holds less than one class limit, own chunks go there too (one
+     * CAS, no lock, no bins), and the next miss of any thread of this
+     * arena takes them back whole.  The bound keeps what waits there
+     * small; decay ticks and the background thread drain it (arena.c). */
+    size_t stash_max = i < TM_TCACHE_BINS ? tc_limit(i) : 0;
+    bool stash = own != NULL && n <= stash_max && tm_remote_class_count(own, i) + n <= stash_max;
     tm_arena *cur = NULL;
-    tm_chunk *run_head = NULL, *run_tail = NULL;
+    tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
+    size_t run_n = 0;
     while (n--) {
         tm_tc_entry *next = n ? tc_reveal(e) : NULL;
-        e->key = 0;
         tm_chunk *p = mem2chunk(e);
         tm_arena *av = arena_for_chunk(p);
-        if (av == own || own == NULL) {
+        if (!stash && (av == own || own == NULL)) {
             if (!own_locked) {
                 own = av;
                 tm_arena_enter_owner(own);
                 own_locked = true;
             }
+            e->key = 0;
             tm_int_free(av, p);
         } else {
             if (av != cur && run_head) {
-                push_run(cur, run_head, run_tail, i);
+                flush_run(cur, run_head, run_tail, run_n, i);
                 run_head = NULL;
+                run_n = 0;
             }
             cur = av;
-            p->fd = NULL;
-            if (run_head)
-                run_tail->fd = p;
-            else
-                run_head = p;
-            run_tail = p;
+            if (!run_head)
+                run_head = e;
+            else if (prev != run_tail)
+                tc_link(run_tail, e);     /* an own-arena entry was in between */
+            run_tail = e;
+            run_n++;
         }
+        prev = e;
         e = next;
     }
     if (run_head)
-        push_run(cur, run_head, run_tail, i);
+        flush_run(cur, run_head, run_tail, run_n, i);
     if (own_locked)
         tm_arena_leave(own);
 }
@@ -213,30 +242,19 @@ static void *carve(tm_tcache *tc, tm_chunk *c, size_t nb, size_t i)
     return chunk2mem((tm_chunk *)p);
 }
 
-/* Move up to the class limit from list p into class i; return the first
- * chunk's memory; the rest (if any) becomes the class's spill list.     */
-static void *take_list(tm_tcache *tc, tm_chunk *p, size_t i)
-{
-    void *first = chunk2mem(p);
-    p = p->fd;
-    size_t lim = tc_limit(i);
-    while (p && tc->counts[i] < lim) {
-        tm_chunk *next = p->fd;
-        tc_push(tc, chunk2mem(p), i);
-        p = next;
-    }
-    tc->spill[i] = p;
-    return first;
-}
-
-/* The class's spill, else the chunks other threads freed into our arena's
- * class-i remote list (one exchange, no lock).                          */
+/* The chunks other threads freed into our arena's class-i list: one
+ * exchange, no lock, and the list becomes the (empty) class as it is,
+ * count included; it may hold more than the class limit, which costs no
+ * memory (the chunks are ours either way) and the next full free trims. */
 static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
 {
-    if (tc->spill[i])
-        return take_list(tc, tc->spill[i], i);
-    tm_chunk *p = tm_remote_take_class(own, i);
-    return p ? take_list(tc, p, i) : NULL;
+    tm_rlist l = tm_remote_take_class(own, i);
+    if (!l.head)
+        return NULL;
+    TM_ASSERT(tc->entries[i] == NULL && tc->counts[i] == 0 && l.n > 0);
+    tc->entries[i] = l.head;
+    tc->counts[i] = (uint16_t)l.n;
+    return tc_pop(tc, i);
 }
 
 /* A miss in class i.  First the class's remote list (no lock).  Else a
@@ -312,23 +330,10 @@ void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i)
 static void flush_classes(tm_tcache *tc)
 {
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        for (;;) {
-            if (tc->counts[i])
-                free_chain(tc->entries[i], tc->counts[i], i);
-            tc->entries[i] = NULL;
-            tc->counts[i] = 0;
-            tm_chunk *p = tc->spill[i];
-            if (!p)
-                break;
-            /* Spilled chunks become cache entries (at most 65535 at a time)
-             * so that one path frees everything.                         */
-            while (p && tc->counts[i] < TM_TCACHE_COUNT_MAX) {
-                tm_chunk *next = p->fd;
-                tc_push(tc, chunk2mem(p), i);
-                p = next;
-            }
-            tc->spill[i] = p;
-        }
+        if (tc->counts[i])
+            free_chain(tc->entries[i], tc->counts[i], i);
+        tc->entries[i] = NULL;
+        tc->counts[i] = 0;
     }
 }
 
@@ -365,11 +370,8 @@ size_t tm_tcache_cached_bytes(void)
     if (!tc)
         return 0;
     tc_enter(tc);
-    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+    for (size_t i = 0; i < TM_TCACHE_BINS; i++)
         b += (size_t)tc->counts[i] * (TM_MINSIZE + 16 * i);
-        for (tm_chunk *p = tc->spill[i]; p; p = p->fd)
-            b += TM_MINSIZE + 16 * i;
-    }
     tc_leave(tc);
     return b;
 }
@@ -405,7 +407,7 @@ bool tm_tcache_reclaim_init(void)
     return reclaim_ok;
 }
 
-/* Move every entry and spilled chunk of tc onto *list (linked via fd). */
+/* Move every entry of tc onto *list (linked via fd). */
 static void take_all(tm_tcache *tc, tm_chunk **list)
 {
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
@@ -420,14 +422,6 @@ static void take_all(tm_tcache *tc, tm_chunk **list)
         }
         tc->entries[i] = NULL;
         tc->counts[i] = 0;
-        tm_chunk *p = tc->spill[i];
-        while (p) {
-            tm_chunk *next = p->fd;
-            p->fd = *list;
-            *list = p;
-            p = next;
-        }
-        tc->spill[i] = NULL;
     }
 }
 

@@ -61,10 +61,6 @@ typedef struct tm_tcache {
     _Atomic uint64_t slow_ops;       /* owner's slow-path entries              */
     uint16_t counts[TM_TCACHE_BINS];
     tm_tc_entry *entries[TM_TCACHE_BINS];
-    /* Chunks of class i taken from a remote list beyond the class limit,
-     * linked through chunk->fd as on the remote list; the next misses of
-     * the class use them first.  Not counted in counts[].              */
-    tm_chunk *spill[TM_TCACHE_BINS];
     /* Registry of all caches (reclaimer's walk), guarded by its lock. */
     struct tm_tcache *reg_next, *reg_prev;
     uint64_t seen_ops;               /* slow_ops at the reclaimer's last look  */
@@ -155,7 +151,11 @@ static inline void *tc_pop(tm_tcache *tc, size_t i)
     TM_ASSERT(tc->counts[i] > 0);
     if (unlikely(!aligned_ok((uintptr_t)e)))
         tm_corrupt("malloc(): unaligned tcache chunk detected", e);
-    tc->entries[i] = tc_reveal(e);
+    tm_tc_entry *next = tc_reveal(e);
+    /* The next pop of the class reads next's link: start that load now
+     * (entries another thread freed are in its cache, not ours).       */
+    __builtin_prefetch(next, 1);
+    tc->entries[i] = next;
     tc->counts[i]--;
     e->key = 0;
     return e;

@@ -140,34 +140,34 @@ static void *t_producer(void *arg)
     tide_thread_cache_flush();
     pthread_barrier_wait(&bar);     /* consumer frees */
     pthread_barrier_wait(&bar);
-    CHECK("consumer's frees wait on the producer arena's remote list for their class",
-          atomic_load(&producer_arena->remote_cls[cls(64)]) != NULL);
+    uintptr_t w = atomic_load(&producer_arena->remote_cls[cls(64)]);
+    /* The 64 the consumer freed, plus what the producer's own flush parked
+     * there (own-arena chunks, up to one class limit).                  */
+    size_t n = w >> TM_RCLS_SHIFT;
+    CHECKF("consumer's frees wait on the producer arena's remote list for their class, all counted",
+           w != 0 && n >= 64 && n <= 64u + tm_tc_limit[cls(64)], "word %#lx", (unsigned long)w);
     size_t before = tm_tls_tcache->counts[cls(64)];
     void *p = malloc(64);           /* miss -> takes the remote list, no lock */
-    CHECKF("the remote list refilled the producer's cache", tm_tls_tcache->counts[cls(64)] > before,
-           "%zu -> %u", before, tm_tls_tcache->counts[cls(64)]);
-    size_t lim = tm_tc_limit[cls(64)], spilled = 0;
-    CHECK("the remote list was taken whole", atomic_load(&producer_arena->remote_cls[cls(64)]) == NULL);
-    for (tm_chunk *c = tm_tls_tcache->spill[cls(64)]; c; c = c->fd)
-        spilled++;
-    CHECKF("the cache takes up to its limit, the rest waits in its spill list",
-           tm_tls_tcache->counts[cls(64)] == lim && spilled == 63 - lim,
-           "count %u limit %zu spilled %zu", tm_tls_tcache->counts[cls(64)], lim, spilled);
-    /* Once the class is empty, the next miss uses the spill first. */
-    void *hold[128];
+    size_t lim = tm_tc_limit[cls(64)];
+    CHECK("the remote list was taken whole", atomic_load(&producer_arena->remote_cls[cls(64)]) == 0);
+    CHECKF("the whole list became the class, beyond its limit (no walk)",
+           before == 0 && tm_tls_tcache->counts[cls(64)] == n - 1 && lim < n - 1,
+           "%zu -> %u (limit %zu)", before, tm_tls_tcache->counts[cls(64)], lim);
+    CHECK("the installed class passes the heap check (links, keys, count)", tide_check_heap() > 0);
+    /* Every entry comes out once, in a consistent state. */
+    void *hold[256];
     size_t nh = 0;
-    while (tm_tls_tcache->counts[cls(64)] > 0 && nh < 100)
+    while (tm_tls_tcache->counts[cls(64)] > 0 && nh < 250)
         hold[nh++] = malloc(64);
-    hold[nh++] = malloc(64);
-    size_t spilled2 = 0;
-    for (tm_chunk *c = tm_tls_tcache->spill[cls(64)]; c; c = c->fd)
-        spilled2++;
-    size_t expect = spilled - 1 > lim ? spilled - 1 - lim : 0;
-    CHECKF("a miss refills the class from its spill list", spilled2 == expect,
-           "spill %zu -> %zu, expected %zu", spilled, spilled2, expect);
+    CHECKF("n - 1 hits empty the class", nh == n - 1, "%zu of %zu", nh, n - 1);
+    for (size_t x = 0; x < nh; x++)
+        for (size_t y = x + 1; y < nh; y++)
+            CHECK("no entry handed out twice", hold[x] != hold[y]);
     CHK();
     for (size_t k = 0; k < nh; k++)
         free(hold[k]);
+    CHECKF("frees beyond the limit trim the class again", tm_tls_tcache->counts[cls(64)] <= lim,
+           "count %u limit %zu", tm_tls_tcache->counts[cls(64)], lim);
     CHK();
     bool returned = false;
     for (int k = 0; k < 64; k++)
