@@ -311,6 +311,7 @@ tm_arena *tm_arena_retry(tm_arena *av)
 }
 
 tm_arena *tm_thread_arena(void) { return tls_arena; }
+void tm_arena_drain_all(tm_arena *av) { drain_all(av); }
 bool tm_arena_fork_holder(void) { return tls_fork_holder; }
 
 void tm_for_each_arena(void (*fn)(tm_arena *, void *), void *arg)

@@ -54,6 +54,9 @@ TM_HIDDEN void tm_arena_unlock(tm_arena *av);
 TM_HIDDEN tm_arena *tm_arena_retry(tm_arena *av);
 
 TM_HIDDEN tm_arena *tm_thread_arena(void);
+/* Everything other threads, and own flushes, left on av's remote and class
+ * lists into its bins (av entered). */
+TM_HIDDEN void tm_arena_drain_all(tm_arena *av);
 TM_HIDDEN void tm_arena_detach_thread(void);          /* thread exit */
 TM_HIDDEN size_t tm_arena_count(void);
 

@@ -111,6 +111,12 @@ typedef struct tm_arena {
     size_t fast_bytes;              /* bytes held in fast bins                 */
     size_t other_hwm;               /* high-water mark of resident bytes that are
                                        not releasable free memory (the cap) */
+    /* The cap is strict (release.h: a deep drain with no background
+     * thread).  Written by lock holders at every free into the bins, read
+     * without the lock by the thread cache's flush (tcache.c free_chain),
+     * which then stops parking its own chunks on the class lists: parked
+     * small chunks keep their pages from coalescing into releasable runs. */
+    _Atomic bool drained;
     char  *top_clean;               /* [top_clean, top end) is not resident   */
     uint64_t top_stamp;             /* when the top last grew by a free       */
     uint64_t next_purge;            /* clock (ms) of the next purge pass      */

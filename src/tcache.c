@@ -150,8 +150,12 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
      * it holds less than one class limit, own chunks go there too (one
      * CAS, no lock, no bins), and the next miss of any thread of this
      * arena takes them back whole.  The bound keeps what waits there
-     * small; decay ticks and the background thread drain it (arena.c). */
-    size_t stash_max = i < TM_TCACHE_BINS ? tc_limit(i) : 0;
+     * small; decay ticks and the background thread drain it (arena.c).
+     * Not once the arena has drained deeply (its cap is strict): then a
+     * parked chunk only keeps its page from coalescing into a releasable
+     * run, and the lists are emptied into the bins below.              */
+    bool drained = own != NULL && atomic_load_explicit(&own->drained, memory_order_relaxed);
+    size_t stash_max = i < TM_TCACHE_BINS && !drained ? tc_limit(i) : 0;
     bool stash = own != NULL && n <= stash_max && tm_remote_class_count(own, i) + n <= stash_max;
     tm_arena *cur = NULL;
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
@@ -187,8 +191,11 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
     }
     if (run_head)
         flush_run(cur, run_head, run_tail, run_n, i);
-    if (own_locked)
+    if (own_locked) {
+        if (drained)
+            tm_arena_drain_all(own);
         tm_arena_leave(own);
+    }
 }
 
 /* Class i is full: keep its newest half (hot in cache), flush the rest,
