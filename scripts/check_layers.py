@@ -20,7 +20,7 @@ import sys
 
 LAYERS = [
     ("api", ["api.c", "stats.c", "check.c"]),
-    ("control", ["control.c", "control.h", "tunables.c", "tunables.h"]),
+    ("control", ["control.c", "control.h", "tunables.c", "tunables.h", "observe.c", "observe.h"]),
     ("tcache", ["tcache.c", "tcache.h"]),
     ("arena", ["arena.c", "arena.h"]),
     ("engine", ["engine.c", "engine.h"]),

@@ -23,6 +23,7 @@
 #include "control.h"
 #include "engine.h"
 #include "heap.h"
+#include "observe.h"
 #include "os.h"
 #include "sysmem.h"
 #include "tcache.h"
@@ -74,6 +75,7 @@ static TM_NOINLINE void *malloc_slow(size_t n)
     }
     size_t nb = request2size(n);
     tm_thread_setup();
+    tm_obs_tick();
     tm_tcache *tc = tm_tls_tcache;
     size_t i = tc_req_index(n);
     if (tc && n <= TM_TCACHE_MAX_REQ && tc_limit(i)) {
@@ -124,6 +126,7 @@ static TM_NOINLINE void free_slow(void *mem)
         tm_corrupt("free(): invalid size", mem);
     tm_ensure_init();
     tm_thread_setup();
+    tm_obs_tick();
 
     tm_tcache *tc = tm_tls_tcache;
     size_t i = tc_csize_index(size);
