@@ -9,6 +9,7 @@
  * (tcache.c).
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <sched.h>
 #include <string.h>
 #include "arena.h"
@@ -91,8 +92,28 @@ static struct {
 } ch = { NULL, -1, 0, false, { 0, 0 }, { 0, 0 } };
 static _Atomic int activity;             /* slow paths since the last refresh */
 static _Atomic uint64_t last_ms;         /* last summary refresh (monotonic)  */
+/* A refresh walks the bins (a heap map: every chunk) under each arena
+ * lock; on a big fragmented heap that takes milliseconds.  The next one
+ * waits at least TM_OBS_DUTY times as long as the last took, so the walks
+ * take at most 1 % of the time, whatever the heap.                     */
+#define TM_OBS_DUTY 100
+static _Atomic uint64_t summary_gap_ms = 100;   /* min gap, slow paths */
+static uint64_t summary_us, map_us;             /* last durations       */
 static uint64_t last_map_ms;
-static bool map_stale;                   /* summary refreshed since the map   */
+static _Atomic bool map_stale;           /* summary refreshed since the map   */
+/* os_calls() at the last refresh; ULONG_MAX while there is no channel. */
+static _Atomic unsigned long last_calls = ULONG_MAX;
+
+/* The allocator's system calls so far: when the background thread's own
+ * purges change the heap, the figures are stale too.                   */
+static unsigned long os_calls(void)
+{
+    return atomic_load_explicit(&tm_os_calls.madvise, memory_order_relaxed) +
+           atomic_load_explicit(&tm_os_calls.munmap, memory_order_relaxed) +
+           atomic_load_explicit(&tm_os_calls.mmap, memory_order_relaxed) +
+           atomic_load_explicit(&tm_os_calls.mremap, memory_order_relaxed) +
+           atomic_load_explicit(&tm_os_calls.brk, memory_order_relaxed);
+}
 
 void tm_obs_init(void)
 {
@@ -252,10 +273,11 @@ static void put_summary(sink *s, uint64_t mono_ms)
         atomic_load(&tm_os_calls.madvise), atomic_load(&tm_os_calls.brk));
     put(s, ",\"params\":{\"decay_ms\":%ld,\"background\":%d,\"background_running\":%d,"
            "\"arena_max\":%zu,\"arena_test\":%zu,\"mmap_threshold\":%zu,\"trim_threshold\":%zu,"
-           "\"top_pad\":%zu,\"tcache_bytes\":%zu,\"heapmap_ms\":%ld}",
+           "\"top_pad\":%zu,\"tcache_bytes\":%zu,\"heapmap_ms\":%ld},"
+           "\"refresh_cost_us\":{\"summary\":%lu,\"heapmap\":%lu}",
         TM_P(decay_ms), TM_P(background), (int)atomic_load(&tm_bg_active), TM_P(arena_max),
         TM_P(arena_test), TM_P(mmap_threshold), TM_P(trim_threshold), TM_P(top_pad),
-        TM_P(tcache_bytes), map_interval_ms);
+        TM_P(tcache_bytes), map_interval_ms, (unsigned long)summary_us, (unsigned long)map_us);
 }
 
 /* ---- the heap map ---------------------------------------------------------------
@@ -628,19 +650,39 @@ static void fill_summary(sink *s, uint64_t now) { put_summary(s, now); }
 static void fill_map(sink *s, uint64_t now) { (void)now; put_heapmap(s); }
 
 /* With obs_lock held. */
+static void refresh_map(uint64_t now)
+{
+    uint64_t t0 = tm_os_now_us();
+    region_write(1, fill_map, now);
+    map_us = tm_os_now_us() - t0;
+    last_map_ms = now;
+    map_stale = false;
+}
+
+/* While the program allocates: at most 1 % of the time on map walks; the
+ * one last walk once it went quiet: 10 %.                              */
+static uint64_t map_gap_ms_for(unsigned duty)
+{
+    uint64_t adaptive = map_us * duty / 1000;
+    return adaptive > (uint64_t)map_interval_ms ? adaptive : (uint64_t)map_interval_ms;
+}
+static uint64_t map_gap_ms(void) { return map_gap_ms_for(TM_OBS_DUTY); }
+
 static void refresh(uint64_t now, bool with_map)
 {
     if (!channel_ready())
         return;
     atomic_store_explicit(&activity, 0, memory_order_relaxed);
+    atomic_store_explicit(&last_calls, os_calls(), memory_order_relaxed);
+    uint64_t t0 = tm_os_now_us();
     region_write(0, fill_summary, now);
+    summary_us = tm_os_now_us() - t0;
+    uint64_t gap = summary_us * TM_OBS_DUTY / 1000;
+    atomic_store_explicit(&summary_gap_ms, gap > 100 ? gap : 100, memory_order_relaxed);
     atomic_store_explicit(&last_ms, now, memory_order_relaxed);
     map_stale = true;
-    if (with_map) {
-        region_write(1, fill_map, now);
-        last_map_ms = now;
-        map_stale = false;
-    }
+    if (with_map)
+        refresh_map(now);
 }
 
 void tm_obs_tick_slow(void)
@@ -654,7 +696,9 @@ void tm_obs_tick_slow(void)
         return;
     }
     uint64_t now = tm_os_now_ms();
-    if (now - atomic_load_explicit(&last_ms, memory_order_relaxed) < 100 || !tm_lock_try(&obs_lock))
+    if (now - atomic_load_explicit(&last_ms, memory_order_relaxed) <
+            atomic_load_explicit(&summary_gap_ms, memory_order_relaxed) ||
+        !tm_lock_try(&obs_lock))
         return;
     refresh(now, false);
     tm_lock_release(&obs_lock);
@@ -664,27 +708,34 @@ uint64_t tm_obs_bg_round(uint64_t now)
 {
     if (!obs_enabled)
         return UINT64_MAX;
-    bool act = atomic_load_explicit(&activity, memory_order_relaxed);
+    unsigned long lc = atomic_load_explicit(&last_calls, memory_order_relaxed);
+    bool act = atomic_load_explicit(&activity, memory_order_relaxed) ||
+               (lc != ULONG_MAX && os_calls() != lc);
     uint64_t last = atomic_load_explicit(&last_ms, memory_order_relaxed);
     if (!act && !(map_stale && map_interval_ms > 0))
         return UINT64_MAX;
-    if (act && now - last < 1000)
-        return last + 1000;
+    uint64_t gap = atomic_load_explicit(&summary_gap_ms, memory_order_relaxed);
+    if (gap < 1000)
+        gap = 1000;
+    if (act && now - last < gap)
+        return last + gap;
     if (!tm_lock_try(&obs_lock))
         return now + 1000;
     if (act) {
-        bool map = map_interval_ms > 0 && now - last_map_ms >= (uint64_t)map_interval_ms;
-        refresh(now, map);
+        refresh(now, map_interval_ms > 0 && now - last_map_ms >= map_gap_ms());
     } else if (ch.hdr) {
         /* Quiet now: bring the map up to date once, then sleep. */
-        region_write(1, fill_map, now);
-        last_map_ms = now;
-        map_stale = false;
+        if (now - last_map_ms >= map_gap_ms_for(TM_OBS_DUTY / 10))
+            refresh_map(now);
     }
+    uint64_t map_due = last_map_ms + map_gap_ms_for(TM_OBS_DUTY / 10);
     tm_lock_release(&obs_lock);
-    act = atomic_load_explicit(&activity, memory_order_relaxed);
-    if (act || (map_stale && map_interval_ms > 0))
-        return now + 1000;
+    lc = atomic_load_explicit(&last_calls, memory_order_relaxed);
+    act = atomic_load_explicit(&activity, memory_order_relaxed) || (lc != ULONG_MAX && os_calls() != lc);
+    if (act)
+        return now + gap;
+    if (map_stale && map_interval_ms > 0)
+        return map_due > now + 1000 ? map_due : now + 1000;
     return UINT64_MAX;
 }
 
@@ -702,6 +753,7 @@ void tm_obs_fork_child(void)
     atomic_store(&last_ms, 0);
     last_map_ms = 0;
     map_stale = false;
+    last_calls = ULONG_MAX;
 }
 
 /* ---- the at-exit report ----------------------------------------------------------------

@@ -269,6 +269,13 @@ bool tm_os_peek(const void *addr, void *buf, size_t n)
     return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n;
 }
 
+uint64_t tm_os_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 uint64_t tm_os_realtime_ms(void)
 {
     struct timespec ts;

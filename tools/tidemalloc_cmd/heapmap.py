@@ -58,7 +58,7 @@ def layout(hmap):
         x, bars, n, first = 0, {}, 0, None
         for s in mapped:
             if x and x + s["size"] > width:
-                rows.append(("mapped chunks\nfrom 0x%x (%d)" % (first, n), x, bars))
+                rows.append(("mapped chunks\nfrom 0x%x (%d)" % (first, n), x - gap, bars))
                 x, bars, n = 0, {}, 0
             if n == 0:
                 first = s["start"]
@@ -67,7 +67,7 @@ def layout(hmap):
                 drawn[STATES[st][0]] += length
             x += s["size"] + gap
             n += 1
-        rows.append(("mapped chunks\nfrom 0x%x (%d)" % (first, n), x, bars))
+        rows.append(("mapped chunks\nfrom 0x%x (%d)" % (first, n), x - gap, bars))
     return rows, drawn
 
 
@@ -95,9 +95,8 @@ def render(hmap, output, title, data_path=None):
     handles = [Patch(facecolor=c, edgecolor="#555555", linewidth=0.5,
                      label="%s: %s" % (lab, common.size(totals[name])))
                for name, lab, c in STATES]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / height),
-              ncol=5, fontsize=8, frameon=False)
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.45 / height, 1, 1))
     fig.savefig(output, dpi=110)
     plt.close(fig)
     data = {"output": output, "rows": len(rows), "drawn": drawn, "totals": totals,
