@@ -99,6 +99,7 @@ static _Atomic uint64_t last_ms;         /* last summary refresh (monotonic)  */
 #define TM_OBS_DUTY 100
 static _Atomic uint64_t summary_gap_ms = 100;   /* min gap, slow paths */
 static uint64_t summary_us, map_us;             /* last durations       */
+static uint64_t total_us, nrefresh;             /* all walks so far     */
 static uint64_t last_map_ms;
 static _Atomic bool map_stale;           /* summary refreshed since the map   */
 /* os_calls() at the last refresh; ULONG_MAX while there is no channel. */
@@ -274,10 +275,11 @@ static void put_summary(sink *s, uint64_t mono_ms)
     put(s, ",\"params\":{\"decay_ms\":%ld,\"background\":%d,\"background_running\":%d,"
            "\"arena_max\":%zu,\"arena_test\":%zu,\"mmap_threshold\":%zu,\"trim_threshold\":%zu,"
            "\"top_pad\":%zu,\"tcache_bytes\":%zu,\"heapmap_ms\":%ld},"
-           "\"refresh_cost_us\":{\"summary\":%lu,\"heapmap\":%lu}",
+           "\"refresh_cost_us\":{\"summary\":%lu,\"heapmap\":%lu,\"total\":%lu,\"count\":%lu}",
         TM_P(decay_ms), TM_P(background), (int)atomic_load(&tm_bg_active), TM_P(arena_max),
         TM_P(arena_test), TM_P(mmap_threshold), TM_P(trim_threshold), TM_P(top_pad),
-        TM_P(tcache_bytes), map_interval_ms, (unsigned long)summary_us, (unsigned long)map_us);
+        TM_P(tcache_bytes), map_interval_ms, (unsigned long)summary_us, (unsigned long)map_us,
+        (unsigned long)total_us, (unsigned long)nrefresh);
 }
 
 /* ---- the heap map ---------------------------------------------------------------
@@ -655,6 +657,8 @@ static void refresh_map(uint64_t now)
     uint64_t t0 = tm_os_now_us();
     region_write(1, fill_map, now);
     map_us = tm_os_now_us() - t0;
+    total_us += map_us;
+    nrefresh++;
     last_map_ms = now;
     map_stale = false;
 }
@@ -677,6 +681,8 @@ static void refresh(uint64_t now, bool with_map)
     uint64_t t0 = tm_os_now_us();
     region_write(0, fill_summary, now);
     summary_us = tm_os_now_us() - t0;
+    total_us += summary_us;
+    nrefresh++;
     uint64_t gap = summary_us * TM_OBS_DUTY / 1000;
     atomic_store_explicit(&summary_gap_ms, gap > 100 ? gap : 100, memory_order_relaxed);
     atomic_store_explicit(&last_ms, now, memory_order_relaxed);

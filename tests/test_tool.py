@@ -235,12 +235,32 @@ class Target:
         self.p.stdin.write(s + "\n")
         self.p.stdin.flush()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
     def close(self):
         try:
             self.p.stdin.close()
         except BrokenPipeError:
             pass
         return self.p.wait(60)
+
+
+def channel_fds(pid):
+    """The descriptors of pid that are a tidemalloc statistics channel."""
+    out = []
+    for f in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, f)).startswith("/memfd:tidemalloc-stats"):
+                out.append(f)
+        except OSError:
+            pass
+    return out
 
 
 def _nogroup():
@@ -276,8 +296,7 @@ def wait_fresh(pid, after_ms, timeout=10):
 
 
 def part_stats():
-    t = Target(3)
-    try:
+    with Target(3) as t:
         seen = []
         for k in (1, 2, 3):
             words = t.line()
@@ -317,24 +336,19 @@ def part_stats():
         r, _ = stats_json(t.pid)
         check("stats of an exited process fails with a message", r.returncode != 0 and "no process" in r.stderr,
               r.stderr)
-        # opt-out
-        t = Target(1, env={"TIDEMALLOC_STATS": "0"})
+    with Target(1, env={"TIDEMALLOC_STATS": "0"}) as t:      # opt-out
         t.line()
         time.sleep(1.5)
         r, _ = stats_json(t.pid)
         check("TIDEMALLOC_STATS=0: no channel, and stats says so",
               r.returncode != 0 and "no tidemalloc statistics channel" in r.stderr, r.stderr)
         t.say("next")
-        t.close()
-    finally:
-        if t.p.poll() is None:
-            t.p.kill()
+        check("TIDEMALLOC_STATS=0: obs_target exits 0", t.close() == 0)
     finish()
 
 
 def part_fork():
-    t = Target(1)
-    try:
+    with Target(1) as t:
         t.line()
         before = wait_fresh(t.pid, time.time() * 1000)
         t.say("fork")
@@ -348,9 +362,9 @@ def part_fork():
             check("fork: the child's live bytes: its 24 MiB, not the parent's ~8 MiB + 24",
                   held <= d["totals"]["in_use"] <= held + 8 * MIB + 8 * MIB,
                   "%d vs %d" % (d["totals"]["in_use"], held))
-        links = [os.readlink("/proc/%d/fd/%s" % (child, f)) for f in os.listdir("/proc/%d/fd" % child)]
+        fds = channel_fds(child)
         check("fork: the child holds exactly one channel descriptor (the parent's was closed)",
-              sum(l.startswith("/memfd:tidemalloc-stats") for l in links) == 1, str(links))
+              len(fds) == 1, str(fds))
         r, p = stats_json(t.pid)
         check("fork: the parent's channel is still the parent's", p and p["pid"] == t.pid, r.stderr)
         check("fork: the parent's figures did not take the child's 24 MiB",
@@ -362,20 +376,15 @@ def part_fork():
         t.line()
         t.say("next")
         check("fork: obs_target exits 0", t.close() == 0)
-    finally:
-        if t.p.poll() is None:
-            t.p.kill()
     finish()
 
 
 def part_security():
     import mmap
-    t = Target(1)
-    try:
+    with Target(1) as t:
         held = int(t.line()[1])
         d0 = wait_fresh(t.pid, time.time() * 1000)
-        fds = [f for f in os.listdir("/proc/%d/fd" % t.pid)
-               if os.readlink("/proc/%d/fd/%s" % (t.pid, f)).startswith("/memfd:tidemalloc-stats")]
+        fds = channel_fds(t.pid)
         check("security: one channel descriptor, found by its name", len(fds) == 1, str(fds))
         path = "/proc/%d/fd/%s" % (t.pid, fds[0])
         # writes by the same user
@@ -446,9 +455,6 @@ def part_security():
         p.wait(60)
         t.say("next")
         check("security: obs_target exits 0", t.close() == 0)
-    finally:
-        if t.p.poll() is None:
-            t.p.kill()
     finish()
 
 
@@ -500,8 +506,7 @@ def part_heapmap():
               hm["totals"]["free"] + hm["totals"]["top"] <= t["free_resident"],
               "%d vs %d" % (hm["totals"]["free"] + hm["totals"]["top"], t["free_resident"]))
         # live
-        tg = Target(2, env={"TIDEMALLOC_HEAPMAP_MS": "500"})
-        try:
+        with Target(2, env={"TIDEMALLOC_HEAPMAP_MS": "500"}) as tg:
             tg.line()
             tg.say("next")
             tg.line()
@@ -511,9 +516,7 @@ def part_heapmap():
             check("heapmap PID: a PNG of the live process", r.returncode == 0 and os.path.isfile(live_png),
                   r.stderr)
             ld = json.load(open(live_data))
-            with open("/proc/%d/fd/%s" % (tg.pid, [f for f in os.listdir("/proc/%d/fd" % tg.pid)
-                      if os.readlink("/proc/%d/fd/%s" % (tg.pid, f)).startswith("/memfd:tidemalloc")][0]),
-                      "rb") as f:
+            with open("/proc/%d/fd/%s" % (tg.pid, channel_fds(tg.pid)[0]), "rb") as f:
                 sys.path.insert(0, BUILD)
                 from tidemalloc_cmd import common
                 hm = common.read_region(f, common.HEAPMAP)
@@ -529,9 +532,6 @@ def part_heapmap():
                   hm["totals"]["inuse"] + hm["totals"]["mapped"] >= 15 * MIB, str(hm["totals"]))
             tg.say("next")
             check("heapmap: obs_target exits 0", tg.close() == 0)
-        finally:
-            if tg.p.poll() is None:
-                tg.p.kill()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()
