@@ -94,8 +94,10 @@ static _Atomic int activity;             /* slow paths since the last refresh */
 static _Atomic uint64_t last_ms;         /* last summary refresh (monotonic)  */
 /* A refresh walks the bins (a heap map: every chunk) under each arena
  * lock; on a big fragmented heap that takes milliseconds.  The next one
- * waits at least TM_OBS_DUTY times as long as the last took, so the walks
- * take at most 1 % of the time, whatever the heap.                     */
+ * waits at least TM_OBS_DUTY times as long as the last took (CPU time of
+ * the thread that did it: on a loaded machine wall time would count the
+ * waits for a CPU), so the walks take at most 1 % of the time, whatever
+ * the heap.                                                            */
 #define TM_OBS_DUTY 100
 static _Atomic uint64_t summary_gap_ms = 100;   /* min gap, slow paths */
 static uint64_t summary_us, map_us;             /* last durations       */
@@ -654,23 +656,24 @@ static void fill_map(sink *s, uint64_t now) { (void)now; put_heapmap(s); }
 /* With obs_lock held. */
 static void refresh_map(uint64_t now)
 {
-    uint64_t t0 = tm_os_now_us();
+    uint64_t t0 = tm_os_cpu_us();
     region_write(1, fill_map, now);
-    map_us = tm_os_now_us() - t0;
+    map_us = tm_os_cpu_us() - t0;
     total_us += map_us;
     nrefresh++;
     last_map_ms = now;
     map_stale = false;
 }
 
-/* While the program allocates: at most 1 % of the time on map walks; the
- * one last walk once it went quiet: 10 %.                              */
-static uint64_t map_gap_ms_for(unsigned duty)
+/* While the program allocates: every TIDEMALLOC_HEAPMAP_MS, and at most 1 %
+ * of the time on map walks; the one last walk once it went quiet: at
+ * once, unless that would make walks more than 10 % of the time.       */
+static uint64_t map_gap_ms(void)
 {
-    uint64_t adaptive = map_us * duty / 1000;
+    uint64_t adaptive = map_us * TM_OBS_DUTY / 1000;
     return adaptive > (uint64_t)map_interval_ms ? adaptive : (uint64_t)map_interval_ms;
 }
-static uint64_t map_gap_ms(void) { return map_gap_ms_for(TM_OBS_DUTY); }
+static uint64_t quiet_map_gap_ms(void) { return map_us * (TM_OBS_DUTY / 10) / 1000; }
 
 static void refresh(uint64_t now, bool with_map)
 {
@@ -678,9 +681,9 @@ static void refresh(uint64_t now, bool with_map)
         return;
     atomic_store_explicit(&activity, 0, memory_order_relaxed);
     atomic_store_explicit(&last_calls, os_calls(), memory_order_relaxed);
-    uint64_t t0 = tm_os_now_us();
+    uint64_t t0 = tm_os_cpu_us();
     region_write(0, fill_summary, now);
-    summary_us = tm_os_now_us() - t0;
+    summary_us = tm_os_cpu_us() - t0;
     total_us += summary_us;
     nrefresh++;
     uint64_t gap = summary_us * TM_OBS_DUTY / 1000;
@@ -731,10 +734,10 @@ uint64_t tm_obs_bg_round(uint64_t now)
         refresh(now, map_interval_ms > 0 && now - last_map_ms >= map_gap_ms());
     } else if (ch.hdr) {
         /* Quiet now: bring the map up to date once, then sleep. */
-        if (now - last_map_ms >= map_gap_ms_for(TM_OBS_DUTY / 10))
+        if (now - last_map_ms >= quiet_map_gap_ms())
             refresh_map(now);
     }
-    uint64_t map_due = last_map_ms + map_gap_ms_for(TM_OBS_DUTY / 10);
+    uint64_t map_due = last_map_ms + quiet_map_gap_ms();
     tm_lock_release(&obs_lock);
     lc = atomic_load_explicit(&last_calls, memory_order_relaxed);
     act = atomic_load_explicit(&activity, memory_order_relaxed) || (lc != ULONG_MAX && os_calls() != lc);

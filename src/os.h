@@ -48,7 +48,7 @@ TM_HIDDEN void  tm_os_close(int fd);
 TM_HIDDEN bool  tm_os_write_file(const char *path, const char *buf, size_t n);
 TM_HIDDEN bool  tm_os_peek(const void *addr, void *buf, size_t n);
 TM_HIDDEN uint64_t tm_os_realtime_ms(void);
-TM_HIDDEN uint64_t tm_os_now_us(void);                     /* CLOCK_MONOTONIC, us */
+TM_HIDDEN uint64_t tm_os_cpu_us(void);                     /* this thread's CPU time, us */
 TM_HIDDEN int   tm_os_getpid(void);
 
 #endif
