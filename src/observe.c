@@ -5,13 +5,14 @@
  * the channel's mapping, or into scratch pages for the report) and keeps
  * its working storage in static memory under obs_lock: the background
  * thread that often runs it has a 64 KiB stack.  Lock order: obs_lock,
- * then one arena lock at a time (tm_for_each_arena), then reg_lock
+ * then one arena lock at a time (tm_for_each_arena_observe, which drains
+ * nothing: looking does not change the allocator), then reg_lock
  * (tcache.c).
  */
 #define _GNU_SOURCE
 #include <limits.h>
-#include <sched.h>
 #include <string.h>
+#include <time.h>
 #include "arena.h"
 #include "control.h"
 #include "bins.h"
@@ -253,7 +254,7 @@ static void put_summary(sink *s, uint64_t mono_ms)
     struct summary_acc a;
     memset(&a, 0, sizeof a);
     a.s = s;
-    tm_for_each_arena(summary_arena, &a);
+    tm_for_each_arena_observe(summary_arena, &a);
     put(s, "]");
     if (a.n > 64)
         put(s, ",\"arenas_omitted\":%u", a.n - 64);
@@ -570,7 +571,7 @@ static void put_heapmap(sink *s)
     put(s, "{\"pagesize\":%zu,\"states\":[\"%s\",\"%s\",\"%s\",\"%s\",\"%s\"],\"segments\":[",
         tm_fix.pagesize, st_names[0], st_names[1], st_names[2], st_names[3], st_names[4]);
     struct map_arena_arg a = { m, 0, 0, 0 };
-    tm_for_each_arena(map_arena, &a);
+    tm_for_each_arena_observe(map_arena, &a);
     map_mapped(m);
     put(s, "]");
     put(s, ",\"truncated\":%d,\"runs\":%zu,\"nsegments\":%zu", m->truncated, m->nruns, m->nsegs);
@@ -800,19 +801,25 @@ __attribute__((destructor(101))) static void report_at_exit(void)
     char *buf = tm_os_scratch(REPORT_SIZE);
     if (!buf)
         return;
-    /* Wait for a refresh in progress, but not forever: exit() called from
-     * a signal handler that interrupted one would wait on itself.       */
+    /* Wait for a refresh in progress (a heap map may take a while), but
+     * not forever: exit() called from a signal handler that interrupted a
+     * refresh would wait on itself.  Without the lock the working storage
+     * is not ours: write only a note then.                              */
     bool locked = false;
-    for (int i = 0; i < 2000 && !(locked = tm_lock_try(&obs_lock)); i++)
-        sched_yield();
+    for (int i = 0; i < 5000 && !(locked = tm_lock_try(&obs_lock)); i++) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
     sink s = { buf, REPORT_SIZE, 0, false };
-    fill_report(&s, tm_os_now_ms());
-    if (locked)
+    if (locked) {
+        fill_report(&s, tm_os_now_ms());
         tm_lock_release(&obs_lock);
-    if (s.over) {
+    }
+    if (s.over || !locked) {
         s.over = false;
         s.len = 0;
-        put(&s, "{\"version\":%d,\"pid\":%d,\"overflow\":1}\n", TM_OBS_VERSION, tm_os_getpid());
+        put(&s, "{\"version\":%d,\"pid\":%d,\"%s\":1}\n", TM_OBS_VERSION, tm_os_getpid(),
+            locked ? "overflow" : "busy");
     }
     if (!tm_os_write_file(path, buf, s.len)) {
         char msg[700];
