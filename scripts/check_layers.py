@@ -20,7 +20,8 @@ import sys
 
 LAYERS = [
     ("api", ["api.c", "stats.c", "check.c"]),
-    ("control", ["control.c", "control.h", "tunables.c", "tunables.h", "prof.c", "prof.h"]),
+    ("control", ["control.c", "control.h", "tunables.c", "tunables.h", "prof.c", "prof.h",
+                 "observe.c", "observe.h"]),
     ("tcache", ["tcache.c", "tcache.h"]),
     ("arena", ["arena.c", "arena.h"]),
     ("engine", ["engine.c", "engine.h"]),

@@ -30,6 +30,7 @@
 #include "control.h"
 #include "engine.h"
 #include "heap.h"
+#include "observe.h"
 #include "os.h"
 #include "prof.h"
 #include "sysmem.h"
@@ -82,6 +83,7 @@ static inline void *malloc_any(size_t n)
     }
     size_t nb = request2size(n);
     tm_thread_setup();
+    tm_obs_tick();
     tm_tcache *tc = tm_tls_tcache_own;
     size_t i = tc_req_index(n);
     if (tc && n <= TM_TCACHE_MAX_REQ && tc_limit(i)) {
@@ -156,6 +158,7 @@ static TM_NOINLINE void free_slow(void *mem)
         tm_corrupt("free(): invalid size", mem);
     tm_ensure_init();
     tm_thread_setup();
+    tm_obs_tick();
 
     tm_tcache *tc = tm_tls_tcache_own;
     size_t i = tc_csize_index(size);

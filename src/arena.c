@@ -326,6 +326,17 @@ void tm_for_each_arena(void (*fn)(tm_arena *, void *), void *arg)
     } while (av != &tm_main_arena);
 }
 
+void tm_for_each_arena_observe(void (*fn)(tm_arena *, void *), void *arg)
+{
+    tm_arena *av = &tm_main_arena;
+    do {
+        lock_acquire(&av->lock);
+        fn(av, arg);
+        lock_release(&av->lock);
+        av = ring_next(av);
+    } while (av != &tm_main_arena);
+}
+
 /* Thread exit: drop this thread's reference to its arena.  The arena
  * stays in tls_arena so that later destructors can still allocate. */
 void tm_arena_detach_thread(void)

@@ -64,6 +64,11 @@ TM_HIDDEN size_t tm_arena_count(void);
  * drained into its bins (statistics, checker, trim).  fn may leave and
  * re-enter the arena.                                                  */
 TM_HIDDEN void tm_for_each_arena(void (*fn)(tm_arena *, void *), void *arg);
+/* The same for observers (the statistics channel, the at-exit report):
+ * each arena locked in turn, nothing drained or changed - looking must
+ * not change what the allocator does next (chunks waiting on remote
+ * lists count as in use).  fn must not leave the arena.               */
+TM_HIDDEN void tm_for_each_arena_observe(void (*fn)(tm_arena *, void *), void *arg);
 
 /* Free a list of in-use chunks linked through fd, of any arenas (each run
  * of same-arena chunks under one enter/leave).                        */

@@ -13,6 +13,7 @@
 #ifndef TM_BASE_H
 #define TM_BASE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,7 @@ static inline uintptr_t align_down(uintptr_t x, uintptr_t a) { return x & ~(a - 
 TM_HIDDEN TM_NORETURN TM_COLD void tm_corrupt(const char *check, const void *where);
 TM_HIDDEN TM_NORETURN TM_COLD void tm_assert_fail(const char *expr, const char *file, int line);
 TM_HIDDEN size_t tm_fmt(char *buf, size_t cap, const char *fmt, ...);
+TM_HIDDEN size_t tm_vfmt(char *buf, size_t cap, const char *fmt, va_list ap);
 TM_HIDDEN void tm_write_all(int fd, const char *s, size_t n);
 
 #endif

@@ -40,6 +40,7 @@
 #include "bins.h"
 #include "control.h"
 #include "engine.h"
+#include "observe.h"
 #include "os.h"
 #include "prof.h"
 #include "tunables.h"
@@ -64,6 +65,7 @@ void tm_init_slow(void)
     }
     tm_os_init();
     tm_tunables_init();
+    tm_obs_init();
     tm_tcache_init_key();
     tm_arenas_init();
     /* pthread_key_create does not allocate; keys are a static table. */
@@ -130,6 +132,7 @@ static void fork_child(void)
     atomic_store(&tm_bg_active, false);
     atomic_store(&threads_seen, 1);
     atomic_store(&tm_bg_event.waiting, 0);
+    tm_obs_fork_child();
 }
 
 /* ---- mallopt, malloc_trim ----------------------------------------------- */
@@ -183,6 +186,9 @@ static void *bg_main(void *arg)
         uint64_t now = tm_os_now_ms();
         long decay = TM_P(decay_ms);
         uint64_t next = tm_arenas_decay(now);           /* UINT64_MAX: nothing waits */
+        uint64_t obs = tm_obs_bg_round(now);            /* statistics channel */
+        if (obs < next)
+            next = obs;
         if (decay >= 0 && tm_tcache_reclaim_idle()) {
             uint64_t look = now + (uint64_t)(decay > 100 ? decay : 100);
             if (look < next)

@@ -45,6 +45,13 @@ size_t tm_fmt(char *buf, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    size_t n = tm_vfmt(buf, cap, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+size_t tm_vfmt(char *buf, size_t cap, const char *fmt, va_list ap)
+{
     size_t pos = 0;
     for (const char *f = fmt; *f; f++) {
         if (*f != '%') {
@@ -124,7 +131,6 @@ size_t tm_fmt(char *buf, size_t cap, const char *fmt, ...)
     }
     if (cap)
         buf[pos < cap ? pos : cap - 1] = '\0';
-    va_end(ap);
     return pos;
 }
 

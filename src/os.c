@@ -6,7 +6,10 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -15,7 +18,10 @@
 #include "os.h"
 #include "params.h"
 
-_Atomic long tm_os_madvise_count;
+/* System calls made for the heap, counted with relaxed atomics (a few
+ * cycles beside the syscall itself; statistics only).                 */
+struct tm_os_calls tm_os_calls;
+#define COUNT(field) atomic_fetch_add_explicit(&tm_os_calls.field, 1, memory_order_relaxed)
 
 /* Fault injection: -1 = off; n >= 0 = n more successes, then failures. */
 static _Atomic long fail_after[TM_FAULT_KINDS] = { -1, -1, -1 };
@@ -75,6 +81,7 @@ void *tm_os_map(size_t size)
 {
     if (injected_failure(TM_FAULT_MMAP))
         return NULL;
+    COUNT(mmap);
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
@@ -86,15 +93,20 @@ void *tm_os_reserve_aligned(size_t size, size_t align)
     if (injected_failure(TM_FAULT_MMAP))
         return NULL;
     size_t span = size + align;
+    COUNT(mmap);
     char *p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     char *a = (char *)align_up((uintptr_t)p, align);
-    if (a > p)
+    if (a > p) {
+        COUNT(munmap);
         munmap(p, (size_t)(a - p));
+    }
     char *end = p + span, *aend = a + size;
-    if (end > aend)
+    if (end > aend) {
+        COUNT(munmap);
         munmap(aend, (size_t)(end - aend));
+    }
     return a;
 }
 
@@ -102,11 +114,13 @@ bool tm_os_commit(void *p, size_t size)
 {
     if (injected_failure(TM_FAULT_MMAP))
         return false;
+    COUNT(mprotect);
     return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }
 
 void tm_os_unmap(void *p, size_t size)
 {
+    COUNT(munmap);
     munmap(p, size);
 }
 
@@ -114,6 +128,7 @@ void *tm_os_remap(void *p, size_t old, size_t new_size)
 {
     if (injected_failure(TM_FAULT_MMAP))
         return NULL;
+    COUNT(mremap);
     void *q = mremap(p, old, new_size, MREMAP_MAYMOVE);
     return q == MAP_FAILED ? NULL : q;
 }
@@ -123,7 +138,7 @@ void tm_os_release(void *p, size_t size)
 {
     if (size == 0)
         return;
-    atomic_fetch_add_explicit(&tm_os_madvise_count, 1, memory_order_relaxed);
+    COUNT(madvise);
     madvise(p, size, MADV_DONTNEED);
 }
 
@@ -131,6 +146,8 @@ void *tm_os_sbrk(intptr_t incr)
 {
     if (incr > 0 && injected_failure(TM_FAULT_BRK))
         return (void *)-1;
+    if (incr != 0)              /* sbrk(0) reads glibc's cached break: no call */
+        COUNT(brk);
     return sbrk(incr);
 }
 
@@ -139,4 +156,134 @@ uint64_t tm_os_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- the statistics channel and reports (observe.c) ------------------------
+ * Not counted in tm_os_calls: they are not the heap.                       */
+
+/* A sealed memfd of `size` bytes mapped shared and writable at *out; the
+ * descriptor (close-on-exec, moved up to >= TM_OS_CHANNEL_FD_MIN when the
+ * limit allows, so that it does not take the low numbers a program may
+ * expect) or -1.  The mapping is not inherited by fork (MADV_DONTFORK).
+ * Seals: the size is fixed (nobody can shrink it under us, which would
+ * make our stores fault), and, where the kernel has F_SEAL_FUTURE_WRITE
+ * (5.1), nobody who opens the file later can write it or map it writable:
+ * the process's own mapping is the only writer.                           */
+#define TM_OS_CHANNEL_FD_MIN 300
+int tm_os_channel_create(const char *name, size_t size, void **out)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -1;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 2 * TM_OS_CHANNEL_FD_MIN) {
+        int hi = fcntl(fd, F_DUPFD_CLOEXEC, TM_OS_CHANNEL_FD_MIN);
+        if (hi >= 0) {
+            close(fd);
+            fd = hi;
+        }
+    }
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)size) == 0)
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        close(fd);
+        return -1;
+    }
+    madvise(p, size, MADV_DONTFORK);
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) != 0)
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    *out = p;
+    return fd;
+}
+
+void tm_os_channel_drop(void *p, size_t size, int fd)
+{
+    if (p)
+        munmap(p, size);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* Scratch memory for a report (not counted; the caller frees it). */
+void *tm_os_scratch(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void tm_os_scratch_free(void *p, size_t size)
+{
+    munmap(p, size);
+}
+
+int tm_os_open_read(const char *path)
+{
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+long tm_os_read(int fd, void *buf, size_t n)
+{
+    for (;;) {
+        ssize_t r = read(fd, buf, n);
+        if (r >= 0 || errno != EINTR)
+            return (long)r;
+    }
+}
+
+void tm_os_close(int fd)
+{
+    close(fd);
+}
+
+/* Write a whole file (created 0600, replaced if present); false on error. */
+bool tm_os_write_file(const char *path, const char *buf, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return false;
+    bool ok = true;
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            ok = false;
+            break;
+        }
+        buf += w;
+        n -= (size_t)w;
+    }
+    return close(fd) == 0 && ok;
+}
+
+/* Copy n bytes at addr of our own address space, or false if any of it is
+ * not mapped readable right now (another thread may unmap it at any time:
+ * process_vm_readv reports EFAULT where a plain load would crash).       */
+bool tm_os_peek(const void *addr, void *buf, size_t n)
+{
+    struct iovec local = { buf, n }, remote = { (void *)addr, n };
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n;
+}
+
+uint64_t tm_os_cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t tm_os_realtime_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int tm_os_getpid(void)
+{
+    return (int)getpid();
 }

@@ -29,7 +29,26 @@ TM_HIDDEN uint64_t tm_os_now_ms(void);                     /* CLOCK_MONOTONIC_CO
 TM_HIDDEN void  tm_os_fault_inject(int kind, long after);  /* -1: off */
 TM_HIDDEN uintptr_t tm_os_random(void);                    /* never 0 */
 
-/* madvise calls made by the allocator, all arenas (statistics). */
-extern _Atomic long tm_os_madvise_count TM_HIDDEN;
+/* System calls made by the allocator for the heap, all arenas
+ * (statistics; relaxed counters).  brk counts sbrk calls that move the
+ * break; the statistics channel's own memfd and mapping are not counted. */
+struct tm_os_calls {
+    _Atomic unsigned long mmap, munmap, mprotect, mremap, madvise, brk;
+};
+extern struct tm_os_calls tm_os_calls TM_HIDDEN;
+
+/* The statistics channel and reports (observe.c); not counted above. */
+TM_HIDDEN int   tm_os_channel_create(const char *name, size_t size, void **out); /* fd or -1 */
+TM_HIDDEN void  tm_os_channel_drop(void *p, size_t size, int fd);
+TM_HIDDEN void *tm_os_scratch(size_t size);
+TM_HIDDEN void  tm_os_scratch_free(void *p, size_t size);
+TM_HIDDEN int   tm_os_open_read(const char *path);            /* fd or -1 */
+TM_HIDDEN long  tm_os_read(int fd, void *buf, size_t n);
+TM_HIDDEN void  tm_os_close(int fd);
+TM_HIDDEN bool  tm_os_write_file(const char *path, const char *buf, size_t n);
+TM_HIDDEN bool  tm_os_peek(const void *addr, void *buf, size_t n);
+TM_HIDDEN uint64_t tm_os_realtime_ms(void);
+TM_HIDDEN uint64_t tm_os_cpu_us(void);                     /* this thread's CPU time, us */
+TM_HIDDEN int   tm_os_getpid(void);
 
 #endif

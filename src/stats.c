@@ -11,47 +11,12 @@
 #include "arena.h"
 #include "bins.h"
 #include "control.h"
+#include "observe.h"
 #include "os.h"
 #include "release.h"
 #include "sysmem.h"
 #include "tcache.h"
 #include "tidemalloc.h"
-
-struct arena_figures {
-    size_t system, max_system;
-    size_t fast_count, fast_bytes;
-    size_t free_count, free_bytes;   /* bins + top, not fast */
-    size_t top;
-    size_t released;
-    size_t nheaps;
-    size_t madvise_calls;
-};
-
-static void gather(tm_arena *av, struct arena_figures *f)
-{
-    memset(f, 0, sizeof *f);
-    f->system = av->system_mem;
-    f->max_system = av->max_system_mem;
-    f->nheaps = av->nheaps;
-    for (unsigned i = 0; i < TM_NFASTBINS; i++)
-        for (tm_chunk *p = av->fastbins[i]; p;
-             p = fastbin_next(p)) {
-            f->fast_count++;
-            f->fast_bytes += chunksize(p);
-        }
-    f->top = av->top == initial_top(av) ? 0 : chunksize(av->top);
-    f->free_count = 1;
-    f->free_bytes = f->top;
-    for (unsigned i = 1; i < TM_NBINS; i++) {
-        tm_chunk *b = bin_at(av, i);
-        for (tm_chunk *p = b->fd; p != b; p = p->fd) {
-            f->free_count++;
-            f->free_bytes += chunksize(p);
-        }
-    }
-    f->released = av->released + tm_release_top_bytes(av);
-    f->madvise_calls = av->madvise_calls;
-}
 
 static void for_each_arena(void (*fn)(tm_arena *, void *), void *arg)
 {
@@ -61,8 +26,8 @@ static void for_each_arena(void (*fn)(tm_arena *, void *), void *arg)
 
 static void add_figures(tm_arena *av, void *arg)
 {
-    struct arena_figures f, *sum = arg;
-    gather(av, &f);
+    struct tm_arena_figures f, *sum = arg;
+    tm_obs_gather(av, &f);
     sum->system += f.system;
     sum->max_system += f.max_system;
     sum->fast_count += f.fast_count;
@@ -77,7 +42,7 @@ static void add_figures(tm_arena *av, void *arg)
 
 TM_EXPORT struct mallinfo2 tide_mallinfo2(void)
 {
-    struct arena_figures s;
+    struct tm_arena_figures s;
     memset(&s, 0, sizeof s);
     for_each_arena(add_figures, &s);
     struct mallinfo2 mi;
@@ -114,7 +79,7 @@ TM_EXPORT struct mallinfo tide_mallinfo(void)
 
 TM_EXPORT void tide_get_stats(struct tide_stats *out)
 {
-    struct arena_figures s;
+    struct tm_arena_figures s;
     memset(&s, 0, sizeof s);
     for_each_arena(add_figures, &s);
     memset(out, 0, sizeof *out);
@@ -128,7 +93,7 @@ TM_EXPORT void tide_get_stats(struct tide_stats *out)
     out->cached_bytes = tm_tcache_cached_bytes();
     out->narenas = tm_arena_count();
     out->nheaps = s.nheaps;
-    out->madvise_calls = (size_t)atomic_load(&tm_os_madvise_count);
+    out->madvise_calls = (size_t)atomic_load(&tm_os_calls.madvise);
 }
 
 TM_EXPORT int tide_malloc_trim(size_t pad)
@@ -155,8 +120,8 @@ struct stats_acc {
 static void stats_one(tm_arena *av, void *arg)
 {
     struct stats_acc *a = arg;
-    struct arena_figures f;
-    gather(av, &f);
+    struct tm_arena_figures f;
+    tm_obs_gather(av, &f);
     size_t inuse = f.system - f.free_bytes - f.fast_bytes;
     char buf[256];
     size_t n = tm_fmt(buf, sizeof buf, "Arena %u:\nsystem bytes     = %10lu\nin use bytes     = %10lu\n",
@@ -197,15 +162,15 @@ TM_EXPORT void tide_malloc_stats(void)
 struct info_acc {
     FILE *fp;
     unsigned n;
-    struct arena_figures total;
+    struct tm_arena_figures total;
     size_t aspace;
 };
 
 static void info_one(tm_arena *av, void *arg)
 {
     struct info_acc *a = arg;
-    struct arena_figures f;
-    gather(av, &f);
+    struct tm_arena_figures f;
+    tm_obs_gather(av, &f);
     /* Size lines: copy into a bounded stack table under the lock. */
     struct { size_t from, to, total, count; bool unsorted; } rows[TM_NFASTBINS + TM_NBINS];
     int nr = 0;

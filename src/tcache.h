@@ -232,5 +232,8 @@ TM_HIDDEN void tm_tcache_flush_all(void);
 TM_HIDDEN void tm_tcache_flush_keep(void);
 /* Bytes held by the calling thread's cache. */
 TM_HIDDEN size_t tm_tcache_cached_bytes(void);
+/* Caches of all threads and the bytes they hold (an estimate, see
+ * tcache.c); false if the bytes are not known (ThreadSanitizer build). */
+TM_HIDDEN bool tm_tcache_all_cached(size_t *ncaches, size_t *bytes);
 
 #endif

@@ -76,7 +76,7 @@ static bool parse_num(const char *s, const char *end, long long *out)
     return true;
 }
 
-static const char *env_get(const char *name)
+const char *tm_env_get(const char *name)
 {
     extern char **environ;
     if (!environ)
@@ -209,10 +209,10 @@ void tm_tunables_init(void)
         { "TIDEMALLOC_TCACHE_BYTES", TIDE_M_TCACHE_BYTES },
     };
     /* GLIBC_TUNABLES first: the older MALLOC_* variables override it. */
-    parse_glibc_tunables(env_get("GLIBC_TUNABLES"));
-    parse_profile(env_get("TIDEMALLOC_PROFILE"));
+    parse_glibc_tunables(tm_env_get("GLIBC_TUNABLES"));
+    parse_profile(tm_env_get("TIDEMALLOC_PROFILE"));
     for (size_t k = 0; k < sizeof envs / sizeof envs[0]; k++) {
-        const char *v = env_get(envs[k].env);
+        const char *v = tm_env_get(envs[k].env);
         if (v)
             apply(envs[k].param, v, v + strlen(v));
     }

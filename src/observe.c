@@ -1,0 +1,830 @@
+/*
+ * observe.c - the statistics channel and the at-exit report (observe.h).
+ *
+ * Everything here runs off the hot paths, allocates nothing (tm_fmt into
+ * the channel's mapping, or into scratch pages for the report) and keeps
+ * its working storage in static memory under obs_lock: the background
+ * thread that often runs it has a 64 KiB stack.  Lock order: obs_lock,
+ * then one arena lock at a time (tm_for_each_arena_observe, which drains
+ * nothing: looking does not change the allocator), then reg_lock
+ * (tcache.c).
+ */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <string.h>
+#include <time.h>
+#include "arena.h"
+#include "control.h"
+#include "bins.h"
+#include "heap.h"
+#include "observe.h"
+#include "os.h"
+#include "release.h"
+#include "sysmem.h"
+#include "tcache.h"
+#include "tunables.h"
+
+__thread uint32_t tm_tls_obs_ticks __attribute__((tls_model("initial-exec")));
+
+/* ---- arena figures ------------------------------------------------------- */
+void tm_obs_gather(tm_arena *av, struct tm_arena_figures *f)
+{
+    memset(f, 0, sizeof *f);
+    f->system = av->system_mem;
+    f->max_system = av->max_system_mem;
+    f->nheaps = av->nheaps;
+    for (unsigned i = 0; i < TM_NFASTBINS; i++)
+        for (tm_chunk *p = av->fastbins[i]; p; p = fastbin_next(p)) {
+            f->fast_count++;
+            f->fast_bytes += chunksize(p);
+        }
+    f->top = av->top == initial_top(av) ? 0 : chunksize(av->top);
+    f->free_count = 1;
+    f->free_bytes = f->top;
+    for (unsigned i = 1; i < TM_NBINS; i++) {
+        tm_chunk *b = bin_at(av, i);
+        for (tm_chunk *p = b->fd; p != b; p = p->fd) {
+            f->free_count++;
+            f->free_bytes += chunksize(p);
+        }
+    }
+    f->released = av->released + tm_release_top_bytes(av);
+    f->madvise_calls = av->madvise_calls;
+}
+
+/* ---- JSON into a bounded buffer ------------------------------------------- */
+typedef struct {
+    char *buf;
+    size_t cap, len;
+    bool over;                 /* something did not fit: the text is cut */
+} sink;
+
+static void put(sink *s, const char *fmt, ...)
+{
+    if (s->over)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = s->cap - s->len;
+    size_t n = tm_vfmt(s->buf + s->len, room, fmt, ap);
+    va_end(ap);
+    if (n >= room) {
+        s->over = true;
+        return;
+    }
+    s->len += n;
+}
+
+/* Room kept for closing brackets and totals once the runs are cut off. */
+#define SINK_RESERVE ((size_t)8192)
+static bool sink_low(const sink *s) { return s->cap - s->len < SINK_RESERVE; }
+
+/* ---- state (obs_lock) ------------------------------------------------------ */
+static tm_lock obs_lock = TM_LOCK_INIT;
+static int obs_enabled = 1;              /* TIDEMALLOC_STATS (0 = no channel) */
+static long map_interval_ms = 5000;      /* TIDEMALLOC_HEAPMAP_MS (0 = never) */
+static char report_path[512];            /* TIDEMALLOC_REPORT, "" = none      */
+static struct {
+    struct tm_obs_header *hdr;           /* NULL: not made yet (or failed)   */
+    int fd;
+    int pid;
+    bool failed;
+    uint64_t seq[2], count[2];           /* our copies: we never read hdr    */
+} ch = { NULL, -1, 0, false, { 0, 0 }, { 0, 0 } };
+static _Atomic int activity;             /* slow paths since the last refresh */
+static _Atomic uint64_t last_ms;         /* last summary refresh (monotonic)  */
+/* A refresh walks the bins (a heap map: every chunk) under each arena
+ * lock; on a big fragmented heap that takes milliseconds.  The next one
+ * waits at least TM_OBS_DUTY times as long as the last took (CPU time of
+ * the thread that did it: on a loaded machine wall time would count the
+ * waits for a CPU), so the walks take at most 1 % of the time, whatever
+ * the heap.                                                            */
+#define TM_OBS_DUTY 100
+static _Atomic uint64_t summary_gap_ms = 100;   /* min gap, slow paths */
+static uint64_t summary_us, map_us;             /* last durations       */
+static uint64_t total_us, nrefresh;             /* all walks so far     */
+static uint64_t last_map_ms;
+static _Atomic bool map_stale;           /* summary refreshed since the map   */
+/* os_calls() at the last refresh; ULONG_MAX while there is no channel. */
+static _Atomic unsigned long last_calls = ULONG_MAX;
+
+/* The allocator's system calls so far: when the background thread's own
+ * purges change the heap, the figures are stale too.                   */
+static unsigned long os_calls(void)
+{
+    return atomic_load_explicit(&tm_os_calls.madvise, memory_order_relaxed) +
+           atomic_load_explicit(&tm_os_calls.munmap, memory_order_relaxed) +
+           atomic_load_explicit(&tm_os_calls.mmap, memory_order_relaxed) +
+           atomic_load_explicit(&tm_os_calls.mremap, memory_order_relaxed) +
+           atomic_load_explicit(&tm_os_calls.brk, memory_order_relaxed);
+}
+
+void tm_obs_init(void)
+{
+    const char *v = tm_env_get("TIDEMALLOC_STATS");
+    if (v && v[0] == '0' && v[1] == '\0')
+        obs_enabled = 0;
+    v = tm_env_get("TIDEMALLOC_HEAPMAP_MS");
+    if (v && *v >= '0' && *v <= '9') {
+        long n = 0;
+        for (; *v >= '0' && *v <= '9' && n < 100000000; v++)
+            n = n * 10 + (*v - '0');
+        map_interval_ms = n;
+    }
+    v = tm_env_get("TIDEMALLOC_REPORT");
+    if (v && *v) {
+        /* %p -> pid is substituted when the report is written. */
+        size_t n = strlen(v);
+        if (n < sizeof report_path)
+            memcpy(report_path, v, n + 1);
+    }
+}
+
+/* ---- figures shared by the summary and the report --------------------------- */
+struct class_row { size_t count, bytes, lo, hi; };
+#define NCLASS (TM_NBINS + 1)            /* bin index; last: mapped chunks */
+static struct class_row free_rows[NCLASS], used_rows[NCLASS];
+
+static void class_add(struct class_row *rows, unsigned i, size_t size)
+{
+    struct class_row *r = &rows[i];
+    if (!r->count || size < r->lo)
+        r->lo = size;
+    if (size > r->hi)
+        r->hi = size;
+    r->count++;
+    r->bytes += size;
+}
+
+/* The `max` rows holding the most bytes, as a JSON array. */
+static void put_top_classes(sink *s, const char *key, struct class_row *rows, int max)
+{
+    bool used[NCLASS];
+    memset(used, 0, sizeof used);
+    put(s, ",\"%s\":[", key);
+    for (int k = 0; k < max; k++) {
+        int best = -1;
+        for (int i = 0; i < NCLASS; i++)
+            if (!used[i] && rows[i].bytes && (best < 0 || rows[i].bytes > rows[best].bytes))
+                best = i;
+        if (best < 0)
+            break;
+        used[best] = true;
+        put(s, "%s{\"bin\":%d,\"from\":%zu,\"to\":%zu,\"count\":%zu,\"bytes\":%zu}", k ? "," : "",
+            best == NCLASS - 1 ? -1 : best, rows[best].lo, rows[best].hi, rows[best].count,
+            rows[best].bytes);
+    }
+    put(s, "]");
+}
+
+/* /proc/self/status: VmRSS and VmHWM in bytes (0 if unreadable). */
+static char io_buf[8192];
+static void read_rss(size_t *rss, size_t *hwm)
+{
+    *rss = *hwm = 0;
+    int fd = tm_os_open_read("/proc/self/status");
+    if (fd < 0)
+        return;
+    long n = tm_os_read(fd, io_buf, sizeof io_buf - 1);
+    tm_os_close(fd);
+    if (n <= 0)
+        return;
+    io_buf[n] = '\0';
+    for (char *l = io_buf; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        size_t *dst = strncmp(l, "VmRSS:", 6) == 0 ? rss : strncmp(l, "VmHWM:", 6) == 0 ? hwm : NULL;
+        if (!dst)
+            continue;
+        size_t v = 0;
+        for (char *c = l + 6; *c && *c != '\n'; c++)
+            if (*c >= '0' && *c <= '9')
+                v = v * 10 + (size_t)(*c - '0');
+        *dst = v * 1024;
+    }
+}
+
+struct summary_acc {
+    sink *s;
+    unsigned n;
+    struct tm_arena_figures total;
+};
+
+static void summary_arena(tm_arena *av, void *arg)
+{
+    struct summary_acc *a = arg;
+    struct tm_arena_figures f;
+    tm_obs_gather(av, &f);
+    for (unsigned i = 0; i < TM_NFASTBINS; i++)
+        for (tm_chunk *p = av->fastbins[i]; p; p = fastbin_next(p))
+            class_add(free_rows, bin_index(chunksize(p)), chunksize(p));
+    for (unsigned i = 1; i < TM_NBINS; i++) {
+        tm_chunk *b = bin_at(av, i);
+        for (tm_chunk *p = b->fd; p != b; p = p->fd)
+            class_add(free_rows, bin_index(chunksize(p)), chunksize(p));
+    }
+    size_t free_all = f.free_bytes + f.fast_bytes;
+    size_t rel = f.released > free_all ? free_all : f.released;
+    if (a->n < 64)
+        put(a->s,
+            "%s{\"index\":%u,\"main\":%d,\"system\":%zu,\"max_system\":%zu,\"in_use\":%zu,"
+            "\"free\":%zu,\"free_resident\":%zu,\"released\":%zu,\"fast\":%zu,\"top\":%zu,"
+            "\"heaps\":%zu,\"madvise\":%zu}",
+            a->n ? "," : "", a->n, av == &tm_main_arena, f.system, f.max_system, f.system - free_all,
+            free_all, free_all - rel, rel, f.fast_bytes, f.top, f.nheaps, f.madvise_calls);
+    a->n++;
+    a->total.system += f.system;
+    a->total.max_system += f.max_system;
+    a->total.fast_bytes += f.fast_bytes;
+    a->total.free_bytes += f.free_bytes;
+    a->total.top += f.top;
+    a->total.released += rel;
+    a->total.nheaps += f.nheaps;
+}
+
+/* The summary object, without its closing brace (the report appends the
+ * heap map).                                                            */
+static void put_summary(sink *s, uint64_t mono_ms)
+{
+    size_t rss, hwm;
+    read_rss(&rss, &hwm);
+    memset(free_rows, 0, sizeof free_rows);
+    put(s, "{\"version\":%d,\"pid\":%d,\"time_ms\":%lu,\"uptime_ms\":%lu,\"pagesize\":%zu,"
+           "\"rss\":{\"current\":%zu,\"peak\":%zu},\"arenas\":[",
+        TM_OBS_VERSION, tm_os_getpid(), (unsigned long)tm_os_realtime_ms(), (unsigned long)mono_ms,
+        tm_fix.pagesize, rss, hwm);
+    struct summary_acc a;
+    memset(&a, 0, sizeof a);
+    a.s = s;
+    tm_for_each_arena_observe(summary_arena, &a);
+    put(s, "]");
+    if (a.n > 64)
+        put(s, ",\"arenas_omitted\":%u", a.n - 64);
+    size_t mm = atomic_load(&tm_mstats.mmapped_mem), nmm = atomic_load(&tm_mstats.n_mmaps);
+    size_t free_all = a.total.free_bytes + a.total.fast_bytes;
+    put(s, ",\"totals\":{\"system\":%zu,\"max_system\":%zu,\"mmapped\":%zu,\"mmapped_chunks\":%zu,"
+           "\"max_mmapped\":%zu,\"in_use\":%zu,\"free\":%zu,\"free_resident\":%zu,\"released\":%zu,"
+           "\"fast\":%zu,\"top\":%zu,\"heaps\":%zu,\"arenas\":%u}",
+        a.total.system, a.total.max_system, mm, nmm, (size_t)atomic_load(&tm_mstats.max_mmapped_mem),
+        a.total.system - free_all + mm, free_all, free_all - a.total.released, a.total.released,
+        a.total.fast_bytes, a.total.top, a.total.nheaps, a.n);
+    size_t ncaches, cbytes;
+    bool exact = tm_tcache_all_cached(&ncaches, &cbytes);
+    put(s, ",\"tcache\":{\"caches\":%zu,\"bytes\":%zu,\"known\":%d}", ncaches, cbytes, exact);
+    put_top_classes(s, "free_classes", free_rows, 8);
+    put(s, ",\"syscalls\":{\"mmap\":%lu,\"munmap\":%lu,\"mprotect\":%lu,\"mremap\":%lu,"
+           "\"madvise\":%lu,\"brk\":%lu}",
+        atomic_load(&tm_os_calls.mmap), atomic_load(&tm_os_calls.munmap),
+        atomic_load(&tm_os_calls.mprotect), atomic_load(&tm_os_calls.mremap),
+        atomic_load(&tm_os_calls.madvise), atomic_load(&tm_os_calls.brk));
+    put(s, ",\"params\":{\"decay_ms\":%ld,\"background\":%d,\"background_running\":%d,"
+           "\"arena_max\":%zu,\"arena_test\":%zu,\"mmap_threshold\":%zu,\"trim_threshold\":%zu,"
+           "\"top_pad\":%zu,\"tcache_bytes\":%zu,\"heapmap_ms\":%ld},"
+           "\"refresh_cost_us\":{\"summary\":%lu,\"heapmap\":%lu,\"total\":%lu,\"count\":%lu}",
+        TM_P(decay_ms), TM_P(background), (int)atomic_load(&tm_bg_active), TM_P(arena_max),
+        TM_P(arena_test), TM_P(mmap_threshold), TM_P(trim_threshold), TM_P(top_pad),
+        TM_P(tcache_bytes), map_interval_ms, (unsigned long)summary_us, (unsigned long)map_us,
+        (unsigned long)total_us, (unsigned long)nrefresh);
+}
+
+/* ---- the heap map ---------------------------------------------------------------
+ * Pages, not bytes: a page that holds any byte of an in-use chunk is in
+ * use; else top if it holds top bytes; else free; released pages are the
+ * released interiors of free chunks and the released end of the top,
+ * whole pages by construction.  (Where a free chunk was made of parts of
+ * which some were released, meta[1] tells how many bytes but not which:
+ * they are drawn at the start of its interior.)  A heap's first and last
+ * page may be partial; run lengths add up to the heap's size exactly.  */
+enum { ST_INUSE, ST_FREE, ST_RELEASED, ST_TOP, ST_MAPPED, ST_N };
+static const char *const st_names[ST_N] = { "inuse", "free", "released", "top", "mapped" };
+static const int st_rank[ST_N] = { 4, 2, 1, 3, 5 };
+
+struct mapper {
+    sink *s;
+    bool truncated;
+    size_t totals[ST_N];
+    size_t nruns, nsegs;
+    uintptr_t seg_lo, seg_hi;
+    bool pend;                      /* a partial page is being classified */
+    uintptr_t pend_lo, pend_hi;
+    int pend_st;
+    bool run;                       /* a run is open */
+    uintptr_t run_lo, run_hi;
+    int run_st;
+    size_t seg_runs;
+    bool seg_written;               /* the segment's header is in the text */
+};
+static struct mapper mapper_state;
+
+static void run_out(struct mapper *m)
+{
+    if (!m->run)
+        return;
+    m->run = false;
+    if (!m->seg_written || m->truncated)
+        return;                     /* counted in the totals all the same */
+    if (sink_low(m->s)) {
+        m->truncated = true;
+        return;
+    }
+    put(m->s, "%s[%lu,%lu,%d]", m->seg_runs ? "," : "", (unsigned long)(m->run_lo - m->seg_lo),
+        (unsigned long)(m->run_hi - m->run_lo), m->run_st);
+    m->seg_runs++;
+    m->nruns++;
+}
+
+static void emit(struct mapper *m, uintptr_t lo, uintptr_t hi, int st)
+{
+    if (hi <= lo)
+        return;
+    m->totals[st] += hi - lo;
+    if (m->run && m->run_hi == lo && m->run_st == st) {
+        m->run_hi = hi;
+        return;
+    }
+    run_out(m);
+    m->run = true;
+    m->run_lo = lo;
+    m->run_hi = hi;
+    m->run_st = st;
+}
+
+static void pend_flush(struct mapper *m)
+{
+    if (m->pend) {
+        m->pend = false;
+        emit(m, m->pend_lo, m->pend_hi, m->pend_st);
+    }
+}
+
+/* [a, b) of the current segment has state st; calls come in address order. */
+static void map_add(struct mapper *m, uintptr_t a, uintptr_t b, int st)
+{
+    uintptr_t ps = tm_fix.pagesize;
+    if (b > m->seg_hi)
+        b = m->seg_hi;
+    while (a < b) {
+        uintptr_t pg = align_down(a, ps);
+        uintptr_t cl = pg > m->seg_lo ? pg : m->seg_lo, chi = pg + ps < m->seg_hi ? pg + ps : m->seg_hi;
+        if (a == cl && b >= chi) {            /* whole pages */
+            uintptr_t e = b >= m->seg_hi ? m->seg_hi : align_down(b, ps);
+            if (e < chi)
+                e = chi;
+            pend_flush(m);
+            emit(m, a, e, st);
+            a = e;
+            continue;
+        }
+        if (m->pend && m->pend_lo == cl) {
+            if (st_rank[st] > st_rank[m->pend_st])
+                m->pend_st = st;
+        } else {
+            pend_flush(m);
+            m->pend = true;
+            m->pend_lo = cl;
+            m->pend_hi = chi;
+            m->pend_st = st;
+        }
+        a = b < chi ? b : chi;
+        if (a == chi)
+            pend_flush(m);
+    }
+}
+
+static void seg_begin(struct mapper *m, int arena, const char *kind, uintptr_t lo, uintptr_t hi)
+{
+    m->seg_lo = lo;
+    m->seg_hi = hi;
+    m->pend = m->run = false;
+    m->seg_runs = 0;
+    m->seg_written = !m->truncated && !sink_low(m->s);
+    if (!m->seg_written) {
+        m->truncated = true;
+        return;
+    }
+    put(m->s, "%s{\"arena\":%d,\"kind\":\"%s\",\"start\":%lu,\"runs\":[",
+        m->nsegs ? "," : "", arena, kind, (unsigned long)lo);
+    m->nsegs++;
+}
+
+/* Close the segment: its end is known only now (a run of mapped chunks
+ * ends where the headers stop making sense).  The reserve always leaves
+ * room for this even when the runs were cut.                          */
+static void seg_end(struct mapper *m)
+{
+    pend_flush(m);
+    run_out(m);
+    if (m->seg_written)
+        put(m->s, "],\"size\":%lu}", (unsigned long)(m->seg_hi - m->seg_lo));
+    m->seg_written = false;
+}
+
+static void map_heap(struct mapper *m, tm_arena *av, int ai, tm_heap *h)
+{
+    seg_begin(m, ai, h->kind == TM_HEAP_SUB ? "sub" : h->kind == TM_SEG_BRK ? "brk" : "mmap",
+              (uintptr_t)h, (uintptr_t)heap_end(h));
+    char *end = heap_end(h);
+    tm_chunk *p = heap_first_chunk(h);
+    map_add(m, (uintptr_t)h, (uintptr_t)p, ST_INUSE);        /* heap header (+ arena) */
+    while ((char *)p < end) {
+        if (p == av->top) {
+            uintptr_t te = (uintptr_t)end;
+            uintptr_t clean = av->top_clean ? align_up((uintptr_t)av->top_clean, tm_fix.pagesize) : te;
+            if (clean < (uintptr_t)p)
+                clean = (uintptr_t)p;
+            if (clean > te)
+                clean = te;
+            map_add(m, (uintptr_t)p, clean, ST_TOP);
+            map_add(m, clean, te, ST_RELEASED);
+            p = (tm_chunk *)end;
+            break;
+        }
+        size_t size = chunksize(p);
+        if (size == 0 || (char *)p + size > end || (size < TM_MINSIZE && size != TM_HDR))
+            break;                              /* F2 (or anything odd): rest is in use */
+        if (size >= TM_MINSIZE && !prev_inuse(next_chunk(p))) {
+            size_t rel = size >= TM_RELEASE_MIN ? chunk_released(p) : 0;
+            if (rel) {
+                uintptr_t lo = align_up((uintptr_t)p + TM_META_END, tm_fix.pagesize);
+                map_add(m, (uintptr_t)p, lo, ST_FREE);
+                map_add(m, lo, lo + rel, ST_RELEASED);
+                map_add(m, lo + rel, (uintptr_t)p + size, ST_FREE);
+            } else {
+                map_add(m, (uintptr_t)p, (uintptr_t)p + size, ST_FREE);
+            }
+        } else {
+            map_add(m, (uintptr_t)p, (uintptr_t)p + size, ST_INUSE);
+            if (size >= TM_MINSIZE)
+                class_add(used_rows, bin_index(size), size);
+        }
+        p = chunk_at(p, size);
+    }
+    map_add(m, (uintptr_t)p, (uintptr_t)end, ST_INUSE);
+    seg_end(m);
+}
+
+struct map_arena_arg { struct mapper *m; int n; size_t released, system; };
+static void map_arena(tm_arena *av, void *arg)
+{
+    struct map_arena_arg *a = arg;
+    for (tm_heap *h = av->last_heap; h; h = h->prev)
+        map_heap(a->m, av, a->n, h);
+    a->released += av->released + tm_release_top_bytes(av);
+    a->system += av->system_mem;
+    a->n++;
+}
+
+/* Mapped chunks are on no list: they are found in /proc/self/maps, as
+ * anonymous read-write mappings that start with a chunk header carrying
+ * the M bit and a page-multiple size that fits (a run of such chunks when
+ * the kernel merged neighbouring mappings).  Headers are read with
+ * process_vm_readv, since another thread may unmap a chunk meanwhile.
+ * Chunks of memalign with a lead offset start later in their mapping and
+ * are not found: the map reports the bytes it could not place.          */
+static char line_buf[512];
+static void map_mapped_vma(struct mapper *m, uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t a = lo;
+    bool open_seg = false;
+    while (a + 2 * sizeof(size_t) <= hi) {
+        size_t hdr[2];
+        if (!tm_os_peek((void *)a, hdr, sizeof hdr))
+            break;
+        size_t size = hdr[1] & ~(size_t)TM_SIZE_BITS;
+        if (hdr[0] != 0 || (hdr[1] & (TM_IS_MMAPPED | TM_NON_MAIN)) != TM_IS_MMAPPED || size == 0 ||
+            (size & (tm_fix.pagesize - 1)) || size > hi - a)
+            break;
+        if (!open_seg) {
+            seg_begin(m, -1, "mapped", a, hi);
+            open_seg = true;
+        }
+        emit(m, a, a + size, ST_MAPPED);
+        class_add(used_rows, NCLASS - 1, size);
+        a += size;
+    }
+    if (open_seg) {
+        m->seg_hi = a;
+        seg_end(m);
+    }
+}
+
+static void map_mapped(struct mapper *m)
+{
+    int fd = tm_os_open_read("/proc/self/maps");
+    if (fd < 0)
+        return;
+    size_t have = 0;
+    bool eof = false;
+    while (!eof || have) {
+        if (!eof && have < sizeof io_buf) {
+            long n = tm_os_read(fd, io_buf + have, sizeof io_buf - have);
+            if (n <= 0)
+                eof = true;
+            else
+                have += (size_t)n;
+        }
+        char *nl = memchr(io_buf, '\n', have);
+        size_t len = nl ? (size_t)(nl - io_buf) : have;
+        if (!nl && !eof)
+            continue;
+        if (len >= sizeof line_buf)
+            len = sizeof line_buf - 1;
+        memcpy(line_buf, io_buf, len);
+        line_buf[len] = '\0';
+        size_t used = nl ? (size_t)(nl - io_buf) + 1 : have;
+        memmove(io_buf, io_buf + used, have - used);
+        have -= used;
+        /* start-end perms offset dev inode [path] */
+        char *c = line_buf;
+        uintptr_t lo = 0, hi = 0;
+        for (; *c && *c != '-'; c++)
+            lo = lo * 16 + (uintptr_t)(*c <= '9' ? *c - '0' : (*c | 0x20) - 'a' + 10);
+        if (*c == '-')
+            c++;
+        for (; *c && *c != ' '; c++)
+            hi = hi * 16 + (uintptr_t)(*c <= '9' ? *c - '0' : (*c | 0x20) - 'a' + 10);
+        if (strncmp(c, " rw-p ", 6) != 0)
+            continue;
+        /* skip offset, dev, inode; anonymous mappings have inode 0 and no path */
+        int field = 0;
+        char *q = c + 6;
+        bool anon = true;
+        for (; *q; q++) {
+            if (*q == ' ' && q[1] != ' ' && q[1])
+                field++;
+            if (field == 2 && *q >= '1' && *q <= '9')
+                anon = false;
+            if (field >= 3 && *q != ' ')
+                anon = false;
+        }
+        if (anon && hi > lo)
+            map_mapped_vma(m, lo, hi);
+    }
+    tm_os_close(fd);
+}
+
+/* The heap map object: {"pagesize":..,"segments":[...],"totals":{...},...} */
+static void put_heapmap(sink *s)
+{
+    struct mapper *m = &mapper_state;
+    memset(m, 0, sizeof *m);
+    m->s = s;
+    memset(used_rows, 0, sizeof used_rows);
+    put(s, "{\"pagesize\":%zu,\"states\":[\"%s\",\"%s\",\"%s\",\"%s\",\"%s\"],\"segments\":[",
+        tm_fix.pagesize, st_names[0], st_names[1], st_names[2], st_names[3], st_names[4]);
+    struct map_arena_arg a = { m, 0, 0, 0 };
+    tm_for_each_arena_observe(map_arena, &a);
+    map_mapped(m);
+    put(s, "]");
+    put(s, ",\"truncated\":%d,\"runs\":%zu,\"nsegments\":%zu", m->truncated, m->nruns, m->nsegs);
+    put(s, ",\"totals\":{");
+    for (int i = 0; i < ST_N; i++)
+        put(s, "%s\"%s\":%zu", i ? "," : "", st_names[i], m->totals[i]);
+    put(s, "}");
+    /* The same walk's figures, to check the map against. */
+    put(s, ",\"arena_system\":%zu,\"arena_released\":%zu,\"mmapped\":%zu", a.system, a.released,
+        (size_t)atomic_load(&tm_mstats.mmapped_mem));
+    put_top_classes(s, "used_classes", used_rows, 10);
+    put(s, "}");
+}
+
+/* ---- the channel ----------------------------------------------------------------- */
+static bool channel_ready(void)
+{
+    int pid = tm_os_getpid();
+    if (ch.hdr && ch.pid == pid)
+        return true;
+    if (ch.hdr) {
+        /* A child made by a raw clone that ran no fork handler: the mapping
+         * is not there (MADV_DONTFORK); forget it and start over.  The
+         * descriptor number may have been reused: leave it alone.       */
+        ch.hdr = NULL;
+        ch.fd = -1;
+        ch.failed = false;
+    }
+    if (ch.failed)
+        return false;
+    void *p;
+    int fd = tm_os_channel_create(TM_OBS_NAME, TM_OBS_SIZE, &p);
+    if (fd < 0) {
+        ch.failed = true;
+        return false;
+    }
+    struct tm_obs_header *h = p;
+    memcpy(h->magic, TM_OBS_MAGIC, 8);
+    h->version = TM_OBS_VERSION;
+    h->header_size = sizeof *h;
+    h->pid = (uint64_t)pid;
+    h->size = TM_OBS_SIZE;
+    h->nregions = 2;
+    h->region[0].offset = TM_OBS_SUMMARY_OFF;
+    h->region[0].cap = TM_OBS_MAP_OFF - TM_OBS_SUMMARY_OFF;
+    h->region[1].offset = TM_OBS_MAP_OFF;
+    h->region[1].cap = TM_OBS_SIZE - TM_OBS_MAP_OFF;
+    ch.hdr = h;
+    ch.fd = fd;
+    ch.pid = pid;
+    ch.seq[0] = ch.seq[1] = ch.count[0] = ch.count[1] = 0;
+    return true;
+}
+
+/* Rewrite region r with what fill() writes; seqlock writer side.  Only
+ * our copies of seq and count are read, never the shared page.         */
+static void region_write(int r, void (*fill)(sink *, uint64_t), uint64_t now)
+{
+    struct tm_obs_region *reg = &ch.hdr->region[r];
+    char *base = (char *)ch.hdr + (r == 0 ? TM_OBS_SUMMARY_OFF : TM_OBS_MAP_OFF);
+    size_t cap = r == 0 ? TM_OBS_MAP_OFF - TM_OBS_SUMMARY_OFF : TM_OBS_SIZE - TM_OBS_MAP_OFF;
+    atomic_store_explicit(&reg->seq, ++ch.seq[r], memory_order_relaxed);     /* odd */
+    atomic_thread_fence(memory_order_release);
+    sink s = { base, cap, 0, false };
+    fill(&s, now);
+    if (r == 0)
+        put(&s, "}");
+    if (s.over) {
+        /* Did not fit (thousands of arenas?): say so rather than cut. */
+        s.over = false;
+        s.len = 0;
+        put(&s, "{\"version\":%d,\"pid\":%d,\"overflow\":1}", TM_OBS_VERSION, tm_os_getpid());
+    }
+    atomic_store_explicit(&reg->len, s.len, memory_order_relaxed);
+    reg->time_ms = tm_os_realtime_ms();
+    reg->count = ++ch.count[r];
+    atomic_store_explicit(&reg->seq, ++ch.seq[r], memory_order_release);     /* even */
+}
+
+static void fill_summary(sink *s, uint64_t now) { put_summary(s, now); }
+static void fill_map(sink *s, uint64_t now) { (void)now; put_heapmap(s); }
+
+/* With obs_lock held. */
+static void refresh_map(uint64_t now)
+{
+    uint64_t t0 = tm_os_cpu_us();
+    region_write(1, fill_map, now);
+    map_us = tm_os_cpu_us() - t0;
+    total_us += map_us;
+    nrefresh++;
+    last_map_ms = now;
+    map_stale = false;
+}
+
+/* While the program allocates: every TIDEMALLOC_HEAPMAP_MS, and at most 1 %
+ * of the time on map walks; the one last walk once it went quiet: at
+ * once, unless that would make walks more than 10 % of the time.       */
+static uint64_t map_gap_ms(void)
+{
+    uint64_t adaptive = map_us * TM_OBS_DUTY / 1000;
+    return adaptive > (uint64_t)map_interval_ms ? adaptive : (uint64_t)map_interval_ms;
+}
+static uint64_t quiet_map_gap_ms(void) { return map_us * (TM_OBS_DUTY / 10) / 1000; }
+
+static void refresh(uint64_t now, bool with_map)
+{
+    if (!channel_ready())
+        return;
+    atomic_store_explicit(&activity, 0, memory_order_relaxed);
+    atomic_store_explicit(&last_calls, os_calls(), memory_order_relaxed);
+    uint64_t t0 = tm_os_cpu_us();
+    region_write(0, fill_summary, now);
+    summary_us = tm_os_cpu_us() - t0;
+    total_us += summary_us;
+    nrefresh++;
+    uint64_t gap = summary_us * TM_OBS_DUTY / 1000;
+    atomic_store_explicit(&summary_gap_ms, gap > 100 ? gap : 100, memory_order_relaxed);
+    atomic_store_explicit(&last_ms, now, memory_order_relaxed);
+    map_stale = true;
+    if (with_map)
+        refresh_map(now);
+}
+
+void tm_obs_tick_slow(void)
+{
+    if (!obs_enabled)
+        return;
+    if (!atomic_load_explicit(&activity, memory_order_relaxed))
+        atomic_store_explicit(&activity, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&tm_bg_active, memory_order_relaxed)) {
+        tm_event_poke(&tm_bg_event);       /* it refreshes (at most 1/s) */
+        return;
+    }
+    uint64_t now = tm_os_now_ms();
+    if (now - atomic_load_explicit(&last_ms, memory_order_relaxed) <
+            atomic_load_explicit(&summary_gap_ms, memory_order_relaxed) ||
+        !tm_lock_try(&obs_lock))
+        return;
+    refresh(now, false);
+    tm_lock_release(&obs_lock);
+}
+
+uint64_t tm_obs_bg_round(uint64_t now)
+{
+    if (!obs_enabled)
+        return UINT64_MAX;
+    unsigned long lc = atomic_load_explicit(&last_calls, memory_order_relaxed);
+    bool act = atomic_load_explicit(&activity, memory_order_relaxed) ||
+               (lc != ULONG_MAX && os_calls() != lc);
+    uint64_t last = atomic_load_explicit(&last_ms, memory_order_relaxed);
+    if (!act && !(map_stale && map_interval_ms > 0))
+        return UINT64_MAX;
+    uint64_t gap = atomic_load_explicit(&summary_gap_ms, memory_order_relaxed);
+    if (gap < 1000)
+        gap = 1000;
+    if (act && now - last < gap)
+        return last + gap;
+    if (!tm_lock_try(&obs_lock))
+        return now + 1000;
+    if (act) {
+        refresh(now, map_interval_ms > 0 && now - last_map_ms >= map_gap_ms());
+    } else if (ch.hdr) {
+        /* Quiet now: bring the map up to date once, then sleep. */
+        if (now - last_map_ms >= quiet_map_gap_ms())
+            refresh_map(now);
+    }
+    uint64_t map_due = last_map_ms + quiet_map_gap_ms();
+    tm_lock_release(&obs_lock);
+    lc = atomic_load_explicit(&last_calls, memory_order_relaxed);
+    act = atomic_load_explicit(&activity, memory_order_relaxed) || (lc != ULONG_MAX && os_calls() != lc);
+    if (act)
+        return now + gap;
+    if (map_stale && map_interval_ms > 0)
+        return map_due > now + 1000 ? map_due : now + 1000;
+    return UINT64_MAX;
+}
+
+void tm_obs_fork_child(void)
+{
+    tm_lock_reinit(&obs_lock);
+    /* The mapping was not inherited (MADV_DONTFORK); the descriptor was,
+     * and it is the parent's: close our copy.                          */
+    if (ch.fd >= 0)
+        tm_os_channel_drop(NULL, 0, ch.fd);
+    ch.hdr = NULL;
+    ch.fd = -1;
+    ch.failed = false;
+    atomic_store(&activity, 0);
+    atomic_store(&last_ms, 0);
+    last_map_ms = 0;
+    map_stale = false;
+    last_calls = ULONG_MAX;
+}
+
+/* ---- the at-exit report ----------------------------------------------------------------
+ * Written by a destructor of the lowest priority: in the library's own
+ * destructor list it runs last; the C library runs the executable's and the
+ * other libraries' destructors and atexit handlers first (a preloaded
+ * library is finalised after the program).  The path's "%p" becomes the
+ * pid, so children (fork, or exec of a program that inherits the
+ * variable) write their own files.                                       */
+#define REPORT_SIZE ((size_t)8 << 20)
+static void fill_report(sink *s, uint64_t now)
+{
+    put_summary(s, now);
+    put(s, ",\"heapmap\":");
+    put_heapmap(s);
+    put(s, "}\n");
+}
+
+__attribute__((destructor(101))) static void report_at_exit(void)
+{
+    tm_ensure_init();                  /* reads the environment */
+    if (!report_path[0])
+        return;
+    char path[600];
+    size_t k = 0;
+    for (const char *c = report_path; *c && k + 24 < sizeof path; c++) {
+        if (c[0] == '%' && c[1] == 'p') {
+            k += tm_fmt(path + k, sizeof path - k, "%d", tm_os_getpid());
+            c++;
+        } else {
+            path[k++] = *c;
+        }
+    }
+    path[k] = '\0';
+    char *buf = tm_os_scratch(REPORT_SIZE);
+    if (!buf)
+        return;
+    /* Wait for a refresh in progress (a heap map may take a while), but
+     * not forever: exit() called from a signal handler that interrupted a
+     * refresh would wait on itself.  Without the lock the working storage
+     * is not ours: write only a note then.                              */
+    bool locked = false;
+    for (int i = 0; i < 5000 && !(locked = tm_lock_try(&obs_lock)); i++) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
+    sink s = { buf, REPORT_SIZE, 0, false };
+    if (locked) {
+        fill_report(&s, tm_os_now_ms());
+        tm_lock_release(&obs_lock);
+    }
+    if (s.over || !locked) {
+        s.over = false;
+        s.len = 0;
+        put(&s, "{\"version\":%d,\"pid\":%d,\"%s\":1}\n", TM_OBS_VERSION, tm_os_getpid(),
+            locked ? "overflow" : "busy");
+    }
+    if (!tm_os_write_file(path, buf, s.len)) {
+        char msg[700];
+        size_t n = tm_fmt(msg, sizeof msg, "tidemalloc: cannot write the report %s\n", path);
+        tm_write_all(2, msg, n < sizeof msg ? n : sizeof msg - 1);
+    }
+    tm_os_scratch_free(buf, REPORT_SIZE);
+}
