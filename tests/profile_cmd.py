@@ -52,6 +52,20 @@ check(re.search(r"(^|;)main;keep_big \d+$", text, re.M) is not None,
 check(os.path.exists(prefix + ".raw.collapsed") and os.path.exists(prefix + ".txt"),
       "raw collapsed stacks and text report kept")
 
+# 1b. a program run by a shell that exits after it: every process writes its
+# own profile and the command merges them (the child's keep_big is not
+# overwritten by the parent's empty profile)
+prefix = os.path.join(work, "children")
+r = subprocess.run(cmd + ["--seed", "12345", "-o", prefix, "--", "/bin/sh", "-c",
+                          '"$0" --keep; /bin/true', prog], capture_output=True, text=True)
+print(r.stderr)
+check(r.returncode == 0, "sh -c 'test_profile --keep; true' exits 0 under the command")
+check(re.search(r"tidemalloc profile: \d+ processes", r.stderr) is not None,
+      "several processes reported")
+m = re.search(r"^\s+1\s+(\d+)\s.*%\s+(\S+)\s", r.stderr, re.M)
+check(m is not None and m.group(2) == "keep_big",
+      "child's top site keep_big survives the parent's exit (got %s)" % (m.group(2) if m else None))
+
 # 2. python3
 live = os.path.join(work, "py-live")
 script = (

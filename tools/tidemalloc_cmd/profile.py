@@ -25,10 +25,12 @@ runnable on its own:  /usr/bin/python3 profile.py [--lib PATH] -- PROGRAM
 """
 import argparse
 import bisect
+import re
 import os
 import shutil
 import struct
 import subprocess
+import tempfile
 import sys
 
 DEFAULT_TOP = 20
@@ -249,6 +251,37 @@ def report(prefix, top=DEFAULT_TOP, symbolize=True, out=sys.stdout):
     return stacks
 
 
+def merge_processes(procdir, prefix, top_pid):
+    """Concatenate the per-process files p.PID.collapsed / p.PID.txt of a run
+    into PREFIX.collapsed / PREFIX.txt (frames are module+0xoffset, valid
+    across processes).  Returns [(pid, bytes)], the program first."""
+    procs = []
+    with open(prefix + ".collapsed", "w") as out, open(prefix + ".txt", "w") as txt:
+        for name in sorted(os.listdir(procdir)):
+            m = re.match(r"p\.(\d+)\.collapsed$", name)
+            if not m:
+                continue
+            pid = int(m.group(1))
+            total = 0
+            with open(os.path.join(procdir, name)) as f:
+                for line in f:
+                    out.write(line)
+                    try:
+                        total += int(line.rsplit(" ", 1)[1])
+                    except (IndexError, ValueError):
+                        pass
+            tpath = os.path.join(procdir, "p.%d.txt" % pid)
+            if os.path.exists(tpath):
+                with open(tpath) as f:
+                    txt.write("# pid %d\n" % pid + f.read())
+            procs.append((pid, total))
+    if not procs:
+        os.unlink(prefix + ".collapsed")
+        os.unlink(prefix + ".txt")
+    procs.sort(key=lambda pb: (pb[0] != top_pid, pb[0]))
+    return procs
+
+
 # ---- the command ----------------------------------------------------------------
 def add_arguments(p):
     p.add_argument("--lib", help="libtidemalloc.so to preload (default: found beside the command)")
@@ -293,26 +326,38 @@ def run(args):
         opts.append("seed:%d" % args.seed)
     opts.append("top:%d" % max(args.top, 1))
     prefix = os.path.abspath(args.output) if args.output else None
-    out_opt = prefix if prefix else os.path.abspath("tidemalloc-prof.%p")
-    if "," in out_opt:
+    # Every process of the run (the program's children too: gcc runs cc1
+    # and as) writes its own PROCPREFIX.PID.collapsed at exit; they are
+    # merged below, so a child never overwrites its parent's profile.
+    procdir = tempfile.mkdtemp(prefix="tidemalloc-prof.")
+    out_opt = os.path.join(procdir, "p.%p")
+    opts.append("out:" + out_opt)
+    if prefix is not None and "," in prefix:
         print("tidemalloc profile: the output prefix may not contain ','", file=sys.stderr)
         return 2
-    opts.append("out:" + out_opt)
     env = dict(os.environ)
     env["TIDEMALLOC_PROFILE"] = ",".join(opts)
     env["LD_PRELOAD"] = lib + ((" " + env["LD_PRELOAD"]) if env.get("LD_PRELOAD") else "")
     try:
         proc = subprocess.Popen(cmd, env=env)
     except OSError as e:
+        shutil.rmtree(procdir, ignore_errors=True)
         print("tidemalloc profile: cannot run %s: %s" % (cmd[0], e), file=sys.stderr)
         return 127
     rc = proc.wait()
     if prefix is None:
-        prefix = out_opt.replace("%p", str(proc.pid))
-    if not os.path.exists(prefix + ".collapsed"):
-        print("tidemalloc profile: no profile written to %s.collapsed (did the program exit "
-              "through exit(), on libtidemalloc?)" % prefix, file=sys.stderr)
+        prefix = os.path.abspath("tidemalloc-prof.%d" % proc.pid)
+    procs = merge_processes(procdir, prefix, proc.pid)
+    shutil.rmtree(procdir, ignore_errors=True)
+    if not procs:
+        print("tidemalloc profile: no profile written (did the program exit "
+              "through exit(), on libtidemalloc?)", file=sys.stderr)
         return rc if rc else 1
+    if len(procs) > 1:
+        print("tidemalloc profile: %d processes; live bytes at their exits: %s"
+              % (len(procs), ", ".join("pid %d%s %s" % (pid, " (the program)" if pid == proc.pid
+                                                        else "", human(b)) for pid, b in procs)),
+              file=sys.stderr)
     report(prefix, args.top, not args.no_symbolize, out=sys.stderr)
     return rc if rc >= 0 else 128 - rc
 
