@@ -94,6 +94,7 @@ void tm_remote_push_class(tm_arena *av, size_t i, tm_chunk *head, tm_chunk *tail
 static void free_list_chain(tm_arena *av, tm_chunk *p)
 {
     while (p) {
+        tm_remote_check(p, TM_TCACHE_BINS);
         tm_chunk *next = p->fd;
         tm_int_free(av, p);
         p = next;

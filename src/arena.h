@@ -33,6 +33,7 @@
 #define TM_ARENA_H
 
 #include "internal.h"
+#include "owner.h"
 
 /* Set up the main arena and adopt the calling thread (initialization). */
 TM_HIDDEN void tm_arenas_init(void);
@@ -71,6 +72,28 @@ TM_HIDDEN bool tm_arena_fork_holder(void);
 /* ---- remote frees ---------------------------------------------------------- */
 TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
 TM_HIDDEN void tm_remote_push_class(tm_arena *av, size_t i, tm_chunk *head, tm_chunk *tail);
+/* Chunks parked on a remote list (or a cache's spill list) carry
+ * tm_sec.parked in their second word (bk), which every way off a list
+ * clears (tm_int_free, take_list).  A chunk taken off such a list of
+ * class i (TM_TCACHE_BINS: any size) must be ours, aligned, intact, in
+ * use and parked (TIDE_CHECKS): a link is checked before it is followed. */
+static inline void tm_remote_check(const tm_chunk *p, size_t i)
+{
+    if (unlikely(misaligned_chunk(p)))
+        tm_corrupt("malloc(): corrupted remote list link", p);
+#if TIDE_CHECKS
+    if (unlikely(!tm_own_in_heaps((uintptr_t)p)))
+        tm_corrupt("malloc(): corrupted remote list link", p);
+    size_t w = size_word(p);
+    if (unlikely((i < TM_TCACHE_BINS && word_size(w) != TM_MINSIZE + 16 * i) ||
+                 (w & TM_IS_MMAPPED) || !hdr_ok(p, w, TM_ST_INUSE) ||
+                 (uintptr_t)p->bk != (uintptr_t)tm_sec.parked))
+        tm_corrupt("malloc(): corrupted remote list link", p);
+#else
+    (void)i;
+#endif
+}
+
 /* Take the whole class-i list (no lock needed), NULL-terminated via fd. */
 static inline tm_chunk *tm_remote_take_class(tm_arena *av, size_t i)
 {

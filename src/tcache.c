@@ -85,7 +85,8 @@ void tm_tcache_recompute_limits(void)
 
 void tm_tcache_init_key(void)
 {
-    tm_tcache_key = tm_os_random() | 1;   /* odd: never a valid pointer */
+    /* odd: never a valid pointer; bit 1 clear: tm_sec.parked has it set */
+    tm_tcache_key = tm_sec.parked & ~(uintptr_t)2;
 }
 
 bool tm_tcache_thread_init(void)
@@ -146,6 +147,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
             }
             cur = av;
             p->fd = NULL;
+            tc_key_park(e);
             if (run_head)
                 run_tail->fd = p;
             else
@@ -215,10 +217,13 @@ static void *carve(tm_tcache *tc, tm_chunk *c, size_t nb, size_t i)
  * chunk's memory; the rest (if any) becomes the class's spill list.     */
 static void *take_list(tm_tcache *tc, tm_chunk *p, size_t i)
 {
+    tm_remote_check(p, i);
     void *first = chunk2mem(p);
     p = p->fd;
+    ((tm_tc_entry *)first)->key = 0;   /* handed out: no key */
     size_t lim = tc_limit(i);
     while (p && tc->counts[i] < lim) {
+        tm_remote_check(p, i);
         tm_chunk *next = p->fd;
         tc_push(tc, chunk2mem(p), i);
         p = next;
@@ -305,6 +310,13 @@ void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i)
         if (t == e)
             tm_corrupt("free(): double free detected in tcache 2", e);
     }
+#if TIDE_CHECKS
+    /* Marked but not ours: parked on a remote or spill list, or held by
+     * another thread's cache (keys are cleared on every way out).     */
+    if (tc_key_parked(e))
+        tm_corrupt("free(): double free detected (remote list)", e);
+    tm_corrupt("free(): double free detected", e);
+#endif
 }
 
 static void flush_classes(tm_tcache *tc)
@@ -321,6 +333,7 @@ static void flush_classes(tm_tcache *tc)
             /* Spilled chunks become cache entries (at most 65535 at a time)
              * so that one path frees everything.                         */
             while (p && tc->counts[i] < TM_TCACHE_COUNT_MAX) {
+                tm_remote_check(p, i);
                 tm_chunk *next = p->fd;
                 tc_push(tc, chunk2mem(p), i);
                 p = next;

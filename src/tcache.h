@@ -48,6 +48,7 @@
 
 #include "internal.h"
 #include "arena.h"
+#include "owner.h"
 
 typedef struct tm_tc_entry {
     uintptr_t next;        /* protected pointer to the next entry's mem */
@@ -143,12 +144,53 @@ static inline size_t tc_req_index(size_t n)
 }
 static inline size_t tc_csize_index(size_t csize) { return (csize - TM_MINSIZE) >> 4; }
 
+/* ---- keys in a chunk's second word (TIDE_CHECKS makes them checks) -------
+ * A cached chunk holds tm_tcache_key there, a chunk parked on a remote or
+ * spill list tm_sec.parked; they differ in bit 1 only, so the free fast
+ * path tells "either" with one compare.  Every path that hands a chunk
+ * out, or moves it off a cache or a list, rewrites or clears the word:
+ * a chunk in the program's hands never carries a key (free relies on
+ * it to call a marked chunk a double free).                           */
+static inline bool tc_key_marked(const tm_tc_entry *e) { return (e->key | 2) == tm_sec.parked; }
+static inline bool tc_key_parked(const tm_tc_entry *e) { return e->key == tm_sec.parked; }
+static inline void tc_key_park(void *mem) { ((tm_tc_entry *)mem)->key = tm_sec.parked; }
+
+/* free's fast path: is mem inside one of our heaps (its header may be
+ * read)?  Anything else takes the slow path, which tells the rest.    */
+static inline bool tc_free_owned(const void *mem)
+{
+#if TIDE_CHECKS
+    return tm_own_in_heaps((uintptr_t)mem);
+#else
+    (void)mem;
+    return true;
+#endif
+}
+
+/* A link about to be followed: e must be ours, its header intact, in use,
+ * of class i, and carry the cache key.                                */
+static inline void tc_check_entry(const tm_tc_entry *e, size_t i)
+{
+    if (unlikely(!aligned_ok((uintptr_t)e)))
+        tm_corrupt("malloc(): unaligned tcache chunk detected", e);
+#if TIDE_CHECKS
+    const tm_chunk *p = mem2chunk(e);
+    if (unlikely(!tm_own_in_heaps((uintptr_t)p)))
+        tm_corrupt("malloc(): corrupted tcache link", e);
+    size_t w = size_word(p);
+    if (unlikely((w & (TM_SIZE_MASK | TM_IS_MMAPPED)) != TM_MINSIZE + 16 * i ||
+                 !hdr_ok(p, w, TM_ST_INUSE) || e->key != tm_tcache_key))
+        tm_corrupt("malloc(): corrupted tcache link", e);
+#else
+    (void)i;
+#endif
+}
+
 static inline void *tc_pop(tm_tcache *tc, size_t i)
 {
     tm_tc_entry *e = tc->entries[i];
     TM_ASSERT(tc->counts[i] > 0);
-    if (unlikely(!aligned_ok((uintptr_t)e)))
-        tm_corrupt("malloc(): unaligned tcache chunk detected", e);
+    tc_check_entry(e, i);
     tc->entries[i] = tc_reveal(e);
     tc->counts[i]--;
     e->key = 0;
