@@ -7,7 +7,7 @@
  *  chunk-> +---------------------------+      chunk-> +---------------------------+
  *          | prev_size (if P == 0)     |              | prev_size (if P == 0)     |
  *          +---------------------------+              +---------------------------+
- *          | size              |A|M|P| |              | size              |A|0|P| |
+ *          |cks| size          |A|M|P| |              |cks| size          |A|0|P| |
  *    mem-> +---------------------------+              +---------------------------+
  *          | user data ...             |              | fd  (next in bin)         |
  *          .                           .              | bk  (previous in bin)     |
@@ -26,6 +26,8 @@
  *                       holds the offset from the mapping's start.
  *  A (0x4) NON_MAIN     the chunk lives in a sub-heap of a non-main arena;
  *                       its heap (and arena) is found by masking the address.
+ *  0x8     reserved     (the allocation-site profiler's SAMPLED bit)
+ *  cks     bits 48..63  keyed checksum of the header (below, TIDE_CHECKS).
  *
  * Invariants (verified by check.c):
  *  - chunk addresses and sizes are multiples of 16; sizes >= 32, except
@@ -38,7 +40,10 @@
  *    boundary tags go;
  *  - the top chunk borders the end of its segment and always has P == 1;
  *  - a free chunk of at least TM_RELEASE_MIN bytes carries page-release
- *    metadata (below) and lies only in the unsorted or a large bin.
+ *    metadata (below) and lies only in the unsorted or a large bin;
+ *  - every header's checksum matches its state: FREE in a doubly linked
+ *    bin, FAST in a fast bin, TOP for the top, INUSE otherwise (handed
+ *    out, cached, parked on a remote list, fenceposts).
  */
 #ifndef TM_CHUNK_H
 #define TM_CHUNK_H
