@@ -157,7 +157,7 @@ static inline void set_size_word(tm_chunk *p, size_t v) { __atomic_store_n(&p->s
  * never verified.                                                       */
 enum { TM_ST_INUSE = 0, TM_ST_FREE = 1, TM_ST_FAST = 2, TM_ST_TOP = 3 };
 
-static inline size_t hdr_cks(const tm_chunk *p, size_t sizebits, unsigned st)
+static TM_INLINE size_t hdr_cks(const tm_chunk *p, size_t sizebits, unsigned st)
 {
 #if TIDE_CHECKS
     /* One 64x64->128 multiply of the keyed address by the keyed header
@@ -175,7 +175,7 @@ static inline size_t hdr_cks(const tm_chunk *p, size_t sizebits, unsigned st)
 #endif
 }
 /* Does the size word w, read from p, carry the checksum of state st? */
-static inline bool hdr_ok(const tm_chunk *p, size_t w, unsigned st)
+static TM_INLINE bool hdr_ok(const tm_chunk *p, size_t w, unsigned st)
 {
 #if TIDE_CHECKS
     return (w & TM_CKS_MASK) == hdr_cks(p, w, st);

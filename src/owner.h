@@ -41,7 +41,7 @@ struct tm_own_fast {
 extern struct tm_own_fast tm_own TM_HIDDEN;
 extern _Atomic uint64_t tm_own_sub[TM_OWN_SUB_WORDS] TM_HIDDEN;
 
-static inline bool tm_own_in_sub(uintptr_t a)
+static TM_INLINE bool tm_own_in_sub(uintptr_t a)
 {
     uintptr_t g = a >> TM_OWN_SUB_SHIFT;
     if (g >= (uintptr_t)TM_OWN_SUB_WORDS * 64)
@@ -49,10 +49,19 @@ static inline bool tm_own_in_sub(uintptr_t a)
     return (atomic_load_explicit(&tm_own_sub[g >> 6], memory_order_relaxed) >> (g & 63)) & 1;
 }
 TM_HIDDEN bool tm_own_in_main_mmap(uintptr_t a);
+/* The hot paths' test, with no call (so no registers to save): the main
+ * arena's brk bounds or a sub-heap.  false: ask tm_own_in_heaps.      */
+static TM_INLINE bool tm_own_in_heaps_fast(uintptr_t a)
+{
+    if (a >= atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed) &&
+        a < atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed))
+        return true;
+    return tm_own_in_sub(a);
+}
 /* Inside one of our heaps: the main arena's brk bounds, one of our
  * sub-heaps, or (only once brk has failed) a main-arena mmap segment.
  * Mmapped chunks are not in heaps: tm_own_classify.                  */
-static inline bool tm_own_in_heaps(uintptr_t a)
+static TM_INLINE bool tm_own_in_heaps(uintptr_t a)
 {
     if (a >= atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed) &&
         a < atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed))

@@ -157,10 +157,10 @@ static inline void tc_key_park(void *mem) { ((tm_tc_entry *)mem)->key = tm_sec.p
 
 /* free's fast path: is mem inside one of our heaps (its header may be
  * read)?  Anything else takes the slow path, which tells the rest.    */
-static inline bool tc_free_owned(const void *mem)
+static TM_INLINE bool tc_free_owned(const void *mem)
 {
 #if TIDE_CHECKS
-    return tm_own_in_heaps((uintptr_t)mem);
+    return tm_own_in_heaps_fast((uintptr_t)mem);
 #else
     (void)mem;
     return true;
@@ -169,7 +169,7 @@ static inline bool tc_free_owned(const void *mem)
 
 /* A link about to be followed: e must be ours, its header intact, in use,
  * of class i, and carry the cache key.                                */
-static inline void tc_check_entry(const tm_tc_entry *e, size_t i)
+static TM_INLINE void tc_check_entry(const tm_tc_entry *e, size_t i)
 {
     if (unlikely(!aligned_ok((uintptr_t)e)))
         tm_corrupt("malloc(): unaligned tcache chunk detected", e);
@@ -186,7 +186,23 @@ static inline void tc_check_entry(const tm_tc_entry *e, size_t i)
 #endif
 }
 
-static inline void *tc_pop(tm_tcache *tc, size_t i)
+/* The same as a test, for the hit path: no call, no abort; false sends
+ * the request to the slow path, whose tc_pop aborts with the message. */
+static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
+{
+#if TIDE_CHECKS
+    const tm_chunk *p = mem2chunk(e);
+    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps_fast((uintptr_t)p)))
+        return false;
+    size_t w = size_word(p);
+    return likely((w & (TM_SIZE_MASK | TM_IS_MMAPPED)) == TM_MINSIZE + 16 * i &&
+                  hdr_ok(p, w, TM_ST_INUSE) && e->key == tm_tcache_key);
+#else
+    return aligned_ok((uintptr_t)e);
+#endif
+}
+
+static TM_INLINE void *tc_pop(tm_tcache *tc, size_t i)
 {
     tm_tc_entry *e = tc->entries[i];
     TM_ASSERT(tc->counts[i] > 0);
@@ -214,16 +230,21 @@ TM_HIDDEN bool tm_tcache_thread_init(void);
 /* The hot paths: a cache hit inside the reclaim handshake, nothing else.
  * NULL / false: go to the slow path (empty or full class, or a reclaim
  * at work).                                                           */
-static inline void *tc_try_pop(tm_tcache *tc, size_t i)
+static TM_INLINE void *tc_try_pop(tm_tcache *tc, size_t i)
 {
     void *mem = NULL;
     tc_busy(tc);
-    if (likely(!tc_stolen(tc) && tc->entries[i] != NULL))
-        mem = tc_pop(tc, i);
+    tm_tc_entry *e = tc->entries[i];
+    if (likely(!tc_stolen(tc) && e != NULL && tc_entry_ok(e, i))) {
+        tc->entries[i] = tc_reveal(e);
+        tc->counts[i]--;
+        e->key = 0;
+        mem = e;
+    }
     tc_idle(tc);
     return mem;
 }
-static inline bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
+static TM_INLINE bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     bool done = false;
     tc_busy(tc);
