@@ -204,6 +204,9 @@ static void *remote_freer(void *a)
 static void sc_double_free_remote(void *a)
 {
     (void)a;
+    /* No background thread: it would drain the remote list (and free the
+     * chunk for real) while the main thread waits. */
+    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
     for (int i = 0; i < NREM; i++)
         rem_blocks[i] = malloc(48);
     pthread_t t;
