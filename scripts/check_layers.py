@@ -28,7 +28,7 @@ LAYERS = [
     ("sysmem", ["sysmem.c", "sysmem.h"]),
     ("bins", ["bins.c", "bins.h"]),
     ("release", ["release.c", "release.h"]),
-    ("heap", ["heap.c", "heap.h"]),
+    ("heap", ["heap.c", "heap.h", "owner.c", "owner.h"]),
     ("os", ["os.c", "os.h"]),
     ("base", ["base.h", "config.h", "chunk.h", "internal.h", "params.h",
               "lock.h", "lock.c", "error.c", "globals.c"]),

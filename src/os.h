@@ -28,6 +28,7 @@ TM_HIDDEN void *tm_os_sbrk(intptr_t incr);                 /* (void *)-1 on fail
 TM_HIDDEN uint64_t tm_os_now_ms(void);                     /* CLOCK_MONOTONIC_COARSE */
 TM_HIDDEN void  tm_os_fault_inject(int kind, long after);  /* -1: off */
 TM_HIDDEN uintptr_t tm_os_random(void);                    /* never 0 */
+TM_HIDDEN bool  tm_os_protect_ro(void *p, size_t size);    /* make read-only */
 
 /* System calls made by the allocator for the heap, all arenas
  * (statistics; relaxed counters).  brk counts sbrk calls that move the

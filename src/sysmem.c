@@ -4,6 +4,7 @@
 #include "bins.h"
 #include "heap.h"
 #include "os.h"
+#include "owner.h"
 #include "release.h"
 #include "sysmem.h"
 
@@ -36,21 +37,61 @@ void *tm_mmap_chunk(size_t nb)
     tm_chunk *p = mm;
     p->prev_size = 0;
     set_head(p, size | TM_IS_MMAPPED);
+#if TIDE_CHECKS
+    if (!tm_own_mmap_add(p, (uintptr_t)mm, size)) {
+        tm_os_unmap(mm, size);
+        return NULL;
+    }
+#endif
     note_mmap(size);
     return chunk2mem(p);
 }
 
-void tm_munmap_chunk(tm_chunk *p)
+/* The mapping of the mmapped chunk p, *block and *total, validated: the
+ * header (size, offset) must agree with what was mapped (the registry,
+ * TIDE_CHECKS) and its checksum hold; else `who` and abort.          */
+static void mmapped_extent(tm_chunk *p, const char *who, uintptr_t *block, size_t *total)
 {
     size_t size = chunksize(p);
-    uintptr_t block = (uintptr_t)p - p->prev_size;
-    size_t total = p->prev_size + size;
-    if (unlikely(((block | total) & (tm_fix.pagesize - 1)) != 0 || misaligned_chunk(p) ||
-                 total < size || block > (uintptr_t)p))
-        tm_corrupt("munmap_chunk(): invalid pointer", p);
+    *block = (uintptr_t)p - p->prev_size;
+    *total = p->prev_size + size;
+    if (unlikely(((*block | *total) & (tm_fix.pagesize - 1)) != 0 || misaligned_chunk(p) ||
+                 *total < size || *block > (uintptr_t)p))
+        tm_corrupt(who, chunk2mem(p));
+#if TIDE_CHECKS
+    uintptr_t rb;
+    size_t rl;
+    if (unlikely(!tm_own_mmap_find(p, &rb, &rl) || rb != *block || rl != *total ||
+                 !chunk_hdr_ok(p, TM_ST_INUSE) || !chunk_is_mmapped(p)))
+        tm_corrupt(who, chunk2mem(p));
+#endif
+}
+
+void tm_munmap_chunk(tm_chunk *p)
+{
+    uintptr_t block;
+    size_t total;
+    mmapped_extent(p, "munmap_chunk(): invalid pointer", &block, &total);
+#if TIDE_CHECKS
+    tm_own_mmap_del(p);
+#endif
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
     atomic_fetch_sub(&tm_mstats.mmapped_mem, total);
     tm_os_unmap((void *)block, total);
+}
+
+void tm_mmap_chunk_moved(tm_chunk *old, tm_chunk *newp)
+{
+#if TIDE_CHECKS
+    uintptr_t b;
+    size_t l;
+    if (tm_own_mmap_find(old, &b, &l)) {
+        tm_own_mmap_del(old);
+        tm_own_mmap_add(newp, b, l);     /* cannot fail: a slot was just freed */
+    }
+#else
+    (void)old, (void)newp;
+#endif
 }
 
 void tm_munmap_chunk_dyn(tm_chunk *p)
@@ -73,9 +114,9 @@ tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb)
 {
     size_t offset = p->prev_size;
     size_t size = chunksize(p);
-    uintptr_t block = (uintptr_t)p - offset;
-    if (unlikely(((block | (size + offset)) & (tm_fix.pagesize - 1)) != 0 || misaligned_chunk(p)))
-        tm_corrupt("mremap_chunk(): invalid pointer", p);
+    uintptr_t block;
+    size_t total;
+    mmapped_extent(p, "mremap_chunk(): invalid pointer", &block, &total);
     size_t new_size = align_up(nb + offset + TM_SIZE_SZ, tm_fix.pagesize);
     if (new_size == size + offset)
         return p;
@@ -84,6 +125,10 @@ tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb)
         return NULL;
     tm_chunk *np = (tm_chunk *)(cp + offset);
     set_head(np, (new_size - offset) | TM_IS_MMAPPED);
+#if TIDE_CHECKS
+    tm_own_mmap_del(p);
+    tm_own_mmap_add(np, (uintptr_t)cp, new_size);   /* cannot fail: a slot was just freed */
+#endif
     atomic_fetch_sub(&tm_mstats.mmapped_mem, size + offset);
     note_mmap(new_size);
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
@@ -136,7 +181,7 @@ static void retire_top(tm_arena *av)
 static void install_top(tm_arena *av, tm_heap *h)
 {
     tm_chunk *top = heap_first_chunk(h);
-    set_head(top, (size_t)(heap_end(h) - (char *)top) | TM_PREV_INUSE);
+    set_head_top(top, (size_t)(heap_end(h) - (char *)top) | TM_PREV_INUSE);
     av->top = top;
     tm_release_top_fresh(av);
 }
@@ -154,6 +199,10 @@ static void start_heap(tm_arena *av, tm_heap *h, size_t size, uint32_t kind)
         h->reserved = size;
     }
     h->kind = kind;
+    if (kind == TM_SEG_BRK)
+        tm_own_main_brk((uintptr_t)h, (uintptr_t)h + size);
+    else if (kind == TM_SEG_MMAP)
+        tm_own_main_mmap((uintptr_t)h, (uintptr_t)h + size);
     av->system_mem += size;
     av->nheaps++;
     retire_top(av);
@@ -201,8 +250,9 @@ static bool main_grow(tm_arena *av, size_t nb)
         if (r == cur) {
             note_regrow(av);
             seg->size += size;
+            tm_own_main_brk((uintptr_t)seg, (uintptr_t)heap_end(seg));
             av->system_mem += size;
-            set_head(old_top, (old_size + size) | TM_PREV_INUSE);
+            set_head_top(old_top, (old_size + size) | TM_PREV_INUSE);
             return true;
         }
         /* Another thread moved brk between our two calls: take the piece
@@ -249,7 +299,7 @@ static bool sub_grow(tm_arena *av, size_t nb)
     if (tm_heap_grow(h, TM_MINSIZE + nb - old_size)) {
         note_regrow(av);
         av->system_mem += h->size - old_hsize;
-        set_head(old_top, (size_t)(heap_end(h) - (char *)old_top) | TM_PREV_INUSE);
+        set_head_top(old_top, (size_t)(heap_end(h) - (char *)old_top) | TM_PREV_INUSE);
         return true;
     }
     tm_heap *nh = tm_heap_new(nb + TM_MINSIZE + sizeof(tm_heap) + TM_ALIGNMENT, TM_P(top_pad));
@@ -284,7 +334,7 @@ void *tm_sysmalloc(tm_arena *av, size_t nb, tm_zrange *z)
         tm_chunk *rem = chunk_at(top, nb);
         av->top = rem;
         set_head(top, nb | TM_PREV_INUSE | arena_bit(av));
-        set_head(rem, (size - nb) | TM_PREV_INUSE);
+        set_head_top(rem, (size - nb) | TM_PREV_INUSE);
         tm_release_top_used(av, top, nb, z);
         return chunk2mem(top);
     }
@@ -325,8 +375,9 @@ static bool main_trim(tm_arena *av, size_t pad)
     size_t released = (size_t)(top_end - now);
     note_trim(av);
     seg->size -= released;
+    tm_own_main_brk_trim((uintptr_t)top_end, (uintptr_t)heap_end(seg));
     av->system_mem -= released;
-    set_head(av->top, (top_size - released) | TM_PREV_INUSE);
+    set_head_top(av->top, (top_size - released) | TM_PREV_INUSE);
     tm_release_top_reset(av);
     return true;
 }
@@ -343,11 +394,11 @@ static void restore_prev_top(tm_arena *av, tm_heap *prev)
     tm_chunk *top = f1;
     if (!prev_inuse(f1)) {
         top = prev_chunk(f1);
-        if (unlikely(chunksize(top) != f1->prev_size))
+        if (unlikely(!tm_free_chunk_ok(top) || chunksize(top) != f1->prev_size))
             tm_corrupt("corrupted size vs. prev_size", top);
         tm_bins_unlink(av, top);
     }
-    set_head(top, (size_t)(end - (char *)top) | TM_PREV_INUSE);
+    set_head_top(top, (size_t)(end - (char *)top) | TM_PREV_INUSE);
     av->top = top;
     tm_release_top_reset(av);
 }
@@ -378,7 +429,7 @@ static bool sub_trim(tm_arena *av, size_t pad)
     tm_heap_shrink(h, h->size - extra);
     note_trim(av);
     av->system_mem -= extra;
-    set_head(av->top, (top_size - extra) | TM_PREV_INUSE);
+    set_head_top(av->top, (top_size - extra) | TM_PREV_INUSE);
     tm_release_top_reset(av);
     return true;
 }
