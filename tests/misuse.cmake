@@ -1,0 +1,18 @@
+# Heap-misuse suite (issue 11): tests/misuse/misuse_<family>.c, one program
+# per technique family, each technique in a forked child (misuse.h).  All
+# carry the label "misuse":  ctest -L misuse
+# `build/tests/test_misuse_<family> --summary` prints one line per technique
+# (caught / EXPLOITED / otherwise); tests/misuse/summary.sh runs them all.
+#
+# Registered for the ordinary build only: under ASan/TSan the sanitizer owns
+# malloc and the misuse would meet its allocator, not ours; there the
+# programs are still compiled (they must build everywhere).
+set(TIDE_MISUSE_FAMILIES forged interior double_free links overflow unlink metadata realloc harden)
+foreach(f IN LISTS TIDE_MISUSE_FAMILIES)
+  if(TIDE_SANITIZE STREQUAL "address" OR TIDE_SANITIZE STREQUAL "thread")
+    tide_add_test(test_misuse_${f} SOURCES misuse/misuse_${f}.c NOTEST)
+  else()
+    tide_add_test(test_misuse_${f} SOURCES misuse/misuse_${f}.c TIMEOUT 120)
+    set_tests_properties(test_misuse_${f} PROPERTIES LABELS misuse)
+  endif()
+endforeach()
