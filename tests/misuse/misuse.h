@@ -23,6 +23,7 @@
  *   test_misuse_X NAME...      only those
  *   test_misuse_X --summary    one line per technique, always exit 0
  *   test_misuse_X --list
+ *   HARNESS_VERBOSE=1 also prints each child's stderr
  *
  * Only the public API is used.  The chunk layout the techniques rely on
  * is the documented one (src/chunk.h, docs/design.md §3): the user
@@ -269,6 +270,8 @@ static inline int misuse_main(int argc, char **argv, const char *family,
         ran++;
         char what[700];
         enum misuse_fate f = misuse_run(&tab[i], what, sizeof what);
+        if (harness_verbose())
+            fprintf(stderr, "--- %s/%s: child stderr:\n%s---\n", family, tab[i].name, harness_child_output);
         if (summary) {
             printf("%-16s %-28s %s\n", family, tab[i].name, what);
             continue;
