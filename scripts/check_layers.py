@@ -22,6 +22,7 @@ LAYERS = [
     ("api", ["api.c", "stats.c", "check.c"]),
     ("control", ["control.c", "control.h", "tunables.c", "tunables.h"]),
     ("tcache", ["tcache.c", "tcache.h"]),
+    ("harden", ["harden.c", "harden.h"]),
     ("arena", ["arena.c", "arena.h"]),
     ("engine", ["engine.c", "engine.h"]),
     ("sysmem", ["sysmem.c", "sysmem.h"]),

@@ -26,6 +26,9 @@
  *                       holds the offset from the mapping's start.
  *  A (0x4) NON_MAIN     the chunk lives in a sub-heap of a non-main arena;
  *                       its heap (and arena) is found by masking the address.
+ *  An mmapped chunk has no neighbours, so its P bit means something else:
+ *  set, a PROT_NONE guard page follows the chunk and the mapping is one
+ *  page longer than prev_size + size (the strong mode, sysmem.c).
  *
  * Invariants (verified by check.c):
  *  - chunk addresses and sizes are multiples of 16; sizes >= 32, except
@@ -94,6 +97,12 @@ static inline size_t chunk_raw_size(const tm_chunk *p) { return size_word(p); }
 static inline bool prev_inuse(const tm_chunk *p) { return size_word(p) & TM_PREV_INUSE; }
 static inline bool chunk_is_mmapped(const tm_chunk *p) { return size_word(p) & TM_IS_MMAPPED; }
 static inline bool chunk_non_main(const tm_chunk *p) { return size_word(p) & TM_NON_MAIN; }
+/* M and P: an mmapped chunk with a guard page after it (see the top). */
+#define TM_MMAP_GUARD TM_PREV_INUSE
+static inline bool chunk_mmap_guarded(const tm_chunk *p)
+{
+    return (size_word(p) & (TM_IS_MMAPPED | TM_MMAP_GUARD)) == (TM_IS_MMAPPED | TM_MMAP_GUARD);
+}
 /* Add bits (the A bit of a chunk handed out); lock holder only. */
 static inline void set_size_bits(tm_chunk *p, size_t bits) { set_size_word(p, size_word(p) | bits); }
 

@@ -22,20 +22,27 @@ static void note_mmap(size_t size)
 
 /* It cannot borrow the next chunk's prev_size, hence nb + 8; prev_size
  * holds the offset from the mapping's start (0 here; memalign may move
- * the chunk forward).                                                   */
+ * the chunk forward).  In the strong mode (harden.h) the mapping has one
+ * more page, PROT_NONE, after the chunk (TM_MMAP_GUARD): a linear overflow
+ * faults there.  It is not counted in the statistics.                   */
 void *tm_mmap_chunk(size_t nb)
 {
     if ((long)atomic_load(&tm_mstats.n_mmaps) >= TM_P(n_mmaps_max))
         return NULL;
     size_t size = align_up(nb + TM_SIZE_SZ, tm_fix.pagesize);
-    if (size < nb)
+    size_t guard = TM_P(harden) ? tm_fix.pagesize : 0;
+    if (size < nb || size + guard < size)
         return NULL;
-    void *mm = tm_os_map(size);
+    char *mm = tm_os_map(size + guard);
     if (!mm)
         return NULL;
-    tm_chunk *p = mm;
+    if (guard && !tm_os_guard(mm + size, guard)) {
+        tm_os_unmap(mm, size + guard);
+        return NULL;
+    }
+    tm_chunk *p = (tm_chunk *)mm;
     p->prev_size = 0;
-    set_head(p, size | TM_IS_MMAPPED);
+    set_head(p, size | TM_IS_MMAPPED | (guard ? TM_MMAP_GUARD : 0));
     note_mmap(size);
     return chunk2mem(p);
 }
@@ -50,7 +57,7 @@ void tm_munmap_chunk(tm_chunk *p)
         tm_corrupt("munmap_chunk(): invalid pointer", p);
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
     atomic_fetch_sub(&tm_mstats.mmapped_mem, total);
-    tm_os_unmap((void *)block, total);
+    tm_os_unmap((void *)block, total + (chunk_mmap_guarded(p) ? tm_fix.pagesize : 0));
 }
 
 void tm_munmap_chunk_dyn(tm_chunk *p)
@@ -79,11 +86,22 @@ tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb)
     size_t new_size = align_up(nb + offset + TM_SIZE_SZ, tm_fix.pagesize);
     if (new_size == size + offset)
         return p;
-    char *cp = tm_os_remap((void *)block, size + offset, new_size);
-    if (!cp)
+    size_t ps = tm_fix.pagesize, guard = chunk_mmap_guarded(p) ? ps : 0;
+    char *old_guard = (char *)block + size + offset;
+    /* mremap cannot span the data and guard mappings: make the guard one
+     * with the data, move both, and guard the new last page.           */
+    if (guard && !tm_os_commit(old_guard, guard))
         return NULL;
+    char *cp = tm_os_remap((void *)block, size + offset + guard, new_size + guard);
+    if (!cp) {
+        if (guard)
+            tm_os_guard(old_guard, guard);
+        return NULL;
+    }
+    if (guard)   /* on failure (no VMA left) the page stays readable, still ours */
+        (void)tm_os_guard(cp + new_size, guard);
     tm_chunk *np = (tm_chunk *)(cp + offset);
-    set_head(np, (new_size - offset) | TM_IS_MMAPPED);
+    set_head(np, (new_size - offset) | TM_IS_MMAPPED | (guard ? TM_MMAP_GUARD : 0));
     atomic_fetch_sub(&tm_mstats.mmapped_mem, size + offset);
     note_mmap(new_size);
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
