@@ -16,3 +16,15 @@ foreach(f IN LISTS TIDE_MISUSE_FAMILIES)
     set_tests_properties(test_misuse_${f} PROPERTIES LABELS misuse)
   endif()
 endforeach()
+
+# The strong mode's promises (poison, bounded quarantine, guard pages, on and
+# off), switched on by mallopt and by the environment; and the randomized
+# shadow-model test with the mode on.  Ordinary build only (the guard-page
+# checks expect a plain SIGSEGV, which ASan/TSan intercept).
+if(NOT TIDE_SANITIZE STREQUAL "address" AND NOT TIDE_SANITIZE STREQUAL "thread")
+  tide_add_test(test_harden SOURCES test_harden.c TIMEOUT 120)
+  tide_add_variant(test_harden_env test_harden ARGS env ENV TIDEMALLOC_HARDEN=1 TIMEOUT 120)
+  tide_add_variant(test_shadow_harden test_shadow ARGS default ENV TIDEMALLOC_HARDEN=1 TIMEOUT 300)
+else()
+  tide_add_test(test_harden SOURCES test_harden.c NOTEST)
+endif()
