@@ -19,13 +19,24 @@ static size_t poison_len(const tm_chunk *p)
     return n < TM_HARDEN_POISON_MAX ? n : TM_HARDEN_POISON_MAX;
 }
 
-/* Usable sizes are multiples of 8 (chunk sizes of 16, less one word). */
+/* A page of poison to compare with: libc's memcmp is vectorized, a loop
+ * here is not at -O2 (callgrind, wl_pairs --quick with the mode on:
+ * 4.91 G instructions in all with a word loop, 4.07 G with memcmp).    */
+#define POISON_REF 4096u
+static const unsigned char poison_ref[POISON_REF] = {
+    [0 ... POISON_REF - 1] = TM_HARDEN_BYTE,
+};
+
 static bool still_poisoned(const tm_chunk *p)
 {
-    const uint64_t *w = chunk2mem(p);
-    for (size_t k = 0, n = poison_len(p) / 8; k < n; k++)
-        if (w[k] != POISON_WORD)
+    const unsigned char *m = chunk2mem(p);
+    for (size_t left = poison_len(p); left > 0;) {
+        size_t n = left < POISON_REF ? left : POISON_REF;
+        if (memcmp(m, poison_ref, n) != 0)
             return false;
+        m += n;
+        left -= n;
+    }
     return true;
 }
 
