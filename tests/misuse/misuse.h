@@ -169,6 +169,18 @@ static inline void *adjacent_triple(size_t size, void **before, void **after)
     setup_failed("no three adjacent blocks");
 }
 
+/* Hand-offs between the threads of a child: a byte through a pipe. */
+static inline void misuse_wait(int fd)
+{
+    char c;
+    while (read(fd, &c, 1) < 0) {}
+}
+static inline void misuse_post(int fd)
+{
+    char c = 1;
+    while (write(fd, &c, 1) < 0) {}
+}
+
 /* ---- the table and the runner --------------------------------------------- */
 struct technique {
     const char *name;
@@ -241,13 +253,7 @@ static inline enum misuse_fate misuse_run(const struct technique *t, char *what,
 static inline int misuse_main(int argc, char **argv, const char *family,
                               const struct technique *tab, size_t ntab)
 {
-    /* The children must start without MALLOC_CHECK_ (read at start-up). */
-    if (getenv("MALLOC_CHECK_")) {
-        unsetenv("MALLOC_CHECK_");
-        execv("/proc/self/exe", argv);
-        perror("re-exec without MALLOC_CHECK_");
-        return 2;
-    }
+    harness_reexec_without_malloc_check(argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
     int summary = 0, ran = 0;
     int first = 1;

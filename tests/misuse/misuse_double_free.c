@@ -95,8 +95,6 @@ struct xt {
     void *got;
     int fd_go[2], fd_done[2];
 };
-static void xt_wait(int fd) { char c; while (read(fd, &c, 1) < 0) {} }
-static void xt_post(int fd) { char c = 1; while (write(fd, &c, 1) < 0) {} }
 
 /* The other thread frees p (into its own cache), then waits, then takes
  * the same size once. */
@@ -104,11 +102,11 @@ static void *xt_freer(void *arg)
 {
     struct xt *x = arg;
     free(x->p);
-    xt_post(x->fd_done[1]);
-    xt_wait(x->fd_go[0]);
+    misuse_post(x->fd_done[1]);
+    misuse_wait(x->fd_go[0]);
     x->got = malloc(40);
-    xt_post(x->fd_done[1]);
-    xt_wait(x->fd_go[0]);              /* stay alive until the parent looked */
+    misuse_post(x->fd_done[1]);
+    misuse_wait(x->fd_go[0]);              /* stay alive until the parent looked */
     return NULL;
 }
 
@@ -123,14 +121,14 @@ static void t_cross_thread(void *arg)
     pthread_t t;
     if (pthread_create(&t, NULL, xt_freer, &x))
         setup_failed("pthread_create");
-    xt_wait(x.fd_done[0]);
+    misuse_wait(x.fd_done[0]);
     free(harness_launder(x.p));        /* second free, from this thread */
     void *mine = malloc(40);
-    xt_post(x.fd_go[1]);
-    xt_wait(x.fd_done[0]);
+    misuse_post(x.fd_go[1]);
+    misuse_wait(x.fd_done[0]);
     if (mine && mine == x.got)
         exploited("double free across threads: both threads got %p", mine);
-    xt_post(x.fd_go[1]);
+    misuse_post(x.fd_go[1]);
     pthread_join(t, NULL);
     sink(guard);
 }
@@ -145,16 +143,16 @@ static void *rl_owner(void *arg)
 {
     struct rl *r = arg;
     r->p = malloc(40);                 /* from this thread's arena */
-    xt_post(r->fd_done[1]);
-    xt_wait(r->fd_go[0]);
+    misuse_post(r->fd_done[1]);
+    misuse_wait(r->fd_go[0]);
     /* Use up the cache of the class; misses take the remote list. */
     for (int i = 0; i < 400 && !r->hit; i++) {
         void *m = malloc(40);
         if (m == r->p)
             r->hit = m;
     }
-    xt_post(r->fd_done[1]);
-    xt_wait(r->fd_go[0]);
+    misuse_post(r->fd_done[1]);
+    misuse_wait(r->fd_go[0]);
     return NULL;
 }
 
@@ -168,18 +166,18 @@ static void t_remote_list(void *arg)
     pthread_t t;
     if (pthread_create(&t, NULL, rl_owner, &r))
         setup_failed("pthread_create");
-    xt_wait(r.fd_done[0]);
+    misuse_wait(r.fd_done[0]);
     if (!(cflags(r.p) & 4))
         setup_failed("the other thread's block is not in a non-main arena");
     free(r.p);                         /* into this thread's cache          */
     tide_thread_cache_flush();         /* -> the owner arena's remote list */
     free(harness_launder(r.p));        /* second free while it is parked   */
     void *mine = malloc(40);           /* this thread gets p back ...      */
-    xt_post(r.fd_go[1]);
-    xt_wait(r.fd_done[0]);             /* ... and the owner takes the list */
+    misuse_post(r.fd_go[1]);
+    misuse_wait(r.fd_done[0]);             /* ... and the owner takes the list */
     if (mine == r.p && r.hit == r.p)
         exploited("double free of a chunk on a remote list: both threads got %p", mine);
-    xt_post(r.fd_go[1]);
+    misuse_post(r.fd_go[1]);
     pthread_join(t, NULL);
     sink(warm);
 }

@@ -100,18 +100,16 @@ struct rl {
     word *p, *q;
     int go[2], done[2];
 };
-static void rl_wait(int fd) { char c; while (read(fd, &c, 1) < 0) {} }
-static void rl_post(int fd) { char c = 1; while (write(fd, &c, 1) < 0) {} }
 static void *rl_owner(void *arg)
 {
     struct rl *r = arg;
     r->p = malloc(40);
     r->q = malloc(40);
-    rl_post(r->done[1]);
-    rl_wait(r->go[0]);
+    misuse_post(r->done[1]);
+    misuse_wait(r->go[0]);
     for (int i = 0; i < 400; i++)
         check_target("remote-list link forged", malloc(40), &fake[2], 32);
-    rl_post(r->done[1]);
+    misuse_post(r->done[1]);
     return NULL;
 }
 static void t_remote_link(void *arg)
@@ -125,7 +123,7 @@ static void t_remote_link(void *arg)
     pthread_t t;
     if (pthread_create(&t, NULL, rl_owner, &r))
         setup_failed("pthread_create");
-    rl_wait(r.done[0]);
+    misuse_wait(r.done[0]);
     if (!(cflags(r.p) & 4))
         setup_failed("the other thread's blocks are not in a non-main arena");
     free(r.p);
@@ -134,8 +132,8 @@ static void t_remote_link(void *arg)
     /* UAF: the list's last link (the one that reads NULL) now leads to the fake. */
     word *tail = W(r.p)[0] == 0 ? r.p : r.q;
     tail[0] = (word)((char *)&fake[2] - 16);
-    rl_post(r.go[1]);
-    rl_wait(r.done[0]);
+    misuse_post(r.go[1]);
+    misuse_wait(r.done[0]);
     pthread_join(t, NULL);
     sink(warm);
 }

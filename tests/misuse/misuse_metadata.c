@@ -23,19 +23,17 @@ struct th {
     void *x;
     int go[2], done[2];
 };
-static void th_wait(int fd) { char c; while (read(fd, &c, 1) < 0) {} }
-static void th_post(int fd) { char c = 1; while (write(fd, &c, 1) < 0) {} }
 
 static void *thread_main(void *arg)
 {
     struct th *t = arg;
     t->x = malloc(40);
     free(t->x);                        /* the head of class 40 is x */
-    th_post(t->done[1]);
-    th_wait(t->go[0]);
+    misuse_post(t->done[1]);
+    misuse_wait(t->go[0]);
     for (int i = 0; i < 4; i++)
         check_target("thread-cache structure overwritten", malloc(40), &fake[2], 32);
-    th_post(t->done[1]);
+    misuse_post(t->done[1]);
     return NULL;
 }
 
@@ -65,7 +63,7 @@ static void t_tcache_struct(void *arg)
     pthread_t th;
     if (pthread_create(&th, NULL, thread_main, &t))
         setup_failed("pthread_create");
-    th_wait(t.done[0]);
+    misuse_wait(t.done[0]);
     if (cflags(t.x) & 4)
         setup_failed("the thread did not share the main arena");
     /* Also this thread's own cache: free y, look for it as well. */
@@ -103,8 +101,8 @@ static void t_tcache_struct(void *arg)
     /* The main thread's cache too, if that is what was hit. */
     for (int i = 0; i < 4; i++)
         check_target("thread-cache structure overwritten", malloc(40), target, 32);
-    th_post(t.go[1]);
-    th_wait(t.done[0]);
+    misuse_post(t.go[1]);
+    misuse_wait(t.done[0]);
     pthread_join(th, NULL);
 }
 
