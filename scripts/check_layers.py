@@ -23,6 +23,7 @@ LAYERS = [
     ("control", ["control.c", "control.h", "tunables.c", "tunables.h", "prof.c", "prof.h",
                  "observe.c", "observe.h"]),
     ("tcache", ["tcache.c", "tcache.h"]),
+    ("harden", ["harden.c", "harden.h"]),
     ("arena", ["arena.c", "arena.h"]),
     ("engine", ["engine.c", "engine.h"]),
     ("sysmem", ["sysmem.c", "sysmem.h"]),

@@ -29,6 +29,7 @@
 #include "arena.h"
 #include "control.h"
 #include "engine.h"
+#include "harden.h"
 #include "heap.h"
 #include "observe.h"
 #include "os.h"
@@ -61,6 +62,8 @@ static void *arena_alloc(size_t nb, size_t alignment, size_t bytes, tm_zrange *z
 {
     tm_thread_setup();
     tm_arena *av = tm_arena_enter();
+    if (unlikely(tm_harden_on()))
+        tm_harden_drain(av);             /* quarantine over its bounds: evict */
     for (int attempt = 0;; attempt++) {
         void *mem = alignment ? tm_int_memalign(av, alignment, bytes) : tm_int_malloc(av, nb, z);
         tm_arena_leave(av);
@@ -215,6 +218,8 @@ static TM_NOINLINE void free_slow(void *mem)
         tc_enter(tc);
         if (unlikely(tc_key_marked(e)))
             tm_tcache_double_free_check(tc, e, i);
+        if (unlikely(e == tc->entries[i]))   /* cached, its key wiped since */
+            tm_corrupt("free(): double free detected", mem);
         if (tc->counts[i] < lim)
             tc_push(tc, e, i);
         else
@@ -227,6 +232,13 @@ static TM_NOINLINE void free_slow(void *mem)
         tm_corrupt("free(): double free detected", mem);   /* in some thread's cache */
 
     tm_arena *av = arena_for_chunk(p);
+    if (unlikely(tm_harden_on())) {      /* strong mode: poison, quarantine */
+        tm_arena_enter_owner(av);
+        tm_harden_free(av, p);
+        tm_arena_leave(av);
+        errno = saved_errno;
+        return;
+    }
     if (!tm_arena_try_enter(av)) {
         if (av != tm_thread_arena()) {
             /* Another thread's arena, busy: leave the chunk to its holder. */
@@ -352,11 +364,27 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
         return nm;
     }
 
+    tm_arena *av = arena_for_chunk(p);
+    if (unlikely(tm_harden_on())) {
+        /* Strong mode: a new block, so the old one goes through free's
+         * poison and quarantine; a quarantined one is no block at all. */
+        tm_arena_enter_owner(av);
+        bool freed = tm_harden_quarantined(av, p);
+        tm_arena_leave(av);
+        if (unlikely(freed))
+            tm_corrupt("realloc(): invalid pointer (chunk is free)", mem);
+        void *nm = tide_malloc(n);
+        if (nm) {
+            memcpy(nm, mem, oldsize - TM_SIZE_SZ < n ? oldsize - TM_SIZE_SZ : n);
+            tide_free(mem);
+        }
+        return nm;
+    }
+
     /* Same size class and it fits: nothing to do. */
     if (oldsize >= nb && oldsize - nb < TM_MINSIZE)
         return mem;
 
-    tm_arena *av = arena_for_chunk(p);
     tm_arena_enter_owner(av);
     void *nm = tm_int_realloc(av, p, oldsize, nb);
     tm_arena_leave(av);

@@ -120,6 +120,13 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
                 /* Smaller than everything: append at the end. */
                 fwd = bck;
                 bck = bck->bk;
+                /* The ring's last leader is reached through the first's
+                 * bk_nextsize and written to: it must be a free chunk of
+                 * ours that links back (glibc checks nothing here: the
+                 * large-bin attack's forged bk_nextsize).              */
+                tm_chunk *last = fwd->fd->bk_nextsize;
+                if (unlikely(!tm_free_chunk_ok(last) || last->fd_nextsize != fwd->fd))
+                    tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", last);
                 victim->fd_nextsize = fwd->fd;
                 victim->bk_nextsize = fwd->fd->bk_nextsize;
                 fwd->fd->bk_nextsize = victim;

@@ -34,6 +34,9 @@
  *                       this bit to the slow path (api.c), which removes
  *                       the record.
  *  cks     bits 48..63  keyed checksum of the header (below, TIDE_CHECKS).
+ *  An mmapped chunk has no neighbours, so its P bit means something else:
+ *  set, a PROT_NONE guard page follows the chunk and the mapping is one
+ *  page longer than prev_size + size (the strong mode, sysmem.c).
  *
  * Invariants (verified by check.c):
  *  - chunk addresses and sizes are multiples of 16; sizes >= 32, except
@@ -230,6 +233,14 @@ static inline void chunk_set_sampled(tm_chunk *p)
 static inline void chunk_clear_sampled(tm_chunk *p)
 {
     __atomic_fetch_and(&p->size, ~(size_t)TM_SAMPLED, __ATOMIC_RELAXED);
+}
+/* M and P: an mmapped chunk with a guard page after it (see the top).
+ * P is outside the checksum: the ownership registry's length of the
+ * mapping (data + guard) is what munmap trusts (sysmem.c).            */
+#define TM_MMAP_GUARD TM_PREV_INUSE
+static inline bool chunk_mmap_guarded(const tm_chunk *p)
+{
+    return (size_word(p) & (TM_IS_MMAPPED | TM_MMAP_GUARD)) == (TM_IS_MMAPPED | TM_MMAP_GUARD);
 }
 
 static inline tm_chunk *next_chunk(const tm_chunk *p) { return chunk_at(p, chunksize(p)); }

@@ -40,10 +40,12 @@
 #include "bins.h"
 #include "control.h"
 #include "engine.h"
+#include "harden.h"
 #include "observe.h"
 #include "os.h"
 #include "owner.h"
 #include "prof.h"
+#include "tidemalloc.h"
 #include "tunables.h"
 
 _Atomic int tm_initialized;
@@ -161,6 +163,12 @@ int tm_ctl_mallopt(int param, int value)
     tm_bins_consolidate(&tm_main_arena);
     int r = tm_tunable_set(param, value);
     tm_arena_unlock(&tm_main_arena);
+    if (param == M_TIDE_HARDEN && r) {
+        if (value)
+            tm_tcache_flush_keep();      /* this thread's cached chunks: no bypass */
+        else
+            tm_harden_flush_all();       /* nothing evicts any more: empty them */
+    }
     tm_bg_maybe_start();             /* no lock held now */
     return r;
 }

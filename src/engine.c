@@ -304,7 +304,7 @@ void *tm_int_memalign(tm_arena *av, size_t alignment, size_t bytes)
         size_t newsize = chunksize(p) - leadsize;
         if (chunk_is_mmapped(p)) {
             newp->prev_size = p->prev_size + leadsize;
-            set_head(newp, newsize | TM_IS_MMAPPED);
+            set_head(newp, newsize | (size_word(p) & (TM_IS_MMAPPED | TM_MMAP_GUARD)));
             tm_mmap_chunk_moved(p, newp);
             return chunk2mem(newp);
         }

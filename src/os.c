@@ -135,6 +135,11 @@ bool tm_os_commit(void *p, size_t size)
     return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }
 
+bool tm_os_guard(void *p, size_t size)
+{
+    return mprotect(p, size, PROT_NONE) == 0;
+}
+
 void tm_os_unmap(void *p, size_t size)
 {
     COUNT(munmap);

@@ -23,23 +23,31 @@ static void note_mmap(size_t size)
 
 /* It cannot borrow the next chunk's prev_size, hence nb + 8; prev_size
  * holds the offset from the mapping's start (0 here; memalign may move
- * the chunk forward).                                                   */
+ * the chunk forward).  In the strong mode (harden.h) the mapping has one
+ * more page, PROT_NONE, after the chunk (TM_MMAP_GUARD): a linear overflow
+ * faults there.  It is not counted in the statistics.                   */
 void *tm_mmap_chunk(size_t nb)
 {
     if ((long)atomic_load(&tm_mstats.n_mmaps) >= TM_P(n_mmaps_max))
         return NULL;
     size_t size = align_up(nb + TM_SIZE_SZ, tm_fix.pagesize);
-    if (size < nb)
+    size_t guard = TM_P(harden) ? tm_fix.pagesize : 0;
+    if (size < nb || size + guard < size)
         return NULL;
-    void *mm = tm_os_map(size);
+    char *mm = tm_os_map(size + guard);
     if (!mm)
         return NULL;
-    tm_chunk *p = mm;
+    if (guard && !tm_os_guard(mm + size, guard)) {
+        tm_os_unmap(mm, size + guard);
+        return NULL;
+    }
+    tm_chunk *p = (tm_chunk *)mm;
     p->prev_size = 0;
-    set_head(p, size | TM_IS_MMAPPED);
+    set_head(p, size | TM_IS_MMAPPED | (guard ? TM_MMAP_GUARD : 0));
 #if TIDE_CHECKS
-    if (!tm_own_mmap_add(p, (uintptr_t)mm, size)) {
-        tm_os_unmap(mm, size);
+    /* The registry holds the whole mapping, guard page included. */
+    if (!tm_own_mmap_add(p, (uintptr_t)mm, size + guard)) {
+        tm_os_unmap(mm, size + guard);
         return NULL;
     }
 #endif
@@ -61,7 +69,10 @@ static void mmapped_extent(tm_chunk *p, const char *who, uintptr_t *block, size_
 #if TIDE_CHECKS
     uintptr_t rb;
     size_t rl;
-    if (unlikely(!tm_own_mmap_find(p, &rb, &rl) || rb != *block || rl != *total ||
+    /* P of an mmapped chunk = guard page (chunk.h), outside the checksum:
+     * the registry's length, guard included, must agree with it.       */
+    size_t guard = chunk_mmap_guarded(p) ? tm_fix.pagesize : 0;
+    if (unlikely(!tm_own_mmap_find(p, &rb, &rl) || rb != *block || rl != *total + guard ||
                  !chunk_hdr_ok(p, TM_ST_INUSE) || !chunk_is_mmapped(p)))
         tm_corrupt(who, chunk2mem(p));
 #endif
@@ -77,7 +88,7 @@ void tm_munmap_chunk(tm_chunk *p)
 #endif
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
     atomic_fetch_sub(&tm_mstats.mmapped_mem, total);
-    tm_os_unmap((void *)block, total);
+    tm_os_unmap((void *)block, total + (chunk_mmap_guarded(p) ? tm_fix.pagesize : 0));
 }
 
 void tm_mmap_chunk_moved(tm_chunk *old, tm_chunk *newp)
@@ -120,14 +131,25 @@ tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb)
     size_t new_size = align_up(nb + offset + TM_SIZE_SZ, tm_fix.pagesize);
     if (new_size == size + offset)
         return p;
-    char *cp = tm_os_remap((void *)block, size + offset, new_size);
-    if (!cp)
+    size_t ps = tm_fix.pagesize, guard = chunk_mmap_guarded(p) ? ps : 0;
+    char *old_guard = (char *)block + size + offset;
+    /* mremap cannot span the data and guard mappings: make the guard one
+     * with the data, move both, and guard the new last page.           */
+    if (guard && !tm_os_commit(old_guard, guard))
         return NULL;
+    char *cp = tm_os_remap((void *)block, size + offset + guard, new_size + guard);
+    if (!cp) {
+        if (guard)
+            tm_os_guard(old_guard, guard);
+        return NULL;
+    }
+    if (guard)   /* on failure (no VMA left) the page stays readable, still ours */
+        (void)tm_os_guard(cp + new_size, guard);
     tm_chunk *np = (tm_chunk *)(cp + offset);
-    set_head(np, (new_size - offset) | TM_IS_MMAPPED);
+    set_head(np, (new_size - offset) | TM_IS_MMAPPED | (guard ? TM_MMAP_GUARD : 0));
 #if TIDE_CHECKS
     tm_own_mmap_del(p);
-    tm_own_mmap_add(np, (uintptr_t)cp, new_size);   /* cannot fail: a slot was just freed */
+    tm_own_mmap_add(np, (uintptr_t)cp, new_size + guard);   /* cannot fail: a slot was just freed */
 #endif
     atomic_fetch_sub(&tm_mstats.mmapped_mem, size + offset);
     note_mmap(new_size);

@@ -67,7 +67,8 @@ void tm_tcache_recompute_limits(void)
 {
     size_t share = TM_P(tcache_bytes) / TM_TCACHE_BINS;
     size_t count = TM_P(tcache_count), max_req = TM_P(tcache_max_req);
-    bool perturb = TM_P(perturb) != 0;
+    /* M_PERTURB and the strong mode want every allocation and free seen. */
+    bool perturb = TM_P(perturb) != 0 || TM_P(harden) != 0;
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
         size_t csize = TM_MINSIZE + 16 * i;
         size_t lim = 0;
@@ -79,7 +80,7 @@ void tm_tcache_recompute_limits(void)
                 lim = count;
         }
         if (perturb)
-            lim = 0;   /* M_PERTURB wants every allocation and free to be seen */
+            lim = 0;
         atomic_store_explicit(&tm_tc_limit[i], (uint16_t)lim, memory_order_relaxed);
     }
 }

@@ -258,7 +258,9 @@ static TM_INLINE bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     bool done = false;
     tc_busy(tc);
-    if (likely(!tc_stolen(tc) && tc->counts[i] < tc_limit(i))) {
+    /* e already at the head of its class: a double free whose key was
+     * wiped after the first (the slow path names it).                  */
+    if (likely(!tc_stolen(tc) && tc->counts[i] < tc_limit(i) && e != tc->entries[i])) {
         tc_push(tc, e, i);
         done = true;
     }

@@ -444,14 +444,7 @@ static void run(const struct scenario *s)
 
 int main(int argc, char **argv)
 {
-    /* The children must run without MALLOC_CHECK_; an allocator reads it at
-     * start-up, so start again without it. */
-    if (getenv("MALLOC_CHECK_")) {
-        unsetenv("MALLOC_CHECK_");
-        execv("/proc/self/exe", argv);
-        perror("re-exec without MALLOC_CHECK_");
-        return 2;
-    }
+    harness_reexec_without_malloc_check(argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "--list") == 0) {
         for (size_t i = 0; i < NSCEN; i++)
