@@ -190,17 +190,26 @@ static TM_INLINE void tc_check_entry(const tm_tc_entry *e, size_t i)
 #endif
 }
 
-/* The same as a test, for the hit path: no call, no abort; false sends
- * the request to the slow path, whose tc_pop aborts with the message. */
+/* The hit path's test: no call, no abort; false sends the request to
+ * the slow path, whose tc_pop aborts with the message.  Lighter than
+ * tc_check_entry: ours and aligned (so the entry may be read) and the
+ * 64-bit random key, which a forged link's target cannot hold without a
+ * leak of the key, and which a forged link cannot reach without the link
+ * secret (tm_protect_ptr).  Not the header (size class, checksum): it was
+ * verified when the chunk entered the cache (free's fast path, or
+ * written by carve or a bin under the lock), and is verified again
+ * wherever the chunk leaves the program's hands (free, realloc,
+ * malloc_usable_size) or goes back to an arena (tm_int_free, drains), so
+ * a header changed while the chunk sat in the cache is caught there.
+ * Every other pop (tc_pop: refills, installed lists' first entry, the
+ * slow path) checks everything.                                       */
 static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
 {
 #if TIDE_CHECKS
-    const tm_chunk *p = mem2chunk(e);
-    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps_fast((uintptr_t)p)))
+    (void)i;
+    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps_fast((uintptr_t)mem2chunk(e))))
         return false;
-    size_t w = size_word(p);
-    return likely((w & (TM_SIZE_MASK | TM_IS_MMAPPED)) == TM_MINSIZE + 16 * i &&
-                  hdr_ok(p, w, TM_ST_INUSE) && tc_key_marked(e));
+    return likely(tc_key_marked(e));
 #else
     return aligned_ok((uintptr_t)e);
 #endif
