@@ -44,13 +44,23 @@ void tm_own_main_mmap(uintptr_t lo, uintptr_t hi)
     atomic_store_explicit(&tm_own.main_mmap, true, memory_order_relaxed);
 }
 
+/* The segment of the last hit: bin walks ask about neighbours, mostly in
+ * one segment (a hint only; any value below main_nsegs is a valid one). */
+static _Atomic unsigned main_last;
+
 bool tm_own_in_main_mmap(uintptr_t a)
 {
     unsigned n = atomic_load_explicit(&main_nsegs, memory_order_acquire);
+    unsigned k = atomic_load_explicit(&main_last, memory_order_relaxed);
+    if (k < n && a >= atomic_load_explicit(&main_segs[k].lo, memory_order_relaxed) &&
+        a < atomic_load_explicit(&main_segs[k].hi, memory_order_relaxed))
+        return true;
     for (unsigned i = 0; i < n; i++)
         if (a >= atomic_load_explicit(&main_segs[i].lo, memory_order_relaxed) &&
-            a < atomic_load_explicit(&main_segs[i].hi, memory_order_relaxed))
+            a < atomic_load_explicit(&main_segs[i].hi, memory_order_relaxed)) {
+            atomic_store_explicit(&main_last, i, memory_order_relaxed);
             return true;
+        }
     return a >= atomic_load_explicit(&main_extra_lo, memory_order_relaxed) &&
            a < atomic_load_explicit(&main_extra_hi, memory_order_relaxed);
 }
