@@ -205,8 +205,8 @@ static TM_INLINE void tc_check_entry(const tm_tc_entry *e, size_t i)
  * slow path) checks everything.                                       */
 static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
 {
-#if TIDE_CHECKS
     (void)i;
+#if TIDE_CHECKS
     if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps_fast((uintptr_t)mem2chunk(e))))
         return false;
     return likely(tc_key_marked(e));
