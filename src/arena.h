@@ -121,25 +121,32 @@ static inline void tm_remote_check(const tm_chunk *p, size_t i)
 #endif
 }
 
-/* An entry taken off a class list by anything but a cache install (the
- * drains into the bins, arena.c): ours, aligned, intact, in use, of class
- * i and parked (TIDE_CHECKS).  An installed list's entries are checked by
- * the cache's pop instead (tcache.h), one at a time as they are used.   */
-static inline void tm_rentry_check(const void *e, size_t i)
+/* A cache-format entry (thread cache or class list) of class i about to
+ * be used: in our heaps and its header intact, in use, of the class
+ * (TIDE_CHECKS; the caller has checked its alignment).                */
+static TM_INLINE bool tm_entry_hdr_ok(const void *e, size_t i)
 {
-    if (unlikely(!aligned_ok((uintptr_t)e)))
-        tm_corrupt("malloc(): corrupted remote list link", e);
 #if TIDE_CHECKS
     const tm_chunk *p = mem2chunk(e);
     if (unlikely(!tm_own_in_heaps((uintptr_t)p)))
-        tm_corrupt("malloc(): corrupted remote list link", e);
+        return false;
     size_t w = size_word(p);
-    if (unlikely((w & (TM_SIZE_MASK | TM_IS_MMAPPED)) != TM_MINSIZE + 16 * i ||
-                 !hdr_ok(p, w, TM_ST_INUSE) || ((const uintptr_t *)e)[1] != (uintptr_t)tm_sec.parked))
-        tm_corrupt("malloc(): corrupted remote list link", e);
+    return (w & (TM_SIZE_MASK | TM_IS_MMAPPED)) == TM_MINSIZE + 16 * i && hdr_ok(p, w, TM_ST_INUSE);
 #else
-    (void)i;
+    (void)e, (void)i;
+    return true;
 #endif
+}
+
+/* An entry taken off a class list by anything but a cache install (the
+ * drains into the bins, arena.c): ours, aligned, intact, in use, of class
+ * i and parked (TIDE_CHECKS).  An installed list's entries are checked by
+ * the cache's pops instead (tcache.h), one at a time as they are used.  */
+static inline void tm_rentry_check(const void *e, size_t i)
+{
+    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_entry_hdr_ok(e, i) ||
+                 (TIDE_CHECKS && ((const uintptr_t *)e)[1] != (uintptr_t)tm_sec.parked)))
+        tm_corrupt("malloc(): corrupted remote list link", e);
 }
 
 /* Entries on the class-i list right now (a hint: it may change at once). */

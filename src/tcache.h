@@ -177,17 +177,8 @@ static TM_INLINE void tc_check_entry(const tm_tc_entry *e, size_t i)
 {
     if (unlikely(!aligned_ok((uintptr_t)e)))
         tm_corrupt("malloc(): unaligned tcache chunk detected", e);
-#if TIDE_CHECKS
-    const tm_chunk *p = mem2chunk(e);
-    if (unlikely(!tm_own_in_heaps((uintptr_t)p)))
+    if (unlikely(!tm_entry_hdr_ok(e, i) || (TIDE_CHECKS && !tc_key_marked(e))))
         tm_corrupt("malloc(): corrupted tcache link", e);
-    size_t w = size_word(p);
-    if (unlikely((w & (TM_SIZE_MASK | TM_IS_MMAPPED)) != TM_MINSIZE + 16 * i ||
-                 !hdr_ok(p, w, TM_ST_INUSE) || !tc_key_marked(e)))
-        tm_corrupt("malloc(): corrupted tcache link", e);
-#else
-    (void)i;
-#endif
 }
 
 /* The hit path's test: no call, no abort; false sends the request to
