@@ -53,6 +53,13 @@ int    tide_malloc_info(int options, FILE *fp);
 #define TIDE_M_TCACHE_COUNT      (-1003)
 #define TIDE_M_TCACHE_MAX        (-1004)
 #define TIDE_M_TCACHE_BYTES      (-1005)
+/* The strong hardening mode: 1 on, 0 off.  Freed memory is poisoned and
+ * checked when it is reused, freed chunks wait in a bounded quarantine
+ * before reuse, mmapped chunks get a PROT_NONE guard page after them, and
+ * the thread caches are off.  Environment: TIDEMALLOC_HARDEN=1.  Costs are
+ * in docs/design.md ("The strong mode").                                  */
+#define M_TIDE_HARDEN            (-1006)
+#define TIDE_M_HARDEN            M_TIDE_HARDEN
 
 /* ---- introspection ------------------------------------------------------ */
 struct tide_stats {

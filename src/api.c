@@ -29,9 +29,11 @@
 #include "arena.h"
 #include "control.h"
 #include "engine.h"
+#include "harden.h"
 #include "heap.h"
 #include "observe.h"
 #include "os.h"
+#include "owner.h"
 #include "prof.h"
 #include "sysmem.h"
 #include "tcache.h"
@@ -60,6 +62,8 @@ static void *arena_alloc(size_t nb, size_t alignment, size_t bytes, tm_zrange *z
 {
     tm_thread_setup();
     tm_arena *av = tm_arena_enter();
+    if (unlikely(tm_harden_on()))
+        tm_harden_drain(av);             /* quarantine over its bounds: evict */
     for (int attempt = 0;; attempt++) {
         void *mem = alignment ? tm_int_memalign(av, alignment, bytes) : tm_int_malloc(av, nb, z);
         tm_arena_leave(av);
@@ -122,18 +126,45 @@ static TM_NOINLINE void *malloc_slow(size_t n)
 TM_EXPORT void tide_free(void *mem)
 {
     tm_tcache *tc = tm_tls_tcache;
-    if (likely(tc != NULL && aligned_ok((uintptr_t)mem) && mem != NULL)) {
-        size_t raw = size_word(mem2chunk(mem));
-        size_t i = (raw - TM_MINSIZE) >> 4;   /* huge for sizes < 32 */
+    if (likely(tc != NULL && aligned_ok((uintptr_t)mem) && mem != NULL &&
+               tc_free_owned(mem))) {
+        tm_chunk *p = mem2chunk(mem);
+        size_t raw = size_word(p);
+        size_t i = tc_csize_index(word_size(raw));   /* huge for sizes < 32 */
         tm_tc_entry *e = mem;
-        /* A cached size class with room, and not already cached (else the
-         * slow path checks for a double free): push, nothing else.  No
-         * call on this path, so no registers to save.                   */
-        if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | 8)) == 0 &&
-                   e->key != tm_tcache_key && tc_try_push(tc, e, i)))
+        /* A cached size class with room, an intact in-use header, and not
+         * already cached or parked (else the slow path tells which): push,
+         * nothing else.  No call on this path, so no registers to save. */
+        if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | TM_SAMPLED)) == 0 &&
+                   hdr_ok(p, raw, TM_ST_INUSE) && !tc_key_marked(e) && tc_try_push(tc, e, i)))
             return;
     }
     free_slow(mem);
+}
+
+/* The chunk's header, verified (TIDE_CHECKS) for a chunk in a heap of
+ * ours: returns its size; aborts naming what is wrong, `who` being
+ * "free" or "realloc".  Double frees of chunks in a bin, a fast bin, a
+ * cache or a remote/spill list are told apart here.                   */
+static size_t verified_size(tm_chunk *p, const char *msg_corrupt, const char *msg_free,
+                            const char *msg_top, const char *msg_parked)
+{
+    size_t w = size_word(p);
+#if TIDE_CHECKS
+    if (unlikely(!hdr_ok(p, w, TM_ST_INUSE))) {
+        int st = hdr_state(p);
+        if (st == TM_ST_FREE || st == TM_ST_FAST)
+            tm_corrupt(msg_free, chunk2mem(p));
+        if (st == TM_ST_TOP)
+            tm_corrupt(msg_top, chunk2mem(p));
+        tm_corrupt(msg_corrupt, chunk2mem(p));
+    }
+    if (unlikely(tc_key_marked(chunk2mem(p)) && tc_key_parked(chunk2mem(p))))
+        tm_corrupt(msg_parked, chunk2mem(p));
+#else
+    (void)msg_corrupt, (void)msg_free, (void)msg_top, (void)msg_parked;
+#endif
+    return word_size(w);
 }
 
 static TM_NOINLINE void free_slow(void *mem)
@@ -144,14 +175,27 @@ static TM_NOINLINE void free_slow(void *mem)
     tm_chunk *p = mem2chunk(mem);
     if (unlikely(misaligned_chunk(p)))   /* before reading its header */
         tm_corrupt("free(): invalid pointer", mem);
-    size_t size = chunksize(p);
+#if TIDE_CHECKS
+    int own = tm_own_classify(p);    /* before reading its header, too */
+    if (unlikely(own == TM_OWN_NONE))
+        tm_corrupt("free(): invalid pointer (not a chunk of this heap)", mem);
+    bool mapped = own == TM_OWN_MMAP;
+    if (unlikely(!mapped && chunk_is_mmapped(p)))
+        tm_corrupt("free(): corrupted chunk header", mem);
+#else
+    bool mapped = chunk_is_mmapped(p);
+#endif
+    /* S is outside the checksum (chunk.h): a forged one finds no record. */
     if (unlikely(chunk_is_sampled(p)))
         tm_prof_forget(p, "free(): invalid size");
-    if (chunk_is_mmapped(p)) {
-        tm_munmap_chunk_dyn(p);
+    if (mapped) {
+        tm_munmap_chunk_dyn(p);      /* validates the header (against the registry) */
         errno = saved_errno;
         return;
     }
+    size_t size = verified_size(p, "free(): corrupted chunk header", "free(): double free detected",
+                                "double free or corruption (top)",
+                                "free(): double free detected (remote list)");
     if (unlikely((uintptr_t)p > (uintptr_t)-size))
         tm_corrupt("free(): invalid pointer", mem);
     if (unlikely(size < TM_MINSIZE || !aligned_ok(size)))
@@ -163,17 +207,19 @@ static TM_NOINLINE void free_slow(void *mem)
     tm_tcache *tc = tm_tls_tcache_own;
     size_t i = tc_csize_index(size);
     size_t lim = i < TM_TCACHE_BINS ? tc_limit(i) : 0;   /* read once */
+    tm_tc_entry *e = mem;
     if (tc && lim) {
-        tm_tc_entry *e = mem;
         /* Profiling sends every free here: one with room in its class
          * needs no more than the fast path does.                       */
-        if (unlikely(tm_fix.profiling) && e->key != tm_tcache_key && tc_try_push(tc, e, i)) {
+        if (unlikely(tm_fix.profiling) && !tc_key_marked(e) && tc_try_push(tc, e, i)) {
             errno = saved_errno;
             return;
         }
         tc_enter(tc);
-        if (unlikely(e->key == tm_tcache_key))
+        if (unlikely(tc_key_marked(e)))
             tm_tcache_double_free_check(tc, e, i);
+        if (unlikely(e == tc->entries[i]))   /* cached, its key wiped since */
+            tm_corrupt("free(): double free detected", mem);
         if (tc->counts[i] < lim)
             tc_push(tc, e, i);
         else
@@ -182,11 +228,21 @@ static TM_NOINLINE void free_slow(void *mem)
         errno = saved_errno;
         return;
     }
+    if (unlikely(tc_key_marked(e) && !tc_key_parked(e)))
+        tm_corrupt("free(): double free detected", mem);   /* in some thread's cache */
 
     tm_arena *av = arena_for_chunk(p);
+    if (unlikely(tm_harden_on())) {      /* strong mode: poison, quarantine */
+        tm_arena_enter_owner(av);
+        tm_harden_free(av, p);
+        tm_arena_leave(av);
+        errno = saved_errno;
+        return;
+    }
     if (!tm_arena_try_enter(av)) {
         if (av != tm_thread_arena()) {
             /* Another thread's arena, busy: leave the chunk to its holder. */
+            tc_key_park(e);
             tm_remote_push(av, p, p);
             errno = saved_errno;
             return;
@@ -260,7 +316,19 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
     tm_chunk *p = mem2chunk(mem);
     if (unlikely(misaligned_chunk(p)))
         tm_corrupt("realloc(): invalid pointer", mem);
-    size_t oldsize = chunksize(p);
+#if TIDE_CHECKS
+    int own = tm_own_classify(p);
+    if (unlikely(own == TM_OWN_NONE))
+        tm_corrupt("realloc(): invalid pointer (not a chunk of this heap)", mem);
+    if (unlikely((own == TM_OWN_MMAP) != chunk_is_mmapped(p)))
+        tm_corrupt("realloc(): corrupted chunk header", mem);
+    if (unlikely(tc_key_marked(mem)))
+        tm_corrupt("realloc(): invalid pointer (chunk is free)", mem);
+#endif
+    size_t oldsize = verified_size(p, "realloc(): corrupted chunk header",
+                                   "realloc(): invalid pointer (chunk is free)",
+                                   "realloc(): invalid pointer",
+                                   "realloc(): invalid pointer (chunk is free)");
     if (unlikely((uintptr_t)p > (uintptr_t)-oldsize))
         tm_corrupt("realloc(): invalid pointer", mem);
     tm_ensure_init();
@@ -296,11 +364,27 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
         return nm;
     }
 
+    tm_arena *av = arena_for_chunk(p);
+    if (unlikely(tm_harden_on())) {
+        /* Strong mode: a new block, so the old one goes through free's
+         * poison and quarantine; a quarantined one is no block at all. */
+        tm_arena_enter_owner(av);
+        bool freed = tm_harden_quarantined(av, p);
+        tm_arena_leave(av);
+        if (unlikely(freed))
+            tm_corrupt("realloc(): invalid pointer (chunk is free)", mem);
+        void *nm = tide_malloc(n);
+        if (nm) {
+            memcpy(nm, mem, oldsize - TM_SIZE_SZ < n ? oldsize - TM_SIZE_SZ : n);
+            tide_free(mem);
+        }
+        return nm;
+    }
+
     /* Same size class and it fits: nothing to do. */
     if (oldsize >= nb && oldsize - nb < TM_MINSIZE)
         return mem;
 
-    tm_arena *av = arena_for_chunk(p);
     tm_arena_enter_owner(av);
     void *nm = tm_int_realloc(av, p, oldsize, nb);
     tm_arena_leave(av);
@@ -402,6 +486,19 @@ TM_EXPORT size_t tide_malloc_usable_size(void *mem)
     if (!mem)
         return 0;
     tm_chunk *p = mem2chunk(mem);
+    if (unlikely(misaligned_chunk(p)))
+        tm_corrupt("malloc_usable_size(): invalid pointer", mem);
+#if TIDE_CHECKS
+    int own = tm_own_classify(p);
+    if (unlikely(own == TM_OWN_NONE))
+        tm_corrupt("malloc_usable_size(): invalid pointer (not a chunk of this heap)", mem);
+    int st = hdr_state(p);
+    if (unlikely(st < 0 || (own == TM_OWN_MMAP) != chunk_is_mmapped(p) ||
+                 (st != TM_ST_INUSE && own == TM_OWN_MMAP)))
+        tm_corrupt("malloc_usable_size(): corrupted chunk header", mem);
+    if (st != TM_ST_INUSE)
+        return 0;                    /* free: glibc says 0 */
+#endif
     if (chunk_is_mmapped(p))
         return chunksize(p) - TM_HDR;
     if (inuse(p))

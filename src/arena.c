@@ -108,10 +108,11 @@ bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t
 }
 
 /* A class list into the bins (av entered): the entries lose their key. */
-static void free_class_list(tm_arena *av, tm_rlist l)
+static void free_class_list(tm_arena *av, tm_rlist l, size_t i)
 {
     uintptr_t *e = l.head;
     for (size_t k = 0; k < l.n && e; k++) {
+        tm_rentry_check(e, i);
         uintptr_t *next = (uintptr_t *)tm_protect_ptr(e, e[0]);
         e[1] = 0;
         tm_int_free(av, mem2chunk(e));
@@ -122,6 +123,7 @@ static void free_class_list(tm_arena *av, tm_rlist l)
 static void free_list_chain(tm_arena *av, tm_chunk *p)
 {
     while (p) {
+        tm_remote_check(p, TM_TCACHE_BINS);
         tm_chunk *next = p->fd;
         tm_int_free(av, p);
         p = next;
@@ -157,7 +159,7 @@ static void drain_all(tm_arena *av)
         !atomic_exchange_explicit(&av->remote_cls_any, 0, memory_order_seq_cst))
         return;
     for (size_t i = 0; i < TM_TCACHE_BINS; i++)
-        free_class_list(av, tm_remote_take_class(av, i));
+        free_class_list(av, tm_remote_take_class(av, i), i);
 }
 
 /* ---- choosing an arena ------------------------------------------------------ */

@@ -35,6 +35,7 @@
 #define TM_ARENA_H
 
 #include "internal.h"
+#include "owner.h"
 
 /* Set up the main arena and adopt the calling thread (initialization). */
 TM_HIDDEN void tm_arenas_init(void);
@@ -83,8 +84,9 @@ TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
 
 /* Class lists (remote_cls[i]) hold thread-cache entries, not chunks: user
  * pointers whose first word is the safe-linked (tm_protect_ptr) pointer to
- * the next entry and whose second word still holds the cache key.  The
- * list word is  (count << 48) | head:  a run of n entries is pushed with
+ * the next entry and whose second word holds tm_sec.parked (the cache key
+ * with bit 1 set: a cache pop accepts both, free calls either a double
+ * free, tcache.h).  The list word is  (count << 48) | head:  a run of n entries is pushed with
  * one CAS (its tail linked to the old head inside the loop), and the
  * taker gets head and count with one exchange, so a whole list becomes a
  * cache class without a walk.  x86-64 user pointers fit in 47 bits.    */
@@ -98,6 +100,55 @@ typedef struct {
  * False (nothing pushed): the list would exceed TM_RCLS_MAXN entries or
  * the pointer does not fit the word; the caller frees another way.     */
 TM_HIDDEN bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t n);
+/* Chunks parked on the general remote stack carry tm_sec.parked in their
+ * second word (bk), which every way off the stack clears (tm_int_free).  A chunk
+ * taken off it must be ours, aligned, intact, in
+ * use and parked (TIDE_CHECKS): a link is checked before it is followed. */
+static inline void tm_remote_check(const tm_chunk *p, size_t i)
+{
+    if (unlikely(misaligned_chunk(p)))
+        tm_corrupt("malloc(): corrupted remote list link", p);
+#if TIDE_CHECKS
+    if (unlikely(!tm_own_in_heaps((uintptr_t)p)))
+        tm_corrupt("malloc(): corrupted remote list link", p);
+    size_t w = size_word(p);
+    if (unlikely((i < TM_TCACHE_BINS && word_size(w) != TM_MINSIZE + 16 * i) ||
+                 (w & TM_IS_MMAPPED) || !hdr_ok(p, w, TM_ST_INUSE) ||
+                 (uintptr_t)p->bk != (uintptr_t)tm_sec.parked))
+        tm_corrupt("malloc(): corrupted remote list link", p);
+#else
+    (void)i;
+#endif
+}
+
+/* A cache-format entry (thread cache or class list) of class i about to
+ * be used: in our heaps and its header intact, in use, of the class
+ * (TIDE_CHECKS; the caller has checked its alignment).                */
+static TM_INLINE bool tm_entry_hdr_ok(const void *e, size_t i)
+{
+#if TIDE_CHECKS
+    const tm_chunk *p = mem2chunk(e);
+    if (unlikely(!tm_own_in_heaps((uintptr_t)p)))
+        return false;
+    size_t w = size_word(p);
+    return (w & (TM_SIZE_MASK | TM_IS_MMAPPED)) == TM_MINSIZE + 16 * i && hdr_ok(p, w, TM_ST_INUSE);
+#else
+    (void)e, (void)i;
+    return true;
+#endif
+}
+
+/* An entry taken off a class list by anything but a cache install (the
+ * drains into the bins, arena.c): ours, aligned, intact, in use, of class
+ * i and parked (TIDE_CHECKS).  An installed list's entries are checked by
+ * the cache's pops instead (tcache.h), one at a time as they are used.  */
+static inline void tm_rentry_check(const void *e, size_t i)
+{
+    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_entry_hdr_ok(e, i) ||
+                 (TIDE_CHECKS && ((const uintptr_t *)e)[1] != (uintptr_t)tm_sec.parked)))
+        tm_corrupt("malloc(): corrupted remote list link", e);
+}
+
 /* Entries on the class-i list right now (a hint: it may change at once). */
 static inline size_t tm_remote_class_count(tm_arena *av, size_t i)
 {

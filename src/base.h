@@ -21,6 +21,7 @@
 #define TM_HIDDEN   __attribute__((visibility("hidden")))
 #define TM_EXPORT   __attribute__((visibility("default")))
 #define TM_NOINLINE __attribute__((noinline))
+#define TM_INLINE   inline __attribute__((always_inline))
 #define TM_COLD     __attribute__((cold, noinline))
 #define TM_NORETURN __attribute__((noreturn))
 #define likely(x)   __builtin_expect(!!(x), 1)

@@ -22,7 +22,7 @@ static inline void unsorted_push(tm_arena *av, tm_chunk *p, size_t size, const c
 {
     tm_chunk *bck = unsorted_bin(av);
     tm_chunk *fwd = bck->fd;
-    if (unlikely(fwd->bk != bck))
+    if (unlikely(!tm_bin_link_ok(av, fwd) || fwd->bk != bck))
         tm_corrupt(who, p);
     p->fd = fwd;
     p->bk = bck;
@@ -40,7 +40,11 @@ tm_chunk *tm_unsorted_last(tm_arena *av)
     tm_chunk *victim = unsorted->bk;
     if (victim == unsorted)
         return NULL;
+    if (unlikely(!tm_free_chunk_ok(victim)))
+        tm_corrupt("malloc(): corrupted chunk header", victim);
     tm_chunk *bck = victim->bk;
+    if (unlikely(!tm_bin_link_ok(av, bck)))
+        tm_corrupt("malloc(): unsorted double linked list corrupted", victim);
     size_t size = chunksize(victim);
     tm_chunk *next = chunk_at(victim, size);
     if (unlikely(chunk_raw_size(victim) <= 2 * TM_SIZE_SZ || size > av->system_mem))
@@ -59,17 +63,20 @@ tm_chunk *tm_unsorted_last(tm_arena *av)
 bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
 {
     size_t size = chunksize(p);
+    if (unlikely(!tm_free_chunk_ok(p)))
+        tm_corrupt("malloc(): corrupted chunk header", p);
     if (unlikely(size != next_chunk(p)->prev_size))
         tm_corrupt("corrupted size vs. prev_size", p);
     tm_chunk *fd = p->fd, *bk = p->bk;
-    if (unlikely(fd->bk != p || bk->fd != p))
+    if (unlikely(!tm_bin_link_ok(av, fd) || !tm_bin_link_ok(av, bk) || fd->bk != p || bk->fd != p))
         tm_corrupt("corrupted double-linked list", p);
     TM_ASSERT(!inuse(p) && p != av->top);
     fd->bk = bk;
     bk->fd = fd;
     if (!in_smallbin_range(size) && p->fd_nextsize != NULL) {
         /* p leads its size group in a large bin's nextsize ring. */
-        if (unlikely(p->fd_nextsize->bk_nextsize != p || p->bk_nextsize->fd_nextsize != p))
+        if (unlikely(!tm_free_chunk_ok(p->fd_nextsize) || !tm_free_chunk_ok(p->bk_nextsize) ||
+                     p->fd_nextsize->bk_nextsize != p || p->bk_nextsize->fd_nextsize != p))
             tm_corrupt("corrupted double-linked list (not small)", p);
         tm_chunk *bin = bin_at(av, largebin_index(size));
         if (fd != bin && fd->fd_nextsize == NULL) {
@@ -107,17 +114,29 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
         if (fwd != bck) {
             /* Bin kept in decreasing size order; the nextsize ring links the
              * first chunk of each distinct size. */
+            if (unlikely(!tm_free_chunk_ok(fwd) || !tm_free_chunk_ok(bck->bk)))
+                tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
             if (size < chunksize(bck->bk)) {
                 /* Smaller than everything: append at the end. */
                 fwd = bck;
                 bck = bck->bk;
+                /* The ring's last leader is reached through the first's
+                 * bk_nextsize and written to: it must be a free chunk of
+                 * ours that links back (glibc checks nothing here: the
+                 * large-bin attack's forged bk_nextsize).              */
+                tm_chunk *last = fwd->fd->bk_nextsize;
+                if (unlikely(!tm_free_chunk_ok(last) || last->fd_nextsize != fwd->fd))
+                    tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", last);
                 victim->fd_nextsize = fwd->fd;
                 victim->bk_nextsize = fwd->fd->bk_nextsize;
                 fwd->fd->bk_nextsize = victim;
                 victim->bk_nextsize->fd_nextsize = victim;
             } else {
-                while (size < chunksize(fwd))
+                while (size < chunksize(fwd)) {
                     fwd = fwd->fd_nextsize;
+                    if (unlikely(!tm_free_chunk_ok(fwd)))
+                        tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
+                }
                 if (size == chunksize(fwd)) {
                     /* Same size exists: insert second, keep the ring as is. */
                     victim->fd_nextsize = victim->bk_nextsize = NULL;
@@ -159,8 +178,13 @@ tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *releas
     if (victim == bin || chunksize(victim) < nb)
         return NULL;
     victim = victim->bk_nextsize;          /* the smallest size */
-    while (chunksize(victim) < nb)
+    if (unlikely(!tm_free_chunk_ok(victim)))
+        tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", victim);
+    while (chunksize(victim) < nb) {
         victim = victim->bk_nextsize;
+        if (unlikely(!tm_free_chunk_ok(victim)))
+            tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", victim);
+    }
     /* Take the second of a size group: no nextsize rerouting. */
     if (victim != bin->bk && chunksize(victim) == chunksize(victim->fd))
         victim = victim->fd;
@@ -198,7 +222,7 @@ tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb, 
     size_t rsize = size - nb;
     if (rsize < TM_MINSIZE) {
         set_inuse_at(victim, size);
-        set_size_bits(victim, arena_bit(av));
+        set_head_inuse_bits(victim, arena_bit(av));
         nb = size;
     } else {
         tm_chunk *rem = chunk_at(victim, nb);
@@ -206,7 +230,7 @@ tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb, 
         if (set_last_remainder)
             av->last_remainder = rem;
         set_head(victim, nb | TM_PREV_INUSE | arena_bit(av));
-        set_head(rem, rsize | TM_PREV_INUSE);
+        set_head_free(rem, rsize | TM_PREV_INUSE);
         set_foot(rem, rsize);
         tm_release_split(av, rem, rsize, released, stamp);
     }
@@ -226,7 +250,9 @@ size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_che
         size_t prevsize = p->prev_size;
         size += prevsize;
         p = chunk_at(p, -prevsize);
-        if (unlikely(chunksize(p) != prevsize))
+        /* P == 0 must be backed by a free chunk of that size whose own
+         * header says so: a forged prev_size or a cleared P leads here. */
+        if (unlikely(!tm_free_chunk_ok(p) || chunksize(p) != prevsize))
             tm_corrupt(prev_check, p);
         tm_release_absorb(&carried, p);
         tm_bins_unlink(av, p);
@@ -234,18 +260,20 @@ size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_che
     if (next != av->top) {
         if (!inuse_at(next, nextsize)) {
             tm_release_absorb(&carried, next);
-            tm_bins_unlink(av, next);
+            tm_bins_unlink(av, next);      /* checks next's header says FREE */
             size += nextsize;
         } else {
             clear_inuse_at(next, 0);
         }
         unsorted_push(av, p, size, unsorted_check);
-        set_head(p, size | TM_PREV_INUSE);
+        set_head_free(p, size | TM_PREV_INUSE);
         set_foot(p, size);
         tm_release_on_free(av, p, size, &carried);
     } else {
+        if (unlikely(!tm_top_ok(av)))
+            tm_corrupt("malloc(): corrupted top size", next);
         size += nextsize;
-        set_head(p, size | TM_PREV_INUSE);
+        set_head_top(p, size | TM_PREV_INUSE);
         tm_release_top_grew(av);
         av->top = p;
     }
@@ -260,10 +288,8 @@ void tm_bins_consolidate(tm_arena *av)
         tm_chunk *p = av->fastbins[i];
         av->fastbins[i] = NULL;
         while (p) {
-            if (unlikely(misaligned_chunk(p)))
-                tm_corrupt("malloc_consolidate(): unaligned fastbin chunk detected", p);
-            if (unlikely(fastbin_index(chunksize(p)) != i))
-                tm_corrupt("malloc_consolidate(): invalid chunk size", p);
+            tm_fast_check(p, i, "malloc_consolidate(): unaligned fastbin chunk detected",
+                          "malloc_consolidate(): invalid chunk size");
             tm_chunk *nextp = fastbin_next(p);
             tm_bins_free(av, p, chunksize(p), "corrupted size vs. prev_size in fastbins",
                          "malloc_consolidate(): corrupted unsorted chunks");

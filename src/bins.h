@@ -26,6 +26,7 @@
 #define TM_BINS_H
 
 #include "internal.h"
+#include "owner.h"
 #include "release.h"
 
 /* A bin's header is treated as a chunk whose fd/bk are the bin's: the
@@ -68,17 +69,61 @@ static inline bool bin_marked(const tm_arena *av, unsigned i)
     return av->binmap[i >> TM_BINMAPSHIFT] & (1u << (i & 31));
 }
 
+/* The top chunk's header is intact (TIDE_CHECKS; always true without). */
+static inline bool tm_top_ok(tm_arena *av)
+{
+    return av->top == initial_top(av) || chunk_hdr_ok(av->top, TM_ST_TOP);
+}
+
+/* A link of a doubly linked bin list about to be followed: a bin header
+ * of av or a chunk in one of our heaps, aligned (TIDE_CHECKS).        */
+static inline bool tm_bin_link_ok(tm_arena *av, const tm_chunk *q)
+{
+#if TIDE_CHECKS
+    if ((const char *)q >= (const char *)bin_at(av, 0) && (const char *)q <= (const char *)bin_at(av, TM_NBINS - 1))
+        return true;
+    return aligned_ok((uintptr_t)q) && tm_own_in_heaps((uintptr_t)q);
+#else
+    (void)av, (void)q;
+    return true;
+#endif
+}
+/* A chunk reached through a bin list: ours, aligned, header intact, free. */
+static inline bool tm_free_chunk_ok(const tm_chunk *q)
+{
+#if TIDE_CHECKS
+    return aligned_ok((uintptr_t)q) && tm_own_in_heaps((uintptr_t)q) && chunk_hdr_ok(q, TM_ST_FREE);
+#else
+    (void)q;
+    return true;
+#endif
+}
+
 /* ---- fast bins ---------------------------------------------------------- */
+/* A fast chunk about to be followed (popped or consolidated): ours, its
+ * header intact, in the FAST state and of bin idx's size.             */
+static inline void tm_fast_check(const tm_chunk *victim, unsigned idx, const char *unaligned,
+                                 const char *badsize)
+{
+    if (unlikely(misaligned_chunk(victim)))
+        tm_corrupt(unaligned, victim);
+#if TIDE_CHECKS
+    if (unlikely(!tm_own_in_heaps((uintptr_t)victim) || !chunk_hdr_ok(victim, TM_ST_FAST)))
+        tm_corrupt("malloc(): corrupted fastbin link", victim);
+#endif
+    if (unlikely(fastbin_index(chunksize(victim)) != idx))
+        tm_corrupt(badsize, victim);
+}
+
 static inline tm_chunk *tm_fast_pop(tm_arena *av, unsigned idx)
 {
     tm_chunk *victim = av->fastbins[idx];
     if (victim) {
-        if (unlikely(misaligned_chunk(victim)))
-            tm_corrupt("malloc(): unaligned fastbin chunk detected", victim);
-        if (unlikely(fastbin_index(chunksize(victim)) != idx))
-            tm_corrupt("malloc(): memory corruption (fast)", victim);
+        tm_fast_check(victim, idx, "malloc(): unaligned fastbin chunk detected",
+                      "malloc(): memory corruption (fast)");
         av->fastbins[idx] = fastbin_next(victim);
         av->fast_bytes -= chunksize(victim);
+        set_head(victim, size_word(victim));      /* FAST -> in use */
     }
     return victim;
 }
@@ -91,6 +136,7 @@ static inline void tm_fast_push(tm_arena *av, tm_chunk *p, size_t size)
         tm_corrupt("double free or corruption (fasttop)", p);
     if (unlikely(old != NULL && fastbin_index(chunksize(old)) != idx))
         tm_corrupt("invalid fastbin entry (free)", old);
+    set_head_st(p, size_word(p), TM_ST_FAST);
     fastbin_link(p, old);
     av->fastbins[idx] = p;
     av->have_fastchunks = true;
@@ -105,14 +151,16 @@ static inline tm_chunk *tm_bins_take_small(tm_arena *av, unsigned idx)
     tm_chunk *victim = bin->bk;
     if (victim == bin)
         return NULL;
+    if (unlikely(!tm_free_chunk_ok(victim) || chunksize(victim) != (size_t)idx * TM_SMALLBIN_WIDTH))
+        tm_corrupt("malloc(): corrupted chunk header", victim);
     tm_chunk *bck = victim->bk;
-    if (unlikely(bck->fd != victim))
+    if (unlikely(!tm_bin_link_ok(av, bck) || bck->fd != victim))
         tm_corrupt("malloc(): smallbin double linked list corrupted", victim);
     TM_ASSERT(chunksize(victim) == (size_t)idx * TM_SMALLBIN_WIDTH && !inuse(victim));
     set_inuse(victim);
     bin->bk = bck;
     bck->fd = bin;
-    set_size_bits(victim, arena_bit(av));
+    set_head_inuse_bits(victim, arena_bit(av));
     return victim;
 }
 

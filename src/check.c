@@ -20,6 +20,7 @@
 #include "bins.h"
 #include "control.h"
 #include "heap.h"
+#include "owner.h"
 #include "tcache.h"
 #include "tidemalloc.h"
 
@@ -61,11 +62,14 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
             CHECK(chunksize(p) >= TM_MINSIZE, "top smaller than MINSIZE", p);
             CHECK(prev_inuse(p), "chunk before top is free", p);
             CHECK(!prev_free, "free chunk before top", p);
+            CHECK(chunk_hdr_ok(p, TM_ST_TOP), "top's header checksum does not match", p);
             return;
         }
         size_t size = chunksize(p);
         CHECK(prev_inuse(p) == !prev_free, "P bit does not match previous chunk", p);
         CHECK(!chunk_is_mmapped(p), "M bit set on a heap chunk", p);
+        if (size <= TM_HDR)        /* fenceposts */
+            CHECK(chunk_hdr_ok(p, TM_ST_INUSE), "fencepost's header checksum does not match", p);
         if (size == 0) {           /* last fencepost of a retired heap */
             CHECK((char *)p + TM_HDR == end, "zero-size chunk inside a heap", p);
             return;
@@ -83,6 +87,7 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
             CHECK(!prev_free, "two adjacent free chunks", p);
             CHECK(next_chunk(p)->prev_size == size, "footer of free chunk does not match", p);
             t->free_chunks++;
+            CHECK(chunk_hdr_ok(p, TM_ST_FREE), "free chunk's header checksum does not match", p);
             if (size >= TM_RELEASE_MIN) {
                 uintptr_t lo = align_up((uintptr_t)p + TM_META_END, tm_fix.pagesize);
                 uintptr_t hi = align_down((uintptr_t)p + size, tm_fix.pagesize);
@@ -92,6 +97,8 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
             }
         } else {
             CHECK((size_word(p) & TM_NON_MAIN) == abit, "A bit does not match the arena", p);
+            CHECK(chunk_hdr_ok(p, TM_ST_INUSE) || chunk_hdr_ok(p, TM_ST_FAST),
+                  "in-use chunk's header checksum does not match", p);
         }
         prev_free = is_free;
         p = chunk_at(p, size);
@@ -168,6 +175,7 @@ static size_t check_arena(tm_arena *av)
             CHECK(!misaligned_chunk(p), "misaligned fast chunk", p);
             CHECK(in_arena(av, p), "fast chunk outside its arena", p);
             CHECK(fastbin_index(chunksize(p)) == i, "fast chunk in the wrong bin", p);
+            CHECK(chunk_hdr_ok(p, TM_ST_FAST), "fast chunk's header checksum does not match", p);
             /* (no check against max_fast: M_MXFAST may have been lowered
              *  after the chunk was binned; consolidation empties it.)   */
             CHECK(!next_is_free(p), "fast chunk marked free in its boundary tags", p);
@@ -189,10 +197,11 @@ static void check_own_cache(void)
         for (tm_tc_entry *e = tc->entries[i]; e; e = tc_reveal(e)) {
             CHECK(aligned_ok((uintptr_t)e), "misaligned cache entry", e);
             CHECK(++n <= tc->counts[i], "cache list longer than its count", e);
-            CHECK(e->key == tm_tcache_key, "cache entry without its key", e);
+            CHECK(tc_key_marked(e), "cache entry without its key", e);
             tm_chunk *p = mem2chunk(e);
             CHECK(tc_csize_index(chunksize(p)) == i, "cache entry in the wrong class", e);
             CHECK(!chunk_is_mmapped(p) && inuse(p), "cached chunk not in use", e);
+            CHECK(chunk_hdr_ok(p, TM_ST_INUSE), "cached chunk's header checksum does not match", e);
         }
         CHECK(n == tc->counts[i], "cache count differs from its list", tc);
     }
@@ -225,10 +234,20 @@ TM_EXPORT int tide_owns(const void *mem)
     if (!mem || !atomic_load(&tm_initialized))
         return 0;
     tm_chunk *p = mem2chunk(mem);
+#if TIDE_CHECKS
+    if (!aligned_ok((uintptr_t)mem))
+        return 0;
+    int own = tm_own_classify(p);   /* before reading anything at p */
+    if (own == TM_OWN_NONE)
+        return 0;
+    if (own == TM_OWN_MMAP)
+        return 1;
+#else
     if (chunk_is_mmapped(p)) {
         uintptr_t block = (uintptr_t)p - p->prev_size;
         return ((block | (p->prev_size + chunksize(p))) & (tm_fix.pagesize - 1)) == 0;
     }
+#endif
     struct owns_query q = { p, 0 };
     tm_for_each_arena(owns_one, &q);
     return q.found;

@@ -7,7 +7,7 @@
  *  chunk-> +---------------------------+      chunk-> +---------------------------+
  *          | prev_size (if P == 0)     |              | prev_size (if P == 0)     |
  *          +---------------------------+              +---------------------------+
- *          | size              |A|M|P| |              | size              |A|0|P| |
+ *          |cks| size          |A|M|P| |              |cks| size          |A|0|P| |
  *    mem-> +---------------------------+              +---------------------------+
  *          | user data ...             |              | fd  (next in bin)         |
  *          .                           .              | bk  (previous in bin)     |
@@ -33,6 +33,10 @@
  *                       carry it.  free's fast path sends any chunk with
  *                       this bit to the slow path (api.c), which removes
  *                       the record.
+ *  cks     bits 48..63  keyed checksum of the header (below, TIDE_CHECKS).
+ *  An mmapped chunk has no neighbours, so its P bit means something else:
+ *  set, a PROT_NONE guard page follows the chunk and the mapping is one
+ *  page longer than prev_size + size (the strong mode, sysmem.c).
  *
  * Invariants (verified by check.c):
  *  - chunk addresses and sizes are multiples of 16; sizes >= 32, except
@@ -45,7 +49,10 @@
  *    boundary tags go;
  *  - the top chunk borders the end of its segment and always has P == 1;
  *  - a free chunk of at least TM_RELEASE_MIN bytes carries page-release
- *    metadata (below) and lies only in the unsorted or a large bin.
+ *    metadata (below) and lies only in the unsorted or a large bin;
+ *  - every header's checksum matches its state: FREE in a doubly linked
+ *    bin, FAST in a fast bin, TOP for the top, INUSE otherwise (handed
+ *    out, cached, parked on a remote list, fenceposts).
  */
 #ifndef TM_CHUNK_H
 #define TM_CHUNK_H
@@ -66,8 +73,30 @@ enum {
     TM_IS_MMAPPED = 0x2,
     TM_NON_MAIN   = 0x4,
     TM_SAMPLED    = 0x8,
-    TM_SIZE_BITS  = 0xF,          /* all flag bits: chunksize() masks them */
+    TM_SIZE_BITS  = 0x7,          /* the flags the engine itself sets             */
+    TM_FLAG_BITS  = 0xF,          /* all flag bits: chunksize() masks them        */
 };
+#define TM_CKS_SHIFT 48
+#define TM_CKS_MASK  (~(size_t)0 << TM_CKS_SHIFT)             /* bits 48..63 */
+#define TM_SIZE_MASK ((((size_t)1 << TM_CKS_SHIFT) - 1) & ~(size_t)TM_FLAG_BITS)
+
+/* ---- per-process secrets ------------------------------------------------
+ * Random per process (control.c fills them at initialization, before any
+ * header is written, from getrandom, else AT_RANDOM and the clock), kept
+ * outside the heap on a page of their own that is made read-only once
+ * filled, and inherited unchanged by fork (a child's headers stay valid).
+ * A heap overflow cannot reach them and a heap read does not reveal them. */
+struct tm_secrets {
+    uint64_t hdr_a, hdr_b;    /* header checksum keys                       */
+    uint64_t link;            /* mixed into every singly linked link        */
+    uint64_t parked;          /* marks chunks parked on remote/spill lists  */
+};
+union tm_secret_page {
+    struct tm_secrets s;
+    char page[4096];
+};
+extern union tm_secret_page tm_secret_page TM_HIDDEN;
+#define tm_sec (tm_secret_page.s)
 
 /* ---- conversions -------------------------------------------------------- */
 static inline void *chunk2mem(const tm_chunk *p) { return (char *)p + TM_HDR; }
@@ -84,8 +113,8 @@ static inline bool misaligned_chunk(const tm_chunk *p) { return !aligned_ok((uin
  * read q's size without any lock (free's fast path).  The other bits of an
  * allocated chunk never change while it is allocated, so the reader does
  * not care which P it sees, but the accesses must not be a data race:
- * every access is a relaxed atomic (a plain mov on x86-64).  Only lock
- * holders write.                                                         */
+ * every access is a relaxed atomic (a plain mov on x86-64), and every write
+ * stores the whole word at once.  Only lock holders write.               */
 #if defined(__GNUC__) && !defined(__clang__)
 /* gcc 12 takes an atomic load 16 bytes before a malloc result (a chunk
  * header) for a write past an object: wrong here, the header is ours.  */
@@ -97,13 +126,99 @@ static inline void set_size_word(tm_chunk *p, size_t v) { __atomic_store_n(&p->s
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-static inline size_t chunksize(const tm_chunk *p) { return size_word(p) & ~(size_t)TM_SIZE_BITS; }
-static inline size_t chunk_raw_size(const tm_chunk *p) { return size_word(p); }
+
+/* ---- tamper-evident headers (TIDE_CHECKS) --------------------------------
+ *   bits 0..3 flags (P M A, 0x8 reserved) | bits 4..47 size | bits 48..63 checksum
+ *
+ * The checksum is a keyed 16-bit hash of (secret, chunk address, size,
+ * flags except P, state).  Only this file writes size words, and every
+ * writer of a whole header (set_head_st and the wrappers below) computes
+ * it; a forged, moved, enlarged, shrunk or null-byte-clipped header fails
+ * verification with probability 1 - 2^-16 unless the secret is known.
+ *
+ * State: what the allocator believes the chunk is, so that a header
+ * copied or replayed from another moment of the chunk's life fails too:
+ *   TM_ST_INUSE  handed out, or held by a thread cache or a remote/spill
+ *                list (those are told apart by a key in the chunk's second
+ *                word: tcache.h), or a fencepost;
+ *   TM_ST_FREE   in the unsorted, a small or a large bin;
+ *   TM_ST_FAST   in a fast bin;
+ *   TM_ST_TOP    the top chunk.
+ * Every transition between these happens under the arena lock and
+ * rewrites the header anyway (the bins rewrite sizes and bits on every
+ * move), so the state costs nothing extra there.  Cached and parked are
+ * not header states on purpose: the thread cache and the remote lists are
+ * entered without the arena lock, and a header written there would race
+ * with the lock holder that updates its P bit; the one-word key in the
+ * chunk body gives the same double-free detection at the price of one
+ * compare on the free fast path.
+ *
+ * P is not covered: it belongs to the *neighbour's* story, is rewritten
+ * whenever the previous chunk changes state (by a lock holder, while the
+ * owner may read its header), and its truth is checked where it is
+ * trusted instead: P == 0 must be backed by a previous chunk, found at
+ * prev_size, whose own verified header says FREE with that size (bins.c
+ * coalescing); P == 1 where the previous chunk's header says FREE is a
+ * double free or corruption.  So a null byte that clears only P leads
+ * nowhere.
+ *
+ * S (0x8) is not covered either: the profiler sets and clears it with an
+ * atomic OR/AND on an allocated chunk without the arena lock (prof.c),
+ * which could not recompute the checksum without racing a lock holder's
+ * P update.  A chunk with S set always takes free's slow path, which
+ * requires the profiler's record of the chunk (tm_prof_forget) and clears
+ * S before the chunk goes back to a cache or bin; a forged S on a chunk
+ * with no record aborts there.
+ *
+ * With -DTIDE_CHECKS=OFF (cost measurement only) the checksum is 0 and
+ * never verified.                                                       */
+enum { TM_ST_INUSE = 0, TM_ST_FREE = 1, TM_ST_FAST = 2, TM_ST_TOP = 3 };
+
+static TM_INLINE size_t hdr_cks(const tm_chunk *p, size_t sizebits, unsigned st)
+{
+#if TIDE_CHECKS
+    /* One 64x64->128 multiply of the keyed address by the keyed header
+     * content, folded (the "mum" mix): non-linear in both, so neither the
+     * checksum of a nearby size nor of a nearby address can be derived
+     * from a known one without the keys.                              */
+    uint64_t a = (uint64_t)(uintptr_t)p ^ tm_sec.hdr_a;
+    uint64_t b = ((uint64_t)(sizebits & ~(size_t)(TM_PREV_INUSE | TM_SAMPLED | TM_CKS_MASK)) |
+                  ((uint64_t)st << TM_CKS_SHIFT)) ^ tm_sec.hdr_b;
+    unsigned __int128 r = (unsigned __int128)a * b;
+    return (size_t)(((uint64_t)(r >> 64) ^ (uint64_t)r) & TM_CKS_MASK);
+#else
+    (void)p, (void)sizebits, (void)st;
+    return 0;
+#endif
+}
+/* Does the size word w, read from p, carry the checksum of state st? */
+static TM_INLINE bool hdr_ok(const tm_chunk *p, size_t w, unsigned st)
+{
+#if TIDE_CHECKS
+    return (w & TM_CKS_MASK) == hdr_cks(p, w, st);
+#else
+    (void)p, (void)w, (void)st;
+    return true;
+#endif
+}
+/* Which state's checksum does p's header carry?  -1: none (forged). */
+static inline int hdr_state(const tm_chunk *p)
+{
+    size_t w = size_word(p);
+    for (unsigned st = TM_ST_INUSE; st <= TM_ST_TOP; st++)
+        if (hdr_ok(p, w, st))
+            return (int)st;
+    return -1;
+}
+static inline bool chunk_hdr_ok(const tm_chunk *p, unsigned st) { return hdr_ok(p, size_word(p), st); }
+
+static inline size_t chunksize(const tm_chunk *p) { return size_word(p) & TM_SIZE_MASK; }
+static inline size_t word_size(size_t w) { return w & TM_SIZE_MASK; }
+/* Size and flags without the checksum (glibc's raw size checks). */
+static inline size_t chunk_raw_size(const tm_chunk *p) { return size_word(p) & ~TM_CKS_MASK; }
 static inline bool prev_inuse(const tm_chunk *p) { return size_word(p) & TM_PREV_INUSE; }
 static inline bool chunk_is_mmapped(const tm_chunk *p) { return size_word(p) & TM_IS_MMAPPED; }
 static inline bool chunk_non_main(const tm_chunk *p) { return size_word(p) & TM_NON_MAIN; }
-/* Add bits (the A bit of a chunk handed out); lock holder only. */
-static inline void set_size_bits(tm_chunk *p, size_t bits) { set_size_word(p, size_word(p) | bits); }
 
 /* The S bit of an allocated chunk, set and cleared by the thread that owns
  * the allocation, without the arena lock.  The P bit of the same word may
@@ -119,41 +234,69 @@ static inline void chunk_clear_sampled(tm_chunk *p)
 {
     __atomic_fetch_and(&p->size, ~(size_t)TM_SAMPLED, __ATOMIC_RELAXED);
 }
+/* M and P: an mmapped chunk with a guard page after it (see the top).
+ * P is outside the checksum: the ownership registry's length of the
+ * mapping (data + guard) is what munmap trusts (sysmem.c).            */
+#define TM_MMAP_GUARD TM_PREV_INUSE
+static inline bool chunk_mmap_guarded(const tm_chunk *p)
+{
+    return (size_word(p) & (TM_IS_MMAPPED | TM_MMAP_GUARD)) == (TM_IS_MMAPPED | TM_MMAP_GUARD);
+}
 
 static inline tm_chunk *next_chunk(const tm_chunk *p) { return chunk_at(p, chunksize(p)); }
 static inline tm_chunk *prev_chunk(const tm_chunk *p) { return (tm_chunk *)((char *)p - p->prev_size); }
 
-static inline void set_head(tm_chunk *p, size_t size_and_bits) { set_size_word(p, size_and_bits); }
-/* Change the size, keep the bits. */
+/* Write a whole header: size | flags, in state st, with its checksum.
+ * Lock holder only (or the sole owner of an mmapped chunk).          */
+static inline void set_head_st(tm_chunk *p, size_t size_and_bits, unsigned st)
+{
+    size_and_bits &= ~TM_CKS_MASK;
+    set_size_word(p, size_and_bits | hdr_cks(p, size_and_bits, st));
+}
+static inline void set_head(tm_chunk *p, size_t size_and_bits) { set_head_st(p, size_and_bits, TM_ST_INUSE); }
+static inline void set_head_free(tm_chunk *p, size_t size_and_bits) { set_head_st(p, size_and_bits, TM_ST_FREE); }
+static inline void set_head_top(tm_chunk *p, size_t size_and_bits) { set_head_st(p, size_and_bits, TM_ST_TOP); }
+/* An in-use chunk (re)written: keep its flags, new size (or new flags). */
 static inline void set_head_size(tm_chunk *p, size_t size)
 {
-    set_size_word(p, (size_word(p) & TM_SIZE_BITS) | size);
+    set_head(p, (size_word(p) & TM_FLAG_BITS) | size);
+}
+/* A chunk leaving a bin for use: keep P and the size, add bits (the A bit). */
+static inline void set_head_inuse_bits(tm_chunk *p, size_t bits)
+{
+    set_head(p, (size_word(p) & ~TM_CKS_MASK) | bits);
 }
 /* Write the footer of a free chunk: the next chunk's prev_size. */
 static inline void set_foot(tm_chunk *p, size_t size) { chunk_at(p, size)->prev_size = size; }
 
+/* The P bit: not covered by the checksum (above), so flipping it keeps the
+ * rest of the word - checksum included - as it is.                   */
+static inline void set_p_bit(tm_chunk *q) { set_size_word(q, size_word(q) | TM_PREV_INUSE); }
+static inline void clear_p_bit(tm_chunk *q) { set_size_word(q, size_word(q) & ~(size_t)TM_PREV_INUSE); }
+
 /* "p is in use" is recorded in the P bit of the chunk after it. */
 static inline bool inuse(const tm_chunk *p) { return prev_inuse(next_chunk(p)); }
-static inline void set_inuse(tm_chunk *p) { set_size_bits(next_chunk(p), TM_PREV_INUSE); }
-static inline void clear_inuse(tm_chunk *p)
-{
-    set_size_word(next_chunk(p), size_word(next_chunk(p)) & ~(size_t)TM_PREV_INUSE);
-}
+static inline void set_inuse(tm_chunk *p) { set_p_bit(next_chunk(p)); }
+static inline void clear_inuse(tm_chunk *p) { clear_p_bit(next_chunk(p)); }
 static inline bool inuse_at(const tm_chunk *p, size_t off) { return prev_inuse(chunk_at(p, off)); }
-static inline void set_inuse_at(tm_chunk *p, size_t off) { set_size_bits(chunk_at(p, off), TM_PREV_INUSE); }
-static inline void clear_inuse_at(tm_chunk *p, size_t off)
-{
-    set_size_word(chunk_at(p, off), size_word(chunk_at(p, off)) & ~(size_t)TM_PREV_INUSE);
-}
+static inline void set_inuse_at(tm_chunk *p, size_t off) { set_p_bit(chunk_at(p, off)); }
+static inline void clear_inuse_at(tm_chunk *p, size_t off) { clear_p_bit(chunk_at(p, off)); }
 
 /* ---- safe-linking of singly linked lists (fast bins, thread caches) ----
  * The stored link is the pointer XOR the address of the slot holding it,
- * shifted right by 12 bits: a use-after-free write of a plain pointer (or
- * a partial overwrite) yields a misaligned or wild pointer that the
- * checks catch.  The same operation protects and reveals.              */
+ * shifted right by 12 bits, XOR a per-process secret (TIDE_CHECKS): a
+ * use-after-free write of a plain pointer (or a partial overwrite) yields
+ * a wild pointer that the checks catch, and a leaked link reveals neither
+ * the heap's addresses (glibc's safe-linking gives them away from one
+ * leaked link: the slot's high bits are the pointer's) nor how to forge
+ * one.  The same operation protects and reveals.                        */
 static inline uintptr_t tm_protect_ptr(const void *slot, uintptr_t p)
 {
+#if TIDE_CHECKS
+    return ((uintptr_t)slot >> 12) ^ p ^ (uintptr_t)tm_sec.link;
+#else
     return ((uintptr_t)slot >> 12) ^ p;
+#endif
 }
 static inline tm_chunk *fastbin_next(const tm_chunk *p)
 {

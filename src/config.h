@@ -11,6 +11,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- hardening -----------------------------------------------------------
+ * TIDE_CHECKS (CMake option, default ON): tamper-evident headers, ownership
+ * checks, keyed link mangling and the checks on every list link
+ * (docs/design.md, "Hardening").  OFF exists only to measure their cost. */
+#ifndef TIDE_CHECKS
+#define TIDE_CHECKS 1
+#endif
+
 /* ---- chunk geometry ----------------------------------------------------- */
 #define TM_SIZE_SZ        8u                    /* one size word                  */
 #define TM_ALIGNMENT      16u                   /* alignment of user pointers     */

@@ -40,9 +40,12 @@
 #include "bins.h"
 #include "control.h"
 #include "engine.h"
+#include "harden.h"
 #include "observe.h"
 #include "os.h"
+#include "owner.h"
 #include "prof.h"
+#include "tidemalloc.h"
 #include "tunables.h"
 
 _Atomic int tm_initialized;
@@ -56,6 +59,20 @@ static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
 
+/* The keys of the hardening checks (chunk.h): before any header is
+ * written, then sealed read-only where the page size allows.  Never
+ * re-keyed (a fork child keeps its parent's headers and keys).        */
+static void init_secrets(void)
+{
+    struct tm_secrets *s = &tm_secret_page.s;
+    s->hdr_a = tm_os_random();
+    s->hdr_b = tm_os_random();
+    s->link = tm_os_random() & ~(uint64_t)TM_ALIGN_MASK;   /* keeps links' alignment checkable */
+    s->parked = tm_os_random() | 3;   /* odd; bit 1 set: the cache key is this without it */
+    if (tm_fix.pagesize == sizeof tm_secret_page)
+        tm_os_protect_ro(&tm_secret_page, sizeof tm_secret_page);
+}
+
 void tm_init_slow(void)
 {
     tm_lock_acquire(&init_lock);
@@ -64,6 +81,7 @@ void tm_init_slow(void)
         return;
     }
     tm_os_init();
+    init_secrets();
     tm_tunables_init();
     tm_obs_init();
     tm_tcache_init_key();
@@ -109,12 +127,14 @@ static void fork_prepare(void)
     tm_arenas_fork_lock();
     tm_tcache_fork_lock();
     tm_prof_fork_prepare();
+    tm_own_fork_lock();
 }
 
 static void fork_parent(void)
 {
     if (!atomic_load(&tm_initialized))
         return;
+    tm_own_fork_unlock();
     tm_prof_fork_parent();
     tm_tcache_fork_unlock();
     tm_arenas_fork_unlock();
@@ -124,6 +144,7 @@ static void fork_child(void)
 {
     if (!atomic_load(&tm_initialized))
         return;
+    tm_own_fork_child();
     tm_prof_fork_child();
     tm_tcache_fork_child();
     tm_arenas_fork_child();
@@ -142,6 +163,12 @@ int tm_ctl_mallopt(int param, int value)
     tm_bins_consolidate(&tm_main_arena);
     int r = tm_tunable_set(param, value);
     tm_arena_unlock(&tm_main_arena);
+    if (param == M_TIDE_HARDEN && r) {
+        if (value)
+            tm_tcache_flush_keep();      /* this thread's cached chunks: no bypass */
+        else
+            tm_harden_flush_all();       /* nothing evicts any more: empty them */
+    }
     tm_bg_maybe_start();             /* no lock held now */
     return r;
 }

@@ -18,6 +18,7 @@
 #include "bins.h"
 #include "engine.h"
 #include "heap.h"
+#include "owner.h"
 #include "release.h"
 #include "sysmem.h"
 
@@ -85,7 +86,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
             if (size == nb) {
                 rel = tm_unsorted_take(av, victim);
                 set_inuse_at(victim, size);
-                set_size_bits(victim, arena_bit(av));
+                set_head_inuse_bits(victim, arena_bit(av));
                 if (rel)
                     tm_release_zero_range(victim, size, z);
                 return hand_out(victim, nb);
@@ -113,13 +114,13 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
         /* 6. the top chunk */
         victim = av->top;
         size_t size = chunksize(victim);
-        if (unlikely(size > av->system_mem))
+        if (unlikely(size > av->system_mem || !tm_top_ok(av)))
             tm_corrupt("malloc(): corrupted top size", victim);
         if (size >= nb + TM_MINSIZE) {
             tm_chunk *rem = chunk_at(victim, nb);
             av->top = rem;
             set_head(victim, nb | TM_PREV_INUSE | arena_bit(av));
-            set_head(rem, (size - nb) | TM_PREV_INUSE);
+            set_head_top(rem, (size - nb) | TM_PREV_INUSE);
             tm_release_top_used(av, victim, nb, z);
             return hand_out(victim, nb);
         }
@@ -151,16 +152,44 @@ static inline bool chunk_outside_heap(tm_arena *av, tm_chunk *p, tm_chunk *next)
     return false;
 }
 
+/* The header of p, a chunk of av about to be freed or resized: intact
+ * and in use (TIDE_CHECKS).  Every way into the arena checks it here,
+ * whoever sent the chunk (free, a cache flush, a remote list, realloc). */
+static inline void check_inuse_hdr(const tm_chunk *p, const char *who)
+{
+#if TIDE_CHECKS
+    if (unlikely(!chunk_hdr_ok(p, TM_ST_INUSE))) {
+        int st = hdr_state(p);
+        tm_corrupt(st == TM_ST_FREE || st == TM_ST_FAST ? "free(): double free detected" : who, p);
+    }
+#else
+    (void)p, (void)who;
+#endif
+}
+/* The neighbour after a chunk being freed: its header intact (any state). */
+static inline void check_next_hdr(const tm_chunk *next, const char *who)
+{
+#if TIDE_CHECKS
+    if (unlikely(hdr_state(next) < 0))
+        tm_corrupt(who, next);
+#else
+    (void)next, (void)who;
+#endif
+}
+
 /* ---- _int_free ---------------------------------------------------------- */
 void tm_int_free(tm_arena *av, tm_chunk *p)
 {
     size_t size = chunksize(p);
     TM_ASSERT(!chunk_is_mmapped(p) && arena_for_chunk(p) == av);
+    check_inuse_hdr(p, "free(): corrupted chunk header");
+    p->bk = NULL;       /* no cache or parked key survives in free memory */
 
     if (size <= TM_P(max_fast)) {
         tm_chunk *next = chunk_at(p, size);
         if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || chunksize(next) >= av->system_mem))
             tm_corrupt("free(): invalid next size (fast)", p);
+        check_next_hdr(next, "free(): corrupted chunk header");
         perturb_free(chunk2mem(p), size - TM_HDR);
         tm_fast_push(av, p, size);
         if (unlikely(av->fast_bytes > TM_FAST_BYTES_MAX))
@@ -178,6 +207,7 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
     size_t nextsize = chunksize(next);
     if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || nextsize >= av->system_mem))
         tm_corrupt("free(): invalid next size (normal)", p);
+    check_next_hdr(next, "free(): corrupted chunk header");
 
     perturb_free(chunk2mem(p), size - TM_HDR);
 
@@ -199,10 +229,12 @@ void *tm_int_realloc(tm_arena *av, tm_chunk *oldp, size_t oldsize, size_t nb)
 {
     if (unlikely(chunk_raw_size(oldp) <= 2 * TM_SIZE_SZ || oldsize >= av->system_mem))
         tm_corrupt("realloc(): invalid old size", oldp);
+    check_inuse_hdr(oldp, "realloc(): corrupted chunk header");
     tm_chunk *next = chunk_at(oldp, oldsize);
     size_t nextsize = chunksize(next);
     if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || nextsize >= av->system_mem))
         tm_corrupt("realloc(): invalid next size", oldp);
+    check_next_hdr(next, "realloc(): corrupted chunk header");
     if (unlikely(!prev_inuse(next)))
         tm_corrupt("realloc(): invalid pointer", oldp);
 
@@ -211,9 +243,11 @@ void *tm_int_realloc(tm_arena *av, tm_chunk *oldp, size_t oldsize, size_t nb)
     if (oldsize < nb) {
         if (next == av->top && oldsize + nextsize >= nb + TM_MINSIZE) {
             /* Grow into top. */
+            if (unlikely(!tm_top_ok(av)))
+                tm_corrupt("malloc(): corrupted top size", next);
             set_head_size(oldp, nb);
             av->top = chunk_at(oldp, nb);
-            set_head(av->top, (oldsize + nextsize - nb) | TM_PREV_INUSE);
+            set_head_top(av->top, (oldsize + nextsize - nb) | TM_PREV_INUSE);
             tm_release_top_used(av, next, nb - oldsize, NULL);
             return chunk2mem(oldp);
         }
@@ -270,7 +304,8 @@ void *tm_int_memalign(tm_arena *av, size_t alignment, size_t bytes)
         size_t newsize = chunksize(p) - leadsize;
         if (chunk_is_mmapped(p)) {
             newp->prev_size = p->prev_size + leadsize;
-            set_head(newp, newsize | TM_IS_MMAPPED);
+            set_head(newp, newsize | (size_word(p) & (TM_IS_MMAPPED | TM_MMAP_GUARD)));
+            tm_mmap_chunk_moved(p, newp);
             return chunk2mem(newp);
         }
         set_head(newp, newsize | TM_PREV_INUSE | arena_bit(av));

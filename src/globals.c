@@ -22,6 +22,9 @@ struct tm_params tm_mp = {
 };
 
 tm_arena tm_main_arena;
+/* Page aligned and page sized: made read-only after initialization
+ * (control.c), so that no stray write can change the keys.          */
+union tm_secret_page tm_secret_page __attribute__((aligned(4096)));
 tm_event tm_bg_event;
 _Atomic size_t tm_narenas = 1;
 _Atomic bool tm_bg_active;

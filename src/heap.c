@@ -1,6 +1,7 @@
 /* heap.c - sub-heap address space (see heap.h). */
 #include "heap.h"
 #include "os.h"
+#include "owner.h"
 
 tm_heap *tm_heap_new(size_t size, size_t top_pad)
 {
@@ -25,6 +26,7 @@ tm_heap *tm_heap_new(size_t size, size_t top_pad)
     h->committed = size;
     h->kind = TM_HEAP_SUB;
     h->reserved = TM_HEAP_MAX_SIZE;
+    tm_own_sub_add(h);
     return h;
 }
 
@@ -54,5 +56,6 @@ void tm_heap_shrink(tm_heap *h, size_t new_size)
 
 void tm_heap_delete(tm_heap *h)
 {
+    tm_own_sub_del(h);
     tm_os_unmap(h, h->reserved);
 }

@@ -132,6 +132,10 @@ typedef struct tm_arena {
      * with one exchange and installs it as that class, no lock, no walk. */
     _Atomic uintptr_t remote_cls[TM_TCACHE_BINS];
     _Atomic int remote_cls_any;     /* some remote_cls list may be non-empty */
+
+    /* Strong mode (harden.h): FIFO of quarantined chunks, in a mapping of
+     * its own (created at the first quarantined free); av->lock.        */
+    struct tm_quarantine *quarantine;
 } tm_arena;
 
 /* globals.c: the state every layer may name. */

@@ -488,7 +488,7 @@ static void map_mapped_vma(struct mapper *m, uintptr_t lo, uintptr_t hi)
         size_t hdr[2];
         if (!tm_os_peek((void *)a, hdr, sizeof hdr))
             break;
-        size_t size = hdr[1] & ~(size_t)TM_SIZE_BITS;
+        size_t size = word_size(hdr[1]);
         if (hdr[0] != 0 || (hdr[1] & (TM_IS_MMAPPED | TM_NON_MAIN)) != TM_IS_MMAPPED || size == 0 ||
             (size & (tm_fix.pagesize - 1)) || size > hi - a)
             break;

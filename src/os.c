@@ -66,15 +66,32 @@ void tm_os_init(void)
     tm_fix.ncpus = os_ncpus();
 }
 
+/* getrandom; without it (old kernel, seccomp), the kernel's 16 random
+ * bytes for this process (AT_RANDOM) mixed with the clock, a counter and
+ * an address (ASLR), through a splitmix64 finalizer.                   */
 uintptr_t tm_os_random(void)
 {
     uintptr_t k = 0;
     if (getrandom(&k, sizeof k, GRND_NONBLOCK) != sizeof k) {
+        static _Atomic uint64_t calls;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        k = (uintptr_t)&k ^ ((uintptr_t)ts.tv_nsec << 20) ^ (uintptr_t)ts.tv_sec ^ 0x9e3779b97f4a7c15ull;
+        uint64_t x = (uint64_t)(uintptr_t)&k ^ ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec;
+        const uint64_t *at = (const uint64_t *)getauxval(AT_RANDOM);
+        uint64_t n = atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed);
+        if (at)
+            x ^= at[n & 1] + n * 0x9e3779b97f4a7c15ull;
+        x += 0x9e3779b97f4a7c15ull;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+        k = (uintptr_t)(x ^ (x >> 31));
     }
     return k ? k : 1;
+}
+
+bool tm_os_protect_ro(void *p, size_t size)
+{
+    return mprotect(p, size, PROT_READ) == 0;
 }
 
 void *tm_os_map(size_t size)
@@ -116,6 +133,11 @@ bool tm_os_commit(void *p, size_t size)
         return false;
     COUNT(mprotect);
     return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+}
+
+bool tm_os_guard(void *p, size_t size)
+{
+    return mprotect(p, size, PROT_NONE) == 0;
 }
 
 void tm_os_unmap(void *p, size_t size)

@@ -21,6 +21,7 @@ TM_HIDDEN void  tm_os_init(void);                          /* page size, CPU cou
 TM_HIDDEN void *tm_os_map(size_t size);                    /* RW anonymous */
 TM_HIDDEN void *tm_os_reserve_aligned(size_t size, size_t align); /* PROT_NONE */
 TM_HIDDEN bool  tm_os_commit(void *p, size_t size);        /* make RW */
+TM_HIDDEN bool  tm_os_guard(void *p, size_t size);         /* make PROT_NONE */
 TM_HIDDEN void  tm_os_unmap(void *p, size_t size);
 TM_HIDDEN void *tm_os_remap(void *p, size_t old, size_t new_size);
 TM_HIDDEN void  tm_os_release(void *p, size_t size);       /* madvise(DONTNEED): reads 0 after */
@@ -28,6 +29,7 @@ TM_HIDDEN void *tm_os_sbrk(intptr_t incr);                 /* (void *)-1 on fail
 TM_HIDDEN uint64_t tm_os_now_ms(void);                     /* CLOCK_MONOTONIC_COARSE */
 TM_HIDDEN void  tm_os_fault_inject(int kind, long after);  /* -1: off */
 TM_HIDDEN uintptr_t tm_os_random(void);                    /* never 0 */
+TM_HIDDEN bool  tm_os_protect_ro(void *p, size_t size);    /* make read-only */
 
 /* System calls made by the allocator for the heap, all arenas
  * (statistics; relaxed counters).  brk counts sbrk calls that move the

@@ -54,6 +54,7 @@ struct tm_params {
     _Atomic size_t tcache_bytes;        /* byte budget per thread cache           */
     _Atomic long   decay_ms;            /* -1 never, 0 at once                    */
     _Atomic int    background;          /* TM_BG_OFF / ON / AUTO                  */
+    _Atomic int    harden;              /* strong mode on (harden.h)              */
 };
 extern struct tm_params tm_mp TM_HIDDEN;
 

@@ -4,6 +4,7 @@
 #include "bins.h"
 #include "heap.h"
 #include "os.h"
+#include "owner.h"
 #include "release.h"
 #include "sysmem.h"
 
@@ -22,35 +23,86 @@ static void note_mmap(size_t size)
 
 /* It cannot borrow the next chunk's prev_size, hence nb + 8; prev_size
  * holds the offset from the mapping's start (0 here; memalign may move
- * the chunk forward).                                                   */
+ * the chunk forward).  In the strong mode (harden.h) the mapping has one
+ * more page, PROT_NONE, after the chunk (TM_MMAP_GUARD): a linear overflow
+ * faults there.  It is not counted in the statistics.                   */
 void *tm_mmap_chunk(size_t nb)
 {
     if ((long)atomic_load(&tm_mstats.n_mmaps) >= TM_P(n_mmaps_max))
         return NULL;
     size_t size = align_up(nb + TM_SIZE_SZ, tm_fix.pagesize);
-    if (size < nb)
+    size_t guard = TM_P(harden) ? tm_fix.pagesize : 0;
+    if (size < nb || size + guard < size)
         return NULL;
-    void *mm = tm_os_map(size);
+    char *mm = tm_os_map(size + guard);
     if (!mm)
         return NULL;
-    tm_chunk *p = mm;
+    if (guard && !tm_os_guard(mm + size, guard)) {
+        tm_os_unmap(mm, size + guard);
+        return NULL;
+    }
+    tm_chunk *p = (tm_chunk *)mm;
     p->prev_size = 0;
-    set_head(p, size | TM_IS_MMAPPED);
+    set_head(p, size | TM_IS_MMAPPED | (guard ? TM_MMAP_GUARD : 0));
+#if TIDE_CHECKS
+    /* The registry holds the whole mapping, guard page included. */
+    if (!tm_own_mmap_add(p, (uintptr_t)mm, size + guard)) {
+        tm_os_unmap(mm, size + guard);
+        return NULL;
+    }
+#endif
     note_mmap(size);
     return chunk2mem(p);
 }
 
-void tm_munmap_chunk(tm_chunk *p)
+/* The mapping of the mmapped chunk p, *block and *total, validated: the
+ * header (size, offset) must agree with what was mapped (the registry,
+ * TIDE_CHECKS) and its checksum hold; else `who` and abort.          */
+static void mmapped_extent(tm_chunk *p, const char *who, uintptr_t *block, size_t *total)
 {
     size_t size = chunksize(p);
-    uintptr_t block = (uintptr_t)p - p->prev_size;
-    size_t total = p->prev_size + size;
-    if (unlikely(((block | total) & (tm_fix.pagesize - 1)) != 0 || misaligned_chunk(p) ||
-                 total < size || block > (uintptr_t)p))
-        tm_corrupt("munmap_chunk(): invalid pointer", p);
+    *block = (uintptr_t)p - p->prev_size;
+    *total = p->prev_size + size;
+    if (unlikely(((*block | *total) & (tm_fix.pagesize - 1)) != 0 || misaligned_chunk(p) ||
+                 *total < size || *block > (uintptr_t)p))
+        tm_corrupt(who, chunk2mem(p));
+#if TIDE_CHECKS
+    uintptr_t rb;
+    size_t rl;
+    /* P of an mmapped chunk = guard page (chunk.h), outside the checksum:
+     * the registry's length, guard included, must agree with it.       */
+    size_t guard = chunk_mmap_guarded(p) ? tm_fix.pagesize : 0;
+    if (unlikely(!tm_own_mmap_find(p, &rb, &rl) || rb != *block || rl != *total + guard ||
+                 !chunk_hdr_ok(p, TM_ST_INUSE) || !chunk_is_mmapped(p)))
+        tm_corrupt(who, chunk2mem(p));
+#endif
+}
+
+void tm_munmap_chunk(tm_chunk *p)
+{
+    uintptr_t block;
+    size_t total;
+    mmapped_extent(p, "munmap_chunk(): invalid pointer", &block, &total);
+#if TIDE_CHECKS
+    tm_own_mmap_del(p);
+#endif
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
     atomic_fetch_sub(&tm_mstats.mmapped_mem, total);
-    tm_os_unmap((void *)block, total);
+    tm_os_unmap((void *)block, total + (chunk_mmap_guarded(p) ? tm_fix.pagesize : 0));
+}
+
+void tm_mmap_chunk_moved(tm_chunk *old, tm_chunk *newp)
+{
+#if TIDE_CHECKS
+    uintptr_t b;
+    size_t l;
+    if (tm_own_mmap_find(old, &b, &l)) {
+        tm_own_mmap_del(old);
+        tm_own_mmap_add(newp, b, l);     /* cannot fail: a slot was just freed */
+    }
+#else
+    (void)old, (void)newp;
+#endif
 }
 
 void tm_munmap_chunk_dyn(tm_chunk *p)
@@ -73,17 +125,32 @@ tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb)
 {
     size_t offset = p->prev_size;
     size_t size = chunksize(p);
-    uintptr_t block = (uintptr_t)p - offset;
-    if (unlikely(((block | (size + offset)) & (tm_fix.pagesize - 1)) != 0 || misaligned_chunk(p)))
-        tm_corrupt("mremap_chunk(): invalid pointer", p);
+    uintptr_t block;
+    size_t total;
+    mmapped_extent(p, "mremap_chunk(): invalid pointer", &block, &total);
     size_t new_size = align_up(nb + offset + TM_SIZE_SZ, tm_fix.pagesize);
     if (new_size == size + offset)
         return p;
-    char *cp = tm_os_remap((void *)block, size + offset, new_size);
-    if (!cp)
+    size_t ps = tm_fix.pagesize, guard = chunk_mmap_guarded(p) ? ps : 0;
+    char *old_guard = (char *)block + size + offset;
+    /* mremap cannot span the data and guard mappings: make the guard one
+     * with the data, move both, and guard the new last page.           */
+    if (guard && !tm_os_commit(old_guard, guard))
         return NULL;
+    char *cp = tm_os_remap((void *)block, size + offset + guard, new_size + guard);
+    if (!cp) {
+        if (guard)
+            tm_os_guard(old_guard, guard);
+        return NULL;
+    }
+    if (guard)   /* on failure (no VMA left) the page stays readable, still ours */
+        (void)tm_os_guard(cp + new_size, guard);
     tm_chunk *np = (tm_chunk *)(cp + offset);
-    set_head(np, (new_size - offset) | TM_IS_MMAPPED);
+    set_head(np, (new_size - offset) | TM_IS_MMAPPED | (guard ? TM_MMAP_GUARD : 0));
+#if TIDE_CHECKS
+    tm_own_mmap_del(p);
+    tm_own_mmap_add(np, (uintptr_t)cp, new_size + guard);   /* cannot fail: a slot was just freed */
+#endif
     atomic_fetch_sub(&tm_mstats.mmapped_mem, size + offset);
     note_mmap(new_size);
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
@@ -136,7 +203,7 @@ static void retire_top(tm_arena *av)
 static void install_top(tm_arena *av, tm_heap *h)
 {
     tm_chunk *top = heap_first_chunk(h);
-    set_head(top, (size_t)(heap_end(h) - (char *)top) | TM_PREV_INUSE);
+    set_head_top(top, (size_t)(heap_end(h) - (char *)top) | TM_PREV_INUSE);
     av->top = top;
     tm_release_top_fresh(av);
 }
@@ -154,6 +221,10 @@ static void start_heap(tm_arena *av, tm_heap *h, size_t size, uint32_t kind)
         h->reserved = size;
     }
     h->kind = kind;
+    if (kind == TM_SEG_BRK)
+        tm_own_main_brk((uintptr_t)h, (uintptr_t)h + size);
+    else if (kind == TM_SEG_MMAP)
+        tm_own_main_mmap((uintptr_t)h, (uintptr_t)h + size);
     av->system_mem += size;
     av->nheaps++;
     retire_top(av);
@@ -201,8 +272,9 @@ static bool main_grow(tm_arena *av, size_t nb)
         if (r == cur) {
             note_regrow(av);
             seg->size += size;
+            tm_own_main_brk((uintptr_t)seg, (uintptr_t)heap_end(seg));
             av->system_mem += size;
-            set_head(old_top, (old_size + size) | TM_PREV_INUSE);
+            set_head_top(old_top, (old_size + size) | TM_PREV_INUSE);
             return true;
         }
         /* Another thread moved brk between our two calls: take the piece
@@ -249,7 +321,7 @@ static bool sub_grow(tm_arena *av, size_t nb)
     if (tm_heap_grow(h, TM_MINSIZE + nb - old_size)) {
         note_regrow(av);
         av->system_mem += h->size - old_hsize;
-        set_head(old_top, (size_t)(heap_end(h) - (char *)old_top) | TM_PREV_INUSE);
+        set_head_top(old_top, (size_t)(heap_end(h) - (char *)old_top) | TM_PREV_INUSE);
         return true;
     }
     tm_heap *nh = tm_heap_new(nb + TM_MINSIZE + sizeof(tm_heap) + TM_ALIGNMENT, TM_P(top_pad));
@@ -284,7 +356,7 @@ void *tm_sysmalloc(tm_arena *av, size_t nb, tm_zrange *z)
         tm_chunk *rem = chunk_at(top, nb);
         av->top = rem;
         set_head(top, nb | TM_PREV_INUSE | arena_bit(av));
-        set_head(rem, (size - nb) | TM_PREV_INUSE);
+        set_head_top(rem, (size - nb) | TM_PREV_INUSE);
         tm_release_top_used(av, top, nb, z);
         return chunk2mem(top);
     }
@@ -325,8 +397,9 @@ static bool main_trim(tm_arena *av, size_t pad)
     size_t released = (size_t)(top_end - now);
     note_trim(av);
     seg->size -= released;
+    tm_own_main_brk_trim((uintptr_t)top_end, (uintptr_t)heap_end(seg));
     av->system_mem -= released;
-    set_head(av->top, (top_size - released) | TM_PREV_INUSE);
+    set_head_top(av->top, (top_size - released) | TM_PREV_INUSE);
     tm_release_top_reset(av);
     return true;
 }
@@ -343,11 +416,11 @@ static void restore_prev_top(tm_arena *av, tm_heap *prev)
     tm_chunk *top = f1;
     if (!prev_inuse(f1)) {
         top = prev_chunk(f1);
-        if (unlikely(chunksize(top) != f1->prev_size))
+        if (unlikely(!tm_free_chunk_ok(top) || chunksize(top) != f1->prev_size))
             tm_corrupt("corrupted size vs. prev_size", top);
         tm_bins_unlink(av, top);
     }
-    set_head(top, (size_t)(end - (char *)top) | TM_PREV_INUSE);
+    set_head_top(top, (size_t)(end - (char *)top) | TM_PREV_INUSE);
     av->top = top;
     tm_release_top_reset(av);
 }
@@ -378,7 +451,7 @@ static bool sub_trim(tm_arena *av, size_t pad)
     tm_heap_shrink(h, h->size - extra);
     note_trim(av);
     av->system_mem -= extra;
-    set_head(av->top, (top_size - extra) | TM_PREV_INUSE);
+    set_head_top(av->top, (top_size - extra) | TM_PREV_INUSE);
     tm_release_top_reset(av);
     return true;
 }

@@ -26,6 +26,8 @@ TM_HIDDEN void tm_munmap_chunk(tm_chunk *p);
 /* free() of an mmapped chunk: unmap it, and raise the mmap threshold to
  * its size (glibc's dynamic threshold) unless the user fixed one.      */
 TM_HIDDEN void tm_munmap_chunk_dyn(tm_chunk *p);
+/* memalign moved an mmapped chunk's start within its mapping. */
+TM_HIDDEN void tm_mmap_chunk_moved(tm_chunk *old, tm_chunk *newp);
 /* Resize with mremap; NULL if the system refuses (p unchanged). */
 TM_HIDDEN tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb);
 

@@ -67,7 +67,8 @@ void tm_tcache_recompute_limits(void)
 {
     size_t share = TM_P(tcache_bytes) / TM_TCACHE_BINS;
     size_t count = TM_P(tcache_count), max_req = TM_P(tcache_max_req);
-    bool perturb = TM_P(perturb) != 0;
+    /* M_PERTURB and the strong mode want every allocation and free seen. */
+    bool perturb = TM_P(perturb) != 0 || TM_P(harden) != 0;
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
         size_t csize = TM_MINSIZE + 16 * i;
         size_t lim = 0;
@@ -79,14 +80,15 @@ void tm_tcache_recompute_limits(void)
                 lim = count;
         }
         if (perturb)
-            lim = 0;   /* M_PERTURB wants every allocation and free to be seen */
+            lim = 0;
         atomic_store_explicit(&tm_tc_limit[i], (uint16_t)lim, memory_order_relaxed);
     }
 }
 
 void tm_tcache_init_key(void)
 {
-    tm_tcache_key = tm_os_random() | 1;   /* odd: never a valid pointer */
+    /* odd: never a valid pointer; bit 1 clear: tm_sec.parked has it set */
+    tm_tcache_key = tm_sec.parked & ~(uintptr_t)2;
 }
 
 bool tm_tcache_thread_init(void)
@@ -113,7 +115,7 @@ bool tm_tcache_thread_init(void)
  * the foreign arena av: one CAS on its class list, where a thread of av
  * installs it as its own cache class.  Uncached classes, and a class list
  * that is full, take the general remote list (chunks linked through fd,
- * key cleared), drained into the bins by av's next holder.             */
+ * parked key kept), drained into the bins by av's next holder.             */
 static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t n, size_t i)
 {
     if (i < TM_TCACHE_BINS && tm_remote_push_class(av, i, head, tail, n))
@@ -121,7 +123,7 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
     tm_chunk *h = NULL, *t = NULL;
     for (tm_tc_entry *e = head; n > 0; n--) {
         tm_tc_entry *next = tc_reveal(e);    /* before fd overwrites it */
-        e->key = 0;
+        tc_key_park(e);                      /* the remote stack's mark (arena.h) */
         tm_chunk *p = mem2chunk(e);
         p->fd = NULL;
         if (t)
@@ -179,6 +181,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
                 run_n = 0;
             }
             cur = av;
+            tc_key_park(e);               /* on a class list: parked, not cached */
             if (!run_head)
                 run_head = e;
             else if (prev != run_tail)
@@ -252,7 +255,9 @@ static void *carve(tm_tcache *tc, tm_chunk *c, size_t nb, size_t i)
 /* The chunks other threads freed into our arena's class-i list: one
  * exchange, no lock, and the list becomes the (empty) class as it is,
  * count included; it may hold more than the class limit, which costs no
- * memory (the chunks are ours either way) and the next full free trims. */
+ * memory (the chunks are ours either way) and the next full free trims.
+ * The entries keep their parked key (tcache.h): each is checked as it is
+ * popped, like any cache entry, so installing needs no walk.           */
 static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
 {
     tm_rlist l = tm_remote_take_class(own, i);
@@ -332,6 +337,13 @@ void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i)
         if (t == e)
             tm_corrupt("free(): double free detected in tcache 2", e);
     }
+#if TIDE_CHECKS
+    /* Marked but not ours: parked on a class list or the remote stack, or held by
+     * another thread's cache (keys are cleared on every way out).     */
+    if (tc_key_parked(e))
+        tm_corrupt("free(): double free detected (remote list)", e);
+    tm_corrupt("free(): double free detected", e);
+#endif
 }
 
 static void flush_classes(tm_tcache *tc)

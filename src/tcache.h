@@ -48,6 +48,7 @@
 
 #include "internal.h"
 #include "arena.h"
+#include "owner.h"
 
 typedef struct tm_tc_entry {
     uintptr_t next;        /* protected pointer to the next entry's mem */
@@ -145,12 +146,71 @@ static inline size_t tc_req_index(size_t n)
 }
 static inline size_t tc_csize_index(size_t csize) { return (csize - TM_MINSIZE) >> 4; }
 
-static inline void *tc_pop(tm_tcache *tc, size_t i)
+/* ---- keys in a chunk's second word (TIDE_CHECKS makes them checks) -------
+ * A cached chunk holds tm_tcache_key there, an entry parked on a class
+ * list (and one still carrying it after its list became a cache class,
+ * arena.h) or a chunk on the general remote stack tm_sec.parked; they
+ * differ in bit 1 only, so the free fast path and a pop tell "either"
+ * with one compare.  Every path that hands a chunk
+ * out, or moves it off a cache or a list, rewrites or clears the word:
+ * a chunk in the program's hands never carries a key (free relies on
+ * it to call a marked chunk a double free).                           */
+static inline bool tc_key_marked(const tm_tc_entry *e) { return (e->key | 2) == tm_sec.parked; }
+static inline bool tc_key_parked(const tm_tc_entry *e) { return e->key == tm_sec.parked; }
+static inline void tc_key_park(void *mem) { ((tm_tc_entry *)mem)->key = tm_sec.parked; }
+
+/* free's fast path: is mem inside one of our heaps (its header may be
+ * read)?  Anything else takes the slow path, which tells the rest.    */
+static TM_INLINE bool tc_free_owned(const void *mem)
+{
+#if TIDE_CHECKS
+    return tm_own_in_heaps_fast((uintptr_t)mem);
+#else
+    (void)mem;
+    return true;
+#endif
+}
+
+/* A link about to be followed: e must be ours, its header intact, in use,
+ * of class i, and carry the cache key.                                */
+static TM_INLINE void tc_check_entry(const tm_tc_entry *e, size_t i)
+{
+    if (unlikely(!aligned_ok((uintptr_t)e)))
+        tm_corrupt("malloc(): unaligned tcache chunk detected", e);
+    if (unlikely(!tm_entry_hdr_ok(e, i) || (TIDE_CHECKS && !tc_key_marked(e))))
+        tm_corrupt("malloc(): corrupted tcache link", e);
+}
+
+/* The hit path's test: no call, no abort; false sends the request to
+ * the slow path, whose tc_pop aborts with the message.  Lighter than
+ * tc_check_entry: ours and aligned (so the entry may be read) and the
+ * 64-bit random key, which a forged link's target cannot hold without a
+ * leak of the key, and which a forged link cannot reach without the link
+ * secret (tm_protect_ptr).  Not the header (size class, checksum): it was
+ * verified when the chunk entered the cache (free's fast path, or
+ * written by carve or a bin under the lock), and is verified again
+ * wherever the chunk leaves the program's hands (free, realloc,
+ * malloc_usable_size) or goes back to an arena (tm_int_free, drains), so
+ * a header changed while the chunk sat in the cache is caught there.
+ * Every other pop (tc_pop: refills, installed lists' first entry, the
+ * slow path) checks everything.                                       */
+static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
+{
+    (void)i;
+#if TIDE_CHECKS
+    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps_fast((uintptr_t)mem2chunk(e))))
+        return false;
+    return likely(tc_key_marked(e));
+#else
+    return aligned_ok((uintptr_t)e);
+#endif
+}
+
+static TM_INLINE void *tc_pop(tm_tcache *tc, size_t i)
 {
     tm_tc_entry *e = tc->entries[i];
     TM_ASSERT(tc->counts[i] > 0);
-    if (unlikely(!aligned_ok((uintptr_t)e)))
-        tm_corrupt("malloc(): unaligned tcache chunk detected", e);
+    tc_check_entry(e, i);
     tm_tc_entry *next = tc_reveal(e);
     /* The next pop of the class reads next's link: start that load now
      * (entries another thread freed are in its cache, not ours).       */
@@ -178,20 +238,29 @@ TM_HIDDEN bool tm_tcache_thread_init(void);
 /* The hot paths: a cache hit inside the reclaim handshake, nothing else.
  * NULL / false: go to the slow path (empty or full class, or a reclaim
  * at work).                                                           */
-static inline void *tc_try_pop(tm_tcache *tc, size_t i)
+static TM_INLINE void *tc_try_pop(tm_tcache *tc, size_t i)
 {
     void *mem = NULL;
     tc_busy(tc);
-    if (likely(!tc_stolen(tc) && tc->entries[i] != NULL))
-        mem = tc_pop(tc, i);
+    tm_tc_entry *e = tc->entries[i];
+    if (likely(!tc_stolen(tc) && e != NULL && tc_entry_ok(e, i))) {
+        tm_tc_entry *next = tc_reveal(e);
+        __builtin_prefetch(next, 1);    /* as tc_pop */
+        tc->entries[i] = next;
+        tc->counts[i]--;
+        e->key = 0;
+        mem = e;
+    }
     tc_idle(tc);
     return mem;
 }
-static inline bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
+static TM_INLINE bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     bool done = false;
     tc_busy(tc);
-    if (likely(!tc_stolen(tc) && tc->counts[i] < tc_limit(i))) {
+    /* e already at the head of its class: a double free whose key was
+     * wiped after the first (the slow path names it).                  */
+    if (likely(!tc_stolen(tc) && tc->counts[i] < tc_limit(i) && e != tc->entries[i])) {
         tc_push(tc, e, i);
         done = true;
     }

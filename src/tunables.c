@@ -6,7 +6,8 @@
  * MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_,
  * MALLOC_MMAP_MAX_, MALLOC_PERTURB_, MALLOC_CHECK_, and
  * GLIBC_TUNABLES=glibc.malloc.<name>=<value>:... ; plus tidemalloc's own
- * TIDEMALLOC_DECAY_MS, TIDEMALLOC_BACKGROUND_THREAD and TIDEMALLOC_TCACHE_BYTES.  A malformed or
+ * TIDEMALLOC_DECAY_MS, TIDEMALLOC_BACKGROUND_THREAD, TIDEMALLOC_TCACHE_BYTES
+ * and TIDEMALLOC_HARDEN.  A malformed or
  * out-of-range value is ignored.
  *
  * TIDEMALLOC_PROFILE (allocation-site profiling, prof.h; read at start
@@ -207,6 +208,7 @@ void tm_tunables_init(void)
         { "TIDEMALLOC_DECAY_MS", TIDE_M_DECAY_MS },
         { "TIDEMALLOC_BACKGROUND_THREAD", TIDE_M_BACKGROUND_THREAD },
         { "TIDEMALLOC_TCACHE_BYTES", TIDE_M_TCACHE_BYTES },
+        { "TIDEMALLOC_HARDEN", M_TIDE_HARDEN },
     };
     /* GLIBC_TUNABLES first: the older MALLOC_* variables override it. */
     parse_glibc_tunables(tm_env_get("GLIBC_TUNABLES"));
@@ -283,6 +285,12 @@ int tm_tunable_set(int param, int value)
             return 0;
         TM_P_SET(tcache_max_req, (size_t)value > TM_TCACHE_MAX_REQ ? TM_TCACHE_MAX_REQ : (size_t)value);
         tm_tcache_recompute_limits();
+        return 1;
+    case M_TIDE_HARDEN:
+        if (value != 0 && value != 1)
+            return 0;
+        TM_P_SET(harden, value);
+        tm_tcache_recompute_limits();   /* on: no cache, every call takes the slow path */
         return 1;
     case TIDE_M_TCACHE_BYTES:
         if (value < 0)

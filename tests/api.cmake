@@ -19,3 +19,7 @@ tide_add_test(test_shadow_debug    SOURCES test_shadow.c DEBUG ARGS default 1000
 
 # Heap corruption -> abort with glibc's message (each scenario in a child).
 tide_add_test(test_corruption SOURCES test_corruption.c TIMEOUT 120)
+
+# Default-mode hardening checks (issue 11): one scenario per check, and
+# the properties of checksums, keyed links and the secret page.
+tide_add_test(test_harden SOURCES test_harden.c INTERNAL TIMEOUT 120)

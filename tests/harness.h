@@ -176,6 +176,20 @@ static inline HARNESS_UNUSED void harness_libc_free(void *p)
 #endif
 }
 
+/* ---- MALLOC_CHECK_ -------------------------------------------------------- */
+/* Programs whose children must run without MALLOC_CHECK_ (an allocator reads
+ * it at start-up) call this first in main: it starts the program again
+ * without it.  Returns only when the variable is not set. */
+static HARNESS_UNUSED void harness_reexec_without_malloc_check(char **argv)
+{
+    if (getenv("MALLOC_CHECK_")) {
+        unsetenv("MALLOC_CHECK_");
+        execv("/proc/self/exe", argv);
+        perror("re-exec without MALLOC_CHECK_");
+        exit(2);
+    }
+}
+
 /* ---- pointer laundering ------------------------------------------------- */
 static inline HARNESS_UNUSED void *harness_launder(void *p)
 {

@@ -44,9 +44,11 @@ static word *W(void *p)
 {
     return harness_launder(p);
 }
+/* Size bits 4..47: tidemalloc keeps a checksum in bits 48..63 and flags
+ * in 0..3 (docs/design.md, "Hardening"). */
 static word chunk_size(void *p)
 {
-    return W(p)[-1] & ~(word)7;
+    return W(p)[-1] & (((word)1 << 48) - 16);
 }
 /* The size word of the chunk that follows p's chunk. */
 static word *next_size_word(void *p)
@@ -350,7 +352,7 @@ struct scenario {
     harness_fn fn;
     enum cache_need cache;
     const char *desc;
-    const char *msgs[4];
+    const char *msgs[5];
 };
 
 static const struct scenario scenarios[] = {
@@ -359,13 +361,13 @@ static const struct scenario scenarios[] = {
       { "free(): double free detected in tcache 2" } },
     { "fasttop", sc_fasttop, NO_TCACHE,
       "double free of a fast chunk (thread cache off)",
-      { "double free or corruption (fasttop)" } },
+      { "double free or corruption (fasttop)", "free(): double free detected" } },
     { "double_free_prev", sc_double_free_prev, NO_TCACHE,
       "double free of a 2000-byte chunk with an allocated neighbour",
-      { "double free or corruption (!prev)" } },
+      { "double free or corruption (!prev)", "free(): double free detected" } },
     { "invalid_pointer_middle", sc_invalid_pointer_middle, ANY,
       "free of a pointer 16 bytes into a block",
-      { "free(): invalid pointer" } },
+      { "free(): invalid pointer", "free(): corrupted chunk header" } },
     { "invalid_pointer_misaligned8", sc_invalid_pointer_misaligned8, ANY,
       "free of a pointer 8 bytes into a block (misaligned chunk)",
       { "free(): invalid pointer" } },
@@ -374,25 +376,25 @@ static const struct scenario scenarios[] = {
       { "free(): invalid pointer" } },
     { "invalid_size_small", sc_invalid_size_small, ANY,
       "size field overwritten with 16 (below minimum)",
-      { "free(): invalid size" } },
+      { "free(): invalid size", "free(): corrupted chunk header" } },
     { "invalid_size_unaligned", sc_invalid_size_unaligned, ANY,
       "size field overwritten with 0x48 (not a multiple of 16)",
-      { "free(): invalid size" } },
+      { "free(): invalid size", "free(): corrupted chunk header" } },
     { "invalid_size_huge", sc_invalid_size_huge, ANY,
       "size field overwritten with a huge value",
-      { "free(): invalid size", "free(): invalid pointer" } },
+      { "free(): invalid size", "free(): invalid pointer", "free(): corrupted chunk header" } },
     { "invalid_next_size_fast_zero", sc_invalid_next_size_fast_zero, NO_TCACHE,
       "overflow sets the next chunk's size to 0, then free of a fast chunk",
-      { "free(): invalid next size (fast)" } },
+      { "free(): invalid next size (fast)", "free(): corrupted chunk header" } },
     { "invalid_next_size_fast_huge", sc_invalid_next_size_fast_huge, NO_TCACHE,
       "overflow sets the next chunk's size to 2^40, then free of a fast chunk",
-      { "free(): invalid next size (fast)" } },
+      { "free(): invalid next size (fast)", "free(): corrupted chunk header" } },
     { "invalid_next_size_normal_zero", sc_invalid_next_size_normal_zero, NO_TCACHE,
       "overflow sets the next chunk's size to 0 (P kept), then free of a 2000-byte chunk",
-      { "free(): invalid next size (normal)" } },
+      { "free(): invalid next size (normal)", "free(): corrupted chunk header" } },
     { "invalid_next_size_normal_huge", sc_invalid_next_size_normal_huge, NO_TCACHE,
       "overflow sets the next chunk's size to 2^40, then free of a 2000-byte chunk",
-      { "free(): invalid next size (normal)" } },
+      { "free(): invalid next size (normal)", "free(): corrupted chunk header" } },
     { "free_top", sc_free_top, NO_TCACHE,
       "free of the top chunk's user pointer",
       { "double free or corruption (top)" } },
@@ -410,18 +412,18 @@ static const struct scenario scenarios[] = {
       { "munmap_chunk(): invalid pointer" } },
     { "realloc_invalid_middle", sc_realloc_invalid_middle, ANY,
       "realloc of a pointer 16 bytes into a block",
-      { "realloc(): invalid pointer" } },
+      { "realloc(): invalid pointer", "realloc(): corrupted chunk header" } },
     { "realloc_invalid_misaligned", sc_realloc_invalid_misaligned, ANY,
       "realloc of a misaligned pointer",
       { "realloc(): invalid pointer" } },
     { "unsorted_fd", sc_unsorted_fd, NO_TCACHE,
       "fd of a chunk in the unsorted bin overwritten, then malloc",
       { "malloc(): unsorted double linked list corrupted", "corrupted double-linked list",
-        "malloc(): corrupted unsorted chunks" } },
+        "malloc(): corrupted unsorted chunks", "malloc(): corrupted chunk header" } },
     { "unsorted_bk", sc_unsorted_bk, NO_TCACHE,
       "bk of a chunk in the unsorted bin overwritten, then malloc",
       { "malloc(): unsorted double linked list corrupted", "corrupted double-linked list",
-        "malloc(): corrupted unsorted chunks" } },
+        "malloc(): corrupted unsorted chunks", "malloc(): corrupted chunk header" } },
     { "top_size", sc_top_size, NO_TCACHE,
       "top chunk size overwritten with a huge value, then malloc from top",
       { "malloc(): corrupted top size" } },
@@ -442,14 +444,7 @@ static void run(const struct scenario *s)
 
 int main(int argc, char **argv)
 {
-    /* The children must run without MALLOC_CHECK_; an allocator reads it at
-     * start-up, so start again without it. */
-    if (getenv("MALLOC_CHECK_")) {
-        unsetenv("MALLOC_CHECK_");
-        execv("/proc/self/exe", argv);
-        perror("re-exec without MALLOC_CHECK_");
-        return 2;
-    }
+    harness_reexec_without_malloc_check(argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "--list") == 0) {
         for (size_t i = 0; i < NSCEN; i++)

@@ -1,0 +1,220 @@
+/* owner.c - the ownership registries (see owner.h). */
+#include "owner.h"
+#include "os.h"
+
+struct tm_own_fast tm_own;
+_Atomic uint64_t tm_own_sub[TM_OWN_SUB_WORDS];
+
+/* ---- main arena ------------------------------------------------------------ */
+static struct { _Atomic uintptr_t lo, hi; } main_segs[TM_OWN_MAIN_SEGS];
+static _Atomic unsigned main_nsegs;
+/* More mmap segments than the table holds: fall back to "inside the
+ * range of all of them" for the rest (checksums still verify).        */
+static _Atomic uintptr_t main_extra_lo = UINTPTR_MAX, main_extra_hi;
+
+void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t cur_lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
+    uintptr_t cur_hi = atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed);
+    if (cur_hi == 0 || lo < cur_lo)
+        atomic_store_explicit(&tm_own.main_lo, lo, memory_order_relaxed);
+    if (hi > cur_hi)
+        atomic_store_explicit(&tm_own.main_hi, hi, memory_order_relaxed);
+}
+
+void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi)
+{
+    if (atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed) == old_hi)
+        atomic_store_explicit(&tm_own.main_hi, new_hi, memory_order_relaxed);
+}
+
+void tm_own_main_mmap(uintptr_t lo, uintptr_t hi)
+{
+    unsigned n = atomic_load_explicit(&main_nsegs, memory_order_relaxed);
+    if (n < TM_OWN_MAIN_SEGS) {
+        atomic_store_explicit(&main_segs[n].lo, lo, memory_order_relaxed);
+        atomic_store_explicit(&main_segs[n].hi, hi, memory_order_relaxed);
+        atomic_store_explicit(&main_nsegs, n + 1, memory_order_release);
+    } else {
+        if (lo < atomic_load_explicit(&main_extra_lo, memory_order_relaxed))
+            atomic_store_explicit(&main_extra_lo, lo, memory_order_relaxed);
+        if (hi > atomic_load_explicit(&main_extra_hi, memory_order_relaxed))
+            atomic_store_explicit(&main_extra_hi, hi, memory_order_relaxed);
+    }
+    atomic_store_explicit(&tm_own.main_mmap, true, memory_order_relaxed);
+}
+
+/* The segment of the last hit: bin walks ask about neighbours, mostly in
+ * one segment (a hint only; any value below main_nsegs is a valid one). */
+static _Atomic unsigned main_last;
+
+bool tm_own_in_main_mmap(uintptr_t a)
+{
+    unsigned n = atomic_load_explicit(&main_nsegs, memory_order_acquire);
+    unsigned k = atomic_load_explicit(&main_last, memory_order_relaxed);
+    if (k < n && a >= atomic_load_explicit(&main_segs[k].lo, memory_order_relaxed) &&
+        a < atomic_load_explicit(&main_segs[k].hi, memory_order_relaxed))
+        return true;
+    for (unsigned i = 0; i < n; i++)
+        if (a >= atomic_load_explicit(&main_segs[i].lo, memory_order_relaxed) &&
+            a < atomic_load_explicit(&main_segs[i].hi, memory_order_relaxed)) {
+            atomic_store_explicit(&main_last, i, memory_order_relaxed);
+            return true;
+        }
+    return a >= atomic_load_explicit(&main_extra_lo, memory_order_relaxed) &&
+           a < atomic_load_explicit(&main_extra_hi, memory_order_relaxed);
+}
+
+/* ---- sub-heaps -------------------------------------------------------------- */
+void tm_own_sub_add(const void *h)
+{
+    uintptr_t g = (uintptr_t)h >> TM_OWN_SUB_SHIFT;
+    if (g < (uintptr_t)TM_OWN_SUB_WORDS * 64)
+        atomic_fetch_or_explicit(&tm_own_sub[g >> 6], (uint64_t)1 << (g & 63), memory_order_relaxed);
+}
+
+void tm_own_sub_del(const void *h)
+{
+    uintptr_t g = (uintptr_t)h >> TM_OWN_SUB_SHIFT;
+    if (g < (uintptr_t)TM_OWN_SUB_WORDS * 64)
+        atomic_fetch_and_explicit(&tm_own_sub[g >> 6], ~((uint64_t)1 << (g & 63)), memory_order_relaxed);
+}
+
+/* ---- mmapped chunks: linear probing, backward-shift deletion ------------------ */
+struct own_slot { uintptr_t key, block; size_t len; };   /* key 0: empty */
+static tm_lock set_lock = TM_LOCK_INIT;
+static struct own_slot *set_tab;
+static size_t set_cap, set_n;          /* cap: a power of two, or 0 */
+static __thread bool tls_fork_holder __attribute__((tls_model("initial-exec")));
+
+static void set_acquire(void)
+{
+    if (!tls_fork_holder)
+        tm_lock_acquire(&set_lock);
+}
+static void set_release(void)
+{
+    if (!tls_fork_holder)
+        tm_lock_release(&set_lock);
+}
+
+static size_t slot_of(uintptr_t key, size_t cap)
+{
+    uint64_t h = (uint64_t)key * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 20) & (cap - 1);
+}
+
+static void put(struct own_slot *tab, size_t cap, struct own_slot s)
+{
+    size_t i = slot_of(s.key, cap);
+    while (tab[i].key)
+        i = (i + 1) & (cap - 1);
+    tab[i] = s;
+}
+
+static bool grow(void)
+{
+    size_t ncap = set_cap ? 2 * set_cap : 512;   /* a power of two */
+    struct own_slot *nt = tm_os_map(ncap * sizeof *nt);
+    if (!nt)
+        return false;
+    for (size_t i = 0; i < set_cap; i++)
+        if (set_tab[i].key)
+            put(nt, ncap, set_tab[i]);
+    if (set_tab)
+        tm_os_unmap(set_tab, set_cap * sizeof *set_tab);
+    set_tab = nt;
+    set_cap = ncap;
+    return true;
+}
+
+static size_t find(uintptr_t key)   /* set_cap if absent */
+{
+    if (!set_cap)
+        return 0;
+    for (size_t i = slot_of(key, set_cap);; i = (i + 1) & (set_cap - 1)) {
+        if (set_tab[i].key == key)
+            return i;
+        if (!set_tab[i].key)
+            return set_cap;
+    }
+}
+
+bool tm_own_mmap_add(const tm_chunk *p, uintptr_t block, size_t len)
+{
+    set_acquire();
+    bool ok = (set_n + 1) * 2 <= set_cap || grow();
+    if (ok) {
+        put(set_tab, set_cap, (struct own_slot){ (uintptr_t)p, block, len });
+        set_n++;
+    }
+    set_release();
+    return ok;
+}
+
+bool tm_own_mmap_find(const tm_chunk *p, uintptr_t *block, size_t *len)
+{
+    set_acquire();
+    size_t i = find((uintptr_t)p);
+    bool found = i < set_cap;
+    if (found) {
+        *block = set_tab[i].block;
+        *len = set_tab[i].len;
+    }
+    set_release();
+    return found;
+}
+
+void tm_own_mmap_del(const tm_chunk *p)
+{
+    set_acquire();
+    size_t i = find((uintptr_t)p);
+    if (i < set_cap) {
+        /* Backward shift: pull later members of the run into the hole. */
+        size_t mask = set_cap - 1, j = i;
+        for (;;) {
+            j = (j + 1) & mask;
+            if (!set_tab[j].key)
+                break;
+            size_t home = slot_of(set_tab[j].key, set_cap);
+            /* Move j to i unless its home lies cyclically in (i, j]. */
+            if (((j - home) & mask) >= ((j - i) & mask)) {
+                set_tab[i] = set_tab[j];
+                i = j;
+            }
+        }
+        set_tab[i].key = 0;
+        set_n--;
+    }
+    set_release();
+}
+
+int tm_own_classify(const tm_chunk *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (tm_own_in_heaps(a))
+        return TM_OWN_HEAP;
+    uintptr_t b;
+    size_t l;
+    if (tm_own_mmap_find(p, &b, &l))
+        return TM_OWN_MMAP;
+    return TM_OWN_NONE;
+}
+
+void tm_own_fork_lock(void)
+{
+    tm_lock_acquire(&set_lock);
+    tls_fork_holder = true;
+}
+
+void tm_own_fork_unlock(void)
+{
+    tls_fork_holder = false;
+    tm_lock_release(&set_lock);
+}
+
+void tm_own_fork_child(void)
+{
+    tls_fork_holder = false;
+    tm_lock_reinit(&set_lock);
+}

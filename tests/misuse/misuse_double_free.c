@@ -1,0 +1,207 @@
+/*
+ * misuse_double_free.c - double frees on every path: thread cache (plain
+ * and with the cache key wiped by a use-after-free write, the usual bypass
+ * of glibc's check), fast bin (a-b-a, which glibc's "fasttop" check does
+ * not see), small and large chunks, mmapped chunks, across threads (the
+ * second free from another thread), and a chunk parked on another arena's
+ * remote list.  The follow-up: two mallocs of the size must never return
+ * the same block.  See misuse.h.
+ */
+#include <pthread.h>
+#include "misuse.h"
+
+static void two_mallocs(const char *what, size_t n, int tries)
+{
+    void *got[128];
+    for (int i = 0; i < tries && i < 128; i++) {
+        got[i] = malloc(n);
+        for (int j = 0; j < i; j++)
+            if (got[j] && got[j] == got[i])
+                exploited("%s: malloc(%zu) returned %p twice", what, n, got[i]);
+    }
+}
+
+static void t_tcache(void *arg)
+{
+    (void)arg;
+    void *p = malloc(40), *guard = malloc(40);
+    free(p);
+    free(harness_launder(p));
+    two_mallocs("tcache double free", 40, 4);
+    sink(guard);
+}
+
+static void t_tcache_key_wiped(void *arg)
+{
+    (void)arg;
+    word *p = malloc(40);
+    void *guard = malloc(40);
+    free(p);
+    W(p)[1] = 0;                       /* use after free: the key word */
+    free(harness_launder(p));
+    two_mallocs("tcache double free, key wiped", 40, 4);
+    sink(guard);
+}
+
+static void t_fast_aba(void *arg)
+{
+    (void)arg;
+    no_tcache();
+    void *a = malloc(40), *b = malloc(40), *guard = malloc(40);
+    free(a);
+    free(b);
+    free(harness_launder(a));          /* a is not the bin's top: fasttop misses it */
+    two_mallocs("fast-bin a-b-a double free", 40, 4);
+    sink(guard);
+}
+
+static void t_fast_top(void *arg)
+{
+    (void)arg;
+    no_tcache();
+    void *a = malloc(40), *guard = malloc(40);
+    free(a);
+    free(harness_launder(a));
+    two_mallocs("fast-bin double free", 40, 4);
+    sink(guard);
+}
+
+static void sized(size_t n, const char *what)
+{
+    no_tcache();
+    void *x = adjacent_triple(n, NULL, NULL);
+    free(x);
+    free(harness_launder(x));
+    two_mallocs(what, n, 4);
+}
+static void t_small(void *arg) { (void)arg; sized(500, "small double free"); }
+static void t_large(void *arg) { (void)arg; sized(2000, "large double free"); }
+
+static void t_mmapped(void *arg)
+{
+    (void)arg;
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    void *p = malloc(1 << 20);
+    if (!(cflags(p) & 2))
+        setup_failed("1 MiB block not mmapped");
+    free(p);
+    free(harness_launder(p));
+    two_mallocs("mmapped double free", 1 << 20, 3);
+}
+
+/* ---- across threads ------------------------------------------------------ */
+struct xt {
+    void *p;
+    void *got;
+    int fd_go[2], fd_done[2];
+};
+
+/* The other thread frees p (into its own cache), then waits, then takes
+ * the same size once. */
+static void *xt_freer(void *arg)
+{
+    struct xt *x = arg;
+    free(x->p);
+    misuse_post(x->fd_done[1]);
+    misuse_wait(x->fd_go[0]);
+    x->got = malloc(40);
+    misuse_post(x->fd_done[1]);
+    misuse_wait(x->fd_go[0]);              /* stay alive until the parent looked */
+    return NULL;
+}
+
+static void t_cross_thread(void *arg)
+{
+    (void)arg;
+    static struct xt x;
+    if (pipe(x.fd_go) || pipe(x.fd_done))
+        setup_failed("pipe");
+    x.p = malloc(40);
+    void *guard = malloc(40);
+    pthread_t t;
+    if (pthread_create(&t, NULL, xt_freer, &x))
+        setup_failed("pthread_create");
+    misuse_wait(x.fd_done[0]);
+    free(harness_launder(x.p));        /* second free, from this thread */
+    void *mine = malloc(40);
+    misuse_post(x.fd_go[1]);
+    misuse_wait(x.fd_done[0]);
+    if (mine && mine == x.got)
+        exploited("double free across threads: both threads got %p", mine);
+    misuse_post(x.fd_go[1]);
+    pthread_join(t, NULL);
+    sink(guard);
+}
+
+/* ---- a chunk parked on another arena's remote list ------------------------ */
+struct rl {
+    void *p;
+    int fd_go[2], fd_done[2];
+    void *hit;
+};
+static void *rl_owner(void *arg)
+{
+    struct rl *r = arg;
+    r->p = malloc(40);                 /* from this thread's arena */
+    misuse_post(r->fd_done[1]);
+    misuse_wait(r->fd_go[0]);
+    /* Use up the cache of the class; misses take the remote list. */
+    for (int i = 0; i < 400 && !r->hit; i++) {
+        void *m = malloc(40);
+        if (m == r->p)
+            r->hit = m;
+    }
+    misuse_post(r->fd_done[1]);
+    misuse_wait(r->fd_go[0]);
+    return NULL;
+}
+
+static void t_remote_list(void *arg)
+{
+    (void)arg;
+    static struct rl r;
+    if (pipe(r.fd_go) || pipe(r.fd_done))
+        setup_failed("pipe");
+    void *warm = malloc(40);           /* this thread's arena: the main one */
+    pthread_t t;
+    if (pthread_create(&t, NULL, rl_owner, &r))
+        setup_failed("pthread_create");
+    misuse_wait(r.fd_done[0]);
+    if (!(cflags(r.p) & 4))
+        setup_failed("the other thread's block is not in a non-main arena");
+    free(r.p);                         /* into this thread's cache          */
+    tide_thread_cache_flush();         /* -> the owner arena's remote list */
+    free(harness_launder(r.p));        /* second free while it is parked   */
+    void *mine = malloc(40);           /* this thread gets p back ...      */
+    misuse_post(r.fd_go[1]);
+    misuse_wait(r.fd_done[0]);             /* ... and the owner takes the list */
+    if (mine == r.p && r.hit == r.p)
+        exploited("double free of a chunk on a remote list: both threads got %p", mine);
+    misuse_post(r.fd_go[1]);
+    pthread_join(t, NULL);
+    sink(warm);
+}
+
+static const struct technique tab[] = {
+    { "tcache", t_tcache, "free(p) twice, p in the thread cache",
+      { "free(): double free detected in tcache 2", "free(): double free detected" }, 0 },
+    { "tcache_key_wiped", t_tcache_key_wiped, "free(p), zero the cache key word (UAF), free(p)",
+      { "free(): double free detected" }, 0 },
+    { "fast_aba", t_fast_aba, "cache off: free(a), free(b), free(a) - fast bin",
+      { "free(): double free detected", "double free or corruption (fasttop)" }, 0 },
+    { "fast_top", t_fast_top, "cache off: free(a) twice - fast bin",
+      { "free(): double free detected", "double free or corruption (fasttop)" }, 0 },
+    { "small", t_small, "cache off: free of a 500-byte block twice",
+      { "free(): double free detected", "double free or corruption (!prev)" }, 0 },
+    { "large", t_large, "cache off: free of a 2000-byte block twice",
+      { "free(): double free detected", "double free or corruption (!prev)" }, 0 },
+    { "mmapped", t_mmapped, "free of a 1 MiB mmapped block twice",
+      { "free(): double free detected", "munmap_chunk(): invalid pointer",
+        "free(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "cross_thread", t_cross_thread, "thread B frees p into its cache, thread A frees p again",
+      { "free(): double free detected" }, 0 },
+    { "remote_list", t_remote_list, "p parked on its arena's remote list by a flush, then freed again",
+      { "free(): double free detected (remote list)", "free(): double free detected" }, 0 },
+};
+
+MISUSE_MAIN("double_free", tab)

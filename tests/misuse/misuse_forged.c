@@ -1,0 +1,112 @@
+/*
+ * misuse_forged.c - frees of memory the allocator never handed out: a fake
+ * chunk on the stack, in a global, and in another allocator's block (a
+ * private mapping with a plausible header), then the attacker's follow-up
+ * (mallocs of the fake size, which must never return the fake chunk).
+ * Also realloc of a fake chunk.  See misuse.h.
+ */
+#include "misuse.h"
+
+#define FAKE_SIZE 0x100   /* chunk size of the fake: requests of 0xf8 */
+#define FAKE_REQ  0xf8
+
+/* A fake chunk at m (16-aligned, 0x200 bytes writable): size FAKE_SIZE
+ * with P set, and a sane next chunk after it; returns the user pointer. */
+static void *forge(word *m)
+{
+    memset(m, 0, 0x200);
+    m[1] = FAKE_SIZE | 1;
+    m[FAKE_SIZE / 8] = FAKE_SIZE;          /* next prev_size      */
+    m[FAKE_SIZE / 8 + 1] = 0x40 | 1;       /* next size, P set    */
+    m[FAKE_SIZE / 8 + 8 + 1] = 0x40 | 1;   /* and the one after   */
+    return m + 2;
+}
+
+static void follow_up(const char *what, void *fake)
+{
+    for (int i = 0; i < 80; i++)
+        check_target(what, malloc(FAKE_REQ), fake, FAKE_SIZE);
+}
+
+static void t_stack(void *arg)
+{
+    (void)arg;
+    _Alignas(16) word buf[0x200 / 8];
+    void *fake = forge(buf);
+    free(harness_launder(fake));
+    follow_up("fake chunk on the stack", fake);
+}
+
+static _Alignas(16) word global_buf[0x200 / 8];
+static void t_global(void *arg)
+{
+    (void)arg;
+    void *fake = forge(global_buf);
+    free(harness_launder(fake));
+    follow_up("fake chunk in a global", fake);
+}
+
+/* Another allocator's block: a private mapping whose header imitates ours. */
+static void *other_block(void)
+{
+    char *m = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        setup_failed("mmap");
+    return forge((word *)(m + 0x1000));
+}
+
+static void t_other(void *arg)
+{
+    (void)arg;
+    void *fake = other_block();
+    free(harness_launder(fake));
+    follow_up("fake chunk in another allocator's mapping", fake);
+}
+
+/* The same block handed to free() as a non-main-arena chunk (A bit): its
+ * heap would be found by masking the address. */
+static void t_other_nonmain(void *arg)
+{
+    (void)arg;
+    word *fake = other_block();
+    fake[-1] |= 4;
+    free(harness_launder(fake));
+    follow_up("fake non-main chunk in another allocator's mapping", fake);
+}
+
+static void t_realloc(void *arg)
+{
+    (void)arg;
+    _Alignas(16) word buf[0x200 / 8];
+    void *fake = forge(buf);
+    void *r = realloc(harness_launder(fake), FAKE_REQ + 0x80);
+    check_target("realloc of a fake chunk on the stack", r, fake, FAKE_SIZE);
+    follow_up("realloc of a fake chunk on the stack", fake);
+}
+
+static void t_usable_size(void *arg)
+{
+    (void)arg;
+    void *fake = other_block();
+    size_t n = malloc_usable_size(harness_launder(fake));
+    /* The answer is what a program would trust for a memcpy length. */
+    if (n)
+        exploited("malloc_usable_size of a forged chunk answered %zu", n);
+}
+
+static const struct technique tab[] = {
+    { "free_stack", t_stack, "free of a fake chunk on the stack, then mallocs of its size",
+      { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "free_global", t_global, "free of a fake chunk in a global, then mallocs of its size",
+      { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "free_other_allocator", t_other, "free of a fake chunk in a private mapping (another allocator's block)",
+      { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "free_other_nonmain", t_other_nonmain, "the same with the non-main-arena bit set",
+      { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "realloc_stack", t_realloc, "realloc of a fake chunk on the stack",
+      { "realloc(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "usable_size_other", t_usable_size, "malloc_usable_size of a fake chunk in a private mapping",
+      { "malloc_usable_size(): invalid pointer (not a chunk of this heap)" }, 0 },
+};
+
+MISUSE_MAIN("forged", tab)

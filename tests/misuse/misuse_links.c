@@ -1,0 +1,165 @@
+/*
+ * misuse_links.c - use-after-free writes to the links of free lists, then
+ * the mallocs that follow them: thread-cache and fast-bin poisoning with a
+ * raw pointer and with a correctly mangled one (the attacker knows a heap
+ * address: the slot's own), aimed at a global fake chunk (attacker-placed
+ * memory) and at a live heap block (overlap); small-bin bk forging (house
+ * of lore); the fd of a chunk parked on a remote list.  See misuse.h.
+ */
+#include <pthread.h>
+#include "misuse.h"
+
+/* A fake 0x30-byte chunk in a global, with a sane size for the fast-bin
+ * check ("memory corruption (fast)"): what the attacker prepares. */
+static _Alignas(16) word fake[16];
+static void *fake_mem(void)
+{
+    fake[0] = 0;
+    fake[1] = 0x30 | 1;
+    fake[6 + 1] = 0x30 | 1;
+    return &fake[2];
+}
+
+static void pull(const char *what, void *target, size_t tlen, int n)
+{
+    for (int i = 0; i < n; i++)
+        check_target(what, malloc(40), target, tlen);
+}
+
+/* Cache holds b -> a; b's link (word 0) is overwritten. */
+static void tcache_poison(int mangled, int heap_target)
+{
+    word *a = malloc(40), *b = malloc(40);
+    void *guard = malloc(40);
+    void *live = malloc(40);
+    void *target = heap_target ? live : fake_mem();
+    free(a);
+    free(b);
+    W(b)[0] = mangled ? mangle(&b[0], target) : (word)target;
+    if (heap_target) {
+        for (int i = 0; i < 4; i++)
+            check_overlap("thread-cache poisoning at a live block", malloc(40), 40, live, 40);
+    } else {
+        pull("thread-cache poisoning", target, 32, 4);
+    }
+    sink(guard);
+}
+static void t_tc_raw(void *arg) { (void)arg; tcache_poison(0, 0); }
+static void t_tc_mangled(void *arg) { (void)arg; tcache_poison(1, 0); }
+static void t_tc_mangled_heap(void *arg) { (void)arg; tcache_poison(1, 1); }
+
+/* Fast bin holds b -> a (links to chunks, not user pointers). */
+static void fast_poison(int mangled, int heap_target)
+{
+    no_tcache();
+    word *a = malloc(40), *b = malloc(40);
+    void *guard = malloc(40);
+    word *live = malloc(40);
+    void *target = heap_target ? (void *)live : fake_mem();
+    free(a);
+    free(b);
+    void *tchunk = (char *)target - 16;
+    W(b)[0] = mangled ? mangle(&b[0], tchunk) : (word)tchunk;
+    if (heap_target) {
+        for (int i = 0; i < 4; i++)
+            check_overlap("fast-bin poisoning at a live block", malloc(40), 40, live, 40);
+    } else {
+        pull("fast-bin poisoning", target, 32, 4);
+    }
+    sink(guard);
+}
+static void t_fast_raw(void *arg) { (void)arg; fast_poison(0, 0); }
+static void t_fast_mangled(void *arg) { (void)arg; fast_poison(1, 0); }
+static void t_fast_mangled_heap(void *arg) { (void)arg; fast_poison(1, 1); }
+
+/* House of lore: v in its small bin, v->bk forged to a fake chunk f1 whose
+ * fd points back at v and whose bk is f2 with f2->fd = f1. */
+static _Alignas(16) word lore[2][8];
+static void t_smallbin_bk(void *arg)
+{
+    (void)arg;
+    no_tcache();
+    word *v = adjacent_triple(0x100, NULL, NULL);
+    void *vchunk = (char *)v - 16;
+    free(v);                           /* unsorted */
+    void *big = malloc(0x400);         /* sorts v into its small bin */
+    word *f1 = lore[0], *f2 = lore[1];
+    f1[1] = 0x110 | 1;
+    f1[2] = (word)vchunk;              /* fd -> v   */
+    f1[3] = (word)f2;                  /* bk -> f2  */
+    f2[1] = 0x110 | 1;
+    f2[2] = (word)f1;                  /* fd -> f1  */
+    W(v)[1] = (word)f1;                /* UAF: v->bk = f1 */
+    for (int i = 0; i < 3; i++)
+        check_target("small-bin bk forged (house of lore)", malloc(0x100), f1, sizeof lore);
+    sink(big);
+}
+
+/* ---- a remote list's link -------------------------------------------------- */
+struct rl {
+    word *p, *q;
+    int go[2], done[2];
+};
+static void *rl_owner(void *arg)
+{
+    struct rl *r = arg;
+    r->p = malloc(40);
+    r->q = malloc(40);
+    misuse_post(r->done[1]);
+    misuse_wait(r->go[0]);
+    for (int i = 0; i < 400; i++)
+        check_target("remote-list link forged", malloc(40), &fake[2], 32);
+    misuse_post(r->done[1]);
+    return NULL;
+}
+static void t_remote_link(void *arg)
+{
+    (void)arg;
+    static struct rl r;
+    if (pipe(r.go) || pipe(r.done))
+        setup_failed("pipe");
+    void *warm = malloc(40);
+    fake_mem();
+    pthread_t t;
+    if (pthread_create(&t, NULL, rl_owner, &r))
+        setup_failed("pthread_create");
+    misuse_wait(r.done[0]);
+    if (!(cflags(r.p) & 4))
+        setup_failed("the other thread's blocks are not in a non-main arena");
+    free(r.p);
+    free(r.q);
+    tide_thread_cache_flush();         /* both -> the owner arena's remote list */
+    /* UAF: the list's last link (the one that reads NULL) now leads to the fake. */
+    word *tail = W(r.p)[0] == 0 ? r.p : r.q;
+    tail[0] = (word)((char *)&fake[2] - 16);
+    misuse_post(r.go[1]);
+    misuse_wait(r.done[0]);
+    pthread_join(t, NULL);
+    sink(warm);
+}
+
+static const struct technique tab[] = {
+    { "tcache_poison_raw", t_tc_raw, "cache b->a; b's link := &global fake (raw); malloc x4",
+      { "malloc(): unaligned tcache chunk detected", "malloc(): corrupted tcache link" }, 0 },
+    { "tcache_poison_mangled", t_tc_mangled, "the same, link mangled (slot>>12)^target",
+      { "malloc(): unaligned tcache chunk detected", "malloc(): corrupted tcache link" }, 0 },
+    { "tcache_poison_heap", t_tc_mangled_heap, "mangled link to a live heap block",
+      { "malloc(): unaligned tcache chunk detected", "malloc(): corrupted tcache link" }, 0 },
+    { "fast_poison_raw", t_fast_raw, "cache off: fast bin b->a; b's fd := global fake chunk (raw)",
+      { "malloc(): unaligned fastbin chunk detected", "malloc(): memory corruption (fast)",
+        "malloc(): corrupted fastbin link" }, 0 },
+    { "fast_poison_mangled", t_fast_mangled, "the same, fd mangled (slot>>12)^target",
+      { "malloc(): unaligned fastbin chunk detected", "malloc(): memory corruption (fast)",
+        "malloc(): corrupted fastbin link" }, 0 },
+    { "fast_poison_heap", t_fast_mangled_heap, "mangled fd to a live heap block",
+      { "malloc(): unaligned fastbin chunk detected", "malloc(): memory corruption (fast)",
+        "malloc(): corrupted fastbin link" }, 0 },
+    { "smallbin_bk", t_smallbin_bk, "cache off: small-bin chunk's bk forged to a global (house of lore)",
+      { "corrupted double-linked list", "malloc(): corrupted chunk header",
+        "malloc(): smallbin double linked list corrupted" }, 0 },
+    { "remote_link", t_remote_link, "fd of a chunk parked on a remote list := global fake",
+      { "malloc(): corrupted tcache link", "malloc(): corrupted chunk header",
+        "malloc(): unaligned tcache chunk detected" }, 0 },
+};
+
+MISUSE_MAIN("links", tab)
