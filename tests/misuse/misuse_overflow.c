@@ -42,7 +42,7 @@ static void t_null_byte(void *arg)
     f[2] = (word)f;
     f[3] = (word)f;
     a[0x110 / 8] = fsize;              /* B's prev_size (A's last word) */
-    ((unsigned char *)a)[0x118] = 0;   /* off by one: B's size 0x101 -> 0x100 */
+    ((unsigned char *)harness_launder(a))[0x118] = 0;   /* off by one: B's size 0x101 -> 0x100 */
     free(bm);                          /* consolidates backwards into F */
     for (int i = 0; i < 4; i++)
         check_overlap("NUL byte into the next size (einherjar)", malloc(0x200), 0x200, a, 0x118);
@@ -108,7 +108,7 @@ static void t_shrink(void *arg)
     W(b)[0x1f0 / 8] = 0x200;           /* fake prev_size where B will end, */
     W(b)[0x1f8 / 8] = 0x10;            /* and a plausible next size (P clear) */
     free(b);
-    ((unsigned char *)a)[0x18] = 0;    /* off by one: 0x211 -> 0x200 */
+    ((unsigned char *)harness_launder(a))[0x18] = 0;    /* off by one: 0x211 -> 0x200 */
     void *b1 = malloc(0xf8);
     void *b2 = malloc(0x80);
     free(b1);
@@ -144,16 +144,26 @@ static void t_mmapped(void *arg)
 {
     (void)arg;
     mallopt(M_MMAP_THRESHOLD, 64 * 1024);
-    char *p = malloc(256 * 1024), *q = malloc(256 * 1024);
-    if (!(cflags(p) & 2) || !(cflags(q) & 2))
-        setup_failed("blocks not mmapped");
-    if (q - 16 + csize(q) != p - 16) {
-        char *t = p;
-        p = q;
-        q = t;
-        if (q - 16 + csize(q) != p - 16)
-            setup_failed("mappings not adjacent");
+    /* Mappings are usually placed right below each other, but another
+     * thread's mmap (a sanitizer's, say) may come in between: take up to
+     * eight and use the first adjacent pair.                          */
+    char *blk[8], *p = NULL, *q = NULL;
+    for (int n = 0; n < 8 && !p; n++) {
+        blk[n] = malloc(256 * 1024);
+        if (!blk[n] || !(cflags(blk[n]) & 2))
+            setup_failed("blocks not mmapped");
+        for (int k = 0; k < n && !p; k++) {
+            for (int swap = 0; swap < 2 && !p; swap++) {
+                char *lo = swap ? blk[k] : blk[n], *hi = swap ? blk[n] : blk[k];
+                if (lo - 16 + csize(lo) == hi - 16) {
+                    q = lo;
+                    p = hi;
+                }
+            }
+        }
     }
+    if (!p)
+        setup_failed("mappings not adjacent");
     memset(p, 'P', 256 * 1024);
     word total = csize(q) + csize(p);
     set_size_word(q, total | 2);
