@@ -64,6 +64,7 @@
  *                                build, where free is tide_free (tide_names.h)
  *                                but the C library allocates with the
  *                                sanitizer's allocator, the C library's free.
+ *   harness_sink(p)              keeps an unused result alive.
  *   harness_launder(p)           hides a pointer's provenance from the
  *                                compiler (no use-after-free warnings or
  *                                optimisations on deliberate misuse).
@@ -197,6 +198,12 @@ static inline HARNESS_UNUSED void *harness_launder(void *p)
     __asm__ volatile("" : "+r"(p) : : "memory");
 #endif
     return p;
+}
+/* Keep a result the test never uses (the compiler may not drop the call). */
+static inline HARNESS_UNUSED void harness_sink(void *p)
+{
+    volatile uintptr_t v = (uintptr_t)p;
+    (void)v;
 }
 
 /* ---- /proc/self/status -------------------------------------------------- */

@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE 1
 #include "harness.h"
+#include "tide_test.h"
 
 #include <malloc.h>
 #include <stdint.h>
@@ -90,18 +91,6 @@ static uintptr_t mangle(const void *field_addr, uintptr_t ptr)
     return ((uintptr_t)field_addr >> 12) ^ ptr;
 }
 
-static void no_tcache(void)
-{
-    mallopt(TIDE_M_TCACHE_COUNT, 0);
-    tide_thread_cache_flush();
-}
-
-static void sink(void *p)
-{
-    /* Make sure the compiler keeps a result we never use. */
-    volatile uintptr_t v = (uintptr_t)p;
-    (void)v;
-}
 
 /* ---- scenarios -------------------------------------------------------- */
 static void sc_tcache_double_free(void *arg)
@@ -112,25 +101,25 @@ static void sc_tcache_double_free(void *arg)
     void *guard = malloc(40);
     free(p);
     free(again);
-    sink(guard);
+    harness_sink(guard);
 }
 
 static void sc_fasttop(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *p = malloc(40);
     void *again = harness_launder(p);
     void *guard = malloc(40);
     free(p);
     free(again);
-    sink(guard);
+    harness_sink(guard);
 }
 
 static void sc_double_free_prev(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *a = adjacent_middle(2000);    /* neighbours in use: no merging */
     void *again = harness_launder(a);
     free(a);
@@ -188,7 +177,7 @@ static void sc_invalid_size_huge(void *arg)
 static void sc_invalid_next_size_fast_zero(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *p = adjacent_middle(40);
     *next_size_word(p) = 0;       /* overflow smashes the neighbour's size */
     free(p);
@@ -197,7 +186,7 @@ static void sc_invalid_next_size_fast_zero(void *arg)
 static void sc_invalid_next_size_fast_huge(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *p = adjacent_middle(40);
     *next_size_word(p) = ((word)1 << 40) | 1;
     free(p);
@@ -206,7 +195,7 @@ static void sc_invalid_next_size_fast_huge(void *arg)
 static void sc_invalid_next_size_normal_zero(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *p = adjacent_middle(2000);
     /* Size 0 but P still set: with P clear the "(!prev)" check fires first. */
     *next_size_word(p) = 1;
@@ -216,7 +205,7 @@ static void sc_invalid_next_size_normal_zero(void *arg)
 static void sc_invalid_next_size_normal_huge(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *p = adjacent_middle(2000);
     *next_size_word(p) = ((word)1 << 40) | 1;
     free(p);
@@ -225,7 +214,7 @@ static void sc_invalid_next_size_normal_huge(void *arg)
 static void sc_free_top(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *p = just_below_top(100000);
     free(next_user(p));
 }
@@ -233,7 +222,7 @@ static void sc_free_top(void *arg)
 static void sc_free_fake_out(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     /* A plausible chunk in memory the allocator never handed out. */
     char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
@@ -281,7 +270,7 @@ static void sc_realloc_invalid_middle(void *arg)
     (void)arg;
     char *p = malloc(200);
     memset(p, 0, 200);
-    sink(realloc(harness_launder(p + 16), 100));
+    harness_sink(realloc(harness_launder(p + 16), 100));
 }
 
 static void sc_realloc_invalid_misaligned(void *arg)
@@ -289,38 +278,38 @@ static void sc_realloc_invalid_misaligned(void *arg)
     (void)arg;
     char *p = malloc(200);
     memset(p, 0, 200);
-    sink(realloc(harness_launder(p + 8), 100));
+    harness_sink(realloc(harness_launder(p + 8), 100));
 }
 
 static void sc_unsorted_fd(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *a = adjacent_middle(2000);
     word *wa = W(a);
     free(a);                            /* -> unsorted bin */
     wa[0] = (word)wa;                   /* use after free: fd */
-    sink(malloc(5000));                 /* walks the unsorted bin */
+    harness_sink(malloc(5000));                 /* walks the unsorted bin */
 }
 
 static void sc_unsorted_bk(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *a = adjacent_middle(2000);
     word *wa = W(a);
     free(a);
     wa[1] = (word)wa;                   /* use after free: bk */
-    sink(malloc(5000));
+    harness_sink(malloc(5000));
 }
 
 static void sc_top_size(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *p = just_below_top(100000);
     *next_size_word(p) = ((word)-16) | 1;
-    sink(malloc(60000));                /* served from top */
+    harness_sink(malloc(60000));                /* served from top */
 }
 
 static void sc_tcache_unaligned(void *arg)
@@ -339,9 +328,9 @@ static void sc_tcache_unaligned(void *arg)
     uintptr_t off = key == 8 ? 4 : 8;
     uintptr_t target = (ua & ~(uintptr_t)15) + off;
     wb[0] = mangle(wb, target);
-    sink(malloc(40));                   /* returns b, head := target */
-    sink(malloc(40));                   /* target is misaligned */
-    sink(guard);
+    harness_sink(malloc(40));                   /* returns b, head := target */
+    harness_sink(malloc(40));                   /* target is misaligned */
+    harness_sink(guard);
 }
 
 /* ---- table ------------------------------------------------------------- */

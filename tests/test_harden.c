@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE 1
 #include "harness.h"
+#include "tide_test.h"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -39,16 +40,6 @@ typedef size_t word;
 static word *W(void *p) { return harness_launder(p); }
 static word size_of(void *p) { return W(p)[-1] & TM_SIZE_MASK; }
 
-static void no_tcache(void)
-{
-    mallopt(TIDE_M_TCACHE_COUNT, 0);
-    tide_thread_cache_flush();
-}
-static void sink(void *p)
-{
-    volatile uintptr_t v = (uintptr_t)p;
-    (void)v;
-}
 
 /* ---- ownership ---------------------------------------------------------- */
 static char global_block[256] __attribute__((aligned(16)));
@@ -78,13 +69,13 @@ static void sc_realloc_stack(void *a)
 {
     (void)a;
     word buf[8] __attribute__((aligned(16))) = { 0, 0, 0x41, 0, 0, 0, 0, 0 };
-    sink(realloc(harness_launder(&buf[2]), 100));
+    harness_sink(realloc(harness_launder(&buf[2]), 100));
 }
 static void sc_usable_stack(void *a)
 {
     (void)a;
     word buf[8] __attribute__((aligned(16))) = { 0, 0, 0x41, 0, 0, 0, 0, 0 };
-    sink((void *)malloc_usable_size(harness_launder(&buf[2])));
+    harness_sink((void *)malloc_usable_size(harness_launder(&buf[2])));
 }
 
 /* ---- headers ------------------------------------------------------------ */
@@ -94,7 +85,7 @@ static void sc_enlarge(void *a)
     char *p = malloc(100), *q = malloc(100);
     W(p)[-1] += 0x100;                  /* size grows over q; checksum kept */
     free(p);
-    sink(q);
+    harness_sink(q);
 }
 static void sc_shrink(void *a)
 {
@@ -113,7 +104,7 @@ static void sc_null_byte(void *a)
     if (size_of(q) == 0x200)            /* only P cleared: make it bite */
         W(q)[-1] &= ~(word)0xff0;
     free(q);
-    sink(p);
+    harness_sink(p);
 }
 static void sc_interior(void *a)
 {
@@ -135,33 +126,33 @@ static void sc_replayed_header(void *a)
 static void sc_top_size(void *a)
 {
     (void)a;
-    no_tcache();
+    tide_test_no_tcache();
     char *p = malloc(200);
     char *top = p + size_of(p);          /* p was split from top */
     W(top)[-1] = (word)-16 | 1;          /* House of Force */
-    sink(malloc(1 << 20));
-    sink(malloc(300));
+    harness_sink(malloc(1 << 20));
+    harness_sink(malloc(300));
 }
 
 /* ---- double frees ------------------------------------------------------- */
 static void sc_double_free_bin(void *a)
 {
     (void)a;
-    no_tcache();
+    tide_test_no_tcache();
     char *p = malloc(2000), *guard = malloc(2000);
     free(p);
     free(harness_launder(p));
-    sink(guard);
+    harness_sink(guard);
 }
 static void sc_double_free_fast_not_top(void *a)
 {
     (void)a;
-    no_tcache();
+    tide_test_no_tcache();
     char *p = malloc(40), *q = malloc(40), *guard = malloc(40);
     free(p);
     free(q);                             /* p is no longer the bin's top */
     free(harness_launder(p));
-    sink(guard);
+    harness_sink(guard);
 }
 static void sc_double_free_mmapped(void *a)
 {
@@ -173,19 +164,19 @@ static void sc_double_free_mmapped(void *a)
 static void sc_realloc_freed_bin(void *a)
 {
     (void)a;
-    no_tcache();
+    tide_test_no_tcache();
     char *p = malloc(2000), *guard = malloc(2000);
     free(p);
-    sink(realloc(harness_launder(p), 3000));
-    sink(guard);
+    harness_sink(realloc(harness_launder(p), 3000));
+    harness_sink(guard);
 }
 static void sc_realloc_freed_cached(void *a)
 {
     (void)a;
     char *p = malloc(40), *guard = malloc(40);
     free(p);
-    sink(realloc(harness_launder(p), 100));
-    sink(guard);
+    harness_sink(realloc(harness_launder(p), 100));
+    harness_sink(guard);
 }
 
 /* Cross-thread: a chunk of the main arena freed by a thread of another
@@ -260,8 +251,8 @@ static void sc_tcache_glibc_mangled(void *a)
     free(p);
     free(q);                             /* q -> p */
     W(q)[0] = ((uintptr_t)q >> 12) ^ (uintptr_t)target;
-    sink(malloc(40));
-    sink(malloc(40));
+    harness_sink(malloc(40));
+    harness_sink(malloc(40));
 }
 static void sc_tcache_keyed_to_fake(void *a)
 {
@@ -274,8 +265,8 @@ static void sc_tcache_keyed_to_fake(void *a)
     free(p);
     free(q);
     W(q)[0] = tm_protect_ptr(q, (uintptr_t)&fake[2]);
-    sink(malloc(40));
-    sink(malloc(40));
+    harness_sink(malloc(40));
+    harness_sink(malloc(40));
 }
 static void sc_tcache_keyed_to_live(void *a)
 {
@@ -287,44 +278,44 @@ static void sc_tcache_keyed_to_live(void *a)
     free(p);
     free(q);
     W(q)[0] = tm_protect_ptr(q, (uintptr_t)victim);
-    sink(malloc(40));
-    sink(malloc(40));
+    harness_sink(malloc(40));
+    harness_sink(malloc(40));
 }
 static void sc_fastbin_raw(void *a)
 {
     (void)a;
-    no_tcache();
+    tide_test_no_tcache();
     char *target = malloc(200);
     char *p = malloc(40), *q = malloc(40), *guard = malloc(40);
     free(p);
     free(q);
     W(q)[0] = (uintptr_t)target - 16;   /* a raw pointer, as before safe-linking */
-    sink(malloc(40));
-    sink(malloc(40));
-    sink(guard);
+    harness_sink(malloc(40));
+    harness_sink(malloc(40));
+    harness_sink(guard);
 }
 static void sc_fastbin_keyed_to_live(void *a)
 {
     (void)a;
-    no_tcache();
+    tide_test_no_tcache();
     char *victim = malloc(40);
     char *p = malloc(40), *q = malloc(40), *guard = malloc(40);
     free(p);
     free(q);
     tm_chunk *qc = (tm_chunk *)(q - 16);
     fastbin_link(qc, (tm_chunk *)(victim - 16));   /* keyed: the secret leaked */
-    sink(malloc(40));
-    sink(malloc(40));
-    sink(guard);
+    harness_sink(malloc(40));
+    harness_sink(malloc(40));
+    harness_sink(guard);
 }
 static void sc_unlink_forged(void *a)
 {
     (void)a;
-    no_tcache();
+    tide_test_no_tcache();
     char *q = isolated(2000);
     char *g = q + size_of(q);            /* q's in-use neighbour */
     free(q);
-    sink(malloc(3000));                  /* sorts q into its bin */
+    harness_sink(malloc(3000));                  /* sorts q into its bin */
     static word fake[8] __attribute__((aligned(16)));
     W(q)[0] = (uintptr_t)fake;           /* q->fd = a fake chunk outside the heap */
     free(g);                             /* coalesces with q: unlinks it */
@@ -332,14 +323,14 @@ static void sc_unlink_forged(void *a)
 static void sc_largebin_nextsize(void *a)
 {
     (void)a;
-    no_tcache();
+    tide_test_no_tcache();
     char *p = isolated(0x500), *q = isolated(0x510);
     free(p);
-    sink(malloc(0x600));                 /* p into its large bin */
+    harness_sink(malloc(0x600));                 /* p into its large bin */
     free(q);
     W(p)[2] = (uintptr_t)global_block;   /* p->fd_nextsize forged */
     W(p)[3] = (uintptr_t)global_block;   /* p->bk_nextsize forged */
-    sink(malloc(0x600));                 /* sorting q follows p's nextsize links */
+    harness_sink(malloc(0x600));                 /* sorting q follows p's nextsize links */
 }
 static void sc_mmapped_size(void *a)
 {
@@ -446,12 +437,12 @@ static void check_fork_keeps_keys(void)
 static void sc_check_heap_sees_checksum(void *a)
 {
     (void)a;
-    no_tcache();
+    tide_test_no_tcache();
     char *p = malloc(2000), *guard = malloc(2000);
     free(p);
     W(p)[-1] ^= (word)1 << 50;           /* checksum bit of a free chunk in a bin */
     tide_check_heap();
-    sink(guard);
+    harness_sink(guard);
 }
 
 int main(void)

@@ -44,6 +44,7 @@
 #define _GNU_SOURCE 1
 #endif
 #include "harness.h"
+#include "tide_test.h"
 
 #include <malloc.h>
 #include <stdint.h>
@@ -83,11 +84,6 @@ static inline word mangle(const void *slot, const void *target)
     return ((uintptr_t)slot >> 12) ^ (uintptr_t)target;
 }
 
-static inline void sink(void *p)
-{
-    volatile uintptr_t v = (uintptr_t)p;
-    (void)v;
-}
 
 /* Child side: report and stop. */
 static inline __attribute__((noreturn, format(printf, 1, 2))) void exploited(const char *fmt, ...)
@@ -134,13 +130,6 @@ static inline void check_target(const char *what, void *m, void *target, size_t 
         exploited("%s: malloc returned %p, the attacker's target %p", what, m, target);
 }
 
-/* The thread cache off (documented mallopt), so frees reach the bins, as
- * an attacker gets by filling the cache first. */
-static inline void no_tcache(void)
-{
-    mallopt(TIDE_M_TCACHE_COUNT, 0);
-    tide_thread_cache_flush();
-}
 
 /* Allocate blocks of `size` until three consecutive ones lie back to back
  * (lo|mid|hi, all in use, in either order: the thread cache hands out a

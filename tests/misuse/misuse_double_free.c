@@ -28,7 +28,7 @@ static void t_tcache(void *arg)
     free(p);
     free(harness_launder(p));
     two_mallocs("tcache double free", 40, 4);
-    sink(guard);
+    harness_sink(guard);
 }
 
 static void t_tcache_key_wiped(void *arg)
@@ -40,35 +40,35 @@ static void t_tcache_key_wiped(void *arg)
     W(p)[1] = 0;                       /* use after free: the key word */
     free(harness_launder(p));
     two_mallocs("tcache double free, key wiped", 40, 4);
-    sink(guard);
+    harness_sink(guard);
 }
 
 static void t_fast_aba(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *a = malloc(40), *b = malloc(40), *guard = malloc(40);
     free(a);
     free(b);
     free(harness_launder(a));          /* a is not the bin's top: fasttop misses it */
     two_mallocs("fast-bin a-b-a double free", 40, 4);
-    sink(guard);
+    harness_sink(guard);
 }
 
 static void t_fast_top(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *a = malloc(40), *guard = malloc(40);
     free(a);
     free(harness_launder(a));
     two_mallocs("fast-bin double free", 40, 4);
-    sink(guard);
+    harness_sink(guard);
 }
 
 static void sized(size_t n, const char *what)
 {
-    no_tcache();
+    tide_test_no_tcache();
     void *x = adjacent_triple(n, NULL, NULL);
     free(x);
     free(harness_launder(x));
@@ -130,7 +130,7 @@ static void t_cross_thread(void *arg)
         exploited("double free across threads: both threads got %p", mine);
     misuse_post(x.fd_go[1]);
     pthread_join(t, NULL);
-    sink(guard);
+    harness_sink(guard);
 }
 
 /* ---- a chunk parked on another arena's remote list ------------------------ */
@@ -179,7 +179,7 @@ static void t_remote_list(void *arg)
         exploited("double free of a chunk on a remote list: both threads got %p", mine);
     misuse_post(r.fd_go[1]);
     pthread_join(t, NULL);
-    sink(warm);
+    harness_sink(warm);
 }
 
 static const struct technique tab[] = {

@@ -11,7 +11,7 @@
 static void interior(int cached)
 {
     if (!cached)
-        no_tcache();
+        tide_test_no_tcache();
     word *a = malloc(0x200);
     word *guard = malloc(0x40);
     memset(a, 'A', 0x200);
@@ -24,7 +24,7 @@ static void interior(int cached)
     free(harness_launder(f + 2));
     for (int i = 0; i < 80; i++)
         check_overlap("interior free with a fake header", malloc(0xf8), 0xf8, a, 0x200);
-    sink(guard);
+    harness_sink(guard);
 }
 static void t_fake_header(void *arg) { (void)arg; interior(1); }
 static void t_fake_header_bins(void *arg) { (void)arg; interior(0); }

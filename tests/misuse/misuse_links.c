@@ -42,7 +42,7 @@ static void tcache_poison(int mangled, int heap_target)
     } else {
         pull("thread-cache poisoning", target, 32, 4);
     }
-    sink(guard);
+    harness_sink(guard);
 }
 static void t_tc_raw(void *arg) { (void)arg; tcache_poison(0, 0); }
 static void t_tc_mangled(void *arg) { (void)arg; tcache_poison(1, 0); }
@@ -51,7 +51,7 @@ static void t_tc_mangled_heap(void *arg) { (void)arg; tcache_poison(1, 1); }
 /* Fast bin holds b -> a (links to chunks, not user pointers). */
 static void fast_poison(int mangled, int heap_target)
 {
-    no_tcache();
+    tide_test_no_tcache();
     word *a = malloc(40), *b = malloc(40);
     void *guard = malloc(40);
     word *live = malloc(40);
@@ -66,7 +66,7 @@ static void fast_poison(int mangled, int heap_target)
     } else {
         pull("fast-bin poisoning", target, 32, 4);
     }
-    sink(guard);
+    harness_sink(guard);
 }
 static void t_fast_raw(void *arg) { (void)arg; fast_poison(0, 0); }
 static void t_fast_mangled(void *arg) { (void)arg; fast_poison(1, 0); }
@@ -78,7 +78,7 @@ static _Alignas(16) word lore[2][8];
 static void t_smallbin_bk(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     word *v = adjacent_triple(0x100, NULL, NULL);
     void *vchunk = (char *)v - 16;
     free(v);                           /* unsorted */
@@ -92,7 +92,7 @@ static void t_smallbin_bk(void *arg)
     W(v)[1] = (word)f1;                /* UAF: v->bk = f1 */
     for (int i = 0; i < 3; i++)
         check_target("small-bin bk forged (house of lore)", malloc(0x100), f1, sizeof lore);
-    sink(big);
+    harness_sink(big);
 }
 
 /* ---- a remote list's link -------------------------------------------------- */
@@ -135,7 +135,7 @@ static void t_remote_link(void *arg)
     misuse_post(r.go[1]);
     misuse_wait(r.done[0]);
     pthread_join(t, NULL);
-    sink(warm);
+    harness_sink(warm);
 }
 
 static const struct technique tab[] = {

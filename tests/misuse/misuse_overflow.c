@@ -30,7 +30,7 @@ static void *pair(size_t nx, size_t ny, void **py)
 static void t_null_byte(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *bm;
     word *a = pair(0x118, 0xf8, &bm);
     if (csize(a) != 0x120 || csize(bm) != 0x100)
@@ -81,7 +81,7 @@ static void t_enlarge_unsorted(void *arg)
     free(b);
     for (int i = 0; i < 4; i++)
         check_overlap("size enlarged over a live neighbour (bins)", malloc(s - 8), s - 8, c, 0x418);
-    sink(d);
+    harness_sink(d);
 }
 
 /* Poison null byte: B (0x210) free in the unsorted bin, C after it with
@@ -91,7 +91,7 @@ static void t_enlarge_unsorted(void *arg)
 static void t_shrink(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *a, *b, *c, *g;
     for (int i = 0;; i++) {
         if (i == 64)
@@ -115,7 +115,7 @@ static void t_shrink(void *arg)
     free(c);                           /* C's prev_size still says 0x210 */
     for (int i = 0; i < 4; i++)
         check_overlap("free chunk shrunk by a NUL byte", malloc(0x300), 0x300, b2, 0x80);
-    sink(g);
+    harness_sink(g);
 }
 
 /* House of force: top's size := huge, malloc(distance), malloc -> target. */
@@ -135,7 +135,7 @@ static void t_top(void *arg)
     void *big = malloc(dist - 8);
     void *m = malloc(0x20);
     check_target("top size overwritten (house of force)", m, target, 4096);
-    sink(big);
+    harness_sink(big);
 }
 
 /* Two mmapped chunks back to back (q right below p): q's size := q + p,

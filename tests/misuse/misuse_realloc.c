@@ -9,7 +9,7 @@
 static void freed(size_t n, int cache, const char *what)
 {
     if (!cache)
-        no_tcache();
+        tide_test_no_tcache();
     void *p = adjacent_triple(n, NULL, NULL);
     free(p);
     void *r = realloc(harness_launder(p), n - 8);
@@ -29,7 +29,7 @@ static void t_grow(void *arg)
     void *p = adjacent_triple(0x100, NULL, NULL);
     free(p);
     void *r = realloc(harness_launder(p), 0x2000);
-    sink(r);
+    harness_sink(r);
     void *a = malloc(0x100), *b = malloc(0x100);
     if (a && a == b)
         exploited("realloc (grow) of a freed chunk: malloc returned %p twice", a);

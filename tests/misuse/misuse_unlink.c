@@ -13,7 +13,7 @@ static word slots[8];      /* slots[4] holds the program's pointer to A */
 static void t_unsafe_unlink(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     void *a, *b;
     for (int i = 0;; i++) {
         if (i == 64)
@@ -47,7 +47,7 @@ static word target[8];
 static void t_largebin(void *arg)
 {
     (void)arg;
-    no_tcache();
+    tide_test_no_tcache();
     word *p1, *p2;
     void *g1, *g2;
     for (int i = 0;; i++) {            /* each with a live guard after it */
@@ -68,10 +68,10 @@ static void t_largebin(void *arg)
     void *big2 = malloc(0x438);        /* sorts p2: writes p2 to target */
     if (target[4] != 0)
         exploited("large-bin attack: target word now %#zx", (size_t)target[4]);
-    sink(g1);
-    sink(g2);
-    sink(big);
-    sink(big2);
+    harness_sink(g1);
+    harness_sink(g2);
+    harness_sink(big);
+    harness_sink(big2);
 }
 
 static const struct technique tab[] = {
