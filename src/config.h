@@ -55,7 +55,6 @@
 #define TM_DEFAULT_TRIM_THRESHOLD     (128u * 1024)
 #define TM_DEFAULT_TOP_PAD            (128u * 1024)
 #define TM_DEFAULT_MMAP_MAX           65536
-#define TM_MMAP_AS_MORECORE_SIZE      (1024u * 1024)        /* brk failed: grow by mmap in at least this */
 
 /* Sub-heaps of non-main arenas: reserved HEAP_MAX bytes aligned to their
  * size, so heap_for_ptr() is a mask.                                       */

@@ -68,12 +68,12 @@ typedef struct tm_heap {
     struct tm_heap *prev;   /* older heap of the same arena                 */
     size_t size;            /* bytes of the heap in use (chunks end here)   */
     size_t committed;       /* sub-heaps: bytes made read/write             */
-    uint32_t kind;          /* TM_HEAP_SUB, TM_SEG_BRK or TM_SEG_MMAP        */
+    uint32_t kind;          /* TM_HEAP_SUB or TM_SEG_BRK                      */
     uint32_t pad_;
     size_t reserved;        /* bytes of address space reserved for it       */
 } tm_heap;                  /* 48 bytes: keeps the first chunk 16-aligned   */
 
-enum { TM_HEAP_SUB = 1, TM_SEG_BRK = 2, TM_SEG_MMAP = 3 };
+enum { TM_HEAP_SUB = 1, TM_SEG_BRK = 2 };
 
 typedef struct { tm_chunk *fd, *bk; } tm_bin;
 

@@ -419,7 +419,7 @@ static void seg_end(struct mapper *m)
 
 static void map_heap(struct mapper *m, tm_arena *av, int ai, tm_heap *h)
 {
-    seg_begin(m, ai, h->kind == TM_HEAP_SUB ? "sub" : h->kind == TM_SEG_BRK ? "brk" : "mmap",
+    seg_begin(m, ai, h->kind == TM_HEAP_SUB ? "sub" : "brk",
               (uintptr_t)h, (uintptr_t)heap_end(h));
     char *end = heap_end(h);
     tm_chunk *p = heap_first_chunk(h);

@@ -6,12 +6,6 @@ struct tm_own_fast tm_own;
 _Atomic uint64_t tm_own_sub[TM_OWN_SUB_WORDS];
 
 /* ---- main arena ------------------------------------------------------------ */
-static struct { _Atomic uintptr_t lo, hi; } main_segs[TM_OWN_MAIN_SEGS];
-static _Atomic unsigned main_nsegs;
-/* More mmap segments than the table holds: fall back to "inside the
- * range of all of them" for the rest (checksums still verify).        */
-static _Atomic uintptr_t main_extra_lo = UINTPTR_MAX, main_extra_hi;
-
 void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
 {
     uintptr_t cur_lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
@@ -26,43 +20,6 @@ void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi)
 {
     if (atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed) == old_hi)
         atomic_store_explicit(&tm_own.main_hi, new_hi, memory_order_relaxed);
-}
-
-void tm_own_main_mmap(uintptr_t lo, uintptr_t hi)
-{
-    unsigned n = atomic_load_explicit(&main_nsegs, memory_order_relaxed);
-    if (n < TM_OWN_MAIN_SEGS) {
-        atomic_store_explicit(&main_segs[n].lo, lo, memory_order_relaxed);
-        atomic_store_explicit(&main_segs[n].hi, hi, memory_order_relaxed);
-        atomic_store_explicit(&main_nsegs, n + 1, memory_order_release);
-    } else {
-        if (lo < atomic_load_explicit(&main_extra_lo, memory_order_relaxed))
-            atomic_store_explicit(&main_extra_lo, lo, memory_order_relaxed);
-        if (hi > atomic_load_explicit(&main_extra_hi, memory_order_relaxed))
-            atomic_store_explicit(&main_extra_hi, hi, memory_order_relaxed);
-    }
-    atomic_store_explicit(&tm_own.main_mmap, true, memory_order_relaxed);
-}
-
-/* The segment of the last hit: bin walks ask about neighbours, mostly in
- * one segment (a hint only; any value below main_nsegs is a valid one). */
-static _Atomic unsigned main_last;
-
-bool tm_own_in_main_mmap(uintptr_t a)
-{
-    unsigned n = atomic_load_explicit(&main_nsegs, memory_order_acquire);
-    unsigned k = atomic_load_explicit(&main_last, memory_order_relaxed);
-    if (k < n && a >= atomic_load_explicit(&main_segs[k].lo, memory_order_relaxed) &&
-        a < atomic_load_explicit(&main_segs[k].hi, memory_order_relaxed))
-        return true;
-    for (unsigned i = 0; i < n; i++)
-        if (a >= atomic_load_explicit(&main_segs[i].lo, memory_order_relaxed) &&
-            a < atomic_load_explicit(&main_segs[i].hi, memory_order_relaxed)) {
-            atomic_store_explicit(&main_last, i, memory_order_relaxed);
-            return true;
-        }
-    return a >= atomic_load_explicit(&main_extra_lo, memory_order_relaxed) &&
-           a < atomic_load_explicit(&main_extra_hi, memory_order_relaxed);
 }
 
 /* ---- sub-heaps -------------------------------------------------------------- */

@@ -8,8 +8,7 @@
  * Three registries, all in memory of their own (the os layer; never the
  * heap, so a heap overflow cannot edit them):
  *   main arena  the bounds [lo, hi) of its brk segments (contiguous in
- *               practice), plus up to TM_OWN_MAIN_SEGS mmap segments
- *               (brk failed), by range;
+ *               practice); once brk fails it grows in sub-heaps (below);
  *   sub-heaps   one bit per TM_HEAP_MAX_SIZE-aligned slot of the address
  *               space (2^47 / 64 MiB = 2 Mi bits, 256 KiB of .bss that
  *               stays untouched zero pages but for the words in use):
@@ -30,13 +29,11 @@
 #define TM_OWN_ADDR_BITS 47
 #define TM_OWN_SUB_SHIFT 26                    /* log2(TM_HEAP_MAX_SIZE) */
 #define TM_OWN_SUB_WORDS (((size_t)1 << (TM_OWN_ADDR_BITS - TM_OWN_SUB_SHIFT)) / 64)
-#define TM_OWN_MAIN_SEGS 64
 
 _Static_assert(((size_t)1 << TM_OWN_SUB_SHIFT) == TM_HEAP_MAX_SIZE, "sub-heap slot size");
 
 struct tm_own_fast {
     _Atomic uintptr_t main_lo, main_hi;        /* brk segments of the main arena */
-    _Atomic bool main_mmap;                    /* it has mmap segments too (rare) */
 };
 extern struct tm_own_fast tm_own TM_HIDDEN;
 extern _Atomic uint64_t tm_own_sub[TM_OWN_SUB_WORDS] TM_HIDDEN;
@@ -48,28 +45,16 @@ static TM_INLINE bool tm_own_in_sub(uintptr_t a)
         return false;
     return (atomic_load_explicit(&tm_own_sub[g >> 6], memory_order_relaxed) >> (g & 63)) & 1;
 }
-TM_HIDDEN bool tm_own_in_main_mmap(uintptr_t a);
-/* The hot paths' test, with no call (so no registers to save): the main
- * arena's brk bounds or a sub-heap.  false: ask tm_own_in_heaps.      */
-static TM_INLINE bool tm_own_in_heaps_fast(uintptr_t a)
-{
-    if (a >= atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed) &&
-        a < atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed))
-        return true;
-    return tm_own_in_sub(a);
-}
-/* Inside one of our heaps: the main arena's brk bounds, one of our
- * sub-heaps, or (only once brk has failed) a main-arena mmap segment.
+/* Inside one of our heaps: the main arena's brk bounds or one of our
+ * sub-heaps (the main arena's too, once brk has failed: sysmem.c).
+ * Exact, and no call (so no registers to save on the hot paths).
  * Mmapped chunks are not in heaps: tm_own_classify.                  */
 static TM_INLINE bool tm_own_in_heaps(uintptr_t a)
 {
     if (a >= atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed) &&
         a < atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed))
         return true;
-    if (tm_own_in_sub(a))
-        return true;
-    return unlikely(atomic_load_explicit(&tm_own.main_mmap, memory_order_relaxed)) &&
-           tm_own_in_main_mmap(a);
+    return tm_own_in_sub(a);
 }
 
 enum { TM_OWN_NONE = 0, TM_OWN_HEAP = 1, TM_OWN_MMAP = 2 };
@@ -78,10 +63,9 @@ enum { TM_OWN_NONE = 0, TM_OWN_HEAP = 1, TM_OWN_MMAP = 2 };
 TM_HIDDEN int tm_own_classify(const tm_chunk *p);
 
 /* Main arena (its lock held): a brk segment now spans [lo, hi) - extended,
- * new or trimmed; an mmap segment [lo, hi) was added.                */
+ * new or trimmed.                                                     */
 TM_HIDDEN void tm_own_main_brk(uintptr_t lo, uintptr_t hi);
 TM_HIDDEN void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi);
-TM_HIDDEN void tm_own_main_mmap(uintptr_t lo, uintptr_t hi);
 /* Sub-heaps: h is (no longer) one. */
 TM_HIDDEN void tm_own_sub_add(const void *h);
 TM_HIDDEN void tm_own_sub_del(const void *h);

@@ -223,8 +223,6 @@ static void start_heap(tm_arena *av, tm_heap *h, size_t size, uint32_t kind)
     h->kind = kind;
     if (kind == TM_SEG_BRK)
         tm_own_main_brk((uintptr_t)h, (uintptr_t)h + size);
-    else if (kind == TM_SEG_MMAP)
-        tm_own_main_mmap((uintptr_t)h, (uintptr_t)h + size);
     av->system_mem += size;
     av->nheaps++;
     retire_top(av);
@@ -251,8 +249,9 @@ tm_arena *tm_sys_new_arena(void)
     return av;
 }
 
-/* Main arena: grow top with brk; when brk cannot, start a segment of mmap
- * memory (as ptmalloc falls back to mmap as MORECORE).                    */
+static bool sub_grow(tm_arena *av, size_t nb);
+
+/* Main arena: grow top with brk; when brk cannot, go on in sub-heaps.  */
 static bool main_grow(tm_arena *av, size_t nb)
 {
     size_t page = tm_fix.pagesize;
@@ -301,14 +300,16 @@ static bool main_grow(tm_arena *av, size_t nb)
             }
         }
     }
-    /* brk failed: an mmap segment. */
-    size_t size = align_up(want + sizeof(tm_heap) + TM_ALIGNMENT, page);
-    if (size < TM_MMAP_AS_MORECORE_SIZE)
-        size = TM_MMAP_AS_MORECORE_SIZE;
-    tm_heap *h = tm_os_map(size);
-    if (!h)
+    /* brk failed: continue in sub-heaps, as a non-main arena does (an
+     * aligned reservation committed as it grows; ptmalloc maps 1 MiB
+     * segments instead).  Their slots are in the ownership bitmap, so a
+     * pointer into them is told ours in O(1) however many there are.    */
+    if (seg && seg->kind == TM_HEAP_SUB)
+        return sub_grow(av, nb);
+    tm_heap *nh = tm_heap_new(nb + TM_MINSIZE + sizeof(tm_heap) + TM_ALIGNMENT, TM_P(top_pad));
+    if (!nh)
         return false;
-    start_heap(av, h, size, TM_SEG_MMAP);
+    start_heap(av, nh, nh->size, TM_HEAP_SUB);
     return true;
 }
 
@@ -442,6 +443,8 @@ static bool sub_trim(tm_arena *av, size_t pad)
         h = prev;
         did = true;
     }
+    if (h->kind != TM_HEAP_SUB)        /* the main arena back in brk */
+        return main_trim(av, pad) || did;
     size_t top_size = chunksize(av->top);
     if (top_size <= pad || top_size - pad < tm_trim_threshold(av))
         return did;
@@ -465,6 +468,8 @@ bool tm_sys_trim(tm_arena *av, size_t pad, bool force)
          * back a page or two at a time, only to grow again.            */
         if (!force && (top_size <= pad || top_size - pad < tm_trim_threshold(av)))
             return false;
+        if (av->last_heap && av->last_heap->kind == TM_HEAP_SUB)
+            return sub_trim(av, pad);   /* grown in sub-heaps since brk failed */
         return main_trim(av, pad);
     }
     return sub_trim(av, pad);

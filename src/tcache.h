@@ -164,7 +164,7 @@ static inline void tc_key_park(void *mem) { ((tm_tc_entry *)mem)->key = tm_sec.p
 static TM_INLINE bool tc_free_owned(const void *mem)
 {
 #if TIDE_CHECKS
-    return tm_own_in_heaps_fast((uintptr_t)mem);
+    return tm_own_in_heaps((uintptr_t)mem);
 #else
     (void)mem;
     return true;
@@ -198,7 +198,7 @@ static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
 {
     (void)i;
 #if TIDE_CHECKS
-    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps_fast((uintptr_t)mem2chunk(e))))
+    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps((uintptr_t)mem2chunk(e))))
         return false;
     return likely(tc_key_marked(e));
 #else

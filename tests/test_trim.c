@@ -3,7 +3,12 @@
  *  - an arena that must grow again right after a trim raises its own trim
  *    threshold (no trim/regrow loop), up to TM_TRIM_FLOOR_MAX;
  *  - M_TRIM_THRESHOLD = -1 means never trim (no overflow with top_pad);
- *  - a fixed M_TRIM_THRESHOLD is honoured exactly (no adaptation).
+ *  - a fixed M_TRIM_THRESHOLD is honoured exactly (no adaptation);
+ *  - when brk fails, the main arena goes on in sub-heaps: 300 MiB of small
+ *    blocks (5+ sub-heaps, beyond any fixed segment table) are each told
+ *    ours by the ownership registry, a stack address is not, and once
+ *    everything is freed (and malloc_trim called) the sub-heaps are given
+ *    back and the arena continues in its brk segment.
  * Every step ends with tide_check_heap().  (Static link: reads arena state.)
  */
 #define _GNU_SOURCE 1
@@ -13,6 +18,7 @@
 #include "arena.h"
 #include "bins.h"
 #include "heap.h"
+#include "owner.h"
 #include "internal.h"
 #include "sysmem.h"
 #include "tidemalloc.h"
@@ -27,6 +33,54 @@ static void cycle(void)
         p[k] = malloc(BLK);
     for (int k = N - 1; k >= 0; k--)
         free(p[k]);
+}
+
+static void brk_fails(void)
+{
+    tm_arena *av = &tm_main_arena;
+    CHECK("M_TRIM_THRESHOLD 128 KiB", mallopt(M_TRIM_THRESHOLD, 128 * 1024) == 1);
+    malloc_trim(0);
+    size_t sys0 = av->system_mem;
+    size_t nheaps0 = av->nheaps;
+    tide_fault_inject(TIDE_FAULT_BRK, 0);
+    enum { NB = 300 * 1024 };               /* 300 MiB of 1 KiB blocks */
+    void **b = malloc(NB * sizeof *b);
+    CHECK("brk failing: malloc still succeeds", b != NULL);
+    if (!b)
+        return;
+    size_t bad = 0, alloc_fail = 0;
+    for (size_t k = 0; k < NB; k++) {
+        b[k] = malloc(1000);
+        if (!b[k])
+            alloc_fail++;
+        else
+            memset(b[k], (int)k, 1000);
+    }
+    CHECKF("brk failing: 300 MiB of small blocks allocated", alloc_fail == 0, "%zu failed", alloc_fail);
+    CHECKF("brk failing: the main arena grew in sub-heaps", av->last_heap->kind == TM_HEAP_SUB &&
+           av->nheaps >= nheaps0 + 5, "%zu -> %zu heaps", nheaps0, av->nheaps);
+    for (size_t k = 0; k < NB; k++)
+        if (b[k] && (!tm_own_in_heaps((uintptr_t)b[k]) ||
+                     tm_own_classify(mem2chunk(b[k])) != TM_OWN_HEAP))
+            bad++;
+    CHECKF("every block in them is ours (ownership registry)", bad == 0, "%zu not", bad);
+    CHECK("a stack address is not", !tm_own_in_heaps((uintptr_t)&bad));
+    CHK();
+    for (size_t k = 0; k < NB; k++)
+        free(b[k]);
+    free(b);
+    tide_thread_cache_flush();
+    malloc_trim(0);      /* free's own trimming may have done it all already */
+    CHECKF("the arena is back in its brk segment", av->last_heap->kind == TM_SEG_BRK &&
+           av->nheaps == nheaps0 && av->system_mem < sys0 + 1024 * 1024,
+           "%zu heaps, %zu -> %zu bytes", av->nheaps, sys0, av->system_mem);
+    CHK();
+    tide_fault_inject(TIDE_FAULT_BRK, -1);
+    CHECK("M_MMAP_THRESHOLD 32 MiB", mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1);
+    void *q = malloc(8 * 1024 * 1024);     /* beyond top, below the mmap threshold */
+    CHECK("and grows with brk again", q && tm_own_in_heaps((uintptr_t)q) && av->last_heap->kind == TM_SEG_BRK);
+    free(q);
+    CHK();
 }
 
 int main(void)
@@ -74,5 +128,6 @@ int main(void)
     CHECK("a threshold set by the user is not adapted", av->trim_floor == 0);
     CHECKF("and trims back", av->system_mem < sys2 + 512 * 1024, "%zu -> %zu", sys2, av->system_mem);
     CHK();
+    brk_fails();
     return harness_finish();
 }

@@ -47,7 +47,7 @@ def layout(hmap):
         for off, length, st in s["runs"]:
             bars.setdefault(st, []).append((off, length))
             drawn[STATES[st][0]] += length
-        kind = {"brk": "brk segment", "mmap": "mmap segment", "sub": "sub-heap"}[s["kind"]]
+        kind = {"brk": "brk segment", "sub": "sub-heap"}[s["kind"]]
         rows.append(("arena %d %s\n0x%x, %s" % (s["arena"], kind, s["start"], common.size(s["size"])),
                      s["size"], bars))
     if mapped:

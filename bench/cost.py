@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Instruction counts of the benchmark suite under two builds of a library
+(python3 standard library and valgrind only).
+
+The cost of a compile-time option (the hardening checks, TIDE_CHECKS) is a
+few per cent: below the noise of wall-clock time on a shared machine, so it
+is measured in instructions.  Every workload of `make bench` runs once under
+`valgrind --tool=callgrind --trace-children=yes` with each library preloaded,
+in quick mode, and the total instructions of all its processes are compared.
+Callgrind does not replace malloc (unlike memcheck): the preloaded library
+serves every call.
+
+  python3 bench/cost.py --build build --a /tmp/boff/libtidemalloc.so \
+      --b build/libtidemalloc.so --names off,on --out build/cost
+
+prints a table (Ir of a, Ir of b, b/a) per workload, the geomean per family
+and over all, and writes OUT/cost.md and OUT/cost.json.  Threaded workloads
+vary a little from run to run (valgrind serializes threads, and the
+schedule changes who frees what): --reps N takes the median of N runs.
+redis is left out (its figure is a client's time; the server idles in
+epoll between requests).  Exit status 0 unless a run failed.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_programs  # noqa: E402
+from run import WORKLOADS, WL_CMD, WL_FAMILY  # noqa: E402
+
+COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def callgrind(argv, env, cwd, stdin, tmp):
+    """Total instructions of argv and all its children; None on failure."""
+    vg = ["valgrind", "--tool=callgrind", "--trace-children=yes",
+          "--callgrind-out-file=" + os.path.join(tmp, "cg.%p"),
+          "--log-file=" + os.path.join(tmp, "vg.%p")]
+    inp = open(stdin) if stdin else subprocess.DEVNULL
+    try:
+        p = subprocess.run(vg + argv, env=env, cwd=cwd, stdin=inp, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, timeout=3600)
+    finally:
+        if stdin:
+            inp.close()
+    if p.returncode != 0:
+        return None, "exit status %d: %s" % (p.returncode, p.stderr.strip()[-300:])
+    total = 0
+    for f in os.listdir(tmp):
+        if f.startswith("vg."):
+            with open(os.path.join(tmp, f)) as fh:
+                m = COLLECTED.search(fh.read())
+            if m:
+                total += int(m.group(1))
+    return total, ""
+
+
+def one(job):
+    w, lib, build, st = job
+    tmp = tempfile.mkdtemp(prefix="tidecost.")
+    try:
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        if st is None:
+            binary, extra = WL_CMD.get(w, (w, []))
+            argv = [os.path.join(build, "bench", "wl_" + binary), "--quick"] + extra
+            env["LD_PRELOAD"] = lib
+            return callgrind(argv, env, tmp, None, tmp)
+        env.update(st.get("env", {}))
+        env["LD_PRELOAD"] = lib
+        return callgrind(st["argv"], env, st["dir"], st.get("stdin"), tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def geomean(xs):
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--a", required=True, help="library a (the reference)")
+    ap.add_argument("--b", required=True, help="library b")
+    ap.add_argument("--names", default="a,b", help="names of a and b for the table")
+    ap.add_argument("--out", default="build/cost")
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--workloads", help="comma-separated subset")
+    args = ap.parse_args()
+    na, nb = args.names.split(",")
+    names = [w for w, _, _, _ in WORKLOADS if w != "redis"]
+    if args.workloads:
+        names = [w for w in names if w in args.workloads.split(",")]
+    os.makedirs(args.out, exist_ok=True)
+    progs = {}
+    for w in names:
+        if WL_FAMILY[w] == "programs":
+            if bench_programs.missing(w):
+                print("skipped %s: %s" % (w, bench_programs.missing(w)), file=sys.stderr)
+                continue
+            progs[w] = bench_programs.prepare(w, os.path.join(args.out, "programs", w), True)
+    names = [w for w in names if WL_FAMILY[w] != "programs" or w in progs]
+    jobs = []
+    for r in range(args.reps):
+        for w in names:
+            for lib in (args.a, args.b):
+                jobs.append((w, os.path.abspath(lib), os.path.abspath(args.build), progs.get(w)))
+    with ThreadPoolExecutor(max_workers=args.jobs) as ex:
+        results = list(ex.map(one, jobs))
+    ir = {}
+    failed = False
+    for (w, lib, _, _), (n, err) in zip(jobs, results):
+        if n is None:
+            print("FAIL %s under %s: %s" % (w, lib, err), file=sys.stderr)
+            failed = True
+            continue
+        ir.setdefault(w, {}).setdefault(lib, []).append(n)
+    la, lb = os.path.abspath(args.a), os.path.abspath(args.b)
+    rows = []
+    for w in names:
+        if w in ir and la in ir[w] and lb in ir[w]:
+            a, b = statistics.median(ir[w][la]), statistics.median(ir[w][lb])
+            rows.append({"workload": w, "family": WL_FAMILY[w], na: a, nb: b, "ratio": b / a})
+    lines = ["| workload | family | %s Ir | %s Ir | %s / %s |" % (na, nb, nb, na),
+             "|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append("| %s | %s | %d | %d | %.3f |" % (r["workload"], r["family"], r[na], r[nb],
+                                                     r["ratio"]))
+    fams = {}
+    for r in rows:
+        fams.setdefault(r["family"], []).append(r["ratio"])
+    for f, xs in fams.items():
+        lines.append("| **geomean %s** (%d) | | | | **%.3f** |" % (f, len(xs), geomean(xs)))
+    allg = geomean([r["ratio"] for r in rows])
+    lines.append("| **geomean all** (%d) | | | | **%.3f** |" % (len(rows), allg))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(args.out, "cost.md"), "w") as f:
+        f.write("Instructions (callgrind, quick mode, median of %d): %s = %s, %s = %s\n\n"
+                % (args.reps, na, args.a, nb, args.b) + text)
+    with open(os.path.join(args.out, "cost.json"), "w") as f:
+        json.dump({"a": args.a, "b": args.b, "names": [na, nb], "reps": args.reps,
+                   "rows": rows, "geomean": allg}, f, indent=1)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
