@@ -263,6 +263,11 @@ static bool main_grow(tm_arena *av, size_t nb)
     if (want < nb)
         return false;
 
+    /* Once brk has failed, the arena stays in sub-heaps until trimming
+     * brings it back to its brk segment (sub_trim): a brk segment after
+     * a sub-heap would be retired to fenceposts and never trimmed.     */
+    if (seg && seg->kind == TM_HEAP_SUB)
+        return sub_grow(av, nb);
     char *cur = tm_os_sbrk(0);
     if (cur != (char *)-1 && seg && seg->kind == TM_SEG_BRK && cur == old_end) {
         /* Contiguous: just extend the brk segment and its top. */
@@ -304,8 +309,6 @@ static bool main_grow(tm_arena *av, size_t nb)
      * aligned reservation committed as it grows; ptmalloc maps 1 MiB
      * segments instead).  Their slots are in the ownership bitmap, so a
      * pointer into them is told ours in O(1) however many there are.    */
-    if (seg && seg->kind == TM_HEAP_SUB)
-        return sub_grow(av, nb);
     tm_heap *nh = tm_heap_new(nb + TM_MINSIZE + sizeof(tm_heap) + TM_ALIGNMENT, TM_P(top_pad));
     if (!nh)
         return false;
@@ -432,7 +435,7 @@ static bool sub_trim(tm_arena *av, size_t pad)
 {
     bool did = false;
     tm_heap *h = av->last_heap;
-    while (h->prev && av->top == heap_first_chunk(h) &&
+    while (h->kind == TM_HEAP_SUB && h->prev && av->top == heap_first_chunk(h) &&
            (char *)av->top + chunksize(av->top) == heap_end(h)) {
         tm_heap *prev = h->prev;
         av->system_mem -= h->size;

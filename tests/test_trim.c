@@ -7,8 +7,9 @@
  *  - when brk fails, the main arena goes on in sub-heaps: 300 MiB of small
  *    blocks (5+ sub-heaps, beyond any fixed segment table) are each told
  *    ours by the ownership registry, a stack address is not, and once
- *    everything is freed (and malloc_trim called) the sub-heaps are given
- *    back and the arena continues in its brk segment.
+ *    brk works again the arena stays in its sub-heaps while they hold
+ *    data; once everything is freed (and malloc_trim called) they are
+ *    given back and the arena continues in its brk segment.
  * Every step ends with tide_check_heap().  (Static link: reads arena state.)
  */
 #define _GNU_SOURCE 1
@@ -66,6 +67,18 @@ static void brk_fails(void)
     CHECKF("every block in them is ours (ownership registry)", bad == 0, "%zu not", bad);
     CHECK("a stack address is not", !tm_own_in_heaps((uintptr_t)&bad));
     CHK();
+    /* brk works again: the arena stays in sub-heaps while they hold data
+     * (a brk segment after a sub-heap could never be trimmed). */
+    tide_fault_inject(TIDE_FAULT_BRK, -1);
+    enum { NM = 20 * 1024 };
+    void **more = malloc(NM * sizeof *more);
+    for (size_t k = 0; more && k < NM; k++)
+        more[k] = malloc(1000);
+    CHECK("brk back: the arena goes on in sub-heaps", av->last_heap->kind == TM_HEAP_SUB);
+    for (size_t k = 0; more && k < NM; k++)
+        free(more[k]);
+    free(more);
+    CHK();
     for (size_t k = 0; k < NB; k++)
         free(b[k]);
     free(b);
@@ -75,7 +88,6 @@ static void brk_fails(void)
            av->nheaps == nheaps0 && av->system_mem < sys0 + 1024 * 1024,
            "%zu heaps, %zu -> %zu bytes", av->nheaps, sys0, av->system_mem);
     CHK();
-    tide_fault_inject(TIDE_FAULT_BRK, -1);
     CHECK("M_MMAP_THRESHOLD 32 MiB", mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1);
     void *q = malloc(8 * 1024 * 1024);     /* beyond top, below the mmap threshold */
     CHECK("and grows with brk again", q && tm_own_in_heaps((uintptr_t)q) && av->last_heap->kind == TM_SEG_BRK);
