@@ -60,6 +60,9 @@
  * size, so heap_for_ptr() is a mask.                                       */
 #define TM_HEAP_MIN_SIZE  (32u * 1024)
 #define TM_HEAP_MAX_SIZE  (64u * 1024 * 1024)
+/* PROT_NONE at the start of every sub-heap slot (heap.h), and what is left. */
+#define TM_HEAP_GUARD     (64u * 1024)
+#define TM_HEAP_SPAN      (TM_HEAP_MAX_SIZE - TM_HEAP_GUARD)
 
 /* Arena limit when none is set: 8 per online CPU (64-bit glibc default). */
 #define TM_ARENAS_PER_CPU 8

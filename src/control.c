@@ -9,7 +9,7 @@
  * held, does it register the fork handlers (pthread_atfork may allocate).
  *
  * Fork: prepare locks every arena (tm_arenas_fork_lock) and the cache
- * registry; other atfork handlers that run while they are held may still
+ * registry (and the metadata slots, meta.h); other atfork handlers that run while they are held may still
  * allocate from the forking thread (arena.h).  The child re-initialises
  * the locks, marks every other thread's arena free, keeps its own cache
  * alone in the registry, and forgets the background thread (threads do
@@ -41,6 +41,7 @@
 #include "control.h"
 #include "engine.h"
 #include "harden.h"
+#include "meta.h"
 #include "observe.h"
 #include "os.h"
 #include "owner.h"
@@ -128,12 +129,14 @@ static void fork_prepare(void)
     tm_tcache_fork_lock();
     tm_prof_fork_prepare();
     tm_own_fork_lock();
+    tm_meta_fork_lock();
 }
 
 static void fork_parent(void)
 {
     if (!atomic_load(&tm_initialized))
         return;
+    tm_meta_fork_unlock();
     tm_own_fork_unlock();
     tm_prof_fork_parent();
     tm_tcache_fork_unlock();
@@ -144,6 +147,7 @@ static void fork_child(void)
 {
     if (!atomic_load(&tm_initialized))
         return;
+    tm_meta_fork_child();
     tm_own_fork_child();
     tm_prof_fork_child();
     tm_tcache_fork_child();

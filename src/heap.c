@@ -7,36 +7,39 @@ tm_heap *tm_heap_new(size_t size, size_t top_pad)
 {
     if (size + top_pad < TM_HEAP_MIN_SIZE)
         size = TM_HEAP_MIN_SIZE;
-    else if (size + top_pad <= TM_HEAP_MAX_SIZE && size + top_pad >= size)
+    else if (size + top_pad <= TM_HEAP_SPAN && size + top_pad >= size)
         size += top_pad;
-    else if (size > TM_HEAP_MAX_SIZE)
+    else if (size > TM_HEAP_SPAN)
         return NULL;
     size = align_up(size, tm_fix.pagesize);
-    void *p = tm_os_reserve_aligned(TM_HEAP_MAX_SIZE, TM_HEAP_MAX_SIZE);
-    if (!p)
+    if (size > TM_HEAP_SPAN)
         return NULL;
-    if (!tm_os_commit(p, size)) {
-        tm_os_unmap(p, TM_HEAP_MAX_SIZE);
+    char *slot = tm_os_reserve_aligned(TM_HEAP_MAX_SIZE, TM_HEAP_MAX_SIZE);
+    if (!slot)
+        return NULL;
+    /* The guard at the slot's start stays PROT_NONE (heap.h). */
+    tm_heap *h = (tm_heap *)(slot + TM_HEAP_GUARD);
+    if (!tm_os_commit(h, size)) {
+        tm_os_unmap(slot, TM_HEAP_MAX_SIZE);
         return NULL;
     }
-    tm_heap *h = p;
     h->ar = NULL;
     h->prev = NULL;
     h->size = size;
     h->committed = size;
     h->kind = TM_HEAP_SUB;
-    h->reserved = TM_HEAP_MAX_SIZE;
+    h->reserved = TM_HEAP_SPAN;
     tm_own_sub_add(h);
     return h;
 }
 
 bool tm_heap_grow(tm_heap *h, size_t diff)
 {
-    if (diff > TM_HEAP_MAX_SIZE)
+    if (diff > TM_HEAP_SPAN)
         return false;
     diff = align_up(diff, tm_fix.pagesize);
     size_t new_size = h->size + diff;
-    if (new_size > TM_HEAP_MAX_SIZE)
+    if (new_size > TM_HEAP_SPAN)
         return false;
     if (new_size > h->committed) {
         if (!tm_os_commit((char *)h + h->committed, new_size - h->committed))
@@ -57,5 +60,5 @@ void tm_heap_shrink(tm_heap *h, size_t new_size)
 void tm_heap_delete(tm_heap *h)
 {
     tm_own_sub_del(h);
-    tm_os_unmap(h, h->reserved);
+    tm_os_unmap((char *)h - TM_HEAP_GUARD, TM_HEAP_MAX_SIZE);
 }

@@ -1,20 +1,26 @@
 /*
  * heap.h - sub-heaps: the address space of non-main arenas.
  *
- *   heap_for_ptr(p) = p & ~(HEAP_MAX-1)
- *   v
- *   +---------+----------+-------------------------------+.........+
- *   | tm_heap | tm_arena | chunks ...           | top     | PROT_NONE reserve
- *   +---------+----------+-------------------------------+.........+
- *   ^ the arena lives only in its first heap   h->size ^   HEAP_MAX ^
+ *   slot = p & ~(HEAP_MAX-1)     heap_for_ptr(p) = slot + TM_HEAP_GUARD
+ *   v       v
+ *   +-------+---------+----------+-----------------------+......+
+ *   | guard | tm_heap | tm_arena | chunks ...   | top    | PROT_NONE reserve
+ *   +-------+---------+----------+-----------------------+......+
+ *           ^ the arena lives only in its first heap h->size ^  HEAP_MAX ^
  *
  * A sub-heap is TM_HEAP_MAX_SIZE (64 MiB) of address space aligned to its
  * size, so a chunk finds its heap (and arena) by masking its address.  It
  * is reserved PROT_NONE and made read/write as it grows; shrinking gives
- * pages back with madvise and keeps them read/write.  This layer knows
- * address space only: which chunks a heap holds is sysmem.c's business.
- * Main-arena segments (brk or mmap memory) share the tm_heap header and
- * the accessors below, but are never masked.
+ * pages back with madvise and keeps them read/write.  The slot's first
+ * TM_HEAP_GUARD bytes (64 KiB: a page on every Linux page size) are
+ * never made read/write: whatever mapping lies below the slot (a
+ * full sub-heap, an mmapped chunk), a linear overflow from it faults there
+ * before it reaches the heap header and the arena (issue 11: metadata out
+ * of reach of a heap overflow).  So a heap spans at most
+ * TM_HEAP_MAX_SIZE - TM_HEAP_GUARD from its header.  This layer knows address
+ * space only: which chunks a heap holds is sysmem.c's business.
+ * Main-arena brk segments share the tm_heap header and the accessors
+ * below, but are never masked.
  */
 #ifndef TM_HEAP_H
 #define TM_HEAP_H
@@ -23,7 +29,7 @@
 
 static inline tm_heap *heap_for_ptr(const void *p)
 {
-    return (tm_heap *)((uintptr_t)p & ~((uintptr_t)TM_HEAP_MAX_SIZE - 1));
+    return (tm_heap *)(((uintptr_t)p & ~((uintptr_t)TM_HEAP_MAX_SIZE - 1)) + TM_HEAP_GUARD);
 }
 static inline tm_arena *arena_for_chunk(const tm_chunk *p)
 {
@@ -41,7 +47,7 @@ static inline tm_chunk *heap_first_chunk(const tm_heap *h)
 static inline char *heap_end(const tm_heap *h) { return (char *)h + h->size; }
 
 /* A new sub-heap with at least `size` bytes (+ top_pad if it fits)
- * committed; NULL if the system refuses or size > TM_HEAP_MAX_SIZE.    */
+ * committed; NULL if the system refuses or size > TM_HEAP_SPAN.        */
 TM_HIDDEN tm_heap *tm_heap_new(size_t size, size_t top_pad);
 /* Grow h->size by diff (page-rounded), committing as needed. */
 TM_HIDDEN bool tm_heap_grow(tm_heap *h, size_t diff);

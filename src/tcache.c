@@ -96,13 +96,11 @@ bool tm_tcache_thread_init(void)
     if (tm_tls_tcache_state != 0)
         return false;
     tm_tls_tcache_state = 2;     /* guards against re-entry while we allocate */
-    size_t nb = request2size(sizeof(tm_tcache));
-    tm_arena *av = tm_arena_enter();
-    void *mem = tm_int_malloc(av, nb, NULL);
-    tm_arena_leave(av);
+    /* Not in a heap: a slot between guard pages (meta.h), so no overflow
+     * of a user block reaches the list heads.  Zeroed.                 */
+    void *mem = tm_meta_alloc(sizeof(tm_tcache));
     if (!mem)
         return true;             /* no cache for this thread; still correct */
-    memset(mem, 0, sizeof(tm_tcache));
     reg_add(mem);
     tm_tls_tcache_own = mem;
     tm_tls_tcache = tm_fix.profiling ? NULL : mem;   /* profiling: slow paths only */
@@ -365,11 +363,7 @@ void tm_tcache_flush_all(void)
         return;
     reg_remove(tc);                  /* out of the reclaimer's reach */
     flush_classes(tc);
-    tm_chunk *p = mem2chunk(tc);
-    tm_arena *av = arena_for_chunk(p);
-    tm_arena_enter_owner(av);
-    tm_int_free(av, p);
-    tm_arena_leave(av);
+    tm_meta_free(tc);
 }
 
 void tm_tcache_flush_keep(void)

@@ -49,6 +49,7 @@
 #include "internal.h"
 #include "arena.h"
 #include "owner.h"
+#include "meta.h"
 
 typedef struct tm_tc_entry {
     uintptr_t next;        /* protected pointer to the next entry's mem */
