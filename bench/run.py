@@ -972,6 +972,10 @@ def main():
                     + "; ".join("%s = %s with %s" % (v, b, " ".join(
                         "%s=%s" % kv for kv in sorted(env.items())))
                         for v, (b, env) in PEER_VARIANTS.items()) + ")")
+    ap.add_argument("--lib", action="append", default=[], metavar="NAME=PATH",
+                    help="also run NAME, preloading the library PATH (e.g. another build of "
+                         "tidemalloc: --lib tidemalloc-nochecks=/tmp/off/libtidemalloc.so); "
+                         "repeatable")
     ap.add_argument("--idle", choices=("quiet", "cache", "tick"), default=None,
                     help="seed002's idle phase (default: the workload's own, quiet)")
     ap.add_argument("--syscalls", action="store_true",
@@ -995,6 +999,13 @@ def main():
         if w not in names:
             ap.error("unknown workload %r (known: %s)" % (w, ",".join(names)))
     wanted = [a.strip() for a in args.allocators.split(",") if a.strip()]
+    extra_libs = []
+    for spec in args.lib:
+        name, _, path = spec.partition("=")
+        if not name or not path or name in KNOWN_ALLOCATORS or not os.path.exists(path):
+            ap.error("--lib %r: want NAME=PATH, a new name and an existing library" % spec)
+        extra_libs.append((name, os.path.abspath(path)))
+        COLORS.setdefault(name, "#%06x" % (0x17becf + 0x1a2b3c * len(extra_libs) & 0xffffff))
     for a in wanted:
         if a not in KNOWN_ALLOCATORS:
             ap.error("unknown allocator %r (known: %s)" % (a, ",".join(KNOWN_ALLOCATORS)))
@@ -1025,6 +1036,7 @@ def main():
                 notices.append("%s: %s not found; skipped." % (a, soname))
                 if pkg not in missing_pkgs:
                     missing_pkgs.append(pkg)
+    allocs.extend(extra_libs)
     strace = None
     if args.syscalls:
         strace = strace_prefix(notices)
