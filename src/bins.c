@@ -60,11 +60,10 @@ tm_chunk *tm_unsorted_last(tm_arena *av)
     return victim;
 }
 
-bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
+/* tm_bins_unlink once p's header is known to be a FREE one of ours. */
+static bool unlink_verified(tm_arena *av, tm_chunk *p)
 {
     size_t size = chunksize(p);
-    if (unlikely(!tm_free_chunk_ok(p)))
-        tm_corrupt("malloc(): corrupted chunk header", p);
     if (unlikely(size != next_chunk(p)->prev_size))
         tm_corrupt("corrupted size vs. prev_size", p);
     tm_chunk *fd = p->fd, *bk = p->bk;
@@ -95,6 +94,13 @@ bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
         }
     }
     return tm_release_take(av, p);
+}
+
+bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
+{
+    if (unlikely(!tm_free_chunk_ok(p)))
+        tm_corrupt("malloc(): corrupted chunk header", p);
+    return unlink_verified(av, p);
 }
 
 void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
@@ -255,7 +261,7 @@ size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_che
         if (unlikely(!tm_free_chunk_ok(p) || chunksize(p) != prevsize))
             tm_corrupt(prev_check, p);
         tm_release_absorb(&carried, p);
-        tm_bins_unlink(av, p);
+        unlink_verified(av, p);
     }
     if (next != av->top) {
         if (!inuse_at(next, nextsize)) {

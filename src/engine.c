@@ -189,7 +189,9 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
         tm_chunk *next = chunk_at(p, size);
         if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || chunksize(next) >= av->system_mem))
             tm_corrupt("free(): invalid next size (fast)", p);
-        check_next_hdr(next, "free(): corrupted chunk header");
+        /* next's header is not verified here: a fast chunk stays in use
+         * in the boundary tags, so nothing of next is used until it is
+         * freed or coalesced itself, where it is verified.             */
         perturb_free(chunk2mem(p), size - TM_HDR);
         tm_fast_push(av, p, size);
         if (unlikely(av->fast_bytes > TM_FAST_BYTES_MAX))
