@@ -64,11 +64,12 @@ def callgrind(argv, env, cwd, stdin, tmp):
 
 
 def one(job):
-    w, lib, build, st = job
+    w, _, lib, build, st, extra_env = job
     tmp = tempfile.mkdtemp(prefix="tidecost.")
     try:
         env = dict(os.environ)
         env.pop("LD_PRELOAD", None)
+        env.update(extra_env)
         if st is None:
             binary, extra = WL_CMD.get(w, (w, []))
             argv = [os.path.join(build, "bench", "wl_" + binary), "--quick"] + extra
@@ -92,6 +93,9 @@ def main():
     ap.add_argument("--b", required=True, help="library b")
     ap.add_argument("--names", default="a,b", help="names of a and b for the table")
     ap.add_argument("--out", default="build/cost")
+    ap.add_argument("--b-env", action="append", default=[], metavar="VAR=VALUE",
+                    help="environment of b's runs only (a and b may then be the same library: "
+                         "the cost of a setting); repeatable")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--workloads", help="comma-separated subset")
@@ -109,22 +113,24 @@ def main():
                 continue
             progs[w] = bench_programs.prepare(w, os.path.join(args.out, "programs", w), True)
     names = [w for w in names if WL_FAMILY[w] != "programs" or w in progs]
+    b_env = dict(kv.split("=", 1) for kv in args.b_env)
     jobs = []
     for r in range(args.reps):
         for w in names:
-            for lib in (args.a, args.b):
-                jobs.append((w, os.path.abspath(lib), os.path.abspath(args.build), progs.get(w)))
+            for side, lib in (("a", args.a), ("b", args.b)):
+                jobs.append((w, side, os.path.abspath(lib), os.path.abspath(args.build), progs.get(w),
+                             b_env if side == "b" else {}))
     with ThreadPoolExecutor(max_workers=args.jobs) as ex:
         results = list(ex.map(one, jobs))
     ir = {}
     failed = False
-    for (w, lib, _, _), (n, err) in zip(jobs, results):
+    for (w, side, lib, _, _, _), (n, err) in zip(jobs, results):
         if n is None:
             print("FAIL %s under %s: %s" % (w, lib, err), file=sys.stderr)
             failed = True
             continue
-        ir.setdefault(w, {}).setdefault(lib, []).append(n)
-    la, lb = os.path.abspath(args.a), os.path.abspath(args.b)
+        ir.setdefault(w, {}).setdefault(side, []).append(n)
+    la, lb = "a", "b"
     rows = []
     for w in names:
         if w in ir and la in ir[w] and lb in ir[w]:
@@ -145,10 +151,11 @@ def main():
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(args.out, "cost.md"), "w") as f:
-        f.write("Instructions (callgrind, quick mode, median of %d): %s = %s, %s = %s\n\n"
-                % (args.reps, na, args.a, nb, args.b) + text)
+        f.write("Instructions (callgrind, quick mode, median of %d): %s = %s, %s = %s%s\n\n"
+                % (args.reps, na, args.a, nb, args.b,
+                   (" with " + " ".join(args.b_env)) if args.b_env else "") + text)
     with open(os.path.join(args.out, "cost.json"), "w") as f:
-        json.dump({"a": args.a, "b": args.b, "names": [na, nb], "reps": args.reps,
+        json.dump({"a": args.a, "b": args.b, "b_env": b_env, "names": [na, nb], "reps": args.reps,
                    "rows": rows, "geomean": allg}, f, indent=1)
     return 1 if failed else 0
 

@@ -102,7 +102,8 @@ void tm_thread_setup_slow(void)
 {
     if (!tm_tcache_thread_init())
         return;
-    atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed);
+    if (atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed) >= 1)
+        atomic_store_explicit(&tm_multi_threaded, true, memory_order_relaxed);
     /* With no lock held: for keys beyond the first 32 glibc allocates the
      * second-level table here, which re-enters malloc (this thread's
      * state is no longer 0, so it goes straight to an arena).          */
@@ -156,6 +157,7 @@ static void fork_child(void)
     atomic_store(&bg_running, 0);
     atomic_store(&tm_bg_active, false);
     atomic_store(&threads_seen, 1);
+    atomic_store(&tm_multi_threaded, false);
     atomic_store(&tm_bg_event.waiting, 0);
     tm_obs_fork_child();
 }

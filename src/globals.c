@@ -28,3 +28,4 @@ union tm_secret_page tm_secret_page __attribute__((aligned(4096)));
 tm_event tm_bg_event;
 _Atomic size_t tm_narenas = 1;
 _Atomic bool tm_bg_active;
+_Atomic bool tm_multi_threaded;

@@ -148,5 +148,7 @@ extern tm_event tm_bg_event TM_HIDDEN;
 extern _Atomic size_t tm_narenas TM_HIDDEN;
 /* The background release thread is running (control.c sets it). */
 extern _Atomic bool tm_bg_active TM_HIDDEN;
+/* A second thread has called in (control.c; false again in a fork child). */
+extern _Atomic bool tm_multi_threaded TM_HIDDEN;
 
 #endif

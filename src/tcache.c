@@ -61,6 +61,18 @@ static void reg_remove(tm_tcache *tc)
     reg_release();
 }
 
+/* Set tc's limits to the base (a new cache, mallopt, a reclaimed cache). */
+static void reset_limits(tm_tcache *tc)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+        size_t lim = tc_limit(i);
+        atomic_store_explicit(&tc->limits[i], (uint16_t)lim, memory_order_relaxed);
+        bytes += lim * (TM_MINSIZE + 16 * i);
+    }
+    atomic_store_explicit(&tc->limit_bytes, bytes, memory_order_relaxed);
+}
+
 /* limit(class) = min(tcache_count, share of the byte budget), >= 1 when
  * counts are on; classes above tcache_max are not cached.               */
 void tm_tcache_recompute_limits(void)
@@ -83,6 +95,41 @@ void tm_tcache_recompute_limits(void)
             lim = 0;
         atomic_store_explicit(&tm_tc_limit[i], (uint16_t)lim, memory_order_relaxed);
     }
+    reg_acquire();
+    for (tm_tcache *tc = reg_head; tc; tc = tc->reg_next)
+        reset_limits(tc);
+    reg_release();
+}
+
+/* Class i of the calling thread's cache is full at limit lim: double the
+ * limit if growing is allowed and within bounds; the new limit, or lim. */
+static size_t grow_limit(tm_tcache *tc, size_t i, size_t lim)
+{
+    /* A grown cache must not outlive its use: grow when idle caches can
+     * be reclaimed, or while the process has one thread (whose cache is
+     * then the only one: at most TM_TCACHE_GROW_TOTAL kept).          */
+    if (lim == 0 || (!atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
+                     atomic_load_explicit(&tm_multi_threaded, memory_order_relaxed)))
+        return lim;
+    size_t csize = TM_MINSIZE + 16 * i;
+    size_t max = TM_TCACHE_GROW_CLASS_BYTES / csize;
+    if (max > TM_TCACHE_GROW_COUNT)
+        max = TM_TCACHE_GROW_COUNT;
+    size_t base = tc_limit(i);
+    if (max < base)
+        max = base;
+    if (lim >= max || base == 0)
+        return lim;
+    size_t nl = lim * 2 < max ? lim * 2 : max;
+    size_t total = atomic_load_explicit(&tc->limit_bytes, memory_order_relaxed);
+    if (total + (nl - lim) * csize > TM_TCACHE_GROW_TOTAL)
+        return lim;
+    uint16_t expect = (uint16_t)lim;
+    if (!atomic_compare_exchange_strong_explicit(&tc->limits[i], &expect, (uint16_t)nl,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return expect;                /* mallopt reset it meanwhile */
+    atomic_store_explicit(&tc->limit_bytes, total + (nl - lim) * csize, memory_order_relaxed);
+    return nl;
 }
 
 void tm_tcache_init_key(void)
@@ -101,6 +148,7 @@ bool tm_tcache_thread_init(void)
     void *mem = tm_meta_alloc(sizeof(tm_tcache));
     if (!mem)
         return true;             /* no cache for this thread; still correct */
+    reset_limits(mem);
     reg_add(mem);
     tm_tls_tcache_own = mem;
     tm_tls_tcache = tm_fix.profiling ? NULL : mem;   /* profiling: slow paths only */
@@ -203,7 +251,14 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
  * then cache e.                                                          */
 void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
-    size_t lim = tc_limit(i);      /* once: another thread's mallopt may change it */
+    size_t lim = tc_my_limit(tc, i);   /* once: another thread's mallopt may change it */
+    if (lim != 0 && tc->counts[i] >= lim) {
+        size_t nl = grow_limit(tc, i, lim);
+        if (tc->counts[i] < nl) {     /* room now: cache e, flush nothing */
+            tc_push(tc, e, i);
+            return;
+        }
+    }
     if (lim == 0 || tc->counts[i] == 0) {
         /* Class not cached any more (another thread's mallopt changed the
          * limits after our caller looked): straight to the arena.       */
@@ -278,7 +333,7 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
     void *m0 = take_remote_class(tc, tm_thread_arena(), i);
     if (m0)
         return m0;
-    size_t want = tc_limit(i) / 2 + 1;
+    size_t want = tc_my_limit(tc, i) / 2 + 1;
     tm_arena *av = tm_arena_enter();
     void *first = NULL;
     size_t got = 0;
@@ -309,7 +364,7 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
             else {
                 /* first is exact; m may be a little bigger: cache it in its class. */
                 size_t j = tc_csize_index(chunksize(mem2chunk(m)));
-                if (!chunk_is_mmapped(mem2chunk(m)) && j < TM_TCACHE_BINS && tc->counts[j] < tc_limit(j))
+                if (!chunk_is_mmapped(mem2chunk(m)) && j < TM_TCACHE_BINS && tc->counts[j] < tc_my_limit(tc, j))
                     tc_push(tc, m, j);
                 else if (chunk_is_mmapped(mem2chunk(m)))
                     tm_munmap_chunk(mem2chunk(m));
@@ -372,6 +427,7 @@ void tm_tcache_flush_keep(void)
     if (tc) {
         tc_enter(tc);
         flush_classes(tc);
+        reset_limits(tc);
         tc_leave(tc);
     }
 }
@@ -492,6 +548,7 @@ bool tm_tcache_reclaim_idle(void)
                 pending = true;               /* caught in the act: later */
             } else {
                 take_all(tc, &list);
+                reset_limits(tc);             /* idle: back to the base */
                 atomic_store_explicit(&tc->reclaimed, 1, memory_order_relaxed);
             }
             atomic_store_explicit(&tc->steal, 0, memory_order_release);

@@ -19,10 +19,22 @@
  *
  * Shared state: a cache is used by its thread, and emptied by the
  * background thread when the owner has been idle (below).  The per-class
- * limits tm_tc_limit[] change when any thread calls mallopt: they are
- * relaxed atomics, and a function that must see one value reads the
- * limit once (tm_tcache_put_full).  tm_tcache_key is written once, at
+ * base limits tm_tc_limit[] change when any thread calls mallopt, which
+ * also resets every cache's own limits to them: all relaxed atomics, and
+ * a function that must see one value reads the limit once
+ * (tm_tcache_put_full).  tm_tcache_key is written once, at
  * initialization, before it is published.
+ *
+ * Adaptive limits.  The base (tcache_bytes / 64 per class, at most
+ * tcache_count) suits most programs; one that frees a few hundred blocks
+ * of a size and then allocates them again (glibc's bench-malloc-simple,
+ * espresso) would flush half the class to the arena and refill it on
+ * every round.  A class that is full when a block comes back doubles
+ * this thread's limit instead, up to 32 KiB or 1024 chunks, 1 MiB for
+ * all classes of the thread.  Growth needs the background thread, which
+ * takes idle caches back (and then resets the limits), so that parked
+ * threads do not keep grown caches for ever - or a process of one thread,
+ * whose single cache then keeps at most 1 MiB.
  *
  * Reclaiming idle caches.  A thread that parks keeps its cache, and 256
  * parked threads would keep 64 MiB.  The background thread takes the
@@ -62,6 +74,12 @@ typedef struct tm_tcache {
     _Atomic int reclaimed;           /* emptied while idle; owner not back yet */
     _Atomic uint64_t slow_ops;       /* owner's slow-path entries              */
     uint16_t counts[TM_TCACHE_BINS];
+    /* This thread's limit per class: the global base (tm_tc_limit), grown
+     * where the class overflowed (tm_tcache_put_full), reset to the base
+     * by mallopt (any thread: relaxed atomics, growth by CAS) and when
+     * an idle cache is reclaimed.                                      */
+    _Atomic uint16_t limits[TM_TCACHE_BINS];
+    _Atomic size_t limit_bytes;      /* sum of limits[i] * chunk size        */
     tm_tc_entry *entries[TM_TCACHE_BINS];
     /* Registry of all caches (reclaimer's walk), guarded by its lock. */
     struct tm_tcache *reg_next, *reg_prev;
@@ -125,6 +143,11 @@ extern _Atomic uint16_t tm_tc_limit[TM_TCACHE_BINS] TM_HIDDEN;
 static inline size_t tc_limit(size_t i)
 {
     return atomic_load_explicit(&tm_tc_limit[i], memory_order_relaxed);
+}
+/* The calling thread's limit of class i (>= 1 iff tc_limit(i) >= 1). */
+static inline size_t tc_my_limit(const tm_tcache *tc, size_t i)
+{
+    return atomic_load_explicit(&tc->limits[i], memory_order_relaxed);
 }
 
 static inline tm_tc_entry *tc_reveal(tm_tc_entry *e)
@@ -261,7 +284,7 @@ static TM_INLINE bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
     tc_busy(tc);
     /* e already at the head of its class: a double free whose key was
      * wiped after the first (the slow path names it).                  */
-    if (likely(!tc_stolen(tc) && tc->counts[i] < tc_limit(i) && e != tc->entries[i])) {
+    if (likely(!tc_stolen(tc) && tc->counts[i] < tc_my_limit(tc, i) && e != tc->entries[i])) {
         tc_push(tc, e, i);
         done = true;
     }

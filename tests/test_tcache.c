@@ -7,7 +7,9 @@
  */
 #define _GNU_SOURCE 1
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include "harness.h"
 #include "arena.h"
@@ -44,8 +46,8 @@ static void *t_refill_hit_limits(void *arg)
         blk[k] = malloc(100);
     for (int k = 0; k < 200; k++) {
         free(blk[k]);
-        CHECKF("count never exceeds the limit", tc->counts[i] <= lim, "count %u limit %zu",
-               tc->counts[i], lim);
+        CHECKF("count never exceeds the thread's limit", tc->counts[i] <= tc_my_limit(tc, i),
+               "count %u limit %zu", tc->counts[i], tc_my_limit(tc, i));
     }
     CHECK("class holds something after many frees", tc->counts[i] >= lim / 2);
     CHK();
@@ -166,8 +168,9 @@ static void *t_producer(void *arg)
     CHK();
     for (size_t k = 0; k < nh; k++)
         free(hold[k]);
-    CHECKF("frees beyond the limit trim the class again", tm_tls_tcache->counts[cls(64)] <= lim,
-           "count %u limit %zu", tm_tls_tcache->counts[cls(64)], lim);
+    CHECKF("frees beyond the limit trim the class again",
+           tm_tls_tcache->counts[cls(64)] <= tc_my_limit(tm_tls_tcache, cls(64)),
+           "count %u limit %zu", tm_tls_tcache->counts[cls(64)], tc_my_limit(tm_tls_tcache, cls(64)));
     CHK();
     bool returned = false;
     for (int k = 0; k < 64; k++)
@@ -229,6 +232,76 @@ static void test_env(void)
         CHECK("glibc.malloc.tcache_max=100", tm_tc_limit[cls(100)] > 0 && tm_tc_limit[cls(120)] == 0);
 }
 
+/* Adaptive limits (tcache.h): a class that overflows grows this thread's
+ * limit, within bounds, while idle caches can be reclaimed; mallopt and a
+ * reclaim reset it to the base. */
+static void *t_adaptive(void *arg)
+{
+    (void)arg;
+    free(malloc(1));
+    tm_tcache *tc = tm_tls_tcache;
+    CHECK("thread has a cache", tc != NULL);
+    if (!tc)
+        return NULL;
+    for (int k = 0; k < 200 && !atomic_load(&tm_bg_active); k++)
+        usleep(10000);               /* the background thread starts with the 2nd thread */
+    bool grows = TM_TCACHE_RECLAIM && atomic_load(&tm_bg_active);
+    size_t i = cls(64), csize = TM_MINSIZE + 16 * i, base = tm_tc_limit[i];
+    size_t cap = TM_TCACHE_GROW_CLASS_BYTES / csize;
+    enum { N = 400 };
+    void *b[N];
+    for (int k = 0; k < N; k++)
+        b[k] = malloc(64);
+    for (int k = 0; k < N; k++)
+        free(b[k]);
+    size_t lim = tc_my_limit(tc, i);
+    if (grows) {
+        CHECKF("a class that overflows grows its limit (within 32 KiB)", lim > base && lim <= cap &&
+               tc->counts[i] >= N && tc->counts[i] <= lim, "base %zu limit %zu cap %zu count %u", base, lim, cap, tc->counts[i]);
+        uint64_t slow = atomic_load(&tc->slow_ops);
+        for (int k = 0; k < N; k++)
+            b[k] = malloc(64);
+        CHECKF("the next round is all cache hits", atomic_load(&tc->slow_ops) == slow, "%lu slow calls",
+               (unsigned long)(atomic_load(&tc->slow_ops) - slow));
+        for (int k = 0; k < N; k++)
+            free(b[k]);
+    } else {
+        CHECKF("no growth without a reclaimer", lim == base, "base %zu limit %zu", base, lim);
+    }
+    size_t sum = 0, base_sum = 0;
+    for (size_t k = 0; k < TM_TCACHE_BINS; k++) {
+        sum += tc_my_limit(tc, k) * (TM_MINSIZE + 16 * k);
+        base_sum += tm_tc_limit[k] * (TM_MINSIZE + 16 * k);
+    }
+    CHECKF("the thread's limits stay within 1 MiB", sum <= (base_sum > TM_TCACHE_GROW_TOTAL ? base_sum :
+           TM_TCACHE_GROW_TOTAL) && sum == atomic_load(&tc->limit_bytes), "%zu (tracked %zu)", sum,
+           (size_t)atomic_load(&tc->limit_bytes));
+    CHK();
+    CHECK("TIDE_M_TCACHE_COUNT (unchanged value)", mallopt(TIDE_M_TCACHE_COUNT, TM_TCACHE_DEFAULT_COUNT) == 1);
+    bool reset = true;
+    for (size_t k = 0; k < TM_TCACHE_BINS; k++)
+        reset = reset && tc_my_limit(tc, k) == tm_tc_limit[k];
+    CHECK("mallopt resets every limit to the base", reset);
+    if (grows) {
+        for (int k = 0; k < N; k++)
+            b[k] = malloc(64);
+        for (int k = 0; k < N; k++)
+            free(b[k]);
+        CHECK("grown again", tc_my_limit(tc, i) > base);
+        /* Idle now: no allocator call while the reclaimer looks. */
+        int waited = 0;
+        while ((tc_my_limit(tc, i) != base || tc->counts[i] != 0) && waited < 800) {
+            usleep(10000);
+            waited++;
+        }
+        CHECKF("an idle cache is reclaimed and its limits reset", tc_my_limit(tc, i) == base &&
+               tc->counts[i] == 0, "after %d ms: limit %zu count %u", waited * 10, tc_my_limit(tc, i),
+               tc->counts[i]);
+    }
+    CHK();
+    return NULL;
+}
+
 int main(void)
 {
     free(malloc(1));
@@ -239,5 +312,6 @@ int main(void)
     run_in_thread(t_tunables);
     test_thread_exit();
     test_cross_thread();
+    run_in_thread(t_adaptive);
     return harness_finish();
 }
