@@ -186,12 +186,16 @@ uint64_t tm_os_now_ms(void)
 /* A sealed memfd of `size` bytes mapped shared and writable at *out; the
  * descriptor (close-on-exec, moved up to >= TM_OS_CHANNEL_FD_MIN when the
  * limit allows, so that it does not take the low numbers a program may
- * expect) or -1.  The mapping is not inherited by fork (MADV_DONTFORK).
+ * expect) or -1.  The number stays below 64, inside the descriptor table
+ * every process starts with: a descriptor beyond it makes the kernel grow
+ * the table, and in a process with threads that waits for an RCU grace
+ * period (13 ms measured here, for a 15 ms program: wl_alloc_test
+ * --quick, a refresh made by its first thread's slow path).  The mapping is not inherited by fork (MADV_DONTFORK).
  * Seals: the size is fixed (nobody can shrink it under us, which would
  * make our stores fault), and, where the kernel has F_SEAL_FUTURE_WRITE
  * (5.1), nobody who opens the file later can write it or map it writable:
  * the process's own mapping is the only writer.                           */
-#define TM_OS_CHANNEL_FD_MIN 300
+#define TM_OS_CHANNEL_FD_MIN 56
 int tm_os_channel_create(const char *name, size_t size, void **out)
 {
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
