@@ -333,7 +333,7 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
     void *m0 = take_remote_class(tc, tm_thread_arena(), i);
     if (m0)
         return m0;
-    size_t want = tc_my_limit(tc, i) / 2 + 1;
+    size_t want = tc_limit(i) / 2 + 1;     /* the base: a grown class refills no more */
     tm_arena *av = tm_arena_enter();
     void *first = NULL;
     size_t got = 0;
