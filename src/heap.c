@@ -17,7 +17,7 @@ tm_heap *tm_heap_new(size_t size, size_t top_pad)
     char *slot = tm_os_reserve_aligned(TM_HEAP_MAX_SIZE, TM_HEAP_MAX_SIZE);
     if (!slot)
         return NULL;
-    /* The guard at the slot's start stays PROT_NONE (heap.h). */
+    /* The guard at the slot's start stays read-only (heap.h). */
     tm_heap *h = (tm_heap *)(slot + TM_HEAP_GUARD);
     if (!tm_os_commit(h, size)) {
         tm_os_unmap(slot, TM_HEAP_MAX_SIZE);
@@ -46,7 +46,7 @@ bool tm_heap_grow(tm_heap *h, size_t diff)
             return false;
         h->committed = new_size;
     }
-    h->size = new_size;
+    heap_set_size(h, new_size);
     return true;
 }
 
@@ -54,7 +54,7 @@ void tm_heap_shrink(tm_heap *h, size_t new_size)
 {
     TM_ASSERT(new_size <= h->size && (new_size & (tm_fix.pagesize - 1)) == 0);
     tm_os_release((char *)h + new_size, h->size - new_size);
-    h->size = new_size;
+    heap_set_size(h, new_size);
 }
 
 void tm_heap_delete(tm_heap *h)

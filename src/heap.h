@@ -4,16 +4,17 @@
  *   slot = p & ~(HEAP_MAX-1)     heap_for_ptr(p) = slot + TM_HEAP_GUARD
  *   v       v
  *   +-------+---------+----------+-----------------------+......+
- *   | guard | tm_heap | tm_arena | chunks ...   | top    | PROT_NONE reserve
+ *   | guard | tm_heap | tm_arena | chunks ...   | top    | read-only reserve
  *   +-------+---------+----------+-----------------------+......+
  *           ^ the arena lives only in its first heap h->size ^  HEAP_MAX ^
  *
  * A sub-heap is TM_HEAP_MAX_SIZE (64 MiB) of address space aligned to its
  * size, so a chunk finds its heap (and arena) by masking its address.  It
- * is reserved PROT_NONE and made read/write as it grows; shrinking gives
+ * is reserved read-only (os.c says why not PROT_NONE) and made read/write
+ * as it grows; shrinking gives
  * pages back with madvise and keeps them read/write.  The slot's first
  * TM_HEAP_GUARD bytes (64 KiB: a page on every Linux page size) are
- * never made read/write: whatever mapping lies below the slot (a
+ * never made writable: whatever mapping lies below the slot (a
  * full sub-heap, an mmapped chunk), a linear overflow from it faults there
  * before it reaches the heap header and the arena (issue 11: metadata out
  * of reach of a heap overflow).  So a heap spans at most
@@ -45,6 +46,9 @@ static inline tm_chunk *heap_first_chunk(const tm_heap *h)
     return (tm_chunk *)((a + TM_ALIGN_MASK) & ~(uintptr_t)TM_ALIGN_MASK);
 }
 static inline char *heap_end(const tm_heap *h) { return (char *)h + h->size; }
+/* A sub-heap's size is written under its arena's lock and read without it
+ * by tm_own_classify (a pointer's extent): relaxed atomics, both sides.  */
+static inline void heap_set_size(tm_heap *h, size_t size) { __atomic_store_n(&h->size, size, __ATOMIC_RELAXED); }
 
 /* A new sub-heap with at least `size` bytes (+ top_pad if it fits)
  * committed; NULL if the system refuses or size > TM_HEAP_SPAN.        */

@@ -104,14 +104,19 @@ void *tm_os_map(size_t size)
 }
 
 /* Reserve `size` bytes of address space aligned to `align` (a power of two
- * >= page), inaccessible until committed: map twice the size and cut.     */
+ * >= page), read-only until committed: map twice the size and cut.
+ * Read-only, not PROT_NONE: a write faults (the guards of heap.h and
+ * meta.h), but reading a bad pointer's header there reads zeros (the zero
+ * page; nothing is charged or made resident for a private read-only
+ * mapping), fails its checksum and takes the slow path that names the
+ * pointer, where PROT_NONE would fault in free's fast path.              */
 void *tm_os_reserve_aligned(size_t size, size_t align)
 {
     if (injected_failure(TM_FAULT_MMAP))
         return NULL;
     size_t span = size + align;
     COUNT(mmap);
-    char *p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *p = mmap(NULL, span, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     char *a = (char *)align_up((uintptr_t)p, align);

@@ -19,7 +19,7 @@ enum tm_fault_kind {
 
 TM_HIDDEN void  tm_os_init(void);                          /* page size, CPU count */
 TM_HIDDEN void *tm_os_map(size_t size);                    /* RW anonymous */
-TM_HIDDEN void *tm_os_reserve_aligned(size_t size, size_t align); /* PROT_NONE */
+TM_HIDDEN void *tm_os_reserve_aligned(size_t size, size_t align); /* PROT_READ */
 TM_HIDDEN bool  tm_os_commit(void *p, size_t size);        /* make RW */
 TM_HIDDEN bool  tm_os_guard(void *p, size_t size);         /* make PROT_NONE */
 TM_HIDDEN void  tm_os_unmap(void *p, size_t size);

@@ -1,5 +1,6 @@
 /* owner.c - the ownership registries (see owner.h). */
 #include "owner.h"
+#include "heap.h"
 #include "os.h"
 
 struct tm_own_fast tm_own;
@@ -149,8 +150,16 @@ void tm_own_mmap_del(const tm_chunk *p)
 int tm_own_classify(const tm_chunk *p)
 {
     uintptr_t a = (uintptr_t)p;
-    if (tm_own_in_heaps(a))
+    if (a >= atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed) &&
+        a < atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed))
         return TM_OWN_HEAP;
+    if (tm_own_in_sub(a)) {
+        /* Ours only within the heap's extent: not in the guard before its
+         * header, nor in the reserve beyond its size (heap.h).          */
+        const tm_heap *h = heap_for_ptr(p);
+        size_t size = __atomic_load_n(&h->size, __ATOMIC_RELAXED);
+        return a >= (uintptr_t)(h + 1) && a < (uintptr_t)h + size ? TM_OWN_HEAP : TM_OWN_NONE;
+    }
     uintptr_t b;
     size_t l;
     if (tm_own_mmap_find(p, &b, &l))

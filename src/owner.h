@@ -46,8 +46,10 @@ static TM_INLINE bool tm_own_in_sub(uintptr_t a)
     return (atomic_load_explicit(&tm_own_sub[g >> 6], memory_order_relaxed) >> (g & 63)) & 1;
 }
 /* Inside one of our heaps: the main arena's brk bounds or one of our
- * sub-heaps (the main arena's too, once brk has failed: sysmem.c).
- * Exact, and no call (so no registers to save on the hot paths).
+ * sub-heaps (the main arena's too, once brk has failed: sysmem.c).  No
+ * call (so no registers to save on the hot paths); a sub-heap counts
+ * whole, its 64 MiB slot with the guard and the reserve (both readable:
+ * heap.h), so reading a header there is safe; tm_own_classify is exact.
  * Mmapped chunks are not in heaps: tm_own_classify.                  */
 static TM_INLINE bool tm_own_in_heaps(uintptr_t a)
 {
@@ -58,8 +60,9 @@ static TM_INLINE bool tm_own_in_heaps(uintptr_t a)
 }
 
 enum { TM_OWN_NONE = 0, TM_OWN_HEAP = 1, TM_OWN_MMAP = 2 };
-/* Where the chunk at p lies: in a heap of ours (main or sub), exactly at
- * one of our mmapped chunks, or neither.  Reads no memory at p.        */
+/* Where the chunk at p lies: in a heap of ours (main, or a sub-heap
+ * within its size), exactly at one of our mmapped chunks, or neither.
+ * Reads no memory at p (a sub-heap's header, for its size).           */
 TM_HIDDEN int tm_own_classify(const tm_chunk *p);
 
 /* Main arena (its lock held): a brk segment now spans [lo, hi) - extended,

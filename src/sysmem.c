@@ -215,7 +215,7 @@ static void start_heap(tm_arena *av, tm_heap *h, size_t size, uint32_t kind)
 {
     h->ar = av;
     h->prev = av->last_heap;
-    h->size = size;
+    heap_set_size(h, size);
     if (kind != TM_HEAP_SUB) {
         h->committed = size;
         h->reserved = size;

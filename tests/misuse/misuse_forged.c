@@ -3,8 +3,12 @@
  * chunk on the stack, in a global, and in another allocator's block (a
  * private mapping with a plausible header), then the attacker's follow-up
  * (mallocs of the fake size, which must never return the fake chunk).
- * Also realloc of a fake chunk.  See misuse.h.
+ * Also realloc of a fake chunk, and pointers into a thread arena's 64 MiB
+ * sub-heap slot that are no chunk: in the reserve beyond the heap's size
+ * and in the guard before its header (reading there must not fault and
+ * the pointer must be named).  See misuse.h.
  */
+#include <pthread.h>
 #include "misuse.h"
 
 #define FAKE_SIZE 0x100   /* chunk size of the fake: requests of 0xf8 */
@@ -94,6 +98,37 @@ static void t_usable_size(void *arg)
         exploited("malloc_usable_size of a forged chunk answered %zu", n);
 }
 
+/* A block of a second thread's arena (a sub-heap, the A bit set). */
+static void *sub_block(void *arg)
+{
+    (void)arg;
+    return malloc(64);
+}
+static char *sub_heap_slot(void)
+{
+    pthread_t t;
+    void *b = NULL;
+    if (pthread_create(&t, NULL, sub_block, NULL) || pthread_join(t, &b) || !b)
+        setup_failed("thread");
+    if (!(W(b)[-1] & 4))
+        setup_failed("the thread's block is not in a sub-heap");
+    return (char *)((uintptr_t)b & ~(((uintptr_t)64 << 20) - 1));
+}
+
+static void t_sub_reserve(void *arg)
+{
+    (void)arg;
+    char *slot = sub_heap_slot();
+    free(slot + (60u << 20) + 0x10);        /* far beyond a young heap's size */
+}
+
+static void t_sub_guard(void *arg)
+{
+    (void)arg;
+    char *slot = sub_heap_slot();
+    free(slot + 0x1010);                    /* before the heap header */
+}
+
 static const struct technique tab[] = {
     { "free_stack", t_stack, "free of a fake chunk on the stack, then mallocs of its size",
       { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
@@ -105,6 +140,10 @@ static const struct technique tab[] = {
       { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
     { "realloc_stack", t_realloc, "realloc of a fake chunk on the stack",
       { "realloc(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "free_sub_reserve", t_sub_reserve, "free of a pointer into a sub-heap's unused reserve",
+      { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "free_sub_guard", t_sub_guard, "free of a pointer into the guard before a sub-heap's header",
+      { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
     { "usable_size_other", t_usable_size, "malloc_usable_size of a fake chunk in a private mapping",
       { "malloc_usable_size(): invalid pointer (not a chunk of this heap)" }, 0 },
 };
