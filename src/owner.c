@@ -7,6 +7,16 @@ struct tm_own_fast tm_own;
 _Atomic uint64_t tm_own_sub[TM_OWN_SUB_WORDS];
 
 /* ---- main arena ------------------------------------------------------------ */
+/* The brk segments themselves, for tm_own_classify: a foreign sbrk between
+ * two of them leaves a gap inside [main_lo, main_hi) that is not ours.
+ * Written by the main arena's lock holder, read by anyone: relaxed
+ * atomics, the count published last.  Beyond TM_OWN_BRK_SEGS segments
+ * (a program that keeps moving brk itself) the last entry stretches to
+ * cover the rest.                                                      */
+#define TM_OWN_BRK_SEGS 32
+static struct { _Atomic uintptr_t lo, hi; } brk_segs[TM_OWN_BRK_SEGS];
+static _Atomic unsigned brk_nsegs;
+
 void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
 {
     uintptr_t cur_lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
@@ -15,12 +25,40 @@ void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
         atomic_store_explicit(&tm_own.main_lo, lo, memory_order_relaxed);
     if (hi > cur_hi)
         atomic_store_explicit(&tm_own.main_hi, hi, memory_order_relaxed);
+    unsigned n = atomic_load_explicit(&brk_nsegs, memory_order_relaxed);
+    for (unsigned i = n; i-- > 0;)
+        if (atomic_load_explicit(&brk_segs[i].lo, memory_order_relaxed) == lo) {
+            atomic_store_explicit(&brk_segs[i].hi, hi, memory_order_relaxed);   /* grown */
+            return;
+        }
+    if (n < TM_OWN_BRK_SEGS) {
+        atomic_store_explicit(&brk_segs[n].lo, lo, memory_order_relaxed);
+        atomic_store_explicit(&brk_segs[n].hi, hi, memory_order_relaxed);
+        atomic_store_explicit(&brk_nsegs, n + 1, memory_order_release);
+    } else if (hi > atomic_load_explicit(&brk_segs[n - 1].hi, memory_order_relaxed)) {
+        atomic_store_explicit(&brk_segs[n - 1].hi, hi, memory_order_relaxed);
+    }
 }
 
 void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi)
 {
     if (atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed) == old_hi)
         atomic_store_explicit(&tm_own.main_hi, new_hi, memory_order_relaxed);
+    unsigned n = atomic_load_explicit(&brk_nsegs, memory_order_relaxed);
+    for (unsigned i = 0; i < n; i++)
+        if (atomic_load_explicit(&brk_segs[i].hi, memory_order_relaxed) == old_hi)
+            atomic_store_explicit(&brk_segs[i].hi, new_hi, memory_order_relaxed);
+}
+
+/* Inside one of the brk segments (a is within [main_lo, main_hi)). */
+static bool in_brk_segment(uintptr_t a)
+{
+    unsigned n = atomic_load_explicit(&brk_nsegs, memory_order_acquire);
+    for (unsigned i = n; i-- > 0;)
+        if (a >= atomic_load_explicit(&brk_segs[i].lo, memory_order_relaxed) &&
+            a < atomic_load_explicit(&brk_segs[i].hi, memory_order_relaxed))
+            return true;
+    return n == 0;
 }
 
 /* ---- sub-heaps -------------------------------------------------------------- */
@@ -152,7 +190,7 @@ int tm_own_classify(const tm_chunk *p)
     uintptr_t a = (uintptr_t)p;
     if (a >= atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed) &&
         a < atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed))
-        return TM_OWN_HEAP;
+        return in_brk_segment(a) ? TM_OWN_HEAP : TM_OWN_NONE;
     if (tm_own_in_sub(a)) {
         /* Ours only within the heap's extent: not in the guard before its
          * header, nor in the reserve beyond its size (heap.h).          */

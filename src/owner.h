@@ -60,8 +60,9 @@ static TM_INLINE bool tm_own_in_heaps(uintptr_t a)
 }
 
 enum { TM_OWN_NONE = 0, TM_OWN_HEAP = 1, TM_OWN_MMAP = 2 };
-/* Where the chunk at p lies: in a heap of ours (main, or a sub-heap
- * within its size), exactly at one of our mmapped chunks, or neither.
+/* Where the chunk at p lies: in a heap of ours (a brk segment of the main
+ * arena - not a foreign sbrk's memory between two -, or a sub-heap within
+ * its size), exactly at one of our mmapped chunks, or neither.
  * Reads no memory at p (a sub-heap's header, for its size).           */
 TM_HIDDEN int tm_own_classify(const tm_chunk *p);
 

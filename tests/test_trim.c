@@ -9,11 +9,17 @@
  *    ours by the ownership registry, a stack address is not, and once
  *    brk works again the arena stays in its sub-heaps while they hold
  *    data; once everything is freed (and malloc_trim called) they are
- *    given back and the arena continues in its brk segment.
+ *    given back and the arena continues in its brk segment;
+ *  - a foreign sbrk between two brk segments: its memory lies inside the
+ *    main arena's bounds but in neither segment; tm_own_classify says it
+ *    is not ours, and a free of a pointer into it aborts naming it.
  * Every step ends with tide_check_heap().  (Static link: reads arena state.)
  */
 #define _GNU_SOURCE 1
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <string.h>
 #include "harness.h"
 #include "arena.h"
@@ -95,6 +101,43 @@ static void brk_fails(void)
     CHK();
 }
 
+static char *foreign;
+static void free_foreign(void *arg)
+{
+    (void)arg;
+    free(foreign + 4096 + 16);
+}
+
+static void foreign_sbrk(void)
+{
+    tm_arena *av = &tm_main_arena;
+    free(malloc(64));
+    CHECK("the main arena is in brk", av->last_heap && av->last_heap->kind == TM_SEG_BRK);
+    size_t segs0 = av->nheaps;
+    foreign = sbrk(64 * 1024);                     /* someone else's brk memory */
+    CHECK("foreign sbrk", foreign != (char *)-1);
+    if (foreign == (char *)-1)
+        return;
+    memset(foreign, 0, 64 * 1024);
+    ((size_t *)(foreign + 4096))[1] = 0x100 | 1;   /* a plausible header */
+    void *big = malloc(8 * 1024 * 1024);           /* beyond top: a new brk segment */
+    CHECKF("a new brk segment after the foreign memory", big && av->nheaps == segs0 + 1 &&
+           (char *)av->last_heap > foreign, "%zu -> %zu heaps", segs0, av->nheaps);
+    CHECK("the foreign memory is inside the main arena's bounds (fast test)",
+          tm_own_in_heaps((uintptr_t)foreign + 4096));
+    CHECK("but tm_own_classify says it is not ours",
+          tm_own_classify((const tm_chunk *)(foreign + 4096)) == TM_OWN_NONE);
+    CHECK("blocks of both segments are", tm_own_classify(mem2chunk(big)) == TM_OWN_HEAP &&
+          tm_own_classify(mem2chunk(av->last_heap->prev ? (void *)((char *)av->last_heap->prev + 64)
+                                                         : big)) == TM_OWN_HEAP);
+    int st = harness_run_child(free_foreign, NULL);
+    CHECKF("free of a pointer into it aborts naming it", WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT &&
+           strstr(harness_child_output, "free(): invalid pointer (not a chunk of this heap)"),
+           "%s", harness_child_output);
+    free(big);
+    CHK();
+}
+
 int main(void)
 {
     tm_arena *av = &tm_main_arena;
@@ -141,5 +184,6 @@ int main(void)
     CHECKF("and trims back", av->system_mem < sys2 + 512 * 1024, "%zu -> %zu", sys2, av->system_mem);
     CHK();
     brk_fails();
+    foreign_sbrk();
     return harness_finish();
 }
