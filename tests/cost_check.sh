@@ -1,0 +1,35 @@
+#!/bin/bash
+# bench/cost.py does what it says: the same library twice gives the same
+# instruction counts (pairs: single-threaded, deterministic; jq: a real
+# program), and --b-env reaches only the second library's runs (the thread
+# cache turned off there makes pairs run far more instructions).
+#   usage: cost_check.sh SRC BUILD
+set -eu
+src=$1 build=$2
+command -v valgrind >/dev/null || { echo "valgrind missing: skipped"; exit 77; }
+lib=$build/libtidemalloc.so
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+python3 "$src/bench/cost.py" --build "$build" --a "$lib" --b "$lib" --workloads pairs,jq \
+    --names a,b --out "$out/same"
+python3 "$src/bench/cost.py" --build "$build" --a "$lib" --b "$lib" --workloads pairs \
+    --b-env GLIBC_TUNABLES=glibc.malloc.tcache_count=0 --names cache,nocache --out "$out/env"
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+same = {r["workload"]: r for r in json.load(open(out + "/same/cost.json"))["rows"]}
+env = {r["workload"]: r for r in json.load(open(out + "/env/cost.json"))["rows"]}
+bad = []
+for w in ("pairs", "jq"):
+    if w not in same:
+        bad.append("no row for %s" % w)
+    elif not 0.99 <= same[w]["ratio"] <= 1.01 or same[w]["a"] < 1e6:
+        bad.append("%s: the same library twice gave ratio %.4f (%d Ir)" % (w, same[w]["ratio"], same[w]["a"]))
+if "pairs" not in env or env["pairs"]["ratio"] < 1.3:
+    bad.append("--b-env had no effect: %r" % env.get("pairs"))
+for b in bad:
+    print("FAIL:", b)
+print("same: pairs %.4f, jq %.4f; cache off: pairs %.2fx the instructions"
+      % (same["pairs"]["ratio"], same["jq"]["ratio"], env["pairs"]["ratio"]) if not bad else "")
+sys.exit(1 if bad else 0)
+PY
