@@ -249,7 +249,7 @@ static TM_NOINLINE void free_slow(void *mem)
         }
         tm_arena_enter_owner(av);
     }
-    tm_int_free(av, p);
+    tm_int_free_verified(av, p, size);   /* the header verified_size checked */
     tm_arena_leave(av);
     errno = saved_errno;
 }

@@ -178,11 +178,22 @@ static inline void check_next_hdr(const tm_chunk *next, const char *who)
 }
 
 /* ---- _int_free ---------------------------------------------------------- */
+static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size);
+
 void tm_int_free(tm_arena *av, tm_chunk *p)
 {
-    size_t size = chunksize(p);
-    TM_ASSERT(!chunk_is_mmapped(p) && arena_for_chunk(p) == av);
     check_inuse_hdr(p, "free(): corrupted chunk header");
+    int_free(av, p, chunksize(p));
+}
+
+void tm_int_free_verified(tm_arena *av, tm_chunk *p, size_t size)
+{
+    int_free(av, p, size);
+}
+
+static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size)
+{
+    TM_ASSERT(!chunk_is_mmapped(p) && arena_for_chunk(p) == av && size == chunksize(p));
     p->bk = NULL;       /* no cache or parked key survives in free memory */
 
     if (size <= TM_P(max_fast)) {

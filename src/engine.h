@@ -15,6 +15,9 @@ TM_HIDDEN void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z);
 /* p: an in-use, non-mmapped chunk of av, already checked by the caller
  * for pointer/size sanity.                                              */
 TM_HIDDEN void  tm_int_free(tm_arena *av, tm_chunk *p);
+/* The same for a chunk whose in-use header the caller has just verified
+ * (free's slow path): size is the size that verified word carries.    */
+TM_HIDDEN void  tm_int_free_verified(tm_arena *av, tm_chunk *p, size_t size);
 TM_HIDDEN void *tm_int_realloc(tm_arena *av, tm_chunk *oldp, size_t oldsize, size_t nb);
 /* alignment: a power of two > 16. */
 TM_HIDDEN void *tm_int_memalign(tm_arena *av, size_t alignment, size_t bytes);
