@@ -111,6 +111,9 @@ static size_t grow_limit(tm_tcache *tc, size_t i, size_t lim)
     if (lim == 0 || (!atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
                      atomic_load_explicit(&tm_multi_threaded, memory_order_relaxed)))
         return lim;
+    tm_arena *own = tm_thread_arena();
+    if (own && atomic_load_explicit(&own->drained, memory_order_relaxed))
+        return lim;                   /* giving memory back: no growth now */
     size_t csize = TM_MINSIZE + 16 * i;
     size_t max = TM_TCACHE_GROW_CLASS_BYTES / csize;
     if (max > TM_TCACHE_GROW_COUNT)
@@ -129,6 +132,7 @@ static size_t grow_limit(tm_tcache *tc, size_t i, size_t lim)
                                                  memory_order_relaxed, memory_order_relaxed))
         return expect;                /* mallopt reset it meanwhile */
     atomic_store_explicit(&tc->limit_bytes, total + (nl - lim) * csize, memory_order_relaxed);
+    tc->grown = true;
     return nl;
 }
 
@@ -247,10 +251,47 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
     }
 }
 
+/* Keep the newest `keep` entries of class i, flush the rest. */
+static void trim_class(tm_tcache *tc, size_t i, size_t keep)
+{
+    if (keep >= tc->counts[i])
+        return;
+    tm_tc_entry *cut = tc->entries[i], *rest;
+    if (keep == 0) {
+        rest = cut;
+        tc->entries[i] = NULL;
+    } else {
+        for (size_t k = 1; k < keep; k++)
+            cut = tc_reveal(cut);
+        rest = tc_reveal(cut);
+        tc_link(cut, NULL);
+    }
+    size_t nflush = tc->counts[i] - keep;
+    tc->counts[i] = (uint16_t)keep;
+    free_chain(rest, nflush, i);
+}
+
+/* The own arena drained deeply (its cap is strict: the program is giving
+ * its memory back): a grown cache goes back to the base limits and lets
+ * go of what is beyond them.  Cached chunks pin their pages, and a
+ * thread about to go quiet must not keep 1 MiB of them scattered over
+ * the heap (test_quiet_st: a single-threaded drain, no reclaimer).    */
+static void shrink_if_drained(tm_tcache *tc)
+{
+    tm_arena *own = tm_thread_arena();
+    if (!tc->grown || !own || !atomic_load_explicit(&own->drained, memory_order_relaxed))
+        return;
+    tc->grown = false;
+    reset_limits(tc);
+    for (size_t k = 0; k < TM_TCACHE_BINS; k++)
+        trim_class(tc, k, tc_my_limit(tc, k));
+}
+
 /* Class i is full: keep its newest half (hot in cache), flush the rest,
  * then cache e.                                                          */
 void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
+    shrink_if_drained(tc);
     size_t lim = tc_my_limit(tc, i);   /* once: another thread's mallopt may change it */
     if (lim != 0 && tc->counts[i] >= lim) {
         size_t nl = grow_limit(tc, i, lim);
@@ -266,22 +307,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
         free_chain(e, 1, TM_TCACHE_BINS);
         return;
     }
-    size_t keep = lim / 2;
-    if (keep > tc->counts[i])      /* the limit was raised since the caller looked */
-        keep = tc->counts[i];
-    tm_tc_entry *cut = tc->entries[i], *rest;
-    if (keep == 0) {
-        rest = cut;
-        tc->entries[i] = NULL;
-    } else {
-        for (size_t k = 1; k < keep; k++)
-            cut = tc_reveal(cut);
-        rest = tc_reveal(cut);
-        tc_link(cut, NULL);
-    }
-    size_t nflush = tc->counts[i] - keep;
-    tc->counts[i] = (uint16_t)keep;
-    free_chain(rest, nflush, i);
+    trim_class(tc, i, lim / 2);    /* (fewer entries than that: the limit was raised) */
     tc_push(tc, e, i);
 }
 

@@ -33,8 +33,10 @@
  * this thread's limit instead, up to 32 KiB or 1024 chunks, 1 MiB for
  * all classes of the thread.  Growth needs the background thread, which
  * takes idle caches back (and then resets the limits), so that parked
- * threads do not keep grown caches for ever - or a process of one thread,
- * whose single cache then keeps at most 1 MiB.
+ * threads do not keep grown caches for ever - or a process of one thread.
+ * No growth while the thread's arena has drained deeply (the program is
+ * giving its memory back), and a grown cache that meets such a drain
+ * goes back to the base at once: cached chunks pin their pages.
  *
  * Reclaiming idle caches.  A thread that parks keeps its cache, and 256
  * parked threads would keep 64 MiB.  The background thread takes the
@@ -80,6 +82,7 @@ typedef struct tm_tcache {
      * an idle cache is reclaimed.                                      */
     _Atomic uint16_t limits[TM_TCACHE_BINS];
     _Atomic size_t limit_bytes;      /* sum of limits[i] * chunk size        */
+    bool grown;                      /* owner's: some limit grew since the last drain */
     tm_tc_entry *entries[TM_TCACHE_BINS];
     /* Registry of all caches (reclaimer's walk), guarded by its lock. */
     struct tm_tcache *reg_next, *reg_prev;
