@@ -234,7 +234,7 @@ static void test_env(void)
 
 /* Adaptive limits (tcache.h): a class that overflows grows this thread's
  * limit, within bounds, while idle caches can be reclaimed; mallopt and a
- * reclaim reset it to the base. */
+ * reclaim reset it to the base, and a deep drain shrinks a grown cache. */
 static void *t_adaptive(void *arg)
 {
     (void)arg;
@@ -283,6 +283,32 @@ static void *t_adaptive(void *arg)
         reset = reset && tc_my_limit(tc, k) == tm_tc_limit[k];
     CHECK("mallopt resets every limit to the base", reset);
     if (grows) {
+        /* A deep drain of the own arena (its cap strict) shrinks a grown
+         * cache at its next full class, and stops growth meanwhile. */
+        for (int k = 0; k < N; k++)
+            b[k] = malloc(64);
+        for (int k = 0; k < N; k++)
+            free(b[k]);
+        CHECK("grown (before the drain)", tc_my_limit(tc, i) > base && tc->counts[i] > base);
+        tm_arena *own = tm_thread_arena();
+        atomic_store(&own->drained, true);       /* what the cap check sets in a drain */
+        size_t j = cls(200), jbase = tm_tc_limit[j];
+        void *c[64];
+        for (size_t k = 0; k <= jbase && k < 64; k++)
+            c[k] = malloc(200);
+        for (size_t k = 0; k <= jbase && k < 64; k++)
+            free(c[k]);                          /* overflows class j once */
+        CHECKF("a drain sends a grown cache back to the base", tc_my_limit(tc, i) == base &&
+               tc->counts[i] <= base && tc_my_limit(tc, j) == jbase,
+               "limit %zu count %u (base %zu)", tc_my_limit(tc, i), tc->counts[i], base);
+        atomic_store(&own->drained, true);       /* (the flushes above may have rechecked the cap) */
+        for (int k = 0; k < N; k++)
+            b[k] = malloc(64);
+        for (int k = 0; k < N; k++)
+            free(b[k]);
+        CHECK("and no class grows while it lasts", tc_my_limit(tc, i) == base);
+        atomic_store(&own->drained, false);
+        CHK();
         for (int k = 0; k < N; k++)
             b[k] = malloc(64);
         for (int k = 0; k < N; k++)
