@@ -6,6 +6,7 @@
 #include "engine.h"
 #include "os.h"
 #include "sysmem.h"
+#include <sys/single_threaded.h>
 
 static tm_lock list_lock = TM_LOCK_INIT;
 static tm_arena *free_list;          /* list lock */
@@ -18,20 +19,49 @@ static __thread bool tls_exiting __attribute__((tls_model("initial-exec")));
 /* This thread ran the fork prepare handler and holds every lock. */
 static __thread bool tls_fork_holder __attribute__((tls_model("initial-exec")));
 
-/* ---- locks (every arena lock operation goes through these) --------------- */
+/* ---- locks (every arena lock operation goes through these) ---------------
+ * While the process has one thread (glibc's __libc_single_threaded: set
+ * to false by pthread_create before the new thread exists, and never
+ * back while threads may exist), the lock word is taken and given back
+ * with plain relaxed stores instead of a CAS and an exchange: nobody else
+ * can hold it or wait on it, and the word is in the same state either way,
+ * so the process is consistent when it becomes multi-threaded (no thread
+ * is created from inside the allocator with an arena lock held).  glibc
+ * skips its arena lock the same way.  Single-threaded programs (gcc's
+ * passes, python, perl, sqlite, jq) take an arena lock on every refill,
+ * flush and uncached free.                                             */
+static inline bool one_thread(void) { return __libc_single_threaded != 0; }
 static inline void lock_acquire(tm_lock *l)
 {
-    if (likely(!tls_fork_holder))
-        tm_lock_acquire(l);
+    if (unlikely(tls_fork_holder))
+        return;
+    if (one_thread() && atomic_load_explicit(&l->v, memory_order_relaxed) == 0) {
+        atomic_store_explicit(&l->v, 1, memory_order_relaxed);
+        return;
+    }
+    tm_lock_acquire(l);
 }
 static inline bool lock_try(tm_lock *l)
 {
-    return unlikely(tls_fork_holder) || tm_lock_try(l);
+    if (unlikely(tls_fork_holder))
+        return true;
+    if (one_thread()) {
+        if (atomic_load_explicit(&l->v, memory_order_relaxed) != 0)
+            return false;
+        atomic_store_explicit(&l->v, 1, memory_order_relaxed);
+        return true;
+    }
+    return tm_lock_try(l);
 }
 static inline void lock_release(tm_lock *l)
 {
-    if (likely(!tls_fork_holder))
-        tm_lock_release(l);
+    if (unlikely(tls_fork_holder))
+        return;
+    if (one_thread()) {
+        atomic_store_explicit(&l->v, 0, memory_order_relaxed);
+        return;
+    }
+    tm_lock_release(l);
 }
 
 static inline tm_arena *ring_next(tm_arena *av)
