@@ -167,24 +167,38 @@ static size_t verified_size(tm_chunk *p, const char *msg_corrupt, const char *ms
     return word_size(w);
 }
 
+/* A pointer the program gives back (free, realloc, malloc_usable_size),
+ * before any of its memory is read: aligned, else abort with
+ * `misaligned`; ours (TIDE_CHECKS), else abort with `foreign`.  Returns
+ * TM_OWN_HEAP or TM_OWN_MMAP: what the registry says (without the
+ * checks: what the header says).                                       */
+static int given_pointer(void *mem, const char *misaligned, const char *foreign)
+{
+    tm_chunk *p = mem2chunk(mem);
+    if (unlikely(misaligned_chunk(p)))
+        tm_corrupt(misaligned, mem);
+#if TIDE_CHECKS
+    int own = tm_own_classify(p);
+    if (unlikely(own == TM_OWN_NONE))
+        tm_corrupt(foreign, mem);
+    return own;
+#else
+    (void)foreign;
+    return chunk_is_mmapped(p) ? TM_OWN_MMAP : TM_OWN_HEAP;
+#endif
+}
+
 static TM_NOINLINE void free_slow(void *mem)
 {
     if (!mem)
         return;
     int saved_errno = errno;         /* free never changes errno */
     tm_chunk *p = mem2chunk(mem);
-    if (unlikely(misaligned_chunk(p)))   /* before reading its header */
-        tm_corrupt("free(): invalid pointer", mem);
-#if TIDE_CHECKS
-    int own = tm_own_classify(p);    /* before reading its header, too */
-    if (unlikely(own == TM_OWN_NONE))
-        tm_corrupt("free(): invalid pointer (not a chunk of this heap)", mem);
-    bool mapped = own == TM_OWN_MMAP;
-    if (unlikely(!mapped && chunk_is_mmapped(p)))
+    bool mapped = given_pointer(mem, "free(): invalid pointer",
+                                "free(): invalid pointer (not a chunk of this heap)") == TM_OWN_MMAP;
+    /* (a registry entry whose header lost M: the unmap path names it) */
+    if (unlikely(TIDE_CHECKS && !mapped && chunk_is_mmapped(p)))
         tm_corrupt("free(): corrupted chunk header", mem);
-#else
-    bool mapped = chunk_is_mmapped(p);
-#endif
     /* S is outside the checksum (chunk.h): a forged one finds no record. */
     if (unlikely(chunk_is_sampled(p)))
         tm_prof_forget(p, "free(): invalid size");
@@ -314,16 +328,15 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
         return NULL;
     }
     tm_chunk *p = mem2chunk(mem);
-    if (unlikely(misaligned_chunk(p)))
-        tm_corrupt("realloc(): invalid pointer", mem);
+    int own = given_pointer(mem, "realloc(): invalid pointer",
+                            "realloc(): invalid pointer (not a chunk of this heap)");
 #if TIDE_CHECKS
-    int own = tm_own_classify(p);
-    if (unlikely(own == TM_OWN_NONE))
-        tm_corrupt("realloc(): invalid pointer (not a chunk of this heap)", mem);
     if (unlikely((own == TM_OWN_MMAP) != chunk_is_mmapped(p)))
         tm_corrupt("realloc(): corrupted chunk header", mem);
     if (unlikely(tc_key_marked(mem)))
         tm_corrupt("realloc(): invalid pointer (chunk is free)", mem);
+#else
+    (void)own;
 #endif
     size_t oldsize = verified_size(p, "realloc(): corrupted chunk header",
                                    "realloc(): invalid pointer (chunk is free)",
@@ -486,18 +499,17 @@ TM_EXPORT size_t tide_malloc_usable_size(void *mem)
     if (!mem)
         return 0;
     tm_chunk *p = mem2chunk(mem);
-    if (unlikely(misaligned_chunk(p)))
-        tm_corrupt("malloc_usable_size(): invalid pointer", mem);
+    int own = given_pointer(mem, "malloc_usable_size(): invalid pointer",
+                            "malloc_usable_size(): invalid pointer (not a chunk of this heap)");
 #if TIDE_CHECKS
-    int own = tm_own_classify(p);
-    if (unlikely(own == TM_OWN_NONE))
-        tm_corrupt("malloc_usable_size(): invalid pointer (not a chunk of this heap)", mem);
     int st = hdr_state(p);
     if (unlikely(st < 0 || (own == TM_OWN_MMAP) != chunk_is_mmapped(p) ||
                  (st != TM_ST_INUSE && own == TM_OWN_MMAP)))
         tm_corrupt("malloc_usable_size(): corrupted chunk header", mem);
     if (st != TM_ST_INUSE)
         return 0;                    /* free: glibc says 0 */
+#else
+    (void)own;
 #endif
     if (chunk_is_mmapped(p))
         return chunksize(p) - TM_HDR;

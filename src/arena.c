@@ -31,16 +31,6 @@ static __thread bool tls_fork_holder __attribute__((tls_model("initial-exec")));
  * passes, python, perl, sqlite, jq) take an arena lock on every refill,
  * flush and uncached free.                                             */
 static inline bool one_thread(void) { return __libc_single_threaded != 0; }
-static inline void lock_acquire(tm_lock *l)
-{
-    if (unlikely(tls_fork_holder))
-        return;
-    if (one_thread() && atomic_load_explicit(&l->v, memory_order_relaxed) == 0) {
-        atomic_store_explicit(&l->v, 1, memory_order_relaxed);
-        return;
-    }
-    tm_lock_acquire(l);
-}
 static inline bool lock_try(tm_lock *l)
 {
     if (unlikely(tls_fork_holder))
@@ -52,6 +42,11 @@ static inline bool lock_try(tm_lock *l)
         return true;
     }
     return tm_lock_try(l);
+}
+static inline void lock_acquire(tm_lock *l)
+{
+    if (unlikely(!lock_try(l)))
+        tm_lock_wait(l);
 }
 static inline void lock_release(tm_lock *l)
 {

@@ -391,26 +391,25 @@ def part_security():
         path = "/proc/%d/fd/%s" % (t.pid, fds[0])
         # writes by the same user
         fd = os.open(path, os.O_RDWR)
-        try:
-            os.pwrite(fd, b"X" * 64, 0)
-            wrote = True
-        except PermissionError:
-            wrote = False
-        check("security: write() to the channel is refused (sealed)", not wrote)
-        try:
-            os.ftruncate(fd, 0)
-            shrunk = True
-        except PermissionError:
-            shrunk = False
-        check("security: shrinking the channel is refused (the process's stores cannot fault)", not shrunk)
-        try:
+
+        def refused(op):
+            """op() raised PermissionError (the seals said no)."""
+            try:
+                op()
+                return False
+            except PermissionError:
+                return True
+
+        def map_shared_and_write():
             m = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             m[0:8] = b"BADMAGIC"
             m.close()
-            mapped = True
-        except PermissionError:
-            mapped = False
-        check("security: a writable shared mapping of the channel is refused", not mapped)
+        check("security: write() to the channel is refused (sealed)",
+              refused(lambda: os.pwrite(fd, b"X" * 64, 0)))
+        check("security: shrinking the channel is refused (the process's stores cannot fault)",
+              refused(lambda: os.ftruncate(fd, 0)))
+        check("security: a writable shared mapping of the channel is refused",
+              refused(map_shared_and_write))
         try:
             m = mmap.mmap(fd, 4096, mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE)
             m[0:8] = b"BADMAGIC"          # a private copy: must not reach the process's pages
