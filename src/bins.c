@@ -74,7 +74,7 @@ static bool unlink_verified(tm_arena *av, tm_chunk *p)
     bk->fd = fd;
     if (!in_smallbin_range(size) && p->fd_nextsize != NULL) {
         /* p leads its size group in a large bin's nextsize ring. */
-        if (unlikely(!tm_free_chunk_ok(p->fd_nextsize) || !tm_free_chunk_ok(p->bk_nextsize) ||
+        if (unlikely(!tm_chunk_link_ok(p->fd_nextsize) || !tm_chunk_link_ok(p->bk_nextsize) ||
                      p->fd_nextsize->bk_nextsize != p || p->bk_nextsize->fd_nextsize != p))
             tm_corrupt("corrupted double-linked list (not small)", p);
         tm_chunk *bin = bin_at(av, largebin_index(size));
@@ -140,9 +140,12 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
             } else {
                 while (size < chunksize(fwd)) {
                     fwd = fwd->fd_nextsize;
-                    if (unlikely(!tm_free_chunk_ok(fwd)))
+                    if (unlikely(!tm_chunk_link_ok(fwd)))
                         tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
                 }
+                /* Passed over on links alone; where it stops is verified. */
+                if (unlikely(!tm_free_chunk_ok(fwd)))
+                    tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
                 if (size == chunksize(fwd)) {
                     /* Same size exists: insert second, keep the ring as is. */
                     victim->fd_nextsize = victim->bk_nextsize = NULL;
@@ -183,17 +186,22 @@ tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *releas
     tm_chunk *victim = bin->fd;
     if (victim == bin || chunksize(victim) < nb)
         return NULL;
-    victim = victim->bk_nextsize;          /* the smallest size */
-    if (unlikely(!tm_free_chunk_ok(victim)))
-        tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", victim);
-    while (chunksize(victim) < nb) {
+    /* From the smallest size up, on links alone (tm_chunk_link_ok); the
+     * chunk taken is verified by take (tm_bins_unlink): its size is the
+     * one that counts.                                                 */
+    do {
         victim = victim->bk_nextsize;
-        if (unlikely(!tm_free_chunk_ok(victim)))
+        if (unlikely(!tm_chunk_link_ok(victim)))
             tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", victim);
-    }
+    } while (chunksize(victim) < nb);
     /* Take the second of a size group: no nextsize rerouting. */
-    if (victim != bin->bk && chunksize(victim) == chunksize(victim->fd))
-        victim = victim->fd;
+    if (victim != bin->bk) {
+        tm_chunk *second = victim->fd;
+        if (unlikely(!tm_chunk_link_ok(second)))
+            tm_corrupt("malloc(): largebin double linked list corrupted (bk)", victim);
+        if (chunksize(victim) == chunksize(second))
+            victim = second;
+    }
     return take(av, victim, released);
 }
 
