@@ -21,8 +21,8 @@ void tm_bins_init(tm_arena *av)
 static inline void unsorted_push(tm_arena *av, tm_chunk *p, size_t size, const char *who)
 {
     tm_chunk *bck = unsorted_bin(av);
-    tm_chunk *fwd = bck->fd;
-    if (unlikely(!tm_bin_link_ok(av, fwd) || fwd->bk != bck))
+    tm_chunk *fwd = bck->fd;            /* a bin header's link: ours */
+    if (unlikely(fwd->bk != bck))
         tm_corrupt(who, p);
     p->fd = fwd;
     p->bk = bck;
@@ -40,7 +40,7 @@ tm_chunk *tm_unsorted_last(tm_arena *av)
     tm_chunk *victim = unsorted->bk;
     if (victim == unsorted)
         return NULL;
-    if (unlikely(!tm_free_chunk_ok(victim)))
+    if (unlikely(!tm_free_hdr_ok(victim)))     /* a bin header's link: ours */
         tm_corrupt("malloc(): corrupted chunk header", victim);
     tm_chunk *bck = victim->bk;
     if (unlikely(!tm_bin_link_ok(av, bck)))
@@ -103,6 +103,13 @@ bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
     return unlink_verified(av, p);
 }
 
+bool tm_bins_unlink_held(tm_arena *av, tm_chunk *p)
+{
+    if (unlikely(!tm_free_hdr_ok(p)))
+        tm_corrupt("malloc(): corrupted chunk header", p);
+    return unlink_verified(av, p);
+}
+
 void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
 {
     unsorted_remove_last(av, victim);
@@ -120,7 +127,7 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
         if (fwd != bck) {
             /* Bin kept in decreasing size order; the nextsize ring links the
              * first chunk of each distinct size. */
-            if (unlikely(!tm_free_chunk_ok(fwd) || !tm_free_chunk_ok(bck->bk)))
+            if (unlikely(!tm_free_hdr_ok(fwd) || !tm_free_hdr_ok(bck->bk)))
                 tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
             if (size < chunksize(bck->bk)) {
                 /* Smaller than everything: append at the end. */
@@ -150,16 +157,19 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
                     /* Same size exists: insert second, keep the ring as is. */
                     victim->fd_nextsize = victim->bk_nextsize = NULL;
                     fwd = fwd->fd;
+                    if (unlikely(!tm_bin_link_ok(av, fwd)))
+                        tm_corrupt("malloc(): largebin double linked list corrupted (fd)", fwd);
                 } else {
                     victim->fd_nextsize = fwd;
                     victim->bk_nextsize = fwd->bk_nextsize;
-                    if (unlikely(fwd->bk_nextsize->fd_nextsize != fwd))
+                    if (unlikely(!tm_chunk_link_ok(fwd->bk_nextsize) ||
+                                 fwd->bk_nextsize->fd_nextsize != fwd))
                         tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
                     fwd->bk_nextsize = victim;
                     victim->bk_nextsize->fd_nextsize = victim;
                 }
                 bck = fwd->bk;
-                if (unlikely(bck->fd != fwd))
+                if (unlikely(!tm_bin_link_ok(av, bck) || bck->fd != fwd))
                     tm_corrupt("malloc(): largebin double linked list corrupted (bk)", fwd);
             }
         } else {
@@ -177,6 +187,12 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
 static tm_chunk *take(tm_arena *av, tm_chunk *victim, bool *released)
 {
     *released = tm_bins_unlink(av, victim);
+    return victim;
+}
+/* The same for a chunk read from a bin header (ours: header only). */
+static tm_chunk *take_held(tm_arena *av, tm_chunk *victim, bool *released)
+{
+    *released = tm_bins_unlink_held(av, victim);
     return victim;
 }
 
@@ -223,7 +239,7 @@ tm_chunk *tm_bins_search(tm_arena *av, unsigned idx, bool *released)
             i++;
             continue;
         }
-        return take(av, victim, released);
+        return take_held(av, victim, released);
     }
     return NULL;
 }
@@ -274,7 +290,7 @@ size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_che
     if (next != av->top) {
         if (!inuse_at(next, nextsize)) {
             tm_release_absorb(&carried, next);
-            tm_bins_unlink(av, next);      /* checks next's header says FREE */
+            tm_bins_unlink_held(av, next); /* checks next's header says FREE */
             size += nextsize;
         } else {
             clear_inuse_at(next, 0);

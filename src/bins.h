@@ -105,6 +105,21 @@ static inline bool tm_chunk_link_ok(const tm_chunk *q)
     return true;
 #endif
 }
+/* A chunk whose address the allocator holds itself: a bin header's first
+ * or last link, or the neighbour of a chunk whose size was verified.
+ * Every pointer stored in a bin header was such a chunk or passed
+ * tm_bin_link_ok before it was stored, and bin headers are out of reach
+ * of the heap (the arena is in .bss or behind a sub-heap's guard), so
+ * only the header needs verifying: intact and free (TIDE_CHECKS).     */
+static inline bool tm_free_hdr_ok(const tm_chunk *q)
+{
+#if TIDE_CHECKS
+    return chunk_hdr_ok(q, TM_ST_FREE);
+#else
+    (void)q;
+    return true;
+#endif
+}
 /* A chunk reached through a bin list: ours, aligned, header intact, free. */
 static inline bool tm_free_chunk_ok(const tm_chunk *q)
 {
@@ -168,7 +183,7 @@ static inline tm_chunk *tm_bins_take_small(tm_arena *av, unsigned idx)
     tm_chunk *victim = bin->bk;
     if (victim == bin)
         return NULL;
-    if (unlikely(!tm_free_chunk_ok(victim) || chunksize(victim) != (size_t)idx * TM_SMALLBIN_WIDTH))
+    if (unlikely(!tm_free_hdr_ok(victim) || chunksize(victim) != (size_t)idx * TM_SMALLBIN_WIDTH))
         tm_corrupt("malloc(): corrupted chunk header", victim);
     tm_chunk *bck = victim->bk;
     if (unlikely(!tm_bin_link_ok(av, bck) || bck->fd != victim))
@@ -219,6 +234,8 @@ TM_HIDDEN void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size);
 /* Take a free chunk out of whichever doubly linked bin holds it.  Returns
  * whether its interior was entirely released (reads as zero).         */
 TM_HIDDEN bool tm_bins_unlink(tm_arena *av, tm_chunk *p);
+/* The same for a chunk the allocator holds itself (tm_free_hdr_ok). */
+TM_HIDDEN bool tm_bins_unlink_held(tm_arena *av, tm_chunk *p);
 /* The smallest chunk >= nb of large bin idx (best fit), unlinked; NULL if
  * none.  *released: its interior was entirely released.               */
 TM_HIDDEN tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *released);

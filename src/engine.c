@@ -166,14 +166,21 @@ static inline void check_inuse_hdr(const tm_chunk *p, const char *who)
     (void)p, (void)who;
 #endif
 }
-/* The neighbour after a chunk being freed: its header intact (any state). */
-static inline void check_next_hdr(const tm_chunk *next, const char *who)
+/* The neighbour after a chunk being freed: its header intact, in any
+ * state but top (the top is verified where its size is used,
+ * tm_bins_free).  The likely states first: each try is a checksum.   */
+static inline void check_next_hdr(tm_arena *av, const tm_chunk *next, const char *who)
 {
 #if TIDE_CHECKS
-    if (unlikely(hdr_state(next) < 0))
-        tm_corrupt(who, next);
+    if (next == av->top)
+        return;
+    size_t w = size_word(next);
+    if (likely(hdr_ok(next, w, TM_ST_INUSE) || hdr_ok(next, w, TM_ST_FAST) ||
+               hdr_ok(next, w, TM_ST_FREE)))
+        return;
+    tm_corrupt(who, next);
 #else
-    (void)next, (void)who;
+    (void)av, (void)next, (void)who;
 #endif
 }
 
@@ -220,7 +227,7 @@ static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size)
     size_t nextsize = chunksize(next);
     if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || nextsize >= av->system_mem))
         tm_corrupt("free(): invalid next size (normal)", p);
-    check_next_hdr(next, "free(): corrupted chunk header");
+    check_next_hdr(av, next, "free(): corrupted chunk header");
 
     perturb_free(chunk2mem(p), size - TM_HDR);
 
@@ -247,7 +254,7 @@ void *tm_int_realloc(tm_arena *av, tm_chunk *oldp, size_t oldsize, size_t nb)
     size_t nextsize = chunksize(next);
     if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || nextsize >= av->system_mem))
         tm_corrupt("realloc(): invalid next size", oldp);
-    check_next_hdr(next, "realloc(): corrupted chunk header");
+    check_next_hdr(av, next, "realloc(): corrupted chunk header");
     if (unlikely(!prev_inuse(next)))
         tm_corrupt("realloc(): invalid pointer", oldp);
 
@@ -265,8 +272,8 @@ void *tm_int_realloc(tm_arena *av, tm_chunk *oldp, size_t oldsize, size_t nb)
             return chunk2mem(oldp);
         }
         if (next != av->top && !inuse_at(next, nextsize) && oldsize + nextsize >= nb) {
-            /* Grow into the free chunk after it. */
-            tm_bins_unlink(av, next);
+            /* Grow into the free chunk after it (oldp's size is verified). */
+            tm_bins_unlink_held(av, next);
             newsize = oldsize + nextsize;
         } else {
             void *newmem = tm_int_malloc(av, nb, NULL);
