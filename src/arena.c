@@ -108,8 +108,10 @@ void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail)
     push_list(&av->remote, head, tail);
 }
 
-bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t n)
+bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t n, size_t max)
 {
+    if (max > TM_RCLS_MAXN)
+        max = TM_RCLS_MAXN;
     const uintptr_t mask = ((uintptr_t)1 << TM_RCLS_SHIFT) - 1;
     if (unlikely(((uintptr_t)head & ~mask) != 0))
         return false;
@@ -117,7 +119,7 @@ bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t
     uintptr_t old = atomic_load_explicit(list, memory_order_relaxed), w;
     do {
         size_t have = old >> TM_RCLS_SHIFT;
-        if (have + n > TM_RCLS_MAXN)
+        if (have + n > max)
             return false;
         /* The cache's link format (tcache.h tc_link): protected pointer. */
         uintptr_t *slot = tail;

@@ -97,9 +97,11 @@ typedef struct {
     size_t n;        /* entries on it                               */
 } tm_rlist;
 /* Push the run head..tail (n entries, linked; tail's link is set here).
- * False (nothing pushed): the list would exceed TM_RCLS_MAXN entries or
- * the pointer does not fit the word; the caller frees another way.     */
-TM_HIDDEN bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t n);
+ * False (nothing pushed): the list would exceed `max` (at most
+ * TM_RCLS_MAXN) entries or the pointer does not fit the word; the caller
+ * frees another way.                                                   */
+TM_HIDDEN bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t n,
+                                    size_t max);
 /* Chunks parked on the general remote stack carry tm_sec.parked in their
  * second word (bk), which every way off the stack clears (tm_int_free).  A chunk
  * taken off it must be ours, aligned, intact, in

@@ -168,7 +168,7 @@ bool tm_tcache_thread_init(void)
  * parked key kept), drained into the bins by av's next holder.             */
 static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t n, size_t i)
 {
-    if (i < TM_TCACHE_BINS && tm_remote_push_class(av, i, head, tail, n))
+    if (i < TM_TCACHE_BINS && tm_remote_push_class(av, i, head, tail, n, tc_limit(i) * TM_RCLS_LIMITS))
         return;
     tm_chunk *h = NULL, *t = NULL;
     for (tm_tc_entry *e = head; n > 0; n--) {
@@ -193,7 +193,11 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
  * arena takes them back into its cache without a lock: a consumer never
  * waits for a producer, and the objects skip the bins.  The entries keep
  * the cache's format (links, key) on that list, so neither side relinks
- * them, except where a run skips an own-arena entry.                   */
+ * them, except where a run skips an own-arena entry.  A thread with no
+ * arena of its own (one that frees and never allocates: a pure consumer)
+ * has only foreign chunks.  It used to take the first chunk's arena as
+ * its own and free everything under that arena's lock, the producer's:
+ * every flush of wl_prodcons's consumers went through the bins.        */
 static void free_chain(tm_tc_entry *e, size_t n, size_t i)
 {
     tm_arena *own = tm_thread_arena();
@@ -216,9 +220,8 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i)
         tm_tc_entry *next = n ? tc_reveal(e) : NULL;
         tm_chunk *p = mem2chunk(e);
         tm_arena *av = arena_for_chunk(p);
-        if (!stash && (av == own || own == NULL)) {
+        if (!stash && av == own) {
             if (!own_locked) {
-                own = av;
                 tm_arena_enter_owner(own);
                 own_locked = true;
             }
