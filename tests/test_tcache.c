@@ -193,6 +193,84 @@ static void *t_consumer(void *arg)
     return NULL;
 }
 
+/* A pure consumer: a thread that frees and never allocates has no arena.
+ * Its flushes must still go to the owner's class list (one CAS), not
+ * through the owner's lock into the bins (it used to take the first
+ * chunk's arena as its own), and a class list holds at most
+ * TM_RCLS_LIMITS class limits: the rest goes to the general remote
+ * list, whose chunks the owner frees into its bins.                  */
+#define PURE_N 600
+static void *volatile pure_blocks[PURE_N];
+static size_t pure_n;
+static bool pure_had_arena;
+
+static void *t_pure_consumer(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&bar);
+    for (size_t k = 0; k < pure_n; k++)
+        free(pure_blocks[k]);
+    tide_thread_cache_flush();
+    pure_had_arena = tm_thread_arena() != NULL;
+    pthread_barrier_wait(&bar);
+    return NULL;
+}
+
+static void *t_pure_producer(void *arg)
+{
+    size_t n = *(size_t *)arg;
+    free(malloc(64));
+    tm_arena *av = tm_thread_arena();
+    for (size_t k = 0; k < n; k++)
+        pure_blocks[k] = malloc(64);
+    tide_thread_cache_flush();      /* nothing of ours waits on the list */
+    size_t before = atomic_load(&av->remote_cls[cls(64)]) >> TM_RCLS_SHIFT;
+    pure_n = n;
+    pthread_barrier_wait(&bar);     /* the consumer frees and flushes */
+    pthread_barrier_wait(&bar);
+    CHECK("the consumer never had an arena (the premise)", !pure_had_arena);
+    size_t got = (atomic_load(&av->remote_cls[cls(64)]) >> TM_RCLS_SHIFT) - before;
+    size_t bound = tm_tc_limit[cls(64)] * TM_RCLS_LIMITS;
+    if (n <= bound - before) {
+        CHECKF("every chunk the pure consumer freed waits on the producer's class list", got == n,
+               "%zu of %zu (list had %zu)", got, n, before);
+    } else {
+        CHECKF("the class list stops at its bound", got + before <= bound && got > 0,
+               "%zu + %zu, bound %zu", before, got, bound);
+        CHECK("the rest waits on the general remote list",
+              atomic_load(&av->remote) != NULL || got == n);
+    }
+    /* The producer takes them back: a miss takes the class list whole.
+     * (Before the heap check, which drains the lists into the bins.)  */
+    void *p = malloc(64);
+    bool ours = false;
+    for (size_t k = 0; k < n && !ours; k++)
+        ours = p == pure_blocks[k];
+    CHECK("the producer's next miss hands out a block the consumer freed", ours);
+    CHECK("the heap is consistent with chunks parked on the lists", tide_check_heap() > 0);
+    free(p);
+    CHK();
+    return NULL;
+}
+
+static void test_pure_consumer(size_t n)
+{
+    /* No background thread meanwhile: it drains remote lists. */
+    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
+    for (int w = 0; w < 400 && atomic_load(&tm_bg_active); w++)
+        usleep(5000);
+    CHECK("the background thread stopped", !atomic_load(&tm_bg_active));
+    pthread_barrier_init(&bar, NULL, 2);
+    pthread_t a, b;
+    pthread_create(&a, NULL, t_pure_producer, &n);
+    pthread_create(&b, NULL, t_pure_consumer, NULL);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    pthread_barrier_destroy(&bar);
+    mallopt(TIDE_M_BACKGROUND_THREAD, 2);
+    CHK();
+}
+
 static void test_cross_thread(void)
 {
     pthread_barrier_init(&bar, NULL, 2);
@@ -201,6 +279,7 @@ static void test_cross_thread(void)
     pthread_create(&b, NULL, t_consumer, NULL);
     pthread_join(a, NULL);
     pthread_join(b, NULL);
+    pthread_barrier_destroy(&bar);
     CHK();
 }
 
@@ -338,6 +417,8 @@ int main(void)
     run_in_thread(t_tunables);
     test_thread_exit();
     test_cross_thread();
+    test_pure_consumer(64);
+    test_pure_consumer(PURE_N);
     run_in_thread(t_adaptive);
     return harness_finish();
 }
