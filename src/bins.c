@@ -126,9 +126,12 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
         fwd = bck->fd;
         if (fwd != bck) {
             /* Bin kept in decreasing size order; the nextsize ring links the
-             * first chunk of each distinct size. */
-            if (unlikely(!tm_free_hdr_ok(fwd) || !tm_free_hdr_ok(bck->bk)))
-                tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
+             * first chunk of each distinct size.  The first and the last
+             * chunk are the bin header's links (ours); their sizes only
+             * steer the insert, so they are not verified here: a forged
+             * one misplaces the chunk in the order, which no one trusts
+             * (best fit verifies the chunk it takes).  The chunk the
+             * insert writes next to is verified (below).               */
             if (size < chunksize(bck->bk)) {
                 /* Smaller than everything: append at the end. */
                 fwd = bck;
