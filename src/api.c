@@ -89,10 +89,15 @@ static inline void *malloc_any(size_t n)
     tm_thread_setup();
     tm_obs_tick();
     tm_tcache *tc = tm_tls_tcache_own;
-    size_t i = tc_req_index(n);
-    if (tc && n <= TM_TCACHE_MAX_REQ && tc_limit(i)) {
+    size_t i = nb <= TM_TCACHE_MED_MAX ? tm_class_ceil(nb) : TM_TCACHE_BINS;
+    if (tc && i >= TM_TCACHE_SMALL_BINS && i < TM_TCACHE_BINS && tc_limit(i) && !tc_slow_limit(i)) {
+        tc_enter(tc);                    /* medium classes closed (tcache.c) */
+        tm_tcache_drained_medium(tc);
+        tc_leave(tc);
+    } else if (tc && i < TM_TCACHE_BINS && tc_slow_limit(i)) {
         tc_enter(tc);
-        void *mem = tc->entries[i] ? tc_pop(tc, i) : tm_tcache_refill(tc, nb);
+        /* (a medium request is served at its class's size) */
+        void *mem = tc->entries[i] ? tc_pop(tc, i) : tm_tcache_refill(tc, tm_class_size(i));
         tc_leave(tc);
         if (mem)
             return mem;
@@ -130,12 +135,12 @@ TM_EXPORT void tide_free(void *mem)
                tc_free_owned(mem))) {
         tm_chunk *p = mem2chunk(mem);
         size_t raw = size_word(p);
-        size_t i = tc_csize_index(word_size(raw));   /* huge for sizes < 32 */
+        size_t i = tc_small_index(word_size(raw));   /* huge for sizes < 32 */
         tm_tc_entry *e = mem;
         /* A cached size class with room, an intact in-use header, and not
          * already cached or parked (else the slow path tells which): push,
          * nothing else.  No call on this path, so no registers to save. */
-        if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | TM_SAMPLED)) == 0 &&
+        if (likely(i < TM_TCACHE_SMALL_BINS && (raw & (TM_IS_MMAPPED | TM_SAMPLED)) == 0 &&
                    hdr_ok(p, raw, TM_ST_INUSE) && !tc_key_marked(e) && tc_try_push(tc, e, i)))
             return;
     }
@@ -220,7 +225,7 @@ static TM_NOINLINE void free_slow(void *mem)
 
     tm_tcache *tc = tm_tls_tcache_own;
     size_t i = tc_csize_index(size);
-    size_t lim = i < TM_TCACHE_BINS ? tc_limit(i) : 0;   /* read once */
+    size_t lim = i < TM_TCACHE_BINS ? tc_slow_limit(i) : 0;   /* read once */
     tm_tc_entry *e = mem;
     if (tc && lim) {
         /* Profiling sends every free here: one with room in its class
@@ -265,6 +270,12 @@ static TM_NOINLINE void free_slow(void *mem)
     }
     tm_int_free_verified(av, p, size);   /* the header verified_size checked */
     tm_arena_leave(av);
+    if (tc && i >= TM_TCACHE_SMALL_BINS && i < TM_TCACHE_BINS && tc_limit(i)) {
+        /* The medium classes closed (tcache.c): let go of what they hold. */
+        tc_enter(tc);
+        tm_tcache_drained_medium(tc);
+        tc_leave(tc);
+    }
     errno = saved_errno;
 }
 

@@ -79,6 +79,35 @@ TM_HIDDEN void tm_arena_free_chunks(tm_chunk *list);
  * (other modules' locks taken in that window use it to pass too).     */
 TM_HIDDEN bool tm_arena_fork_holder(void);
 
+/* ---- thread-cache size classes (config.h) ------------------------------
+ * Here, below the cache, because the class lists (next) and the checks
+ * of their entries need them too.                                      */
+static inline size_t tm_class_size(size_t i)
+{
+    if (i < TM_TCACHE_SMALL_BINS)
+        return TM_MINSIZE + 16 * i;
+    size_t m = i - TM_TCACHE_SMALL_BINS, k = 10 + m / 8, step = (size_t)1 << (k - 3);
+    return ((size_t)1 << k) + (m % 8 + 1) * step;
+}
+/* The smallest class whose size is >= nb (TM_MINSIZE <= nb <= TM_TCACHE_MED_MAX). */
+static inline size_t tm_class_ceil(size_t nb)
+{
+    if (nb <= TM_MINSIZE + 16 * (TM_TCACHE_SMALL_BINS - 1))
+        return (nb - TM_MINSIZE + 15) >> 4;
+    unsigned k = 63u - (unsigned)__builtin_clzl(nb - 1);   /* nb in (2^k, 2^(k+1)] */
+    size_t step = (size_t)1 << (k - 3);
+    size_t j = (nb - ((size_t)1 << k) + step - 1) / step - 1;
+    return TM_TCACHE_SMALL_BINS + (k - 10) * 8 + j;
+}
+/* The class of a chunk of exactly csize bytes; TM_TCACHE_BINS if none. */
+static inline size_t tm_class_exact(size_t csize)
+{
+    if (csize < TM_MINSIZE || csize > TM_TCACHE_MED_MAX)
+        return TM_TCACHE_BINS;
+    size_t i = tm_class_ceil(csize);
+    return tm_class_size(i) == csize ? i : TM_TCACHE_BINS;
+}
+
 /* ---- remote frees ---------------------------------------------------------- */
 TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
 
@@ -114,7 +143,7 @@ static inline void tm_remote_check(const tm_chunk *p, size_t i)
     if (unlikely(!tm_own_in_heaps((uintptr_t)p)))
         tm_corrupt("malloc(): corrupted remote list link", p);
     size_t w = size_word(p);
-    if (unlikely((i < TM_TCACHE_BINS && word_size(w) != TM_MINSIZE + 16 * i) ||
+    if (unlikely((i < TM_TCACHE_BINS && word_size(w) != tm_class_size(i)) ||
                  (w & TM_IS_MMAPPED) || !hdr_ok(p, w, TM_ST_INUSE) ||
                  (uintptr_t)p->bk != (uintptr_t)tm_sec.parked))
         tm_corrupt("malloc(): corrupted remote list link", p);
@@ -133,7 +162,7 @@ static TM_INLINE bool tm_entry_hdr_ok(const void *e, size_t i)
     if (unlikely(!tm_own_in_heaps((uintptr_t)p)))
         return false;
     size_t w = size_word(p);
-    return (w & (TM_SIZE_MASK | TM_IS_MMAPPED)) == TM_MINSIZE + 16 * i && hdr_ok(p, w, TM_ST_INUSE);
+    return (w & (TM_SIZE_MASK | TM_IS_MMAPPED)) == tm_class_size(i) && hdr_ok(p, w, TM_ST_INUSE);
 #else
     (void)e, (void)i;
     return true;

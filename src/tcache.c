@@ -68,23 +68,29 @@ static void reset_limits(tm_tcache *tc)
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
         size_t lim = tc_limit(i);
         atomic_store_explicit(&tc->limits[i], (uint16_t)lim, memory_order_relaxed);
-        bytes += lim * (TM_MINSIZE + 16 * i);
+        bytes += lim * tm_class_size(i);
     }
     atomic_store_explicit(&tc->limit_bytes, bytes, memory_order_relaxed);
 }
 
 /* limit(class) = min(tcache_count, share of the byte budget), >= 1 when
- * counts are on; classes above tcache_max are not cached.               */
+ * counts are on; classes above tcache_max are not cached, the medium
+ * ones only while tcache_max is at its largest (1032, glibc's ceiling).
+ * The share is the budget / 64, as before the medium classes came: the
+ * small classes keep their limits, and the medium ones take one chunk
+ * each or what the share allows (worst case all 24 held once: 92 KiB). */
 void tm_tcache_recompute_limits(void)
 {
-    size_t share = TM_P(tcache_bytes) / TM_TCACHE_BINS;
+    size_t share = TM_P(tcache_bytes) / TM_TCACHE_SMALL_BINS;
     size_t count = TM_P(tcache_count), max_req = TM_P(tcache_max_req);
     /* M_PERTURB and the strong mode want every allocation and free seen. */
     bool perturb = TM_P(perturb) != 0 || TM_P(harden) != 0;
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        size_t csize = TM_MINSIZE + 16 * i;
+        size_t csize = tm_class_size(i);
         size_t lim = 0;
-        if (count > 0 && max_req > 0 && i <= tc_req_index(max_req)) {
+        bool on = i < TM_TCACHE_SMALL_BINS ? max_req > 0 && i <= tc_req_index(max_req)
+                                            : max_req >= TM_TCACHE_MAX_REQ;
+        if (count > 0 && on) {
             lim = share / csize;
             if (lim < 1)
                 lim = 1;
@@ -114,7 +120,7 @@ static size_t grow_limit(tm_tcache *tc, size_t i, size_t lim)
     tm_arena *own = tm_thread_arena();
     if (own && atomic_load_explicit(&own->drained, memory_order_relaxed))
         return lim;                   /* giving memory back: no growth now */
-    size_t csize = TM_MINSIZE + 16 * i;
+    size_t csize = tm_class_size(i);
     size_t max = TM_TCACHE_GROW_CLASS_BYTES / csize;
     if (max > TM_TCACHE_GROW_COUNT)
         max = TM_TCACHE_GROW_COUNT;
@@ -288,6 +294,39 @@ static void shrink_if_drained(tm_tcache *tc)
     reset_limits(tc);
     for (size_t k = 0; k < TM_TCACHE_BINS; k++)
         trim_class(tc, k, tc_my_limit(tc, k));
+}
+
+/* The medium classes hold up to 8 KiB per entry, so they are open only
+ * where a cache that goes idle can be taken back - the background thread
+ * reclaims idle caches, or the process has one thread - as for growth;
+ * and not while the thread's arena has drained deeply (the program is
+ * giving its memory back).  Cached medium chunks keep the big free
+ * chunks between them from coalescing into the top: with the classes
+ * always open, a drained arena's strict cap released those at every
+ * round of a churn (test_release: 16 madvise calls became 600), and 8
+ * parked threads with no background thread kept 2 MiB more
+ * (test_quiet_optout at its bound).                                    */
+bool tm_tcache_medium_open(void)
+{
+    if (!atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
+        atomic_load_explicit(&tm_multi_threaded, memory_order_relaxed))
+        return false;
+    tm_arena *own = tm_thread_arena();
+    return !own || !atomic_load_explicit(&own->drained, memory_order_relaxed);
+}
+
+/* The medium classes closed (above; a deep drain, or no reclaimer)
+ * (tc_slow_limit) and what they hold goes back, so that it does not pin
+ * the top of the heap (test_release: a cached chunk from an earlier
+ * phase kept 47 MB of heap from being trimmed, and a later churn paid
+ * the strict cap's madvise at every round).  Slow paths only.          */
+void tm_tcache_drained_medium(tm_tcache *tc)
+{
+    if (tm_tcache_medium_open())
+        return;
+    for (size_t k = TM_TCACHE_SMALL_BINS; k < TM_TCACHE_BINS; k++)
+        if (tc->counts[k])
+            trim_class(tc, k, 0);
 }
 
 /* Class i is full: keep its newest half (hot in cache), flush the rest,
@@ -469,7 +508,7 @@ size_t tm_tcache_cached_bytes(void)
         return 0;
     tc_enter(tc);
     for (size_t i = 0; i < TM_TCACHE_BINS; i++)
-        b += (size_t)tc->counts[i] * (TM_MINSIZE + 16 * i);
+        b += (size_t)tc->counts[i] * tm_class_size(i);
     tc_leave(tc);
     return b;
 }
@@ -488,7 +527,7 @@ bool tm_tcache_all_cached(size_t *ncaches, size_t *bytes)
         n++;
 #if TM_TCACHE_RECLAIM
         for (size_t i = 0; i < TM_TCACHE_BINS; i++)
-            b += (size_t)__atomic_load_n(&tc->counts[i], __ATOMIC_RELAXED) * (TM_MINSIZE + 16 * i);
+            b += (size_t)__atomic_load_n(&tc->counts[i], __ATOMIC_RELAXED) * tm_class_size(i);
 #endif
     }
     reg_release();

@@ -147,6 +147,16 @@ static inline size_t tc_limit(size_t i)
 {
     return atomic_load_explicit(&tm_tc_limit[i], memory_order_relaxed);
 }
+/* Are the medium classes open to the calling thread (tcache.c)? */
+TM_HIDDEN bool tm_tcache_medium_open(void);
+/* The slow paths' limit of class i for the calling thread's frees and
+ * refills: the base, but 0 for a medium class when it is closed.      */
+static inline size_t tc_slow_limit(size_t i)
+{
+    if (i < TM_TCACHE_SMALL_BINS || tm_tcache_medium_open())
+        return tc_limit(i);
+    return 0;
+}
 /* The calling thread's limit of class i (>= 1 iff tc_limit(i) >= 1). */
 static inline size_t tc_my_limit(const tm_tcache *tc, size_t i)
 {
@@ -171,7 +181,11 @@ static inline size_t tc_req_index(size_t n)
     size_t i = (n + 7) >> 4;
     return i - (i != 0);
 }
-static inline size_t tc_csize_index(size_t csize) { return (csize - TM_MINSIZE) >> 4; }
+/* The class of a chunk of csize bytes, TM_TCACHE_BINS if it has none. */
+static inline size_t tc_csize_index(size_t csize) { return tm_class_exact(csize); }
+/* free's fast path: the small class of csize, >= TM_TCACHE_SMALL_BINS
+ * (huge for sizes < 32) if it has none.                               */
+static inline size_t tc_small_index(size_t csize) { return (csize - TM_MINSIZE) >> 4; }
 
 /* ---- keys in a chunk's second word (TIDE_CHECKS makes them checks) -------
  * A cached chunk holds tm_tcache_key there, an entry parked on a class
@@ -300,6 +314,9 @@ TM_HIDDEN void *tm_tcache_refill(tm_tcache *tc, size_t nb);
 TM_HIDDEN void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN TM_NOINLINE void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN void tm_tcache_recompute_limits(void);
+/* Slow paths, cache entered: the medium classes emptied if they are
+ * closed (tm_tcache_medium_open).                                    */
+TM_HIDDEN void tm_tcache_drained_medium(tm_tcache *tc);
 /* Slow paths: enter the calling thread's cache (waiting out a reclaim in
  * progress, counting the slow-path call) and leave it.                 */
 TM_HIDDEN void tm_tcache_enter_slow(tm_tcache *tc);

@@ -87,8 +87,11 @@ static void *t_tunables(void *arg)
     CHECK("TIDE_M_TCACHE_BYTES 16 KiB", mallopt(TIDE_M_TCACHE_BYTES, 16384) == 1);
     size_t bytes = 0;
     for (size_t k = 0; k < TM_TCACHE_BINS; k++)
-        bytes += (size_t)tm_tc_limit[k] * (32 + 16 * k);
-    CHECKF("limits fit the byte budget (one chunk per class at least)", bytes <= 16384 + 64 * 1040,
+        bytes += (size_t)tm_tc_limit[k] * tm_class_size(k);
+    size_t one_each = 0;
+    for (size_t k = 0; k < TM_TCACHE_BINS; k++)
+        one_each += tm_class_size(k);
+    CHECKF("limits fit the byte budget (one chunk per class at least)", bytes <= 16384 + one_each,
            "%zu", bytes);
     CHECK("small classes get more entries than big ones", tm_tc_limit[0] > tm_tc_limit[63]);
     mallopt(TIDE_M_TCACHE_BYTES, 256 * 1024);
@@ -298,11 +301,14 @@ static void test_env(void)
     if (b) {
         size_t budget = strtoul(b, NULL, 10), bytes = 0;
         for (size_t k = 0; k < TM_TCACHE_BINS; k++)
-            bytes += (size_t)tm_tc_limit[k] * (32 + 16 * k);
-        CHECKF("TIDEMALLOC_TCACHE_BYTES bounds the cache", bytes <= budget + TM_TCACHE_BINS * 1040,
+            bytes += (size_t)tm_tc_limit[k] * tm_class_size(k);
+        size_t one_each = 0;
+        for (size_t k = 0; k < TM_TCACHE_BINS; k++)
+            one_each += tm_class_size(k);
+        CHECKF("TIDEMALLOC_TCACHE_BYTES bounds the cache", bytes <= budget + one_each,
                "%zu bytes for a budget of %zu", bytes, budget);
         CHECKF("TIDEMALLOC_TCACHE_BYTES: class 0 limited by its share",
-               tm_tc_limit[0] <= (budget / TM_TCACHE_BINS) / 32 + 1, "%u", tm_tc_limit[0]);
+               tm_tc_limit[0] <= (budget / TM_TCACHE_SMALL_BINS) / 32 + 1, "%u", tm_tc_limit[0]);
     }
     const char *t = getenv("GLIBC_TUNABLES");
     if (t && strstr(t, "tcache_count=5"))
@@ -325,7 +331,7 @@ static void *t_adaptive(void *arg)
     for (int k = 0; k < 200 && !atomic_load(&tm_bg_active); k++)
         usleep(10000);               /* the background thread starts with the 2nd thread */
     bool grows = TM_TCACHE_RECLAIM && atomic_load(&tm_bg_active);
-    size_t i = cls(64), csize = TM_MINSIZE + 16 * i, base = tm_tc_limit[i];
+    size_t i = cls(64), csize = tm_class_size(i), base = tm_tc_limit[i];
     size_t cap = TM_TCACHE_GROW_CLASS_BYTES / csize;
     enum { N = 400 };
     void *b[N];
@@ -349,8 +355,8 @@ static void *t_adaptive(void *arg)
     }
     size_t sum = 0, base_sum = 0;
     for (size_t k = 0; k < TM_TCACHE_BINS; k++) {
-        sum += tc_my_limit(tc, k) * (TM_MINSIZE + 16 * k);
-        base_sum += tm_tc_limit[k] * (TM_MINSIZE + 16 * k);
+        sum += tc_my_limit(tc, k) * tm_class_size(k);
+        base_sum += tm_tc_limit[k] * tm_class_size(k);
     }
     CHECKF("the thread's limits stay within 1 MiB", sum <= (base_sum > TM_TCACHE_GROW_TOTAL ? base_sum :
            TM_TCACHE_GROW_TOTAL) && sum == atomic_load(&tc->limit_bytes), "%zu (tracked %zu)", sum,

@@ -134,6 +134,30 @@ static inline void check_target(const char *what, void *m, void *target, size_t 
 /* Allocate blocks of `size` until three consecutive ones lie back to back
  * (lo|mid|hi, all in use, in either order: the thread cache hands out a
  * refilled batch downwards); returns mid, *before = lo, *after = hi. */
+/* Three adjacent blocks of `size` among 64 allocated in a row, in any
+ * order (a cache refill hands out a carved batch newest first).  The
+ * others stay allocated.                                             */
+static inline void *adjacent_triple_any(size_t size, void **before, void **after)
+{
+    char *x[64];
+    for (int i = 0; i < 64; i++)
+        x[i] = malloc(size);
+    for (int i = 0; i < 64; i++)
+        for (int j = 0; j < 64; j++) {
+            if (!x[i] || next_mem(x[i]) != x[j])
+                continue;
+            for (int k = 0; k < 64; k++)
+                if (x[j] && next_mem(x[j]) == x[k]) {
+                    if (before)
+                        *before = x[i];
+                    if (after)
+                        *after = x[k];
+                    return x[j];
+                }
+        }
+    setup_failed("no three adjacent blocks");
+}
+
 static inline void *adjacent_triple(size_t size, void **before, void **after)
 {
     void *x[64];

@@ -31,6 +31,17 @@ static void t_tcache(void *arg)
     harness_sink(guard);
 }
 
+/* The same in a medium class (1152..8192-byte chunks, slow paths). */
+static void t_tcache_medium(void *arg)
+{
+    (void)arg;
+    void *p = malloc(2000), *guard = malloc(2000);
+    free(p);
+    free(harness_launder(p));
+    two_mallocs("medium-class cache double free", 2000, 4);
+    harness_sink(guard);
+}
+
 static void t_tcache_key_wiped(void *arg)
 {
     (void)arg;
@@ -184,6 +195,8 @@ static void t_remote_list(void *arg)
 
 static const struct technique tab[] = {
     { "tcache", t_tcache, "free(p) twice, p in the thread cache",
+      { "free(): double free detected in tcache 2", "free(): double free detected" }, 0 },
+    { "tcache_medium", t_tcache_medium, "free(p) twice, p of 2000 bytes in a medium cache class",
       { "free(): double free detected in tcache 2", "free(): double free detected" }, 0 },
     { "tcache_key_wiped", t_tcache_key_wiped, "free(p), zero the cache key word (UAF), free(p)",
       { "free(): double free detected" }, 0 },

@@ -61,11 +61,26 @@ static void t_enlarge_tcache(void *arg)
         check_overlap("size enlarged over a live neighbour (cache)", malloc(0x58), 0x58, c, 0x28);
 }
 
-/* The same with chunks above the cache limit: B := B + C, free(B) goes to
- * the unsorted bin (its "next" is D, in use), malloc of that size. */
+/* The same in a medium cache class (0x600-byte requests: 1664-byte
+ * chunks, served by the slow paths). */
+static void t_enlarge_medium(void *arg)
+{
+    (void)arg;
+    void *a0, *c;
+    void *b = adjacent_triple_any(0x600, &a0, &c);
+    word s = csize(b) + csize(c);
+    set_size_word(b, s | 1);           /* overflow from A */
+    free(b);
+    for (int i = 0; i < 4; i++)
+        check_overlap("size enlarged over a live neighbour (medium cache)", malloc(s - 8), s - 8, c, 0x600);
+}
+
+/* The same with the cache off: B := B + C, free(B) goes to the unsorted
+ * bin (its "next" is D, in use), malloc of that size. */
 static void t_enlarge_unsorted(void *arg)
 {
     (void)arg;
+    tide_test_no_tcache();
     void *b, *c, *d;
     for (int i = 0;; i++) {
         if (i == 64)
@@ -182,7 +197,9 @@ static const struct technique tab[] = {
         "malloc(): corrupted chunk header" }, 0 },
     { "enlarge_tcache", t_enlarge_tcache, "B's size := B+C (live C), free(B), malloc(that size)",
       { "free(): corrupted chunk header" }, 0 },
-    { "enlarge_unsorted", t_enlarge_unsorted, "the same with 0x420-byte chunks (unsorted bin)",
+    { "enlarge_medium", t_enlarge_medium, "the same with 0x600-byte requests (medium cache class)",
+      { "free(): corrupted chunk header" }, 0 },
+    { "enlarge_unsorted", t_enlarge_unsorted, "cache off: the same with 0x420-byte chunks (unsorted bin)",
       { "free(): corrupted chunk header" }, 0 },
     { "shrink_free_chunk", t_shrink, "cache off: NUL byte shrinks free B 0x210->0x200 (poison null byte)",
       { "malloc(): corrupted chunk header", "corrupted size vs. prev_size", "free(): corrupted chunk header" }, 0 },

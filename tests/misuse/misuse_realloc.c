@@ -10,7 +10,7 @@ static void freed(size_t n, int cache, const char *what)
 {
     if (!cache)
         tide_test_no_tcache();
-    void *p = adjacent_triple(n, NULL, NULL);
+    void *p = n > 1032 && cache ? adjacent_triple_any(n, NULL, NULL) : adjacent_triple(n, NULL, NULL);
     free(p);
     void *r = realloc(harness_launder(p), n - 8);
     if (!r)
@@ -20,7 +20,8 @@ static void freed(size_t n, int cache, const char *what)
 }
 static void t_tcache(void *arg) { (void)arg; freed(0x100, 1, "realloc of a cached chunk"); }
 static void t_fast(void *arg) { (void)arg; freed(40, 0, "realloc of a fast-bin chunk"); }
-static void t_unsorted(void *arg) { (void)arg; freed(0x500, 1, "realloc of an unsorted chunk"); }
+static void t_unsorted(void *arg) { (void)arg; freed(0x500, 0, "realloc of an unsorted chunk"); }
+static void t_medium(void *arg) { (void)arg; freed(0x500, 1, "realloc of a cached medium chunk"); }
 
 /* Growing a freed chunk: realloc moves it and frees it once more. */
 static void t_grow(void *arg)
@@ -41,7 +42,9 @@ static const struct technique tab[] = {
       { "realloc(): invalid pointer (chunk is free)" }, 0 },
     { "freed_fast", t_fast, "cache off: free(p) (fast bin), realloc(p, same class), malloc",
       { "realloc(): invalid pointer (chunk is free)" }, 0 },
-    { "freed_unsorted", t_unsorted, "free(p) of 0x500 (unsorted), realloc(p, same class), malloc",
+    { "freed_medium", t_medium, "free(p) of 0x500 (medium cache class), realloc(p, same class), malloc",
+      { "realloc(): invalid pointer (chunk is free)" }, 0 },
+    { "freed_unsorted", t_unsorted, "cache off: free(p) of 0x500 (unsorted), realloc(p, same class), malloc",
       { "realloc(): invalid pointer (chunk is free)" }, 0 },
     { "freed_grow", t_grow, "free(p) (cache), realloc(p, 0x2000), two mallocs",
       { "realloc(): invalid pointer (chunk is free)" }, 0 },
