@@ -123,12 +123,7 @@ static inline bool tm_free_hdr_ok(const tm_chunk *q)
 /* A chunk reached through a bin list: ours, aligned, header intact, free. */
 static inline bool tm_free_chunk_ok(const tm_chunk *q)
 {
-#if TIDE_CHECKS
-    return aligned_ok((uintptr_t)q) && tm_own_in_heaps((uintptr_t)q) && chunk_hdr_ok(q, TM_ST_FREE);
-#else
-    (void)q;
-    return true;
-#endif
+    return tm_chunk_link_ok(q) && tm_free_hdr_ok(q);
 }
 
 /* ---- fast bins ---------------------------------------------------------- */

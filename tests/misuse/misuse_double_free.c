@@ -21,26 +21,17 @@ static void two_mallocs(const char *what, size_t n, int tries)
     }
 }
 
-static void t_tcache(void *arg)
+static void cached_twice(size_t n, const char *what)
 {
-    (void)arg;
-    void *p = malloc(40), *guard = malloc(40);
+    void *p = malloc(n), *guard = malloc(n);
     free(p);
     free(harness_launder(p));
-    two_mallocs("tcache double free", 40, 4);
+    two_mallocs(what, n, 4);
     harness_sink(guard);
 }
-
+static void t_tcache(void *arg) { (void)arg; cached_twice(40, "tcache double free"); }
 /* The same in a medium class (1152..8192-byte chunks, slow paths). */
-static void t_tcache_medium(void *arg)
-{
-    (void)arg;
-    void *p = malloc(2000), *guard = malloc(2000);
-    free(p);
-    free(harness_launder(p));
-    two_mallocs("medium-class cache double free", 2000, 4);
-    harness_sink(guard);
-}
+static void t_tcache_medium(void *arg) { (void)arg; cached_twice(2000, "medium-class cache double free"); }
 
 static void t_tcache_key_wiped(void *arg)
 {
