@@ -107,8 +107,7 @@
 /* Cap on releasable free memory kept resident per arena (release.h):
  * 1/TM_DIRTY_RATIO of the arena's other resident bytes after a deep drain
  * with no background thread running, else TM_DIRTY_LOOSE_MULT times them
- * or a 1/TM_DRAIN_DEPTH of their high-water mark, whichever is more (a
- * safety net), at least an equal share of TM_DIRTY_FLOOR_TOTAL.  Beyond it a
+ * (a safety net), at least an equal share of TM_DIRTY_FLOOR_TOTAL.  Beyond it a
  * free releases, whatever decay_ms, biggest chunks first, down to half
  * the cap.                                                              */
 #define TM_DIRTY_RATIO 6u                         /* no background thread  */

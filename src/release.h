@@ -121,20 +121,12 @@ static inline bool tm_release_strict(const tm_arena *av, size_t other)
     return !atomic_load_explicit(&tm_bg_active, memory_order_relaxed) &&
            other < av->other_hwm / TM_DRAIN_DEPTH;
 }
-/* The cap for `other` resident bytes that are not releasable free memory.
- * Loose: a multiple of `other`, but never less than of a quarter of the
- * arena's high-water mark.  Without that floor an arena whose working set
- * swings - threads that come and go and take over each other's arenas
- * (wl_mstress) - released at every swing and faulted the pages back in:
- * 962 madvise calls and 2.5x the page faults of the no-release run, 1.17x
- * glibc's CPU time.  A deeper drain than a quarter is the strict cap's
- * business (no background thread) or the decay's (with one).        */
+/* The cap for `other` resident bytes that are not releasable free memory. */
 static inline size_t tm_release_cap_of(const tm_arena *av, size_t other)
 {
-    size_t base = other > av->other_hwm / TM_DRAIN_DEPTH ? other : av->other_hwm / TM_DRAIN_DEPTH;
     size_t cap = tm_release_strict(av, other) ? other / TM_DIRTY_RATIO
-                                              : (base > SIZE_MAX / TM_DIRTY_LOOSE_MULT
-                                                     ? SIZE_MAX : base * TM_DIRTY_LOOSE_MULT);
+                                              : (other > SIZE_MAX / TM_DIRTY_LOOSE_MULT
+                                                     ? SIZE_MAX : other * TM_DIRTY_LOOSE_MULT);
     size_t floor = tm_release_floor();
     return cap > floor ? cap : floor;
 }
