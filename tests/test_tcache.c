@@ -274,6 +274,42 @@ static void test_pure_consumer(size_t n)
     CHK();
 }
 
+/* Thread exit: nothing of the thread's own arena stays parked on the
+ * arena's class lists (no thread of it may come back for it), so its
+ * pages can coalesce and be given back.                                */
+static tm_arena *exit_arena;
+static void *t_exit_parks(void *arg)
+{
+    (void)arg;
+    void *b[40];
+    for (int r = 0; r < 4; r++) {
+        for (int k = 0; k < 40; k++)
+            b[k] = malloc(16 + (size_t)k * 150);     /* small and medium classes */
+        for (int k = 0; k < 40; k++)
+            free(b[k]);
+    }
+    exit_arena = tm_thread_arena();
+    return NULL;
+}
+
+static void test_exit_no_parked(void)
+{
+    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
+    for (int w = 0; w < 400 && atomic_load(&tm_bg_active); w++)
+        usleep(5000);
+    pthread_t t;
+    pthread_create(&t, NULL, t_exit_parks, NULL);
+    pthread_join(t, NULL);
+    size_t parked = 0;
+    for (size_t i = 0; i < TM_TCACHE_BINS; i++)
+        parked += atomic_load(&exit_arena->remote_cls[i]) >> TM_RCLS_SHIFT;
+    CHECKF("an exited thread's arena has nothing parked on its class lists", exit_arena && parked == 0,
+           "%zu entries", parked);
+    CHECK("heap consistent", tide_check_heap() > 0);
+    mallopt(TIDE_M_BACKGROUND_THREAD, 2);
+    CHK();
+}
+
 static void test_cross_thread(void)
 {
     pthread_barrier_init(&bar, NULL, 2);
@@ -425,6 +461,7 @@ int main(void)
     test_cross_thread();
     test_pure_consumer(64);
     test_pure_consumer(PURE_N);
+    test_exit_no_parked();
     run_in_thread(t_adaptive);
     return harness_finish();
 }
