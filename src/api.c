@@ -90,11 +90,12 @@ static inline void *malloc_any(size_t n)
     tm_obs_tick();
     tm_tcache *tc = tm_tls_tcache_own;
     size_t i = nb <= TM_TCACHE_MED_MAX ? tm_class_ceil(nb) : TM_TCACHE_BINS;
-    if (tc && i >= TM_TCACHE_SMALL_BINS && i < TM_TCACHE_BINS && tc_limit(i) && !tc_slow_limit(i)) {
+    size_t lim = tc && i < TM_TCACHE_BINS ? tc_slow_limit(i) : 0;
+    if (tc && i >= TM_TCACHE_SMALL_BINS && i < TM_TCACHE_BINS && !lim && tc_limit(i)) {
         tc_enter(tc);                    /* medium classes closed (tcache.c) */
         tm_tcache_drained_medium(tc);
         tc_leave(tc);
-    } else if (tc && i < TM_TCACHE_BINS && tc_slow_limit(i)) {
+    } else if (lim) {
         tc_enter(tc);
         /* (a medium request is served at its class's size) */
         void *mem = tc->entries[i] ? tc_pop(tc, i) : tm_tcache_refill(tc, tm_class_size(i));

@@ -86,8 +86,8 @@ static inline size_t tm_class_size(size_t i)
 {
     if (i < TM_TCACHE_SMALL_BINS)
         return TM_MINSIZE + 16 * i;
-    size_t m = i - TM_TCACHE_SMALL_BINS, k = 10 + m / 8, step = (size_t)1 << (k - 3);
-    return ((size_t)1 << k) + (m % 8 + 1) * step;
+    size_t m = i - TM_TCACHE_SMALL_BINS, k = 10 + (m >> 3);
+    return ((size_t)1 << k) + (((m & 7) + 1) << (k - 3));
 }
 /* The smallest class whose size is >= nb (TM_MINSIZE <= nb <= TM_TCACHE_MED_MAX). */
 static inline size_t tm_class_ceil(size_t nb)
@@ -95,8 +95,7 @@ static inline size_t tm_class_ceil(size_t nb)
     if (nb <= TM_MINSIZE + 16 * (TM_TCACHE_SMALL_BINS - 1))
         return (nb - TM_MINSIZE + 15) >> 4;
     unsigned k = 63u - (unsigned)__builtin_clzl(nb - 1);   /* nb in (2^k, 2^(k+1)] */
-    size_t step = (size_t)1 << (k - 3);
-    size_t j = (nb - ((size_t)1 << k) + step - 1) / step - 1;
+    size_t j = ((nb - ((size_t)1 << k) - 1) >> (k - 3));    /* step 2^(k-3), rounded up, - 1 */
     return TM_TCACHE_SMALL_BINS + (k - 10) * 8 + j;
 }
 /* The class of a chunk of exactly csize bytes; TM_TCACHE_BINS if none. */
