@@ -153,6 +153,8 @@ static void *t_producer(void *arg)
            w != 0 && n >= 64 && n <= 64u + tm_tc_limit[cls(64)], "word %#lx", (unsigned long)w);
     size_t before = tm_tls_tcache->counts[cls(64)];
     void *p = malloc(64);           /* miss -> takes the remote list, no lock */
+    pthread_barrier_wait(&bar);     /* now the consumer may exit (its exit's
+                                     * decay tick may sweep our arena's lists) */
     size_t lim = tm_tc_limit[cls(64)];
     CHECK("the remote list was taken whole", atomic_load(&producer_arena->remote_cls[cls(64)]) == 0);
     CHECKF("the whole list became the class, beyond its limit (no walk)",
@@ -193,6 +195,7 @@ static void *t_consumer(void *arg)
         free(handoff[k]);
     tide_thread_cache_flush();      /* push them all out of our cache */
     pthread_barrier_wait(&bar);
+    pthread_barrier_wait(&bar);     /* the producer took the list */
     return NULL;
 }
 
@@ -216,6 +219,7 @@ static void *t_pure_consumer(void *arg)
     tide_thread_cache_flush();
     pure_had_arena = tm_thread_arena() != NULL;
     pthread_barrier_wait(&bar);
+    pthread_barrier_wait(&bar);     /* the producer took the list */
     return NULL;
 }
 
@@ -246,6 +250,7 @@ static void *t_pure_producer(void *arg)
     /* The producer takes them back: a miss takes the class list whole.
      * (Before the heap check, which drains the lists into the bins.)  */
     void *p = malloc(64);
+    pthread_barrier_wait(&bar);     /* now the consumer may exit */
     bool ours = false;
     for (size_t k = 0; k < n && !ours; k++)
         ours = p == pure_blocks[k];
