@@ -78,6 +78,18 @@ static void *arena_alloc(size_t nb, size_t alignment, size_t bytes, tm_zrange *z
     }
 }
 
+/* Class i is a medium class that is cached, yet closed to this thread
+ * now (tc_slow_limit gave 0): let go of what the medium classes hold
+ * (tcache.c, tm_tcache_drained_medium).                               */
+static void medium_closed(tm_tcache *tc, size_t i)
+{
+    if (tc && i >= TM_TCACHE_SMALL_BINS && i < TM_TCACHE_BINS && tc_limit(i)) {
+        tc_enter(tc);
+        tm_tcache_drained_medium(tc);
+        tc_leave(tc);
+    }
+}
+
 /* malloc after tm_ensure_init: the thread's cache, else an arena. */
 static inline void *malloc_any(size_t n)
 {
@@ -91,11 +103,9 @@ static inline void *malloc_any(size_t n)
     tm_tcache *tc = tm_tls_tcache_own;
     size_t i = nb <= TM_TCACHE_MED_MAX ? tm_class_ceil(nb) : TM_TCACHE_BINS;
     size_t lim = tc && i < TM_TCACHE_BINS ? tc_slow_limit(i) : 0;
-    if (tc && i >= TM_TCACHE_SMALL_BINS && i < TM_TCACHE_BINS && !lim && tc_limit(i)) {
-        tc_enter(tc);                    /* medium classes closed (tcache.c) */
-        tm_tcache_drained_medium(tc);
-        tc_leave(tc);
-    } else if (lim) {
+    if (!lim) {
+        medium_closed(tc, i);
+    } else {
         tc_enter(tc);
         /* (a medium request is served at its class's size) */
         void *mem = tc->entries[i] ? tc_pop(tc, i) : tm_tcache_refill(tc, tm_class_size(i));
@@ -271,12 +281,9 @@ static TM_NOINLINE void free_slow(void *mem)
     }
     tm_int_free_verified(av, p, size);   /* the header verified_size checked */
     tm_arena_leave(av);
-    if (tc && i >= TM_TCACHE_SMALL_BINS && i < TM_TCACHE_BINS && tc_limit(i)) {
-        /* The medium classes closed (tcache.c): let go of what they hold. */
-        tc_enter(tc);
-        tm_tcache_drained_medium(tc);
-        tc_leave(tc);
-    }
+    /* After the free: its double-free checks saw the caches as they were. */
+    if (!lim)
+        medium_closed(tc, i);
     errno = saved_errno;
 }
 

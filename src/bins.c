@@ -96,18 +96,18 @@ static bool unlink_verified(tm_arena *av, tm_chunk *p)
     return tm_release_take(av, p);
 }
 
-bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
-{
-    if (unlikely(!tm_free_chunk_ok(p)))
-        tm_corrupt("malloc(): corrupted chunk header", p);
-    return unlink_verified(av, p);
-}
-
 bool tm_bins_unlink_held(tm_arena *av, tm_chunk *p)
 {
     if (unlikely(!tm_free_hdr_ok(p)))
         tm_corrupt("malloc(): corrupted chunk header", p);
     return unlink_verified(av, p);
+}
+
+bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
+{
+    if (unlikely(!tm_chunk_link_ok(p)))
+        tm_corrupt("malloc(): corrupted chunk header", p);
+    return tm_bins_unlink_held(av, p);
 }
 
 void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
@@ -186,18 +186,6 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
     bck->fd = victim;
 }
 
-/* Unlink a chosen chunk, noting whether it was entirely released. */
-static tm_chunk *take(tm_arena *av, tm_chunk *victim, bool *released)
-{
-    *released = tm_bins_unlink(av, victim);
-    return victim;
-}
-/* The same for a chunk read from a bin header (ours: header only). */
-static tm_chunk *take_held(tm_arena *av, tm_chunk *victim, bool *released)
-{
-    *released = tm_bins_unlink_held(av, victim);
-    return victim;
-}
 
 tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *released)
 {
@@ -206,8 +194,8 @@ tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *releas
     if (victim == bin || chunksize(victim) < nb)
         return NULL;
     /* From the smallest size up, on links alone (tm_chunk_link_ok); the
-     * chunk taken is verified by take (tm_bins_unlink): its size is the
-     * one that counts.                                                 */
+     * chunk taken is verified by tm_bins_unlink: its size is the one
+     * that counts.                                                     */
     do {
         victim = victim->bk_nextsize;
         if (unlikely(!tm_chunk_link_ok(victim)))
@@ -221,7 +209,8 @@ tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *releas
         if (chunksize(victim) == chunksize(second))
             victim = second;
     }
-    return take(av, victim, released);
+    *released = tm_bins_unlink(av, victim);
+    return victim;
 }
 
 tm_chunk *tm_bins_search(tm_arena *av, unsigned idx, bool *released)
@@ -242,7 +231,8 @@ tm_chunk *tm_bins_search(tm_arena *av, unsigned idx, bool *released)
             i++;
             continue;
         }
-        return take_held(av, victim, released);
+        *released = tm_bins_unlink_held(av, victim);   /* a bin header's link */
+        return victim;
     }
     return NULL;
 }

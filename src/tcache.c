@@ -107,19 +107,28 @@ void tm_tcache_recompute_limits(void)
     reg_release();
 }
 
+/* May the calling thread's cache hold more than the base (grown limits,
+ * the medium classes)?  Such a cache must not outlive its use: only when
+ * idle caches can be reclaimed, or while the process has one thread
+ * (whose cache is then the only one), and not while the thread's arena
+ * has drained deeply (the program is giving its memory back: cached
+ * chunks pin their pages).                                            */
+static bool may_hold_more(void)
+{
+    if (!atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
+        atomic_load_explicit(&tm_multi_threaded, memory_order_relaxed))
+        return false;
+    tm_arena *own = tm_thread_arena();
+    return !own || !atomic_load_explicit(&own->drained, memory_order_relaxed);
+}
+
 /* Class i of the calling thread's cache is full at limit lim: double the
- * limit if growing is allowed and within bounds; the new limit, or lim. */
+ * limit if growing is allowed (may_hold_more) and within bounds; the new
+ * limit, or lim.                                                      */
 static size_t grow_limit(tm_tcache *tc, size_t i, size_t lim)
 {
-    /* A grown cache must not outlive its use: grow when idle caches can
-     * be reclaimed, or while the process has one thread (whose cache is
-     * then the only one: at most TM_TCACHE_GROW_TOTAL kept).          */
-    if (lim == 0 || (!atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
-                     atomic_load_explicit(&tm_multi_threaded, memory_order_relaxed)))
+    if (lim == 0 || !may_hold_more())
         return lim;
-    tm_arena *own = tm_thread_arena();
-    if (own && atomic_load_explicit(&own->drained, memory_order_relaxed))
-        return lim;                   /* giving memory back: no growth now */
     size_t csize = tm_class_size(i);
     size_t max = TM_TCACHE_GROW_CLASS_BYTES / csize;
     if (max > TM_TCACHE_GROW_COUNT)
@@ -254,7 +263,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final)
     if (run_head)
         flush_run(cur, run_head, run_tail, run_n, i);
     if (own_locked) {
-        if (drained || final)
+        if (drained)
             tm_arena_drain_all(own);
         tm_arena_leave(own);
     }
@@ -296,24 +305,14 @@ static void shrink_if_drained(tm_tcache *tc)
         trim_class(tc, k, tc_my_limit(tc, k));
 }
 
-/* The medium classes hold up to 8 KiB per entry, so they are open only
- * where a cache that goes idle can be taken back - the background thread
- * reclaims idle caches, or the process has one thread - as for growth;
- * and not while the thread's arena has drained deeply (the program is
- * giving its memory back).  Cached medium chunks keep the big free
- * chunks between them from coalescing into the top: with the classes
- * always open, a drained arena's strict cap released those at every
- * round of a churn (test_release: 16 madvise calls became 600), and 8
- * parked threads with no background thread kept 2 MiB more
- * (test_quiet_optout at its bound).                                    */
-bool tm_tcache_medium_open(void)
-{
-    if (!atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
-        atomic_load_explicit(&tm_multi_threaded, memory_order_relaxed))
-        return false;
-    tm_arena *own = tm_thread_arena();
-    return !own || !atomic_load_explicit(&own->drained, memory_order_relaxed);
-}
+/* The medium classes hold up to 8 KiB per entry: open only where the
+ * cache may hold more than the base, as for growth.  Cached medium
+ * chunks keep the big free chunks between them from coalescing into the
+ * top: with the classes always open, a drained arena's strict cap
+ * released those at every round of a churn (test_release: 16 madvise
+ * calls became 600), and 8 parked threads with no background thread
+ * kept 2 MiB more (test_quiet_optout at its bound).                    */
+bool tm_tcache_medium_open(void) { return may_hold_more(); }
 
 /* The medium classes closed (above; a deep drain, or no reclaimer)
  * (tc_slow_limit) and what they hold goes back, so that it does not pin
@@ -468,10 +467,8 @@ void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i)
 }
 
 /* final (thread exit): nothing of the own arena is parked on its class
- * lists - no thread of it may come back for them - and what waits there
- * goes into the bins with it, so that the pages can coalesce and be
- * given back (glibc_thread: 2.4 MB at exit; 7-10 MB with the medium
- * classes' chunks parked on the lists of arenas nobody used again).   */
+ * lists - no thread of it may come back for them (tm_tcache_flush_all
+ * then empties those lists into the bins).                            */
 static void flush_classes(tm_tcache *tc, bool final)
 {
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
@@ -491,6 +488,16 @@ void tm_tcache_flush_all(void)
         return;
     reg_remove(tc);                  /* out of the reclaimer's reach */
     flush_classes(tc, true);
+    /* What waits on the own arena's lists goes into the bins, so that the
+     * pages can coalesce and be given back (glibc_thread: 2.4 MB at exit;
+     * 7-10 MB with the medium classes' chunks left on the lists of arenas
+     * nobody used again).                                             */
+    tm_arena *own = tm_thread_arena();
+    if (own) {
+        tm_arena_enter_owner(own);
+        tm_arena_drain_all(own);
+        tm_arena_leave(own);
+    }
     tm_meta_free(tc);
 }
 
