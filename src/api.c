@@ -46,8 +46,15 @@ static TM_NOINLINE void free_slow(void *mem);
 TM_EXPORT void *tide_malloc(size_t n)
 {
     tm_tcache *tc = tm_tls_tcache;
-    if (likely(tc != NULL && n <= TM_TCACHE_MAX_REQ)) {
-        void *mem = tc_try_pop(tc, tc_req_index(n));
+    if (likely(tc != NULL)) {
+        size_t i;
+        if (likely(n <= TM_TCACHE_MAX_REQ))
+            i = tc_req_index(n);
+        else if (n <= TM_TCACHE_MED_MAX_REQ)
+            i = tc_med_req_index(n);     /* (empty while the medium classes are closed) */
+        else
+            return malloc_slow(n);
+        void *mem = tc_try_pop(tc, i);
         if (likely(mem != NULL))
             return mem;
     }
@@ -102,7 +109,7 @@ static inline void *malloc_any(size_t n)
     tm_obs_tick();
     tm_tcache *tc = tm_tls_tcache_own;
     size_t i = nb <= TM_TCACHE_MED_MAX ? tm_class_ceil(nb) : TM_TCACHE_BINS;
-    size_t lim = tc && i < TM_TCACHE_BINS ? tc_slow_limit(i) : 0;
+    size_t lim = tc && i < TM_TCACHE_BINS ? tc_slow_limit(tc, i) : 0;
     if (!lim) {
         medium_closed(tc, i);
     } else {
@@ -146,12 +153,13 @@ TM_EXPORT void tide_free(void *mem)
                tc_free_owned(mem))) {
         tm_chunk *p = mem2chunk(mem);
         size_t raw = size_word(p);
-        size_t i = tc_small_index(word_size(raw));   /* huge for sizes < 32 */
+        size_t i = tc_free_index(word_size(raw));
         tm_tc_entry *e = mem;
-        /* A cached size class with room, an intact in-use header, and not
-         * already cached or parked (else the slow path tells which): push,
-         * nothing else.  No call on this path, so no registers to save. */
-        if (likely(i < TM_TCACHE_SMALL_BINS && (raw & (TM_IS_MMAPPED | TM_SAMPLED)) == 0 &&
+        /* A cached size class with room (a medium class has none while
+         * closed), an intact in-use header, and not already cached or
+         * parked (else the slow path tells which): push, nothing else.
+         * No call on this path, so no registers to save.               */
+        if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | TM_SAMPLED)) == 0 &&
                    hdr_ok(p, raw, TM_ST_INUSE) && !tc_key_marked(e) && tc_try_push(tc, e, i)))
             return;
     }
@@ -236,7 +244,7 @@ static TM_NOINLINE void free_slow(void *mem)
 
     tm_tcache *tc = tm_tls_tcache_own;
     size_t i = tc_csize_index(size);
-    size_t lim = i < TM_TCACHE_BINS ? tc_slow_limit(i) : 0;   /* read once */
+    size_t lim = tc && i < TM_TCACHE_BINS ? tc_slow_limit(tc, i) : 0;   /* read once */
     tm_tc_entry *e = mem;
     if (tc && lim) {
         /* Profiling sends every free here: one with room in its class

@@ -89,22 +89,44 @@ static inline size_t tm_class_size(size_t i)
     size_t m = i - TM_TCACHE_SMALL_BINS, k = 10 + (m >> 3);
     return ((size_t)1 << k) + (((m & 7) + 1) << (k - 3));
 }
+/* The medium classes: for v in (2^k, 2^(k+1)], with s = k - 3 (the step
+ * of the 8 classes of that doubling), class 64 + 8(k - 10) + j has size
+ * 2^k + (j + 1) 2^s, which folds into  i = 8s - 1 + size >> s.  So the
+ * smallest class >= v is  8s + ((v - 1) >> s),  and a size is a class's
+ * own iff it is a multiple of 2^s.  Both use the hot paths (tcache.h). */
+_Static_assert(TM_TCACHE_SMALL_BINS == 64 && TM_MINSIZE + 16 * 63 == 1040 &&
+               TM_TCACHE_MED_BINS == 24 && TM_TCACHE_MED_MAX == 8192,
+               "the class formulas below assume these classes");
+/* The smallest medium class whose size is >= v (1040 < v <= 8192;
+ * v need not be a multiple of 16: the class sizes are).               */
+static inline size_t tm_class_ceil_med(size_t v)
+{
+    unsigned s = 60u - (unsigned)__builtin_clzl(v - 1);     /* v - 1 in [2^(s+3), 2^(s+4)) */
+    return 8 * (size_t)s + ((v - 1) >> s);
+}
 /* The smallest class whose size is >= nb (TM_MINSIZE <= nb <= TM_TCACHE_MED_MAX). */
 static inline size_t tm_class_ceil(size_t nb)
 {
     if (nb <= TM_MINSIZE + 16 * (TM_TCACHE_SMALL_BINS - 1))
         return (nb - TM_MINSIZE + 15) >> 4;
-    unsigned k = 63u - (unsigned)__builtin_clzl(nb - 1);   /* nb in (2^k, 2^(k+1)] */
-    size_t j = ((nb - ((size_t)1 << k) - 1) >> (k - 3));    /* step 2^(k-3), rounded up, - 1 */
-    return TM_TCACHE_SMALL_BINS + (k - 10) * 8 + j;
+    return tm_class_ceil_med(nb);
+}
+/* The medium class of a chunk of exactly csize bytes; TM_TCACHE_BINS if
+ * none (any csize).                                                    */
+static inline size_t tm_class_exact_med(size_t csize)
+{
+    if (csize - 1041 >= TM_TCACHE_MED_MAX - 1040)         /* csize not in (1040, 8192] */
+        return TM_TCACHE_BINS;
+    unsigned s = 60u - (unsigned)__builtin_clzl(csize - 1);
+    size_t q = csize >> s;
+    return q << s == csize ? 8 * (size_t)s - 1 + q : TM_TCACHE_BINS;
 }
 /* The class of a chunk of exactly csize bytes; TM_TCACHE_BINS if none. */
 static inline size_t tm_class_exact(size_t csize)
 {
-    if (csize < TM_MINSIZE || csize > TM_TCACHE_MED_MAX)
-        return TM_TCACHE_BINS;
-    size_t i = tm_class_ceil(csize);
-    return tm_class_size(i) == csize ? i : TM_TCACHE_BINS;
+    if (csize - TM_MINSIZE <= 16 * (TM_TCACHE_SMALL_BINS - 1))
+        return (csize & 15) ? TM_TCACHE_BINS : (csize - TM_MINSIZE) >> 4;
+    return tm_class_exact_med(csize);
 }
 
 /* ---- remote frees ---------------------------------------------------------- */

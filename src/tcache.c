@@ -61,12 +61,14 @@ static void reg_remove(tm_tcache *tc)
     reg_release();
 }
 
-/* Set tc's limits to the base (a new cache, mallopt, a reclaimed cache). */
+/* Set tc's limits to the base (a new cache, mallopt, a reclaimed cache),
+ * the medium classes' to 0: closed until the owner's slow path finds
+ * them open (tm_tcache_medium_limit).                                 */
 static void reset_limits(tm_tcache *tc)
 {
     size_t bytes = 0;
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        size_t lim = tc_limit(i);
+        size_t lim = i < TM_TCACHE_SMALL_BINS ? tc_limit(i) : 0;
         atomic_store_explicit(&tc->limits[i], (uint16_t)lim, memory_order_relaxed);
         bytes += lim * tm_class_size(i);
     }
@@ -314,6 +316,31 @@ static void shrink_if_drained(tm_tcache *tc)
  * kept 2 MiB more (test_quiet_optout at its bound).                    */
 bool tm_tcache_medium_open(void) { return may_hold_more(); }
 
+/* The fast paths serve a medium class as any other, within the thread's
+ * limits[]: 0 while the classes are closed, the base once a slow path
+ * found them open (here).  Closing (tm_tcache_drained_medium) needs the
+ * owner's slow path too: until then the thread keeps at most its base
+ * limits' worth (24 chunks, 92 KiB), as before a slow path saw it.
+ * Owner only, outside the cache (limits[] are atomics: mallopt and the
+ * reclaimer reset them, to closed).                                   */
+size_t tm_tcache_medium_limit(tm_tcache *tc, size_t i)
+{
+    size_t base = tc_limit(i);
+    if (base == 0 || !may_hold_more())
+        return 0;
+    if (tc_my_limit(tc, i) == 0) {
+        size_t add = 0;
+        for (size_t k = TM_TCACHE_SMALL_BINS; k < TM_TCACHE_BINS; k++) {
+            uint16_t expect = 0, lim = (uint16_t)tc_limit(k);
+            if (lim && atomic_compare_exchange_strong_explicit(&tc->limits[k], &expect, lim,
+                                                               memory_order_relaxed, memory_order_relaxed))
+                add += lim * tm_class_size(k);
+        }
+        atomic_fetch_add_explicit(&tc->limit_bytes, add, memory_order_relaxed);
+    }
+    return base;
+}
+
 /* The medium classes closed (above; a deep drain, or no reclaimer)
  * (tc_slow_limit) and what they hold goes back, so that it does not pin
  * the top of the heap (test_release: a cached chunk from an earlier
@@ -323,9 +350,16 @@ void tm_tcache_drained_medium(tm_tcache *tc)
 {
     if (tm_tcache_medium_open())
         return;
-    for (size_t k = TM_TCACHE_SMALL_BINS; k < TM_TCACHE_BINS; k++)
+    size_t sub = 0;
+    for (size_t k = TM_TCACHE_SMALL_BINS; k < TM_TCACHE_BINS; k++) {
+        sub += atomic_exchange_explicit(&tc->limits[k], 0, memory_order_relaxed) * tm_class_size(k);
         if (tc->counts[k])
             trim_class(tc, k, 0);
+    }
+    if (sub) {      /* (clamped: a mallopt's reset_limits may have come between) */
+        size_t total = atomic_load_explicit(&tc->limit_bytes, memory_order_relaxed);
+        atomic_store_explicit(&tc->limit_bytes, total > sub ? total - sub : 0, memory_order_relaxed);
+    }
 }
 
 /* Class i is full: keep its newest half (hot in cache), flush the rest,

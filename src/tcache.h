@@ -1,6 +1,7 @@
 /*
  * tcache.h - the per-thread cache: the lock-free, atomic-free front of
- * malloc and free for chunks up to 1040 bytes.
+ * malloc and free for chunks up to 8192 bytes (64 small classes by 16
+ * bytes up to 1040, 24 medium ones, 8 per doubling: config.h).
  *
  * One singly linked LIFO list per size class (chunk size 32 + 16*i).  A
  * cached chunk stays "in use" as far as its arena knows; its first two
@@ -149,13 +150,16 @@ static inline size_t tc_limit(size_t i)
 }
 /* Are the medium classes open to the calling thread (tcache.c)? */
 TM_HIDDEN bool tm_tcache_medium_open(void);
+TM_HIDDEN size_t tm_tcache_medium_limit(struct tm_tcache *tc, size_t i);
 /* The slow paths' limit of class i for the calling thread's frees and
- * refills: the base, but 0 for a medium class when it is closed.      */
-static inline size_t tc_slow_limit(size_t i)
+ * refills: the base, but 0 for a medium class while the medium classes
+ * are closed.  A medium class found open has its limits in tc set (the
+ * fast paths see them), tcache.c.                                     */
+static inline size_t tc_slow_limit(struct tm_tcache *tc, size_t i)
 {
-    if (i < TM_TCACHE_SMALL_BINS || tm_tcache_medium_open())
+    if (i < TM_TCACHE_SMALL_BINS)
         return tc_limit(i);
-    return 0;
+    return tm_tcache_medium_limit(tc, i);
 }
 /* The calling thread's limit of class i (>= 1 iff tc_limit(i) >= 1). */
 static inline size_t tc_my_limit(const tm_tcache *tc, size_t i)
@@ -181,11 +185,22 @@ static inline size_t tc_req_index(size_t n)
     size_t i = (n + 7) >> 4;
     return i - (i != 0);
 }
+/* Class of a request above the small classes (TM_TCACHE_MAX_REQ < n <=
+ * TM_TCACHE_MED_MAX_REQ): the medium class of request2size(n).        */
+static inline size_t tc_med_req_index(size_t n)
+{
+    return tm_class_ceil_med(n + TM_SIZE_SZ);   /* (the class sizes are multiples of 16) */
+}
 /* The class of a chunk of csize bytes, TM_TCACHE_BINS if it has none. */
 static inline size_t tc_csize_index(size_t csize) { return tm_class_exact(csize); }
-/* free's fast path: the small class of csize, >= TM_TCACHE_SMALL_BINS
- * (huge for sizes < 32) if it has none.                               */
-static inline size_t tc_small_index(size_t csize) { return (csize - TM_MINSIZE) >> 4; }
+/* free's fast path: the class of a chunk of csize bytes, >=
+ * TM_TCACHE_BINS if it has none: the small classes' shift first (huge
+ * for sizes < 32), the medium classes' test only above them.          */
+static inline size_t tc_free_index(size_t csize)
+{
+    size_t i = (csize - TM_MINSIZE) >> 4;
+    return likely(i < TM_TCACHE_SMALL_BINS) ? i : tm_class_exact_med(csize);
+}
 
 /* ---- keys in a chunk's second word (TIDE_CHECKS makes them checks) -------
  * A cached chunk holds tm_tcache_key there, an entry parked on a class

@@ -7,8 +7,8 @@
  *   obs_target PHASES
  * For phase k = 1..PHASES: 4 threads hold k x 8 MiB in all (blocks of
  * 2-64 KiB), the main thread prints "held <bytes> pid <pid>" and every
- * thread churns (free + malloc of one of its blocks, sizes above the
- * thread-cache limit so each is an allocator slow path) until a line
+ * thread churns (free + malloc of one of its blocks, most sizes above
+ * the thread cache's classes (8 KiB) so most are slow paths) until a line
  * arrives on stdin; "fork" instead forks a child that holds 24 MiB more,
  * prints "child <pid> held <bytes>", and waits for its stdin to close.
  * At EOF everything is freed and the program exits 0.
@@ -123,19 +123,20 @@ int main(int argc, char **argv)
                     memset(keep[i], 1, 64 * 1024);
                     held += 64 * 1024;
                 }
-                /* slow-path calls enough for the channel to be made; then,
+                /* slow-path calls (16 KiB: not cached) enough for the
+                 * channel to be made; then,
                  * 150 ms later, more: a process with no background thread
                  * refreshes its figures from its slow paths, at most every
                  * 100 ms, so these bring them up to date.                 */
                 for (int i = 0; i < 2000; i++)
-                    free(malloc(4096 + (size_t)i));
+                    free(malloc(16384 + (size_t)i));
                 usleep(150000);
                 for (int i = 0; i < 200; i++)
-                    free(malloc(4096 + (size_t)i));
+                    free(malloc(16384 + (size_t)i));
                 printf("child %d held %zu\n", (int)getpid(), held);
                 while (fgets(line, sizeof line, stdin) && strncmp(line, "exit", 4) != 0)
                     for (int i = 0; i < 200; i++)
-                        free(malloc(4096 + (size_t)i));
+                        free(malloc(16384 + (size_t)i));
                 for (int i = 0; i < 384; i++)
                     free(keep[i]);
                 _exit(0);

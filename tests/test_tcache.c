@@ -406,8 +406,16 @@ static void *t_adaptive(void *arg)
     CHECK("TIDE_M_TCACHE_COUNT (unchanged value)", mallopt(TIDE_M_TCACHE_COUNT, TM_TCACHE_DEFAULT_COUNT) == 1);
     bool reset = true;
     for (size_t k = 0; k < TM_TCACHE_BINS; k++)
-        reset = reset && tc_my_limit(tc, k) == tm_tc_limit[k];
-    CHECK("mallopt resets every limit to the base", reset);
+        reset = reset && tc_my_limit(tc, k) == (k < TM_TCACHE_SMALL_BINS ? tm_tc_limit[k] : 0);
+    CHECK("mallopt resets every limit to the base (the medium classes': closed)", reset);
+    /* A medium request's slow path opens them again, where they may be. */
+    size_t med = tc_med_req_index(2000);
+    free(malloc(2000));
+    bool open = tm_tcache_medium_open();
+    CHECKF("a medium class's slow path opens the medium classes (if they may be)",
+           tc_my_limit(tc, med) == (open ? tm_tc_limit[med] : 0), "limit %zu open %d",
+           tc_my_limit(tc, med), (int)open);
+    CHECK("... all of them", !open || tc_my_limit(tc, TM_TCACHE_BINS - 1) == tm_tc_limit[TM_TCACHE_BINS - 1]);
     if (grows) {
         /* A deep drain of the own arena (its cap strict) shrinks a grown
          * cache at its next full class, and stops growth meanwhile. */
@@ -454,8 +462,49 @@ static void *t_adaptive(void *arg)
     return NULL;
 }
 
+/* The class arithmetic (arena.h, tcache.h) against a plain search over
+ * the class sizes, for every size and request it is defined on.       */
+static void test_class_formulas(void)
+{
+    size_t bad = 0;
+    for (size_t k = 1; k < TM_TCACHE_BINS; k++)
+        bad += tm_class_size(k) <= tm_class_size(k - 1) || (tm_class_size(k) & 15);
+    CHECK("class sizes grow, multiples of 16", bad == 0);
+    CHECK("last class is TM_TCACHE_MED_MAX", tm_class_size(TM_TCACHE_BINS - 1) == TM_TCACHE_MED_MAX);
+    size_t bad_ceil = 0, bad_exact = 0, bad_free = 0, bad_req = 0;
+    for (size_t v = 0; v <= TM_TCACHE_MED_MAX + 64; v++) {
+        size_t ceil = TM_TCACHE_BINS, exact = TM_TCACHE_BINS;
+        for (size_t k = 0; k < TM_TCACHE_BINS; k++) {
+            if (ceil == TM_TCACHE_BINS && tm_class_size(k) >= v)
+                ceil = k;
+            if (tm_class_size(k) == v)
+                exact = k;
+        }
+        if (v >= TM_MINSIZE && v <= TM_TCACHE_MED_MAX && tm_class_ceil(v) != ceil)
+            bad_ceil++;
+        if (tm_class_exact(v) != exact)
+            bad_exact++;
+        /* free's fast path: sizes are multiples of 16 (and 0 < 32) */
+        if ((v & 15) == 0 && (tc_free_index(v) < TM_TCACHE_BINS ? tc_free_index(v) : TM_TCACHE_BINS) != exact)
+            bad_free++;
+    }
+    for (size_t n = 0; n <= TM_TCACHE_MED_MAX_REQ; n++) {
+        size_t want = tm_class_ceil(request2size(n));
+        size_t got = n <= TM_TCACHE_MAX_REQ ? tc_req_index(n) : tc_med_req_index(n);
+        bad_req += got != want;
+    }
+    CHECK("tm_class_ceil = smallest class >= size", bad_ceil == 0);
+    CHECK("tm_class_exact = the class of exactly that size, or none", bad_exact == 0);
+    CHECK("tc_free_index agrees with tm_class_exact", bad_free == 0);
+    CHECK("request classes = tm_class_ceil(request2size(n)) up to the medium maximum", bad_req == 0);
+    CHECK("TM_TCACHE_MED_MAX_REQ is the largest request of the last class",
+          request2size(TM_TCACHE_MED_MAX_REQ) == TM_TCACHE_MED_MAX &&
+          request2size(TM_TCACHE_MED_MAX_REQ + 1) > TM_TCACHE_MED_MAX);
+}
+
 int main(void)
 {
+    test_class_formulas();
     free(malloc(1));
     test_env();
     if (getenv("TIDEMALLOC_TCACHE_BYTES") || getenv("GLIBC_TUNABLES"))
