@@ -262,9 +262,29 @@ tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb, 
     return victim;
 }
 
-size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_check,
-                    const char *unsorted_check)
+/* held: a free chunk the caller itself put at the head of the unsorted
+ * bin (its previous bins_free, under the same lock hold, nothing in
+ * between), or NULL.  Its header, links and foot are ours, written
+ * moments ago, so when it is a neighbour of p it leaves the bin without
+ * the checks that a chunk of unknown history gets: consolidation frees
+ * long runs of chunks that were carved side by side, and each would
+ * otherwise verify and unlink the run merged so far, then push it
+ * again (python: ~950 k chunks per run of the program).                */
+static inline void unsorted_pop_held(tm_arena *av, tm_chunk *held, tm_relcarry *carried)
 {
+    tm_chunk *bin = unsorted_bin(av), *fwd = held->fd;
+    TM_ASSERT(bin->fd == held && held->bk == bin && fwd->bk == held);
+    bin->fd = fwd;
+    fwd->bk = bin;
+    tm_release_absorb(carried, held);
+    tm_release_take(av, held);
+}
+
+/* tm_bins_free (bins.h). */
+static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, tm_chunk *held,
+                                  const char *prev_check, const char *unsorted_check)
+{
+    size_t size = *psize;
     TM_ASSERT(size >= TM_MINSIZE && aligned_ok(size) && !chunk_is_mmapped(p) && p != av->top);
     tm_chunk *next = chunk_at(p, size);
     size_t nextsize = chunksize(next);
@@ -273,15 +293,22 @@ size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_che
         size_t prevsize = p->prev_size;
         size += prevsize;
         p = chunk_at(p, -prevsize);
-        /* P == 0 must be backed by a free chunk of that size whose own
-         * header says so: a forged prev_size or a cleared P leads here. */
-        if (unlikely(!tm_free_chunk_ok(p) || chunksize(p) != prevsize))
-            tm_corrupt(prev_check, p);
-        tm_release_absorb(&carried, p);
-        unlink_verified(av, p);
+        if (p == held && chunksize(held) == prevsize) {
+            unsorted_pop_held(av, held, &carried);    /* (P is ours too: cleared by its free) */
+        } else {
+            /* P == 0 must be backed by a free chunk of that size whose own
+             * header says so: a forged prev_size or a cleared P leads here. */
+            if (unlikely(!tm_free_chunk_ok(p) || chunksize(p) != prevsize))
+                tm_corrupt(prev_check, p);
+            tm_release_absorb(&carried, p);
+            unlink_verified(av, p);
+        }
     }
     if (next != av->top) {
-        if (!inuse_at(next, nextsize)) {
+        if (next == held) {
+            unsorted_pop_held(av, held, &carried);
+            size += nextsize;
+        } else if (!inuse_at(next, nextsize)) {
             tm_release_absorb(&carried, next);
             tm_bins_unlink_held(av, next); /* checks next's header says FREE */
             size += nextsize;
@@ -299,14 +326,23 @@ size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_che
         set_head_top(p, size | TM_PREV_INUSE);
         tm_release_top_grew(av);
         av->top = p;
+        p = NULL;
     }
-    return size;
+    *psize = size;
+    return p;
+}
+
+tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held,
+                       const char *prev_check, const char *unsorted_check)
+{
+    return bins_free(av, p, size, held, prev_check, unsorted_check);
 }
 
 void tm_bins_consolidate(tm_arena *av)
 {
     av->have_fastchunks = false;
     av->fast_bytes = 0;
+    tm_chunk *held = NULL;       /* what the previous bins_free left at the unsorted head */
     for (unsigned i = 0; i < TM_NFASTBINS; i++) {
         tm_chunk *p = av->fastbins[i];
         av->fastbins[i] = NULL;
@@ -314,8 +350,9 @@ void tm_bins_consolidate(tm_arena *av)
             tm_fast_check(p, i, "malloc_consolidate(): unaligned fastbin chunk detected",
                           "malloc_consolidate(): invalid chunk size");
             tm_chunk *nextp = fastbin_next(p);
-            tm_bins_free(av, p, chunksize(p), "corrupted size vs. prev_size in fastbins",
-                         "malloc_consolidate(): corrupted unsorted chunks");
+            size_t size = chunksize(p);
+            held = bins_free(av, p, &size, held, "corrupted size vs. prev_size in fastbins",
+                             "malloc_consolidate(): corrupted unsorted chunks");
             p = nextp;
         }
     }

@@ -245,12 +245,17 @@ TM_HIDDEN tm_chunk *tm_bins_search(tm_arena *av, unsigned idx, bool *released);
 TM_HIDDEN tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb,
                                   bool released, bool set_last_remainder, tm_zrange *z);
 
-/* p (size bytes, not in any list) becomes free: merge it with its free
+/* p (*size bytes, not in any list) becomes free: merge it with its free
  * neighbours and put the result at the front of the unsorted bin, or into
  * top.  The two messages name the caller's checks (glibc words them
- * differently for free and malloc_consolidate).  Returns the merged size. */
-TM_HIDDEN size_t tm_bins_free(tm_arena *av, tm_chunk *p, size_t size, const char *prev_check,
-                              const char *unsorted_check);
+ * differently for free and malloc_consolidate).  *size becomes the merged
+ * size; returns the merged chunk, NULL if it joined the top.
+ * held: NULL, or what this caller's previous tm_bins_free returned
+ * during the same lock hold with no other change to the bins in between
+ * (still at the head of the unsorted bin): a neighbour of p that is
+ * `held` leaves the bin without being verified again (bins.c).          */
+TM_HIDDEN tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held,
+                                 const char *prev_check, const char *unsorted_check);
 
 /* Empty every fast bin through tm_bins_free (malloc_consolidate). */
 TM_HIDDEN void tm_bins_consolidate(tm_arena *av);

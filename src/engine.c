@@ -185,20 +185,29 @@ static inline void check_next_hdr(tm_arena *av, const tm_chunk *next, const char
 }
 
 /* ---- _int_free ---------------------------------------------------------- */
-static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size);
+static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk **held);
 
 void tm_int_free(tm_arena *av, tm_chunk *p)
 {
     check_inuse_hdr(p, "free(): corrupted chunk header");
-    int_free(av, p, chunksize(p));
+    int_free(av, p, chunksize(p), NULL);
+}
+
+void tm_int_free_run(tm_arena *av, tm_chunk *p, tm_chunk **held)
+{
+    check_inuse_hdr(p, "free(): corrupted chunk header");
+    int_free(av, p, chunksize(p), held);
 }
 
 void tm_int_free_verified(tm_arena *av, tm_chunk *p, size_t size)
 {
-    int_free(av, p, size);
+    int_free(av, p, size, NULL);
 }
 
-static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size)
+/* held: NULL, or the caller's slot for tm_bins_free's held chunk (bins.h):
+ * what this free left at the head of the unsorted bin, NULL whenever
+ * anything else may have changed the bins (consolidation, trim, release). */
+static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk **held)
 {
     TM_ASSERT(!chunk_is_mmapped(p) && arena_for_chunk(p) == av && size == chunksize(p));
     p->bk = NULL;       /* no cache or parked key survives in free memory */
@@ -212,8 +221,11 @@ static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size)
          * freed or coalesced itself, where it is verified.             */
         perturb_free(chunk2mem(p), size - TM_HDR);
         tm_fast_push(av, p, size);
-        if (unlikely(av->fast_bytes > TM_FAST_BYTES_MAX))
+        if (unlikely(av->fast_bytes > TM_FAST_BYTES_MAX)) {
             tm_bins_enforce_cap(av);
+            if (held)
+                *held = NULL;
+        }
         return;
     }
 
@@ -231,8 +243,11 @@ static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size)
 
     perturb_free(chunk2mem(p), size - TM_HDR);
 
-    size = tm_bins_free(av, p, size, "corrupted size vs. prev_size while consolidating",
-                        "free(): corrupted unsorted chunks");
+    tm_chunk *merged = tm_bins_free(av, p, &size, held ? *held : NULL,
+                                    "corrupted size vs. prev_size while consolidating",
+                                    "free(): corrupted unsorted chunks");
+    if (held)
+        *held = size < TM_RELEASE_MIN ? merged : NULL;   /* (what follows changes the bins) */
 
     /* A big free chunk: a chance to give memory back. */
     if (size >= TM_CONSOLIDATE_THRESHOLD) {

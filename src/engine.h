@@ -15,6 +15,12 @@ TM_HIDDEN void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z);
 /* p: an in-use, non-mmapped chunk of av, already checked by the caller
  * for pointer/size sanity.                                              */
 TM_HIDDEN void  tm_int_free(tm_arena *av, tm_chunk *p);
+/* The same, one of a run of frees under one lock hold: *held (NULL at the
+ * start of the hold) carries what each left at the head of the unsorted
+ * bin to the next, which merges with it without verifying it again
+ * (bins.h tm_bins_free).  Nothing else may touch the arena's bins between
+ * two calls of a run.                                                  */
+TM_HIDDEN void  tm_int_free_run(tm_arena *av, tm_chunk *p, tm_chunk **held);
 /* The same for a chunk whose in-use header the caller has just verified
  * (free's slow path): size is the size that verified word carries.    */
 TM_HIDDEN void  tm_int_free_verified(tm_arena *av, tm_chunk *p, size_t size);

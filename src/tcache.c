@@ -231,6 +231,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final)
     size_t stash_max = i < TM_TCACHE_BINS && !drained && !final ? tc_limit(i) : 0;
     bool stash = own != NULL && n <= stash_max && tm_remote_class_count(own, i) + n <= stash_max;
     tm_arena *cur = NULL;
+    tm_chunk *held = NULL;            /* tm_int_free_run's carry (engine.h) */
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
     size_t run_n = 0;
     while (n--) {
@@ -243,7 +244,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final)
                 own_locked = true;
             }
             e->key = 0;
-            tm_int_free(av, p);
+            tm_int_free_run(av, p, &held);
         } else {
             if (av != cur && run_head) {
                 flush_run(cur, run_head, run_tail, run_n, i);

@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "arena.h"
 #include "bins.h"
+#include "engine.h"
 #include "heap.h"
 #include "internal.h"
 #include "sysmem.h"
@@ -193,6 +194,73 @@ static void test_consolidate(void)
     CHK();
 }
 
+/* Runs of neighbours freed one after the other under one lock hold: each
+ * merges with the chunk the previous one left at the head of the
+ * unsorted bin without verifying it again (bins.c, the held chunk) - in
+ * both directions, and with two fast bins interleaved (consolidation;
+ * test_free_run: the cache's flush).  The heap checker after each.     */
+static void test_consolidate_runs(void)
+{
+    void *p[24];
+    /* reverse order: the fast bin lists the run in address order, so each
+     * chunk merges backwards into the one before (prev == held) */
+    for (int i = 0; i < 24; i++)
+        p[i] = malloc(100);
+    void *guard = malloc(100);
+    for (int i = 23; i >= 0; i--)
+        free(p[i]);
+    void *big = malloc(2400);             /* consolidates: 24 x 112 = 2688 */
+    CHECK("run freed backwards coalesces into one chunk",
+          (char *)big <= (char *)p[0] && (char *)big >= (char *)p[0] - 32);
+    CHK();
+    free(big);
+    CHK();
+    /* two sizes interleaved: two fast bins, the run alternates between them */
+    for (int i = 0; i < 24; i++)
+        p[i] = malloc(i % 2 ? 40 : 100);
+    void *guard2 = malloc(100);
+    for (int i = 0; i < 24; i++)
+        free(p[i]);
+    big = malloc(1800);                   /* 12 x 112 + 12 x 48 = 1920 */
+    CHECK("interleaved sizes coalesce into one chunk",
+          (char *)big <= (char *)p[0] && (char *)big >= (char *)p[0] - 32 - 2688);
+    CHK();
+    free(big);
+    CHK();
+    free(guard); free(guard2);
+    CHK();
+}
+
+/* The flush's run (tm_int_free_run): chunks above the fast sizes, freed
+ * in address order and then backwards, under one lock hold; a fresh
+ * arena, so that they lie side by side.                               */
+static void test_free_run(void)
+{
+    tm_arena *av = main_av();
+    void *q[16];
+    for (int i = 0; i < 16; i++)
+        q[i] = malloc(300);
+    void *guard3 = malloc(100);
+    bool adjacent = true;
+    for (int i = 1; i < 16; i++)
+        adjacent = adjacent && (char *)q[i] == (char *)q[i - 1] + request2size(300);
+    CHECK("a fresh arena's chunks lie side by side", adjacent);
+    tm_chunk *held = NULL;
+    tm_arena_enter_owner(av);
+    for (int i = 0; i < 8; i++)
+        tm_int_free_run(av, mem2chunk(q[i]), &held);
+    for (int i = 15; i >= 8; i--)
+        tm_int_free_run(av, mem2chunk(q[i]), &held);
+    tm_chunk *u = unsorted_bin(av)->fd;
+    CHECK("tm_int_free_run: one free chunk of the whole run at the unsorted head",
+          u == mem2chunk(q[0]) && chunksize(u) == 16 * (size_t)request2size(300) &&
+          held == u);
+    tm_arena_leave(av);
+    CHK();
+    free(guard3);
+    CHK();
+}
+
 static void test_top_trim(void)
 {
     tm_arena *av = main_av();
@@ -336,6 +404,8 @@ int main(void)
     run_fresh(test_unsorted_small_large);
     run_fresh(test_last_remainder);
     run_fresh(test_consolidate);
+    run_fresh(test_consolidate_runs);
+    run_fresh(test_free_run);
     run_fresh(test_top_trim);
     run_fresh(test_release);
     run_fresh(test_memalign_realloc);
