@@ -95,9 +95,10 @@ static inline size_t tm_class_size(size_t i)
  * smallest class >= v is  8s + ((v - 1) >> s),  and a size is a class's
  * own iff it is a multiple of 2^s.  Both use the hot paths (tcache.h). */
 _Static_assert(TM_TCACHE_SMALL_BINS == 64 && TM_MINSIZE + 16 * 63 == 1040 &&
-               TM_TCACHE_MED_BINS == 24 && TM_TCACHE_MED_MAX == 8192,
+               TM_TCACHE_MED_BINS % 8 == 0 &&
+               TM_TCACHE_MED_MAX == (size_t)1 << (10 + TM_TCACHE_MED_BINS / 8),
                "the class formulas below assume these classes");
-/* The smallest medium class whose size is >= v (1040 < v <= 8192;
+/* The smallest medium class whose size is >= v (1040 < v <= TM_TCACHE_MED_MAX;
  * v need not be a multiple of 16: the class sizes are).               */
 static inline size_t tm_class_ceil_med(size_t v)
 {
@@ -115,7 +116,7 @@ static inline size_t tm_class_ceil(size_t nb)
  * none (any csize).                                                    */
 static inline size_t tm_class_exact_med(size_t csize)
 {
-    if (csize - 1041 >= TM_TCACHE_MED_MAX - 1040)         /* csize not in (1040, 8192] */
+    if (csize - 1041 >= TM_TCACHE_MED_MAX - 1040)    /* csize not in (1040, TM_TCACHE_MED_MAX] */
         return TM_TCACHE_BINS;
     unsigned s = 60u - (unsigned)__builtin_clzl(csize - 1);
     size_t q = csize >> s;

@@ -70,17 +70,17 @@
 
 /* ---- per-thread cache --------------------------------------------------- */
 /* Small classes: every chunk size 32 .. 1040 by 16 (the fast paths).
- * Medium classes: 8 sizes per doubling, 1152 .. 8192; requests between
+ * Medium classes: 8 sizes per doubling, 1152 .. 16384; requests between
  * two of them are rounded up to the class size when they are served
  * for the cache (at most 1/8 more), so that every chunk of the class has
  * exactly its size (the checks of a cache entry rely on it).  Served by
  * the inline fast paths too (tcache.h tc_med_req_index/tc_free_index). */
 #define TM_TCACHE_SMALL_BINS 64                 /* chunk sizes 32 .. 1040 by 16   */
-#define TM_TCACHE_MED_BINS   24                 /* 1152 .. 8192, 8 per doubling   */
+#define TM_TCACHE_MED_BINS   32                 /* 1152 .. 16384, 8 per doubling  */
 #define TM_TCACHE_BINS     (TM_TCACHE_SMALL_BINS + TM_TCACHE_MED_BINS)
-#define TM_TCACHE_MED_MAX  8192u                /* largest cached chunk           */
+#define TM_TCACHE_MED_MAX  16384u               /* largest cached chunk           */
 #define TM_TCACHE_MAX_REQ  1032u                /* largest request of a small class */
-#define TM_TCACHE_MED_MAX_REQ 8184u             /* largest request of a medium class */
+#define TM_TCACHE_MED_MAX_REQ 16376u            /* largest request of a medium class */
 #define TM_TCACHE_DEFAULT_COUNT 32              /* chunks per class at most (glibc: 7)  */
 #define TM_TCACHE_DEFAULT_BYTES (256u * 1024)   /* byte budget of one thread's cache     */
 #define TM_TCACHE_COUNT_MAX 65535

@@ -80,7 +80,7 @@ static void reset_limits(tm_tcache *tc)
  * ones only while tcache_max is at its largest (1032, glibc's ceiling).
  * The share is the budget / 64, as before the medium classes came: the
  * small classes keep their limits, and the medium ones take one chunk
- * each or what the share allows (worst case all 24 held once: 92 KiB). */
+ * each or what the share allows (all 32 at their base limits: 202 KiB). */
 void tm_tcache_recompute_limits(void)
 {
     size_t share = TM_P(tcache_bytes) / TM_TCACHE_SMALL_BINS;
@@ -321,7 +321,7 @@ bool tm_tcache_medium_open(void) { return may_hold_more(); }
  * limits[]: 0 while the classes are closed, the base once a slow path
  * found them open (here).  Closing (tm_tcache_drained_medium) needs the
  * owner's slow path too: until then the thread keeps at most its base
- * limits' worth (24 chunks, 92 KiB), as before a slow path saw it.
+ * limits' worth (202 KiB), as before a slow path saw it.
  * Owner only, outside the cache (limits[] are atomics: mallopt and the
  * reclaimer reset them, to closed).                                   */
 size_t tm_tcache_medium_limit(tm_tcache *tc, size_t i)

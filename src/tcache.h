@@ -1,7 +1,7 @@
 /*
  * tcache.h - the per-thread cache: the lock-free, atomic-free front of
- * malloc and free for chunks up to 8192 bytes (64 small classes by 16
- * bytes up to 1040, 24 medium ones, 8 per doubling: config.h).
+ * malloc and free for chunks up to 16 KiB (64 small classes by 16 bytes
+ * up to 1040, 32 medium ones, 8 per doubling: config.h).
  *
  * One singly linked LIFO list per size class (chunk size 32 + 16*i).  A
  * cached chunk stays "in use" as far as its arena knows; its first two
