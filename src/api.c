@@ -304,8 +304,9 @@ TM_EXPORT void *tide_calloc(size_t nmemb, size_t size)
         return NULL;
     }
     tm_tcache *tc = tm_tls_tcache;
-    if (likely(tc != NULL && bytes <= TM_TCACHE_MAX_REQ)) {
-        void *mem = tc_try_pop(tc, tc_req_index(bytes));
+    if (likely(tc != NULL && bytes <= TM_TCACHE_MED_MAX_REQ)) {
+        size_t i = bytes <= TM_TCACHE_MAX_REQ ? tc_req_index(bytes) : tc_med_req_index(bytes);
+        void *mem = tc_try_pop(tc, i);
         if (mem)
             return memset(mem, 0, chunk_usable(mem2chunk(mem)));
     }

@@ -661,7 +661,7 @@ static void test_calloc(void)
     free(b);
     free(c);
 
-    const size_t sizes[] = { 1, 16, 24, 100, 500, 1000, 1032, 2000, 5000, 70000, 100000,
+    const size_t sizes[] = { 1, 16, 24, 100, 500, 1000, 1032, 2000, 5000, 12000, 16376, 70000, 100000,
                              127 * 1024, 130 * 1024, 200000, MiB, 8 * MiB };
     char name[160];
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
