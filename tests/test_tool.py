@@ -226,10 +226,23 @@ class Target:
         self.pid = self.p.pid
 
     def line(self, timeout=60):
-        r, _, _ = select.select([self.p.stdout], [], [], timeout)
-        if not r:
-            raise RuntimeError("obs_target said nothing for %d s" % timeout)
-        return self.p.stdout.readline().split()
+        # Lines are read from the descriptor into our own buffer: select()
+        # on the buffered file object missed a line that arrived together
+        # with the previous one (it sat in Python's buffer, not in the
+        # pipe), and waited out the timeout.
+        buf = getattr(self, "_buf", b"")
+        deadline = time.time() + timeout
+        while b"\n" not in buf:
+            left = deadline - time.time()
+            r, _, _ = select.select([self.p.stdout.fileno()], [], [], max(left, 0))
+            if not r:
+                raise RuntimeError("obs_target said nothing for %d s" % timeout)
+            chunk = os.read(self.p.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buf += chunk
+        line, _, self._buf = buf.partition(b"\n")
+        return line.decode().split()
 
     def say(self, s):
         self.p.stdin.write(s + "\n")
