@@ -368,6 +368,14 @@ void tm_for_each_arena_observe(void (*fn)(tm_arena *, void *), void *arg)
 
 /* Thread exit: drop this thread's reference to its arena.  The arena
  * stays in tls_arena so that later destructors can still allocate. */
+bool tm_arena_sole_user(tm_arena *av)
+{
+    lock_acquire(&list_lock);
+    bool sole = av->attached <= 1;
+    lock_release(&list_lock);
+    return sole;
+}
+
 void tm_arena_detach_thread(void)
 {
     tm_arena *av = tls_arena;

@@ -1,6 +1,7 @@
 /* bins.c - linking and unlinking free chunks (see bins.h). */
 #include <string.h>
 #include "bins.h"
+#include "os.h"
 
 void tm_bins_init(tm_arena *av)
 {
@@ -403,6 +404,12 @@ void tm_bins_enforce_cap_slow(tm_arena *av)
 {
     if (TM_P(decay_ms) < 0)          /* "never": only trimming and malloc_trim */
         return;
+    if (unlikely(av->cap_defer_until)) {     /* its last thread left (release.h) */
+        if (atomic_load_explicit(&tm_bg_active, memory_order_relaxed) &&
+            tm_os_now_ms() < av->cap_defer_until)
+            return;
+        av->cap_defer_until = 0;
+    }
     if (tm_release_strict(av, tm_release_other(av)) && av->fast_bytes > TM_FAST_BYTES_MAX)
         tm_bins_consolidate(av);     /* small freed blocks into releasable runs */
     size_t pad = TM_P(top_pad);

@@ -122,6 +122,10 @@ typedef struct tm_arena {
     uint64_t next_purge;            /* clock (ms) of the next purge pass      */
     uint32_t purge_ops;             /* slow-path calls since the last check   */
     uint64_t madvise_calls;
+    /* The cap waits until this clock (ms; 0 = it does not wait): set by
+     * the arena's last thread as it exits while the background thread
+     * runs (tcache.c tm_tcache_flush_all, release.h).                   */
+    uint64_t cap_defer_until;
 
     /* Chunks freed by threads that found this arena locked: a lock-free
      * stack linked through fd, emptied by whoever next holds the lock.  */

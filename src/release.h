@@ -91,17 +91,22 @@ TM_HIDDEN size_t tm_release_top(tm_arena *av, size_t keep);
 TM_HIDDEN size_t tm_release_top_dirty(const tm_arena *av, size_t keep);
 
 /* ---- the cap on resident free memory -------------------------------------
- * Whatever the clock says, an arena never keeps more releasable free
- * memory resident (interiors of big free chunks + top beyond top_pad)
- * than four times its other resident bytes, or its share of the floor if that is
- * more (config.h): checked when a free creates such memory.  After a deep
- * drain (the other resident bytes fell below a quarter of their
+ * Whatever the clock says (but for the exit deferral below), an arena
+ * never keeps more releasable free memory resident (interiors of big
+ * free chunks + top beyond top_pad) than four times its other resident
+ * bytes, or its share of the floor if that is more (config.h): checked
+ * when a free creates such memory.  After a deep drain (the other
+ * resident bytes fell below a quarter of their
  * high-water mark) in a process with no background thread, the cap is a
  * sixth instead: a program that frees most of its memory and then goes
  * quiet (or never calls again) is bounded without any thread or timer.
  * Only then: a tight cap on a working set that merely swings makes every
  * swing pay a madvise and the page faults (measured: 1.6-5x slower on the
- * realloc/large/frag benchmarks).  decay_ms = -1 ("never") turns it off. */
+ * realloc/large/frag benchmarks).  decay_ms = -1 ("never") turns it off.
+ * For decay_ms after the arena's last thread exits, with the background
+ * thread running, the cap waits (av->cap_defer_until): the next thread
+ * to take the arena over reuses that memory, or the background thread's
+ * decay gives it back (docs/design.md §7).                              */
 static inline size_t tm_release_floor(void)
 {
     size_t n = atomic_load_explicit(&tm_narenas, memory_order_relaxed);

@@ -522,12 +522,25 @@ void tm_tcache_flush_all(void)
     if (!tc)
         return;
     reg_remove(tc);                  /* out of the reclaimer's reach */
+    tm_arena *own = tm_thread_arena();
+    long decay = TM_P(decay_ms);
+    if (own && decay > 0 && atomic_load_explicit(&tm_bg_active, memory_order_relaxed) &&
+        tm_arena_sole_user(own)) {
+        /* The arena's last thread leaves: what its exit frees is not held
+         * to the cap at once, but left to the background thread's decay
+         * (or to the next thread that takes the arena over and reuses it).
+         * mstress, whose fresh threads take over each other's arenas every
+         * round, paid half its madvise calls here and faulted the pages
+         * back a moment later (release.h).                               */
+        tm_arena_enter_owner(own);
+        own->cap_defer_until = tm_os_now_ms() + (uint64_t)decay;
+        tm_arena_leave(own);
+    }
     flush_classes(tc, true);
     /* What waits on the own arena's lists goes into the bins, so that the
      * pages can coalesce and be given back (glibc_thread: 2.4 MB at exit;
      * 7-10 MB with the medium classes' chunks left on the lists of arenas
      * nobody used again).                                             */
-    tm_arena *own = tm_thread_arena();
     if (own) {
         tm_arena_enter_owner(own);
         tm_arena_drain_all(own);

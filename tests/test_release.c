@@ -233,6 +233,69 @@ static void test_background(void)
     mallopt(TIDE_M_DECAY_MS, 1000);
 }
 
+/* The arena's last thread exits while the background thread runs: the cap
+ * waits for the decay (the next thread to take the arena over reuses the
+ * memory instead of faulting it back); the background thread gives it
+ * back after the decay with no allocator call.  Without the background
+ * thread an exit defers nothing.                                       */
+static struct pinned exiting;
+static tm_arena *exiting_arena;
+static void *exiting_thread(void *arg)
+{
+    (void)arg;
+    fill(&exiting);
+    exiting_arena = tm_thread_arena();
+    return NULL;
+}
+/* Read or clear the arena's deadline under its lock (the background
+ * thread works on idle arenas too).                                    */
+static uint64_t defer_of(tm_arena *av, bool clear)
+{
+    tm_arena_enter_owner(av);
+    uint64_t d = av->cap_defer_until;
+    if (clear)
+        av->cap_defer_until = 0;
+    tm_arena_unlock(av);
+    return d;
+}
+static void test_exit_deferred(void)
+{
+    mallopt(TIDE_M_DECAY_MS, 1500);
+    CHECK("background thread on", mallopt(TIDE_M_BACKGROUND_THREAD, 1) == 1);
+    free(malloc(100 * 1024));
+    pthread_t t;
+    pthread_create(&t, NULL, exiting_thread, NULL);
+    pthread_join(t, NULL);
+    tm_arena *av = exiting_arena;
+    CHECK("the exit of an arena's last thread defers its cap",
+          av && av != &tm_main_arena && defer_of(av, false) != 0);
+    long before = rss();
+    free_blocks(&exiting);          /* 48 MiB into that arena, pinned */
+    long after = rss();
+    CHECKF("... so its frees are not released at once", before - after < 24 * 1024,
+           "%ld -> %ld kB", before, after);
+    long now = after;
+    for (int round = 0; round < 160 && before - now < 40 * 1024; round++) {
+        sleep_ms(50);                /* no allocator call at all */
+        now = rss();
+    }
+    CHECKF("... and the background thread releases them after the decay",
+           before - now > 40 * 1024, "%ld -> %ld kB", before, now);
+    CHK();
+    free_pins(&exiting);
+    /* no background thread: nothing deferred */
+    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
+    defer_of(av, true);
+    pthread_create(&t, NULL, exiting_thread, NULL);
+    pthread_join(t, NULL);
+    CHECK("without the background thread an exit defers nothing",
+          exiting_arena && defer_of(exiting_arena, false) == 0);
+    free_blocks(&exiting);
+    free_pins(&exiting);
+    CHK();
+    mallopt(TIDE_M_DECAY_MS, 1000);
+}
+
 static void test_fork_after_release(void)
 {
     mallopt(TIDE_M_DECAY_MS, 0);
@@ -289,6 +352,7 @@ int main(void)
     test_decay_default();
     test_idle_arena();
     test_background();
+    test_exit_deferred();
     test_fork_after_release();
     test_no_syscall_storm();
     return harness_finish();
