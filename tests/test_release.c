@@ -36,7 +36,7 @@ static void fill(struct pinned *s)
 {
     for (int k = 0; k < NBLK; k++) {
         s->blk[k] = malloc(MiB);
-        s->pin[k] = malloc(2000);   /* not a cached size: comes from the arena, right after */
+        s->pin[k] = malloc(20000);  /* above the cache classes: from the arena, right after */
         memset(s->blk[k], 0x77, MiB);
     }
 }
