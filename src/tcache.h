@@ -191,6 +191,14 @@ static inline size_t tc_med_req_index(size_t n)
 {
     return tm_class_ceil_med(n + TM_SIZE_SZ);   /* (the class sizes are multiples of 16) */
 }
+/* The fast paths' class of a request: small or medium, TM_TCACHE_BINS
+ * above the medium classes (malloc and calloc share it).              */
+static TM_INLINE size_t tc_req_class(size_t n)
+{
+    if (likely(n <= TM_TCACHE_MAX_REQ))
+        return tc_req_index(n);
+    return n <= TM_TCACHE_MED_MAX_REQ ? tc_med_req_index(n) : TM_TCACHE_BINS;
+}
 /* The class of a chunk of csize bytes, TM_TCACHE_BINS if it has none. */
 static inline size_t tc_csize_index(size_t csize) { return tm_class_exact(csize); }
 /* free's fast path: the class of a chunk of csize bytes, >=
