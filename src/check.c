@@ -42,7 +42,7 @@ static bool in_arena(tm_arena *av, const void *p)
 
 static bool next_is_free(tm_chunk *p) { return !prev_inuse(next_chunk(p)); }
 
-struct walk_totals { size_t chunks, free_chunks, released, dirty; };
+struct walk_totals { size_t chunks, free_chunks, released, dirty, nonfree; };
 
 static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
 {
@@ -99,6 +99,7 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
             CHECK((size_word(p) & TM_NON_MAIN) == abit, "A bit does not match the arena", p);
             CHECK(chunk_hdr_ok(p, TM_ST_INUSE) || chunk_hdr_ok(p, TM_ST_FAST),
                   "in-use chunk's header checksum does not match", p);
+            t->nonfree += size;        /* in use or in a fast bin */
         }
         prev_free = is_free;
         p = chunk_at(p, size);
@@ -108,7 +109,7 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
 
 static size_t check_arena(tm_arena *av)
 {
-    struct walk_totals t = { 0, 0, 0, 0 };
+    struct walk_totals t = { 0, 0, 0, 0, 0 };
     size_t sys = 0;
     size_t nheaps = 0;
     for (tm_heap *h = av->last_heap; h; h = h->prev) {
@@ -165,6 +166,7 @@ static size_t check_arena(tm_arena *av)
         for (tm_chunk *p = av->fastbins[i]; p && fast <= av->system_mem; p = fastbin_next(p))
             fast += chunksize(p);
     CHECK(fast == av->fast_bytes, "fast-bin byte count differs from the fast bins", av);
+    CHECK(t.nonfree - fast == av->inuse, "in-use byte count differs from the heap's in-use chunks", av);
 
     bool any_fast = false;
     for (unsigned i = 0; i < TM_NFASTBINS; i++) {

@@ -101,6 +101,16 @@
  * chunks: wl_prodcons's peak RSS 17-19 MiB against 15.5-17 with 8 (glibc
  * 11.5), at no clear gain in time.                                     */
 #define TM_RCLS_LIMITS 8u
+/* A flush of the thread's own arena's chunks parks them on its class list
+ * (no lock, no bins: the next miss of the class takes them back whole)
+ * while the list holds at most this many class limits.  1 limit before:
+ * 8 saves the engine's free and re-carve (bench/cost.py, instructions:
+ * small 0.89x, rptest 0.90x, mleak 0.93x, glibc_simple 0.94x, all 25
+ * workloads 0.977x); what waits there is bounded per class and arena,
+ * drained by the decay ticks and the background thread; one limit only
+ * once the arena's chunks in use ebbed (release.h tm_release_ebbed),
+ * none once it drained deeply.                                       */
+#define TM_STASH_LIMITS 8u
 /* Free chunks at least this big carry release metadata (chunk.h) and have
  * their whole interior pages given back once they have been free long
  * enough; smaller ones are left to coalescing.                          */

@@ -35,9 +35,14 @@ static inline void perturb_free(void *mem, size_t n)
         memset(mem, pb & 0xff, n);
 }
 
-static inline void *hand_out(tm_chunk *victim, size_t nb)
+/* Every chunk of the heap the engine hands out passes here or
+ * tm_sysmalloc's split of a grown top (counted by the caller): both
+ * count it in av->inuse, which int_free (and realloc's growth in place)
+ * keep in step.                                                        */
+static inline void *hand_out(tm_arena *av, tm_chunk *victim, size_t nb)
 {
     TM_ASSERT(inuse(victim) && chunksize(victim) >= nb && !chunk_is_mmapped(victim));
+    av->inuse += chunksize(victim);
     void *mem = chunk2mem(victim);
     perturb_alloc(mem, nb - TM_SIZE_SZ);
     return mem;
@@ -53,7 +58,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
     if (nb <= TM_P(max_fast)) {
         tm_chunk *victim = tm_fast_pop(av, fastbin_index(nb));
         if (victim)
-            return hand_out(victim, nb);
+            return hand_out(av, victim, nb);
     }
 
     unsigned idx;
@@ -62,7 +67,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
         idx = smallbin_index(nb);
         tm_chunk *victim = tm_bins_take_small(av, idx);
         if (victim)
-            return hand_out(victim, nb);
+            return hand_out(av, victim, nb);
     } else {
         idx = largebin_index(nb);
         if (av->have_fastchunks)
@@ -81,7 +86,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
             if (in_smallbin_range(nb) && victim->bk == unsorted_bin(av) &&
                 victim == av->last_remainder && size > nb + TM_MINSIZE) {
                 rel = tm_unsorted_take(av, victim);
-                return hand_out(tm_bins_split(av, victim, size, nb, rel, true, z), nb);
+                return hand_out(av, tm_bins_split(av, victim, size, nb, rel, true, z), nb);
             }
             if (size == nb) {
                 rel = tm_unsorted_take(av, victim);
@@ -89,7 +94,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
                 set_head_inuse_bits(victim, arena_bit(av));
                 if (rel)
                     tm_release_zero_range(victim, size, z);
-                return hand_out(victim, nb);
+                return hand_out(av, victim, nb);
             }
             tm_unsorted_sort(av, victim, size);
             if (++iters >= TM_MAX_UNSORTED_ITERS)
@@ -100,14 +105,14 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
         if (!in_smallbin_range(nb)) {
             victim = tm_bins_best_large(av, idx, nb, &rel);
             if (victim)
-                return hand_out(tm_bins_split(av, victim, chunksize(victim), nb, rel, false, z), nb);
+                return hand_out(av, tm_bins_split(av, victim, chunksize(victim), nb, rel, false, z), nb);
         }
 
         /* 5. the binmap: smallest non-empty bin above idx */
         victim = tm_bins_search(av, idx, &rel);
         if (victim) {
             TM_ASSERT(chunksize(victim) >= nb);
-            return hand_out(tm_bins_split(av, victim, chunksize(victim), nb, rel,
+            return hand_out(av, tm_bins_split(av, victim, chunksize(victim), nb, rel,
                                           in_smallbin_range(nb), z), nb);
         }
 
@@ -122,7 +127,7 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
             set_head(victim, nb | TM_PREV_INUSE | arena_bit(av));
             set_head_top(rem, (size - nb) | TM_PREV_INUSE);
             tm_release_top_used(av, victim, nb, z);
-            return hand_out(victim, nb);
+            return hand_out(av, victim, nb);
         }
         if (av->have_fastchunks) {
             tm_bins_consolidate(av);
@@ -130,6 +135,11 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
             continue;
         }
         void *mem = tm_sysmalloc(av, nb, z);
+        if (mem && !chunk_is_mmapped(mem2chunk(mem))) {
+            av->inuse += chunksize(mem2chunk(mem));      /* (as hand_out) */
+            if (av->inuse > av->inuse_hwm)
+                av->inuse_hwm = av->inuse;
+        }
         if (mem)
             perturb_alloc(mem, chunk_usable(mem2chunk(mem)));
         return mem;
@@ -210,6 +220,8 @@ void tm_int_free_verified(tm_arena *av, tm_chunk *p, size_t size)
 static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk **held)
 {
     TM_ASSERT(!chunk_is_mmapped(p) && arena_for_chunk(p) == av && size == chunksize(p));
+    TM_ASSERT(av->inuse >= size);
+    av->inuse -= size;
     p->bk = NULL;       /* no cache or parked key survives in free memory */
 
     if (size <= TM_P(max_fast)) {
@@ -284,11 +296,13 @@ void *tm_int_realloc(tm_arena *av, tm_chunk *oldp, size_t oldsize, size_t nb)
             av->top = chunk_at(oldp, nb);
             set_head_top(av->top, (oldsize + nextsize - nb) | TM_PREV_INUSE);
             tm_release_top_used(av, next, nb - oldsize, NULL);
+            av->inuse += nb - oldsize;
             return chunk2mem(oldp);
         }
         if (next != av->top && !inuse_at(next, nextsize) && oldsize + nextsize >= nb) {
             /* Grow into the free chunk after it (oldp's size is verified). */
             tm_bins_unlink_held(av, next);
+            av->inuse += nextsize;
             newsize = oldsize + nextsize;
         } else {
             void *newmem = tm_int_malloc(av, nb, NULL);

@@ -111,12 +111,26 @@ typedef struct tm_arena {
     size_t fast_bytes;              /* bytes held in fast bins                 */
     size_t other_hwm;               /* high-water mark of resident bytes that are
                                        not releasable free memory (the cap) */
+    /* Bytes of the arena's chunks in use: handed out by the engine and
+     * not freed back to it (cached, parked and quarantined chunks count
+     * as in use; fast-bin chunks, free chunks and the top do not).  The
+     * heap checker verifies it.  Its high-water mark (kept at system
+     * growth and every 32nd lock section's tick, decayed like other_hwm:
+     * arena.c) tells an ebb that small free gaps hide from `other`:
+     * parked chunks cut free memory into pieces too small to release,
+     * which count as "other" (release.h tm_release_ebbed).             */
+    size_t inuse;
+    size_t inuse_hwm;
     /* The cap is strict (release.h: a deep drain with no background
      * thread).  Written by lock holders at every free into the bins, read
      * without the lock by the thread cache's flush (tcache.c free_chain),
      * which then stops parking its own chunks on the class lists: parked
      * small chunks keep their pages from coalescing into releasable runs. */
     _Atomic bool drained;
+    /* The chunks in use ebbed (release.h tm_release_ebbed): written by
+     * the lock holder's tick (arena.c), read without the lock by the
+     * cache's flush, which then parks less of its own (tcache.c).      */
+    _Atomic bool ebbed;
     char  *top_clean;               /* [top_clean, top end) is not resident   */
     uint64_t top_stamp;             /* when the top last grew by a free       */
     uint64_t next_purge;            /* clock (ms) of the next purge pass      */

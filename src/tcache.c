@@ -109,6 +109,16 @@ void tm_tcache_recompute_limits(void)
     reg_release();
 }
 
+/* The arena drained deeply: its cap is strict (release.h).  The flag is
+ * written at frees into the bins; strictness also needs the background
+ * thread absent, so a flag set before the thread started (or while it
+ * paused) is read as what it is now, not kept until the next such free. */
+static inline bool own_drained(const tm_arena *own)
+{
+    return own != NULL && atomic_load_explicit(&own->drained, memory_order_relaxed) &&
+           !atomic_load_explicit(&tm_bg_active, memory_order_relaxed);
+}
+
 /* May the calling thread's cache hold more than the base (grown limits,
  * the medium classes)?  Such a cache must not outlive its use: only when
  * idle caches can be reclaimed, or while the process has one thread
@@ -120,8 +130,7 @@ static bool may_hold_more(void)
     if (!atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
         atomic_load_explicit(&tm_multi_threaded, memory_order_relaxed))
         return false;
-    tm_arena *own = tm_thread_arena();
-    return !own || !atomic_load_explicit(&own->drained, memory_order_relaxed);
+    return !own_drained(tm_thread_arena());
 }
 
 /* Class i of the calling thread's cache is full at limit lim: double the
@@ -220,16 +229,22 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final)
     tm_arena *own = tm_thread_arena();
     bool own_locked = false;
     /* The own arena's class list doubles as a small transfer cache: while
-     * it holds less than one class limit, own chunks go there too (one
-     * CAS, no lock, no bins), and the next miss of any thread of this
-     * arena takes them back whole.  The bound keeps what waits there
+     * it holds at most TM_STASH_LIMITS class limits, own chunks go there
+     * too (one CAS, no lock, no bins), and the next miss of any thread of
+     * this arena takes them back whole.  The bound keeps what waits there
      * small; decay ticks and the background thread drain it (arena.c).
-     * Not once the arena has drained deeply (its cap is strict): then a
-     * parked chunk only keeps its page from coalescing into a releasable
-     * run, and the lists are emptied into the bins below.              */
-    bool drained = own != NULL && atomic_load_explicit(&own->drained, memory_order_relaxed);
-    size_t stash_max = i < TM_TCACHE_BINS && !drained && !final ? tc_limit(i) : 0;
-    bool stash = own != NULL && n <= stash_max && tm_remote_class_count(own, i) + n <= stash_max;
+     * Once the arena's chunks in use ebbed (release.h) only one limit,
+     * and a list holding more is emptied into the bins below: parked
+     * chunks keep the free memory between them from coalescing into
+     * releasable runs, which a program giving its memory back needs.
+     * Nothing once the arena has drained deeply (its cap is strict).    */
+    bool drained = own_drained(own);
+    bool ebbed = own != NULL && atomic_load_explicit(&own->ebbed, memory_order_relaxed);
+    size_t lim = i < TM_TCACHE_BINS ? tc_limit(i) : 0;
+    size_t parked = own != NULL && lim ? tm_remote_class_count(own, i) : 0;
+    size_t stash_max = !drained && !final ? (ebbed ? 1 : TM_STASH_LIMITS) * lim : 0;
+    bool stash = own != NULL && n <= stash_max && parked + n <= stash_max;
+    bool empty_lists = drained || (ebbed && parked > lim);
     tm_arena *cur = NULL;
     tm_chunk *held = NULL;            /* tm_int_free_run's carry (engine.h) */
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
@@ -266,7 +281,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final)
     if (run_head)
         flush_run(cur, run_head, run_tail, run_n, i);
     if (own_locked) {
-        if (drained)
+        if (empty_lists)
             tm_arena_drain_all(own);
         tm_arena_leave(own);
     }
@@ -300,7 +315,7 @@ static void trim_class(tm_tcache *tc, size_t i, size_t keep)
 static void shrink_if_drained(tm_tcache *tc)
 {
     tm_arena *own = tm_thread_arena();
-    if (!tc->grown || !own || !atomic_load_explicit(&own->drained, memory_order_relaxed))
+    if (!tc->grown || !own_drained(own))
         return;
     tc->grown = false;
     reset_limits(tc);

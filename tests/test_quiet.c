@@ -45,6 +45,8 @@
  *               only sleeps; it must still have exactly one thread.
  *   cache       as mt, but afterwards every thread does 10 small
  *               malloc/free pairs (16-256 B) per second (cache hits).
+ *   churn       one thread, ~60 MiB of 16-1024 B blocks replaced in
+ *               random order (wl_small), then all freed; nothing live.
  *   threads256  256 threads (64 KiB stacks), each allocates ~1 MiB of
  *               16-1024 B objects and frees them all, then parks.
  *   fork        4 threads allocate and free, then park; the process forks;
@@ -773,6 +775,54 @@ static void scenario_st(const char *label, struct mix all, bool check_one_thread
     CHECK("tide_check_heap", tide_check_heap() > 0);
 }
 
+/* churn: one thread keeps a working set of 16-1024 B blocks in random
+ * slots and replaces random ones (wl_small's random phase), so cache
+ * flushes and refills interleave all the time; then it frees every block
+ * and only sleeps.  Nothing is live: the bound is the 8 MiB slack.  The
+ * flushes park chunks of the thread's own arena on its class lists (up to
+ * TM_STASH_LIMITS class limits each); parked chunks scattered every few
+ * KiB cut the free memory into pieces too small to release, which is
+ * what the arena's in-use ebb (release.h tm_release_ebbed) undoes.  Before
+ * it, this drain kept ~55 MiB resident for good.                       */
+enum { CHURN_SLOTS = 120000, CHURN_STEPS = 1500000 };
+static void mode_churn(void)
+{
+    void **slot = book_alloc(CHURN_SLOTS * sizeof *slot);
+    struct waitres w;
+    memset(&w, 0, sizeof w);
+    w.label = "churn";
+    w.tasks_expected = -1;
+    w.base_kb = harness_vm_rss_kb();
+    uint64_t r = 0x9e3779b97f4a7c15u;
+    long bad = 0;
+    for (long k = 0; k < CHURN_STEPS; k++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        size_t i = (size_t)(r % CHURN_SLOTS), n = 16 + (size_t)((r >> 32) % 1009);
+        free(slot[i]);
+        slot[i] = malloc(n);
+        if (!slot[i])
+            bad++;
+        else
+            memset(slot[i], (int)(i & 0xff), n < 64 ? n : 64);
+    }
+    for (size_t i = 0; i < CHURN_SLOTS; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        size_t j = (size_t)(r % CHURN_SLOTS);   /* scattered order, then the rest */
+        free(slot[j]);
+        slot[j] = NULL;
+    }
+    for (size_t i = 0; i < CHURN_SLOTS; i++) {
+        free(slot[i]);
+        slot[i] = NULL;
+    }
+    w.live = 0;
+    w.total = (size_t)CHURN_SLOTS * 520;
+    wait_bound(&w, now_s());
+    report(&w);
+    CHECKF("churn: no allocation failed", bad == 0, "%ld failed", bad);
+    CHECK("tide_check_heap", tide_check_heap() > 0);
+}
+
 static void mode_threads256(void)
 {
     style = T_SMALL_ALL;
@@ -927,6 +977,8 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "cache") == 0) {
         style = T_CACHE_HITS;
         scenario_threads("cache", 8, MIX_SERVER, -1, false);
+    } else if (strcmp(mode, "churn") == 0) {
+        mode_churn();
     } else if (strcmp(mode, "threads256") == 0) {
         mode_threads256();
     } else if (strcmp(mode, "fork") == 0) {

@@ -321,6 +321,70 @@ static void test_exit_no_parked(void)
     CHK();
 }
 
+/* The own stash (tcache.c free_chain, config.h TM_STASH_LIMITS): a flush
+ * of the thread's own chunks parks them on its arena's class list, up to
+ * TM_STASH_LIMITS class limits, while the arena's chunks in use stay
+ * high; once they ebbed below a quarter of their high-water mark (release.h
+ * tm_release_ebbed), a flush empties a list that holds more than one
+ * limit and parks one limit at most, so that the freed memory can
+ * coalesce and be given back.                                         */
+static void run_in_thread(void *(*fn)(void *));
+enum { STASH_N = 2000 };
+static void *stash_blocks[STASH_N];
+static void *t_own_stash(void *arg)
+{
+    (void)arg;
+    free(malloc(64));
+    free(malloc(20000));            /* (its arena lock: what others wrote there is seen) */
+    tm_arena *own = tm_thread_arena();
+    size_t i = cls(64), lim = tm_tc_limit[i];
+    /* Ballast that keeps the chunks in use above a quarter of their
+     * high-water mark (an arena taken over from an exited thread keeps
+     * its mark): blocks of 20000 bytes, not a cached size.              */
+    size_t nb = 4 * own->inuse_hwm / 20000 + 400;
+    void **ballast = calloc(nb, sizeof *ballast);
+    CHECK("ballast array", ballast != NULL);
+    if (!ballast)
+        return NULL;
+    for (size_t k = 0; k < nb; k++)
+        ballast[k] = malloc(20000);
+    for (int k = 0; k < STASH_N; k++)
+        stash_blocks[k] = malloc(64);
+    for (int k = 0; k < STASH_N; k++)
+        free(stash_blocks[k]);
+    size_t parked = tm_remote_class_count(own, i);
+    CHECKF("with the chunks in use high, a flush parks more than one class limit of its own, "
+           "and at most TM_STASH_LIMITS", !atomic_load(&own->ebbed) && parked > lim &&
+           parked <= TM_STASH_LIMITS * lim, "parked %zu limit %zu ebbed %d", parked, lim,
+           (int)atomic_load(&own->ebbed));
+    CHECK("heap consistent with own chunks parked", tide_check_heap() > 0);
+    /* The ebb: everything but a few blocks back. */
+    for (size_t k = 0; k < nb; k++)
+        free(ballast[k]);
+    free(ballast);
+    for (int r = 0; r < 3; r++) {                 /* lock sections: the ticks see the ebb */
+        for (int k = 0; k < STASH_N; k++)
+            stash_blocks[k] = malloc(64);
+        for (int k = 0; k < STASH_N; k++)
+            free(stash_blocks[k]);
+    }
+    parked = tm_remote_class_count(own, i);
+    CHECKF("after the ebb, the flushes keep at most one class limit parked",
+           atomic_load(&own->ebbed) && parked <= lim, "parked %zu limit %zu ebbed %d", parked, lim,
+           (int)atomic_load(&own->ebbed));
+    CHECK("heap consistent after the ebb", tide_check_heap() > 0);
+    CHK();
+    return NULL;
+}
+
+static void test_own_stash(void)
+{
+    bg_pause();
+    run_in_thread(t_own_stash);
+    bg_resume();
+    CHK();
+}
+
 static void test_cross_thread(void)
 {
     bg_pause();
@@ -433,6 +497,9 @@ static void *t_adaptive(void *arg)
             free(b[k]);
         CHECK("grown (before the drain)", tc_my_limit(tc, i) > base && tc->counts[i] > base);
         tm_arena *own = tm_thread_arena();
+        /* A strict cap needs the background thread absent (release.h):
+         * the flag is read that way (tcache.c own_drained).            */
+        bg_pause();
         atomic_store(&own->drained, true);       /* what the cap check sets in a drain */
         size_t j = cls(200), jbase = tm_tc_limit[j];
         void *c[64];
@@ -450,6 +517,10 @@ static void *t_adaptive(void *arg)
             free(b[k]);
         CHECK("and no class grows while it lasts", tc_my_limit(tc, i) == base);
         atomic_store(&own->drained, false);
+        bg_resume();
+        free(malloc(20000));                     /* a slow path starts it again */
+        for (int k = 0; k < 200 && !atomic_load(&tm_bg_active); k++)
+            usleep(10000);
         CHK();
         for (int k = 0; k < N; k++)
             b[k] = malloc(64);
@@ -524,6 +595,7 @@ int main(void)
     test_pure_consumer(64);
     test_pure_consumer(PURE_N);
     test_exit_no_parked();
+    test_own_stash();
     run_in_thread(t_adaptive);
     return harness_finish();
 }
