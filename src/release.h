@@ -130,10 +130,10 @@ static inline bool tm_release_strict(const tm_arena *av, size_t other)
  * high-water mark (av->ebbed, set by the tick of every 32nd lock
  * section): the thread caches' flushes park one class limit of their
  * own chunks at most, not TM_STASH_LIMITS, and empty lists that hold
- * more into the bins (tcache.c free_chain).  Parked chunks cut free memory into pieces too small to
- * release, which count as "other", so `other` alone never showed such a
- * drain (wl_small, parking up to 8 class limits: RSS at its end 10 ->
- * 59 MiB).  Once the lists are emptied the pieces coalesce into
+ * more into the bins (tcache.c free_chain).  Parked chunks cut free
+ * memory into pieces too small to release, which count as "other", so
+ * `other` alone never showed such a drain (wl_small, parking up to 8
+ * class limits: RSS at its end 10 -> 59 MiB).  Once the lists are emptied the pieces coalesce into
  * releasable runs and `other` follows (the strict cap above).  Unlike
  * the strict cap this does not wait for the background thread to be
  * absent: it only cuts parking back (to what it was before the 8
