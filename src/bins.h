@@ -277,9 +277,10 @@ static inline void tm_bins_enforce_cap(tm_arena *av)
     size_t other = tm_release_other(av);
     if (unlikely(other > av->other_hwm))
         av->other_hwm = other;
-    bool strict = tm_release_strict(av, other);
-    if (unlikely(strict != atomic_load_explicit(&av->drained, memory_order_relaxed)))
-        atomic_store_explicit(&av->drained, strict, memory_order_relaxed);
+    bool deep = tm_release_deep(av, other);
+    if (unlikely(deep != atomic_load_explicit(&av->drained, memory_order_relaxed)))
+        atomic_store_explicit(&av->drained, deep, memory_order_relaxed);
+    bool strict = deep && !atomic_load_explicit(&tm_bg_active, memory_order_relaxed);
     if (unlikely(excess > tm_release_cap_of(av, other)) ||
         unlikely(av->fast_bytes > TM_FAST_BYTES_MAX && strict))
         tm_bins_enforce_cap_slow(av);

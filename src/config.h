@@ -106,7 +106,8 @@
  * while the list holds at most this many class limits.  1 limit before:
  * 8 saves the engine's free and re-carve (bench/cost.py, instructions:
  * small 0.89x, rptest 0.90x, mleak 0.93x, glibc_simple 0.94x, all 25
- * workloads 0.977x); what waits there is bounded per class and arena,
+ * workloads 0.977x; threaded cells vary +-5 % between identical builds,
+ * these repeated in 4 runs); what waits there is bounded per class and arena,
  * drained by the decay ticks and the background thread; one limit only
  * once the arena's chunks in use ebbed (release.h tm_release_ebbed),
  * none once it drained deeply.                                       */

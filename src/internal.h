@@ -121,11 +121,12 @@ typedef struct tm_arena {
      * which count as "other" (release.h tm_release_ebbed).             */
     size_t inuse;
     size_t inuse_hwm;
-    /* The cap is strict (release.h: a deep drain with no background
-     * thread).  Written by lock holders at every free into the bins, read
-     * without the lock by the thread cache's flush (tcache.c free_chain),
-     * which then stops parking its own chunks on the class lists: parked
-     * small chunks keep their pages from coalescing into releasable runs. */
+    /* A deep drain (release.h tm_release_deep); with no background
+     * thread the cap is then strict (tm_release_strict_now).  Written by
+     * lock holders at every free into the bins, read without the lock by
+     * the thread cache's flush (tcache.c free_chain), which then stops
+     * parking its own chunks on the class lists: parked small chunks keep
+     * their pages from coalescing into releasable runs.                */
     _Atomic bool drained;
     /* The chunks in use ebbed (release.h tm_release_ebbed): written by
      * the lock holder's tick (arena.c), read without the lock by the

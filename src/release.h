@@ -120,11 +120,24 @@ static inline size_t tm_release_other(const tm_arena *av)
 {
     return av->system_mem - av->released - av->dirty;
 }
+/* A deep drain: the other resident bytes fell below 1/TM_DRAIN_DEPTH of
+ * their high-water mark (what av->drained records, bins.h).           */
+static inline bool tm_release_deep(const tm_arena *av, size_t other)
+{
+    return other < av->other_hwm / TM_DRAIN_DEPTH;
+}
 /* Strict only after a deep drain with no background thread (above). */
 static inline bool tm_release_strict(const tm_arena *av, size_t other)
 {
-    return !atomic_load_explicit(&tm_bg_active, memory_order_relaxed) &&
-           other < av->other_hwm / TM_DRAIN_DEPTH;
+    return !atomic_load_explicit(&tm_bg_active, memory_order_relaxed) && tm_release_deep(av, other);
+}
+/* The same, from the flag, without the lock (the thread caches): the
+ * flag keeps the arena's part, the background thread's state is read
+ * now (it may have started or stopped since the flag was written).   */
+static inline bool tm_release_strict_now(const tm_arena *av)
+{
+    return atomic_load_explicit(&av->drained, memory_order_relaxed) &&
+           !atomic_load_explicit(&tm_bg_active, memory_order_relaxed);
 }
 /* The arena's chunks in use fell below 1/TM_DRAIN_DEPTH of their
  * high-water mark (av->ebbed, set by the tick of every 32nd lock
@@ -133,11 +146,12 @@ static inline bool tm_release_strict(const tm_arena *av, size_t other)
  * more into the bins (tcache.c free_chain).  Parked chunks cut free
  * memory into pieces too small to release, which count as "other", so
  * `other` alone never showed such a drain (wl_small, parking up to 8
- * class limits: RSS at its end 10 -> 59 MiB).  Once the lists are emptied the pieces coalesce into
- * releasable runs and `other` follows (the strict cap above).  Unlike
- * the strict cap this does not wait for the background thread to be
- * absent: it only cuts parking back (to what it was before the 8
- * limits), which costs nothing but their gain while it lasts.         */
+ * class limits: RSS at its end 10 -> 59 MiB).  Once the lists are
+ * emptied the pieces coalesce into releasable runs and `other` follows
+ * (the strict cap above).  Unlike the strict cap this does not wait for
+ * the background thread to be absent: it only cuts parking back (to
+ * what it was before the 8 limits), which costs nothing but their gain
+ * while it lasts.                                                     */
 static inline bool tm_release_ebbed(const tm_arena *av)
 {
     return av->inuse < av->inuse_hwm / TM_DRAIN_DEPTH;

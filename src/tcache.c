@@ -109,14 +109,10 @@ void tm_tcache_recompute_limits(void)
     reg_release();
 }
 
-/* The arena drained deeply: its cap is strict (release.h).  The flag is
- * written at frees into the bins; strictness also needs the background
- * thread absent, so a flag set before the thread started (or while it
- * paused) is read as what it is now, not kept until the next such free. */
+/* The own arena drained deeply and its cap is strict (release.h). */
 static inline bool own_drained(const tm_arena *own)
 {
-    return own != NULL && atomic_load_explicit(&own->drained, memory_order_relaxed) &&
-           !atomic_load_explicit(&tm_bg_active, memory_order_relaxed);
+    return own != NULL && tm_release_strict_now(own);
 }
 
 /* May the calling thread's cache hold more than the base (grown limits,

@@ -335,13 +335,16 @@ static void *t_own_stash(void *arg)
 {
     (void)arg;
     free(malloc(64));
-    free(malloc(20000));            /* (its arena lock: what others wrote there is seen) */
     tm_arena *own = tm_thread_arena();
     size_t i = cls(64), lim = tm_tc_limit[i];
     /* Ballast that keeps the chunks in use above a quarter of their
      * high-water mark (an arena taken over from an exited thread keeps
-     * its mark): blocks of 20000 bytes, not a cached size.              */
-    size_t nb = 4 * own->inuse_hwm / 20000 + 400;
+     * its mark): blocks of 20000 bytes, not a cached size.  The mark is
+     * guarded by the arena lock.                                        */
+    tm_arena_enter_owner(own);
+    size_t hwm = own->inuse_hwm;
+    tm_arena_unlock(own);
+    size_t nb = 4 * hwm / 20000 + 400;
     void **ballast = calloc(nb, sizeof *ballast);
     CHECK("ballast array", ballast != NULL);
     if (!ballast)
