@@ -130,8 +130,11 @@
  * resident non-free bytes fell below 1/TM_DRAIN_DEPTH of their high-water
  * mark.  A working set that swings, however much, stays loose.         */
 #define TM_DRAIN_DEPTH 4u
-/* Fast bins holding more than this get consolidated by the next fast
- * free, so that small freed blocks can merge into releasable runs.     */
+/* Fast bins holding more than this get consolidated under the strict
+ * cap (by a fast free: one look per 2^TM_FAST_CAP_STEP_SHIFT bytes of
+ * them beyond it), so that small freed blocks can merge into releasable
+ * runs.                                                                */
 #define TM_FAST_BYTES_MAX (1024u * 1024)
+#define TM_FAST_CAP_STEP_SHIFT 16
 
 #endif

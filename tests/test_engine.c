@@ -14,12 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include "harness.h"
 #include "arena.h"
 #include "bins.h"
 #include "engine.h"
 #include "heap.h"
 #include "internal.h"
+#include "release.h"
 #include "sysmem.h"
 #include "tidemalloc.h"
 
@@ -231,6 +233,49 @@ static void test_consolidate_runs(void)
     CHK();
 }
 
+/* Under the strict cap (a deep drain, no background thread) fast frees
+ * consolidate the fast bins once they hold more than TM_FAST_BYTES_MAX;
+ * they look once per 2^TM_FAST_CAP_STEP_SHIFT bytes beyond it, not at
+ * every free.  Loose (no deep drain), the fast chunks stay.  The deep
+ * drain is made by raising the arena's high-water mark of other bytes. */
+static void fast_burst(tm_arena *av, bool deep, size_t *fast_after)
+{
+    enum { N = 11000 };                   /* 11000 x 112 B: 1.17 MiB > TM_FAST_BYTES_MAX */
+    static void *q[N];
+    for (int i = 0; i < N; i++)
+        q[i] = malloc(100);
+    void *guard = malloc(100);
+    if (deep) {
+        tm_arena_enter_owner(av);
+        av->other_hwm = (size_t)1 << 40;
+        tm_arena_leave(av);
+    }
+    for (int i = 0; i < N; i++)
+        free(q[i]);
+    *fast_after = av->fast_bytes;
+    CHK();
+    free(guard);
+    tm_arena_enter_owner(av);
+    tm_bins_consolidate(av);
+    av->other_hwm = tm_release_other(av);
+    tm_arena_leave(av);
+    CHK();
+}
+static void test_strict_fast(void)
+{
+    tm_arena *av = main_av();
+    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
+    for (int w = 0; w < 500 && atomic_load(&tm_bg_active); w++)
+        usleep(10000);
+    CHECK("background thread gone", !atomic_load(&tm_bg_active));
+    size_t loose, strict;
+    fast_burst(av, false, &loose);
+    CHECK("loose: the fast chunks stay in the fast bins", loose > TM_FAST_BYTES_MAX);
+    fast_burst(av, true, &strict);
+    CHECK("strict: fast frees consolidated the fast bins past the bound",
+          strict <= TM_FAST_BYTES_MAX);
+}
+
 /* The flush's run (tm_int_free_run): chunks above the fast sizes, freed
  * in address order and then backwards, under one lock hold; a fresh
  * arena, so that they lie side by side.                               */
@@ -405,6 +450,7 @@ int main(void)
     run_fresh(test_last_remainder);
     run_fresh(test_consolidate);
     run_fresh(test_consolidate_runs);
+    run_fresh(test_strict_fast);
     run_fresh(test_free_run);
     run_fresh(test_top_trim);
     run_fresh(test_release);
