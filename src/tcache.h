@@ -84,6 +84,7 @@ typedef struct tm_tcache {
     _Atomic uint16_t limits[TM_TCACHE_BINS];
     _Atomic size_t limit_bytes;      /* sum of limits[i] * chunk size        */
     bool grown;                      /* owner's: some limit grew since the last drain */
+    bool medium_held;                /* owner's: medium limits opened since the last close */
     tm_tc_entry *entries[TM_TCACHE_BINS];
     /* Registry of all caches (reclaimer's walk), guarded by its lock. */
     struct tm_tcache *reg_next, *reg_prev;

@@ -499,6 +499,8 @@ static void *t_adaptive(void *arg)
         for (int k = 0; k < N; k++)
             free(b[k]);
         CHECK("grown (before the drain)", tc_my_limit(tc, i) > base && tc->counts[i] > base);
+        free(malloc(2000));
+        CHECK("a medium chunk cached before the drain", tc->counts[med] >= 1 && tc->medium_held);
         tm_arena *own = tm_thread_arena();
         /* A strict cap needs the background thread absent (release.h):
          * the flag is read that way (tcache.c own_drained).            */
@@ -519,7 +521,24 @@ static void *t_adaptive(void *arg)
         for (int k = 0; k < N; k++)
             free(b[k]);
         CHECK("and no class grows while it lasts", tc_my_limit(tc, i) == base);
+        /* The medium classes close in a drain: a medium request empties
+         * them once, and while they stay closed the next ones skip the
+         * walk of all 32 (tcache.c tm_tcache_drained_medium).           */
+        atomic_store(&own->drained, true);
+        free(malloc(2000));
+        size_t med_left = 0;
+        for (size_t k = TM_TCACHE_SMALL_BINS; k < TM_TCACHE_BINS; k++)
+            med_left += tc->counts[k] + tc_my_limit(tc, k);
+        CHECKF("a drain closes and empties the medium classes", med_left == 0 && !tc->medium_held,
+               "%zu left, held %d", med_left, (int)tc->medium_held);
+        free(malloc(2000));
+        CHECK("closed, they stay closed and empty", tc->counts[med] == 0 && tc_my_limit(tc, med) == 0);
         atomic_store(&own->drained, false);
+        free(malloc(2000));
+        CHECK("after the drain a medium request opens them again",
+              tc->medium_held && tc_my_limit(tc, med) == tm_tc_limit[med]);
+        free(malloc(2000));
+        CHECK("... and caches into them", tc->counts[med] >= 1);
         bg_resume();
         free(malloc(20000));                     /* a slow path starts it again */
         for (int k = 0; k < 200 && !atomic_load(&tm_bg_active); k++)
