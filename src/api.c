@@ -119,8 +119,13 @@ static inline void *malloc_any(size_t n)
         /* (a medium request is served at its class's size) */
         void *mem = tc->entries[i] ? tc_pop(tc, i) : tm_tcache_refill(tc, tm_class_size(i));
         tc_leave(tc);
-        if (mem)
+        if (mem) {
+            /* (a swinging single-threaded process served from its cache
+             * never reaches arena_alloc: release.h tm_release_swing)   */
+            if (unlikely(atomic_load_explicit(&tm_swing_seen, memory_order_relaxed)))
+                tm_bg_maybe_start();
             return mem;
+        }
     }
     return arena_alloc(nb, 0, 0, NULL);
 }

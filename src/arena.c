@@ -433,6 +433,8 @@ static TM_NOINLINE void tick_slow(tm_arena *av)
     bool ebbed = tm_release_ebbed(av);
     if (ebbed != atomic_load_explicit(&av->ebbed, memory_order_relaxed))
         atomic_store_explicit(&av->ebbed, ebbed, memory_order_relaxed);
+    if (unlikely(!av->swing_armed) && !av->swinging && av->inuse >= av->inuse_hwm / 2)
+        tm_release_swing_arm(av);   /* the working set is (back) up: a drain may count */
     uint64_t now = tm_os_now_ms();
     long decay = TM_P(decay_ms);
     if (decay >= 0 && now >= av->next_purge)
@@ -517,6 +519,9 @@ void tm_arenas_fork_child(void)
     do {
         tm_lock_reinit(&av->lock);
         av->next_free = NULL;
+        av->swinging = false;        /* (release.h) the child's own rounds count */
+        av->swing_drains = 0;
+        av->swing_armed = false;
         if (av == tls_arena && !tls_exiting) {
             av->attached = 1;
         } else {

@@ -391,13 +391,16 @@ size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *o
     return done;
 }
 
-/* Release big free chunks of bin i until the arena's dirty bytes reach target. */
-static void release_bin_down_to(tm_arena *av, unsigned i, size_t target)
+/* Release big free chunks of bin i until the arena's dirty bytes reach
+ * target; the bytes released.                                         */
+static size_t release_bin_down_to(tm_arena *av, unsigned i, size_t target)
 {
+    size_t done = 0;
     tm_chunk *bin = bin_at(av, i);
     for (tm_chunk *p = bin->fd; p != bin && av->dirty > target; p = p->fd)
         if (chunksize(p) >= TM_RELEASE_MIN)
-            tm_release_chunk(av, p);
+            done += tm_release_chunk(av, p);
+    return done;
 }
 
 void tm_bins_enforce_cap_slow(tm_arena *av)
@@ -422,10 +425,11 @@ void tm_bins_enforce_cap_slow(tm_arena *av)
         return;
     /* Down to half the cap: the top first (one call), then the biggest
      * free chunks (most bytes per call, least likely reused soon).      */
-    size_t target = cap / 2;
+    size_t target = cap / 2, done = 0;
     if (top_dirty)
-        tm_release_top(av, pad);
+        done += tm_release_top(av, pad);
     for (unsigned i = TM_NBINS - 1; i >= TM_NSMALLBINS && av->dirty > target; i--)
-        release_bin_down_to(av, i, target);
-    release_bin_down_to(av, 1, target);          /* unsorted: the newest */
+        done += release_bin_down_to(av, i, target);
+    done += release_bin_down_to(av, 1, target);  /* unsorted: the newest */
+    tm_release_swing_note(av, done);
 }

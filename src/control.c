@@ -158,6 +158,7 @@ static void fork_child(void)
     atomic_store(&tm_bg_active, false);
     atomic_store(&threads_seen, 1);
     atomic_store(&tm_multi_threaded, false);
+    atomic_store(&tm_swing_seen, false);   /* the child's own rounds decide (arena.c) */
     atomic_store(&tm_bg_event.waiting, 0);
     tm_obs_fork_child();
 }
@@ -200,7 +201,8 @@ static bool bg_allowed(void)
 {
     int mode = TM_P(background);
     return mode == TM_BG_ON ||
-           (mode == TM_BG_AUTO && atomic_load_explicit(&threads_seen, memory_order_relaxed) >= 2);
+           (mode == TM_BG_AUTO && (atomic_load_explicit(&threads_seen, memory_order_relaxed) >= 2 ||
+                                   atomic_load_explicit(&tm_swing_seen, memory_order_relaxed)));
 }
 
 static void *bg_main(void *arg)

@@ -29,3 +29,4 @@ tm_event tm_bg_event;
 _Atomic size_t tm_narenas = 1;
 _Atomic bool tm_bg_active;
 _Atomic bool tm_multi_threaded;
+_Atomic bool tm_swing_seen;

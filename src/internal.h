@@ -132,6 +132,15 @@ typedef struct tm_arena {
      * the lock holder's tick (arena.c), read without the lock by the
      * cache's flush, which then parks less of its own (tcache.c).      */
     _Atomic bool ebbed;
+    /* Swings (release.h tm_release_swing): a drain that released memory
+     * at free time, after which the working set came back, is counted;
+     * from TM_SWING_DRAINS on the arena swings, and while the background
+     * thread runs its cap keeps the working set's mark resident (the
+     * thread releases by time).  Lock holders only.                    */
+    bool swing_armed;               /* the working set came back since the last count */
+    bool swinging;
+    uint8_t swing_drains;
+    size_t swing_released;          /* released at free time since armed  */
     char  *top_clean;               /* [top_clean, top end) is not resident   */
     uint64_t top_stamp;             /* when the top last grew by a free       */
     uint64_t next_purge;            /* clock (ms) of the next purge pass      */
@@ -169,5 +178,8 @@ extern _Atomic size_t tm_narenas TM_HIDDEN;
 extern _Atomic bool tm_bg_active TM_HIDDEN;
 /* A second thread has called in (control.c; false again in a fork child). */
 extern _Atomic bool tm_multi_threaded TM_HIDDEN;
+/* Some arena swings (release.h): the automatic mode may start the
+ * background thread in a single-threaded process (control.c).       */
+extern _Atomic bool tm_swing_seen TM_HIDDEN;
 
 #endif

@@ -227,9 +227,10 @@ static void summary_arena(tm_arena *av, void *arg)
         put(a->s,
             "%s{\"index\":%u,\"main\":%d,\"system\":%zu,\"max_system\":%zu,\"in_use\":%zu,"
             "\"free\":%zu,\"free_resident\":%zu,\"released\":%zu,\"fast\":%zu,\"top\":%zu,"
-            "\"heaps\":%zu,\"madvise\":%zu}",
+            "\"heaps\":%zu,\"madvise\":%zu,\"swinging\":%d}",
             a->n ? "," : "", a->n, av == &tm_main_arena, f.system, f.max_system, f.system - free_all,
-            free_all, free_all - rel, rel, f.fast_bytes, f.top, f.nheaps, f.madvise_calls);
+            free_all, free_all - rel, rel, f.fast_bytes, f.top, f.nheaps, f.madvise_calls,
+            (int)av->swinging);
     a->n++;
     a->total.system += f.system;
     a->total.max_system += f.max_system;

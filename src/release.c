@@ -62,6 +62,21 @@ void tm_release_split_big(tm_arena *av, tm_chunk *rem, size_t rsize, bool was_re
     av->dirty += in - b;
 }
 
+void tm_release_swing_note(tm_arena *av, size_t bytes)
+{
+    if (!av->swing_armed || av->swinging || !bytes ||
+        !atomic_load_explicit(&av->drained, memory_order_relaxed))
+        return;
+    av->swing_released += bytes;
+    if (av->swing_released < TM_SWING_MIN_BYTES)
+        return;
+    av->swing_armed = false;         /* one count per drain */
+    if (++av->swing_drains >= TM_SWING_DRAINS) {
+        av->swinging = true;
+        atomic_store_explicit(&tm_swing_seen, true, memory_order_relaxed);
+    }
+}
+
 void tm_release_zero_range(const tm_chunk *p, size_t n, tm_zrange *z)
 {
     uintptr_t lo, hi;

@@ -17,7 +17,7 @@ set_tests_properties(test_regress PROPERTIES ENVIRONMENT HARNESS_CHILD_TIMEOUT=9
 # mode; see test_quiet.c.  Each mode peaks below 1 GiB and, once the bound
 # holds, runs for a few seconds.
 tide_add_test(test_quiet_mt SOURCES test_quiet.c ARGS mt TIMEOUT 120)
-foreach(m st churn cache threads256 fork quiet)
+foreach(m st churn swing cache threads256 fork quiet)
   tide_add_variant(test_quiet_${m} test_quiet_mt ARGS ${m} TIMEOUT 120)
 endforeach()
 tide_add_variant(test_quiet_unshare test_quiet_mt ARGS unshare TIMEOUT 120)

@@ -47,6 +47,10 @@
  *               malloc/free pairs (16-256 B) per second (cache hits).
  *   churn       one thread, ~60 MiB of 16-1024 B blocks replaced in
  *               random order (wl_small), then all freed; nothing live.
+ *   swing       one thread builds ~56 MiB and frees it all, 8 times,
+ *               then sleeps: from the 3rd drain the background thread
+ *               runs and the cap stops releasing at free time; once
+ *               quiet, the memory goes back all the same.
  *   threads256  256 threads (64 KiB stacks), each allocates ~1 MiB of
  *               16-1024 B objects and frees them all, then parks.
  *   fork        4 threads allocate and free, then park; the process forks;
@@ -65,9 +69,9 @@
  *               not the test's own (an allocator helper) must not be woken
  *               at all in the next 5 s (voluntary + nonvoluntary context
  *               switches): nothing left to give back, nothing to wake for.
- *   optout      (run with TIDEMALLOC_BACKGROUND_THREAD=0) the st and mt
- *               drains meet the bound all the same, and the process never
- *               has a thread besides the test's own.
+ *   optout      (run with TIDEMALLOC_BACKGROUND_THREAD=0) the st, swing
+ *               and mt drains meet the bound all the same, and the process
+ *               never has a thread besides the test's own.
  */
 #include "harness.h"
 #include "mt_common.h"
@@ -775,6 +779,87 @@ static void scenario_st(const char *label, struct mix all, bool check_one_thread
     CHECK("tide_check_heap", tide_check_heap() > 0);
 }
 
+/* swing: one thread builds ~56 MiB of 1-16 KiB and 16-1024 B blocks and
+ * frees them all in a scattered order, SWING_ROUNDS times, then only
+ * sleeps.  Each drain looks like one about to go quiet, and the cap
+ * released at free time what the next round faulted back in; from the
+ * third drain on the arena swings (release.h tm_release_swing): the
+ * automatic mode starts the background thread, the cap keeps the
+ * working set resident and the thread releases by time.  Checked: the
+ * thread is there (two tasks), the last rounds release (almost) nothing
+ * at free time, and once quiet the memory goes back all the same (the
+ * 8 MiB slack bound).  expect_bg false (TIDEMALLOC_BACKGROUND_THREAD=0):
+ * one task throughout, and the bound met by the cap at free time.      */
+enum { SWING_ROUNDS = 8, SWING_BLOCKS = 14000 };
+static void scenario_swing(const char *label, bool expect_bg)
+{
+    void **blk = book_alloc(SWING_BLOCKS * sizeof *blk);
+    uint32_t *order = book_alloc(SWING_BLOCKS * sizeof *order);
+    size_t madv[SWING_ROUNDS + 1];
+    struct tide_stats s;
+    tide_get_stats(&s);
+    madv[0] = s.madvise_calls;
+    struct waitres w;
+    memset(&w, 0, sizeof w);
+    w.label = label;
+    w.tasks_expected = expect_bg ? 2 : 1;
+    w.base_kb = harness_vm_rss_kb();
+    uint64_t r = 0x2545f4914f6cdd1du;
+    long bad = 0;
+    size_t total = 0;
+    for (int round = 0; round < SWING_ROUNDS; round++) {
+        for (size_t i = 0; i < SWING_BLOCKS; i++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            size_t n = i % 4 ? 16 + (size_t)(r % 1009) : 1024 + (size_t)(r % (15 * 1024));
+            blk[i] = malloc(n);
+            if (!blk[i])
+                bad++;
+            else
+                memset(blk[i], (int)(i & 0xff), n);
+            total += n;
+            order[i] = (uint32_t)i;
+        }
+        for (size_t i = SWING_BLOCKS - 1; i > 0; i--) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            size_t j = (size_t)(r % (i + 1));
+            uint32_t t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (size_t i = 0; i < SWING_BLOCKS; i++) {
+            unsigned char *b = blk[order[i]];
+            if (b && b[0] != (unsigned char)(order[i] & 0xff))
+                bad++;
+            free(b);
+        }
+        tide_get_stats(&s);
+        madv[round + 1] = s.madvise_calls;
+    }
+    double t_last = now_s();
+    int nt = ntasks();
+    w.live = 0;
+    w.total = total;
+    wait_bound(&w, t_last);
+    report(&w);
+    char line[512];
+    size_t n = (size_t)snprintf(line, sizeof line, "quiet-%s: madvise calls per round:", label);
+    for (int k = 0; k < SWING_ROUNDS && n < sizeof line - 16; k++)
+        n += (size_t)snprintf(line + n, sizeof line - n, " %zu", madv[k + 1] - madv[k]);
+    say("%s\n", line);
+    size_t first = madv[2] - madv[0], last = madv[SWING_ROUNDS] - madv[SWING_ROUNDS - 3];
+    CHECKF("swing: the first two drains release at free time", first > 0, "%zu calls", first);
+    if (expect_bg) {
+        CHECKF("swing: the background thread runs (2 tasks)", nt == 2, "%d tasks", nt);
+        CHECKF("swing: the last three rounds release (almost) nothing at free time",
+               last * 8 <= first, "%zu calls, the first two %zu", last, first);
+    } else {
+        CHECKF("swing (opted out): one task", nt == 1 && w.tasks_seen_max == 1, "%d tasks, up to %d",
+               nt, w.tasks_seen_max);
+    }
+    CHECKF("swing: blocks intact, no allocation failed", bad == 0, "%ld bad", bad);
+    CHECK("tide_check_heap", tide_check_heap() > 0);
+}
+
 /* churn: one thread keeps a working set of 16-1024 B blocks in random
  * slots and replaces random ones (wl_small's random phase), so cache
  * flushes and refills interleave all the time; then it frees every block
@@ -979,6 +1064,8 @@ int main(int argc, char **argv)
         scenario_threads("cache", 8, MIX_SERVER, -1, false);
     } else if (strcmp(mode, "churn") == 0) {
         mode_churn();
+    } else if (strcmp(mode, "swing") == 0) {
+        scenario_swing("swing", true);
     } else if (strcmp(mode, "threads256") == 0) {
         mode_threads256();
     } else if (strcmp(mode, "fork") == 0) {
@@ -1010,9 +1097,25 @@ int main(int argc, char **argv)
         harness_describe_status(st, how, sizeof how);
         CHECKF("quiet-optout-st: every check of the single-threaded drain passed (child process)",
                pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", how);
+        /* Swings with the thread off: the cap keeps releasing at free
+         * time and no thread is started (a fresh child again).        */
+        fflush(stdout);
+        fflush(stderr);
+        pid = fork();
+        if (pid == 0) {
+            scenario_swing("optout-swing", false);
+            fflush(stderr);
+            _exit(__atomic_load_n(&harness_failed, __ATOMIC_RELAXED) ? 1 : 0);
+        }
+        while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        harness_describe_status(st, how, sizeof how);
+        CHECKF("quiet-optout-swing: every check passed (child process)",
+               pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", how);
         scenario_threads("optout-mt", 8, MIX_SERVER, 9, false);
     } else {
-        fprintf(stderr, "usage: %s mt|st|cache|threads256|fork|unshare|quiet|optout\n", argv[0]);
+        fprintf(stderr, "usage: %s mt|st|cache|churn|swing|threads256|fork|unshare|quiet|optout\n",
+                argv[0]);
         return 2;
     }
     return harness_finish();
