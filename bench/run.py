@@ -58,6 +58,7 @@ WORKLOADS = [
     ("large", "time", "own", "64 KiB-32 MiB blocks, every page touched, random free order"),
     ("prodcons", "thr", "own", "2 producers -> 2 consumers, 16-512 B, cross-thread free"),
     ("frag", "time", "own", "long-lived objects pinned among short-lived ones"),
+    ("swing", "time", "own", "1 thread, 20 rounds: ~50 MiB of 16 B-16 KiB built, then all freed"),
     ("seed002", "thr", "own", "seed-002 NoSQL server: load (req/s), then drain and idle"),
     ("larson", "thr", "suite", "larson server: 2 threads, 8-1000 B, thread generations free "
      "their predecessors' blocks"),
