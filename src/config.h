@@ -141,5 +141,7 @@
  * with TM_SWING_DRAINS of them swings (release.h tm_release_swing).  */
 #define TM_SWING_MIN_BYTES (4u * 1024 * 1024)
 #define TM_SWING_DRAINS 3u
+/* The background thread could not be created: no new try for this long. */
+#define TM_BG_RETRY_MS 1000u
 
 #endif

@@ -121,6 +121,11 @@ static void thread_exit_hook(void *arg)
 
 /* ---- fork ----------------------------------------------------------------- */
 static _Atomic int bg_running;
+/* After a failed start, not again before this clock (ms): a sandbox
+ * that forbids clone made every slow path try (a stack mmap, the
+ * failing clone, the unmap), and since swings start the thread from the
+ * cache's refill path too, that is most slow paths of such a process. */
+static _Atomic uint64_t bg_retry_at;
 
 static void fork_prepare(void)
 {
@@ -155,6 +160,7 @@ static void fork_child(void)
     tm_arenas_fork_child();
     /* Threads do not survive fork: no background thread, one thread. */
     atomic_store(&bg_running, 0);
+    atomic_store(&bg_retry_at, 0);
     atomic_store(&tm_bg_active, false);
     atomic_store(&threads_seen, 1);
     atomic_store(&tm_multi_threaded, false);
@@ -256,9 +262,14 @@ void tm_bg_set(int mode)
         tm_event_kick(&tm_bg_event);    /* a running thread sees it and exits */
 }
 
+_Atomic unsigned long tm_bg_start_failures;
+
 void tm_bg_maybe_start(void)
 {
     if (likely(atomic_load_explicit(&bg_running, memory_order_relaxed)) || !bg_allowed())
+        return;
+    uint64_t retry = atomic_load_explicit(&bg_retry_at, memory_order_relaxed);
+    if (unlikely(retry) && tm_os_now_ms() < retry)
         return;
     int expect = 0;
     if (!atomic_compare_exchange_strong(&bg_running, &expect, 1))
@@ -268,7 +279,10 @@ void tm_bg_maybe_start(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 * 1024);
-    if (pthread_create(&bg_thread, &attr, bg_main, NULL) != 0)
+    if (pthread_create(&bg_thread, &attr, bg_main, NULL) != 0) {
+        atomic_store_explicit(&bg_retry_at, tm_os_now_ms() + TM_BG_RETRY_MS, memory_order_relaxed);
+        atomic_fetch_add_explicit(&tm_bg_start_failures, 1, memory_order_relaxed);
         atomic_store(&bg_running, 0);
+    }
     pthread_attr_destroy(&attr);
 }

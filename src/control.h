@@ -35,6 +35,9 @@ TM_HIDDEN int tm_ctl_trim(size_t pad);
 /* An API slow path that created free memory or a thread: may start the
  * background release thread (no lock held).                          */
 TM_HIDDEN void tm_bg_maybe_start(void);
+/* Failed starts of the background thread (pthread_create refused):
+ * each is followed by TM_BG_RETRY_MS without another try.            */
+extern _Atomic unsigned long tm_bg_start_failures TM_HIDDEN;
 TM_HIDDEN void tm_bg_set(int mode);
 
 #endif

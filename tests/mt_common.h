@@ -73,6 +73,14 @@ static inline MT_UNUSED size_t mt_range(mt_rng *r, size_t lo, size_t hi)
     return lo + (size_t)(mt_next(r) % (uint64_t)(hi - lo + 1));
 }
 
+/* Block i of a swing (a working set built and freed whole, round after
+ * round: test_quiet swing, test_bgfail): 3 in 4 of 16-1024 B, 1 in 4 of
+ * 1-16 KiB, the small classes and the medium ones. */
+static inline MT_UNUSED size_t mt_swing_size(mt_rng *r, size_t i)
+{
+    return i % 4 ? mt_range(r, 16, 1024) : mt_range(r, 1024, 16 * 1024 - 1);
+}
+
 /* ---- block content --------------------------------------------------------- */
 #define MT_HDR 16u                 /* header: size, seed                     */
 #define MT_SPARSE_LIMIT (64u * 1024u)

@@ -804,13 +804,13 @@ static void scenario_swing(const char *label, bool expect_bg)
     w.label = label;
     w.tasks_expected = expect_bg ? 2 : 1;
     w.base_kb = harness_vm_rss_kb();
-    uint64_t r = 0x2545f4914f6cdd1du;
+    mt_rng rng;
+    mt_seed(&rng, 2026);
     long bad = 0;
     size_t total = 0;
     for (int round = 0; round < SWING_ROUNDS; round++) {
         for (size_t i = 0; i < SWING_BLOCKS; i++) {
-            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-            size_t n = i % 4 ? 16 + (size_t)(r % 1009) : 1024 + (size_t)(r % (15 * 1024));
+            size_t n = mt_swing_size(&rng, i);
             blk[i] = malloc(n);
             if (!blk[i])
                 bad++;
@@ -820,8 +820,7 @@ static void scenario_swing(const char *label, bool expect_bg)
             order[i] = (uint32_t)i;
         }
         for (size_t i = SWING_BLOCKS - 1; i > 0; i--) {
-            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-            size_t j = (size_t)(r % (i + 1));
+            size_t j = mt_range(&rng, 0, i);
             uint32_t t = order[i];
             order[i] = order[j];
             order[j] = t;

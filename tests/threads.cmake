@@ -1,11 +1,15 @@
 # Thread, fork, OOM, arena, tunable, static-link and LD_PRELOAD tests.
-# (test sources: test_threads.c test_fork.c test_oom.c test_arena.c
+# (test sources: test_threads.c test_fork.c test_oom.c test_bgfail.c test_arena.c
 #  test_tunables.c test_static.c preload.sh; shared helpers: mt_common.h)
 
 
 tide_add_test(test_threads SOURCES test_threads.c TIMEOUT 240)
 tide_add_test(test_fork SOURCES test_fork.c TIMEOUT 280)
 tide_add_test(test_oom SOURCES test_oom.c TIMEOUT 240)
+# The background thread cannot be created (seccomp denies clone): no retry
+# storm, release at free time still works (test_bgfail.c).
+tide_add_test(test_bgfail SOURCES test_bgfail.c INTERNAL TIMEOUT 120)
+set_tests_properties(test_bgfail PROPERTIES SKIP_RETURN_CODE 77)
 
 # Arena limit: default (8 x cpus), environment, tunables, mallopt.
 tide_add_test(test_arena SOURCES test_arena.c TIMEOUT 120)
