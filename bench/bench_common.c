@@ -15,6 +15,17 @@
 
 static const char *g_name = "bench";
 
+void rng_order(rng_t *r, size_t *order, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(rng_next(r) % i), t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+}
+
 size_t rng_logsize(rng_t *r, size_t lo, size_t hi)
 {
     /* exp(uniform(log lo, log hi)) without libm: pick a power-of-two octave

@@ -34,6 +34,8 @@ static inline uint64_t rng_range(rng_t *r, uint64_t lo, uint64_t hi)
 static inline double rng_unit(rng_t *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
 /* log-uniform size in [lo, hi] (as many 64..128 B blocks as 1..2 MiB blocks) */
 size_t rng_logsize(rng_t *r, size_t lo, size_t hi);
+/* order[0..n) = a random permutation of 0..n-1 (Fisher-Yates, n-1 draws) */
+void rng_order(rng_t *r, size_t *order, size_t n);
 
 /* ---- time, memory ------------------------------------------------------ */
 double now_s(void);                 /* CLOCK_MONOTONIC, seconds */

@@ -87,13 +87,7 @@ int main(int argc, char **argv)
                 peak_live = cur;
         }
         /* free the short-lived ones in random order */
-        for (size_t i = 0; i < ntmp; i++)
-            order[i] = i;
-        for (size_t i = ntmp; i > 1; i--) {
-            size_t j = (size_t)(rng_next(&r) % i), t = order[i - 1];
-            order[i - 1] = order[j];
-            order[j] = t;
-        }
+        rng_order(&r, order, ntmp);
         for (size_t i = 0; i < ntmp; i++) {
             cur -= tmp[order[i]].size;
             drop(&tmp[order[i]]);

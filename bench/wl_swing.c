@@ -46,13 +46,7 @@ int main(int argc, char **argv)
         }
         if (live > peak_live)
             peak_live = live;
-        for (size_t i = 0; i < n; i++)
-            order[i] = i;
-        for (size_t i = n; i > 1; i--) {
-            size_t j = (size_t)(rng_next(&r) % i), t = order[i - 1];
-            order[i - 1] = order[j];
-            order[j] = t;
-        }
+        rng_order(&r, order, n);
         for (size_t i = 0; i < n; i++) {
             struct blk *x = &b[order[i]];
             if (!stamp_ok(x->p, x->size, (uint64_t)order[i] ^ (uint64_t)round << 32, 64))

@@ -252,7 +252,9 @@ static void fast_burst(tm_arena *av, bool deep, size_t *fast_after)
     }
     for (int i = 0; i < N; i++)
         free(q[i]);
+    tm_arena_enter_owner(av);                 /* (fast_bytes: the arena lock's) */
     *fast_after = av->fast_bytes;
+    tm_arena_leave(av);
     CHK();
     free(guard);
     tm_arena_enter_owner(av);
