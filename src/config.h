@@ -84,12 +84,12 @@
 #define TM_TCACHE_DEFAULT_COUNT 32              /* chunks per class at most (glibc: 7)  */
 #define TM_TCACHE_DEFAULT_BYTES (256u * 1024)   /* byte budget of one thread's cache     */
 #define TM_TCACHE_COUNT_MAX 65535
-/* A class that overflows grows its thread's limit (doubling, tcache.c) up
- * to this many bytes and chunks, the thread's limits to this total; only
- * while idle caches can be reclaimed (background thread).              */
-#define TM_TCACHE_GROW_CLASS_BYTES (32u * 1024)
-#define TM_TCACHE_GROW_COUNT       1024u
-#define TM_TCACHE_GROW_TOTAL       (1024u * 1024)
+/* A class that overflows after a miss grows its thread's limit (doubling,
+ * tcache.c) up to this many bytes and chunks, the thread's limits to this
+ * total (tcache.h: when growth is allowed, and what shrinks it).       */
+#define TM_TCACHE_GROW_CLASS_BYTES (1024u * 1024)
+#define TM_TCACHE_GROW_COUNT       4096u
+#define TM_TCACHE_GROW_TOTAL       (2048u * 1024)
 
 /* ---- page release (decay) ----------------------------------------------- */
 #define TM_DEFAULT_DECAY_MS 1000

@@ -129,12 +129,29 @@ static bool may_hold_more(void)
     return !own_drained(tm_thread_arena());
 }
 
+/* No background thread to take caches back, and the own arena's chunks
+ * in use ebbed (release.h): the program is giving its memory back, and
+ * nothing but the cache itself will let go of what it holds.          */
+static bool solo_ebbed(void)
+{
+    if (atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
+        atomic_load_explicit(&tm_bg_active, memory_order_relaxed))
+        return false;
+    tm_arena *own = tm_thread_arena();
+    return own != NULL && atomic_load_explicit(&own->ebbed, memory_order_relaxed);
+}
+
+static inline bool tc_missed(const tm_tcache *tc, size_t i) { return (tc->missed[i / 64] >> (i % 64)) & 1; }
+static inline void tc_set_missed(tm_tcache *tc, size_t i) { tc->missed[i / 64] |= (uint64_t)1 << (i % 64); }
+
 /* Class i of the calling thread's cache is full at limit lim: double the
- * limit if growing is allowed (may_hold_more) and within bounds; the new
- * limit, or lim.                                                      */
+ * limit if the class ever missed in this thread, growing is allowed
+ * (may_hold_more, solo_ebbed) and within bounds; the new limit, or lim. */
 static size_t grow_limit(tm_tcache *tc, size_t i, size_t lim)
 {
-    if (lim == 0 || !may_hold_more())
+    if (lim == 0 || !tc_missed(tc, i) || !may_hold_more())
+        return lim;
+    if (solo_ebbed())
         return lim;
     size_t csize = tm_class_size(i);
     size_t max = TM_TCACHE_GROW_CLASS_BYTES / csize;
@@ -304,14 +321,17 @@ static void trim_class(tm_tcache *tc, size_t i, size_t keep)
 }
 
 /* The own arena drained deeply (its cap is strict: the program is giving
- * its memory back): a grown cache goes back to the base limits and lets
- * go of what is beyond them.  Cached chunks pin their pages, and a
- * thread about to go quiet must not keep 1 MiB of them scattered over
- * the heap (test_quiet_st: a single-threaded drain, no reclaimer).    */
+ * its memory back), or its chunks in use ebbed with no background
+ * thread: a grown cache goes back to the base limits and lets go of
+ * what is beyond them.  Cached chunks pin their pages and keep the free
+ * memory between them from coalescing, and a thread about to go quiet
+ * must not keep thousands of them scattered over the heap (test_quiet_st;
+ * test_quiet churn: 64 MiB resident for good when only the deep drain,
+ * which such scattered chunks delay, shrank the cache).               */
 static void shrink_if_drained(tm_tcache *tc)
 {
     tm_arena *own = tm_thread_arena();
-    if (!tc->grown || !own_drained(own))
+    if (!tc->grown || !(own_drained(own) || solo_ebbed()))
         return;
     tc->grown = false;
     reset_limits(tc);
@@ -453,6 +473,7 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
 void *tm_tcache_refill(tm_tcache *tc, size_t nb)
 {
     size_t i = tc_csize_index(nb);
+    tc_set_missed(tc, i);
     void *m0 = take_remote_class(tc, tm_thread_arena(), i);
     if (m0)
         return m0;

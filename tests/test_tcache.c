@@ -436,6 +436,14 @@ static void test_env(void)
 /* Adaptive limits (tcache.h): a class that overflows grows this thread's
  * limit, within bounds, while idle caches can be reclaimed; mallopt and a
  * reclaim reset it to the base, and a deep drain shrinks a grown cache. */
+static void *t_produce(void *arg)
+{
+    void **b = arg;
+    for (int k = 0; k < 400; k++)
+        b[k] = malloc(64);
+    return NULL;
+}
+
 static void *t_adaptive(void *arg)
 {
     (void)arg;
@@ -449,15 +457,26 @@ static void *t_adaptive(void *arg)
     bool grows = TM_TCACHE_RECLAIM && atomic_load(&tm_bg_active);
     size_t i = cls(64), csize = tm_class_size(i), base = tm_tc_limit[i];
     size_t cap = TM_TCACHE_GROW_CLASS_BYTES / csize;
+    if (cap > TM_TCACHE_GROW_COUNT)
+        cap = TM_TCACHE_GROW_COUNT;
     enum { N = 400 };
     void *b[N];
+    /* A class that only overflows - this thread frees what another one
+     * allocated, and never misses there - keeps its limit: holding more
+     * would only keep the producer's memory from it.                    */
+    pthread_t prod;
+    CHECK("producer thread", pthread_create(&prod, NULL, t_produce, b) == 0 && pthread_join(prod, NULL) == 0);
+    for (int k = 0; k < N; k++)
+        free(b[k]);
+    CHECKF("a class that overflows without a miss keeps its limit", tc_my_limit(tc, i) == base &&
+           tc->counts[i] <= base, "base %zu limit %zu count %u", base, tc_my_limit(tc, i), tc->counts[i]);
     for (int k = 0; k < N; k++)
         b[k] = malloc(64);
     for (int k = 0; k < N; k++)
         free(b[k]);
     size_t lim = tc_my_limit(tc, i);
     if (grows) {
-        CHECKF("a class that overflows grows its limit (within 32 KiB)", lim > base && lim <= cap &&
+        CHECKF("a class that misses and overflows grows its limit (within the caps)", lim > base && lim <= cap &&
                tc->counts[i] >= N && tc->counts[i] <= lim, "base %zu limit %zu cap %zu count %u", base, lim, cap, tc->counts[i]);
         uint64_t slow = atomic_load(&tc->slow_ops);
         for (int k = 0; k < N; k++)
@@ -474,7 +493,7 @@ static void *t_adaptive(void *arg)
         sum += tc_my_limit(tc, k) * tm_class_size(k);
         base_sum += tm_tc_limit[k] * tm_class_size(k);
     }
-    CHECKF("the thread's limits stay within 1 MiB", sum <= (base_sum > TM_TCACHE_GROW_TOTAL ? base_sum :
+    CHECKF("the thread's limits stay within TM_TCACHE_GROW_TOTAL", sum <= (base_sum > TM_TCACHE_GROW_TOTAL ? base_sum :
            TM_TCACHE_GROW_TOTAL) && sum == atomic_load(&tc->limit_bytes), "%zu (tracked %zu)", sum,
            (size_t)atomic_load(&tc->limit_bytes));
     CHK();
