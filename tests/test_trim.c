@@ -120,6 +120,10 @@ static void foreign_sbrk(void)
         return;
     memset(foreign, 0, 64 * 1024);
     ((size_t *)(foreign + 4096))[1] = 0x100 | 1;   /* a plausible header */
+    /* ... whose checksum bits (0) must not be right by chance for this
+     * process's secret (1 in 65536): then free would take it for ours. */
+    while (hdr_state((const tm_chunk *)(foreign + 4096)) >= 0)
+        ((size_t *)(foreign + 4096))[1] += (size_t)1 << TM_CKS_SHIFT;
     void *big = malloc(8 * 1024 * 1024);           /* beyond top: a new brk segment */
     CHECKF("a new brk segment after the foreign memory", big && av->nheaps == segs0 + 1 &&
            (char *)av->last_heap > foreign, "%zu -> %zu heaps", segs0, av->nheaps);
@@ -133,7 +137,7 @@ static void foreign_sbrk(void)
     int st = harness_run_child(free_foreign, NULL);
     CHECKF("free of a pointer into it aborts naming it", WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT &&
            strstr(harness_child_output, "free(): invalid pointer (not a chunk of this heap)"),
-           "%s", harness_child_output);
+           "status %#x: %s", (unsigned)st, harness_child_output);
     free(big);
     CHK();
 }
