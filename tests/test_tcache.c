@@ -353,6 +353,12 @@ static void *t_own_stash(void *arg)
         ballast[k] = malloc(20000);
     for (int k = 0; k < STASH_N; k++)
         stash_blocks[k] = malloc(64);
+    /* Forget the misses: a class that missed may grow (tcache.c
+     * grow_limit) to hold all 2000 blocks, or flush halves of a grown
+     * limit, too big for the stash, and whether it may grow depends on
+     * the background thread's state.  Without a miss it stays at its base
+     * and flushes base-sized runs, which is what this looks at.         */
+    memset(tm_tls_tcache_own->missed, 0, sizeof tm_tls_tcache_own->missed);
     for (int k = 0; k < STASH_N; k++)
         free(stash_blocks[k]);
     size_t parked = tm_remote_class_count(own, i);
