@@ -237,7 +237,7 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
  * has only foreign chunks.  It used to take the first chunk's arena as
  * its own and free everything under that arena's lock, the producer's:
  * every flush of wl_prodcons's consumers went through the bins.        */
-static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final)
+static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final, tm_tc_entry **after)
 {
     tm_arena *own = tm_thread_arena();
     bool own_locked = false;
@@ -263,7 +263,9 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final)
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
     size_t run_n = 0;
     while (n--) {
-        tm_tc_entry *next = n ? tc_reveal(e) : NULL;
+        tm_tc_entry *next = n || after ? tc_reveal(e) : NULL;
+        if (!n && after)
+            *after = next;        /* what follows the chain (before e is freed) */
         tm_chunk *p = mem2chunk(e);
         tm_arena *av = arena_for_chunk(p);
         if (!stash && av == own) {
@@ -300,24 +302,24 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final)
     }
 }
 
-/* Keep the newest `keep` entries of class i, flush the rest. */
+/* Keep `keep` entries of class i: flush the newest, from the head, and
+ * keep the older ones.  The head entries are the ones in the processor's
+ * cache, which the flush writes to anyway; keeping them instead meant
+ * walking the kept half to find the cut, entry by entry, each a likely
+ * cache miss in a grown class (python under perf: trim_class 3.5-4.4 %
+ * of all samples, the allocator's time against the interpreter's 0.68
+ * -> 0.57).  tcmalloc releases from the head too.                      */
 static void trim_class(tm_tcache *tc, size_t i, size_t keep)
 {
     if (keep >= tc->counts[i])
         return;
-    tm_tc_entry *cut = tc->entries[i], *rest;
-    if (keep == 0) {
-        rest = cut;
-        tc->entries[i] = NULL;
-    } else {
-        for (size_t k = 1; k < keep; k++)
-            cut = tc_reveal(cut);
-        rest = tc_reveal(cut);
-        tc_link(cut, NULL);
-    }
     size_t nflush = tc->counts[i] - keep;
+    tm_tc_entry *head = tc->entries[i], *rest = NULL;
+    tc->entries[i] = NULL;                /* (nothing cached is reachable from here) */
+    tc->counts[i] = 0;
+    free_chain(head, nflush, i, false, keep ? &rest : NULL);
+    tc->entries[i] = keep ? rest : NULL;
     tc->counts[i] = (uint16_t)keep;
-    free_chain(rest, nflush, i, false);
 }
 
 /* The own arena drained deeply (its cap is strict: the program is giving
@@ -404,8 +406,7 @@ void tm_tcache_drained_medium(tm_tcache *tc)
     }
 }
 
-/* Class i is full: keep its newest half (hot in cache), flush the rest,
- * then cache e.                                                          */
+/* Class i is full: flush half of it (trim_class), then cache e. */
 void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     shrink_if_drained(tc);
@@ -421,7 +422,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
         /* Class not cached any more (another thread's mallopt changed the
          * limits after our caller looked): straight to the arena.       */
         e->key = 0;
-        free_chain(e, 1, TM_TCACHE_BINS, false);
+        free_chain(e, 1, TM_TCACHE_BINS, false, NULL);
         return;
     }
     trim_class(tc, i, lim / 2);    /* (fewer entries than that: the limit was raised) */
@@ -550,7 +551,7 @@ static void flush_classes(tm_tcache *tc, bool final)
 {
     for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
         if (tc->counts[i])
-            free_chain(tc->entries[i], tc->counts[i], i, final);
+            free_chain(tc->entries[i], tc->counts[i], i, final, NULL);
         tc->entries[i] = NULL;
         tc->counts[i] = 0;
     }
