@@ -26,32 +26,6 @@
 
 __thread uint32_t tm_tls_obs_ticks __attribute__((tls_model("initial-exec")));
 
-/* ---- arena figures ------------------------------------------------------- */
-void tm_obs_gather(tm_arena *av, struct tm_arena_figures *f)
-{
-    memset(f, 0, sizeof *f);
-    f->system = av->system_mem;
-    f->max_system = av->max_system_mem;
-    f->nheaps = av->nheaps;
-    for (unsigned i = 0; i < TM_NFASTBINS; i++)
-        for (tm_chunk *p = av->fastbins[i]; p; p = fastbin_next(p)) {
-            f->fast_count++;
-            f->fast_bytes += chunksize(p);
-        }
-    f->top = av->top == initial_top(av) ? 0 : chunksize(av->top);
-    f->free_count = 1;
-    f->free_bytes = f->top;
-    for (unsigned i = 1; i < TM_NBINS; i++) {
-        tm_chunk *b = bin_at(av, i);
-        for (tm_chunk *p = b->fd; p != b; p = p->fd) {
-            f->free_count++;
-            f->free_bytes += chunksize(p);
-        }
-    }
-    f->released = av->released + tm_release_top_bytes(av);
-    f->madvise_calls = av->madvise_calls;
-}
-
 /* ---- JSON into a bounded buffer ------------------------------------------- */
 typedef struct {
     char *buf;
@@ -156,6 +130,43 @@ static void class_add(struct class_row *rows, unsigned i, size_t size)
     r->bytes += size;
 }
 
+/* ---- arena figures ------------------------------------------------------- */
+/* av's figures (its lock held); with rows, every free chunk is also added
+ * to its bin's row - in the same walk: a heap with a million free chunks
+ * made two walks per summary 2.6 % of python's time (perf).           */
+static void gather(tm_arena *av, struct tm_arena_figures *f, struct class_row *rows)
+{
+    memset(f, 0, sizeof *f);
+    f->system = av->system_mem;
+    f->max_system = av->max_system_mem;
+    f->nheaps = av->nheaps;
+    for (unsigned i = 0; i < TM_NFASTBINS; i++)
+        for (tm_chunk *p = av->fastbins[i]; p; p = fastbin_next(p)) {
+            size_t sz = chunksize(p);
+            f->fast_count++;
+            f->fast_bytes += sz;
+            if (rows)
+                class_add(rows, bin_index(sz), sz);
+        }
+    f->top = av->top == initial_top(av) ? 0 : chunksize(av->top);
+    f->free_count = 1;
+    f->free_bytes = f->top;
+    for (unsigned i = 1; i < TM_NBINS; i++) {
+        tm_chunk *b = bin_at(av, i);
+        for (tm_chunk *p = b->fd; p != b; p = p->fd) {
+            size_t sz = chunksize(p);
+            f->free_count++;
+            f->free_bytes += sz;
+            if (rows)
+                class_add(rows, bin_index(sz), sz);
+        }
+    }
+    f->released = av->released + tm_release_top_bytes(av);
+    f->madvise_calls = av->madvise_calls;
+}
+
+void tm_obs_gather(tm_arena *av, struct tm_arena_figures *f) { gather(av, f, NULL); }
+
 /* The `max` rows holding the most bytes, as a JSON array. */
 static void put_top_classes(sink *s, const char *key, struct class_row *rows, int max)
 {
@@ -212,15 +223,7 @@ static void summary_arena(tm_arena *av, void *arg)
 {
     struct summary_acc *a = arg;
     struct tm_arena_figures f;
-    tm_obs_gather(av, &f);
-    for (unsigned i = 0; i < TM_NFASTBINS; i++)
-        for (tm_chunk *p = av->fastbins[i]; p; p = fastbin_next(p))
-            class_add(free_rows, bin_index(chunksize(p)), chunksize(p));
-    for (unsigned i = 1; i < TM_NBINS; i++) {
-        tm_chunk *b = bin_at(av, i);
-        for (tm_chunk *p = b->fd; p != b; p = p->fd)
-            class_add(free_rows, bin_index(chunksize(p)), chunksize(p));
-    }
+    gather(av, &f, free_rows);
     size_t free_all = f.free_bytes + f.fast_bytes;
     size_t rel = f.released > free_all ? free_all : f.released;
     if (a->n < 64)
