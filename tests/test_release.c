@@ -23,6 +23,8 @@
 #include "bins.h"
 #include "heap.h"
 #include "internal.h"
+#include "engine.h"
+#include "observe.h"
 #include "sysmem.h"
 #include "tidemalloc.h"
 
@@ -344,6 +346,44 @@ static void test_no_syscall_storm(void)
            b.madvise_calls - a.madvise_calls <= 16, "%zu -> %zu", a.madvise_calls, b.madvise_calls);
 }
 
+/* The periodic summaries walk at most TM_OBS_WALK_MAX free chunks per
+ * arena (observe.c): one taken while a program freed a million small
+ * blocks held the arena lock for 82 ms.  Beyond the limit the totals come
+ * from the counters: the fast bytes exactly, the free bytes as system -
+ * in use - fast, which counts fenceposts and heap headers as free.     */
+static void test_bounded_summary(void)
+{
+    enum { N = 20000 };                  /* 20000 x 32 B: below the fast cap */
+    static void *m[N];
+    tm_arena *av = &tm_main_arena;
+    free(malloc(1));
+    tm_arena_enter_owner(av);
+    for (int k = 0; k < N; k++)
+        m[k] = tm_int_malloc(av, 32, NULL);
+    for (int k = 0; k < N; k += 2)       /* every other: no neighbours merge later */
+        if (m[k])
+            tm_int_free(av, mem2chunk(m[k]));
+    struct tm_arena_figures exact, est;
+    tm_obs_gather(av, &exact);
+    bool full = tm_obs_gather_limited(av, &est, SIZE_MAX);
+    bool cut = !tm_obs_gather_limited(av, &est, 1000);
+    for (int k = 1; k < N; k += 2)
+        if (m[k])
+            tm_int_free(av, mem2chunk(m[k]));
+    tm_arena_unlock(av);
+    CHECKF("enough fast chunks to cut the walk", exact.fast_count >= N / 2, "%zu", exact.fast_count);
+    CHECK("no limit: the walk is whole", full);
+    CHECK("a limit below the chunks: the walk is cut", cut);
+    CHECKF("cut: the fast bytes from the counter, exact", est.fast_bytes == exact.fast_bytes,
+           "%zu vs %zu", est.fast_bytes, exact.fast_bytes);
+    CHECKF("cut: free bytes at least the walked figure, within 1 MiB of it",
+           est.free_bytes >= exact.free_bytes && est.free_bytes - exact.free_bytes <= MiB,
+           "%zu vs %zu", est.free_bytes, exact.free_bytes);
+    CHECK("cut: system, top and released as walked", est.system == exact.system && est.top == exact.top &&
+          est.released == exact.released);
+    CHECK("heap consistent", tide_check_heap() > 0);
+}
+
 int main(void)
 {
     mallopt(M_MMAP_THRESHOLD, 32 * MiB);   /* 1 MiB blocks come from the heap */
@@ -355,5 +395,6 @@ int main(void)
     test_exit_deferred();
     test_fork_after_release();
     test_no_syscall_storm();
+    test_bounded_summary();
     return harness_finish();
 }
