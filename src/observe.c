@@ -131,16 +131,25 @@ static void class_add(struct class_row *rows, unsigned i, size_t size)
 }
 
 /* ---- arena figures ------------------------------------------------------- */
-/* av's figures (its lock held); with rows, every free chunk is also added
- * to its bin's row - in the same walk: a heap with a million free chunks
- * made two walks per summary 2.6 % of python's time (perf).           */
-/* With at most `limit` free chunks walked (the periodic summaries: the
- * walk holds the arena lock, and a program in the middle of freeing a
- * million small blocks had one summary take 82 ms, perl's hv_clear under
- * perf: 3 % of its run).  Beyond the limit the byte totals come from the
- * arena's counters - fast_bytes, and in use (av->inuse) for the rest, so
- * the few bytes of fenceposts and heap headers count as free - and
- * *estimated says so.  Returns false if the walk was cut.             */
+/* One free chunk of sz bytes into a count, a byte total and (rows) its
+ * bin's row.                                                          */
+static inline void tally(size_t *count, size_t *bytes, struct class_row *rows, size_t sz)
+{
+    (*count)++;
+    *bytes += sz;
+    if (rows)
+        class_add(rows, bin_index(sz), sz);
+}
+
+/* av's figures (its lock held), walking at most `limit` free chunks;
+ * with rows, each walked chunk also goes to its bin's row (one walk: two
+ * per summary were 2.6 % of python's time under perf).  The periodic
+ * summaries pass TM_OBS_WALK_MAX: the walk holds the arena lock, and a
+ * program in the middle of freeing a million small blocks had one summary
+ * take 82 ms (perl's hv_clear under perf: 3 % of its run).  Beyond the
+ * limit the byte totals come from the arena's counters - fast_bytes, and
+ * in use (av->inuse) for the rest, so the few bytes of fenceposts and
+ * heap headers count as free.  False if the walk was cut (estimated).  */
 static bool gather(tm_arena *av, struct tm_arena_figures *f, struct class_row *rows, size_t limit)
 {
     memset(f, 0, sizeof *f);
@@ -157,22 +166,14 @@ static bool gather(tm_arena *av, struct tm_arena_figures *f, struct class_row *r
         for (tm_chunk *p = av->fastbins[i]; p; p = fastbin_next(p)) {
             if (++walked > limit)
                 goto cut;
-            size_t sz = chunksize(p);
-            f->fast_count++;
-            f->fast_bytes += sz;
-            if (rows)
-                class_add(rows, bin_index(sz), sz);
+            tally(&f->fast_count, &f->fast_bytes, rows, chunksize(p));
         }
     for (unsigned i = 1; i < TM_NBINS; i++) {
         tm_chunk *b = bin_at(av, i);
         for (tm_chunk *p = b->fd; p != b; p = p->fd) {
             if (++walked > limit)
                 goto cut;
-            size_t sz = chunksize(p);
-            f->free_count++;
-            f->free_bytes += sz;
-            if (rows)
-                class_add(rows, bin_index(sz), sz);
+            tally(&f->free_count, &f->free_bytes, rows, chunksize(p));
         }
     }
     return true;
@@ -184,16 +185,14 @@ cut:
     return false;
 }
 
-void tm_obs_gather(tm_arena *av, struct tm_arena_figures *f) { gather(av, f, NULL, SIZE_MAX); }
-bool tm_obs_gather_limited(tm_arena *av, struct tm_arena_figures *f, size_t limit)
+bool tm_obs_gather(tm_arena *av, struct tm_arena_figures *f, size_t limit)
 {
     return gather(av, f, NULL, limit);
 }
 
-/* Free chunks a summary walks per arena: SIZE_MAX for the at-exit report,
- * TM_OBS_WALK_MAX for the periodic ones (refresh).                    */
+/* Free chunks a periodic summary walks per arena (the at-exit report
+ * walks them all).                                                    */
 #define TM_OBS_WALK_MAX 16384
-static size_t walk_limit = SIZE_MAX;       /* obs_lock held */
 
 /* The `max` rows holding the most bytes, as a JSON array. */
 static void put_top_classes(sink *s, const char *key, struct class_row *rows, int max)
@@ -243,6 +242,7 @@ static void read_rss(size_t *rss, size_t *hwm)
 
 struct summary_acc {
     sink *s;
+    size_t limit;                    /* free chunks walked per arena (gather) */
     unsigned n;
     struct tm_arena_figures total;
 };
@@ -251,7 +251,7 @@ static void summary_arena(tm_arena *av, void *arg)
 {
     struct summary_acc *a = arg;
     struct tm_arena_figures f;
-    bool exact = gather(av, &f, free_rows, walk_limit);
+    bool exact = gather(av, &f, free_rows, a->limit);
     size_t free_all = f.free_bytes + f.fast_bytes;
     size_t rel = f.released > free_all ? free_all : f.released;
     if (a->n < 64)
@@ -273,8 +273,8 @@ static void summary_arena(tm_arena *av, void *arg)
 }
 
 /* The summary object, without its closing brace (the report appends the
- * heap map).                                                            */
-static void put_summary(sink *s, uint64_t mono_ms)
+ * heap map); `limit` as for gather.                                     */
+static void put_summary(sink *s, uint64_t mono_ms, size_t limit)
 {
     size_t rss, hwm;
     read_rss(&rss, &hwm);
@@ -286,6 +286,7 @@ static void put_summary(sink *s, uint64_t mono_ms)
     struct summary_acc a;
     memset(&a, 0, sizeof a);
     a.s = s;
+    a.limit = limit;
     tm_for_each_arena_observe(summary_arena, &a);
     put(s, "]");
     if (a.n > 64)
@@ -683,7 +684,7 @@ static void region_write(int r, void (*fill)(sink *, uint64_t), uint64_t now)
     atomic_store_explicit(&reg->seq, ++ch.seq[r], memory_order_release);     /* even */
 }
 
-static void fill_summary(sink *s, uint64_t now) { put_summary(s, now); }
+static void fill_summary(sink *s, uint64_t now) { put_summary(s, now, TM_OBS_WALK_MAX); }
 static void fill_map(sink *s, uint64_t now) { (void)now; put_heapmap(s); }
 
 /* With obs_lock held. */
@@ -715,9 +716,7 @@ static void refresh(uint64_t now, bool with_map)
     atomic_store_explicit(&activity, 0, memory_order_relaxed);
     atomic_store_explicit(&last_calls, os_calls(), memory_order_relaxed);
     uint64_t t0 = tm_os_cpu_us();
-    walk_limit = TM_OBS_WALK_MAX;
     region_write(0, fill_summary, now);
-    walk_limit = SIZE_MAX;
     summary_us = tm_os_cpu_us() - t0;
     total_us += summary_us;
     nrefresh++;
@@ -810,7 +809,7 @@ void tm_obs_fork_child(void)
 #define REPORT_SIZE ((size_t)8 << 20)
 static void fill_report(sink *s, uint64_t now)
 {
-    put_summary(s, now);
+    put_summary(s, now, SIZE_MAX);
     put(s, ",\"heapmap\":");
     put_heapmap(s);
     put(s, "}\n");

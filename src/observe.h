@@ -47,11 +47,10 @@ struct tm_arena_figures {
     size_t nheaps;
     size_t madvise_calls;
 };
-TM_HIDDEN void tm_obs_gather(tm_arena *av, struct tm_arena_figures *f);
-/* The same walking at most `limit` free chunks; beyond, the byte totals
- * come from the arena's counters and the result is false (estimated).
- * The periodic summaries use this (observe.c TM_OBS_WALK_MAX).        */
-TM_HIDDEN bool tm_obs_gather_limited(tm_arena *av, struct tm_arena_figures *f, size_t limit);
+/* av's figures (its lock held), walking at most `limit` free chunks
+ * (SIZE_MAX: all); beyond, the byte totals come from the arena's counters
+ * and the result is false (estimated: observe.c gather).              */
+TM_HIDDEN bool tm_obs_gather(tm_arena *av, struct tm_arena_figures *f, size_t limit);
 
 /* ---- the channel's layout (version 1, little endian) --------------------
  * A reader copies a region, then checks that its seq was even and has not

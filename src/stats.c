@@ -27,7 +27,7 @@ static void for_each_arena(void (*fn)(tm_arena *, void *), void *arg)
 static void add_figures(tm_arena *av, void *arg)
 {
     struct tm_arena_figures f, *sum = arg;
-    tm_obs_gather(av, &f);
+    tm_obs_gather(av, &f, SIZE_MAX);
     sum->system += f.system;
     sum->max_system += f.max_system;
     sum->fast_count += f.fast_count;
@@ -121,7 +121,7 @@ static void stats_one(tm_arena *av, void *arg)
 {
     struct stats_acc *a = arg;
     struct tm_arena_figures f;
-    tm_obs_gather(av, &f);
+    tm_obs_gather(av, &f, SIZE_MAX);
     size_t inuse = f.system - f.free_bytes - f.fast_bytes;
     char buf[256];
     size_t n = tm_fmt(buf, sizeof buf, "Arena %u:\nsystem bytes     = %10lu\nin use bytes     = %10lu\n",
@@ -170,7 +170,7 @@ static void info_one(tm_arena *av, void *arg)
 {
     struct info_acc *a = arg;
     struct tm_arena_figures f;
-    tm_obs_gather(av, &f);
+    tm_obs_gather(av, &f, SIZE_MAX);
     /* Size lines: copy into a bounded stack table under the lock. */
     struct { size_t from, to, total, count; bool unsorted; } rows[TM_NFASTBINS + TM_NBINS];
     int nr = 0;

@@ -149,9 +149,7 @@ static inline void tc_set_missed(tm_tcache *tc, size_t i) { tc->missed[i / 64] |
  * (may_hold_more, solo_ebbed) and within bounds; the new limit, or lim. */
 static size_t grow_limit(tm_tcache *tc, size_t i, size_t lim)
 {
-    if (lim == 0 || !tc_missed(tc, i) || !may_hold_more())
-        return lim;
-    if (solo_ebbed())
+    if (lim == 0 || !tc_missed(tc, i) || !may_hold_more() || solo_ebbed())
         return lim;
     size_t csize = tm_class_size(i);
     size_t max = TM_TCACHE_GROW_CLASS_BYTES / csize;
@@ -313,12 +311,9 @@ static void trim_class(tm_tcache *tc, size_t i, size_t keep)
 {
     if (keep >= tc->counts[i])
         return;
-    size_t nflush = tc->counts[i] - keep;
-    tm_tc_entry *head = tc->entries[i], *rest = NULL;
-    tc->entries[i] = NULL;                /* (nothing cached is reachable from here) */
-    tc->counts[i] = 0;
-    free_chain(head, nflush, i, false, keep ? &rest : NULL);
-    tc->entries[i] = keep ? rest : NULL;
+    tm_tc_entry *rest = NULL;            /* the (keep + 1)-th entry on: the kept ones */
+    free_chain(tc->entries[i], tc->counts[i] - keep, i, false, keep ? &rest : NULL);
+    tc->entries[i] = rest;
     tc->counts[i] = (uint16_t)keep;
 }
 

@@ -34,13 +34,13 @@
  * has missed in this thread (the thread allocates there too: the
  * round trip through the arena is the waste), doubles this thread's
  * limit instead, up to 1 MiB or 4096 chunks, 2 MiB for all classes of
- * the thread (32 KiB, 1024 and 1 MiB while no background thread runs:
- * config.h).  Growth needs the background thread, which
+ * the thread (config.h).  Growth needs the background thread, which
  * takes idle caches back (and then resets the limits), so that parked
  * threads do not keep grown caches for ever - or a process of one thread.
  * No growth while the thread's arena has drained deeply (the program is
- * giving its memory back), and a grown cache that meets such a drain
- * goes back to the base at once: cached chunks pin their pages.
+ * giving its memory back), or, without the background thread, while its
+ * chunks in use have ebbed; a grown cache that meets either goes back to
+ * the base at once: cached chunks pin their pages.
  *
  * Reclaiming idle caches.  A thread that parks keeps its cache, and 256
  * parked threads would keep 64 MiB.  The background thread takes the
