@@ -105,9 +105,16 @@ int main(int argc, char **argv)
         ops += t[i].ops;
         shared += t[i].shared_line;
     }
-    if (scratch)   /* how many blocks landed in the handed-out blocks' lines */
-        bench_result(el, ops, "threads=%d reps=%ld reused_handed_lines=%llu", n, reps,
-                     (unsigned long long)shared);
+    /* How many blocks landed in the handed-out blocks' lines, and how many
+     * lines those span: 1 means the main thread's consecutive blocks
+     * shared a line, and then every thread that reuses its handed block
+     * writes to that one line.  For blocks packed side by side that is a
+     * matter of where the first one fell (2 blocks of 32 bytes share a
+     * line half of the time), whatever else the allocator does.       */
+    if (scratch)
+        bench_result(el, ops, "threads=%d reps=%ld reused_handed_lines=%llu handed_span_lines=%llu",
+                     n, reps, (unsigned long long)shared,
+                     (unsigned long long)(last_line - first_line + 1));
     else
         bench_result(el, ops, "threads=%d reps=%ld", n, reps);
     return 0;

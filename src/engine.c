@@ -48,8 +48,30 @@ static inline void *hand_out(tm_arena *av, tm_chunk *victim, size_t nb)
     return mem;
 }
 
+/* How much of a free chunk of `size` bytes a request of nb bytes that
+ * would take up to `run` bytes (a multiple of nb, tm_int_malloc_run)
+ * takes: as many nb pieces as the chunk holds, at most run / nb of them
+ * (tm_bins_split hands out the whole chunk if what is left could not
+ * stand alone).                                                        */
+static inline size_t run_take(size_t size, size_t nb, size_t run)
+{
+    if (run == nb || size < nb + nb)
+        return nb;
+    return size < run ? size - size % nb : run;  /* (a remainder < 32 bytes stays on) */
+}
+
 /* ---- _int_malloc -------------------------------------------------------- */
-void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
+/* run > nb: the caller wants up to run bytes in pieces of nb (a thread
+ * cache refill).  Where the path below takes a single chunk of exactly
+ * nb (a fast or small bin, an exact fit in the unsorted bin) it still
+ * does; where it splits a bigger chunk it keeps up to run bytes of it.
+ * So a refill goes where a single malloc would - into the hole the bins
+ * offer first, the last remainder, top last - and its pieces lie side by
+ * side.  (A refill used to ask for the whole run at once: the bins then
+ * skipped every hole smaller than the run, the heap grew past them, and
+ * a run of 1 KiB or more consolidated the fast bins first.  python:
+ * 8 MiB more peak RSS than glibc, 15 % more CPU time.)               */
+static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, tm_zrange *z)
 {
     if (z)
         z->lo = z->hi = NULL;
@@ -86,7 +108,8 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
             if (in_smallbin_range(nb) && victim->bk == unsorted_bin(av) &&
                 victim == av->last_remainder && size > nb + TM_MINSIZE) {
                 rel = tm_unsorted_take(av, victim);
-                return hand_out(av, tm_bins_split(av, victim, size, nb, rel, true, z), nb);
+                return hand_out(av, tm_bins_split(av, victim, size, run_take(size, nb, run), rel,
+                                                  true, z), nb);
             }
             if (size == nb) {
                 rel = tm_unsorted_take(av, victim);
@@ -104,16 +127,20 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
         /* 4. the large bin of nb: best fit, smallest first */
         if (!in_smallbin_range(nb)) {
             victim = tm_bins_best_large(av, idx, nb, &rel);
-            if (victim)
-                return hand_out(av, tm_bins_split(av, victim, chunksize(victim), nb, rel, false, z), nb);
+            if (victim) {
+                size_t size = chunksize(victim);
+                return hand_out(av, tm_bins_split(av, victim, size, run_take(size, nb, run), rel,
+                                                  false, z), nb);
+            }
         }
 
         /* 5. the binmap: smallest non-empty bin above idx */
         victim = tm_bins_search(av, idx, &rel);
         if (victim) {
-            TM_ASSERT(chunksize(victim) >= nb);
-            return hand_out(av, tm_bins_split(av, victim, chunksize(victim), nb, rel,
-                                          in_smallbin_range(nb), z), nb);
+            size_t size = chunksize(victim);
+            TM_ASSERT(size >= nb);
+            return hand_out(av, tm_bins_split(av, victim, size, run_take(size, nb, run), rel,
+                                              in_smallbin_range(nb), z), nb);
         }
 
         /* 6. the top chunk */
@@ -122,11 +149,13 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
         if (unlikely(size > av->system_mem || !tm_top_ok(av)))
             tm_corrupt("malloc(): corrupted top size", victim);
         if (size >= nb + TM_MINSIZE) {
-            tm_chunk *rem = chunk_at(victim, nb);
+            size_t take = size >= run + TM_MINSIZE ? run : size - TM_MINSIZE;
+            take -= take % nb;
+            tm_chunk *rem = chunk_at(victim, take);
             av->top = rem;
-            set_head(victim, nb | TM_PREV_INUSE | arena_bit(av));
-            set_head_top(rem, (size - nb) | TM_PREV_INUSE);
-            tm_release_top_used(av, victim, nb, z);
+            set_head(victim, take | TM_PREV_INUSE | arena_bit(av));
+            set_head_top(rem, (size - take) | TM_PREV_INUSE);
+            tm_release_top_used(av, victim, take, z);
             return hand_out(av, victim, nb);
         }
         if (av->have_fastchunks) {
@@ -134,7 +163,9 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
             idx = in_smallbin_range(nb) ? smallbin_index(nb) : largebin_index(nb);
             continue;
         }
-        void *mem = tm_sysmalloc(av, nb, z);
+        void *mem = tm_sysmalloc(av, run, z);
+        if (!mem && run > nb)
+            mem = tm_sysmalloc(av, nb, z);
         if (mem && !chunk_is_mmapped(mem2chunk(mem))) {
             av->inuse += chunksize(mem2chunk(mem));      /* (as hand_out) */
             if (av->inuse > av->inuse_hwm)
@@ -144,6 +175,17 @@ void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
             perturb_alloc(mem, chunk_usable(mem2chunk(mem)));
         return mem;
     }
+}
+
+void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
+{
+    return int_malloc(av, nb, nb, z);
+}
+
+void *tm_int_malloc_run(tm_arena *av, size_t nb, size_t run)
+{
+    TM_ASSERT(run >= nb && run % nb == 0);
+    return int_malloc(av, nb, run, NULL);
 }
 
 /* A chunk about to be freed must lie inside a heap of its arena: a

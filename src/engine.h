@@ -12,6 +12,11 @@
 /* A chunk of nb bytes (nb = request2size(n)); its memory or NULL (ENOMEM).
  * z, if not NULL, receives the part of it known to read as zero.       */
 TM_HIDDEN void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z);
+/* The same, for pieces of nb bytes (a thread cache refill): a chunk of
+ * nb to run bytes (run a multiple of nb), as much of the run as the free
+ * chunk that a single malloc of nb would split holds; its size may
+ * exceed a multiple of nb by less than 32 bytes.                     */
+TM_HIDDEN void *tm_int_malloc_run(tm_arena *av, size_t nb, size_t run);
 /* p: an in-use, non-mmapped chunk of av, already checked by the caller
  * for pointer/size sanity.                                              */
 TM_HIDDEN void  tm_int_free(tm_arena *av, tm_chunk *p);

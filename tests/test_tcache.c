@@ -32,9 +32,12 @@ static void *t_refill_hit_limits(void *arg)
     CHECKF("a miss refills a batch (limit/2)", tc->counts[i] == lim / 2, "count %u limit %zu",
            tc->counts[i], lim);
     CHK();
-    /* The batch was carved from one chunk: neighbours in memory. */
+    /* The batch was carved from one chunk: neighbours in memory, handed
+     * out in address order (the first one may be up to 31 bytes over). */
     tm_tc_entry *e = tc->entries[i];
-    CHECK("batch chunks are adjacent", e && (char *)tc_reveal(e) == (char *)e - 112);
+    CHECK("batch chunks are adjacent, in address order",
+          e && (char *)tc_reveal(e) == (char *)e + 112 && (char *)e - (char *)first >= 112 &&
+          (char *)e - (char *)first < 112 + 32);
     void *p = malloc(100);
     free(p);
     CHECK("free then malloc of one class is LIFO", malloc(100) == p);
@@ -61,6 +64,72 @@ static void *t_refill_hit_limits(void *arg)
     return NULL;
 }
 
+/* A refill goes where a single malloc would: into a hole the bins offer
+ * before the top.  Alternating blocks, every other one freed, leave
+ * 208-byte holes between pinned neighbours; a miss of the 48-byte class
+ * must carve its batch out of a hole, not out of the top (a refill that
+ * asked the bins for its whole batch at once skipped every hole smaller
+ * than the batch, and the heap grew past them: python's peak RSS 8 MiB
+ * over glibc's), and hand the pieces out in address order.            */
+static void *t_refill_holes(void *arg)
+{
+    (void)arg;
+    free(malloc(40));                        /* the thread's arena */
+    tm_arena *av = tm_thread_arena();
+    CHECK("the thread has an arena", av != NULL);
+    if (!av)
+        return NULL;
+    CHECK("cache off for the setup", mallopt(TIDE_M_TCACHE_COUNT, 0) == 1);
+    /* Use up every free chunk of 48 bytes or more that earlier tests left
+     * in the arena: until a malloc comes from the top, none is left. */
+    void **used = NULL;
+    for (;;) {
+        tm_chunk *top0 = av->top;
+        void **q = malloc(40);
+        *q = used;
+        used = q;
+        if (mem2chunk(q) == top0)
+            break;
+    }
+    enum { N = 64 };
+    void *hole[N], *pin[N];
+    for (int k = 0; k < N; k++) {
+        hole[k] = malloc(200);               /* chunk 208 */
+        pin[k] = malloc(24);                 /* chunk 32  */
+    }
+    for (int k = 0; k < N; k++)
+        free(hole[k]);
+    CHECK("cache back on", mallopt(TIDE_M_TCACHE_COUNT, 32) == 1);
+    tm_chunk *top = av->top;
+    char *lo = (char *)hole[0] - 16, *hi = (char *)pin[N - 1];
+    void *p[4];
+    for (int k = 0; k < 4; k++)
+        p[k] = malloc(40);                   /* chunk 48: one refill */
+    CHECK("the refill left the top alone", av->top == top);
+    bool in_holes = true, ascending = true;
+    for (int k = 0; k < 4; k++) {
+        in_holes = in_holes && (char *)p[k] >= lo && (char *)p[k] < hi;
+        if (k > 0)
+            ascending = ascending && (char *)p[k] > (char *)p[k - 1];
+    }
+    CHECKF("the batch came out of a hole", in_holes, "%p %p (holes %p..%p)", p[0], p[3],
+           (void *)lo, (void *)hi);
+    CHECK("its pieces come out in address order, side by side",
+          ascending && (char *)p[2] - (char *)p[1] == 48 && (char *)p[3] - (char *)p[2] == 48);
+    CHK();
+    for (int k = 0; k < 4; k++)
+        free(p[k]);
+    for (int k = 0; k < N; k++)
+        free(pin[k]);
+    while (used) {
+        void **next = *used;
+        free(used);
+        used = next;
+    }
+    CHK();
+    return NULL;
+}
+
 static void *t_tunables(void *arg)
 {
     (void)arg;
@@ -74,7 +143,7 @@ static void *t_tunables(void *arg)
         b[k] = malloc(40);
     for (int k = 0; k < 10; k++)
         free(b[k]);
-    CHECK("class holds at most 3", tm_tls_tcache->counts[cls(40)] <= 3);
+    CHECKF("class holds at most 3", tm_tls_tcache->counts[cls(40)] <= 3, "count %u limit %zu", tm_tls_tcache->counts[cls(40)], tc_my_limit(tm_tls_tcache, cls(40)));
     mallopt(TIDE_M_TCACHE_COUNT, 32);
 
     CHECK("TIDE_M_TCACHE_MAX 64", mallopt(TIDE_M_TCACHE_MAX, 64) == 1);
@@ -637,6 +706,7 @@ int main(void)
         return harness_finish();
     run_in_thread(t_refill_hit_limits);
     run_in_thread(t_tunables);
+    run_in_thread(t_refill_holes);
     test_thread_exit();
     test_cross_thread();
     test_pure_consumer(64);
