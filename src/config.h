@@ -84,6 +84,8 @@
 #define TM_TCACHE_DEFAULT_COUNT 32              /* chunks per class at most (glibc: 7)  */
 #define TM_TCACHE_DEFAULT_BYTES (256u * 1024)   /* byte budget of one thread's cache     */
 #define TM_TCACHE_COUNT_MAX 65535
+/* Chunks a thread cache refill carves its batch from, at most (tcache.c). */
+#define TM_REFILL_CARVES 4u
 /* A class that overflows after a miss grows its thread's limit (doubling,
  * tcache.c) up to this many bytes and chunks, the thread's limits to this
  * total (tcache.h: when growth is allowed, and what shrinks it).       */

@@ -495,27 +495,38 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
             tc_push(tc, m, i);
         got++;
     }
+    /* The rest carved, from up to TM_REFILL_CARVES chunks: a hole may
+     * hold fewer pieces than the batch needs (one carve per refill made
+     * wl_mleak refill 29 % more often than when the batch came whole). */
     size_t need = want - got;
-    if (need > 0) {
+    for (unsigned k = 0; need > 0 && k < TM_REFILL_CARVES; k++) {
         size_t run = need * nb;
         if (run >= TM_P(mmap_threshold))
             run = nb;
         void *m = tm_int_malloc_run(av, nb, run);
-        if (m && !chunk_is_mmapped(mem2chunk(m)) && chunksize(mem2chunk(m)) >= 2 * nb)
-            m = carve(tc, mem2chunk(m), nb, i);
-        if (m) {
+        if (!m)
+            break;
+        tm_chunk *c = mem2chunk(m);
+        if (chunk_is_mmapped(c)) {        /* the heap could not grow */
             if (!first)
                 first = m;
-            else {
-                /* first is exact; m may be a little bigger: cache it in its class. */
-                size_t j = tc_csize_index(chunksize(mem2chunk(m)));
-                if (!chunk_is_mmapped(mem2chunk(m)) && j < TM_TCACHE_BINS && tc->counts[j] < tc_my_limit(tc, j))
-                    tc_push(tc, m, j);
-                else if (chunk_is_mmapped(mem2chunk(m)))
-                    tm_munmap_chunk(mem2chunk(m));
-                else
-                    tm_int_free(av, mem2chunk(m));
-            }
+            else
+                tm_munmap_chunk(c);
+            break;
+        }
+        size_t pieces = chunksize(c) / nb;
+        if (pieces >= 2)
+            m = carve(tc, c, nb, i);
+        need -= pieces < need ? pieces : need;
+        if (!first) {
+            first = m;
+        } else {
+            /* m may be a little bigger than nb: cache it in its class. */
+            size_t j = tc_csize_index(chunksize(mem2chunk(m)));
+            if (j < TM_TCACHE_BINS && tc->counts[j] < tc_my_limit(tc, j))
+                tc_push(tc, m, j);
+            else
+                tm_int_free(av, mem2chunk(m));
         }
     }
     tm_arena_leave(av);
