@@ -149,8 +149,7 @@ static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, tm_zrange
         if (unlikely(size > av->system_mem || !tm_top_ok(av)))
             tm_corrupt("malloc(): corrupted top size", victim);
         if (size >= nb + TM_MINSIZE) {
-            size_t take = size >= run + TM_MINSIZE ? run : size - TM_MINSIZE;
-            take -= take % nb;
+            size_t take = run_take(size - TM_MINSIZE, nb, run);   /* (top keeps MINSIZE) */
             tm_chunk *rem = chunk_at(victim, take);
             av->top = rem;
             set_head(victim, take | TM_PREV_INUSE | arena_bit(av));

@@ -64,6 +64,18 @@ static void *t_refill_hit_limits(void *arg)
     return NULL;
 }
 
+/* No background thread while a test looks at remote and class lists: its
+ * rounds drain them into the bins (TSan CI twice saw the producer's list
+ * empty in test_cross_thread).                                        */
+static void bg_pause(void)
+{
+    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
+    for (int w = 0; w < 400 && atomic_load(&tm_bg_active); w++)
+        usleep(5000);
+    CHECK("the background thread stopped", !atomic_load(&tm_bg_active));
+}
+static void bg_resume(void) { mallopt(TIDE_M_BACKGROUND_THREAD, 2); }
+
 /* A refill goes where a single malloc would: into a hole the bins offer
  * before the top.  Alternating blocks, every other one freed, leave
  * 208-byte holes between pinned neighbours; a miss of the 48-byte class
@@ -74,11 +86,14 @@ static void *t_refill_hit_limits(void *arg)
 static void *t_refill_holes(void *arg)
 {
     (void)arg;
+    bg_pause();           /* its rounds may merge fast chunks into the top */
     free(malloc(40));                        /* the thread's arena */
     tm_arena *av = tm_thread_arena();
     CHECK("the thread has an arena", av != NULL);
-    if (!av)
+    if (!av) {
+        bg_resume();
         return NULL;
+    }
     CHECK("cache off for the setup", mallopt(TIDE_M_TCACHE_COUNT, 0) == 1);
     /* Use up every free chunk of 48 bytes or more that earlier tests left
      * in the arena: until a malloc comes from the top, none is left. */
@@ -126,6 +141,7 @@ static void *t_refill_holes(void *arg)
         free(used);
         used = next;
     }
+    bg_resume();
     CHK();
     return NULL;
 }
@@ -198,17 +214,6 @@ static void test_thread_exit(void)
     CHK();
 }
 
-/* No background thread while a test looks at remote and class lists: its
- * rounds drain them into the bins (TSan CI twice saw the producer's list
- * empty in test_cross_thread).                                        */
-static void bg_pause(void)
-{
-    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
-    for (int w = 0; w < 400 && atomic_load(&tm_bg_active); w++)
-        usleep(5000);
-    CHECK("the background thread stopped", !atomic_load(&tm_bg_active));
-}
-static void bg_resume(void) { mallopt(TIDE_M_BACKGROUND_THREAD, 2); }
 
 /* Producer/consumer: the consumer's frees reach the producer's arena
  * through its remote stack and come back into the producer's cache. */
