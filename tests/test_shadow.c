@@ -11,7 +11,8 @@
  *   trim      mallopt(M_TRIM_THRESHOLD, 4096), M_TOP_PAD 0 - trims often
  *   perturb   mallopt(M_PERTURB, 0xa5)
  *   notcache  mallopt(TIDE_M_TCACHE_COUNT, 0) - no per-thread cache
- * OPS_PER_SEED defaults to 50000 and there are 4 seeds by default; SEEDs can
+ * OPS_PER_SEED defaults to TIDE_TEST_SHADOW_OPS from the environment, else
+ * 50000 (the TSan build sets 20000), and there are 4 seeds by default; SEEDs can
  * be given on the command line or one in the SHADOW_SEED environment
  * variable.  Each seed is printed so a failure can be replayed.
  *
@@ -422,7 +423,12 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *variant = argc > 1 ? argv[1] : "default";
-    unsigned long ops = argc > 2 ? strtoul(argv[2], NULL, 0) : 50000;
+    /* ops per seed: argv[2], else TIDE_TEST_SHADOW_OPS (set smaller under
+     * TSan, where every access is slow: CI's time budget), else 50000. */
+    const char *ops_env = getenv("TIDE_TEST_SHADOW_OPS");
+    unsigned long ops = argc > 2 ? strtoul(argv[2], NULL, 0)
+                      : ops_env && strtoul(ops_env, NULL, 0) > 0 ? strtoul(ops_env, NULL, 0)
+                      : 50000;
     cur_variant = variant;
 
     if (strcmp(variant, "default") == 0) {
