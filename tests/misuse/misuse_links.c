@@ -159,7 +159,10 @@ static const struct technique tab[] = {
         "malloc(): smallbin double linked list corrupted" }, 0 },
     { "remote_link", t_remote_link, "fd of a chunk parked on a remote list := global fake",
       { "malloc(): corrupted tcache link", "malloc(): corrupted chunk header",
-        "malloc(): unaligned tcache chunk detected" }, 0 },
+        "malloc(): unaligned tcache chunk detected",
+        /* (when the list is drained before the owner's cache installs it:
+         * the background thread's round or the owner's arena visit) */
+        "malloc(): corrupted remote list link" }, 0 },
 };
 
 MISUSE_MAIN("links", tab)
