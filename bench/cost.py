@@ -63,8 +63,26 @@ def callgrind(argv, env, cwd, stdin, tmp):
     return total, ""
 
 
+ANNOTATED = re.compile(r"\s*([\d,]+)\s+\([^)]*\)\s+\S+?:(\S+)")
+
+
+def functions(tmp):
+    """Instructions per function (self cost, all files and processes)."""
+    per = {}
+    for f in os.listdir(tmp):
+        if not f.startswith("cg."):
+            continue
+        out = subprocess.run(["callgrind_annotate", "--threshold=100", os.path.join(tmp, f)],
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            m = ANNOTATED.match(line)
+            if m:
+                per[m.group(2)] = per.get(m.group(2), 0) + int(m.group(1).replace(",", ""))
+    return per
+
+
 def one(job):
-    w, _, lib, build, st, extra_env = job
+    w, _, lib, build, st, extra_env, want_functions = job
     tmp = tempfile.mkdtemp(prefix="tidecost.")
     try:
         env = dict(os.environ)
@@ -74,10 +92,12 @@ def one(job):
             binary, extra = WL_CMD.get(w, (w, []))
             argv = [os.path.join(build, "bench", "wl_" + binary), "--quick"] + extra
             env["LD_PRELOAD"] = lib
-            return callgrind(argv, env, tmp, None, tmp)
-        env.update(st.get("env", {}))
-        env["LD_PRELOAD"] = lib
-        return callgrind(st["argv"], env, st["dir"], st.get("stdin"), tmp)
+            n, err = callgrind(argv, env, tmp, None, tmp)
+        else:
+            env.update(st.get("env", {}))
+            env["LD_PRELOAD"] = lib
+            n, err = callgrind(st["argv"], env, st["dir"], st.get("stdin"), tmp)
+        return n, err, (functions(tmp) if want_functions and n is not None else None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -99,6 +119,10 @@ def main():
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--workloads", help="comma-separated subset")
+    ap.add_argument("--functions", type=int, default=0, metavar="N",
+                    help="also print the N functions that add most to the geomean: per "
+                         "function, the sum over workloads of (b - a) / a's total "
+                         "(callgrind_annotate self cost, first repetition)")
     args = ap.parse_args()
     na, nb = args.names.split(",")
     names = [w for w, _, _, _ in WORKLOADS if w != "redis"]
@@ -119,17 +143,20 @@ def main():
         for w in names:
             for side, lib in (("a", args.a), ("b", args.b)):
                 jobs.append((w, side, os.path.abspath(lib), os.path.abspath(args.build), progs.get(w),
-                             b_env if side == "b" else {}))
+                             b_env if side == "b" else {}, args.functions > 0 and r == 0))
     with ThreadPoolExecutor(max_workers=args.jobs) as ex:
         results = list(ex.map(one, jobs))
     ir = {}
     failed = False
-    for (w, side, lib, _, _, _), (n, err) in zip(jobs, results):
+    funcs = {}
+    for (w, side, lib, _, _, _, _), (n, err, per) in zip(jobs, results):
         if n is None:
             print("FAIL %s under %s: %s" % (w, lib, err), file=sys.stderr)
             failed = True
             continue
         ir.setdefault(w, {}).setdefault(side, []).append(n)
+        if per is not None:
+            funcs.setdefault(w, {})[side] = (n, per)
     la, lb = "a", "b"
     rows = []
     for w in names:
@@ -148,6 +175,24 @@ def main():
         lines.append("| **geomean %s** (%d) | | | | **%.3f** |" % (f, len(xs), geomean(xs)))
     allg = geomean([r["ratio"] for r in rows])
     lines.append("| **geomean all** (%d) | | | | **%.3f** |" % (len(rows), allg))
+    if args.functions:
+        # A function's share of workload w's ratio is (b_f - a_f) / a_total;
+        # summed over the workloads it approximates its share of the
+        # geomean's log (times the number of workloads).
+        share, fa, fb = {}, {}, {}
+        for w, sides in funcs.items():
+            if "a" not in sides or "b" not in sides:
+                continue
+            (ta, pa), (_, pb) = sides["a"], sides["b"]
+            for f in set(pa) | set(pb):
+                share[f] = share.get(f, 0.0) + (pb.get(f, 0) - pa.get(f, 0)) / ta
+                fa[f] = fa.get(f, 0) + pa.get(f, 0)
+                fb[f] = fb.get(f, 0) + pb.get(f, 0)
+        nw = max(1, len(funcs))
+        lines += ["", "| function | %s Ir (all workloads) | %s Ir | share of the geomean |" % (na, nb),
+                  "|---|---:|---:|---:|"]
+        for f in sorted(share, key=lambda k: -share[k])[:args.functions]:
+            lines.append("| %s | %d | %d | %+.4f |" % (f, fa[f], fb[f], share[f] / nw))
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(args.out, "cost.md"), "w") as f:
