@@ -154,7 +154,14 @@ static TM_NOINLINE void *malloc_slow(size_t n)
 }
 
 /* ---- free --------------------------------------------------------------- */
-TM_EXPORT void tide_free(void *mem)
+/* free's fast path, shared with free_sized: a chunk of our heaps with an
+ * intact in-use header, not mmapped or sampled, not already cached or
+ * parked (else the slow path tells which), of a cached size class with
+ * room (a medium class has none while closed): push, nothing else.  No
+ * call on the way, so no registers to save.  `claimed`: the size the
+ * caller says the block has (free_sized), 0 for free; more than the
+ * chunk holds goes to the slow path, which names it.  True: done.    */
+static TM_INLINE bool free_fast(void *mem, size_t claimed)
 {
     tm_tcache *tc = tm_tls_tcache;
     if (likely(tc != NULL && aligned_ok((uintptr_t)mem) && mem != NULL &&
@@ -163,21 +170,24 @@ TM_EXPORT void tide_free(void *mem)
         size_t raw = size_word(p);
         size_t i = tc_free_index(word_size(raw));
         tm_tc_entry *e = mem;
-        /* A cached size class with room (a medium class has none while
-         * closed), an intact in-use header, and not already cached or
-         * parked (else the slow path tells which): push, nothing else.
-         * No call on this path, so no registers to save.               */
         if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | TM_SAMPLED)) == 0 &&
-                   hdr_ok(p, raw, TM_ST_INUSE) && !tc_key_marked(e))) {
+                   hdr_ok(p, raw, TM_ST_INUSE) && !tc_key_marked(e) &&
+                   claimed <= word_size(raw) - TM_SIZE_SZ)) {
             if (likely(tc_try_push(tc, e, i)))
-                return;
+                return true;
             if (tc_my_limit(tc, i) != 0) {  /* (a closed medium class: the arena) */
                 free_full(tc, e, i);
-                return;
+                return true;
             }
         }
     }
-    free_slow(mem);
+    return false;
+}
+
+TM_EXPORT void tide_free(void *mem)
+{
+    if (!free_fast(mem, 0))
+        free_slow(mem);
 }
 
 /* The chunk's header, verified (TIDE_CHECKS) for a chunk in a heap of
@@ -564,7 +574,25 @@ TM_EXPORT void *tide_pvalloc(size_t size)
     return memalign_impl(ps, align_up(size, ps));
 }
 
+static TM_NOINLINE size_t usable_size_slow(void *mem);
+
+/* The fast path as free's: a chunk of our heaps whose intact header says
+ * in use, not mmapped, not cached or parked (without the checks: its
+ * next chunk's P bit says in use).  Anything else, including every
+ * misuse, takes the slow path, which classifies the pointer exactly. */
 TM_EXPORT size_t tide_malloc_usable_size(void *mem)
+{
+    if (likely(aligned_ok((uintptr_t)mem) && mem != NULL && tc_free_owned(mem))) {
+        tm_chunk *p = mem2chunk(mem);
+        size_t raw = size_word(p);
+        if (likely((raw & TM_IS_MMAPPED) == 0 && hdr_ok(p, raw, TM_ST_INUSE) &&
+                   !tc_key_marked(mem) && (TIDE_CHECKS || inuse(p))))
+            return word_size(raw) - TM_SIZE_SZ;
+    }
+    return usable_size_slow(mem);
+}
+
+static TM_NOINLINE size_t usable_size_slow(void *mem)
 {
     if (!mem)
         return 0;
@@ -592,9 +620,11 @@ TM_EXPORT size_t tide_malloc_usable_size(void *mem)
  * one that does not fit the chunk is a bug worth stopping on.           */
 TM_EXPORT void tide_free_sized(void *mem, size_t size)
 {
+    if (likely(free_fast(mem, size)))
+        return;
     if (mem && unlikely(size > tide_malloc_usable_size(mem)))
         tm_corrupt("free_sized(): size does not match the allocation", mem);
-    tide_free(mem);
+    free_slow(mem);
 }
 
 TM_EXPORT void tide_free_aligned_sized(void *mem, size_t alignment, size_t size)

@@ -723,6 +723,16 @@ static void test_calloc(void)
 }
 
 /* ======================================================================= */
+/* A child: a block freed with a claimed size one byte past its usable size. */
+static void free_sized_over(void *arg)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+    void *m = malloc(n);
+    if (!m)
+        _exit(3);
+    free_sized(m, malloc_usable_size(m) + 1);
+}
+
 static void test_aligned(void)
 {
     enum { MAXLIVE = 3 * 21 * 4 };
@@ -883,6 +893,28 @@ static void test_aligned(void)
     }
     free_aligned_sized(NULL, 64, 0);
     CHECK("free_aligned_sized(p, a, n) on aligned_alloc blocks", 1);
+    /* The whole usable size is a valid claim; one byte more is not, on
+     * the fast path (a cached class) and the slow one (mmapped). */
+    int whole_ok = 1;
+    for (size_t n = 1; n < 300000; n = n * 3 + 1) {
+        void *m = malloc(n);
+        size_t u = m ? malloc_usable_size(m) : 0;
+        if (!m || u < n)
+            whole_ok = 0;
+        free_sized(m, u);
+        void *again = malloc(n);           /* (the freed block, reused: nothing broke) */
+        if (!again || malloc_usable_size(again) < n)
+            whole_ok = 0;
+        free(again);
+    }
+    CHECK("free_sized(p, malloc_usable_size(p)) accepted", whole_ok);
+    static const size_t over_sizes[] = { 24, 100, 1000, 5000, 300000 };
+    for (size_t k = 0; k < sizeof over_sizes / sizeof over_sizes[0]; k++) {
+        char name[96];
+        snprintf(name, sizeof name, "free_sized(malloc(%zu), usable + 1) aborts", over_sizes[k]);
+        CHECK_ABORT(name, free_sized_over, (void *)over_sizes[k],
+                    "free_sized(): size does not match the allocation");
+    }
     heap_ok("alignment edge cases, valloc, pvalloc, free_sized");
 }
 
