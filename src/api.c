@@ -154,25 +154,34 @@ static TM_NOINLINE void *malloc_slow(size_t n)
 }
 
 /* ---- free --------------------------------------------------------------- */
-/* free's fast path, shared with free_sized: a chunk of our heaps with an
- * intact in-use header, not mmapped or sampled, not already cached or
- * parked (else the slow path tells which), of a cached size class with
- * room (a medium class has none while closed): push, nothing else.  No
- * call on the way, so no registers to save.  `claimed`: the size the
- * caller says the block has (free_sized), 0 for free; more than the
- * chunk holds goes to the slow path, which names it.  True: done.    */
+/* The fast paths' test of a pointer the program gives back (free,
+ * free_sized, malloc_usable_size): a chunk of our heaps whose header is
+ * intact and in use, without the bits in `excl` (M, and S for free), not
+ * cached or parked.  Its size word in *raw.  False: the slow path, which
+ * tells every misuse apart.  No call, so no registers to save.         */
+static TM_INLINE bool fast_given(void *mem, size_t excl, size_t *raw)
+{
+    if (!likely(aligned_ok((uintptr_t)mem) && mem != NULL && tc_free_owned(mem)))
+        return false;
+    tm_chunk *p = mem2chunk(mem);
+    *raw = size_word(p);
+    return likely((*raw & excl) == 0 && hdr_ok(p, *raw, TM_ST_INUSE) &&
+                  !tc_key_marked((tm_tc_entry *)mem));
+}
+
+/* free's fast path, shared with free_sized: fast_given, then a cached
+ * size class with room (a medium class has none while closed): push,
+ * nothing else.  `claimed`: the size the caller says the block has
+ * (free_sized), 0 for free; more than the chunk holds goes to the slow
+ * path, which names it.  True: done.                                  */
 static TM_INLINE bool free_fast(void *mem, size_t claimed)
 {
     tm_tcache *tc = tm_tls_tcache;
-    if (likely(tc != NULL && aligned_ok((uintptr_t)mem) && mem != NULL &&
-               tc_free_owned(mem))) {
-        tm_chunk *p = mem2chunk(mem);
-        size_t raw = size_word(p);
+    size_t raw;
+    if (likely(tc != NULL && fast_given(mem, TM_IS_MMAPPED | TM_SAMPLED, &raw))) {
         size_t i = tc_free_index(word_size(raw));
         tm_tc_entry *e = mem;
-        if (likely(i < TM_TCACHE_BINS && (raw & (TM_IS_MMAPPED | TM_SAMPLED)) == 0 &&
-                   hdr_ok(p, raw, TM_ST_INUSE) && !tc_key_marked(e) &&
-                   claimed <= word_size(raw) - TM_SIZE_SZ)) {
+        if (likely(i < TM_TCACHE_BINS && claimed <= word_size(raw) - TM_SIZE_SZ)) {
             if (likely(tc_try_push(tc, e, i)))
                 return true;
             if (tc_my_limit(tc, i) != 0) {  /* (a closed medium class: the arena) */
@@ -576,19 +585,14 @@ TM_EXPORT void *tide_pvalloc(size_t size)
 
 static TM_NOINLINE size_t usable_size_slow(void *mem);
 
-/* The fast path as free's: a chunk of our heaps whose intact header says
- * in use, not mmapped, not cached or parked (without the checks: its
- * next chunk's P bit says in use).  Anything else, including every
+/* The fast path as free's (fast_given; without the checks, the next
+ * chunk's P bit must also say in use).  Anything else, including every
  * misuse, takes the slow path, which classifies the pointer exactly. */
 TM_EXPORT size_t tide_malloc_usable_size(void *mem)
 {
-    if (likely(aligned_ok((uintptr_t)mem) && mem != NULL && tc_free_owned(mem))) {
-        tm_chunk *p = mem2chunk(mem);
-        size_t raw = size_word(p);
-        if (likely((raw & TM_IS_MMAPPED) == 0 && hdr_ok(p, raw, TM_ST_INUSE) &&
-                   !tc_key_marked(mem) && (TIDE_CHECKS || inuse(p))))
-            return word_size(raw) - TM_SIZE_SZ;
-    }
+    size_t raw;
+    if (likely(fast_given(mem, TM_IS_MMAPPED, &raw) && (TIDE_CHECKS || inuse(mem2chunk(mem)))))
+        return word_size(raw) - TM_SIZE_SZ;
     return usable_size_slow(mem);
 }
 

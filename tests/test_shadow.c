@@ -427,8 +427,9 @@ int main(int argc, char **argv)
      * TSan, where every access is slow: CI's time budget), else 50000. */
     const char *ops_env = getenv("TIDE_TEST_SHADOW_OPS");
     unsigned long ops = argc > 2 ? strtoul(argv[2], NULL, 0)
-                      : ops_env && strtoul(ops_env, NULL, 0) > 0 ? strtoul(ops_env, NULL, 0)
-                      : 50000;
+                      : ops_env ? strtoul(ops_env, NULL, 0) : 0;
+    if (ops == 0 && argc <= 2)
+        ops = 50000;
     cur_variant = variant;
 
     if (strcmp(variant, "default") == 0) {
