@@ -170,10 +170,11 @@ static TM_INLINE bool fast_given(void *mem, size_t excl, size_t *raw)
 }
 
 /* free's fast path, shared with free_sized: fast_given, then a cached
- * size class with room (a medium class has none while closed): push,
- * nothing else.  `claimed`: the size the caller says the block has
- * (free_sized), 0 for free; more than the chunk holds goes to the slow
- * path, which names it.  True: done.                                  */
+ * size class with room (a medium class has none while closed), or its
+ * outbox for a chunk of another arena (tcache.h): push, nothing else.
+ * `claimed`: the size the caller says the block has (free_sized), 0 for
+ * free; more than the chunk holds goes to the slow path, which names
+ * it.  True: done.                                                    */
 static TM_INLINE bool free_fast(void *mem, size_t claimed)
 {
     tm_tcache *tc = tm_tls_tcache;
@@ -182,10 +183,12 @@ static TM_INLINE bool free_fast(void *mem, size_t claimed)
         size_t i = tc_free_index(word_size(raw));
         tm_tc_entry *e = mem;
         if (likely(i < TM_TCACHE_BINS && claimed <= word_size(raw) - TM_SIZE_SZ)) {
-            if (likely(tc_try_push(tc, e, i)))
+            size_t j = tc_free_slot(tc, mem2chunk(mem), raw, i);
+            if (likely(tc_try_push(tc, e, j)))
                 return true;
-            if (tc_my_limit(tc, i) != 0) {  /* (a closed medium class: the arena) */
-                free_full(tc, e, i);
+            /* (a closed medium class: the arena) */
+            if (j >= TM_TCACHE_BINS || tc_my_limit(tc, j) != 0) {
+                free_full(tc, e, j);
                 return true;
             }
         }
@@ -293,14 +296,16 @@ static TM_NOINLINE void free_slow(void *mem)
     if (tc && lim) {
         /* Profiling sends every free here: one with room in its class
          * needs no more than the fast path does.                       */
-        if (unlikely(tm_fix.profiling) && !tc_key_marked(e) && tc_try_push(tc, e, i)) {
+        if (unlikely(tm_fix.profiling) && !tc_key_marked(e) &&
+            tc_try_push(tc, e, tc_free_slot(tc, p, size_word(p), i))) {
             errno = saved_errno;
             return;
         }
         tc_enter(tc);
         if (unlikely(tc_key_marked(e)))
             tm_tcache_double_free_check(tc, e, i);
-        cache_put(tc, e, i, lim);
+        if (!tm_tcache_put_away(tc, e, i))     /* another arena's: its outbox */
+            cache_put(tc, e, i, lim);
         tc_leave(tc);
         errno = saved_errno;
         return;
@@ -335,21 +340,36 @@ static TM_NOINLINE void free_slow(void *mem)
 }
 
 /* The fast path verified e (ours, aligned, an intact in-use header of a
- * cached class, neither cached nor parked) and found no room in class
- * i (or a reclaim in progress): the cache's slow half, without
- * free_slow's second round of the same checks (ownership, the header's
- * checksum, the mapped and sampled bits: about 90 instructions at every
- * free that overflows its class; jq overflows 70 k of its 82 k frees).
- * A closed medium class (no limit) takes free_slow's arena path.      */
-static TM_NOINLINE void free_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
+ * cached class, neither cached nor parked) and found no room in slot
+ * j, class i or its outbox (or a reclaim in progress): the cache's slow
+ * half, without free_slow's second round of the same checks
+ * (ownership, the header's checksum, the mapped and sampled bits: about
+ * 90 instructions at every free that overflows its class; jq overflows
+ * 70 k of its 82 k frees).  A closed medium class (no limit) takes
+ * free_slow's arena path.                                             */
+static TM_NOINLINE void free_full(tm_tcache *tc, tm_tc_entry *e, size_t j)
 {
+    int saved_errno = errno;                /* free never changes errno */
+    size_t i = j;
+    if (j >= TM_TCACHE_BINS) {
+        i = j - TM_TCACHE_BINS;
+        tm_obs_tick();
+        tc_enter(tc);
+        bool away = tm_tcache_put_away(tc, e, i);
+        tc_leave(tc);
+        if (away) {
+            errno = saved_errno;
+            return;
+        }
+    }
     size_t lim = tc_slow_limit(tc, i);      /* read once */
     if (!lim) {
         free_slow(e);
+        errno = saved_errno;
         return;
     }
-    int saved_errno = errno;                /* free never changes errno */
-    tm_obs_tick();
+    if (j == i)
+        tm_obs_tick();
     tc_enter(tc);
     cache_put(tc, e, i, lim);
     tc_leave(tc);

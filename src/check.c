@@ -194,18 +194,18 @@ static void check_own_cache(void)
     if (!tc)
         return;
     tc_enter(tc);
-    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        size_t n = 0;
-        for (tm_tc_entry *e = tc->entries[i]; e; e = tc_reveal(e)) {
+    for (size_t j = 0; j < TM_TC_SLOTS; j++) {      /* classes, then outboxes */
+        size_t n = 0, i = j % TM_TCACHE_BINS;
+        for (tm_tc_entry *e = tc->entries[j]; e; e = tc_reveal(e)) {
             CHECK(aligned_ok((uintptr_t)e), "misaligned cache entry", e);
-            CHECK(++n <= tc->counts[i], "cache list longer than its count", e);
+            CHECK(++n <= tc->counts[j], "cache list longer than its count", e);
             CHECK(tc_key_marked(e), "cache entry without its key", e);
             tm_chunk *p = mem2chunk(e);
             CHECK(tc_csize_index(chunksize(p)) == i, "cache entry in the wrong class", e);
             CHECK(!chunk_is_mmapped(p) && inuse(p), "cached chunk not in use", e);
             CHECK(chunk_hdr_ok(p, TM_ST_INUSE), "cached chunk's header checksum does not match", e);
         }
-        CHECK(n == tc->counts[i], "cache count differs from its list", tc);
+        CHECK(n == tc->counts[j], "cache count differs from its list", tc);
     }
     tc_leave(tc);
 }

@@ -71,6 +71,9 @@ static void reset_limits(tm_tcache *tc)
         size_t lim = i < TM_TCACHE_SMALL_BINS ? tc_limit(i) : 0;
         atomic_store_explicit(&tc->limits[i], (uint16_t)lim, memory_order_relaxed);
         bytes += lim * tm_class_size(i);
+        /* the outbox: the base, small classes only (tcache.h); not in
+         * limit_bytes, which bounds growth                             */
+        atomic_store_explicit(&tc->limits[TM_TCACHE_BINS + i], (uint16_t)(i < TM_TCACHE_SMALL_BINS ? tc_limit(i) : 0), memory_order_relaxed);
     }
     atomic_store_explicit(&tc->limit_bytes, bytes, memory_order_relaxed);
 }
@@ -195,6 +198,7 @@ bool tm_tcache_thread_init(void)
     if (!mem)
         return true;             /* no cache for this thread; still correct */
     reset_limits(mem);
+    ((tm_tcache *)mem)->home = tm_thread_arena();
     reg_add(mem);
     tm_tls_tcache_own = mem;
     tm_tls_tcache = tm_fix.profiling ? NULL : mem;   /* profiling: slow paths only */
@@ -452,6 +456,27 @@ static void *carve(tm_tcache *tc, tm_chunk *c, size_t nb, size_t i)
     return chunk2mem(c);
 }
 
+bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
+{
+    tm_chunk *p = mem2chunk(e);
+    size_t j = TM_TCACHE_BINS + i;
+    size_t lim = tc_my_limit(tc, j);     /* once: mallopt may change it */
+    if (lim == 0)
+        return false;      /* not cached (mallopt, M_PERTURB, the strong mode): the caller's path */
+    tm_arena *own = tm_thread_arena();
+    if (arena_for_chunk(p) == own) {
+        tc->home = own;         /* the thread moved since the last refill */
+        return false;
+    }
+    if (tc->counts[j] >= lim) {
+        free_chain(tc->entries[j], tc->counts[j], i, false, NULL);
+        tc->entries[j] = NULL;
+        tc->counts[j] = 0;
+    }
+    tc_push(tc, e, j);
+    return true;
+}
+
 /* The chunks other threads freed into our arena's class-i list: one
  * exchange, no lock, and the list becomes the (empty) class as it is,
  * count included; it may hold more than the class limit, which costs no
@@ -483,6 +508,7 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
         return m0;
     size_t want = tc_limit(i) / 2 + 1;     /* the base: a grown class refills no more */
     tm_arena *av = tm_arena_enter();
+    tc->home = av;                         /* (the thread may have moved) */
     void *first = NULL;
     size_t got = 0;
     while (got < want && tm_bins_has_exact(av, nb)) {
@@ -537,14 +563,16 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
  * to hold the key (astronomically unlikely).  Look before crying wolf.  */
 void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
-    size_t n = 0;
-    for (tm_tc_entry *t = tc->entries[i]; t; t = tc_reveal(t)) {
-        if (unlikely(n++ >= TM_TCACHE_COUNT_MAX))
-            tm_corrupt("free(): too many chunks detected in tcache", e);
-        if (unlikely(!aligned_ok((uintptr_t)t)))
-            tm_corrupt("free(): unaligned chunk detected in tcache 2", t);
-        if (t == e)
-            tm_corrupt("free(): double free detected in tcache 2", e);
+    for (size_t j = i; j < TM_TC_SLOTS; j += TM_TCACHE_BINS) {    /* the class, its outbox */
+        size_t n = 0;
+        for (tm_tc_entry *t = tc->entries[j]; t; t = tc_reveal(t)) {
+            if (unlikely(n++ >= TM_TCACHE_COUNT_MAX))
+                tm_corrupt("free(): too many chunks detected in tcache", e);
+            if (unlikely(!aligned_ok((uintptr_t)t)))
+                tm_corrupt("free(): unaligned chunk detected in tcache 2", t);
+            if (t == e)
+                tm_corrupt("free(): double free detected in tcache 2", e);
+        }
     }
 #if TIDE_CHECKS
     /* Marked but not ours: parked on a class list or the remote stack, or held by
@@ -560,11 +588,11 @@ void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i)
  * then empties those lists into the bins).                            */
 static void flush_classes(tm_tcache *tc, bool final)
 {
-    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        if (tc->counts[i])
-            free_chain(tc->entries[i], tc->counts[i], i, final, NULL);
-        tc->entries[i] = NULL;
-        tc->counts[i] = 0;
+    for (size_t j = 0; j < TM_TC_SLOTS; j++) {
+        if (tc->counts[j])
+            free_chain(tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, final, NULL);
+        tc->entries[j] = NULL;
+        tc->counts[j] = 0;
     }
 }
 
@@ -621,8 +649,8 @@ size_t tm_tcache_cached_bytes(void)
     if (!tc)
         return 0;
     tc_enter(tc);
-    for (size_t i = 0; i < TM_TCACHE_BINS; i++)
-        b += (size_t)tc->counts[i] * tm_class_size(i);
+    for (size_t j = 0; j < TM_TC_SLOTS; j++)
+        b += (size_t)tc->counts[j] * tm_class_size(j % TM_TCACHE_BINS);
     tc_leave(tc);
     return b;
 }
@@ -640,8 +668,8 @@ bool tm_tcache_all_cached(size_t *ncaches, size_t *bytes)
     for (tm_tcache *tc = reg_head; tc; tc = tc->reg_next) {
         n++;
 #if TM_TCACHE_RECLAIM
-        for (size_t i = 0; i < TM_TCACHE_BINS; i++)
-            b += (size_t)__atomic_load_n(&tc->counts[i], __ATOMIC_RELAXED) * tm_class_size(i);
+        for (size_t j = 0; j < TM_TC_SLOTS; j++)
+            b += (size_t)__atomic_load_n(&tc->counts[j], __ATOMIC_RELAXED) * tm_class_size(j % TM_TCACHE_BINS);
 #endif
     }
     reg_release();
@@ -684,7 +712,7 @@ bool tm_tcache_reclaim_init(void)
 /* Move every entry of tc onto *list (linked via fd). */
 static void take_all(tm_tcache *tc, tm_chunk **list)
 {
-    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+    for (size_t i = 0; i < TM_TC_SLOTS; i++) {     /* (outboxes too) */
         tm_tc_entry *e = tc->entries[i];
         for (size_t n = tc->counts[i]; n > 0 && e; n--) {
             tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;

@@ -18,6 +18,29 @@
  * arena lock.  A full class flushes half of itself: chunks of the own
  * arena under its lock, others pushed on their arena's remote list.
  *
+ * Outboxes: small foreign frees go home.  A chunk of a small class
+ * (<= 1040 bytes) from another thread's arena freed here is not cached
+ * for reuse by this thread: it goes into its class's outbox, which
+ * malloc never pops, and when the outbox is full (its class's base
+ * limit) the outbox goes home whole through free_chain (one CAS per run
+ * on the owning arena's class list, where the owner takes it back on a
+ * miss).  Reusing another thread's small chunk put this thread's writes
+ * on cache lines that the owner's neighbouring blocks share:
+ * cache_scratch's workers each reused the 8-byte block the main thread
+ * handed them, two of which shared a line: 4.6x glibc's time (mimalloc
+ * frees to the owning page for the same reason).  Medium chunks (1 KiB
+ * and more) share at most their first and last line, and sending them
+ * home made wl_rptest 16 % slower (most of its blocks are medium, and a
+ * medium class's batch is 1-3 chunks): they are cached as before.  The
+ * free fast path tells "foreign" exactly, by the chunk's arena (the A
+ * bit, else its sub-heap's header) against the thread's (tc->home).
+ * (A key that needed no load, the sub-heap's 64 MiB slot, also sent a
+ * thread's own chunks of its other sub-heaps to the outbox: test_quiet
+ * optout-mt's parked threads kept 8 MiB more resident.)
+ *
+ *   free(p), small class i:  key(p) == home ?  class i  :  outbox i --full--> home
+ *   malloc:                  class i only
+ *
  * Shared state: a cache is used by its thread, and emptied by the
  * background thread when the owner has been idle (below).  The per-class
  * base limits tm_tc_limit[] change when any thread calls mallopt, which
@@ -68,6 +91,10 @@
 #include "arena.h"
 #include "owner.h"
 #include "meta.h"
+#include "heap.h"
+
+/* Slots of a cache: a class and an outbox per class. */
+#define TM_TC_SLOTS (2 * TM_TCACHE_BINS)
 
 typedef struct tm_tc_entry {
     uintptr_t next;        /* protected pointer to the next entry's mem */
@@ -79,12 +106,15 @@ typedef struct tm_tcache {
     _Atomic int steal;               /* reclaimer at work                      */
     _Atomic int reclaimed;           /* emptied while idle; owner not back yet */
     _Atomic uint64_t slow_ops;       /* owner's slow-path entries              */
-    uint16_t counts[TM_TCACHE_BINS];
+    /* Slots 0..TM_TCACHE_BINS-1 are the classes; slot TM_TCACHE_BINS + i
+     * is class i's outbox (below).  counts[], limits[] and entries[]
+     * cover both.                                                     */
+    uint16_t counts[TM_TC_SLOTS];
     /* This thread's limit per class: the global base (tm_tc_limit), grown
      * where the class overflowed (tm_tcache_put_full), reset to the base
      * by mallopt (any thread: relaxed atomics, growth by CAS) and when
      * an idle cache is reclaimed.                                      */
-    _Atomic uint16_t limits[TM_TCACHE_BINS];
+    _Atomic uint16_t limits[TM_TC_SLOTS];
     _Atomic size_t limit_bytes;      /* sum of limits[i] * chunk size        */
     bool grown;                      /* owner's: some limit grew since the last drain */
     /* Owner's: class i ever missed (a refill) in this thread - one bit
@@ -95,7 +125,12 @@ typedef struct tm_tcache {
      * more instructions with a bit cleared at every flush).            */
     uint64_t missed[(TM_TCACHE_BINS + 63) / 64];
     bool medium_held;                /* owner's: medium limits opened since the last close */
-    tm_tc_entry *entries[TM_TCACHE_BINS];
+    tm_tc_entry *entries[TM_TC_SLOTS];
+    /* Owner's: the thread's own arena as last seen (set up, a refill, an
+     * outbox overflow), NULL while it has none.  A copy, as the fast
+     * path cannot call into arena.c: a stale one sends a chunk to the
+     * other slot, both of which are correct.                           */
+    const struct tm_arena *home;
     /* Registry of all caches (reclaimer's walk), guarded by its lock. */
     struct tm_tcache *reg_next, *reg_prev;
     uint64_t seen_ops;               /* slow_ops at the reclaimer's last look  */
@@ -176,6 +211,16 @@ static inline size_t tc_slow_limit(struct tm_tcache *tc, size_t i)
 static inline size_t tc_my_limit(const tm_tcache *tc, size_t i)
 {
     return atomic_load_explicit(&tc->limits[i], memory_order_relaxed);
+}
+
+/* free's fast path: the slot of chunk p (size word raw) of class i:
+ * the class, or its outbox if the class is small and the chunk's arena
+ * is not the thread's home.  The arena as arena_for_chunk, from the
+ * size word already loaded (a sub-heap's header for a non-main chunk). */
+static TM_INLINE size_t tc_free_slot(const tm_tcache *tc, const tm_chunk *p, size_t raw, size_t i)
+{
+    const tm_arena *av = (raw & TM_NON_MAIN) ? heap_for_ptr(p)->ar : &tm_main_arena;
+    return av == tc->home || i >= TM_TCACHE_SMALL_BINS ? i : i + TM_TCACHE_BINS;
 }
 
 static inline tm_tc_entry *tc_reveal(tm_tc_entry *e)
@@ -344,6 +389,11 @@ static TM_INLINE bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
 }
 
 TM_HIDDEN void *tm_tcache_refill(tm_tcache *tc, size_t nb);
+/* Free e, of class i and not marked, from a slow path (cache entered):
+ * into class i's outbox if it belongs to another arena than the
+ * thread's (an outbox that is full goes home first): true.  False: it
+ * is the thread's own (home updated), for the class.                 */
+TM_HIDDEN bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i);
 /* Free e into class i, which has `count >= limit` entries. */
 TM_HIDDEN void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN TM_NOINLINE void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i);

@@ -482,6 +482,103 @@ static void test_cross_thread(void)
     CHK();
 }
 
+/* Outboxes (tcache.h): a thread with an arena of its own that frees
+ * small blocks of another arena does not reuse them - they wait in the
+ * class's outbox, malloc never pops it, and they go home when it is
+ * full, at a flush and at thread exit; a second free of a block in the
+ * outbox is a double free.  Its own blocks go into the class as ever. */
+#define OB_N 64
+static void *volatile ob_blocks[OB_N];
+static tm_arena *ob_owner;
+
+static void ob_double_free(void *arg)
+{
+    free(arg);          /* in the calling thread's outbox already */
+}
+
+static void *t_ob_freer(void *arg)
+{
+    (void)arg;
+    free(malloc(64));                       /* an arena of its own */
+    size_t i = cls(64), j = TM_TCACHE_BINS + i;
+    tm_tcache *tc = tm_tls_tcache;
+    CHECK("the freeing thread has another arena than the owner",
+          tc != NULL && tm_thread_arena() != NULL && tm_thread_arena() != ob_owner);
+    if (!tc)
+        return NULL;
+    /* its own block: into the class, reused at once */
+    void *mine = malloc(64);
+    size_t cached = tc->counts[i], away = tc->counts[j];
+    free(mine);
+    CHECK("an own block is cached in its class, not sent away",
+          tc->counts[i] == cached + 1 && tc->counts[j] == away);
+    CHECK("and handed out again by the next malloc", malloc(64) == mine);
+    free(mine);
+    size_t lim = tc_my_limit(tc, j);
+    CHECKF("the outbox of a small class has the class's base limit", lim == tm_tc_limit[i] && lim > 0,
+           "%zu vs %u", lim, (unsigned)tm_tc_limit[i]);
+    for (int k = 0; k < OB_N; k++)
+        free(ob_blocks[k]);
+    CHECKF("the owner's blocks wait in the outbox, at most one limit of them",
+           tc->counts[j] > 0 && tc->counts[j] <= lim && (OB_N - tc->counts[j]) % lim == 0,
+           "%u (limit %zu)", tc->counts[j], lim);
+    CHK();
+    /* none of them is handed out here */
+    void *got[OB_N * 2];
+    size_t reused = 0;
+    for (int k = 0; k < OB_N * 2; k++) {
+        got[k] = malloc(64);
+        for (int m = 0; m < OB_N; m++)
+            reused += got[k] == ob_blocks[m];
+    }
+    CHECKF("no block of the owner's arena is reused by the freeing thread", reused == 0, "%zu reused", reused);
+    for (int k = 0; k < OB_N * 2; k++)
+        free(got[k]);
+    CHECK_ABORT("a second free of a block waiting in the outbox is a double free", ob_double_free,
+                ob_blocks[OB_N - 1], "free(): double free detected in tcache 2");
+    CHK();
+    return NULL;                             /* exit: the outbox goes home */
+}
+
+static void *t_ob_owner(void *arg)
+{
+    (void)arg;
+    free(malloc(64));
+    ob_owner = tm_thread_arena();
+    for (int k = 0; k < OB_N; k++)
+        ob_blocks[k] = malloc(64);
+    tide_thread_cache_flush();
+    run_in_thread(t_ob_freer);
+    /* Every block came home: the owner gets each back within a few
+     * batches of mallocs (its class list, installed on a miss).        */
+    bool back[OB_N] = { false };
+    void *hold[512];
+    size_t nh = 0, nback = 0;
+    while (nh < 512 && nback < OB_N) {
+        void *p = malloc(64);
+        hold[nh++] = p;
+        for (int m = 0; m < OB_N; m++)
+            if (p == ob_blocks[m] && !back[m]) {
+                back[m] = true;
+                nback++;
+            }
+    }
+    CHECKF("every block the other thread freed came back to the owner", nback == OB_N,
+           "%zu of %d after %zu mallocs", nback, OB_N, nh);
+    for (size_t k = 0; k < nh; k++)
+        free(hold[k]);
+    CHK();
+    return NULL;
+}
+
+static void test_outbox(void)
+{
+    bg_pause();
+    run_in_thread(t_ob_owner);
+    bg_resume();
+    CHK();
+}
+
 static void run_in_thread(void *(*fn)(void *))
 {
     pthread_t t;
@@ -718,6 +815,7 @@ int main(void)
     test_pure_consumer(PURE_N);
     test_exit_no_parked();
     test_own_stash();
+    test_outbox();
     run_in_thread(t_adaptive);
     return harness_finish();
 }

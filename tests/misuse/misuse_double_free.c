@@ -98,7 +98,8 @@ struct xt {
     int fd_go[2], fd_done[2];
 };
 
-/* The other thread frees p (into its own cache), then waits, then takes
+/* The other thread frees p (into its cache: the outbox, p being another
+ * arena's), then waits, then takes
  * the same size once. */
 static void *xt_freer(void *arg)
 {
