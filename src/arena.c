@@ -433,8 +433,16 @@ static TM_NOINLINE void tick_slow(tm_arena *av)
     bool ebbed = tm_release_ebbed(av);
     if (ebbed != atomic_load_explicit(&av->ebbed, memory_order_relaxed))
         atomic_store_explicit(&av->ebbed, ebbed, memory_order_relaxed);
-    if (unlikely(!av->swing_armed) && !av->swinging && av->inuse >= av->inuse_hwm / 2)
-        tm_release_swing_arm(av);   /* the working set is (back) up: a drain may count */
+    if (unlikely(!av->swing_armed) && !av->swinging && av->inuse >= av->inuse_hwm / 2) {
+        /* The working set is (back) up: after a counted drain, the arena
+         * swings (release.h); else the next drain may count.          */
+        if (av->swing_drains >= TM_SWING_DRAINS) {
+            av->swinging = true;
+            atomic_store_explicit(&tm_swing_seen, true, memory_order_relaxed);
+        } else {
+            tm_release_swing_arm(av);
+        }
+    }
     uint64_t now = tm_os_now_ms();
     long decay = TM_P(decay_ms);
     if (decay >= 0 && now >= av->next_purge)

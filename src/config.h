@@ -138,11 +138,11 @@
  * runs.                                                                */
 #define TM_FAST_BYTES_MAX (1024u * 1024)
 #define TM_FAST_CAP_STEP_SHIFT 16
-/* A drain that released at least TM_SWING_MIN_BYTES at free time and
- * after which the working set came back counts as a swing; an arena
- * with TM_SWING_DRAINS of them swings (release.h tm_release_swing).  */
+/* A drain that released at least TM_SWING_MIN_BYTES at free time
+ * counts; an arena whose working set comes back after TM_SWING_DRAINS
+ * of them swings (release.h tm_release_swing).                        */
 #define TM_SWING_MIN_BYTES (4u * 1024 * 1024)
-#define TM_SWING_DRAINS 3u
+#define TM_SWING_DRAINS 1u
 /* The background thread could not be created: no new try for this long. */
 #define TM_BG_RETRY_MS 1000u
 

@@ -133,8 +133,8 @@ typedef struct tm_arena {
      * cache's flush, which then parks less of its own (tcache.c).      */
     _Atomic bool ebbed;
     /* Swings (release.h tm_release_swing): a drain that released memory
-     * at free time, after which the working set came back, is counted;
-     * from TM_SWING_DRAINS on the arena swings, and while the background
+     * at free time is counted; when the working set comes back after
+     * TM_SWING_DRAINS of them the arena swings, and while the background
      * thread runs its cap keeps the working set's mark resident (the
      * thread releases by time).  Lock holders only.                    */
     bool swing_armed;               /* the working set came back since the last count */

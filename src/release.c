@@ -71,10 +71,7 @@ void tm_release_swing_note(tm_arena *av, size_t bytes)
     if (av->swing_released < TM_SWING_MIN_BYTES)
         return;
     av->swing_armed = false;         /* one count per drain */
-    if (++av->swing_drains >= TM_SWING_DRAINS) {
-        av->swinging = true;
-        atomic_store_explicit(&tm_swing_seen, true, memory_order_relaxed);
-    }
+    av->swing_drains++;              /* (the regrowth decides, arena.c) */
 }
 
 void tm_release_zero_range(const tm_chunk *p, size_t n, tm_zrange *z)

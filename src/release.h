@@ -164,13 +164,19 @@ static inline bool tm_release_ebbed(const tm_arena *av)
  * 77 k madvise calls, 370 k page faults, 1.68 s of CPU against glibc's
  * 0.55 s (0.81 s with what follows).
  *
- * So an arena counts its swings: drains that released at least
+ * So an arena counts its drains that released at least
  * TM_SWING_MIN_BYTES at free time while it was deeply drained, each
  * after its chunks in use had been up at half their high-water mark
- * again (tm_release_swing_arm, from the tick of every 32nd lock section,
+ * (tm_release_swing_arm, from the tick of every 32nd lock section,
  * arena.c: the deep-drain flag is refreshed only by frees into the bins,
- * which a burst of small frees makes late).  From TM_SWING_DRAINS on,
- * the arena swings: while the background thread runs, its cap keeps the
+ * which a burst of small frees makes late).  When its chunks in use
+ * come back to half their mark after TM_SWING_DRAINS (1) such drains,
+ * the working set has swung back: the arena swings.  (It was the third
+ * drain itself until 2026-12: wl_swing's first three rounds released
+ * and faulted their ~50 MiB back, 2.9x glibc's time: on a virtual
+ * machine the release and the refault are dear, 59 % of the samples of
+ * `wl_swing --rounds 3` were in the kernel's pvm_irq_enable.)  Once
+ * it swings, while the background thread runs, its cap keeps the
  * working set's high-water mark resident and the thread releases by
  * time (decay_ms after the memory became free, as for any arena), so a
  * program that stops swinging and goes quiet still gets its memory
