@@ -109,7 +109,7 @@ def geomean(xs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build")
-    ap.add_argument("--a", required=True, help="library a (the reference)")
+    ap.add_argument("--a", required=True, help="library a (the reference); glibc: no preload")
     ap.add_argument("--b", required=True, help="library b")
     ap.add_argument("--names", default="a,b", help="names of a and b for the table")
     ap.add_argument("--out", default="build/cost")
@@ -142,7 +142,7 @@ def main():
     for r in range(args.reps):
         for w in names:
             for side, lib in (("a", args.a), ("b", args.b)):
-                jobs.append((w, side, os.path.abspath(lib), os.path.abspath(args.build), progs.get(w),
+                jobs.append((w, side, "" if lib == "glibc" else os.path.abspath(lib), os.path.abspath(args.build), progs.get(w),
                              b_env if side == "b" else {}, args.functions > 0 and r == 0))
     with ThreadPoolExecutor(max_workers=args.jobs) as ex:
         results = list(ex.map(one, jobs))
