@@ -2,7 +2,8 @@
 # bench/cost.py does what it says: the same library twice gives the same
 # instruction counts (pairs: single-threaded, deterministic; jq: a real
 # program), and --b-env reaches only the second library's runs (the thread
-# cache turned off there makes pairs run far more instructions).
+# cache turned off there makes pairs run far more instructions), and
+# --a glibc runs without a preload (glibc's malloc: other counts).
 #   usage: cost_check.sh SRC BUILD
 set -eu
 src=$1 build=$2
@@ -14,6 +15,8 @@ python3 "$src/bench/cost.py" --build "$build" --a "$lib" --b "$lib" --workloads 
     --names a,b --out "$out/same"
 python3 "$src/bench/cost.py" --build "$build" --a "$lib" --b "$lib" --workloads pairs \
     --b-env GLIBC_TUNABLES=glibc.malloc.tcache_count=0 --names cache,nocache --out "$out/env"
+python3 "$src/bench/cost.py" --build "$build" --a glibc --b "$lib" --workloads pairs \
+    --names glibc,tide --out "$out/glibc"
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -27,6 +30,9 @@ for w in ("pairs", "jq"):
         bad.append("%s: the same library twice gave ratio %.4f (%d Ir)" % (w, same[w]["ratio"], same[w]["a"]))
 if "pairs" not in env or env["pairs"]["ratio"] < 1.3:
     bad.append("--b-env had no effect: %r" % env.get("pairs"))
+gl = {r["workload"]: r for r in json.load(open(out + "/glibc/cost.json"))["rows"]}
+if "pairs" not in gl or 0.97 <= gl["pairs"]["ratio"] <= 1.03 or gl["pairs"]["glibc"] < 1e6:
+    bad.append("--a glibc ran the same allocator as b: %r" % gl.get("pairs"))
 for b in bad:
     print("FAIL:", b)
 print("same: pairs %.4f, jq %.4f; cache off: pairs %.2fx the instructions"
