@@ -34,7 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_programs  # noqa: E402
-from run import WORKLOADS, WL_CMD, WL_FAMILY  # noqa: E402
+from run import (WORKLOADS, WL_CMD, WL_FAMILY, PEERS, PEER_VARIANTS,  # noqa: E402
+                 find_lib, ldconfig_paths)
 
 COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -81,6 +82,27 @@ def functions(tmp):
     return per
 
 
+def resolve(spec):
+    """A library argument: `glibc` (no preload), a peer or peer variant by
+    the name `make bench` gives it (jemalloc, tcmalloc-release, ...: its
+    Debian library and that variant's environment), else a path."""
+    if spec == "glibc":
+        return "", {}
+    base, env = PEER_VARIANTS.get(spec, (spec, {}))
+    soname = {name: so for name, so, _ in PEERS}.get(base)
+    if soname is None:
+        return os.path.abspath(spec), {}
+    lib = find_lib(soname, ldconfig_paths())
+    if lib is None:
+        sys.exit("%s: %s not found (Debian package %s)"
+                 % (spec, soname, {n: p for n, _, p in PEERS}[base]))
+    return lib, dict(env)
+
+
+def described(lib, env):
+    return (lib or "(no preload)") + "".join(" %s=%s" % kv for kv in sorted(env.items()))
+
+
 def one(job):
     w, _, lib, build, st, extra_env, want_functions = job
     tmp = tempfile.mkdtemp(prefix="tidecost.")
@@ -91,11 +113,13 @@ def one(job):
         if st is None:
             binary, extra = WL_CMD.get(w, (w, []))
             argv = [os.path.join(build, "bench", "wl_" + binary), "--quick"] + extra
-            env["LD_PRELOAD"] = lib
+            if lib:
+                env["LD_PRELOAD"] = lib
             n, err = callgrind(argv, env, tmp, None, tmp)
         else:
             env.update(st.get("env", {}))
-            env["LD_PRELOAD"] = lib
+            if lib:
+                env["LD_PRELOAD"] = lib
             n, err = callgrind(st["argv"], env, st["dir"], st.get("stdin"), tmp)
         return n, err, (functions(tmp) if want_functions and n is not None else None)
     finally:
@@ -109,8 +133,9 @@ def geomean(xs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build")
-    ap.add_argument("--a", required=True, help="library a (the reference); glibc: no preload")
-    ap.add_argument("--b", required=True, help="library b")
+    ap.add_argument("--a", required=True, help="library a (the reference): a path, glibc (no preload) "
+                    "or a peer as make bench names it (jemalloc, mimalloc-purge, ...)")
+    ap.add_argument("--b", required=True, help="library b (as --a)")
     ap.add_argument("--names", default="a,b", help="names of a and b for the table")
     ap.add_argument("--out", default="build/cost")
     ap.add_argument("--b-env", action="append", default=[], metavar="VAR=VALUE",
@@ -138,12 +163,14 @@ def main():
             progs[w] = bench_programs.prepare(w, os.path.join(args.out, "programs", w), True)
     names = [w for w in names if WL_FAMILY[w] != "programs" or w in progs]
     b_env = dict(kv.split("=", 1) for kv in args.b_env)
+    (lib_a, env_a), (lib_b, env_b) = resolve(args.a), resolve(args.b)
+    env_b.update(b_env)
     jobs = []
     for r in range(args.reps):
         for w in names:
-            for side, lib in (("a", args.a), ("b", args.b)):
-                jobs.append((w, side, "" if lib == "glibc" else os.path.abspath(lib), os.path.abspath(args.build), progs.get(w),
-                             b_env if side == "b" else {}, args.functions > 0 and r == 0))
+            for side, lib, env in (("a", lib_a, env_a), ("b", lib_b, env_b)):
+                jobs.append((w, side, lib, os.path.abspath(args.build), progs.get(w), env,
+                             args.functions > 0 and r == 0))
     with ThreadPoolExecutor(max_workers=args.jobs) as ex:
         results = list(ex.map(one, jobs))
     ir = {}
@@ -196,11 +223,11 @@ def main():
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(args.out, "cost.md"), "w") as f:
-        f.write("Instructions (callgrind, quick mode, median of %d): %s = %s, %s = %s%s\n\n"
-                % (args.reps, na, args.a, nb, args.b,
-                   (" with " + " ".join(args.b_env)) if args.b_env else "") + text)
+        f.write("Instructions (callgrind, quick mode, median of %d): %s = %s, %s = %s\n\n"
+                % (args.reps, na, described(lib_a, env_a), nb, described(lib_b, env_b)) + text)
     with open(os.path.join(args.out, "cost.json"), "w") as f:
-        json.dump({"a": args.a, "b": args.b, "b_env": b_env, "names": [na, nb], "reps": args.reps,
+        json.dump({"a": args.a, "b": args.b, "lib_a": lib_a, "lib_b": lib_b, "env_a": env_a,
+                   "b_env": env_b, "names": [na, nb], "reps": args.reps,
                    "rows": rows, "geomean": allg}, f, indent=1)
     return 1 if failed else 0
 

@@ -3,7 +3,9 @@
 # instruction counts (pairs: single-threaded, deterministic; jq: a real
 # program), and --b-env reaches only the second library's runs (the thread
 # cache turned off there makes pairs run far more instructions), and
-# --a glibc runs without a preload (glibc's malloc: other counts).
+# --a glibc runs without a preload (glibc's malloc: other counts), a peer
+# named as make bench names it (mimalloc) is found, and cost_table.py
+# merges the runs into one table.
 #   usage: cost_check.sh SRC BUILD
 set -eu
 src=$1 build=$2
@@ -17,6 +19,13 @@ python3 "$src/bench/cost.py" --build "$build" --a "$lib" --b "$lib" --workloads 
     --b-env GLIBC_TUNABLES=glibc.malloc.tcache_count=0 --names cache,nocache --out "$out/env"
 python3 "$src/bench/cost.py" --build "$build" --a glibc --b "$lib" --workloads pairs \
     --names glibc,tide --out "$out/glibc"
+if /sbin/ldconfig -p 2>/dev/null | grep -q 'libmimalloc\.so\.2 '; then   # (libmimalloc2.0)
+    python3 "$src/bench/cost.py" --build "$build" --a mimalloc --b "$lib" --workloads pairs \
+        --names mimalloc,tide --out "$out/mimalloc"
+    python3 "$src/bench/cost_table.py" "$out/glibc" "$out/mimalloc" > "$out/table.md"
+else
+    echo "libmimalloc.so.2 missing: the peer-name and cost_table checks skipped"
+fi
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -33,6 +42,14 @@ if "pairs" not in env or env["pairs"]["ratio"] < 1.3:
 gl = {r["workload"]: r for r in json.load(open(out + "/glibc/cost.json"))["rows"]}
 if "pairs" not in gl or 0.97 <= gl["pairs"]["ratio"] <= 1.03 or gl["pairs"]["glibc"] < 1e6:
     bad.append("--a glibc ran the same allocator as b: %r" % gl.get("pairs"))
+import os
+if os.path.exists(out + "/mimalloc/cost.json"):
+    mi = json.load(open(out + "/mimalloc/cost.json"))
+    if "libmimalloc" not in mi["lib_a"] or mi["rows"][0]["mimalloc"] == gl["pairs"]["glibc"]:
+        bad.append("--a mimalloc did not preload mimalloc: %r" % mi["lib_a"])
+    table = open(out + "/table.md").read()
+    if "| pairs | own |" not in table or "**geomean** (1)" not in table:
+        bad.append("cost_table.py: no pairs row or geomean in\n" + table)
 for b in bad:
     print("FAIL:", b)
 print("same: pairs %.4f, jq %.4f; cache off: pairs %.2fx the instructions"
