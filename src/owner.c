@@ -4,7 +4,7 @@
 #include "os.h"
 
 struct tm_own_fast tm_own;
-_Atomic uint64_t tm_own_sub[TM_OWN_SUB_WORDS];
+_Atomic uint8_t tm_own_sub[TM_OWN_SUB_SLOTS];
 
 /* ---- main arena ------------------------------------------------------------ */
 /* The brk segments themselves, for tm_own_classify: a foreign sbrk between
@@ -20,11 +20,16 @@ static _Atomic unsigned brk_nsegs;
 void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
 {
     uintptr_t cur_lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
-    uintptr_t cur_hi = atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed);
-    if (cur_hi == 0 || lo < cur_lo)
+    uintptr_t cur_span = atomic_load_explicit(&tm_own.main_span, memory_order_relaxed);
+    uintptr_t cur_hi = cur_lo + cur_span;
+    if (cur_span == 0 || lo < cur_lo) {
+        /* (lo down, span up: see tm_own_fast for the order) */
+        uintptr_t new_hi = cur_span == 0 || hi > cur_hi ? hi : cur_hi;
         atomic_store_explicit(&tm_own.main_lo, lo, memory_order_relaxed);
-    if (hi > cur_hi)
-        atomic_store_explicit(&tm_own.main_hi, hi, memory_order_relaxed);
+        atomic_store_explicit(&tm_own.main_span, new_hi - lo, memory_order_release);
+    } else if (hi > cur_hi) {
+        atomic_store_explicit(&tm_own.main_span, hi - cur_lo, memory_order_release);
+    }
     unsigned n = atomic_load_explicit(&brk_nsegs, memory_order_relaxed);
     for (unsigned i = n; i-- > 0;)
         if (atomic_load_explicit(&brk_segs[i].lo, memory_order_relaxed) == lo) {
@@ -42,8 +47,9 @@ void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
 
 void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi)
 {
-    if (atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed) == old_hi)
-        atomic_store_explicit(&tm_own.main_hi, new_hi, memory_order_relaxed);
+    uintptr_t lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
+    if (lo + atomic_load_explicit(&tm_own.main_span, memory_order_relaxed) == old_hi)
+        atomic_store_explicit(&tm_own.main_span, new_hi - lo, memory_order_release);
     unsigned n = atomic_load_explicit(&brk_nsegs, memory_order_relaxed);
     for (unsigned i = 0; i < n; i++)
         if (atomic_load_explicit(&brk_segs[i].hi, memory_order_relaxed) == old_hi)
@@ -65,15 +71,15 @@ static bool in_brk_segment(uintptr_t a)
 void tm_own_sub_add(const void *h)
 {
     uintptr_t g = (uintptr_t)h >> TM_OWN_SUB_SHIFT;
-    if (g < (uintptr_t)TM_OWN_SUB_WORDS * 64)
-        atomic_fetch_or_explicit(&tm_own_sub[g >> 6], (uint64_t)1 << (g & 63), memory_order_relaxed);
+    if (g < (uintptr_t)TM_OWN_SUB_SLOTS)
+        atomic_store_explicit(&tm_own_sub[g], 1, memory_order_relaxed);
 }
 
 void tm_own_sub_del(const void *h)
 {
     uintptr_t g = (uintptr_t)h >> TM_OWN_SUB_SHIFT;
-    if (g < (uintptr_t)TM_OWN_SUB_WORDS * 64)
-        atomic_fetch_and_explicit(&tm_own_sub[g >> 6], ~((uint64_t)1 << (g & 63)), memory_order_relaxed);
+    if (g < (uintptr_t)TM_OWN_SUB_SLOTS)
+        atomic_store_explicit(&tm_own_sub[g], 0, memory_order_relaxed);
 }
 
 /* ---- mmapped chunks: linear probing, backward-shift deletion ------------------ */
@@ -188,8 +194,7 @@ void tm_own_mmap_del(const tm_chunk *p)
 int tm_own_classify(const tm_chunk *p)
 {
     uintptr_t a = (uintptr_t)p;
-    if (a >= atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed) &&
-        a < atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed))
+    if (tm_own_in_main(a))
         return in_brk_segment(a) ? TM_OWN_HEAP : TM_OWN_NONE;
     if (tm_own_in_sub(a)) {
         /* Ours only within the heap's extent: not in the guard before its

@@ -9,10 +9,14 @@
  * heap, so a heap overflow cannot edit them):
  *   main arena  the bounds [lo, hi) of its brk segments (contiguous in
  *               practice); once brk fails it grows in sub-heaps (below);
- *   sub-heaps   one bit per TM_HEAP_MAX_SIZE-aligned slot of the address
- *               space (2^47 / 64 MiB = 2 Mi bits, 256 KiB of .bss that
- *               stays untouched zero pages but for the words in use):
- *               set while a sub-heap lives there;
+ *   sub-heaps   one byte per TM_HEAP_MAX_SIZE-aligned slot of the address
+ *               space (2^47 / 64 MiB = 2 Mi bytes of .bss that stay
+ *               untouched zero pages but for the one or two 4 KiB pages
+ *               that hold the slots in use: 256 GiB of address space per
+ *               page): 1 while a sub-heap lives there.  A byte rather
+ *               than a bit: the test is a compare with memory, not a
+ *               load, a shift and a bit test (free and malloc's hit
+ *               paths of threads of other arenas make it);
  *   mmapped     an open-addressing hash set of the chunk addresses of
  *               mmapped chunks, each with its mapping (start, length), so
  *               that munmap uses what was mapped, never what a header says.
@@ -28,22 +32,32 @@
 
 #define TM_OWN_ADDR_BITS 47
 #define TM_OWN_SUB_SHIFT 26                    /* log2(TM_HEAP_MAX_SIZE) */
-#define TM_OWN_SUB_WORDS (((size_t)1 << (TM_OWN_ADDR_BITS - TM_OWN_SUB_SHIFT)) / 64)
+#define TM_OWN_SUB_SLOTS ((size_t)1 << (TM_OWN_ADDR_BITS - TM_OWN_SUB_SHIFT))
 
 _Static_assert(((size_t)1 << TM_OWN_SUB_SHIFT) == TM_HEAP_MAX_SIZE, "sub-heap slot size");
 
+/* The main arena's brk range as [lo, lo + span): one subtraction and one
+ * unsigned compare on the hot paths (an address below lo wraps to a huge
+ * offset).  Writers (the main arena's lock holder) store lo before span,
+ * span with release; readers load span (acquire: a plain load on
+ * x86-64) before lo.  A reader that sees the new span sees the new lo; one
+ * that sees a new lo with the old span checks [new lo, new lo + old span),
+ * inside the union of both ranges whenever lo only moves down or span
+ * only grows, the only moves that happen together (tm_own_main_brk).  So
+ * a racing reader can miss (the slow path is exact), never accept an
+ * address outside what was ever registered.                          */
 struct tm_own_fast {
-    _Atomic uintptr_t main_lo, main_hi;        /* brk segments of the main arena */
+    _Atomic uintptr_t main_lo, main_span;      /* brk segments of the main arena */
 };
 extern struct tm_own_fast tm_own TM_HIDDEN;
-extern _Atomic uint64_t tm_own_sub[TM_OWN_SUB_WORDS] TM_HIDDEN;
+extern _Atomic uint8_t tm_own_sub[TM_OWN_SUB_SLOTS] TM_HIDDEN;
 
 static TM_INLINE bool tm_own_in_sub(uintptr_t a)
 {
     uintptr_t g = a >> TM_OWN_SUB_SHIFT;
-    if (g >= (uintptr_t)TM_OWN_SUB_WORDS * 64)
+    if (g >= (uintptr_t)TM_OWN_SUB_SLOTS)
         return false;
-    return (atomic_load_explicit(&tm_own_sub[g >> 6], memory_order_relaxed) >> (g & 63)) & 1;
+    return atomic_load_explicit(&tm_own_sub[g], memory_order_relaxed) != 0;
 }
 /* Inside one of our heaps: the main arena's brk bounds or one of our
  * sub-heaps (the main arena's too, once brk has failed: sysmem.c).  No
@@ -51,12 +65,14 @@ static TM_INLINE bool tm_own_in_sub(uintptr_t a)
  * whole, its 64 MiB slot with the guard and the reserve (both readable:
  * heap.h), so reading a header there is safe; tm_own_classify is exact.
  * Mmapped chunks are not in heaps: tm_own_classify.                  */
+static TM_INLINE bool tm_own_in_main(uintptr_t a)
+{
+    uintptr_t span = atomic_load_explicit(&tm_own.main_span, memory_order_acquire);
+    return a - atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed) < span;
+}
 static TM_INLINE bool tm_own_in_heaps(uintptr_t a)
 {
-    if (a >= atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed) &&
-        a < atomic_load_explicit(&tm_own.main_hi, memory_order_relaxed))
-        return true;
-    return tm_own_in_sub(a);
+    return tm_own_in_main(a) || tm_own_in_sub(a);
 }
 
 enum { TM_OWN_NONE = 0, TM_OWN_HEAP = 1, TM_OWN_MMAP = 2 };
