@@ -318,7 +318,7 @@ static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
 {
     (void)i;
 #if TIDE_CHECKS
-    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps((uintptr_t)mem2chunk(e))))
+    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps((uintptr_t)e - TM_HDR)))
         return false;
     return likely(tc_key_marked(e));
 #else
@@ -363,7 +363,10 @@ static TM_INLINE void *tc_try_pop(tm_tcache *tc, size_t i)
     void *mem = NULL;
     tc_busy(tc);
     tm_tc_entry *e = tc->entries[i];
-    if (likely(!tc_stolen(tc) && e != NULL && tc_entry_ok(e, i))) {
+    /* (An empty class, e == NULL, fails tc_entry_ok's ownership test
+     * with the checks - the chunk "before" NULL is at the top of the
+     * address space - so only the build without them tests it.)      */
+    if (likely(!tc_stolen(tc) && (TIDE_CHECKS || e != NULL) && tc_entry_ok(e, i))) {
         tm_tc_entry *next = tc_reveal(e);
         __builtin_prefetch(next, 1);    /* as tc_pop */
         tc->entries[i] = next;
