@@ -12,7 +12,11 @@
  *    given back and the arena continues in its brk segment;
  *  - a foreign sbrk between two brk segments: its memory lies inside the
  *    main arena's bounds but in neither segment; tm_own_classify says it
- *    is not ours, and a free of a pointer into it aborts naming it.
+ *    is not ours, and a free of a pointer into it aborts naming it;
+ *  - the fast ownership test at its edges (owner.h): the brk range as
+ *    [lo, lo + span), a segment registered below lo, the sub-heap slot
+ *    map (first and last slot of a slot, the highest slot), NULL and the
+ *    chunk "before" NULL (what the hit paths rely on to test no NULL).
  * Every step ends with tide_check_heap().  (Static link: reads arena state.)
  */
 #define _GNU_SOURCE 1
@@ -142,6 +146,54 @@ static void foreign_sbrk(void)
     CHK();
 }
 
+/* The fast ownership test at its edges, on the live registry (restored
+ * after each change; this process has one thread).                   */
+static void registry_edges(void)
+{
+    uintptr_t lo = atomic_load(&tm_own.main_lo), span = atomic_load(&tm_own.main_span);
+    uintptr_t pg = (uintptr_t)tm_fix.pagesize;
+    CHECK("the brk range is registered", lo > 0 && span > 0);
+    CHECK("lo is in the range, lo - 1 is not", tm_own_in_main(lo) && !tm_own_in_main(lo - 1));
+    CHECK("lo + span - 1 is in the range, lo + span is not",
+          tm_own_in_main(lo + span - 1) && !tm_own_in_main(lo + span));
+    /* free(NULL) and an empty cache class: the hit paths skip their NULL
+     * test with the checks because these two are never ours.         */
+    CHECK("NULL is not ours", !tm_own_in_heaps(0));
+    CHECK("nor the chunk before NULL", !tm_own_in_heaps((uintptr_t)0 - TM_HDR));
+    free(NULL);
+    CHECK("malloc_usable_size(NULL) is 0", malloc_usable_size(NULL) == 0);
+    void *q = realloc(NULL, 40);
+    CHECK("realloc(NULL, 40) allocates", q != NULL && malloc_usable_size(q) >= 40);
+    free(q);
+
+    /* A segment below lo (a brk that moved down): the range spans both. */
+    tm_own_main_brk(lo - 4 * pg, lo - 2 * pg);
+    CHECK("a segment below: its start is in the range, the byte before is not",
+          tm_own_in_main(lo - 4 * pg) && !tm_own_in_main(lo - 4 * pg - 1));
+    CHECK("and the old top end still is", tm_own_in_main(lo + span - 1) && !tm_own_in_main(lo + span));
+    atomic_store(&tm_own.main_lo, lo);
+    atomic_store(&tm_own.main_span, span);
+
+    /* Sub-heap slots: a whole 64 MiB slot, nothing beside it.  (The slot
+     * addresses are never read: tm_own_in_sub only looks at the map.) */
+    uintptr_t a = (uintptr_t)0x600000000000;   /* 64 MiB-aligned, below 2^47 */
+    CHECK("a slot nobody registered is not a sub-heap", !tm_own_in_sub(a));
+    tm_own_sub_add((void *)(a + TM_HEAP_GUARD));
+    CHECK("registered: its first and last byte are in it",
+          tm_own_in_sub(a) && tm_own_in_sub(a + TM_HEAP_MAX_SIZE - 1) && tm_own_in_heaps(a + 4096));
+    CHECK("the slots beside it are not", !tm_own_in_sub(a - 1) && !tm_own_in_sub(a + TM_HEAP_MAX_SIZE));
+    tm_own_sub_del((void *)(a + TM_HEAP_GUARD));
+    CHECK("deleted: it is not any more", !tm_own_in_sub(a) && !tm_own_in_sub(a + TM_HEAP_MAX_SIZE - 1));
+    uintptr_t last = ((uintptr_t)1 << TM_OWN_ADDR_BITS) - TM_HEAP_MAX_SIZE;
+    tm_own_sub_add((void *)(last + TM_HEAP_GUARD));
+    CHECK("the highest slot works", tm_own_in_sub(last) && tm_own_in_sub(last + TM_HEAP_MAX_SIZE - 1));
+    CHECK("and nothing at or above 2^47 is a sub-heap",
+          !tm_own_in_sub((uintptr_t)1 << TM_OWN_ADDR_BITS) && !tm_own_in_sub(UINTPTR_MAX));
+    tm_own_sub_del((void *)(last + TM_HEAP_GUARD));
+    CHECK("deleted too", !tm_own_in_sub(last));
+    CHK();
+}
+
 int main(void)
 {
     tm_arena *av = &tm_main_arena;
@@ -189,5 +241,6 @@ int main(void)
     CHK();
     brk_fails();
     foreign_sbrk();
+    registry_edges();
     return harness_finish();
 }
