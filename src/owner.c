@@ -47,9 +47,11 @@ void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
 
 void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi)
 {
+    /* (A trim down to or below lo leaves an empty range: new_hi - lo
+     * would wrap to a span that takes every address for ours.)        */
     uintptr_t lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
     if (lo + atomic_load_explicit(&tm_own.main_span, memory_order_relaxed) == old_hi)
-        atomic_store_explicit(&tm_own.main_span, new_hi - lo, memory_order_release);
+        atomic_store_explicit(&tm_own.main_span, new_hi > lo ? new_hi - lo : 0, memory_order_release);
     unsigned n = atomic_load_explicit(&brk_nsegs, memory_order_relaxed);
     for (unsigned i = 0; i < n; i++)
         if (atomic_load_explicit(&brk_segs[i].hi, memory_order_relaxed) == old_hi)

@@ -14,7 +14,8 @@
  *    main arena's bounds but in neither segment; tm_own_classify says it
  *    is not ours, and a free of a pointer into it aborts naming it;
  *  - the fast ownership test at its edges (owner.h): the brk range as
- *    [lo, lo + span), a segment registered below lo, the sub-heap slot
+ *    [lo, lo + span), a segment registered below lo, a trim below lo
+ *    (an empty range, not a wrapped one), the sub-heap slot
  *    map (first and last slot of a slot, the highest slot), NULL and the
  *    chunk "before" NULL (what the hit paths rely on to test no NULL).
  * Every step ends with tide_check_heap().  (Static link: reads arena state.)
@@ -173,6 +174,16 @@ static void registry_edges(void)
     CHECK("and the old top end still is", tm_own_in_main(lo + span - 1) && !tm_own_in_main(lo + span));
     atomic_store(&tm_own.main_lo, lo);
     atomic_store(&tm_own.main_span, span);
+
+    /* A trim of the top segment down to below lo: an empty range, not
+     * one that wraps around the address space.                       */
+    tm_own_main_brk_trim(lo + span, lo - pg);
+    CHECK("trimmed below lo: nothing is in the range",
+          !tm_own_in_main(lo) && !tm_own_in_main(lo - pg) && !tm_own_in_main(UINTPTR_MAX / 2));
+    tm_own_main_brk_trim(lo - pg, lo + span);     /* (the segment table back) */
+    atomic_store(&tm_own.main_lo, lo);
+    atomic_store(&tm_own.main_span, span);
+    CHECK("restored", tm_own_in_main(lo) && tm_own_in_main(lo + span - 1));
 
     /* Sub-heap slots: a whole 64 MiB slot, nothing beside it.  (The slot
      * addresses are never read: tm_own_in_sub only looks at the map.) */
