@@ -281,6 +281,27 @@ static inline void unsorted_pop_held(tm_arena *av, tm_chunk *held, tm_relcarry *
     tm_release_take(av, held);
 }
 
+/* The merged free chunk p (size bytes, its neighbours taken out of their
+ * lists), next the chunk after it: into the unsorted bin, with its header,
+ * foot and release state; or, if next is top, p becomes top (NULL). */
+static TM_INLINE tm_chunk *settle_run(tm_arena *av, tm_chunk *p, size_t size, tm_chunk *next,
+                                      const tm_relcarry *carried, const char *unsorted_check)
+{
+    if (next != av->top) {
+        unsorted_push(av, p, size, unsorted_check);
+        set_head_free(p, size | TM_PREV_INUSE);
+        set_foot(p, size);
+        tm_release_on_free(av, p, size, carried);
+        return p;
+    }
+    if (unlikely(!tm_top_ok(av)))
+        tm_corrupt("malloc(): corrupted top size", next);
+    set_head_top(p, (size + chunksize(next)) | TM_PREV_INUSE);
+    tm_release_top_grew(av);
+    av->top = p;
+    return NULL;
+}
+
 /* tm_bins_free (bins.h). */
 static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, tm_chunk *held,
                                   const char *prev_check, const char *unsorted_check)
@@ -316,19 +337,10 @@ static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, t
         } else {
             clear_inuse_at(next, 0);
         }
-        unsorted_push(av, p, size, unsorted_check);
-        set_head_free(p, size | TM_PREV_INUSE);
-        set_foot(p, size);
-        tm_release_on_free(av, p, size, &carried);
-    } else {
-        if (unlikely(!tm_top_ok(av)))
-            tm_corrupt("malloc(): corrupted top size", next);
-        size += nextsize;
-        set_head_top(p, size | TM_PREV_INUSE);
-        tm_release_top_grew(av);
-        av->top = p;
-        p = NULL;
     }
+    p = settle_run(av, p, size, next, &carried, unsorted_check);
+    if (!p)
+        size += nextsize;
     *psize = size;
     return p;
 }
@@ -339,11 +351,63 @@ tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held,
     return bins_free(av, p, size, held, prev_check, unsorted_check);
 }
 
+/* ---- malloc_consolidate: runs, not one free per fast chunk ---------------
+ * glibc frees every fast chunk in turn: each merges with its free
+ * neighbours, which means unlinking (and here verifying) the run merged
+ * so far and pushing the grown run again - a run of k fast chunks freed
+ * in random order costs k unlinks, k pushes and k header writes.  python
+ * (PYTHONMALLOC=malloc) consolidates ~1 M fast chunks a run that way, at
+ * ~170 instructions each with the checks.  Two passes instead:
+ *
+ *   pass 1, every fast chunk:  verified as a fast chunk (ours, FAST header,
+ *       its bin's size), marked *pending* (S set: a free chunk never carries
+ *       S otherwise, and S is outside the checksum), linked into a local
+ *       list through fd/bk; its next neighbour's P cleared and foot written,
+ *       so to both neighbours it is free from now on;
+ *   pass 2, every pending chunk still on the list: grown into the whole
+ *       run of free chunks around it - backward while P is clear, forward
+ *       while the next chunk is free - taking pending neighbours off the
+ *       list and binned ones out of their bins (verified like any unlink);
+ *       then one header, one foot and one push into the unsorted bin (or
+ *       the run joins top).
+ *
+ *      [fast A][in use][fast B][fast C][free X][fast D][in use]
+ *   ->  [fast A][in use][------- one FREE chunk B+C+X+D ----][in use]
+ *
+ * A neighbour's kind comes from its header: S set - pending, verified as
+ * FAST; S clear - in a bin, verified as FREE (tm_bins_unlink_held).  So a
+ * forged or flipped S fails the checksum of the state it claims, and the
+ * build without the checks still tells the two apart.  What pass 1
+ * verified and wrote itself during this lock hold - a pending chunk's
+ * header when it is taken as the start of a run, the local list's links -
+ * is not verified again (the `held` chunk's rule, tm_bins_free), only
+ * glibc's unlink test guards the list against a write through a dangling
+ * pointer in between; every neighbour reached through a size or
+ * prev_size is verified.  Instructions (callgrind, bench's python:
+ * 969 k fast chunks consolidated in 158 k runs): 165 M -> 113 M, 170 ->
+ * 117 a chunk; the whole run 1.545 G -> 1.493 G.                     */
+static inline void pending_unlink(tm_chunk *p)
+{
+    tm_chunk *fd = p->fd, *bk = p->bk;
+    if (unlikely(fd->bk != p || bk->fd != p))
+        tm_corrupt("malloc_consolidate(): corrupted pending list", p);
+    fd->bk = bk;
+    bk->fd = fd;
+}
+/* A pending chunk reached through a neighbour's size: still the fast
+ * chunk pass 1 saw. */
+static inline void pending_check(const tm_chunk *p, size_t w)
+{
+    if (unlikely(!hdr_ok(p, w, TM_ST_FAST)))
+        tm_corrupt("malloc(): corrupted fastbin link", p);
+}
+
 void tm_bins_consolidate(tm_arena *av)
 {
     av->have_fastchunks = false;
     av->fast_bytes = 0;
-    tm_chunk *held = NULL;       /* what the previous bins_free left at the unsorted head */
+    tm_chunk head;                   /* the pending list (fd/bk only) */
+    head.fd = head.bk = &head;
     for (unsigned i = 0; i < TM_NFASTBINS; i++) {
         tm_chunk *p = av->fastbins[i];
         av->fastbins[i] = NULL;
@@ -351,11 +415,64 @@ void tm_bins_consolidate(tm_arena *av)
             tm_fast_check(p, i, "malloc_consolidate(): unaligned fastbin chunk detected",
                           "malloc_consolidate(): invalid chunk size");
             tm_chunk *nextp = fastbin_next(p);
-            size_t size = chunksize(p);
-            held = bins_free(av, p, &size, held, "corrupted size vs. prev_size in fastbins",
-                             "malloc_consolidate(): corrupted unsorted chunks");
+            size_t w = size_word(p), size = word_size(w);
+            if (unlikely(w & TM_SAMPLED))   /* pending already: linked twice */
+                tm_corrupt("malloc_consolidate(): chunk twice in the fast bins", p);
+            set_size_word(p, w | TM_SAMPLED);
+            tm_chunk *next = chunk_at(p, size);
+            next->prev_size = size;
+            clear_p_bit(next);
+            p->fd = head.fd;
+            p->bk = &head;
+            head.fd->bk = p;
+            head.fd = p;
             p = nextp;
         }
+    }
+    while (head.fd != &head) {
+        tm_chunk *p = head.fd;
+        pending_unlink(p);
+        size_t size = chunksize(p);
+        tm_relcarry carried = TM_RELCARRY_INIT;
+        /* Backward: every chunk before a clear P is free. */
+        while (!prev_inuse(p)) {
+            size_t prevsize = p->prev_size;
+            tm_chunk *q = chunk_at(p, -prevsize);
+            if (unlikely(!tm_chunk_link_ok(q)))
+                tm_corrupt("corrupted size vs. prev_size in fastbins", p);
+            size_t qw = size_word(q);
+            if (unlikely(word_size(qw) != prevsize))
+                tm_corrupt("corrupted size vs. prev_size in fastbins", q);
+            if (qw & TM_SAMPLED) {
+                pending_check(q, qw);
+                pending_unlink(q);
+            } else {
+                if (unlikely(!tm_free_hdr_ok(q)))
+                    tm_corrupt("corrupted size vs. prev_size in fastbins", q);
+                tm_release_absorb(&carried, q);
+                unlink_verified(av, q);
+            }
+            p = q;
+            size += prevsize;
+        }
+        /* Forward: up to the next chunk in use, or into top. */
+        tm_chunk *next = chunk_at(p, size);
+        while (next != av->top) {
+            size_t nw = size_word(next), nextsize = word_size(nw);
+            if (inuse_at(next, nextsize))
+                break;
+            if (nw & TM_SAMPLED) {
+                pending_check(next, nw);
+                pending_unlink(next);
+            } else {
+                tm_release_absorb(&carried, next);
+                tm_bins_unlink_held(av, next);   /* checks next's header says FREE */
+            }
+            size += nextsize;
+            next = chunk_at(next, nextsize);
+        }
+        TM_ASSERT(next == av->top || !prev_inuse(next));   /* pass 1 or a bin cleared it */
+        settle_run(av, p, size, next, &carried, "malloc_consolidate(): corrupted unsorted chunks");
     }
 }
 

@@ -233,6 +233,93 @@ static void test_consolidate_runs(void)
     CHK();
 }
 
+/* Consolidation grows each pending fast chunk into its whole run (bins.c,
+ * two passes): runs that mix fast chunks of several bins with a chunk
+ * waiting in a bin, that end at top, and that the fast bins list in no
+ * particular order.  A fresh arena lays the blocks out side by side:
+ *
+ *   U0 | A0 A1 | U1 | B0 B1 X B2 | U2 | C0 C1 | top
+ *
+ * U in use, A/B/C fast (48 or 112 bytes), X a 608-byte chunk freed first
+ * (the unsorted bin).  Expected: A0+A1 and B0+B1+X+B2 as single free
+ * chunks at the unsorted bin's head, C0+C1 part of top, fast bins
+ * empty, P cleared before U1 and U2, the heap checker content.       */
+static void test_consolidate_mixed(void)
+{
+    tm_arena *av = main_av();
+    enum { U0, A0, A1, U1, B0, B1, X, B2, U2, C0, C1, N };
+    static const size_t req[N] = { 100, 100, 40, 100, 40, 100, 600, 40, 100, 100, 40 };
+    void *m[N];
+    for (int i = 0; i < N; i++)
+        m[i] = malloc(req[i]);
+    bool adjacent = true;
+    for (int i = 1; i < N; i++)
+        adjacent = adjacent && (char *)m[i] == (char *)m[i - 1] + request2size(req[i - 1]);
+    CHECK("consolidate_mixed: the blocks lie side by side", adjacent);
+    CHECK("consolidate_mixed: C1 ends at top",
+          chunk_at(mem2chunk(m[C1]), request2size(req[C1])) == av->top);
+    free(m[X]);
+    static const int order[] = { B2, A1, C1, B0, A0, B1, C0 };
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
+        free(m[order[k]]);
+    CHECK("consolidate_mixed: the small blocks went to fast bins", av->have_fastchunks);
+    CHK();
+    tm_arena_enter_owner(av);
+    tm_bins_consolidate(av);
+    bool empty = !av->have_fastchunks && av->fast_bytes == 0;
+    for (unsigned i = 0; i < TM_NFASTBINS; i++)
+        empty = empty && av->fastbins[i] == NULL;
+    CHECK("consolidate_mixed: the fast bins are empty", empty);
+    tm_chunk *a = mem2chunk(m[A0]), *b = mem2chunk(m[B0]);
+    size_t asize = request2size(req[A0]) + request2size(req[A1]);
+    size_t bsize = request2size(req[B0]) + request2size(req[B1]) + request2size(req[X]) +
+                   request2size(req[B2]);
+    tm_chunk *u = unsorted_bin(av);
+    CHECK("consolidate_mixed: A0+A1 one free chunk in the unsorted bin",
+          chunksize(a) == asize && in_bin(av, 1, m[A0]) && !inuse(a) &&
+          !prev_inuse(mem2chunk(m[U1])) && mem2chunk(m[U1])->prev_size == asize);
+    CHECK("consolidate_mixed: B0+B1+X+B2 one free chunk in the unsorted bin (X absorbed)",
+          chunksize(b) == bsize && in_bin(av, 1, m[B0]) && !in_bin(av, 1, m[X]) &&
+          !prev_inuse(mem2chunk(m[U2])) && mem2chunk(m[U2])->prev_size == bsize);
+    /* (the arena's first chunk, a freed 32-byte one before U0, joins them) */
+    int others = 0;
+    for (tm_chunk *c = u->fd; c != u; c = c->fd)
+        others += c != a && c != b && (char *)c >= (char *)mem2chunk(m[U0]);
+    CHECK("consolidate_mixed: no other chunk of the blocks in the unsorted bin", others == 0);
+    CHECK("consolidate_mixed: C0+C1 joined top", av->top == mem2chunk(m[C0]));
+    CHECK("consolidate_mixed: the runs carry no pending mark",
+          !(size_word(a) & TM_SAMPLED) && !(size_word(b) & TM_SAMPLED) &&
+          !(size_word(av->top) & TM_SAMPLED));
+    tm_arena_leave(av);
+    CHK();
+    free(m[U0]); free(m[U1]); free(m[U2]);
+    CHK();
+}
+
+/* A fast chunk linked twice into the fast bins (a forged link: the
+ * list runs p -> q -> p -> ...): consolidation's first pass meets p
+ * marked pending already and names it, instead of linking it into its
+ * pending list a second time.                                        */
+static void sc_fast_twice(void *arg)
+{
+    (void)arg;
+    tm_arena *av = main_av();
+    void *p = malloc(100), *q = malloc(100), *guard = malloc(100);
+    (void)guard;
+    free(p);
+    free(q);                             /* fast bin: q -> p */
+    tm_arena_enter_owner(av);
+    fastbin_link(mem2chunk(p), mem2chunk(q));   /* p -> q: a cycle */
+    tm_bins_consolidate(av);
+    tm_arena_leave(av);
+    _exit(0);
+}
+static void test_consolidate_twice(void)
+{
+    CHECK_ABORT("consolidate: a chunk twice in the fast bins is named", sc_fast_twice, NULL,
+                "malloc_consolidate(): chunk twice in the fast bins");
+}
+
 /* Under the strict cap (a deep drain, no background thread) fast frees
  * consolidate the fast bins once they hold more than TM_FAST_BYTES_MAX;
  * they look once per 2^TM_FAST_CAP_STEP_SHIFT bytes beyond it, not at
@@ -452,6 +539,8 @@ int main(void)
     run_fresh(test_last_remainder);
     run_fresh(test_consolidate);
     run_fresh(test_consolidate_runs);
+    run_fresh(test_consolidate_mixed);
+    run_fresh(test_consolidate_twice);
     run_fresh(test_strict_fast);
     run_fresh(test_free_run);
     run_fresh(test_top_trim);
