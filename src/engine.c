@@ -378,7 +378,7 @@ void *tm_int_realloc(tm_arena *av, tm_chunk *oldp, size_t oldsize, size_t nb)
         set_head_size(newp, nb);
         set_head(rem, rsize | TM_PREV_INUSE | arena_bit(av));
         set_inuse_at(rem, rsize);
-        tm_int_free(av, rem);
+        tm_int_free_verified(av, rem, rsize);   /* (its header written just now) */
     }
     return chunk2mem(newp);
 }
@@ -408,7 +408,7 @@ void *tm_int_memalign(tm_arena *av, size_t alignment, size_t bytes)
         set_head(newp, newsize | TM_PREV_INUSE | arena_bit(av));
         set_inuse_at(newp, newsize);
         set_head_size(p, leadsize);
-        tm_int_free(av, p);
+        tm_int_free_verified(av, p, leadsize);
         p = newp;
     }
     if (!chunk_is_mmapped(p)) {
@@ -417,7 +417,7 @@ void *tm_int_memalign(tm_arena *av, size_t alignment, size_t bytes)
             tm_chunk *rem = chunk_at(p, nb);
             set_head(rem, (size - nb) | TM_PREV_INUSE | arena_bit(av));
             set_head_size(p, nb);
-            tm_int_free(av, rem);
+            tm_int_free_verified(av, rem, size - nb);
         }
     }
     return chunk2mem(p);

@@ -27,7 +27,8 @@ TM_HIDDEN void  tm_int_free(tm_arena *av, tm_chunk *p);
  * two calls of a run.                                                  */
 TM_HIDDEN void  tm_int_free_run(tm_arena *av, tm_chunk *p, tm_chunk **held);
 /* The same for a chunk whose in-use header the caller has just verified
- * (free's slow path): size is the size that verified word carries.    */
+ * (free's slow path) or written itself under this lock hold (the tail a
+ * realloc or memalign cuts off): size is the size that word carries. */
 TM_HIDDEN void  tm_int_free_verified(tm_arena *av, tm_chunk *p, size_t size);
 TM_HIDDEN void *tm_int_realloc(tm_arena *av, tm_chunk *oldp, size_t oldsize, size_t nb);
 /* alignment: a power of two > 16. */
