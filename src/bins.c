@@ -267,10 +267,10 @@ tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb, 
  * bin (its previous bins_free, under the same lock hold, nothing in
  * between), or NULL.  Its header, links and foot are ours, written
  * moments ago, so when it is a neighbour of p it leaves the bin without
- * the checks that a chunk of unknown history gets: consolidation frees
- * long runs of chunks that were carved side by side, and each would
+ * the checks that a chunk of unknown history gets: a cache flush frees
+ * runs of chunks that were carved side by side, and each would
  * otherwise verify and unlink the run merged so far, then push it
- * again (python: ~950 k chunks per run of the program).                */
+ * again.  (Consolidation has runs of its own: tm_bins_consolidate.)    */
 static inline void unsorted_pop_held(tm_arena *av, tm_chunk *held, tm_relcarry *carried)
 {
     tm_chunk *bin = unsorted_bin(av), *fwd = held->fd;

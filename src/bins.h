@@ -257,7 +257,8 @@ TM_HIDDEN tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, s
 TM_HIDDEN tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held,
                                  const char *prev_check, const char *unsorted_check);
 
-/* Empty every fast bin through tm_bins_free (malloc_consolidate). */
+/* Empty every fast bin into free chunks, each run of neighbours merged
+ * into one (malloc_consolidate; bins.c).                              */
 TM_HIDDEN void tm_bins_consolidate(tm_arena *av);
 
 /* Release the pages of every free chunk that became free at or before

@@ -196,16 +196,15 @@ static void test_consolidate(void)
     CHK();
 }
 
-/* Runs of neighbours freed one after the other under one lock hold: each
- * merges with the chunk the previous one left at the head of the
- * unsorted bin without verifying it again (bins.c, the held chunk) - in
- * both directions, and with two fast bins interleaved (consolidation;
- * test_free_run: the cache's flush).  The heap checker after each.     */
+/* Runs of fast neighbours consolidated into one chunk, listed by their
+ * fast bin in address order (each grows backwards) and with two fast
+ * bins interleaved (bins.c, consolidation's runs; test_free_run: the
+ * cache's flush, whose frees carry the held chunk).  The heap checker
+ * after each.                                                        */
 static void test_consolidate_runs(void)
 {
     void *p[24];
-    /* reverse order: the fast bin lists the run in address order, so each
-     * chunk merges backwards into the one before (prev == held) */
+    /* reverse order: the fast bin lists the run in address order */
     for (int i = 0; i < 24; i++)
         p[i] = malloc(100);
     void *guard = malloc(100);
