@@ -375,7 +375,7 @@ tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held,
  *   ->  [fast A][in use][------- one FREE chunk B+C+X+D ----][in use]
  *
  * A neighbour's kind comes from its header: S set - pending, verified as
- * FAST; S clear - in a bin, verified as FREE (tm_bins_unlink_held).  So a
+ * FAST; S clear - in a bin, verified as FREE (run_absorb).  So a
  * forged or flipped S fails the checksum of the state it claims, and the
  * build without the checks still tells the two apart.  What pass 1
  * verified and wrote itself during this lock hold - a pending chunk's
@@ -394,12 +394,23 @@ static inline void pending_unlink(tm_chunk *p)
     fd->bk = bk;
     bk->fd = fd;
 }
-/* A pending chunk reached through a neighbour's size: still the fast
- * chunk pass 1 saw. */
-static inline void pending_check(const tm_chunk *p, size_t w)
+/* q (size word w), a free neighbour of the run reached through a size
+ * or prev_size, joins the run: pending (S) - still the fast chunk pass 1
+ * saw, off the local list; otherwise a binned chunk whose header must say
+ * FREE (else not_free), out of its bin, its release state carried. */
+static inline void run_absorb(tm_arena *av, tm_chunk *q, size_t w, tm_relcarry *carried,
+                              const char *not_free)
 {
-    if (unlikely(!hdr_ok(p, w, TM_ST_FAST)))
-        tm_corrupt("malloc(): corrupted fastbin link", p);
+    if (w & TM_SAMPLED) {
+        if (unlikely(!hdr_ok(q, w, TM_ST_FAST)))
+            tm_corrupt("malloc(): corrupted fastbin link", q);
+        pending_unlink(q);
+        return;
+    }
+    if (unlikely(!tm_free_hdr_ok(q)))
+        tm_corrupt(not_free, q);
+    tm_release_absorb(carried, q);
+    unlink_verified(av, q);
 }
 
 void tm_bins_consolidate(tm_arena *av)
@@ -443,15 +454,7 @@ void tm_bins_consolidate(tm_arena *av)
             size_t qw = size_word(q);
             if (unlikely(word_size(qw) != prevsize))
                 tm_corrupt("corrupted size vs. prev_size in fastbins", q);
-            if (qw & TM_SAMPLED) {
-                pending_check(q, qw);
-                pending_unlink(q);
-            } else {
-                if (unlikely(!tm_free_hdr_ok(q)))
-                    tm_corrupt("corrupted size vs. prev_size in fastbins", q);
-                tm_release_absorb(&carried, q);
-                unlink_verified(av, q);
-            }
+            run_absorb(av, q, qw, &carried, "corrupted size vs. prev_size in fastbins");
             p = q;
             size += prevsize;
         }
@@ -461,13 +464,7 @@ void tm_bins_consolidate(tm_arena *av)
             size_t nw = size_word(next), nextsize = word_size(nw);
             if (inuse_at(next, nextsize))
                 break;
-            if (nw & TM_SAMPLED) {
-                pending_check(next, nw);
-                pending_unlink(next);
-            } else {
-                tm_release_absorb(&carried, next);
-                tm_bins_unlink_held(av, next);   /* checks next's header says FREE */
-            }
+            run_absorb(av, next, nw, &carried, "malloc(): corrupted chunk header");
             size += nextsize;
             next = chunk_at(next, nextsize);
         }
