@@ -163,7 +163,11 @@ static inline void tm_fast_push(tm_arena *av, tm_chunk *p, size_t size)
         tm_corrupt("double free or corruption (fasttop)", p);
     if (unlikely(old != NULL && fastbin_index(chunksize(old)) != idx))
         tm_corrupt("invalid fastbin entry (free)", old);
-    set_head_st(p, size_word(p), TM_ST_FAST);
+    /* Without S: free's slow path cleared it (tm_prof_forget), but a lock
+     * holder's plain P update of this then in-use chunk may have raced
+     * that atomic AND and put it back; in a fast bin S would read as
+     * consolidation's pending mark (bins.c).                          */
+    set_head_st(p, size_word(p) & ~(size_t)TM_SAMPLED, TM_ST_FAST);
     fastbin_link(p, old);
     av->fastbins[idx] = p;
     av->have_fastchunks = true;
