@@ -8,7 +8,7 @@
 struct tm_fixed tm_fix = { .pagesize = 4096, .ncpus = 1 };
 
 struct tm_params tm_mp = {
-    .max_fast = TM_DEFAULT_MXFAST,
+    .max_fast = TM_DEFAULT_MAX_FAST,
     .trim_threshold = TM_DEFAULT_TRIM_THRESHOLD,
     .top_pad = TM_DEFAULT_TOP_PAD,
     .mmap_threshold = TM_DEFAULT_MMAP_THRESHOLD,

@@ -8,7 +8,7 @@ tide_add_test(test_api SOURCES test_api.c TIMEOUT 120)
 # model, 4 seeds x 50000 operations, under several parameter settings.
 # (test_shadow <variant> [ops-per-seed] [seed...]; SHADOW_SEED=n replays one)
 tide_add_test(test_shadow          SOURCES test_shadow.c ARGS default  TIMEOUT 180)
-tide_add_test(test_shadow_nofast   SOURCES test_shadow.c ARGS nofast   TIMEOUT 180)
+tide_add_test(test_shadow_fast     SOURCES test_shadow.c ARGS fast     TIMEOUT 180)
 tide_add_test(test_shadow_mmap     SOURCES test_shadow.c ARGS mmap     TIMEOUT 180)
 tide_add_test(test_shadow_trim     SOURCES test_shadow.c ARGS trim     TIMEOUT 180)
 tide_add_test(test_shadow_perturb  SOURCES test_shadow.c ARGS perturb  TIMEOUT 180)

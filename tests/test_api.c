@@ -1270,8 +1270,9 @@ static void test_mallopt(void)
         snprintf(name, sizeof name, "mallopt(M_MXFAST, %d) == 0", mx_bad[k]);
         CHECK(name, mallopt(M_MXFAST, mx_bad[k]) == 0);
     }
-    CHECK("mallopt(M_MXFAST, 128) (default) == 1", mallopt(M_MXFAST, 128) == 1);
+    CHECK("mallopt(M_MXFAST, 128) (glibc's default) == 1", mallopt(M_MXFAST, 128) == 1);
     small_workload();
+    CHECK("mallopt(M_MXFAST, 0) (the default: none) == 1", mallopt(M_MXFAST, 0) == 1);
 
     const int trim[] = { 0, 4096, 128 * 1024, INT_MAX, 128 * 1024 };
     for (size_t k = 0; k < sizeof trim / sizeof trim[0]; k++) {
@@ -1406,7 +1407,7 @@ static void test_tide_prefixed(void)
     CHECK("tide_malloc_usable_size(NULL) == 0", tide_malloc_usable_size(NULL) == 0);
     CHECK("tide_mallopt(M_MXFAST, 64) == 1", tide_mallopt(M_MXFAST, 64) == 1);
     CHECK("tide_mallopt(M_MXFAST, 161) == 0", tide_mallopt(M_MXFAST, 161) == 0);
-    CHECK("tide_mallopt(M_MXFAST, 128) == 1", tide_mallopt(M_MXFAST, 128) == 1);
+    CHECK("tide_mallopt(M_MXFAST, 0) == 1", tide_mallopt(M_MXFAST, 0) == 1);
 
     void *big = tide_malloc(2 * MiB);
     struct mallinfo2 m2 = tide_mallinfo2();

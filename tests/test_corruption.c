@@ -108,6 +108,7 @@ static void sc_fasttop(void *arg)
 {
     (void)arg;
     tide_test_no_tcache();
+    tide_test_fast_bins();
     void *p = malloc(40);
     void *again = harness_launder(p);
     void *guard = malloc(40);
@@ -178,6 +179,7 @@ static void sc_invalid_next_size_fast_zero(void *arg)
 {
     (void)arg;
     tide_test_no_tcache();
+    tide_test_fast_bins();
     void *p = adjacent_middle(40);
     *next_size_word(p) = 0;       /* overflow smashes the neighbour's size */
     free(p);
@@ -187,6 +189,7 @@ static void sc_invalid_next_size_fast_huge(void *arg)
 {
     (void)arg;
     tide_test_no_tcache();
+    tide_test_fast_bins();
     void *p = adjacent_middle(40);
     *next_size_word(p) = ((word)1 << 40) | 1;
     free(p);

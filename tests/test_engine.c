@@ -83,7 +83,7 @@ static void test_geometry(void)
     CHECK("63 large bins", distinct == 63);
     CHECK("64-byte spacing below 3 KiB", largebin_index(2048) + 1 == largebin_index(2112));
     CHECK("fastbin index", fastbin_index(32) == 0 && fastbin_index(176) == 9);
-    CHECK("default max_fast is 128", TM_P(max_fast) == 128);
+    CHECK("max_fast is 128 (main: glibc's default, for these tests)", TM_P(max_fast) == 128);
     /* chunk.h accessors */
     char buf[256] __attribute__((aligned(16)));
     memset(buf, 0, sizeof buf);
@@ -528,6 +528,9 @@ static void test_memalign_realloc(void)
 int main(void)
 {
     CHECK("tcache can be disabled", mallopt(TIDE_M_TCACHE_COUNT, 0) == 1);
+    /* The fast bins are off by default (config.h); these tests drive them. */
+    CHECK("default max_fast: no fast bins", TM_P(max_fast) == TM_MINSIZE / 2);
+    CHECK("M_MXFAST 128 turns them on", mallopt(M_MXFAST, 128) == 1);
     free(malloc(1));
     tide_thread_cache_flush();
     test_geometry();

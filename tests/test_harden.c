@@ -148,6 +148,7 @@ static void sc_double_free_fast_not_top(void *a)
 {
     (void)a;
     tide_test_no_tcache();
+    tide_test_fast_bins();
     char *p = malloc(40), *q = malloc(40), *guard = malloc(40);
     free(p);
     free(q);                             /* p is no longer the bin's top */
@@ -285,6 +286,7 @@ static void sc_fastbin_raw(void *a)
 {
     (void)a;
     tide_test_no_tcache();
+    tide_test_fast_bins();
     char *target = malloc(200);
     char *p = malloc(40), *q = malloc(40), *guard = malloc(40);
     free(p);
@@ -298,6 +300,7 @@ static void sc_fastbin_keyed_to_live(void *a)
 {
     (void)a;
     tide_test_no_tcache();
+    tide_test_fast_bins();
     char *victim = malloc(40);
     char *p = malloc(40), *q = malloc(40), *guard = malloc(40);
     free(p);

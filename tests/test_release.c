@@ -357,6 +357,7 @@ static void test_bounded_summary(void)
     static void *m[N];
     tm_arena *av = &tm_main_arena;
     free(malloc(1));
+    mallopt(M_MXFAST, 128);              /* (off by default: config.h) */
     tm_arena_enter_owner(av);
     for (int k = 0; k < N; k++)
         m[k] = tm_int_malloc(av, 32, NULL);
@@ -381,6 +382,7 @@ static void test_bounded_summary(void)
     CHECK("cut: system, top and released as walked", est.system == exact.system && est.top == exact.top &&
           est.released == exact.released);
     CHECK("heap consistent", tide_check_heap() > 0);
+    mallopt(M_MXFAST, 0);                /* (back to the default) */
 }
 
 int main(void)

@@ -16,4 +16,11 @@ static inline void tide_test_no_tcache(void)
     tide_thread_cache_flush();
 }
 
+/* The fast bins on, at glibc's default bound (tidemalloc's default is
+ * none: config.h), for tests of what happens in them.                */
+static inline void tide_test_fast_bins(void)
+{
+    mallopt(M_MXFAST, 128);
+}
+
 #endif

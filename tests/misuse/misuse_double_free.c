@@ -49,6 +49,7 @@ static void t_fast_aba(void *arg)
 {
     (void)arg;
     tide_test_no_tcache();
+    tide_test_fast_bins();
     void *a = malloc(40), *b = malloc(40), *guard = malloc(40);
     free(a);
     free(b);
@@ -61,6 +62,7 @@ static void t_fast_top(void *arg)
 {
     (void)arg;
     tide_test_no_tcache();
+    tide_test_fast_bins();
     void *a = malloc(40), *guard = malloc(40);
     free(a);
     free(harness_launder(a));

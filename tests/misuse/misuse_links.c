@@ -52,6 +52,7 @@ static void t_tc_mangled_heap(void *arg) { (void)arg; tcache_poison(1, 1); }
 static void fast_poison(int mangled, int heap_target)
 {
     tide_test_no_tcache();
+    tide_test_fast_bins();
     word *a = malloc(40), *b = malloc(40);
     void *guard = malloc(40);
     word *live = malloc(40);
