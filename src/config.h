@@ -46,9 +46,9 @@
  * refills carve side by side.  Measured (scripts/cpu_geomean.py, CPU
  * time, 5 interleaved runs): python 0.93x, perl 0.96x, 26 workloads
  * 0.993x of the fast bins' default, although python executes 3 % more
- * instructions (the gain is the memory's locality); glibc itself runs
- * python 0.91x as fast with mxfast=0.  M_MXFAST / glibc.malloc.mxfast
- * turn them on.                                                       */
+ * instructions (the gain is the memory's locality); glibc itself takes
+ * 0.90-0.97x its CPU time on python with mxfast=0.  M_MXFAST /
+ * glibc.malloc.mxfast turn them on.                                   */
 #define TM_MAX_FAST_REQ      160u
 #define TM_DEFAULT_MXFAST    0u
 #define TM_DEFAULT_MAX_FAST  (TM_MINSIZE / 2)   /* the chunk bound of TM_DEFAULT_MXFAST */
