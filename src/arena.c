@@ -172,21 +172,29 @@ void tm_arena_free_chunks(tm_chunk *list)
 }
 
 /* The general remote stack into the bins (av entered). */
-static inline void drain(tm_arena *av)
+static inline bool drain(tm_arena *av)
 {
-    if (unlikely(atomic_load_explicit(&av->remote, memory_order_relaxed) != NULL))
-        free_list_chain(av, atomic_exchange_explicit(&av->remote, NULL, memory_order_acquire));
+    if (likely(atomic_load_explicit(&av->remote, memory_order_relaxed) == NULL))
+        return false;
+    tm_chunk *list = atomic_exchange_explicit(&av->remote, NULL, memory_order_acquire);
+    free_list_chain(av, list);
+    return list != NULL;
 }
 
-/* Everything other threads left for this arena, class lists included. */
-static void drain_all(tm_arena *av)
+/* Everything other threads left for this arena, class lists included:
+ * true if there was anything. */
+static bool drain_all(tm_arena *av)
 {
-    drain(av);
+    bool any = drain(av);
     if (!atomic_load_explicit(&av->remote_cls_any, memory_order_relaxed) ||
         !atomic_exchange_explicit(&av->remote_cls_any, 0, memory_order_seq_cst))
-        return;
-    for (size_t i = 0; i < TM_TCACHE_BINS; i++)
-        free_class_list(av, tm_remote_take_class(av, i), i);
+        return any;
+    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+        tm_rlist l = tm_remote_take_class(av, i);
+        any = any || l.head != NULL;
+        free_class_list(av, l, i);
+    }
+    return any;
 }
 
 /* ---- choosing an arena ------------------------------------------------------ */
@@ -340,7 +348,7 @@ tm_arena *tm_arena_retry(tm_arena *av)
 }
 
 tm_arena *tm_thread_arena(void) { return tls_arena; }
-void tm_arena_drain_all(tm_arena *av) { drain_all(av); }
+bool tm_arena_drain_all(tm_arena *av) { return drain_all(av); }
 bool tm_arena_fork_holder(void) { return tls_fork_holder; }
 
 void tm_for_each_arena(void (*fn)(tm_arena *, void *), void *arg)

@@ -58,8 +58,8 @@ TM_HIDDEN tm_arena *tm_thread_arena(void);
 /* The calling thread is the only one attached to its arena av. */
 TM_HIDDEN bool tm_arena_sole_user(tm_arena *av);
 /* Everything other threads, and own flushes, left on av's remote and class
- * lists into its bins (av entered). */
-TM_HIDDEN void tm_arena_drain_all(tm_arena *av);
+ * lists into its bins (av entered); true if there was anything. */
+TM_HIDDEN bool tm_arena_drain_all(tm_arena *av);
 TM_HIDDEN void tm_arena_detach_thread(void);          /* thread exit */
 TM_HIDDEN size_t tm_arena_count(void);
 

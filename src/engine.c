@@ -11,7 +11,8 @@
  *   4. the large bin of nb: smallest chunk that fits (best fit)
  *   5. the binmap: the smallest non-empty bin above nb's, split
  *   6. the top chunk, split; if too small: consolidate fast bins and retry,
- *      or grow from the system (sysmem.c)
+ *      or grow from the system (sysmem.c) - unless the caller said not
+ *      to (tm_int_malloc_run: NULL)
  * Remainders of splits go to the unsorted bin.
  */
 #include <string.h>
@@ -71,7 +72,7 @@ static inline size_t run_take(size_t size, size_t nb, size_t run)
  * skipped every hole smaller than the run, the heap grew past them, and
  * a run of 1 KiB or more consolidated the fast bins first.  python:
  * 8 MiB more peak RSS than glibc, 15 % more CPU time.)               */
-static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, tm_zrange *z)
+static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, bool grow, tm_zrange *z)
 {
     if (z)
         z->lo = z->hi = NULL;
@@ -162,6 +163,8 @@ static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, tm_zrange
             idx = in_smallbin_range(nb) ? smallbin_index(nb) : largebin_index(nb);
             continue;
         }
+        if (!grow)
+            return NULL;
         void *mem = tm_sysmalloc(av, run, z);
         if (!mem && run > nb)
             mem = tm_sysmalloc(av, nb, z);
@@ -178,13 +181,13 @@ static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, tm_zrange
 
 void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z)
 {
-    return int_malloc(av, nb, nb, z);
+    return int_malloc(av, nb, nb, true, z);
 }
 
-void *tm_int_malloc_run(tm_arena *av, size_t nb, size_t run)
+void *tm_int_malloc_run(tm_arena *av, size_t nb, size_t run, bool grow)
 {
     TM_ASSERT(run >= nb && run % nb == 0);
-    return int_malloc(av, nb, run, NULL);
+    return int_malloc(av, nb, run, grow, NULL);
 }
 
 /* A chunk about to be freed must lie inside a heap of its arena: a

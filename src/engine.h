@@ -15,8 +15,10 @@ TM_HIDDEN void *tm_int_malloc(tm_arena *av, size_t nb, tm_zrange *z);
 /* The same, for pieces of nb bytes (a thread cache refill): a chunk of
  * nb to run bytes (run a multiple of nb), as much of the run as the free
  * chunk that a single malloc of nb would split holds; its size may
- * exceed a multiple of nb by less than 32 bytes.                     */
-TM_HIDDEN void *tm_int_malloc_run(tm_arena *av, size_t nb, size_t run);
+ * exceed a multiple of nb by less than 32 bytes.  grow: false - NULL
+ * where the heap would have to grow (the caller may free what it holds
+ * elsewhere first: tm_tcache_refill).                                */
+TM_HIDDEN void *tm_int_malloc_run(tm_arena *av, size_t nb, size_t run, bool grow);
 /* p: an in-use, non-mmapped chunk of av, already checked by the caller
  * for pointer/size sanity.                                              */
 TM_HIDDEN void  tm_int_free(tm_arena *av, tm_chunk *p);

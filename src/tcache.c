@@ -334,15 +334,18 @@ static void trim_class(tm_tcache *tc, size_t i, size_t keep)
  * must not keep thousands of them scattered over the heap (test_quiet_st;
  * test_quiet churn: 64 MiB resident for good when only the deep drain,
  * which such scattered chunks delay, shrank the cache).               */
-static void shrink_if_drained(tm_tcache *tc)
+static void shrink(tm_tcache *tc)
 {
-    tm_arena *own = tm_thread_arena();
-    if (!tc->grown || !(own_drained(own) || solo_ebbed()))
-        return;
     tc->grown = false;
     reset_limits(tc);
     for (size_t k = 0; k < TM_TCACHE_BINS; k++)
         trim_class(tc, k, tc_my_limit(tc, k));
+}
+static void shrink_if_drained(tm_tcache *tc)
+{
+    tm_arena *own = tm_thread_arena();
+    if (tc->grown && (own_drained(own) || solo_ebbed()))
+        shrink(tc);
 }
 
 /* The medium classes hold up to 8 KiB per entry: open only where the
@@ -523,13 +526,38 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
     }
     /* The rest carved, from up to TM_REFILL_CARVES chunks: a hole may
      * hold fewer pieces than the batch needs (one carve per refill made
-     * wl_mleak refill 29 % more often than when the batch came whole). */
+     * wl_mleak refill 29 % more often than when the batch came whole).
+     * Before the heap grows for it, what the arena's lists hold - chunks
+     * of other classes parked by flushes (free_chain's stash) or other
+     * threads - goes into the bins, where it coalesces and can be
+     * carved: a program that frees blocks of one size and then
+     * allocates another grew the heap by every size's parked chunks
+     * (wl_glibc_simple's series of 16..512 B blocks: 1.9 MiB of heap
+     * for at most 0.8 MiB live).  So do the thread's own grown classes,
+     * back to their base limits (shrink; the flush needs the arena's
+     * lock, so the arena is left and entered again).  Once per refill:
+     * a heap that must grow anyway has nothing more to give.          */
     size_t need = want - got;
+    bool drained = false;
     for (unsigned k = 0; need > 0 && k < TM_REFILL_CARVES; k++) {
         size_t run = need * nb;
         if (run >= TM_P(mmap_threshold))
             run = nb;
-        void *m = tm_int_malloc_run(av, nb, run);
+        void *m = tm_int_malloc_run(av, nb, run, drained);
+        if (!m && !drained) {
+            drained = true;
+            bool freed = tc->grown;
+            if (freed) {
+                tm_arena_leave(av);
+                shrink(tc);
+                av = tm_arena_enter();
+                tc->home = av;
+            }
+            if (tm_arena_drain_all(av) || freed)
+                m = tm_int_malloc_run(av, nb, run, false);
+            if (!m)
+                m = tm_int_malloc_run(av, nb, run, true);
+        }
         if (!m)
             break;
         tm_chunk *c = mem2chunk(m);
