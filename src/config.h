@@ -50,8 +50,7 @@
  * 0.90-0.97x its CPU time on python with mxfast=0.  M_MXFAST /
  * glibc.malloc.mxfast turn them on.                                   */
 #define TM_MAX_FAST_REQ      160u
-#define TM_DEFAULT_MXFAST    0u
-#define TM_DEFAULT_MAX_FAST  (TM_MINSIZE / 2)   /* the chunk bound of TM_DEFAULT_MXFAST */
+#define TM_DEFAULT_MAX_FAST  (TM_MINSIZE / 2)   /* M_MXFAST 0: below every chunk size */
 #define TM_NFASTBINS         10
 
 /* A free that coalesces into a chunk at least this big consolidates the

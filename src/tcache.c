@@ -316,12 +316,12 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final, tm_tc_ent
  * cache miss in a grown class (python under perf: trim_class 3.5-4.4 %
  * of all samples, the allocator's time against the interpreter's 0.68
  * -> 0.57).  tcmalloc releases from the head too.                      */
-static void trim_class(tm_tcache *tc, size_t i, size_t keep)
+static void trim_class(tm_tcache *tc, size_t i, size_t keep, bool no_stash)
 {
     if (keep >= tc->counts[i])
         return;
     tm_tc_entry *rest = NULL;            /* the (keep + 1)-th entry on: the kept ones */
-    free_chain(tc->entries[i], tc->counts[i] - keep, i, false, keep ? &rest : NULL);
+    free_chain(tc->entries[i], tc->counts[i] - keep, i, no_stash, keep ? &rest : NULL);
     tc->entries[i] = rest;
     tc->counts[i] = (uint16_t)keep;
 }
@@ -334,18 +334,20 @@ static void trim_class(tm_tcache *tc, size_t i, size_t keep)
  * must not keep thousands of them scattered over the heap (test_quiet_st;
  * test_quiet churn: 64 MiB resident for good when only the deep drain,
  * which such scattered chunks delay, shrank the cache).               */
-static void shrink(tm_tcache *tc)
+/* no_stash: the own arena's chunks go into its bins, not onto its class
+ * lists (free_chain's `final`), for a caller that drains those next. */
+static void shrink(tm_tcache *tc, bool no_stash)
 {
     tc->grown = false;
     reset_limits(tc);
     for (size_t k = 0; k < TM_TCACHE_BINS; k++)
-        trim_class(tc, k, tc_my_limit(tc, k));
+        trim_class(tc, k, tc_my_limit(tc, k), no_stash);
 }
 static void shrink_if_drained(tm_tcache *tc)
 {
     tm_arena *own = tm_thread_arena();
     if (tc->grown && (own_drained(own) || solo_ebbed()))
-        shrink(tc);
+        shrink(tc, false);
 }
 
 /* The medium classes hold up to 8 KiB per entry: open only where the
@@ -405,7 +407,7 @@ void tm_tcache_drained_medium(tm_tcache *tc)
     for (size_t k = TM_TCACHE_SMALL_BINS; k < TM_TCACHE_BINS; k++) {
         sub += atomic_exchange_explicit(&tc->limits[k], 0, memory_order_relaxed) * tm_class_size(k);
         if (tc->counts[k])
-            trim_class(tc, k, 0);
+            trim_class(tc, k, 0, false);
     }
     if (sub) {      /* (clamped: a mallopt's reset_limits may have come between) */
         size_t total = atomic_load_explicit(&tc->limit_bytes, memory_order_relaxed);
@@ -432,7 +434,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
         free_chain(e, 1, TM_TCACHE_BINS, false, NULL);
         return;
     }
-    trim_class(tc, i, lim / 2);    /* (fewer entries than that: the limit was raised) */
+    trim_class(tc, i, lim / 2, false);    /* (fewer entries than that: the limit was raised) */
     tc_push(tc, e, i);
 }
 
@@ -534,8 +536,9 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
      * allocates another grew the heap by every size's parked chunks
      * (wl_glibc_simple's series of 16..512 B blocks: 1.9 MiB of heap
      * for at most 0.8 MiB live).  So do the thread's own grown classes,
-     * back to their base limits (shrink; the flush needs the arena's
-     * lock, so the arena is left and entered again).  Once per refill:
+     * back to their base limits (shrink, straight into the bins; the
+     * flush needs the arena's lock, so the arena is left and entered
+     * again).  Once per refill:
      * a heap that must grow anyway has nothing more to give.          */
     size_t need = want - got;
     bool drained = false;
@@ -549,7 +552,7 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
             bool freed = tc->grown;
             if (freed) {
                 tm_arena_leave(av);
-                shrink(tc);
+                shrink(tc, true);       /* (drained below anyway) */
                 av = tm_arena_enter();
                 tc->home = av;
             }
