@@ -161,14 +161,13 @@ static TM_NOINLINE void *malloc_slow(size_t n)
  * tells every misuse apart.  No call, so no registers to save.         */
 static TM_INLINE bool fast_given(void *mem, size_t excl, size_t *raw)
 {
-    /* NULL: with the checks, never owned (the brk range starts far above
-     * 0, and the only sub-heap slot that holds address 0 is the one at
-     * address 0, which tm_os_reserve_aligned cannot return), so the
-     * ownership test rejects it and a NULL test would be one more
-     * compare and branch on every free.                                */
-    if (!likely(aligned_ok((uintptr_t)mem) && (TIDE_CHECKS || mem != NULL) && tc_free_owned(mem)))
-        return false;
+    /* NULL: with the checks, never owned (its chunk, 16 bytes below 0,
+     * is at the top of the address space, in no heap), so the ownership
+     * test rejects it and a NULL test would be one more compare and
+     * branch on every free.                                            */
     tm_chunk *p = mem2chunk(mem);
+    if (!likely(aligned_ok((uintptr_t)mem) && (TIDE_CHECKS || mem != NULL) && tc_free_owned(p)))
+        return false;
     *raw = size_word(p);
     return likely((*raw & excl) == 0 && hdr_ok(p, *raw, TM_ST_INUSE) &&
                   !tc_key_marked((tm_tc_entry *)mem));

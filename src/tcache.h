@@ -279,14 +279,17 @@ static inline bool tc_key_marked(const tm_tc_entry *e) { return (e->key | 2) == 
 static inline bool tc_key_parked(const tm_tc_entry *e) { return e->key == tm_sec.parked; }
 static inline void tc_key_park(void *mem) { ((tm_tc_entry *)mem)->key = tm_sec.parked; }
 
-/* free's fast path: is mem inside one of our heaps (its header may be
- * read)?  Anything else takes the slow path, which tells the rest.    */
-static TM_INLINE bool tc_free_owned(const void *mem)
+/* free's fast path: is chunk p (the header of the pointer given) inside
+ * one of our heaps, so that its header may be read?  The chunk, not the
+ * pointer: a pointer at a heap's first byte has its header outside,
+ * where nothing need be mapped (the hole before a randomized brk heap).
+ * Anything else takes the slow path, which tells the rest.           */
+static TM_INLINE bool tc_free_owned(const tm_chunk *p)
 {
 #if TIDE_CHECKS
-    return tm_own_in_heaps((uintptr_t)mem);
+    return tm_own_in_heaps((uintptr_t)p);
 #else
-    (void)mem;
+    (void)p;
     return true;
 #endif
 }
@@ -318,7 +321,10 @@ static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
 {
     (void)i;
 #if TIDE_CHECKS
-    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps((uintptr_t)e - TM_HDR)))
+    /* (e itself, not its chunk e - 16: the hit path reads e's two words
+     * only, and ownership of e is what makes them readable; the slow
+     * path's tc_check_entry tests the chunk.)                        */
+    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps((uintptr_t)e)))
         return false;
     return likely(tc_key_marked(e));
 #else
@@ -364,8 +370,9 @@ static TM_INLINE void *tc_try_pop(tm_tcache *tc, size_t i)
     tc_busy(tc);
     tm_tc_entry *e = tc->entries[i];
     /* (An empty class, e == NULL, fails tc_entry_ok's ownership test
-     * with the checks - the chunk "before" NULL is at the top of the
-     * address space - so only the build without them tests it.)      */
+     * with the checks - address 0 is in no heap: the brk range starts
+     * far above it, and tm_os_reserve_aligned never returns the slot
+     * at 0 - so only the build without them tests it.)               */
     if (likely(!tc_stolen(tc) && (TIDE_CHECKS || e != NULL) && tc_entry_ok(e, i))) {
         tm_tc_entry *next = tc_reveal(e);
         __builtin_prefetch(next, 1);    /* as tc_pop */

@@ -129,6 +129,46 @@ static void t_sub_guard(void *arg)
     free(slot + 0x1010);                    /* before the heap header */
 }
 
+/* The first address of the main arena's brk heap, from /proc/self/maps
+ * (reading the maps file allocates: done before the address is used). */
+static char *brk_heap_start(void)
+{
+    free(malloc(64));                       /* the heap exists */
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        setup_failed("/proc/self/maps");
+    char line[512];
+    unsigned long lo = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "[heap]") && sscanf(line, "%lx", &lo) == 1)
+            break;
+    fclose(f);
+    if (!lo)
+        setup_failed("no [heap] in /proc/self/maps");
+    return (char *)lo;
+}
+
+/* Pointers at the very start of a heap: the header a free reads (8 bytes
+ * before) lies outside it, where nothing need be mapped - with address
+ * randomization the page before the brk heap is a hole, and so may the
+ * 64 MiB slot before a sub-heap's be.  The ownership test must be of the
+ * chunk, not of the pointer, or this faults instead of being named.   */
+static void t_heap_start(void *arg)
+{
+    (void)arg;
+    free(harness_launder(brk_heap_start()));
+}
+static void t_sub_slot_start(void *arg)
+{
+    (void)arg;
+    free(harness_launder(sub_heap_slot()));
+}
+static void t_usable_heap_start(void *arg)
+{
+    (void)arg;
+    (void)malloc_usable_size(harness_launder(brk_heap_start()));
+}
+
 static const struct technique tab[] = {
     { "free_stack", t_stack, "free of a fake chunk on the stack, then mallocs of its size",
       { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
@@ -144,6 +184,12 @@ static const struct technique tab[] = {
       { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
     { "free_sub_guard", t_sub_guard, "free of a pointer into the guard before a sub-heap's header",
       { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "free_heap_start", t_heap_start, "free of the brk heap's first address (its header would lie before the heap)",
+      { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "free_sub_slot_start", t_sub_slot_start, "free of a sub-heap slot's first address",
+      { "free(): invalid pointer (not a chunk of this heap)" }, 0 },
+    { "usable_size_heap_start", t_usable_heap_start, "malloc_usable_size of the brk heap's first address",
+      { "malloc_usable_size(): invalid pointer (not a chunk of this heap)" }, 0 },
     { "usable_size_other", t_usable_size, "malloc_usable_size of a fake chunk in a private mapping",
       { "malloc_usable_size(): invalid pointer (not a chunk of this heap)" }, 0 },
 };
