@@ -304,7 +304,7 @@ static TM_INLINE tm_chunk *settle_run(tm_arena *av, tm_chunk *p, size_t size, tm
 
 /* tm_bins_free (bins.h). */
 static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, tm_chunk *held,
-                                  const char *prev_check, const char *unsorted_check)
+                                     bool next_free, const char *prev_check, const char *unsorted_check)
 {
     size_t size = *psize;
     TM_ASSERT(size >= TM_MINSIZE && aligned_ok(size) && !chunk_is_mmapped(p) && p != av->top);
@@ -332,7 +332,10 @@ static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, t
             size += nextsize;
         } else if (!inuse_at(next, nextsize)) {
             tm_release_absorb(&carried, next);
-            tm_bins_unlink_held(av, next); /* checks next's header says FREE */
+            if (next_free)
+                unlink_verified(av, next);
+            else
+                tm_bins_unlink_held(av, next); /* checks next's header says FREE */
             size += nextsize;
         } else {
             clear_inuse_at(next, 0);
@@ -345,10 +348,10 @@ static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, t
     return p;
 }
 
-tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held,
+tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held, bool next_free,
                        const char *prev_check, const char *unsorted_check)
 {
-    return bins_free(av, p, size, held, prev_check, unsorted_check);
+    return bins_free(av, p, size, held, next_free, prev_check, unsorted_check);
 }
 
 /* ---- malloc_consolidate: runs, not one free per fast chunk ---------------

@@ -222,19 +222,27 @@ static inline void check_inuse_hdr(const tm_chunk *p, const char *who)
 }
 /* The neighbour after a chunk being freed: its header intact, in any
  * state but top (the top is verified where its size is used,
- * tm_bins_free).  The likely states first: each try is a checksum.   */
-static inline void check_next_hdr(tm_arena *av, const tm_chunk *next, const char *who)
+ * tm_bins_free), before its size leads anywhere.  Returns whether it
+ * verified as FREE, so that tm_bins_free, which takes a free neighbour
+ * out of its bin, does not compute the same checksum again.  The likely
+ * states first, each try a checksum: in use, then free (a flush's runs
+ * of neighbours), fast only where fast bins are on (M_MXFAST).       */
+static inline bool check_next_hdr(tm_arena *av, const tm_chunk *next, const char *who)
 {
 #if TIDE_CHECKS
     if (next == av->top)
-        return;
+        return false;
     size_t w = size_word(next);
-    if (likely(hdr_ok(next, w, TM_ST_INUSE) || hdr_ok(next, w, TM_ST_FAST) ||
-               hdr_ok(next, w, TM_ST_FREE)))
-        return;
-    tm_corrupt(who, next);
+    if (likely(hdr_ok(next, w, TM_ST_INUSE)))
+        return false;
+    if (likely(hdr_ok(next, w, TM_ST_FREE)))
+        return true;
+    if (!hdr_ok(next, w, TM_ST_FAST))
+        tm_corrupt(who, next);
+    return false;
 #else
     (void)av, (void)next, (void)who;
+    return false;
 #endif
 }
 
@@ -302,11 +310,11 @@ static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk 
     size_t nextsize = chunksize(next);
     if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || nextsize >= av->system_mem))
         tm_corrupt("free(): invalid next size (normal)", p);
-    check_next_hdr(av, next, "free(): corrupted chunk header");
+    bool next_free = check_next_hdr(av, next, "free(): corrupted chunk header");
 
     perturb_free(chunk2mem(p), size - TM_HDR);
 
-    tm_chunk *merged = tm_bins_free(av, p, &size, held ? *held : NULL,
+    tm_chunk *merged = tm_bins_free(av, p, &size, held ? *held : NULL, next_free,
                                     "corrupted size vs. prev_size while consolidating",
                                     "free(): corrupted unsorted chunks");
     if (held)
