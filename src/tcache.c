@@ -553,6 +553,15 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
             if (freed) {
                 tm_arena_leave(av);
                 shrink(tc, true);       /* (drained below anyway) */
+                /* The base limits close the medium classes; this refill
+                 * is a slow path of class i, so a medium class i opens
+                 * again now (with its siblings, as any slow path opens
+                 * them), or its pieces would sit over a limit of 0 and
+                 * each of their frees take the slow path to reopen it.
+                 * (Not if the flush drained the arena deeply: closed
+                 * they stay, and the next slow path empties them.)    */
+                if (i >= TM_TCACHE_SMALL_BINS)
+                    (void)tm_tcache_medium_limit(tc, i);
                 av = tm_arena_enter();
                 tc->home = av;
             }

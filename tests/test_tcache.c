@@ -834,6 +834,49 @@ static void test_series_reuse(void)
     CHK();
 }
 
+/* A refill that cannot be served without growing the heap first lets go
+ * of a grown cache (shrink: the limits back to the base, which closes the
+ * medium classes).  When the refill is of a medium class, that class is
+ * open again once the refill is done: the pieces it pushes are within
+ * its limit, and their frees stay on the fast path (a closed class sent
+ * each of them to the slow path to be reopened).  Main thread, one
+ * thread in the process (a cache may grow without the background thread
+ * then).                                                               */
+static void test_refill_shrink_medium(void)
+{
+    enum { N = 1000, M = 20000 };
+    static void *p[N], *q[M];
+    tm_tcache *tc = tm_tls_tcache;
+    CHECK("main thread has a cache", tc != NULL);
+    if (!tc)
+        return;
+    /* Live memory, so that neither the cache's flush nor the frees
+     * below make a deep drain (which closes the medium classes anyway). */
+    enum { L = 64 };
+    static void *live[L];
+    for (int k = 0; k < L; k++)
+        live[k] = malloc(64 << 10);
+    for (int r = 0; r < 4; r++) {
+        for (int k = 0; k < N; k++)
+            p[k] = malloc(64);
+        for (int k = 0; k < N; k++)
+            free(p[k]);
+    }
+    CHECKF("rounds of 1000 x 64 B grow the cache", tc->grown, "limit %zu", tc_my_limit(tc, cls(64)));
+    size_t i = tc_med_req_index(2000);
+    int n = 0;
+    while (n < M && tc->grown)
+        q[n++] = malloc(2000);
+    CHECKF("a medium refill that needed the heap to grow shrank the cache", !tc->grown, "%d blocks", n);
+    CHECKF("the refilled medium class is open after the shrink", tc_my_limit(tc, i) > 0 &&
+           tc->counts[i] <= tc_my_limit(tc, i), "limit %zu count %u", tc_my_limit(tc, i), tc->counts[i]);
+    for (int k = 0; k < n; k++)
+        free(q[k]);
+    for (int k = 0; k < L; k++)
+        free(live[k]);
+    CHK();
+}
+
 int main(void)
 {
     test_class_formulas();
@@ -842,6 +885,7 @@ int main(void)
     if (getenv("TIDEMALLOC_TCACHE_BYTES") || getenv("GLIBC_TUNABLES"))
         return harness_finish();
     test_series_reuse();
+    test_refill_shrink_medium();
     run_in_thread(t_refill_hit_limits);
     run_in_thread(t_tunables);
     run_in_thread(t_refill_holes);
