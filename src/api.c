@@ -446,8 +446,6 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
 #if TIDE_CHECKS
     if (unlikely((own == TM_OWN_MMAP) != chunk_is_mmapped(p)))
         tm_corrupt("realloc(): corrupted chunk header", mem);
-    if (unlikely(tc_key_marked(mem)))
-        tm_corrupt("realloc(): invalid pointer (chunk is free)", mem);
 #else
     (void)own;
 #endif
@@ -455,6 +453,11 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
                                    "realloc(): invalid pointer (chunk is free)",
                                    "realloc(): invalid pointer",
                                    "realloc(): invalid pointer (chunk is free)");
+    /* The key only now: the header verified, the chunk is real and its
+     * second word readable (a pointer at the brk heap's end has its
+     * header inside the heap and that word beyond it).                */
+    if (unlikely(TIDE_CHECKS && tc_key_marked(mem)))
+        tm_corrupt("realloc(): invalid pointer (chunk is free)", mem);
     if (unlikely((uintptr_t)p > (uintptr_t)-oldsize))
         tm_corrupt("realloc(): invalid pointer", mem);
     tm_ensure_init();

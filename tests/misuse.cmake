@@ -17,6 +17,16 @@ foreach(f IN LISTS TIDE_MISUSE_FAMILIES)
   endif()
 endforeach()
 
+# Sweeps of wild pointers (every 16 bytes over the heaps' edges and inside
+# live blocks) through free, realloc and malloc_usable_size, each in a
+# forked child: a named abort, never a fault or a return.
+if(TIDE_SANITIZE STREQUAL "address" OR TIDE_SANITIZE STREQUAL "thread")
+  tide_add_test(test_wild SOURCES test_wild.c INTERNAL NOTEST)
+else()
+  tide_add_test(test_wild SOURCES test_wild.c INTERNAL TIMEOUT 300)
+  set_tests_properties(test_wild PROPERTIES LABELS misuse)
+endif()
+
 # The strong mode's promises (poison, bounded quarantine, guard pages, on and
 # off), switched on by mallopt and by the environment; and the randomized
 # shadow-model test with the mode on.  Ordinary build only (the guard-page
