@@ -13,6 +13,7 @@
  *   - the first 8 KiB of a thread arena's 64 MiB sub-heap slot (the
  *     guard before the heap header, the header, the first chunks) and
  *     the last 4 KiB of the slot before it;
+ *   - an mmapped chunk's start and the page before it, and its end;
  *   - interior pointers of live blocks of both arenas.
  *
  * Each pointer is tried in a forked child (harness_run_child).  free,
@@ -193,6 +194,11 @@ int main(void)
         return 1;
     }
     live[nlive++] = tb;
+    enum { BIG = 256 << 10 };          /* above the mmap threshold */
+    void *bigp = malloc(BIG);
+    CHECK("a 256 KiB block is mmapped", bigp && (((uintptr_t *)bigp)[-1] & 2) != 0);
+    live[nlive++] = bigp;
+    uintptr_t big = (uintptr_t)bigp;
     uintptr_t heap = brk_heap_start();
     uintptr_t brk_end = (uintptr_t)sbrk(0);
     uintptr_t slot = (uintptr_t)tb & ~(((uintptr_t)64 << 20) - 1);
@@ -207,6 +213,8 @@ int main(void)
         sweep(op, brk_end - 256, brk_end + 256, "brk heap end");
         sweep(op, slot, slot + 8192, "sub-heap slot start (guard, header, first chunks)");
         sweep(op, slot - 4096, slot, "the end of the slot before a sub-heap");
+        sweep(op, big - 4096, big + 4096, "an mmapped chunk's start and the page before it");
+        sweep(op, big + BIG - 256, big + BIG + 256, "an mmapped chunk's end");
         /* interior pointers of live blocks, main arena and thread arena */
         for (size_t i = 0; i < nlive; i += 40) {
             uintptr_t b = (uintptr_t)live[i];
