@@ -84,6 +84,10 @@ TM_HIDDEN bool tm_arena_fork_holder(void);
 /* ---- thread-cache size classes (config.h) ------------------------------
  * Here, below the cache, because the class lists (next) and the checks
  * of their entries need them too.                                      */
+/* The same as a table, for the cache's hit path (tc_entry_ok: one load
+ * instead of the medium classes' shifts); tcache.c, checked against
+ * tm_class_size by test_tcache.                                        */
+extern const uint64_t tm_class_sizes[TM_TCACHE_BINS] TM_HIDDEN;
 static inline size_t tm_class_size(size_t i)
 {
     if (i < TM_TCACHE_SMALL_BINS)

@@ -18,6 +18,22 @@ __thread uint8_t tm_tls_tcache_state __attribute__((tls_model("initial-exec")));
 uintptr_t tm_tcache_key;
 _Atomic uint16_t tm_tc_limit[TM_TCACHE_BINS];
 
+/* tm_class_size(i) for every class (arena.h): the small classes by 16
+ * bytes from 32, then 8 per doubling from 1 KiB (2^k + (j + 1) 2^(k-3)). */
+#define SMALL8(b) 32 + 16 * (b), 32 + 16 * ((b) + 1), 32 + 16 * ((b) + 2), 32 + 16 * ((b) + 3), \
+                  32 + 16 * ((b) + 4), 32 + 16 * ((b) + 5), 32 + 16 * ((b) + 6), 32 + 16 * ((b) + 7)
+#define MED8(k) (1u << (k)) + (1u << ((k) - 3)), (1u << (k)) + (2u << ((k) - 3)), \
+                (1u << (k)) + (3u << ((k) - 3)), (1u << (k)) + (4u << ((k) - 3)), \
+                (1u << (k)) + (5u << ((k) - 3)), (1u << (k)) + (6u << ((k) - 3)), \
+                (1u << (k)) + (7u << ((k) - 3)), (1u << (k)) + (8u << ((k) - 3))
+const uint64_t tm_class_sizes[TM_TCACHE_BINS] = {
+    SMALL8(0), SMALL8(8), SMALL8(16), SMALL8(24), SMALL8(32), SMALL8(40), SMALL8(48), SMALL8(56),
+    MED8(10), MED8(11), MED8(12), MED8(13),
+};
+_Static_assert(TM_TCACHE_SMALL_BINS == 64 && TM_TCACHE_MED_BINS == 32, "tm_class_sizes' shape");
+#undef SMALL8
+#undef MED8
+
 /* Registry of every thread's cache, for the reclaimer.  Lock order: arena
  * locks before reg_lock (the fork handler); nobody takes an arena lock
  * while holding reg_lock.                                               */

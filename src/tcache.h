@@ -279,15 +279,16 @@ static inline bool tc_key_marked(const tm_tc_entry *e) { return (e->key | 2) == 
 static inline bool tc_key_parked(const tm_tc_entry *e) { return e->key == tm_sec.parked; }
 static inline void tc_key_park(void *mem) { ((tm_tc_entry *)mem)->key = tm_sec.parked; }
 
-/* free's fast path: is chunk p (the header of the pointer given) inside
+/* free's fast path: is chunk p (the header of the pointer given; an
+ * address, not yet a pointer, as the pointer given may be NULL) inside
  * one of our heaps, so that its header may be read?  The chunk, not the
  * pointer: a pointer at a heap's first byte has its header outside,
  * where nothing need be mapped (the hole before a randomized brk heap).
  * Anything else takes the slow path, which tells the rest.           */
-static TM_INLINE bool tc_free_owned(const tm_chunk *p)
+static TM_INLINE bool tc_free_owned(uintptr_t p)
 {
 #if TIDE_CHECKS
-    return tm_own_in_heaps((uintptr_t)p);
+    return tm_own_in_heaps(p);
 #else
     (void)p;
     return true;
@@ -306,28 +307,35 @@ static TM_INLINE void tc_check_entry(const tm_tc_entry *e, size_t i)
 
 /* The hit path's test: no call, no abort; false sends the request to
  * the slow path, whose tc_pop aborts with the message.  Lighter than
- * tc_check_entry: ours and aligned (so the entry may be read) and the
+ * tc_check_entry: ours and aligned (so the entry may be read), the
  * 64-bit random key, which a forged link's target cannot hold without a
  * leak of the key, and which a forged link cannot reach without the link
- * secret (tm_protect_ptr).  Not the header (size class, checksum): it was
- * verified when the chunk entered the cache (free's fast path, or
- * written by carve or a bin under the lock), and is verified again
- * wherever the chunk leaves the program's hands (free, realloc,
- * malloc_usable_size) or goes back to an arena (tm_int_free, drains), so
- * a header changed while the chunk sat in the cache is caught there.
- * Every other pop (tc_pop: refills, installed lists' first entry, the
- * slow path) checks everything.                                       */
+ * secret (tm_protect_ptr) - and the size of the chunk's header, which
+ * must be the class's own: a link redirected by XOR to another cached
+ * chunk (known addresses and a use-after-free read and write suffice,
+ * no secret) meets a chunk that holds the key legitimately, and would
+ * be handed out as one of this class while it stays cached in its own
+ * (misuse tcache_redirect).  The header is read only once the key says
+ * the entry is a chunk (e - 8 may lie before a heap that e starts).
+ * Not the checksum: it was verified when the chunk entered the cache
+ * (free's fast path, or written by carve or a bin under the lock), and
+ * is verified again wherever the chunk leaves the program's hands (free,
+ * realloc, malloc_usable_size) or goes back to an arena (tm_int_free,
+ * drains), so a header changed while the chunk sat in the cache is
+ * caught there.  Every other pop (tc_pop: refills, installed lists'
+ * first entry, the slow path) checks everything.                      */
 static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
 {
-    (void)i;
 #if TIDE_CHECKS
-    /* (e itself, not its chunk e - 16: the hit path reads e's two words
-     * only, and ownership of e is what makes them readable; the slow
-     * path's tc_check_entry tests the chunk.)                        */
+    /* (e itself, not its chunk e - 16: ownership of e is what makes its
+     * two words readable; the slow path's tc_check_entry tests the
+     * chunk.)                                                        */
     if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps((uintptr_t)e)))
         return false;
-    return likely(tc_key_marked(e));
+    return likely(tc_key_marked(e)) &&
+           likely((size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) == tm_class_sizes[i]);
 #else
+    (void)i;
     return aligned_ok((uintptr_t)e);
 #endif
 }

@@ -55,7 +55,7 @@
 enum op { OP_FREE, OP_REALLOC, OP_FREE_SIZED, OP_USABLE };
 static const char *const op_name[] = { "free", "realloc", "free_sized", "malloc_usable_size" };
 
-enum { NLIVE = 600 };
+enum { NLIVE = 1500 };
 static void *live[NLIVE];
 static size_t nlive;
 
@@ -71,7 +71,7 @@ static bool is_live(uintptr_t a)
  * cached and in bins lie side by side. */
 static void populate(void)
 {
-    for (int i = 0; i < 900 && nlive < NLIVE - 1; i++) {
+    for (int i = 0; i < 900 && nlive < NLIVE - 8; i++) {
         void *p = malloc(16 + (size_t)(i * 37) % 3000);
         if (!p)
             abort();

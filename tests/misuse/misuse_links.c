@@ -3,8 +3,10 @@
  * the mallocs that follow them: thread-cache and fast-bin poisoning with a
  * raw pointer and with a correctly mangled one (the attacker knows a heap
  * address: the slot's own), aimed at a global fake chunk (attacker-placed
- * memory) and at a live heap block (overlap); small-bin bk forging (house
- * of lore); the fd of a chunk parked on a remote list.  See misuse.h.
+ * memory) and at a live heap block (overlap); a cached link redirected by
+ * XOR to a chunk cached in another class (no secret needed); small-bin bk
+ * forging (house of lore); the fd of a chunk parked on a remote list.
+ * See misuse.h.
  */
 #include <pthread.h>
 #include "misuse.h"
@@ -47,6 +49,33 @@ static void tcache_poison(int mangled, int heap_target)
 static void t_tc_raw(void *arg) { (void)arg; tcache_poison(0, 0); }
 static void t_tc_mangled(void *arg) { (void)arg; tcache_poison(1, 0); }
 static void t_tc_mangled_heap(void *arg) { (void)arg; tcache_poison(1, 1); }
+
+/* A use-after-free read and write of a cached chunk's link, by someone
+ * who knows two heap addresses: XORed with (a ^ c), the link of b (whose
+ * target a is known) reveals c - a chunk cached in another class, which
+ * holds the cache key legitimately - without the link secret.  The
+ * class of 40-byte requests would hand c out as one of its own (too
+ * small: an overflow into c's neighbour) while c stays cached in its own
+ * class, to be handed out again (overlap).  Must stop at the pop: c is
+ * not of the list's size.                                             */
+static void t_tc_redirect(void *arg)
+{
+    (void)arg;
+    word *c = malloc(24);                  /* a 32-byte chunk */
+    word *a = malloc(40), *b = malloc(40);
+    void *guard = malloc(40);
+    free(c);
+    free(a);
+    free(b);                               /* class of 40: b -> a */
+    W(b)[0] ^= (word)a ^ (word)c;
+    void *x = malloc(40), *y = malloc(40);
+    if (y == c || x == c)
+        exploited("a 40-byte malloc returned %p, a 24-byte chunk still cached in its own class", (void *)c);
+    void *z = malloc(24);
+    check_overlap("thread-cache link redirected to another class's cached chunk", z, 24, y, 40);
+    harness_sink(x);
+    harness_sink(guard);
+}
 
 /* Fast bin holds b -> a (links to chunks, not user pointers). */
 static void fast_poison(int mangled, int heap_target)
@@ -146,6 +175,8 @@ static const struct technique tab[] = {
       { "malloc(): unaligned tcache chunk detected", "malloc(): corrupted tcache link" }, 0 },
     { "tcache_poison_heap", t_tc_mangled_heap, "mangled link to a live heap block",
       { "malloc(): unaligned tcache chunk detected", "malloc(): corrupted tcache link" }, 0 },
+    { "tcache_redirect", t_tc_redirect, "UAF read+write: b's link XORed to reveal a chunk cached in another class",
+      { "malloc(): corrupted tcache link" }, 0 },
     { "fast_poison_raw", t_fast_raw, "cache off: fast bin b->a; b's fd := global fake chunk (raw)",
       { "malloc(): unaligned fastbin chunk detected", "malloc(): memory corruption (fast)",
         "malloc(): corrupted fastbin link" }, 0 },
