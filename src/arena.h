@@ -84,10 +84,6 @@ TM_HIDDEN bool tm_arena_fork_holder(void);
 /* ---- thread-cache size classes (config.h) ------------------------------
  * Here, below the cache, because the class lists (next) and the checks
  * of their entries need them too.                                      */
-/* The same as a table, for the cache's hit path (tc_entry_ok: one load
- * instead of the medium classes' shifts); tcache.c, checked against
- * tm_class_size by test_tcache.                                        */
-extern const uint64_t tm_class_sizes[TM_TCACHE_BINS] TM_HIDDEN;
 static inline size_t tm_class_size(size_t i)
 {
     if (i < TM_TCACHE_SMALL_BINS)
@@ -142,11 +138,12 @@ TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
 /* Class lists (remote_cls[i]) hold thread-cache entries, not chunks: user
  * pointers whose first word is the safe-linked (tm_protect_ptr) pointer to
  * the next entry and whose second word holds tm_sec.parked (the cache key
- * with bit 1 set: a cache pop accepts both, free calls either a double
- * free, tcache.h).  The list word is  (count << 48) | head:  a run of n entries is pushed with
- * one CAS (its tail linked to the old head inside the loop), and the
- * taker gets head and count with one exchange, so a whole list becomes a
- * cache class without a walk.  x86-64 user pointers fit in 47 bits.    */
+ * with bit 1 set: free calls any key a double free, tcache.h).  The list
+ * word is  (count << 48) | head:  a run of n entries is pushed with one
+ * CAS (its tail linked to the old head inside the loop), and the taker
+ * gets head and count with one exchange; it re-keys the entries to its
+ * cache's key in one walk (tcache.c rekey_list), since a cache's hit
+ * path takes only its own key.  x86-64 user pointers fit in 47 bits.   */
 #define TM_RCLS_SHIFT 48
 #define TM_RCLS_MAXN  0xffffu
 typedef struct {

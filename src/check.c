@@ -199,7 +199,7 @@ static void check_own_cache(void)
         for (tm_tc_entry *e = tc->entries[j]; e; e = tc_reveal(e)) {
             CHECK(aligned_ok((uintptr_t)e), "misaligned cache entry", e);
             CHECK(++n <= tc->counts[j], "cache list longer than its count", e);
-            CHECK(tc_key_marked(e), "cache entry without its key", e);
+            CHECK(tc_key_mine(tc, e, j), "cache entry without its slot's key", e);
             tm_chunk *p = mem2chunk(e);
             CHECK(tc_csize_index(chunksize(p)) == i, "cache entry in the wrong class", e);
             CHECK(!chunk_is_mmapped(p) && inuse(p), "cached chunk not in use", e);

@@ -18,22 +18,6 @@ __thread uint8_t tm_tls_tcache_state __attribute__((tls_model("initial-exec")));
 uintptr_t tm_tcache_key;
 _Atomic uint16_t tm_tc_limit[TM_TCACHE_BINS];
 
-/* tm_class_size(i) for every class (arena.h): the small classes by 16
- * bytes from 32, then 8 per doubling from 1 KiB (2^k + (j + 1) 2^(k-3)). */
-#define SMALL8(b) 32 + 16 * (b), 32 + 16 * ((b) + 1), 32 + 16 * ((b) + 2), 32 + 16 * ((b) + 3), \
-                  32 + 16 * ((b) + 4), 32 + 16 * ((b) + 5), 32 + 16 * ((b) + 6), 32 + 16 * ((b) + 7)
-#define MED8(k) (1u << (k)) + (1u << ((k) - 3)), (1u << (k)) + (2u << ((k) - 3)), \
-                (1u << (k)) + (3u << ((k) - 3)), (1u << (k)) + (4u << ((k) - 3)), \
-                (1u << (k)) + (5u << ((k) - 3)), (1u << (k)) + (6u << ((k) - 3)), \
-                (1u << (k)) + (7u << ((k) - 3)), (1u << (k)) + (8u << ((k) - 3))
-const uint64_t tm_class_sizes[TM_TCACHE_BINS] = {
-    SMALL8(0), SMALL8(8), SMALL8(16), SMALL8(24), SMALL8(32), SMALL8(40), SMALL8(48), SMALL8(56),
-    MED8(10), MED8(11), MED8(12), MED8(13),
-};
-_Static_assert(TM_TCACHE_SMALL_BINS == 64 && TM_TCACHE_MED_BINS == 32, "tm_class_sizes' shape");
-#undef SMALL8
-#undef MED8
-
 /* Registry of every thread's cache, for the reclaimer.  Lock order: arena
  * locks before reg_lock (the fork handler); nobody takes an arena lock
  * while holding reg_lock.                                               */
@@ -203,6 +187,19 @@ void tm_tcache_init_key(void)
     tm_tcache_key = tm_sec.parked & ~(uintptr_t)2;
 }
 
+/* A new cache's key: tm_tcache_key with a salt in bits 2..17 (tcache.h),
+ * never 0, so that no cache's key is the parked one or another live
+ * cache's (a sequence spread over the 16 bits; it repeats only after
+ * 65535 caches, and a repeat between two live caches only weakens the
+ * hit path's test between those two).                                */
+static uintptr_t salted_key(void)
+{
+    static _Atomic uint32_t seq;
+    uint32_t n = atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed);
+    uint32_t salt = ((n % 65535u) * 40499u) % 65535u + 1;    /* 1 .. 65535 */
+    return tm_tcache_key ^ ((uintptr_t)salt << 2);
+}
+
 bool tm_tcache_thread_init(void)
 {
     if (tm_tls_tcache_state != 0)
@@ -214,6 +211,7 @@ bool tm_tcache_thread_init(void)
     if (!mem)
         return true;             /* no cache for this thread; still correct */
     reset_limits(mem);
+    ((tm_tcache *)mem)->key = salted_key();
     ((tm_tcache *)mem)->home = tm_thread_arena();
     reg_add(mem);
     tm_tls_tcache_own = mem;
@@ -504,12 +502,36 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
  * memory (the chunks are ours either way) and the next full free trims.
  * The entries keep their parked key (tcache.h): each is checked as it is
  * popped, like any cache entry, so installing needs no walk.           */
+/* A class list taken whole becomes the cache's class i: its entries
+ * carry the parked key (free_chain parks every entry it puts on a class
+ * list), and the hit path takes only the key of this cache's class
+ * (tcache.h), so each is re-keyed - after the least that makes its words readable and
+ * says it was parked: ours, aligned, the parked key exactly (an entry
+ * that another cache still holds, reached through a forged link, has
+ * that cache's key: refused).  The header and the class's size are the
+ * pops' to check (the first one here, tc_pop, all of it).  One walk over
+ * entries the pops would read anyway.                                 */
+static void rekey_list(tm_tcache *tc, tm_tc_entry *e, size_t n, size_t i)
+{
+    uintptr_t key = tc_slot_key(tc, i);
+    for (; n > 0; n--) {
+        if (unlikely(!aligned_ok((uintptr_t)e)))
+            tm_corrupt("malloc(): unaligned tcache chunk detected", e);
+        if (unlikely(TIDE_CHECKS && (!tm_own_in_heaps((uintptr_t)e) || !tc_key_parked(e))))
+            tm_corrupt("malloc(): corrupted tcache link", e);
+        tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
+        e->key = key;
+        e = next;
+    }
+}
+
 static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
 {
     tm_rlist l = tm_remote_take_class(own, i);
     if (!l.head)
         return NULL;
     TM_ASSERT(tc->entries[i] == NULL && tc->counts[i] == 0 && l.n > 0);
+    rekey_list(tc, l.head, l.n, i);
     tc->entries[i] = l.head;
     tc->counts[i] = (uint16_t)l.n;
     return tc_pop(tc, i);

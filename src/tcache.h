@@ -9,7 +9,7 @@
  *
  *   mem -> +---------------------------------+
  *          | next ^ (&next >> 12)  (safe-linking)
- *          | tm_tcache_key        (double-free marker)
+ *          | tc->key              (the cache's key: double-free marker)
  *          +---------------------------------+
  *
  * A miss first takes back, without a lock, the chunks of its class that
@@ -98,7 +98,7 @@
 
 typedef struct tm_tc_entry {
     uintptr_t next;        /* protected pointer to the next entry's mem */
-    uintptr_t key;         /* tm_tcache_key while cached                */
+    uintptr_t key;         /* the cache's key while cached              */
 } tm_tc_entry;
 
 typedef struct tm_tcache {
@@ -106,6 +106,10 @@ typedef struct tm_tcache {
     _Atomic int steal;               /* reclaimer at work                      */
     _Atomic int reclaimed;           /* emptied while idle; owner not back yet */
     _Atomic uint64_t slow_ops;       /* owner's slow-path entries              */
+    /* The key this cache's entries carry (tm_tcache_key with a salt of
+     * its own in bits 2..17, tcache.c): the hit path takes only entries
+     * that carry it.  Written once, before the cache is published.    */
+    uintptr_t key;
     /* Slots 0..TM_TCACHE_BINS-1 are the classes; slot TM_TCACHE_BINS + i
      * is class i's outbox (below).  counts[], limits[] and entries[]
      * cover both.                                                     */
@@ -267,16 +271,39 @@ static inline size_t tc_free_index(size_t csize)
 }
 
 /* ---- keys in a chunk's second word (TIDE_CHECKS makes them checks) -------
- * A cached chunk holds tm_tcache_key there, an entry parked on a class
- * list (and one still carrying it after its list became a cache class,
- * arena.h) or a chunk on the general remote stack tm_sec.parked; they
- * differ in bit 1 only, so the free fast path and a pop tell "either"
- * with one compare.  Every path that hands a chunk
- * out, or moves it off a cache or a list, rewrites or clears the word:
- * a chunk in the program's hands never carries a key (free relies on
- * it to call a marked chunk a double free).                           */
-static inline bool tc_key_marked(const tm_tc_entry *e) { return (e->key | 2) == tm_sec.parked; }
+ * A cached chunk holds its cache's key there (tc->key): tm_tcache_key
+ * with a salt of the cache's own in bits 2..17; an entry parked on a
+ * class list or a chunk on the general remote stack holds tm_sec.parked
+ * (tm_tcache_key with bit 1 set), and a thread that installs a class
+ * list as its cache class re-keys its entries (tcache.c rekey_list).
+ * "Marked" - held by some cache or list - is any of these: the key with
+ * bits 1..17 masked, one test on the free fast path (a double free).
+ * Within a cache, each slot - a class, or a class's outbox - has a key
+ * of its own too: the cache's key with the slot's number in bits 19..26
+ * (tc_slot_key).  The hit path takes only the key of its own cache and
+ * class: a link redirected by XOR (no secret needed, only two known
+ * addresses and a use-after-free read and write) to a chunk that holds a
+ * key legitimately - cached in another class, in an outbox, by another
+ * thread, or parked on a list - is refused there; with one key shared by
+ * all, malloc handed such a chunk out while its holder kept it, and it
+ * was handed out again (misuse tcache_redirect, tcache_redirect_thread).  Every path that hands a chunk out, or
+ * moves it off a cache or a list, rewrites or clears the word: a chunk
+ * in the program's hands never carries a key (free relies on it to call
+ * a marked chunk a double free).                                      */
+#define TC_KEY_SLOT_SHIFT 19                         /* slots 0..191: bits 19..26 */
+#define TC_KEY_VAR (((uintptr_t)1 << 27) - 2)        /* bit 1 (parked), salt, slot */
+_Static_assert(TM_TC_SLOTS <= 256, "a slot's number fits bits 19..26 of a key");
+/* The key of slot j (a class, or an outbox) of cache tc. */
+static inline uintptr_t tc_slot_key(const struct tm_tcache *tc, size_t j)
+{
+    return tc->key ^ ((uintptr_t)j << TC_KEY_SLOT_SHIFT);
+}
+static inline bool tc_key_marked(const tm_tc_entry *e) { return ((e->key ^ tm_tcache_key) & ~TC_KEY_VAR) == 0; }
 static inline bool tc_key_parked(const tm_tc_entry *e) { return e->key == tm_sec.parked; }
+static inline bool tc_key_mine(const struct tm_tcache *tc, const tm_tc_entry *e, size_t j)
+{
+    return e->key == tc_slot_key(tc, j);
+}
 static inline void tc_key_park(void *mem) { ((tm_tc_entry *)mem)->key = tm_sec.parked; }
 
 /* free's fast path: is chunk p (the header of the pointer given; an
@@ -297,34 +324,30 @@ static TM_INLINE bool tc_free_owned(uintptr_t p)
 
 /* A link about to be followed: e must be ours, its header intact, in use,
  * of class i, and carry the cache key.                                */
-static TM_INLINE void tc_check_entry(const tm_tc_entry *e, size_t i)
+static TM_INLINE void tc_check_entry(const tm_tcache *tc, const tm_tc_entry *e, size_t i)
 {
     if (unlikely(!aligned_ok((uintptr_t)e)))
         tm_corrupt("malloc(): unaligned tcache chunk detected", e);
-    if (unlikely(!tm_entry_hdr_ok(e, i) || (TIDE_CHECKS && !tc_key_marked(e))))
+    if (unlikely(!tm_entry_hdr_ok(e, i) || (TIDE_CHECKS && !tc_key_mine(tc, e, i))))
         tm_corrupt("malloc(): corrupted tcache link", e);
 }
 
 /* The hit path's test: no call, no abort; false sends the request to
  * the slow path, whose tc_pop aborts with the message.  Lighter than
- * tc_check_entry: ours and aligned (so the entry may be read), the
- * 64-bit random key, which a forged link's target cannot hold without a
- * leak of the key, and which a forged link cannot reach without the link
- * secret (tm_protect_ptr) - and the size of the chunk's header, which
- * must be the class's own: a link redirected by XOR to another cached
- * chunk (known addresses and a use-after-free read and write suffice,
- * no secret) meets a chunk that holds the key legitimately, and would
- * be handed out as one of this class while it stays cached in its own
- * (misuse tcache_redirect).  The header is read only once the key says
- * the entry is a chunk (e - 8 may lie before a heap that e starts).
- * Not the checksum: it was verified when the chunk entered the cache
- * (free's fast path, or written by carve or a bin under the lock), and
- * is verified again wherever the chunk leaves the program's hands (free,
- * realloc, malloc_usable_size) or goes back to an arena (tm_int_free,
- * drains), so a header changed while the chunk sat in the cache is
- * caught there.  Every other pop (tc_pop: refills, installed lists'
- * first entry, the slow path) checks everything.                      */
-static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
+ * tc_check_entry: ours and aligned (so the entry's two words may be
+ * read) and the key of this cache's class i, 64 random bits but for the
+ * salt and the slot number: a forged link's target cannot hold it
+ * without a leak of the key, a forged link cannot reach it without the
+ * link secret (tm_protect_ptr), and a link redirected by XOR to a chunk
+ * that holds another slot's or cache's key is refused (above).  Not the
+ * header: it was verified when the chunk entered the cache (free's fast
+ * path, or written by carve or a bin under the lock), and is verified
+ * again wherever the chunk leaves the program's hands (free, realloc,
+ * malloc_usable_size) or goes back to an arena (tm_int_free, drains), so
+ * a header changed while the chunk sat in the cache is caught there.
+ * Every other pop (tc_pop: refills, installed lists' first entry, the
+ * slow path) checks everything.                                       */
+static TM_INLINE bool tc_entry_ok(const tm_tcache *tc, const tm_tc_entry *e, size_t i)
 {
 #if TIDE_CHECKS
     /* (e itself, not its chunk e - 16: ownership of e is what makes its
@@ -332,10 +355,9 @@ static TM_INLINE bool tc_entry_ok(const tm_tc_entry *e, size_t i)
      * chunk.)                                                        */
     if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps((uintptr_t)e)))
         return false;
-    return likely(tc_key_marked(e)) &&
-           likely((size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) == tm_class_sizes[i]);
+    return likely(tc_key_mine(tc, e, i));
 #else
-    (void)i;
+    (void)tc, (void)i;
     return aligned_ok((uintptr_t)e);
 #endif
 }
@@ -344,7 +366,7 @@ static TM_INLINE void *tc_pop(tm_tcache *tc, size_t i)
 {
     tm_tc_entry *e = tc->entries[i];
     TM_ASSERT(tc->counts[i] > 0);
-    tc_check_entry(e, i);
+    tc_check_entry(tc, e, i);
     tm_tc_entry *next = tc_reveal(e);
     /* The next pop of the class reads next's link: start that load now
      * (entries another thread freed are in its cache, not ours).       */
@@ -358,7 +380,7 @@ static TM_INLINE void *tc_pop(tm_tcache *tc, size_t i)
 static inline void tc_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     tc_link(e, tc->entries[i]);
-    e->key = tm_tcache_key;
+    e->key = tc_slot_key(tc, i);
     tc->entries[i] = e;
     tc->counts[i]++;
 }
@@ -381,7 +403,7 @@ static TM_INLINE void *tc_try_pop(tm_tcache *tc, size_t i)
      * with the checks - address 0 is in no heap: the brk range starts
      * far above it, and tm_os_reserve_aligned never returns the slot
      * at 0 - so only the build without them tests it.)               */
-    if (likely(!tc_stolen(tc) && (TIDE_CHECKS || e != NULL) && tc_entry_ok(e, i))) {
+    if (likely(!tc_stolen(tc) && (TIDE_CHECKS || e != NULL) && tc_entry_ok(tc, e, i))) {
         tm_tc_entry *next = tc_reveal(e);
         __builtin_prefetch(next, 1);    /* as tc_pop */
         tc->entries[i] = next;

@@ -4,7 +4,9 @@
  * raw pointer and with a correctly mangled one (the attacker knows a heap
  * address: the slot's own), aimed at a global fake chunk (attacker-placed
  * memory) and at a live heap block (overlap); a cached link redirected by
- * XOR to a chunk cached in another class (no secret needed); small-bin bk
+ * XOR (no secret needed) to a chunk cached in another class, and to one
+ * of the same class in another thread's cache or in this thread's
+ * outbox; small-bin bk
  * forging (house of lore); the fd of a chunk parked on a remote list.
  * See misuse.h.
  */
@@ -74,6 +76,104 @@ static void t_tc_redirect(void *arg)
     void *z = malloc(24);
     check_overlap("thread-cache link redirected to another class's cached chunk", z, 24, y, 40);
     harness_sink(x);
+    harness_sink(guard);
+}
+
+/* The same redirect, to a chunk of the *same* class that another thread
+ * holds in its own cache: it has the class's size and a cache key, so a
+ * key shared by all caches let this thread's malloc take it while the
+ * other thread's cache still held it - both hand it out (the first pop
+ * clears the key, but the chunk is then the program's, which writes the
+ * key it read back).  Each cache has a key of its own now.            */
+struct other_cache {
+    word *x;
+    void *again;
+    int go[2], done[2];
+};
+static void *oc_thread(void *arg)
+{
+    struct other_cache *o = arg;
+    o->x = malloc(40);
+    free(o->x);                            /* cached in this thread */
+    misuse_post(o->done[1]);
+    misuse_wait(o->go[0]);
+    o->again = malloc(40);                 /* its cache hands x out */
+    misuse_post(o->done[1]);
+    return NULL;
+}
+static void t_tc_redirect_thread(void *arg)
+{
+    (void)arg;
+    static struct other_cache o;
+    if (pipe(o.go) || pipe(o.done))
+        setup_failed("pipe");
+    word *a = malloc(40), *b = malloc(40);
+    void *guard = malloc(40);
+    pthread_t t;
+    if (pthread_create(&t, NULL, oc_thread, &o))
+        setup_failed("pthread_create");
+    misuse_wait(o.done[0]);
+    free(a);
+    free(b);                               /* this thread's class of 40: b -> a */
+    word key = W(b)[1];                    /* use-after-free read: the cache key */
+    W(b)[0] ^= (word)a ^ (word)o.x;
+    void *m1 = malloc(40), *m2 = malloc(40);
+    if (m2 == o.x)
+        W(m2)[1] = key;                    /* now the program's: the key put back */
+    misuse_post(o.go[1]);
+    misuse_wait(o.done[0]);
+    pthread_join(t, NULL);
+    if ((m1 == o.x || m2 == o.x) && o.again == o.x)
+        exploited("%p handed out by both threads' caches", (void *)o.x);
+    harness_sink(guard);
+}
+
+/* The same, to a chunk of the same class in this thread's own outbox (a
+ * block of another thread's arena freed here, on its way home): taken,
+ * it would go home while the program uses it, and its owner hands it
+ * out again.  An outbox has a key of its own.                          */
+struct outbox_owner {
+    word *x;
+    void *again;
+    int go[2], done[2];
+};
+static void *ob_thread(void *arg)
+{
+    struct outbox_owner *o = arg;
+    o->x = malloc(40);                     /* a block of this thread's arena */
+    misuse_post(o->done[1]);
+    misuse_wait(o->go[0]);
+    for (int k = 0; k < 64 && o->again != o->x; k++)
+        o->again = malloc(40);             /* its class list brings x back */
+    misuse_post(o->done[1]);
+    return NULL;
+}
+static void t_tc_redirect_outbox(void *arg)
+{
+    (void)arg;
+    static struct outbox_owner o;
+    if (pipe(o.go) || pipe(o.done))
+        setup_failed("pipe");
+    pthread_t t;
+    if (pthread_create(&t, NULL, ob_thread, &o))
+        setup_failed("pthread_create");
+    misuse_wait(o.done[0]);
+    word *a = malloc(40), *b = malloc(40);
+    void *guard = malloc(40);
+    free(o.x);                             /* another arena's: this thread's outbox */
+    free(a);
+    free(b);                               /* this thread's class of 40: b -> a */
+    word key = W(b)[1];
+    W(b)[0] ^= (word)a ^ (word)o.x;
+    void *m1 = malloc(40), *m2 = malloc(40);
+    if (m2 == o.x)
+        W(m2)[1] = key;
+    tide_thread_cache_flush();             /* the outbox goes home */
+    misuse_post(o.go[1]);
+    misuse_wait(o.done[0]);
+    pthread_join(t, NULL);
+    if ((m1 == o.x || m2 == o.x) && o.again == o.x)
+        exploited("%p handed out here and by its owner", (void *)o.x);
     harness_sink(guard);
 }
 
@@ -176,6 +276,12 @@ static const struct technique tab[] = {
     { "tcache_poison_heap", t_tc_mangled_heap, "mangled link to a live heap block",
       { "malloc(): unaligned tcache chunk detected", "malloc(): corrupted tcache link" }, 0 },
     { "tcache_redirect", t_tc_redirect, "UAF read+write: b's link XORed to reveal a chunk cached in another class",
+      { "malloc(): corrupted tcache link" }, 0 },
+    { "tcache_redirect_thread", t_tc_redirect_thread,
+      "the same, to a chunk of the same class in another thread's cache",
+      { "malloc(): corrupted tcache link" }, 0 },
+    { "tcache_redirect_outbox", t_tc_redirect_outbox,
+      "the same, to a chunk of the same class in this thread's outbox",
       { "malloc(): corrupted tcache link" }, 0 },
     { "fast_poison_raw", t_fast_raw, "cache off: fast bin b->a; b's fd := global fake chunk (raw)",
       { "malloc(): unaligned fastbin chunk detected", "malloc(): memory corruption (fast)",
