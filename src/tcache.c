@@ -258,7 +258,21 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
  * has only foreign chunks.  It used to take the first chunk's arena as
  * its own and free everything under that arena's lock, the producer's:
  * every flush of wl_prodcons's consumers went through the bins.        */
-static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final, tm_tc_entry **after)
+/* A walk that frees or moves a slot's entries (free_chain, take_all)
+ * checks every entry it reaches through a link before it uses it: ours,
+ * aligned, and holding the key of the slot the chain came from.  A link
+ * redirected to a live block (no key needed: nothing pops it) freed that
+ * block under the program (misuse tcache_flush_redirect), and a list
+ * that ended before its count ran out made the walk read NULL.        */
+static inline void chain_check(const tm_tc_entry *e, uintptr_t key)
+{
+    if (unlikely(!aligned_ok((uintptr_t)e) ||
+                 (TIDE_CHECKS && (!tm_own_in_heaps((uintptr_t)e - TM_HDR) || e->key != key))))
+        tm_corrupt("free(): corrupted tcache link", e);
+}
+
+static void free_chain(tm_tc_entry *e, size_t n, size_t i, uintptr_t key, bool final,
+                       tm_tc_entry **after)
 {
     tm_arena *own = tm_thread_arena();
     bool own_locked = false;
@@ -284,6 +298,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, bool final, tm_tc_ent
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
     size_t run_n = 0;
     while (n--) {
+        chain_check(e, key);
         tm_tc_entry *next = n || after ? tc_reveal(e) : NULL;
         if (!n && after)
             *after = next;        /* what follows the chain (before e is freed) */
@@ -335,7 +350,7 @@ static void trim_class(tm_tcache *tc, size_t i, size_t keep, bool no_stash)
     if (keep >= tc->counts[i])
         return;
     tm_tc_entry *rest = NULL;            /* the (keep + 1)-th entry on: the kept ones */
-    free_chain(tc->entries[i], tc->counts[i] - keep, i, no_stash, keep ? &rest : NULL);
+    free_chain(tc->entries[i], tc->counts[i] - keep, i, tc_slot_key(tc, i), no_stash, keep ? &rest : NULL);
     tc->entries[i] = rest;
     tc->counts[i] = (uint16_t)keep;
 }
@@ -445,7 +460,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
         /* Class not cached any more (another thread's mallopt changed the
          * limits after our caller looked): straight to the arena.       */
         e->key = 0;
-        free_chain(e, 1, TM_TCACHE_BINS, false, NULL);
+        free_chain(e, 1, TM_TCACHE_BINS, 0, false, NULL);
         return;
     }
     trim_class(tc, i, lim / 2, false);    /* (fewer entries than that: the limit was raised) */
@@ -488,7 +503,7 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
         return false;
     }
     if (tc->counts[j] >= lim) {
-        free_chain(tc->entries[j], tc->counts[j], i, false, NULL);
+        free_chain(tc->entries[j], tc->counts[j], i, tc_slot_key(tc, j), false, NULL);
         tc->entries[j] = NULL;
         tc->counts[j] = 0;
     }
@@ -668,7 +683,7 @@ static void flush_classes(tm_tcache *tc, bool final)
 {
     for (size_t j = 0; j < TM_TC_SLOTS; j++) {
         if (tc->counts[j])
-            free_chain(tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, final, NULL);
+            free_chain(tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, tc_slot_key(tc, j), final, NULL);
         tc->entries[j] = NULL;
         tc->counts[j] = 0;
     }
@@ -792,7 +807,9 @@ static void take_all(tm_tcache *tc, tm_chunk **list)
 {
     for (size_t i = 0; i < TM_TC_SLOTS; i++) {     /* (outboxes too) */
         tm_tc_entry *e = tc->entries[i];
+        uintptr_t key = tc_slot_key(tc, i);
         for (size_t n = tc->counts[i]; n > 0 && e; n--) {
+            chain_check(e, key);
             tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
             e->key = 0;
             tm_chunk *p = mem2chunk(e);

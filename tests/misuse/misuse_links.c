@@ -177,6 +177,26 @@ static void t_tc_redirect_outbox(void *arg)
     harness_sink(guard);
 }
 
+/* The same redirect, cashed in by a flush instead of a malloc: a cache
+ * flush frees what its class's list holds into the arena, so a link
+ * redirected to a *live* block (no key needed now: nothing pops it)
+ * would free that block under the program - the next mallocs hand it
+ * out again.  The flush must check each entry it reaches.             */
+static void t_tc_flush_redirect(void *arg)
+{
+    (void)arg;
+    word *a = malloc(40), *b = malloc(40);
+    void *guard = malloc(40);
+    word *live = malloc(40);
+    free(a);
+    free(b);                               /* b -> a */
+    W(b)[0] ^= (word)a ^ (word)live;
+    tide_thread_cache_flush();             /* frees b, then what b leads to */
+    for (int i = 0; i < 64; i++)
+        check_overlap("a cache flush through a redirected link", malloc(40), 40, live, 40);
+    harness_sink(guard);
+}
+
 /* Fast bin holds b -> a (links to chunks, not user pointers). */
 static void fast_poison(int mangled, int heap_target)
 {
@@ -283,6 +303,9 @@ static const struct technique tab[] = {
     { "tcache_redirect_outbox", t_tc_redirect_outbox,
       "the same, to a chunk of the same class in this thread's outbox",
       { "malloc(): corrupted tcache link" }, 0 },
+    { "tcache_flush_redirect", t_tc_flush_redirect,
+      "b's link XORed to a live block, then the cache flushed",
+      { "free(): corrupted tcache link" }, 0 },
     { "fast_poison_raw", t_fast_raw, "cache off: fast bin b->a; b's fd := global fake chunk (raw)",
       { "malloc(): unaligned fastbin chunk detected", "malloc(): memory corruption (fast)",
         "malloc(): corrupted fastbin link" }, 0 },
