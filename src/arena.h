@@ -183,9 +183,9 @@ static inline void tm_remote_check(const tm_chunk *p, size_t i)
 static TM_INLINE bool tm_entry_hdr_ok(const void *e, size_t i)
 {
 #if TIDE_CHECKS
-    const tm_chunk *p = mem2chunk(e);
-    if (unlikely(!tm_own_in_heaps((uintptr_t)p)))
+    if (unlikely(!tm_own_in_heaps((uintptr_t)e - TM_HDR)))   /* (e may be NULL) */
         return false;
+    const tm_chunk *p = mem2chunk(e);
     size_t w = size_word(p);
     return (w & (TM_SIZE_MASK | TM_IS_MMAPPED)) == tm_class_size(i) && hdr_ok(p, w, TM_ST_INUSE);
 #else

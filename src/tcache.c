@@ -520,11 +520,12 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
 /* A class list taken whole becomes the cache's class i: its entries
  * carry the parked key (free_chain parks every entry it puts on a class
  * list), and the hit path takes only the key of this cache's class
- * (tcache.h), so each is re-keyed - after the least that makes its words readable and
- * says it was parked: ours, aligned, the parked key exactly (an entry
- * that another cache still holds, reached through a forged link, has
- * that cache's key: refused).  The header and the class's size are the
- * pops' to check (the first one here, tc_pop, all of it).  One walk over
+ * (tcache.h), so each is re-keyed - once it is known to be what a class
+ * list holds: ours, aligned, its header in use and of the class's size
+ * (the hit path does not look at headers: a link in the list redirected
+ * to another class's parked entry would have entered class i), and the
+ * parked key exactly (an entry that some cache holds, reached through a
+ * redirected link, has that cache's key: refused).  One walk over
  * entries the pops would read anyway.                                 */
 static void rekey_list(tm_tcache *tc, tm_tc_entry *e, size_t n, size_t i)
 {
@@ -532,7 +533,7 @@ static void rekey_list(tm_tcache *tc, tm_tc_entry *e, size_t n, size_t i)
     for (; n > 0; n--) {
         if (unlikely(!aligned_ok((uintptr_t)e)))
             tm_corrupt("malloc(): unaligned tcache chunk detected", e);
-        if (unlikely(TIDE_CHECKS && (!tm_own_in_heaps((uintptr_t)e) || !tc_key_parked(e))))
+        if (unlikely(TIDE_CHECKS && (!tm_entry_hdr_ok(e, i) || !tc_key_parked(e))))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
         e->key = key;
