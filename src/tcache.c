@@ -521,19 +521,27 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
  * carry the parked key (free_chain parks every entry it puts on a class
  * list), and the hit path takes only the key of this cache's class
  * (tcache.h), so each is re-keyed - once it is known to be what a class
- * list holds: ours, aligned, its header in use and of the class's size
- * (the hit path does not look at headers: a link in the list redirected
- * to another class's parked entry would have entered class i), and the
+ * list holds: ours, aligned, its header of the class's size (the hit
+ * path does not look at headers: a link in the list redirected to
+ * another class's parked entry would have entered class i), and the
  * parked key exactly (an entry that some cache holds, reached through a
  * redirected link, has that cache's key: refused).  One walk over
  * entries the pops would read anyway.                                 */
 static void rekey_list(tm_tcache *tc, tm_tc_entry *e, size_t n, size_t i)
 {
     uintptr_t key = tc_slot_key(tc, i);
+    size_t csize = tm_class_size(i);
     for (; n > 0; n--) {
         if (unlikely(!aligned_ok((uintptr_t)e)))
             tm_corrupt("malloc(): unaligned tcache chunk detected", e);
-        if (unlikely(TIDE_CHECKS && (!tm_entry_hdr_ok(e, i) || !tc_key_parked(e))))
+        /* (in this order: the header is read once the chunk is known to
+         * be in a heap, the key once the header says a chunk of the
+         * class lies there; not the checksum, which the pop of the first
+         * entry and every chunk's way out of the program's hands verify:
+         * every entry a consumer thread takes passes here)             */
+        if (unlikely(TIDE_CHECKS && (!tm_own_in_heaps((uintptr_t)e - TM_HDR) ||
+                                     (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize ||
+                                     !tc_key_parked(e))))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
         e->key = key;
