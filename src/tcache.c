@@ -264,11 +264,15 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
  * redirected to a live block (no key needed: nothing pops it) freed that
  * block under the program (misuse tcache_flush_redirect), and a list
  * that ended before its count ran out made the walk read NULL.        */
-static inline void chain_check(const tm_tc_entry *e, uintptr_t key)
+static inline void chain_check(const tm_tc_entry *e, uintptr_t key, const char *msg)
 {
+    /* (both ends in a heap: the header before e is read by the caller,
+     * the key word after it here - at the brk heap's edges one of them
+     * can lie outside while the other is inside)                      */
     if (unlikely(!aligned_ok((uintptr_t)e) ||
-                 (TIDE_CHECKS && (!tm_own_in_heaps((uintptr_t)e - TM_HDR) || e->key != key))))
-        tm_corrupt("free(): corrupted tcache link", e);
+                 (TIDE_CHECKS && (!tm_own_in_heaps((uintptr_t)e - TM_HDR) ||
+                                  !tm_own_in_heaps((uintptr_t)e + TM_SIZE_SZ) || e->key != key))))
+        tm_corrupt(msg, e);
 }
 
 static void free_chain(tm_tc_entry *e, size_t n, size_t i, uintptr_t key, bool final,
@@ -298,7 +302,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, uintptr_t key, bool f
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
     size_t run_n = 0;
     while (n--) {
-        chain_check(e, key);
+        chain_check(e, key, "free(): corrupted tcache link");
         tm_tc_entry *next = n || after ? tc_reveal(e) : NULL;
         if (!n && after)
             *after = next;        /* what follows the chain (before e is freed) */
@@ -532,16 +536,13 @@ static void rekey_list(tm_tcache *tc, tm_tc_entry *e, size_t n, size_t i)
     uintptr_t key = tc_slot_key(tc, i);
     size_t csize = tm_class_size(i);
     for (; n > 0; n--) {
-        if (unlikely(!aligned_ok((uintptr_t)e)))
-            tm_corrupt("malloc(): unaligned tcache chunk detected", e);
-        /* (in this order: the header is read once the chunk is known to
-         * be in a heap, the key once the header says a chunk of the
-         * class lies there; not the checksum, which the pop of the first
-         * entry and every chunk's way out of the program's hands verify:
-         * every entry a consumer thread takes passes here)             */
-        if (unlikely(TIDE_CHECKS && (!tm_own_in_heaps((uintptr_t)e - TM_HDR) ||
-                                     (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize ||
-                                     !tc_key_parked(e))))
+        /* (ours and parked first, chain_check; then the header's size.
+         * Not the checksum, which
+         * the pop of the first entry and every chunk's way out of the
+         * program's hands verify: every entry a consumer thread takes
+         * passes here.)                                                */
+        chain_check(e, tm_sec.parked, "malloc(): corrupted tcache link");
+        if (unlikely(TIDE_CHECKS && (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
         e->key = key;
@@ -818,7 +819,7 @@ static void take_all(tm_tcache *tc, tm_chunk **list)
         tm_tc_entry *e = tc->entries[i];
         uintptr_t key = tc_slot_key(tc, i);
         for (size_t n = tc->counts[i]; n > 0 && e; n--) {
-            chain_check(e, key);
+            chain_check(e, key, "free(): corrupted tcache link");
             tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
             e->key = 0;
             tm_chunk *p = mem2chunk(e);

@@ -47,6 +47,7 @@
 #include "tide_test.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,18 @@ static inline void misuse_post(int fd)
 {
     char c = 1;
     while (write(fd, &c, 1) < 0) {}
+}
+
+/* A second thread of the child, running fn(arg), and the two pipes of its
+ * hand-offs (go: to it, done: from it). */
+static inline pthread_t misuse_thread(void *(*fn)(void *), void *arg, int go[2], int done[2])
+{
+    pthread_t t;
+    if (pipe(go) || pipe(done))
+        setup_failed("pipe");
+    if (pthread_create(&t, NULL, fn, arg))
+        setup_failed("pthread_create");
+    return t;
 }
 
 /* ---- the table and the runner --------------------------------------------- */

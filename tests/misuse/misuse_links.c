@@ -85,14 +85,14 @@ static void t_tc_redirect(void *arg)
  * other thread's cache still held it - both hand it out (the first pop
  * clears the key, but the chunk is then the program's, which writes the
  * key it read back).  Each cache has a key of its own now.            */
-struct other_cache {
+struct peer {                              /* a second thread's block x */
     word *x;
-    void *again;
+    void *again;                           /* what its later malloc returned */
     int go[2], done[2];
 };
 static void *oc_thread(void *arg)
 {
-    struct other_cache *o = arg;
+    struct peer *o = arg;
     o->x = malloc(40);
     free(o->x);                            /* cached in this thread */
     misuse_post(o->done[1]);
@@ -104,14 +104,10 @@ static void *oc_thread(void *arg)
 static void t_tc_redirect_thread(void *arg)
 {
     (void)arg;
-    static struct other_cache o;
-    if (pipe(o.go) || pipe(o.done))
-        setup_failed("pipe");
+    static struct peer o;
     word *a = malloc(40), *b = malloc(40);
     void *guard = malloc(40);
-    pthread_t t;
-    if (pthread_create(&t, NULL, oc_thread, &o))
-        setup_failed("pthread_create");
+    pthread_t t = misuse_thread(oc_thread, &o, o.go, o.done);
     misuse_wait(o.done[0]);
     free(a);
     free(b);                               /* this thread's class of 40: b -> a */
@@ -132,14 +128,9 @@ static void t_tc_redirect_thread(void *arg)
  * block of another thread's arena freed here, on its way home): taken,
  * it would go home while the program uses it, and its owner hands it
  * out again.  An outbox has a key of its own.                          */
-struct outbox_owner {
-    word *x;
-    void *again;
-    int go[2], done[2];
-};
 static void *ob_thread(void *arg)
 {
-    struct outbox_owner *o = arg;
+    struct peer *o = arg;
     o->x = malloc(40);                     /* a block of this thread's arena */
     misuse_post(o->done[1]);
     misuse_wait(o->go[0]);
@@ -151,12 +142,8 @@ static void *ob_thread(void *arg)
 static void t_tc_redirect_outbox(void *arg)
 {
     (void)arg;
-    static struct outbox_owner o;
-    if (pipe(o.go) || pipe(o.done))
-        setup_failed("pipe");
-    pthread_t t;
-    if (pthread_create(&t, NULL, ob_thread, &o))
-        setup_failed("pthread_create");
+    static struct peer o;
+    pthread_t t = misuse_thread(ob_thread, &o, o.go, o.done);
     misuse_wait(o.done[0]);
     word *a = malloc(40), *b = malloc(40);
     void *guard = malloc(40);
@@ -266,13 +253,9 @@ static void t_remote_link(void *arg)
 {
     (void)arg;
     static struct rl r;
-    if (pipe(r.go) || pipe(r.done))
-        setup_failed("pipe");
     void *warm = malloc(40);
     fake_mem();
-    pthread_t t;
-    if (pthread_create(&t, NULL, rl_owner, &r))
-        setup_failed("pthread_create");
+    pthread_t t = misuse_thread(rl_owner, &r, r.go, r.done);
     misuse_wait(r.done[0]);
     if (!(cflags(r.p) & 4))
         setup_failed("the other thread's blocks are not in a non-main arena");
