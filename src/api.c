@@ -165,8 +165,7 @@ static TM_INLINE bool fast_given(void *mem, size_t excl, size_t *raw)
      * is at the top of the address space, in no heap), so the ownership
      * test rejects it and a NULL test would be one more compare and
      * branch on every free.                                            */
-    if (!likely(aligned_ok((uintptr_t)mem) && (TIDE_CHECKS || mem != NULL) &&
-                tc_free_owned((uintptr_t)mem - TM_HDR)))
+    if (!likely((TIDE_CHECKS || mem != NULL) && tc_free_owned((uintptr_t)mem - TM_HDR)))
         return false;
     tm_chunk *p = mem2chunk(mem);
     *raw = size_word(p);

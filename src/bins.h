@@ -82,7 +82,7 @@ static inline bool tm_bin_link_ok(tm_arena *av, const tm_chunk *q)
 #if TIDE_CHECKS
     if ((const char *)q >= (const char *)bin_at(av, 0) && (const char *)q <= (const char *)bin_at(av, TM_NBINS - 1))
         return true;
-    return aligned_ok((uintptr_t)q) && tm_own_in_heaps((uintptr_t)q);
+    return tm_own_aligned_in_heaps((uintptr_t)q);
 #else
     (void)av, (void)q;
     return true;
@@ -99,7 +99,7 @@ static inline bool tm_bin_link_ok(tm_arena *av, const tm_chunk *q)
 static inline bool tm_chunk_link_ok(const tm_chunk *q)
 {
 #if TIDE_CHECKS
-    return aligned_ok((uintptr_t)q) && tm_own_in_heaps((uintptr_t)q);
+    return tm_own_aligned_in_heaps((uintptr_t)q);
 #else
     (void)q;
     return true;

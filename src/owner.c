@@ -17,8 +17,16 @@ _Atomic uint8_t tm_own_sub[TM_OWN_SUB_SLOTS];
 static struct { _Atomic uintptr_t lo, hi; } brk_segs[TM_OWN_BRK_SEGS];
 static _Atomic unsigned brk_nsegs;
 
+/* The range's span, in both forms (owner.h: lo is written before). */
+static void set_span(uintptr_t span)
+{
+    atomic_store_explicit(&tm_own.main_span, span, memory_order_release);
+    atomic_store_explicit(&tm_own.main_span16, span >> 4, memory_order_release);
+}
+
 void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
 {
+    TM_ASSERT((lo & 15) == 0);       /* (tm_own_aligned_in_heaps) */
     uintptr_t cur_lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
     uintptr_t cur_span = atomic_load_explicit(&tm_own.main_span, memory_order_relaxed);
     uintptr_t cur_hi = cur_lo + cur_span;
@@ -26,9 +34,9 @@ void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
         /* (lo down, span up: see tm_own_fast for the order) */
         uintptr_t new_hi = cur_span == 0 || hi > cur_hi ? hi : cur_hi;
         atomic_store_explicit(&tm_own.main_lo, lo, memory_order_relaxed);
-        atomic_store_explicit(&tm_own.main_span, new_hi - lo, memory_order_release);
+        set_span(new_hi - lo);
     } else if (hi > cur_hi) {
-        atomic_store_explicit(&tm_own.main_span, hi - cur_lo, memory_order_release);
+        set_span(hi - cur_lo);
     }
     unsigned n = atomic_load_explicit(&brk_nsegs, memory_order_relaxed);
     for (unsigned i = n; i-- > 0;)
@@ -51,7 +59,7 @@ void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi)
      * would wrap to a span that takes every address for ours.)        */
     uintptr_t lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
     if (lo + atomic_load_explicit(&tm_own.main_span, memory_order_relaxed) == old_hi)
-        atomic_store_explicit(&tm_own.main_span, new_hi > lo ? new_hi - lo : 0, memory_order_release);
+        set_span(new_hi > lo ? new_hi - lo : 0);
     unsigned n = atomic_load_explicit(&brk_nsegs, memory_order_relaxed);
     for (unsigned i = 0; i < n; i++)
         if (atomic_load_explicit(&brk_segs[i].hi, memory_order_relaxed) == old_hi)

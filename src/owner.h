@@ -48,6 +48,9 @@ _Static_assert(((size_t)1 << TM_OWN_SUB_SHIFT) == TM_HEAP_MAX_SIZE, "sub-heap sl
  * address outside what was ever registered.                          */
 struct tm_own_fast {
     _Atomic uintptr_t main_lo, main_span;      /* brk segments of the main arena */
+    /* span >> 4, written after span (release), the same way: the hit
+     * paths' aligned test (tm_own_aligned_in_heaps).                  */
+    _Atomic uintptr_t main_span16;
 };
 extern struct tm_own_fast tm_own TM_HIDDEN;
 extern _Atomic uint8_t tm_own_sub[TM_OWN_SUB_SLOTS] TM_HIDDEN;
@@ -73,6 +76,39 @@ static TM_INLINE bool tm_own_in_main(uintptr_t a)
 static TM_INLINE bool tm_own_in_heaps(uintptr_t a)
 {
     return tm_own_in_main(a) || tm_own_in_sub(a);
+}
+/* a 16-byte aligned and inside one of our heaps: aligned_ok(a) &&
+ * tm_own_in_heaps(a), but with one test fewer on the main arena's range,
+ * where the hit paths of malloc and free find nearly all chunks.  lo is
+ * 16-aligned (sysmem.c aligns a brk segment's start), so x = a - lo has
+ * a's low four bits; rotated right by 4 they land at the top and any
+ * of them set makes the value larger than any span: one subtraction, one
+ * rotate and one compare test both.  (An aligned x < span with x >> 4 ==
+ * span >> 4 - the last 1..15 bytes of an odd span - is refused: no
+ * header fits there.)                                                */
+static TM_INLINE bool tm_own_aligned_in_heaps(uintptr_t a)
+{
+    uintptr_t span16 = atomic_load_explicit(&tm_own.main_span16, memory_order_acquire);
+    uintptr_t x = a - atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
+    if (likely(((x >> 4) | (x << 60)) < span16))
+        return true;
+    return (a & 15) == 0 && tm_own_in_sub(a);
+}
+/* [a, a + len) inside one of our heaps (0 < len <= a sub-heap slot): one
+ * range test where two tm_own_in_heaps (of a and a + len - 1) would be
+ * two - a walk that reads a header and the word after the user pointer
+ * (tcache.c chain_check) makes it per chunk.  In the brk range: a's
+ * offset inside it and len more bytes left (no wrap: span - x > 0); in
+ * a sub-heap: both ends in the same slot (a span across two slots is
+ * refused even if both are ours: no chunk's first 32 bytes straddle a
+ * slot boundary, the slot starts with the sub-heap's header).        */
+static TM_INLINE bool tm_own_span_in_heaps(uintptr_t a, size_t len)
+{
+    uintptr_t span = atomic_load_explicit(&tm_own.main_span, memory_order_acquire);
+    uintptr_t x = a - atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
+    if (likely(x < span))
+        return span - x >= len;
+    return ((a ^ (a + len - 1)) >> TM_OWN_SUB_SHIFT) == 0 && tm_own_in_sub(a);
 }
 
 enum { TM_OWN_NONE = 0, TM_OWN_HEAP = 1, TM_OWN_MMAP = 2 };

@@ -266,12 +266,13 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
  * that ended before its count ran out made the walk read NULL.        */
 static inline void chain_check(const tm_tc_entry *e, uintptr_t key, const char *msg)
 {
-    /* (both ends in a heap: the header before e is read by the caller,
-     * the key word after it here - at the brk heap's edges one of them
-     * can lie outside while the other is inside)                      */
+    /* (the chunk's first 32 bytes, both ends in one heap: the header
+     * before e is read by the caller, the key word after it here - at
+     * the brk heap's edges one of them can lie outside while the other
+     * is inside; one range test for both, owner.h)                    */
     if (unlikely(!aligned_ok((uintptr_t)e) ||
-                 (TIDE_CHECKS && (!tm_own_in_heaps((uintptr_t)e - TM_HDR) ||
-                                  !tm_own_in_heaps((uintptr_t)e + TM_SIZE_SZ) || e->key != key))))
+                 (TIDE_CHECKS && (!tm_own_span_in_heaps((uintptr_t)e - TM_HDR, TM_HDR + 2 * TM_SIZE_SZ) ||
+                                  e->key != key))))
         tm_corrupt(msg, e);
 }
 

@@ -307,18 +307,17 @@ static inline bool tc_key_mine(const struct tm_tcache *tc, const tm_tc_entry *e,
 static inline void tc_key_park(void *mem) { ((tm_tc_entry *)mem)->key = tm_sec.parked; }
 
 /* free's fast path: is chunk p (the header of the pointer given; an
- * address, not yet a pointer, as the pointer given may be NULL) inside
- * one of our heaps, so that its header may be read?  The chunk, not the
+ * address, not yet a pointer, as the pointer given may be NULL) aligned
+ * and inside one of our heaps, so that its header may be read?  The chunk, not the
  * pointer: a pointer at a heap's first byte has its header outside,
  * where nothing need be mapped (the hole before a randomized brk heap).
  * Anything else takes the slow path, which tells the rest.           */
 static TM_INLINE bool tc_free_owned(uintptr_t p)
 {
 #if TIDE_CHECKS
-    return tm_own_in_heaps(p);
+    return tm_own_aligned_in_heaps(p);
 #else
-    (void)p;
-    return true;
+    return aligned_ok(p);
 #endif
 }
 
@@ -353,7 +352,7 @@ static TM_INLINE bool tc_entry_ok(const tm_tcache *tc, const tm_tc_entry *e, siz
     /* (e itself, not its chunk e - 16: ownership of e is what makes its
      * two words readable; the slow path's tc_check_entry tests the
      * chunk.)                                                        */
-    if (unlikely(!aligned_ok((uintptr_t)e) || !tm_own_in_heaps((uintptr_t)e)))
+    if (unlikely(!tm_own_aligned_in_heaps((uintptr_t)e)))
         return false;
     return likely(tc_key_mine(tc, e, i));
 #else

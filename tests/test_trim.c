@@ -161,6 +161,24 @@ static void registry_edges(void)
      * test with the checks because these two are never ours.         */
     CHECK("NULL is not ours", !tm_own_in_heaps(0));
     CHECK("nor the chunk before NULL", !tm_own_in_heaps((uintptr_t)0 - TM_HDR));
+    /* The hit paths' aligned test (one rotate for both): the same range,
+     * aligned addresses only; the last full 16 bytes are in.         */
+    uintptr_t end16 = lo + (span & ~(uintptr_t)15);
+    CHECK("aligned test: lo and the last full 16 bytes are in",
+          (lo & 15) == 0 && tm_own_aligned_in_heaps(lo) && tm_own_aligned_in_heaps(end16 - 16));
+    CHECK("aligned test: lo - 16 and the end are not",
+          !tm_own_aligned_in_heaps(lo - 16) && !tm_own_aligned_in_heaps(end16));
+    int mis = 0;
+    for (uintptr_t k = 1; k < 16; k++)
+        mis += tm_own_aligned_in_heaps(lo + 64 + k) + tm_own_aligned_in_heaps(lo + ((span / 2) & ~(uintptr_t)15) + k);
+    CHECK("aligned test: no misaligned address is in", mis == 0);
+    CHECK("aligned test: NULL and the chunk before it are not",
+          !tm_own_aligned_in_heaps(0) && !tm_own_aligned_in_heaps((uintptr_t)0 - TM_HDR));
+    /* The span test of a walk (a chunk's first 32 bytes). */
+    CHECK("span test: the range's first and last 32 bytes are in",
+          tm_own_span_in_heaps(lo, 32) && tm_own_span_in_heaps(lo + span - 32, 32));
+    CHECK("span test: 32 bytes over either edge are not",
+          !tm_own_span_in_heaps(lo - 16, 32) && !tm_own_span_in_heaps(lo + span - 16, 32));
     free(NULL);
     CHECK("malloc_usable_size(NULL) is 0", malloc_usable_size(NULL) == 0);
     void *q = realloc(NULL, 40);
@@ -174,6 +192,7 @@ static void registry_edges(void)
     CHECK("and the old top end still is", tm_own_in_main(lo + span - 1) && !tm_own_in_main(lo + span));
     atomic_store(&tm_own.main_lo, lo);
     atomic_store(&tm_own.main_span, span);
+    atomic_store(&tm_own.main_span16, span >> 4);
 
     /* A trim of the top segment down to below lo: an empty range, not
      * one that wraps around the address space.                       */
@@ -183,6 +202,7 @@ static void registry_edges(void)
     tm_own_main_brk_trim(lo - pg, lo + span);     /* (the segment table back) */
     atomic_store(&tm_own.main_lo, lo);
     atomic_store(&tm_own.main_span, span);
+    atomic_store(&tm_own.main_span16, span >> 4);
     CHECK("restored", tm_own_in_main(lo) && tm_own_in_main(lo + span - 1));
 
     /* Sub-heap slots: a whole 64 MiB slot, nothing beside it.  (The slot
@@ -193,6 +213,11 @@ static void registry_edges(void)
     CHECK("registered: its first and last byte are in it",
           tm_own_in_sub(a) && tm_own_in_sub(a + TM_HEAP_MAX_SIZE - 1) && tm_own_in_heaps(a + 4096));
     CHECK("the slots beside it are not", !tm_own_in_sub(a - 1) && !tm_own_in_sub(a + TM_HEAP_MAX_SIZE));
+    CHECK("in it, the aligned test takes aligned addresses only",
+          tm_own_aligned_in_heaps(a + 4096) && !tm_own_aligned_in_heaps(a + 4096 + 8));
+    CHECK("and the span test no span across its end",
+          tm_own_span_in_heaps(a + 4096, 32) && tm_own_span_in_heaps(a + TM_HEAP_MAX_SIZE - 32, 32) &&
+          !tm_own_span_in_heaps(a + TM_HEAP_MAX_SIZE - 16, 32));
     tm_own_sub_del((void *)(a + TM_HEAP_GUARD));
     CHECK("deleted: it is not any more", !tm_own_in_sub(a) && !tm_own_in_sub(a + TM_HEAP_MAX_SIZE - 1));
     uintptr_t last = ((uintptr_t)1 << TM_OWN_ADDR_BITS) - TM_HEAP_MAX_SIZE;
