@@ -328,7 +328,7 @@ static TM_NOINLINE void free_slow(void *mem)
     if (!tm_arena_try_enter(av)) {
         if (av != tm_thread_arena()) {
             /* Another thread's arena, busy: leave the chunk to its holder. */
-            tc_key_park(e);
+            tc_key_park(e, tm_park_key(av, TM_PARK_STACK));
             tm_remote_push(av, p, p);
             errno = saved_errno;
             return;

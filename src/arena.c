@@ -139,7 +139,7 @@ static void free_class_list(tm_arena *av, tm_rlist l, size_t i)
 {
     uintptr_t *e = l.head;
     for (size_t k = 0; k < l.n && e; k++) {
-        tm_rentry_check(e, i);
+        tm_rentry_check(av, e, i);
         uintptr_t *next = (uintptr_t *)tm_protect_ptr(e, e[0]);
         e[1] = 0;
         tm_int_free(av, mem2chunk(e));
@@ -150,7 +150,7 @@ static void free_class_list(tm_arena *av, tm_rlist l, size_t i)
 static void free_list_chain(tm_arena *av, tm_chunk *p)
 {
     while (p) {
-        tm_remote_check(p, TM_TCACHE_BINS);
+        tm_remote_check(av, p, TM_TCACHE_BINS);
         tm_chunk *next = p->fd;
         tm_int_free(av, p);
         p = next;
@@ -252,6 +252,8 @@ static tm_arena *arena_get2(tm_arena *avoid)
         av = tm_sys_new_arena();
         lock_acquire(&list_lock);
         if (av) {
+            static uint16_t salts;      /* (list lock) */
+            av->park_salt = ++salts;    /* before the arena is published */
             atomic_store_explicit(&tm_narenas, narenas, memory_order_relaxed);
             atomic_store_explicit(&av->next, ring_next(&tm_main_arena), memory_order_relaxed);
             atomic_store_explicit(&tm_main_arena.next, av, memory_order_release);

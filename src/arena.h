@@ -137,8 +137,8 @@ TM_HIDDEN void tm_remote_push(tm_arena *av, tm_chunk *head, tm_chunk *tail);
 
 /* Class lists (remote_cls[i]) hold thread-cache entries, not chunks: user
  * pointers whose first word is the safe-linked (tm_protect_ptr) pointer to
- * the next entry and whose second word holds tm_sec.parked (the cache key
- * with bit 1 set: free calls any key a double free, tcache.h).  The list
+ * the next entry and whose second word holds the list's parked key
+ * (tm_park_key: free calls any key a double free, tcache.h).  The list
  * word is  (count << 48) | head:  a run of n entries is pushed with one
  * CAS (its tail linked to the old head inside the loop), and the taker
  * gets head and count with one exchange; it re-keys the entries to its
@@ -156,11 +156,28 @@ typedef struct {
  * frees another way.                                                   */
 TM_HIDDEN bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t n,
                                     size_t max);
-/* Chunks parked on the general remote stack carry tm_sec.parked in their
+/* ---- parked keys ------------------------------------------------------------
+ * An entry parked on a list - class list i of arena av, or av's general
+ * remote stack (slot TM_PARK_STACK) - holds that list's parked key in its
+ * second word: tm_sec.parked (bit 1 set: parked, not cached) with the
+ * arena's number in bits 2..17 and the slot's in bits 19..26, the layout
+ * of a cache's keys (tcache.h), so that free's "marked" test covers them
+ * all.  Whoever takes entries off a list requires that list's key
+ * exactly: a link redirected by XOR (two known addresses, no secret) to
+ * an entry parked on another list - another arena's, another class's -
+ * is refused, where one key for all lists let the entry be taken twice,
+ * once from each list.                                                 */
+#define TM_PARK_STACK 255u
+static inline uintptr_t tm_park_key(const tm_arena *av, size_t slot)
+{
+    return tm_sec.parked ^ ((uintptr_t)av->park_salt << 2) ^ ((uintptr_t)slot << 19);
+}
+
+/* Chunks parked on the general remote stack carry its parked key in their
  * second word (bk), which every way off the stack clears (tm_int_free).  A chunk
  * taken off it must be ours, aligned, intact, in
- * use and parked (TIDE_CHECKS): a link is checked before it is followed. */
-static inline void tm_remote_check(const tm_chunk *p, size_t i)
+ * use and hold av's stack key (TIDE_CHECKS): a link is checked before it is followed. */
+static inline void tm_remote_check(const tm_arena *av, const tm_chunk *p, size_t i)
 {
     if (unlikely(misaligned_chunk(p)))
         tm_corrupt("malloc(): corrupted remote list link", p);
@@ -170,10 +187,10 @@ static inline void tm_remote_check(const tm_chunk *p, size_t i)
     size_t w = size_word(p);
     if (unlikely((i < TM_TCACHE_BINS && word_size(w) != tm_class_size(i)) ||
                  (w & TM_IS_MMAPPED) || !hdr_ok(p, w, TM_ST_INUSE) ||
-                 (uintptr_t)p->bk != (uintptr_t)tm_sec.parked))
+                 (uintptr_t)p->bk != tm_park_key(av, TM_PARK_STACK)))
         tm_corrupt("malloc(): corrupted remote list link", p);
 #else
-    (void)i;
+    (void)av, (void)i;
 #endif
 }
 
@@ -196,12 +213,12 @@ static TM_INLINE bool tm_entry_hdr_ok(const void *e, size_t i)
 
 /* An entry taken off a class list by anything but a cache install (the
  * drains into the bins, arena.c): ours, aligned, intact, in use, of class
- * i and parked (TIDE_CHECKS).  An installed list's entries are checked by
- * the cache's pops instead (tcache.h), one at a time as they are used.  */
-static inline void tm_rentry_check(const void *e, size_t i)
+ * i and holding av's class-i parked key (TIDE_CHECKS).  An installed
+ * list's entries are checked by the installing walk (tcache.c rekey_list). */
+static inline void tm_rentry_check(const tm_arena *av, const void *e, size_t i)
 {
     if (unlikely(!aligned_ok((uintptr_t)e) || !tm_entry_hdr_ok(e, i) ||
-                 (TIDE_CHECKS && ((const uintptr_t *)e)[1] != (uintptr_t)tm_sec.parked)))
+                 (TIDE_CHECKS && ((const uintptr_t *)e)[1] != tm_park_key(av, i))))
         tm_corrupt("malloc(): corrupted remote list link", e);
 }
 

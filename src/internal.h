@@ -160,6 +160,11 @@ typedef struct tm_arena {
      * with one exchange and installs it as that class, no lock, no walk. */
     _Atomic uintptr_t remote_cls[TM_TCACHE_BINS];
     _Atomic int remote_cls_any;     /* some remote_cls list may be non-empty */
+    /* The arena's number (the main arena 0), set before the arena is
+     * published: the salt of the parked key of its lists (arena.h
+     * tm_park_key), so that no entry parked on one list holds the key of
+     * another's.                                                       */
+    uint16_t park_salt;
 
     /* Strong mode (harden.h): FIFO of quarantined chunks, in a mapping of
      * its own (created at the first quarantined free); av->lock.        */

@@ -233,7 +233,7 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
     tm_chunk *h = NULL, *t = NULL;
     for (tm_tc_entry *e = head; n > 0; n--) {
         tm_tc_entry *next = tc_reveal(e);    /* before fd overwrites it */
-        tc_key_park(e);                      /* the remote stack's mark (arena.h) */
+        tc_key_park(e, tm_park_key(av, TM_PARK_STACK));   /* the remote stack's mark (arena.h) */
         tm_chunk *p = mem2chunk(e);
         p->fd = NULL;
         if (t)
@@ -323,7 +323,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, uintptr_t key, bool f
                 run_n = 0;
             }
             cur = av;
-            tc_key_park(e);               /* on a class list: parked, not cached */
+            tc_key_park(e, tm_park_key(av, i));   /* on av's class list: parked, not cached */
             if (!run_head)
                 run_head = e;
             else if (prev != run_tail)
@@ -522,19 +522,19 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
  * memory (the chunks are ours either way) and the next full free trims.
  * The entries keep their parked key (tcache.h): each is checked as it is
  * popped, like any cache entry, so installing needs no walk.           */
-/* A class list taken whole becomes the cache's class i: its entries
- * carry the parked key (free_chain parks every entry it puts on a class
- * list), and the hit path takes only the key of this cache's class
- * (tcache.h), so each is re-keyed - once it is known to be what a class
- * list holds: ours, aligned, its header of the class's size (the hit
- * path does not look at headers: a link in the list redirected to
- * another class's parked entry would have entered class i), and the
- * parked key exactly (an entry that some cache holds, reached through a
- * redirected link, has that cache's key: refused).  One walk over
- * entries the pops would read anyway.                                 */
-static void rekey_list(tm_tcache *tc, tm_tc_entry *e, size_t n, size_t i)
+/* A class list of arena av taken whole becomes the cache's class i: its
+ * entries carry the list's parked key (free_chain parks every entry it
+ * puts on a class list), and the hit path takes only the key of this
+ * cache's class (tcache.h), so each is re-keyed - once it is known to be
+ * what the list holds: ours, aligned, the list's parked key exactly (an
+ * entry reached through a redirected link that some cache holds, or that
+ * is parked on another list - another class's, another arena's - has
+ * another key: refused), and its header of the class's size (the hit
+ * path does not look at headers).  One walk over entries the pops would
+ * read anyway.                                                        */
+static void rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t n, size_t i)
 {
-    uintptr_t key = tc_slot_key(tc, i);
+    uintptr_t key = tc_slot_key(tc, i), parked = tm_park_key(av, i);
     size_t csize = tm_class_size(i);
     for (; n > 0; n--) {
         /* (ours and parked first, chain_check; then the header's size.
@@ -542,7 +542,7 @@ static void rekey_list(tm_tcache *tc, tm_tc_entry *e, size_t n, size_t i)
          * the pop of the first entry and every chunk's way out of the
          * program's hands verify: every entry a consumer thread takes
          * passes here.)                                                */
-        chain_check(e, tm_sec.parked, "malloc(): corrupted tcache link");
+        chain_check(e, parked, "malloc(): corrupted tcache link");
         if (unlikely(TIDE_CHECKS && (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
@@ -557,7 +557,7 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
     if (!l.head)
         return NULL;
     TM_ASSERT(tc->entries[i] == NULL && tc->counts[i] == 0 && l.n > 0);
-    rekey_list(tc, l.head, l.n, i);
+    rekey_list(tc, own, l.head, l.n, i);
     tc->entries[i] = l.head;
     tc->counts[i] = (uint16_t)l.n;
     return tc_pop(tc, i);

@@ -273,9 +273,11 @@ static inline size_t tc_free_index(size_t csize)
 /* ---- keys in a chunk's second word (TIDE_CHECKS makes them checks) -------
  * A cached chunk holds its cache's key there (tc->key): tm_tcache_key
  * with a salt of the cache's own in bits 2..17; an entry parked on a
- * class list or a chunk on the general remote stack holds tm_sec.parked
- * (tm_tcache_key with bit 1 set), and a thread that installs a class
- * list as its cache class re-keys its entries (tcache.c rekey_list).
+ * class list or a chunk on the general remote stack holds that list's
+ * parked key (arena.h tm_park_key: tm_sec.parked, which is tm_tcache_key
+ * with bit 1 set, salted by the arena and the list), and a thread that
+ * installs a class list as its cache class re-keys its entries (tcache.c
+ * rekey_list).
  * "Marked" - held by some cache or list - is any of these: the key with
  * bits 1..17 masked, one test on the free fast path (a double free).
  * Within a cache, each slot - a class, or a class's outbox - has a key
@@ -299,12 +301,13 @@ static inline uintptr_t tc_slot_key(const struct tm_tcache *tc, size_t j)
     return tc->key ^ ((uintptr_t)j << TC_KEY_SLOT_SHIFT);
 }
 static inline bool tc_key_marked(const tm_tc_entry *e) { return ((e->key ^ tm_tcache_key) & ~TC_KEY_VAR) == 0; }
-static inline bool tc_key_parked(const tm_tc_entry *e) { return e->key == tm_sec.parked; }
+/* Marked, and parked on a list (bit 1, arena.h tm_park_key) rather than cached. */
+static inline bool tc_key_parked(const tm_tc_entry *e) { return tc_key_marked(e) && (e->key & 2); }
 static inline bool tc_key_mine(const struct tm_tcache *tc, const tm_tc_entry *e, size_t j)
 {
     return e->key == tc_slot_key(tc, j);
 }
-static inline void tc_key_park(void *mem) { ((tm_tc_entry *)mem)->key = tm_sec.parked; }
+static inline void tc_key_park(void *mem, uintptr_t key) { ((tm_tc_entry *)mem)->key = key; }
 
 /* free's fast path: is chunk p (the header of the pointer given; an
  * address, not yet a pointer, as the pointer given may be NULL) aligned

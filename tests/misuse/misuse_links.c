@@ -271,6 +271,66 @@ static void t_remote_link(void *arg)
     harness_sink(warm);
 }
 
+/* A link inside one arena's class list redirected by XOR to an entry
+ * parked on another arena's list of the same class: the entry has the
+ * class's size and a parked key, so with one parked key for every list
+ * the first arena's thread installed it into its cache and handed it
+ * out, and once the program wrote back the parked key it had read, the
+ * second arena's thread handed it out again.  Every list has a parked
+ * key of its own (its arena and class); an install requires its list's.
+ * Set-up: this thread frees blocks of two other threads' arenas (its
+ * outbox: q -> p -> x) and flushes it - q and p go home to arena 1's
+ * class list (q's link leads to p), x to arena 2's.                   */
+struct cl {
+    word *b[2];                            /* two blocks of the thread's arena */
+    void *want, *got;                      /* got == want: its malloc returned it */
+    int go[2], done[2];
+};
+static void *cl_thread(void *arg)
+{
+    struct cl *c = arg;
+    c->b[0] = malloc(40);
+    c->b[1] = malloc(40);
+    misuse_post(c->done[1]);
+    misuse_wait(c->go[0]);
+    for (int k = 0; k < 256 && c->got != c->want; k++)
+        c->got = malloc(40);               /* its cache empties, then its class list */
+    misuse_post(c->done[1]);
+    return NULL;
+}
+static void t_class_list_redirect(void *arg)
+{
+    (void)arg;
+    static struct cl c1, c2;
+    void *warm = malloc(40);
+    pthread_t t1 = misuse_thread(cl_thread, &c1, c1.go, c1.done);
+    misuse_wait(c1.done[0]);
+    pthread_t t2 = misuse_thread(cl_thread, &c2, c2.go, c2.done);
+    misuse_wait(c2.done[0]);
+    word *p = c1.b[0], *q = c1.b[1], *x = c2.b[0];
+    if (!(cflags(p) & 4) || !(cflags(x) & 4) || ((word)p >> 26) == ((word)x >> 26))
+        setup_failed("the two threads' blocks are not in two non-main arenas");
+    free(x);
+    free(p);
+    free(q);                               /* this thread's outbox: q -> p -> x */
+    tide_thread_cache_flush();             /* arena 1's list: q -> p; arena 2's: x */
+    word key = W(x)[1];                    /* use-after-free read: x's parked key */
+    W(q)[0] ^= (word)p ^ (word)x;          /* arena 1's list: q -> x */
+    c1.want = x;
+    misuse_post(c1.go[1]);
+    misuse_wait(c1.done[0]);
+    if (c1.got == x)
+        W(x)[1] = key;                     /* now the program's: the key put back */
+    c2.want = x;
+    misuse_post(c2.go[1]);
+    misuse_wait(c2.done[0]);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    if (c1.got == x && c2.got == x)
+        exploited("%p handed out by the threads of both arenas", (void *)x);
+    harness_sink(warm);
+}
+
 static const struct technique tab[] = {
     { "tcache_poison_raw", t_tc_raw, "cache b->a; b's link := &global fake (raw); malloc x4",
       { "malloc(): unaligned tcache chunk detected", "malloc(): corrupted tcache link" }, 0 },
@@ -289,6 +349,11 @@ static const struct technique tab[] = {
     { "tcache_flush_redirect", t_tc_flush_redirect,
       "b's link XORed to a live block, then the cache flushed",
       { "free(): corrupted tcache link" }, 0 },
+    { "class_list_redirect", t_class_list_redirect,
+      "a class list's link XORed to an entry parked on another arena's list of the class",
+      { "malloc(): corrupted tcache link",
+        /* (a drain of arena 1's lists before its thread installs it) */
+        "malloc(): corrupted remote list link" }, 0 },
     { "fast_poison_raw", t_fast_raw, "cache off: fast bin b->a; b's fd := global fake chunk (raw)",
       { "malloc(): unaligned fastbin chunk detected", "malloc(): memory corruption (fast)",
         "malloc(): corrupted fastbin link" }, 0 },
