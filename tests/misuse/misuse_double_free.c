@@ -119,13 +119,9 @@ static void t_cross_thread(void *arg)
 {
     (void)arg;
     static struct xt x;
-    if (pipe(x.fd_go) || pipe(x.fd_done))
-        setup_failed("pipe");
     x.p = malloc(40);
     void *guard = malloc(40);
-    pthread_t t;
-    if (pthread_create(&t, NULL, xt_freer, &x))
-        setup_failed("pthread_create");
+    pthread_t t = misuse_thread(xt_freer, &x, x.fd_go, x.fd_done);
     misuse_wait(x.fd_done[0]);
     free(harness_launder(x.p));        /* second free, from this thread */
     void *mine = malloc(40);
@@ -165,12 +161,8 @@ static void t_remote_list(void *arg)
 {
     (void)arg;
     static struct rl r;
-    if (pipe(r.fd_go) || pipe(r.fd_done))
-        setup_failed("pipe");
     void *warm = malloc(40);           /* this thread's arena: the main one */
-    pthread_t t;
-    if (pthread_create(&t, NULL, rl_owner, &r))
-        setup_failed("pthread_create");
+    pthread_t t = misuse_thread(rl_owner, &r, r.fd_go, r.fd_done);
     misuse_wait(r.fd_done[0]);
     if (!(cflags(r.p) & 4))
         setup_failed("the other thread's block is not in a non-main arena");

@@ -58,11 +58,7 @@ static void t_tcache_struct(void *arg)
     mallopt(M_ARENA_MAX, 1);
     char *first = malloc(16);          /* the walk starts here */
     void *a = malloc(0x100);           /* the block that will overflow */
-    if (pipe(t.go) || pipe(t.done))
-        setup_failed("pipe");
-    pthread_t th;
-    if (pthread_create(&th, NULL, thread_main, &t))
-        setup_failed("pthread_create");
+    pthread_t th = misuse_thread(thread_main, &t, t.go, t.done);
     misuse_wait(t.done[0]);
     if (cflags(t.x) & 4)
         setup_failed("the thread did not share the main arena");
