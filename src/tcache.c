@@ -520,9 +520,7 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
  * exchange, no lock, and the list becomes the (empty) class as it is,
  * count included; it may hold more than the class limit, which costs no
  * memory (the chunks are ours either way) and the next full free trims.
- * The entries keep their parked key (tcache.h): each is checked as it is
- * popped, like any cache entry, so installing needs no walk.           */
-/* A class list of arena av taken whole becomes the cache's class i: its
+ * A class list of arena av taken whole becomes the cache's class i: its
  * entries carry the list's parked key (free_chain parks every entry it
  * puts on a class list), and the hit path takes only the key of this
  * cache's class (tcache.h), so each is re-keyed - once it is known to be

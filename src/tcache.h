@@ -279,7 +279,8 @@ static inline size_t tc_free_index(size_t csize)
  * installs a class list as its cache class re-keys its entries (tcache.c
  * rekey_list).
  * "Marked" - held by some cache or list - is any of these: the key with
- * bits 1..17 masked, one test on the free fast path (a double free).
+ * bits 1..26 masked (TC_KEY_VAR), one test on the free fast path (a
+ * double free).
  * Within a cache, each slot - a class, or a class's outbox - has a key
  * of its own too: the cache's key with the slot's number in bits 19..26
  * (tc_slot_key).  The hit path takes only the key of its own cache and
@@ -288,7 +289,9 @@ static inline size_t tc_free_index(size_t csize)
  * key legitimately - cached in another class, in an outbox, by another
  * thread, or parked on a list - is refused there; with one key shared by
  * all, malloc handed such a chunk out while its holder kept it, and it
- * was handed out again (misuse tcache_redirect, tcache_redirect_thread).  Every path that hands a chunk out, or
+ * was handed out again (misuse tcache_redirect, tcache_redirect_thread).
+ * Lists have keys of their own the same way (arena.h tm_park_key).
+ * Every path that hands a chunk out, or
  * moves it off a cache or a list, rewrites or clears the word: a chunk
  * in the program's hands never carries a key (free relies on it to call
  * a marked chunk a double free).                                      */
