@@ -159,7 +159,7 @@ TM_HIDDEN bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *ta
 /* ---- parked keys ------------------------------------------------------------
  * An entry parked on a list - class list i of arena av, or av's general
  * remote stack (slot TM_PARK_STACK) - holds that list's parked key in its
- * second word: tm_sec.parked (bit 1 set: parked, not cached) with the
+ * second word: tm_sec.parked (bit 27 set: parked, not cached) with the
  * arena's number in bits 2..17 and the slot's in bits 19..26, the layout
  * of a cache's keys (tcache.h), so that free's "marked" test covers them
  * all.  Whoever takes entries off a list requires that list's key

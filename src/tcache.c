@@ -183,21 +183,8 @@ static size_t grow_limit(tm_tcache *tc, size_t i, size_t lim)
 
 void tm_tcache_init_key(void)
 {
-    /* odd: never a valid pointer; bit 1 clear: tm_sec.parked has it set */
-    tm_tcache_key = tm_sec.parked & ~(uintptr_t)2;
-}
-
-/* A new cache's key: tm_tcache_key with a salt in bits 2..17 (tcache.h),
- * never 0, so that no cache's key is the parked one or another live
- * cache's (a sequence spread over the 16 bits; it repeats only after
- * 65535 caches, and a repeat between two live caches only weakens the
- * hit path's test between those two).                                */
-static uintptr_t salted_key(void)
-{
-    static _Atomic uint32_t seq;
-    uint32_t n = atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed);
-    uint32_t salt = ((n % 65535u) * 40499u) % 65535u + 1;    /* 1 .. 65535 */
-    return tm_tcache_key ^ ((uintptr_t)salt << 2);
+    /* bit 27 clear: tm_sec.parked has it set (tcache.h TC_KEY_PARKED) */
+    tm_tcache_key = tm_sec.parked & ~TC_KEY_PARKED;
 }
 
 bool tm_tcache_thread_init(void)
@@ -211,7 +198,6 @@ bool tm_tcache_thread_init(void)
     if (!mem)
         return true;             /* no cache for this thread; still correct */
     reset_limits(mem);
-    ((tm_tcache *)mem)->key = salted_key();
     ((tm_tcache *)mem)->home = tm_thread_arena();
     reg_add(mem);
     tm_tls_tcache_own = mem;
@@ -247,7 +233,9 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
 }
 
 /* Free a chain of n cached entries of class i (TM_TCACHE_BINS: not a
- * cached class) to their arenas.  Chunks of the calling thread's own arena
+ * cached class), taken from the slot whose identity is `slot`
+ * (tc_slot_id: each entry must hold its key there; 0: a lone entry that
+ * holds no key), to their arenas.  Chunks of the calling thread's own arena
  * are freed under its lock; chunks of other arenas are pushed, a run at a
  * time, with one CAS on that arena's class-i list, where a thread of that
  * arena takes them back into its cache without a lock: a consumer never
@@ -260,7 +248,7 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
  * every flush of wl_prodcons's consumers went through the bins.        */
 /* A walk that frees or moves a slot's entries (free_chain, take_all)
  * checks every entry it reaches through a link before it uses it: ours,
- * aligned, and holding the key of the slot the chain came from.  A link
+ * aligned, and holding its key for the slot the chain came from.  A link
  * redirected to a live block (no key needed: nothing pops it) freed that
  * block under the program (misuse tcache_flush_redirect), and a list
  * that ended before its count ran out made the walk read NULL.        */
@@ -276,7 +264,7 @@ static inline void chain_check(const tm_tc_entry *e, uintptr_t key, const char *
         tm_corrupt(msg, e);
 }
 
-static void free_chain(tm_tc_entry *e, size_t n, size_t i, uintptr_t key, bool final,
+static void free_chain(tm_tc_entry *e, size_t n, size_t i, uintptr_t slot, bool final,
                        tm_tc_entry **after)
 {
     tm_arena *own = tm_thread_arena();
@@ -303,7 +291,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, uintptr_t key, bool f
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
     size_t run_n = 0;
     while (n--) {
-        chain_check(e, key, "free(): corrupted tcache link");
+        chain_check(e, slot ? tc_key_for(slot, e) : 0, "free(): corrupted tcache link");
         tm_tc_entry *next = n || after ? tc_reveal(e) : NULL;
         if (!n && after)
             *after = next;        /* what follows the chain (before e is freed) */
@@ -355,7 +343,7 @@ static void trim_class(tm_tcache *tc, size_t i, size_t keep, bool no_stash)
     if (keep >= tc->counts[i])
         return;
     tm_tc_entry *rest = NULL;            /* the (keep + 1)-th entry on: the kept ones */
-    free_chain(tc->entries[i], tc->counts[i] - keep, i, tc_slot_key(tc, i), no_stash, keep ? &rest : NULL);
+    free_chain(tc->entries[i], tc->counts[i] - keep, i, tc_slot_id(tc, i), no_stash, keep ? &rest : NULL);
     tc->entries[i] = rest;
     tc->counts[i] = (uint16_t)keep;
 }
@@ -465,7 +453,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
         /* Class not cached any more (another thread's mallopt changed the
          * limits after our caller looked): straight to the arena.       */
         e->key = 0;
-        free_chain(e, 1, TM_TCACHE_BINS, 0, false, NULL);
+        free_chain(e, 1, TM_TCACHE_BINS, 0, false, NULL);   /* (slot 0: no key) */
         return;
     }
     trim_class(tc, i, lim / 2, false);    /* (fewer entries than that: the limit was raised) */
@@ -508,7 +496,7 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
         return false;
     }
     if (tc->counts[j] >= lim) {
-        free_chain(tc->entries[j], tc->counts[j], i, tc_slot_key(tc, j), false, NULL);
+        free_chain(tc->entries[j], tc->counts[j], i, tc_slot_id(tc, j), false, NULL);
         tc->entries[j] = NULL;
         tc->counts[j] = 0;
     }
@@ -532,7 +520,7 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
  * read anyway.                                                        */
 static void rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t n, size_t i)
 {
-    uintptr_t key = tc_slot_key(tc, i), parked = tm_park_key(av, i);
+    uintptr_t slot = tc_slot_id(tc, i), parked = tm_park_key(av, i);
     size_t csize = tm_class_size(i);
     for (; n > 0; n--) {
         /* (ours and parked first, chain_check; then the header's size.
@@ -544,7 +532,7 @@ static void rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t
         if (unlikely(TIDE_CHECKS && (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
-        e->key = key;
+        e->key = tc_key_for(slot, e);
         e = next;
     }
 }
@@ -692,7 +680,7 @@ static void flush_classes(tm_tcache *tc, bool final)
 {
     for (size_t j = 0; j < TM_TC_SLOTS; j++) {
         if (tc->counts[j])
-            free_chain(tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, tc_slot_key(tc, j), final, NULL);
+            free_chain(tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, tc_slot_id(tc, j), final, NULL);
         tc->entries[j] = NULL;
         tc->counts[j] = 0;
     }
@@ -816,9 +804,9 @@ static void take_all(tm_tcache *tc, tm_chunk **list)
 {
     for (size_t i = 0; i < TM_TC_SLOTS; i++) {     /* (outboxes too) */
         tm_tc_entry *e = tc->entries[i];
-        uintptr_t key = tc_slot_key(tc, i);
+        uintptr_t slot = tc_slot_id(tc, i);
         for (size_t n = tc->counts[i]; n > 0 && e; n--) {
-            chain_check(e, key, "free(): corrupted tcache link");
+            chain_check(e, tc_key_for(slot, e), "free(): corrupted tcache link");
             tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
             e->key = 0;
             tm_chunk *p = mem2chunk(e);

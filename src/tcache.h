@@ -9,7 +9,7 @@
  *
  *   mem -> +---------------------------------+
  *          | next ^ (&next >> 12)  (safe-linking)
- *          | tc->key              (the cache's key: double-free marker)
+ *          | the entry's key      (its slot's and address's: double-free marker)
  *          +---------------------------------+
  *
  * A miss first takes back, without a lock, the chunks of its class that
@@ -106,10 +106,6 @@ typedef struct tm_tcache {
     _Atomic int steal;               /* reclaimer at work                      */
     _Atomic int reclaimed;           /* emptied while idle; owner not back yet */
     _Atomic uint64_t slow_ops;       /* owner's slow-path entries              */
-    /* The key this cache's entries carry (tm_tcache_key with a salt of
-     * its own in bits 2..17, tcache.c): the hit path takes only entries
-     * that carry it.  Written once, before the cache is published.    */
-    uintptr_t key;
     /* Slots 0..TM_TCACHE_BINS-1 are the classes; slot TM_TCACHE_BINS + i
      * is class i's outbox (below).  counts[], limits[] and entries[]
      * cover both.                                                     */
@@ -271,44 +267,65 @@ static inline size_t tc_free_index(size_t csize)
 }
 
 /* ---- keys in a chunk's second word (TIDE_CHECKS makes them checks) -------
- * A cached chunk holds its cache's key there (tc->key): tm_tcache_key
- * with a salt of the cache's own in bits 2..17; an entry parked on a
- * class list or a chunk on the general remote stack holds that list's
- * parked key (arena.h tm_park_key: tm_sec.parked, which is tm_tcache_key
- * with bit 1 set, salted by the arena and the list), and a thread that
- * installs a class list as its cache class re-keys its entries (tcache.c
- * rekey_list).
- * "Marked" - held by some cache or list - is any of these: the key with
- * bits 1..26 masked (TC_KEY_VAR), one test on the free fast path (a
- * double free).
- * Within a cache, each slot - a class, or a class's outbox - has a key
- * of its own too: the cache's key with the slot's number in bits 19..26
- * (tc_slot_key).  The hit path takes only the key of its own cache and
- * class: a link redirected by XOR (no secret needed, only two known
- * addresses and a use-after-free read and write) to a chunk that holds a
- * key legitimately - cached in another class, in an outbox, by another
- * thread, or parked on a list - is refused there; with one key shared by
- * all, malloc handed such a chunk out while its holder kept it, and it
- * was handed out again (misuse tcache_redirect, tcache_redirect_thread).
- * Lists have keys of their own the same way (arena.h tm_park_key).
- * Every path that hands a chunk out, or
- * moves it off a cache or a list, rewrites or clears the word: a chunk
- * in the program's hands never carries a key (free relies on it to call
- * a marked chunk a double free).                                      */
-#define TC_KEY_SLOT_SHIFT 19                         /* slots 0..191: bits 19..26 */
-#define TC_KEY_VAR (((uintptr_t)1 << 27) - 2)        /* bit 1 (parked), salt, slot */
-_Static_assert(TM_TC_SLOTS <= 256, "a slot's number fits bits 19..26 of a key");
-/* The key of slot j (a class, or an outbox) of cache tc. */
-static inline uintptr_t tc_slot_key(const struct tm_tcache *tc, size_t j)
+ * A cached chunk holds a key there that binds it to its slot - a class,
+ * or a class's outbox, of one cache - and to its own address:
+ *
+ *   key(slot, e) = tm_tcache_key ^ tag,   tag = bits 37..63 of
+ *                  ((e ^ &tc->entries[slot]) * tm_sec.tag_mul), in bits 0..26
+ *
+ * An entry parked on a class list or the general remote stack holds that
+ * list's parked key (arena.h tm_park_key: tm_sec.parked, which is
+ * tm_tcache_key with bit 27 set, salted by the arena and the list), and a
+ * thread that installs a class list as its cache class re-keys its
+ * entries (tcache.c rekey_list).  "Marked" - held by some cache or list -
+ * is any of these: the key with bits 0..27 masked (TC_KEY_VAR), one test
+ * on the free fast path (a double free); the 36 bits left make a user's
+ * word that looks marked astronomically unlikely.
+ * The hit path takes only an entry that holds its own key for this slot.
+ * The slot's part: a link redirected by XOR (no secret needed, only two
+ * known addresses and a use-after-free read and write) to a chunk that
+ * holds a key legitimately - cached in another class, in an outbox, by
+ * another thread, or parked on a list - is refused (misuse
+ * tcache_redirect, tcache_redirect_thread, tcache_redirect_outbox).  The
+ * address's part: a link redirected to an entry of the *same* slot
+ * further up its list makes a cycle, which handed that entry out twice
+ * once the program had written the key it read from the first entry into
+ * the second, which it then held (misuse tcache_cycle); each entry's key
+ * is its own now, and tag_mul is in the read-only secret page, so a key
+ * read from one entry says nothing of another's.  Without the checks the
+ * key is tm_tcache_key alone (the double-free marker).  Every path that
+ * hands a chunk out, or moves it off a cache or a list, rewrites or
+ * clears the word: a chunk in the program's hands never carries a key
+ * (free relies on it to call a marked chunk a double free).           */
+#define TC_KEY_PARKED ((uintptr_t)1 << 27)           /* parked, not cached */
+#define TC_KEY_VAR (TC_KEY_PARKED | (TC_KEY_PARKED - 1)) /* bits 0..27: tag, or salt and slot */
+/* A slot's identity in the keys: the address of its list head, unique
+ * among all caches' slots. */
+static inline uintptr_t tc_slot_id(const struct tm_tcache *tc, size_t j)
 {
-    return tc->key ^ ((uintptr_t)j << TC_KEY_SLOT_SHIFT);
+    return (uintptr_t)&tc->entries[j];
+}
+/* The key of entry e in the slot whose identity is slot. */
+static TM_INLINE uintptr_t tc_key_for(uintptr_t slot, const void *e)
+{
+#if TIDE_CHECKS
+    uintptr_t x = ((uintptr_t)e ^ slot) * (uintptr_t)tm_sec.tag_mul;
+    return tm_tcache_key ^ (x >> 37);       /* bits 0..26 */
+#else
+    (void)slot, (void)e;
+    return tm_tcache_key;
+#endif
+}
+static TM_INLINE uintptr_t tc_entry_key(const struct tm_tcache *tc, size_t j, const void *e)
+{
+    return tc_key_for(tc_slot_id(tc, j), e);
 }
 static inline bool tc_key_marked(const tm_tc_entry *e) { return ((e->key ^ tm_tcache_key) & ~TC_KEY_VAR) == 0; }
-/* Marked, and parked on a list (bit 1, arena.h tm_park_key) rather than cached. */
-static inline bool tc_key_parked(const tm_tc_entry *e) { return tc_key_marked(e) && (e->key & 2); }
+/* Marked, and parked on a list (bit 27, arena.h tm_park_key) rather than cached. */
+static inline bool tc_key_parked(const tm_tc_entry *e) { return tc_key_marked(e) && (e->key & TC_KEY_PARKED); }
 static inline bool tc_key_mine(const struct tm_tcache *tc, const tm_tc_entry *e, size_t j)
 {
-    return e->key == tc_slot_key(tc, j);
+    return e->key == tc_entry_key(tc, j, e);
 }
 static inline void tc_key_park(void *mem, uintptr_t key) { ((tm_tc_entry *)mem)->key = key; }
 
@@ -385,12 +402,12 @@ static TM_INLINE void *tc_pop(tm_tcache *tc, size_t i)
 static inline void tc_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     tc_link(e, tc->entries[i]);
-    e->key = tc_slot_key(tc, i);
+    e->key = tc_entry_key(tc, i, e);
     tc->entries[i] = e;
     tc->counts[i]++;
 }
 
-/* Initialization: the key marking cached chunks (random, odd). */
+/* Initialization: the key marking cached chunks (random). */
 TM_HIDDEN void tm_tcache_init_key(void);
 /* Set up the calling thread's cache if that was never tried: returns true
  * if this call did the setting up (whether a cache could be had or not). */

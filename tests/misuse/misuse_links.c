@@ -79,6 +79,32 @@ static void t_tc_redirect(void *arg)
     harness_sink(guard);
 }
 
+/* The same redirect, to an entry of the *same* class further up this
+ * cache's own list: a cycle.  b -> a -> c, a's link turned to b: malloc
+ * hands out b, then a, then b again - once the program, which holds b
+ * after the first, has written into it the key it read from a.  With one
+ * key per slot that was enough (glibc hands b out twice too); each
+ * entry's key is bound to its address under a secret now, so a's key is
+ * not b's.                                                            */
+static void t_tc_cycle(void *arg)
+{
+    (void)arg;
+    word *a = malloc(40), *b = malloc(40), *c = malloc(40);
+    void *guard = malloc(40);
+    free(c);
+    free(a);
+    free(b);                               /* b -> a -> c */
+    word key = W(a)[1];                    /* use-after-free read: a's key */
+    W(a)[0] ^= (word)c ^ (word)b;          /* a -> b: b -> a -> b */
+    void *m1 = malloc(40);
+    if (m1 == b)
+        W(b)[1] = key;                     /* the program's now: a key written in */
+    void *m2 = malloc(40), *m3 = malloc(40);
+    if (m1 == m3 || m2 == m3)
+        exploited("%p handed out twice through a cycle in its class", m3);
+    harness_sink(guard);
+}
+
 /* The same redirect, to a chunk of the *same* class that another thread
  * holds in its own cache: it has the class's size and a cache key, so a
  * key shared by all caches let this thread's malloc take it while the
@@ -339,6 +365,9 @@ static const struct technique tab[] = {
     { "tcache_poison_heap", t_tc_mangled_heap, "mangled link to a live heap block",
       { "malloc(): unaligned tcache chunk detected", "malloc(): corrupted tcache link" }, 0 },
     { "tcache_redirect", t_tc_redirect, "UAF read+write: b's link XORed to reveal a chunk cached in another class",
+      { "malloc(): corrupted tcache link" }, 0 },
+    { "tcache_cycle", t_tc_cycle,
+      "UAF read+write: a link XORed into a cycle within its class, the read key written into the entry handed out",
       { "malloc(): corrupted tcache link" }, 0 },
     { "tcache_redirect_thread", t_tc_redirect_thread,
       "the same, to a chunk of the same class in another thread's cache",
