@@ -168,6 +168,7 @@ TM_HIDDEN bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *ta
  * is refused, where one key for all lists let the entry be taken twice,
  * once from each list.                                                 */
 #define TM_PARK_STACK 255u
+_Static_assert(TM_TCACHE_BINS < TM_PARK_STACK, "a class list's slot fits bits 19..26 of a parked key, apart from the stack's");
 static inline uintptr_t tm_park_key(const tm_arena *av, size_t slot)
 {
     return tm_sec.parked ^ ((uintptr_t)av->park_salt << 2) ^ ((uintptr_t)slot << 19);
