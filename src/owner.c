@@ -17,6 +17,8 @@ _Atomic uint8_t tm_own_sub[TM_OWN_SUB_SLOTS];
 static struct { _Atomic uintptr_t lo, hi; } brk_segs[TM_OWN_BRK_SEGS];
 static _Atomic unsigned brk_nsegs;
 
+static void ranges_clear(uintptr_t lo, uintptr_t hi);
+
 /* The range's span, in both forms (owner.h: lo is written before). */
 static void set_span(uintptr_t span)
 {
@@ -64,6 +66,7 @@ void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi)
     for (unsigned i = 0; i < n; i++)
         if (atomic_load_explicit(&brk_segs[i].hi, memory_order_relaxed) == old_hi)
             atomic_store_explicit(&brk_segs[i].hi, new_hi, memory_order_relaxed);
+    ranges_clear(new_hi, old_hi);     /* (after the registries: owner.h) */
 }
 
 /* Inside one of the brk segments (a is within [main_lo, main_hi)). */
@@ -90,6 +93,7 @@ void tm_own_sub_del(const void *h)
     uintptr_t g = (uintptr_t)h >> TM_OWN_SUB_SHIFT;
     if (g < (uintptr_t)TM_OWN_SUB_SLOTS)
         atomic_store_explicit(&tm_own_sub[g], 0, memory_order_relaxed);
+    ranges_clear(g << TM_OWN_SUB_SHIFT, (g + 1) << TM_OWN_SUB_SHIFT);
 }
 
 /* ---- mmapped chunks: linear probing, backward-shift deletion ------------------ */
@@ -108,6 +112,93 @@ static void set_release(void)
 {
     if (!tls_fork_holder)
         tm_lock_release(&set_lock);
+}
+
+/* ---- the threads' own ranges (owner.h), under the set's lock ------------ */
+static tm_own_range *range_head;
+static __thread tm_own_range *tls_range __attribute__((tls_model("initial-exec")));
+
+static void range_set(tm_own_range *r, uintptr_t lo, uintptr_t span16)
+{
+    atomic_store_explicit(&r->lo, lo, memory_order_relaxed);
+    atomic_store_explicit(&r->span16, span16, memory_order_relaxed);
+}
+
+void tm_own_range_register(tm_own_range *r)
+{
+    range_set(r, 0, 0);
+    set_acquire();
+    r->prev = NULL;
+    r->next = range_head;
+    if (range_head)
+        range_head->prev = r;
+    range_head = r;
+    set_release();
+    tls_range = r;
+}
+
+void tm_own_range_unregister(tm_own_range *r)
+{
+    set_acquire();
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        range_head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    set_release();
+    range_set(r, 0, 0);
+    if (tls_range == r)
+        tls_range = NULL;
+}
+
+/* What a range covering a (ours) would be now: the brk range, or a's
+ * sub-heap slot; span16 0 if neither (an mmapped chunk).              */
+static void range_for(uintptr_t a, uintptr_t *lo, uintptr_t *span16)
+{
+    uintptr_t span = atomic_load_explicit(&tm_own.main_span, memory_order_acquire);
+    uintptr_t mlo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
+    if (a - mlo < span) {
+        *lo = mlo;
+        *span16 = span >> 4;
+    } else if (tm_own_in_sub(a) && (a & (TM_HEAP_MAX_SIZE - 1)) >= TM_OWN_SUB_FIRST) {
+        /* (from the first possible chunk on: tm_own_fast_in_heaps) */
+        *lo = (a & ~(uintptr_t)(TM_HEAP_MAX_SIZE - 1)) + TM_OWN_SUB_FIRST;
+        *span16 = (TM_HEAP_MAX_SIZE - TM_OWN_SUB_FIRST) >> 4;
+    } else {
+        *lo = *span16 = 0;
+    }
+}
+
+void tm_own_range_track(tm_own_range *r, uintptr_t a)
+{
+    uintptr_t lo, span16;
+    range_for(a, &lo, &span16);        /* (unlocked: most refills change nothing) */
+    if (atomic_load_explicit(&r->lo, memory_order_relaxed) == lo &&
+        atomic_load_explicit(&r->span16, memory_order_relaxed) == span16)
+        return;
+    /* Under the lock, against the registries as they are now: a trim or
+     * deletion that went before has updated them, one that comes after
+     * will clear what is stored here.                                 */
+    set_acquire();
+    range_for(a, &lo, &span16);
+    range_set(r, lo, span16);
+    set_release();
+}
+
+/* [lo, hi) is no longer ours (brk trimmed, sub-heap deleted): empty every
+ * range that reaches into it.  Its holder sets it again at its next
+ * refill.                                                            */
+static void ranges_clear(uintptr_t lo, uintptr_t hi)
+{
+    set_acquire();
+    for (tm_own_range *r = range_head; r; r = r->next) {
+        uintptr_t rlo = atomic_load_explicit(&r->lo, memory_order_relaxed);
+        uintptr_t rspan = atomic_load_explicit(&r->span16, memory_order_relaxed) << 4;
+        if (rspan && rlo < hi && lo < rlo + rspan)
+            atomic_store_explicit(&r->span16, 0, memory_order_relaxed);
+    }
+    set_release();
 }
 
 static size_t slot_of(uintptr_t key, size_t cap)
@@ -207,11 +298,12 @@ int tm_own_classify(const tm_chunk *p)
     if (tm_own_in_main(a))
         return in_brk_segment(a) ? TM_OWN_HEAP : TM_OWN_NONE;
     if (tm_own_in_sub(a)) {
-        /* Ours only within the heap's extent: not in the guard before its
-         * header, nor in the reserve beyond its size (heap.h).          */
+        /* Ours only within the heap's chunks: not in the guard before its
+         * header, the header or the arena after it, nor in the reserve
+         * beyond its size (heap.h).                                     */
         const tm_heap *h = heap_for_ptr(p);
         size_t size = __atomic_load_n(&h->size, __ATOMIC_RELAXED);
-        return a >= (uintptr_t)(h + 1) && a < (uintptr_t)h + size ? TM_OWN_HEAP : TM_OWN_NONE;
+        return a >= (uintptr_t)heap_first_chunk(h) && a < (uintptr_t)h + size ? TM_OWN_HEAP : TM_OWN_NONE;
     }
     uintptr_t b;
     size_t l;
@@ -236,4 +328,9 @@ void tm_own_fork_child(void)
 {
     tls_fork_holder = false;
     tm_lock_reinit(&set_lock);
+    /* Only the forking thread lives on: its range alone (the others'
+     * memory is not reused, but no trim should walk through it).     */
+    range_head = tls_range;
+    if (tls_range)
+        tls_range->next = tls_range->prev = NULL;
 }

@@ -92,8 +92,41 @@ static TM_INLINE bool tm_own_aligned_in_heaps(uintptr_t a)
     uintptr_t x = a - atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
     if (likely(((x >> 4) | (x << 60)) < span16))
         return true;
-    return (a & 15) == 0 && tm_own_in_sub(a);
+    /* A sub-heap's slot, the same trick: a rotated right by 4 is a >> 4
+     * when a is aligned, and has a low bit at the top otherwise, which
+     * makes the slot number out of range: one bound test for both
+     * (threads of other arenas than the main one, whose chunks are all
+     * in sub-heaps, make this test on both hit paths).              */
+    uintptr_t g = ((a >> 4) | (a << 60)) >> (TM_OWN_SUB_SHIFT - 4);
+    return g < (uintptr_t)TM_OWN_SUB_SLOTS && atomic_load_explicit(&tm_own_sub[g], memory_order_relaxed) != 0;
 }
+/* ---- the hit paths' test: chunks only, never the metadata before them ----
+ * The tests above take a sub-heap's whole slot (the guard, the heap
+ * header, the arena in its first heap) and the brk range from its
+ * first segment's header on: right for the link checks (anything there
+ * is readable), too lax for the hit paths, which trust a header once
+ * its 16-bit checksum verifies.  A word in the arena with a small value
+ * that happened to verify (2^-16 for each; hundreds of candidates) let
+ * free cache the arena's own memory for a later malloc to hand out, and
+ * a zero word of the guard gave malloc_usable_size a size of 2^64 - 8
+ * (test_wild under UBSan, a 1-in-30 flake).  So the hit paths take a
+ * sub-heap address only from TM_OWN_SUB_FIRST on (the first chunk of an
+ * arena's first heap; a later heap's first chunks, below it, take the
+ * slow path, which knows them exactly), and the brk range is registered
+ * from the first chunk on (sysmem.c).                                 */
+#define TM_OWN_SUB_FIRST ((TM_HEAP_GUARD + sizeof(tm_heap) + sizeof(tm_arena) + 15) & ~(size_t)15)
+static TM_INLINE bool tm_own_fast_in_heaps(uintptr_t a)
+{
+    uintptr_t span16 = atomic_load_explicit(&tm_own.main_span16, memory_order_acquire);
+    uintptr_t x = a - atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
+    if (likely(((x >> 4) | (x << 60)) < span16))
+        return true;
+    if ((a & (TM_HEAP_MAX_SIZE - 1)) < TM_OWN_SUB_FIRST)
+        return false;
+    uintptr_t g = ((a >> 4) | (a << 60)) >> (TM_OWN_SUB_SHIFT - 4);
+    return g < (uintptr_t)TM_OWN_SUB_SLOTS && atomic_load_explicit(&tm_own_sub[g], memory_order_relaxed) != 0;
+}
+
 /* [a, a + len) inside one of our heaps (0 < len <= a sub-heap slot): one
  * range test where two tm_own_in_heaps (of a and a + len - 1) would be
  * two - a walk that reads a header and the word after the user pointer
@@ -110,6 +143,48 @@ static TM_INLINE bool tm_own_span_in_heaps(uintptr_t a, size_t len)
         return span - x >= len;
     return ((a ^ (a + len - 1)) >> TM_OWN_SUB_SHIFT) == 0 && tm_own_in_sub(a);
 }
+
+/* ---- a thread's own range ------------------------------------------------
+ * The two tests above suit the main arena's chunks: the brk range first
+ * (7 instructions), a sub-heap's slot only after it fails (9 more).  A
+ * thread of another arena finds all its chunks in sub-heaps, so both hit
+ * paths paid 16 for each ownership test (bench/pair_cost.py --thread:
+ * 146 instructions a pair of 64 B against 124 on the main thread).  So
+ * each thread cache holds a range of its own, tried first: where its
+ * last refill's chunk lay - the brk range as it was then, or that
+ * chunk's sub-heap slot - one subtraction, one rotate and one compare,
+ * as tm_own_aligned_in_heaps's first test, whichever arena the thread
+ * uses.
+ *
+ * A range must never outlive what it covers: a sub-heap deleted, or the
+ * brk range trimmed below its end, would leave a thread taking addresses
+ * that are no longer ours for chunks.  So ranges are registered here,
+ * and set (tm_own_range_track) and cleared (the deletion, the trim) under
+ * the set's lock: a trim or deletion updates the registries first, then
+ * clears every range that reaches into what went; a track that follows
+ * it sees the updated registries.  A range only shrinks to empty (span16
+ * 0), never to a part, and grows back at the owner's next refill.  The
+ * owner reads its range with relaxed atomics (a clear may come from any
+ * thread); a read that races with a clear is the race every ownership
+ * test has with a concurrent trim.                                     */
+typedef struct tm_own_range {
+    _Atomic uintptr_t lo;              /* 16-aligned                         */
+    _Atomic uintptr_t span16;          /* length / 16; 0: empty              */
+    struct tm_own_range *next, *prev;  /* registry, under the set's lock     */
+} tm_own_range;
+
+static TM_INLINE bool tm_own_range_aligned(const tm_own_range *r, uintptr_t a)
+{
+    uintptr_t span16 = atomic_load_explicit(&r->span16, memory_order_relaxed);
+    uintptr_t x = a - atomic_load_explicit(&r->lo, memory_order_relaxed);
+    return ((x >> 4) | (x << 60)) < span16;
+}
+/* The calling thread's range (empty): registered; and let go of (thread
+ * exit: the memory that holds it is about to be reused).              */
+TM_HIDDEN void tm_own_range_register(tm_own_range *r);
+TM_HIDDEN void tm_own_range_unregister(tm_own_range *r);
+/* r covers where the chunk at a (one of ours) lies now. */
+TM_HIDDEN void tm_own_range_track(tm_own_range *r, uintptr_t a);
 
 enum { TM_OWN_NONE = 0, TM_OWN_HEAP = 1, TM_OWN_MMAP = 2 };
 /* Where the chunk at p lies: in a heap of ours (a brk segment of the main

@@ -221,8 +221,8 @@ static void start_heap(tm_arena *av, tm_heap *h, size_t size, uint32_t kind)
         h->reserved = size;
     }
     h->kind = kind;
-    if (kind == TM_SEG_BRK)
-        tm_own_main_brk((uintptr_t)h, (uintptr_t)h + size);
+    if (kind == TM_SEG_BRK)     /* (from the first chunk on: owner.h tm_own_fast_in_heaps) */
+        tm_own_main_brk((uintptr_t)heap_first_chunk(h), (uintptr_t)h + size);
     av->system_mem += size;
     av->nheaps++;
     retire_top(av);
@@ -276,7 +276,7 @@ static bool main_grow(tm_arena *av, size_t nb)
         if (r == cur) {
             note_regrow(av);
             seg->size += size;
-            tm_own_main_brk((uintptr_t)seg, (uintptr_t)heap_end(seg));
+            tm_own_main_brk((uintptr_t)heap_first_chunk(seg), (uintptr_t)heap_end(seg));
             av->system_mem += size;
             set_head_top(old_top, (old_size + size) | TM_PREV_INUSE);
             return true;

@@ -199,6 +199,7 @@ bool tm_tcache_thread_init(void)
         return true;             /* no cache for this thread; still correct */
     reset_limits(mem);
     ((tm_tcache *)mem)->home = tm_thread_arena();
+    tm_own_range_register(&((tm_tcache *)mem)->own);   /* (empty until the first refill) */
     reg_add(mem);
     tm_tls_tcache_own = mem;
     tm_tls_tcache = tm_fix.profiling ? NULL : mem;   /* profiling: slow paths only */
@@ -554,13 +555,23 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
  * fast or small bin come first; the rest is carved from the free chunk
  * a single malloc would split, as much of it as the batch needs (one
  * trip through the bins, and the new chunks lie side by side).         */
+/* The cache's own range (owner.h) follows the chunks the refills bring:
+ * the brk range, or the sub-heap slot of the thread's arena.          */
+static inline void track_range(tm_tcache *tc, void *m)
+{
+    if (TIDE_CHECKS)
+        tm_own_range_track(&tc->own, (uintptr_t)m);
+}
+
 void *tm_tcache_refill(tm_tcache *tc, size_t nb)
 {
     size_t i = tc_csize_index(nb);
     tc_set_missed(tc, i);
     void *m0 = take_remote_class(tc, tm_thread_arena(), i);
-    if (m0)
+    if (m0) {
+        track_range(tc, m0);
         return m0;
+    }
     size_t want = tc_limit(i) / 2 + 1;     /* the base: a grown class refills no more */
     tm_arena *av = tm_arena_enter();
     tc->home = av;                         /* (the thread may have moved) */
@@ -645,6 +656,8 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
                 tm_int_free(av, mem2chunk(m));
         }
     }
+    if (first)
+        track_range(tc, first);       /* (arena lock before the set's: owner.h) */
     tm_arena_leave(av);
     return first;
 }
@@ -718,6 +731,7 @@ void tm_tcache_flush_all(void)
         tm_arena_drain_all(own);
         tm_arena_leave(own);
     }
+    tm_own_range_unregister(&tc->own);
     tm_meta_free(tc);
 }
 

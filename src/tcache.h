@@ -106,6 +106,9 @@ typedef struct tm_tcache {
     _Atomic int steal;               /* reclaimer at work                      */
     _Atomic int reclaimed;           /* emptied while idle; owner not back yet */
     _Atomic uint64_t slow_ops;       /* owner's slow-path entries              */
+    /* Where the last refill's chunk lay (owner.h): the hit paths' first
+     * ownership test, on the line the handshake touches anyway.       */
+    tm_own_range own;
     /* Slots 0..TM_TCACHE_BINS-1 are the classes; slot TM_TCACHE_BINS + i
      * is class i's outbox (below).  counts[], limits[] and entries[]
      * cover both.                                                     */
@@ -331,15 +334,18 @@ static inline void tc_key_park(void *mem, uintptr_t key) { ((tm_tc_entry *)mem)-
 
 /* free's fast path: is chunk p (the header of the pointer given; an
  * address, not yet a pointer, as the pointer given may be NULL) aligned
- * and inside one of our heaps, so that its header may be read?  The chunk, not the
+ * and inside one of our heaps, so that its header may be read?  The
+ * cache's own range first (owner.h; tc NULL: none), then the global
+ * tests.  The chunk, not the
  * pointer: a pointer at a heap's first byte has its header outside,
  * where nothing need be mapped (the hole before a randomized brk heap).
  * Anything else takes the slow path, which tells the rest.           */
-static TM_INLINE bool tc_free_owned(uintptr_t p)
+static TM_INLINE bool tc_free_owned(const tm_tcache *tc, uintptr_t p)
 {
 #if TIDE_CHECKS
-    return tm_own_aligned_in_heaps(p);
+    return (tc != NULL && likely(tm_own_range_aligned(&tc->own, p))) || tm_own_fast_in_heaps(p);
 #else
+    (void)tc;
     return aligned_ok(p);
 #endif
 }
@@ -375,7 +381,7 @@ static TM_INLINE bool tc_entry_ok(const tm_tcache *tc, const tm_tc_entry *e, siz
     /* (e itself, not its chunk e - 16: ownership of e is what makes its
      * two words readable; the slow path's tc_check_entry tests the
      * chunk.)                                                        */
-    if (unlikely(!tm_own_aligned_in_heaps((uintptr_t)e)))
+    if (unlikely(!tc_free_owned(tc, (uintptr_t)e)))
         return false;
     return likely(tc_key_mine(tc, e, i));
 #else

@@ -215,6 +215,16 @@ static void registry_edges(void)
     CHECK("the slots beside it are not", !tm_own_in_sub(a - 1) && !tm_own_in_sub(a + TM_HEAP_MAX_SIZE));
     CHECK("in it, the aligned test takes aligned addresses only",
           tm_own_aligned_in_heaps(a + 4096) && !tm_own_aligned_in_heaps(a + 4096 + 8));
+    /* (the slot number from a rotated right by 4: a low bit lands at the
+     * top and must push the number out of range, never onto a slot) */
+    int sub_mis = 0;
+    for (uintptr_t k = 1; k < 16; k++)
+        sub_mis += tm_own_aligned_in_heaps(a + k) + tm_own_aligned_in_heaps(a + TM_HEAP_MAX_SIZE - 16 + k);
+    CHECK("no address 1..15 bytes off alignment in it", sub_mis == 0);
+    CHECK("its first and last aligned address, and an alias with the top bit set",
+          tm_own_aligned_in_heaps(a) && tm_own_aligned_in_heaps(a + TM_HEAP_MAX_SIZE - 16) &&
+          !tm_own_aligned_in_heaps(a + ((uintptr_t)1 << 63)) &&
+          !tm_own_aligned_in_heaps(a + ((uintptr_t)1 << TM_OWN_ADDR_BITS)));
     CHECK("and the span test no span across its end",
           tm_own_span_in_heaps(a + 4096, 32) && tm_own_span_in_heaps(a + TM_HEAP_MAX_SIZE - 32, 32) &&
           !tm_own_span_in_heaps(a + TM_HEAP_MAX_SIZE - 16, 32));
@@ -222,7 +232,8 @@ static void registry_edges(void)
     CHECK("deleted: it is not any more", !tm_own_in_sub(a) && !tm_own_in_sub(a + TM_HEAP_MAX_SIZE - 1));
     uintptr_t last = ((uintptr_t)1 << TM_OWN_ADDR_BITS) - TM_HEAP_MAX_SIZE;
     tm_own_sub_add((void *)(last + TM_HEAP_GUARD));
-    CHECK("the highest slot works", tm_own_in_sub(last) && tm_own_in_sub(last + TM_HEAP_MAX_SIZE - 1));
+    CHECK("the highest slot works", tm_own_in_sub(last) && tm_own_in_sub(last + TM_HEAP_MAX_SIZE - 1) &&
+          tm_own_aligned_in_heaps(last + TM_HEAP_MAX_SIZE - 16) && !tm_own_aligned_in_heaps(last + TM_HEAP_MAX_SIZE - 8));
     CHECK("and nothing at or above 2^47 is a sub-heap",
           !tm_own_in_sub((uintptr_t)1 << TM_OWN_ADDR_BITS) && !tm_own_in_sub(UINTPTR_MAX));
     tm_own_sub_del((void *)(last + TM_HEAP_GUARD));

@@ -1,0 +1,201 @@
+/*
+ * test_own_range.c - the hit paths' ownership tests (owner.h): a thread
+ * cache's own range, and what the fast tests refuse.
+ *
+ *   - a cache's range follows its refills: the brk range on the main
+ *     thread, the arena's sub-heap slot on another thread (from the first
+ *     chunk on), and the hit paths' test takes the thread's chunks;
+ *   - no address of the metadata before the chunks passes the hit paths'
+ *     test or the exact classification: a sub-heap slot's guard, heap
+ *     header and arena, the brk segment's header.  A word there with a
+ *     small value whose 16-bit checksum verified by chance made free cache
+ *     the arena's own memory (the check covers every address, so no luck
+ *     is needed to see it fail);
+ *   - ranges are emptied when what they cover goes: a sub-heap deleted, the
+ *     brk range trimmed below their end (every registered range, caches'
+ *     included), and a track after a deletion sets nothing;
+ *   - malloc_usable_size of a sub-heap reserve's address whose zero word
+ *     verifies as a header by chance (2^-16 each: the reserve has millions,
+ *     one is found by computing) aborts with its message instead of
+ *     answering 2^64 - 8 (test_wild found it as a rare flake).
+ * Needs the checks (TIDE_CHECKS): without them there are no ranges.
+ */
+#define _GNU_SOURCE 1
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "harness.h"
+#include "arena.h"
+#include "heap.h"
+#include "owner.h"
+#include "tcache.h"
+#include "internal.h"
+#include "tidemalloc.h"
+
+#define CHK() CHECK("tide_check_heap", tide_check_heap() > 0)
+
+/* Addresses of [lo, hi) at 16-byte steps that a hit path would take. */
+static size_t fast_taken(const tm_tcache *tc, uintptr_t lo, uintptr_t hi, uintptr_t *first)
+{
+    size_t n = 0;
+    for (uintptr_t a = lo; a < hi; a += 16)
+        if (tc_free_owned(tc, a) || tm_own_fast_in_heaps(a)) {
+            if (n++ == 0)
+                *first = a;
+        }
+    return n;
+}
+static size_t classified(uintptr_t lo, uintptr_t hi)
+{
+    size_t n = 0;
+    for (uintptr_t a = lo; a < hi; a += 16)
+        n += tm_own_classify((const tm_chunk *)a) != TM_OWN_NONE;
+    return n;
+}
+
+struct thread_out {
+    void *block;               /* kept: the arena's first heap stays */
+};
+
+static void *thread_main(void *arg)
+{
+    struct thread_out *out = arg;
+    void *p = malloc(64);
+    tm_tcache *tc = tm_tls_tcache_own;
+    CHECK("thread: a block and a cache", p && tc);
+    if (!p || !tc)
+        return NULL;
+    tm_heap *h = heap_for_ptr(p);
+    uintptr_t slot = (uintptr_t)p & ~(uintptr_t)(TM_HEAP_MAX_SIZE - 1);
+    CHECK("thread: its own arena, in its first sub-heap",
+          tm_thread_arena() != &tm_main_arena && h->ar == tm_thread_arena() && h->prev == NULL);
+    CHECKF("thread: TM_OWN_SUB_FIRST is where an arena's first heap starts its chunks",
+           (uintptr_t)heap_first_chunk(h) == slot + TM_OWN_SUB_FIRST, "first chunk at +%#lx, constant %#lx",
+           (unsigned long)((uintptr_t)heap_first_chunk(h) - slot), (unsigned long)TM_OWN_SUB_FIRST);
+    CHECK("thread: the cache's range is the slot's chunks, and takes the block",
+          tm_own_range_aligned(&tc->own, (uintptr_t)p - TM_HDR) &&
+          atomic_load(&tc->own.lo) == slot + TM_OWN_SUB_FIRST &&
+          atomic_load(&tc->own.span16) == (TM_HEAP_MAX_SIZE - TM_OWN_SUB_FIRST) >> 4);
+    CHECK("thread: the hit paths take the block's chunk", tc_free_owned(tc, (uintptr_t)p - TM_HDR));
+    uintptr_t first = 0;
+    size_t n = fast_taken(tc, slot, slot + TM_OWN_SUB_FIRST, &first);
+    CHECKF("thread: no address of the guard, the heap header or the arena passes the hit paths' test",
+           n == 0, "%zu taken, first at slot + %#lx", n, (unsigned long)(first - slot));
+    n = classified(slot, (uintptr_t)heap_first_chunk(h));
+    CHECKF("thread: nor the exact classification (the arena was taken for heap)", n == 0, "%zu taken", n);
+    CHECK("thread: the first chunk is", tm_own_classify(heap_first_chunk(h)) == TM_OWN_HEAP);
+    out->block = p;
+    return NULL;
+}
+
+/* malloc_usable_size in a child: must abort with the allocator's message. */
+static void usable_child(void *arg)
+{
+    _exit(malloc_usable_size(arg) == 0 ? 0 : 3);
+}
+
+int main(void)
+{
+    if (!TIDE_CHECKS) {
+        printf("test_own_range: needs TIDE_CHECKS\n");
+        return 0;
+    }
+    /* ---- the main thread ---- */
+    void *m = malloc(48);
+    tm_tcache *tc = tm_tls_tcache_own;
+    CHECK("main: a block and a cache", m && tc);
+    if (!m || !tc)
+        return 1;
+    tm_arena *av = &tm_main_arena;
+    tm_heap *seg = av->last_heap;
+    while (seg && seg->prev)
+        seg = seg->prev;
+    if (seg && seg->kind == TM_SEG_BRK) {
+        CHECK("main: the cache's range is the brk range, and takes the block",
+              tm_own_range_aligned(&tc->own, (uintptr_t)m - TM_HDR) &&
+              atomic_load(&tc->own.lo) == atomic_load(&tm_own.main_lo) &&
+              atomic_load(&tc->own.span16) == atomic_load(&tm_own.main_span16));
+        uintptr_t first = 0;
+        size_t n = fast_taken(tc, (uintptr_t)seg - 256, (uintptr_t)heap_first_chunk(seg), &first);
+        CHECKF("main: nothing of the brk segment's header passes the hit paths' test", n == 0,
+               "%zu taken, first at %#lx (header %p)", n, (unsigned long)first, (void *)seg);
+        CHECK("main: its first chunk does", tm_own_fast_in_heaps((uintptr_t)heap_first_chunk(seg)));
+        n = classified((uintptr_t)seg, (uintptr_t)heap_first_chunk(seg));
+        CHECKF("main: nor the exact classification", n == 0, "%zu taken", n);
+    } else {
+        printf("main arena not on brk here (valgrind?): brk checks skipped\n");
+    }
+
+    /* ---- another thread ---- */
+    struct thread_out out = { NULL };
+    pthread_t th;
+    CHECK("thread ran", pthread_create(&th, NULL, thread_main, &out) == 0 && pthread_join(th, NULL) == 0);
+    CHK();
+
+    /* ---- ranges emptied with what they cover ---- */
+    tm_own_range r;
+    tm_own_range_register(&r);
+    CHECK("registered: empty", atomic_load(&r.span16) == 0 && !tm_own_range_aligned(&r, 0));
+    uintptr_t fake = (uintptr_t)0x600000000000;         /* a 64 MiB-aligned slot nobody uses */
+    tm_own_sub_add((void *)(fake + TM_HEAP_GUARD));
+    tm_own_range_track(&r, fake + TM_OWN_SUB_FIRST + 4096);
+    CHECK("tracked into a sub-heap slot: its chunks, not its metadata",
+          tm_own_range_aligned(&r, fake + TM_OWN_SUB_FIRST) &&
+          tm_own_range_aligned(&r, fake + TM_HEAP_MAX_SIZE - 16) &&
+          !tm_own_range_aligned(&r, fake + TM_OWN_SUB_FIRST - 16) && !tm_own_range_aligned(&r, fake) &&
+          !tm_own_range_aligned(&r, fake + TM_HEAP_MAX_SIZE) &&
+          !tm_own_range_aligned(&r, fake + TM_OWN_SUB_FIRST + 4096 + 8));
+    tm_own_sub_del((void *)(fake + TM_HEAP_GUARD));
+    CHECK("the sub-heap deleted: the range is empty",
+          atomic_load(&r.span16) == 0 && !tm_own_range_aligned(&r, fake + TM_OWN_SUB_FIRST + 4096));
+    tm_own_range_track(&r, fake + TM_OWN_SUB_FIRST + 4096);
+    CHECK("and a track into the deleted slot sets nothing", atomic_load(&r.span16) == 0);
+
+    if (seg && seg->kind == TM_SEG_BRK) {
+        tm_own_range_track(&r, (uintptr_t)m - TM_HDR);
+        uintptr_t lo = atomic_load(&tm_own.main_lo), span = atomic_load(&tm_own.main_span);
+        CHECK("tracked into the brk range: it", tm_own_range_aligned(&r, (uintptr_t)m - TM_HDR) &&
+                                                    atomic_load(&r.lo) == lo);
+        CHECK("the cache's range covers it too", atomic_load(&tc->own.span16) != 0);
+        /* A trim of the brk range's last 4 KiB (the registries only: no
+         * memory is given back; nothing allocates until it is undone). */
+        tm_own_main_brk_trim(lo + span, lo + span - 4096);
+        size_t r_after = atomic_load(&r.span16), tc_after = atomic_load(&tc->own.span16);
+        tm_own_main_brk(lo, lo + span);
+        CHECKF("brk trimmed below their end: every registered range is empty, the cache's too",
+               r_after == 0 && tc_after == 0, "r %zu, cache %zu", r_after, tc_after);
+        CHECK("registries restored", atomic_load(&tm_own.main_span) == span && tm_own_in_main(lo + span - 1));
+    }
+    tm_own_range_unregister(&r);
+    CHECK("unregistered: empty", atomic_load(&r.span16) == 0);
+    free(malloc(48));                    /* (the cache tracks the brk range again) */
+
+    /* ---- malloc_usable_size of a reserve address that verifies by chance ---- */
+    if (out.block) {
+        tm_heap *h = heap_for_ptr(out.block);
+        uintptr_t slot = (uintptr_t)out.block & ~(uintptr_t)(TM_HEAP_MAX_SIZE - 1);
+        uintptr_t from = ((uintptr_t)h + atomic_load((_Atomic size_t *)&h->size) + 4096) & ~(uintptr_t)15;
+        uintptr_t found = 0;
+        for (uintptr_t a = from; a + 16 <= slot + TM_HEAP_MAX_SIZE && !found; a += 16)
+            if (hdr_ok(mem2chunk((void *)a), 0, TM_ST_INUSE) && ((const size_t *)a)[-1] == 0)
+                found = a;
+        CHECK("a reserve address whose zero word verifies as a chunk in use", found != 0);
+        if (found) {
+            int st = harness_run_child(usable_child, (void *)found);
+            CHECKF("malloc_usable_size of it aborts with the message",
+                   st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT &&
+                       strstr(harness_child_output, "malloc_usable_size(): invalid pointer"),
+                   "status %#x, stderr \"%.200s\"", st, harness_child_output);
+        }
+        free(out.block);
+    }
+    free(m);
+    CHK();
+    return harness_finish();
+}
