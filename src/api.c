@@ -159,14 +159,21 @@ static TM_NOINLINE void *malloc_slow(size_t n)
  * intact and in use, without the bits in `excl` (M, and S for free), not
  * cached or parked.  Its size word in *raw.  False: the slow path, which
  * tells every misuse apart.  No call, so no registers to save.         */
-static TM_INLINE bool fast_given(const tm_tcache *tc, void *mem, size_t excl, size_t *raw)
+static TM_INLINE bool fast_given(const tm_tcache *tc, void *mem, size_t excl, size_t *raw, bool *home)
 {
     /* NULL: with the checks, never owned (its chunk, 16 bytes below 0,
      * is at the top of the address space, in no heap), so the ownership
      * test rejects it and a NULL test would be one more compare and
      * branch on every free.                                            */
     uintptr_t p0 = (uintptr_t)mem - TM_HDR;
-    if (!likely((TIDE_CHECKS || mem != NULL) && tc_free_owned(tc, p0)))
+    bool owned;
+    if (tc != NULL) {
+        owned = tc_free_owned_home(tc, p0, home);
+    } else {
+        *home = false;
+        owned = tc_free_owned(NULL, p0);
+    }
+    if (!likely((TIDE_CHECKS || mem != NULL) && owned))
         return false;
     tm_chunk *p = mem2chunk(mem);
     *raw = size_word(p);
@@ -184,11 +191,12 @@ static TM_INLINE bool free_fast(void *mem, size_t claimed)
 {
     tm_tcache *tc = tm_tls_tcache;
     size_t raw;
-    if (likely(tc != NULL && fast_given(tc, mem, TM_IS_MMAPPED | TM_SAMPLED, &raw))) {
+    bool home;
+    if (likely(tc != NULL && fast_given(tc, mem, TM_IS_MMAPPED | TM_SAMPLED, &raw, &home))) {
         size_t i = tc_free_index(word_size(raw));
         tm_tc_entry *e = mem;
         if (likely(i < TM_TCACHE_BINS && claimed <= word_size(raw) - TM_SIZE_SZ)) {
-            size_t j = tc_free_slot(tc, mem2chunk(mem), raw, i);
+            size_t j = home ? i : tc_free_slot(tc, mem2chunk(mem), raw, i);
             if (likely(tc_try_push(tc, e, j)))
                 return true;
             /* (a closed medium class: the arena) */
@@ -622,7 +630,8 @@ TM_EXPORT size_t tide_malloc_usable_size(void *mem)
     /* (No cache's range: the global tests.  A size below the smallest
      * chunk's is a zero word that verified by chance - 2^-16 for each
      * address of a sub-heap's untouched reserve - not a chunk.)      */
-    if (likely(fast_given(NULL, mem, TM_IS_MMAPPED, &raw) && word_size(raw) >= TM_MINSIZE &&
+    bool home;
+    if (likely(fast_given(NULL, mem, TM_IS_MMAPPED, &raw, &home) && word_size(raw) >= TM_MINSIZE &&
                (TIDE_CHECKS || inuse(mem2chunk(mem)))))
         return word_size(raw) - TM_SIZE_SZ;
     return usable_size_slow(mem);

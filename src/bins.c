@@ -75,7 +75,7 @@ static bool unlink_verified(tm_arena *av, tm_chunk *p)
     bk->fd = fd;
     if (!in_smallbin_range(size) && p->fd_nextsize != NULL) {
         /* p leads its size group in a large bin's nextsize ring. */
-        if (unlikely(!tm_chunk_link_ok(p->fd_nextsize) || !tm_chunk_link_ok(p->bk_nextsize) ||
+        if (unlikely(!tm_chunk_link_ok(av, p->fd_nextsize) || !tm_chunk_link_ok(av, p->bk_nextsize) ||
                      p->fd_nextsize->bk_nextsize != p || p->bk_nextsize->fd_nextsize != p))
             tm_corrupt("corrupted double-linked list (not small)", p);
         tm_chunk *bin = bin_at(av, largebin_index(size));
@@ -106,7 +106,7 @@ bool tm_bins_unlink_held(tm_arena *av, tm_chunk *p)
 
 bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
 {
-    if (unlikely(!tm_chunk_link_ok(p)))
+    if (unlikely(!tm_chunk_link_ok(av, p)))
         tm_corrupt("malloc(): corrupted chunk header", p);
     return tm_bins_unlink_held(av, p);
 }
@@ -142,7 +142,7 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
                  * ours that links back (glibc checks nothing here: the
                  * large-bin attack's forged bk_nextsize).              */
                 tm_chunk *last = fwd->fd->bk_nextsize;
-                if (unlikely(!tm_free_chunk_ok(last) || last->fd_nextsize != fwd->fd))
+                if (unlikely(!tm_free_chunk_ok(av, last) || last->fd_nextsize != fwd->fd))
                     tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", last);
                 victim->fd_nextsize = fwd->fd;
                 victim->bk_nextsize = fwd->fd->bk_nextsize;
@@ -151,11 +151,11 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
             } else {
                 while (size < chunksize(fwd)) {
                     fwd = fwd->fd_nextsize;
-                    if (unlikely(!tm_chunk_link_ok(fwd)))
+                    if (unlikely(!tm_chunk_link_ok(av, fwd)))
                         tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
                 }
                 /* Passed over on links alone; where it stops is verified. */
-                if (unlikely(!tm_free_chunk_ok(fwd)))
+                if (unlikely(!tm_free_chunk_ok(av, fwd)))
                     tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
                 if (size == chunksize(fwd)) {
                     /* Same size exists: insert second, keep the ring as is. */
@@ -166,7 +166,7 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
                 } else {
                     victim->fd_nextsize = fwd;
                     victim->bk_nextsize = fwd->bk_nextsize;
-                    if (unlikely(!tm_chunk_link_ok(fwd->bk_nextsize) ||
+                    if (unlikely(!tm_chunk_link_ok(av, fwd->bk_nextsize) ||
                                  fwd->bk_nextsize->fd_nextsize != fwd))
                         tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
                     fwd->bk_nextsize = victim;
@@ -199,13 +199,13 @@ tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *releas
      * that counts.                                                     */
     do {
         victim = victim->bk_nextsize;
-        if (unlikely(!tm_chunk_link_ok(victim)))
+        if (unlikely(!tm_chunk_link_ok(av, victim)))
             tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", victim);
     } while (chunksize(victim) < nb);
     /* Take the second of a size group: no nextsize rerouting. */
     if (victim != bin->bk) {
         tm_chunk *second = victim->fd;
-        if (unlikely(!tm_chunk_link_ok(second)))
+        if (unlikely(!tm_chunk_link_ok(av, second)))
             tm_corrupt("malloc(): largebin double linked list corrupted (bk)", victim);
         if (chunksize(victim) == chunksize(second))
             victim = second;
@@ -320,7 +320,7 @@ static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, t
         } else {
             /* P == 0 must be backed by a free chunk of that size whose own
              * header says so: a forged prev_size or a cleared P leads here. */
-            if (unlikely(!tm_free_chunk_ok(p) || chunksize(p) != prevsize))
+            if (unlikely(!tm_free_chunk_ok(av, p) || chunksize(p) != prevsize))
                 tm_corrupt(prev_check, p);
             tm_release_absorb(&carried, p);
             unlink_verified(av, p);
@@ -452,7 +452,7 @@ void tm_bins_consolidate(tm_arena *av)
         while (!prev_inuse(p)) {
             size_t prevsize = p->prev_size;
             tm_chunk *q = chunk_at(p, -prevsize);
-            if (unlikely(!tm_chunk_link_ok(q)))
+            if (unlikely(!tm_chunk_link_ok(av, q)))
                 tm_corrupt("corrupted size vs. prev_size in fastbins", p);
             size_t qw = size_word(q);
             if (unlikely(word_size(qw) != prevsize))

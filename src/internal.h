@@ -92,6 +92,13 @@ typedef struct tm_arena {
     size_t top_dummy[2];            /* size-0 "chunk" used as top before the first growth */
 
     tm_heap *last_heap;             /* heap holding top (NULL before the first growth) */
+    /* The link checks' first ownership test (bins.h tm_arena_owns): the
+     * chunks of last_heap - its sub-heap slot from its first chunk to
+     * TM_OWN_RANGE_TAIL bytes short of its end, or the brk range as
+     * registered -
+     * kept by sysmem.c (set_own_range) wherever either changes, all
+     * under the lock, which every reader holds too; span16 0: empty.    */
+    uintptr_t own_lo, own_span16;
     _Atomic(struct tm_arena *) next;/* ring of all arenas; only grows           */
     struct tm_arena *next_free;     /* free list of unattached arenas (list lock) */
     size_t attached;                /* threads using it (tm_list_lock)        */

@@ -160,11 +160,11 @@ static void range_for(uintptr_t a, uintptr_t *lo, uintptr_t *span16)
     uintptr_t mlo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
     if (a - mlo < span) {
         *lo = mlo;
-        *span16 = span >> 4;
+        *span16 = span > TM_OWN_RANGE_TAIL ? (span - TM_OWN_RANGE_TAIL) >> 4 : 0;
     } else if (tm_own_in_sub(a) && (a & (TM_HEAP_MAX_SIZE - 1)) >= TM_OWN_SUB_FIRST) {
         /* (from the first possible chunk on: tm_own_fast_in_heaps) */
         *lo = (a & ~(uintptr_t)(TM_HEAP_MAX_SIZE - 1)) + TM_OWN_SUB_FIRST;
-        *span16 = (TM_HEAP_MAX_SIZE - TM_OWN_SUB_FIRST) >> 4;
+        *span16 = (TM_HEAP_MAX_SIZE - TM_OWN_SUB_FIRST - TM_OWN_RANGE_TAIL) >> 4;
     } else {
         *lo = *span16 = 0;
     }

@@ -167,6 +167,12 @@ static TM_INLINE bool tm_own_span_in_heaps(uintptr_t a, size_t len)
  * owner reads its range with relaxed atomics (a clear may come from any
  * thread); a read that races with a clear is the race every ownership
  * test has with a concurrent trim.                                     */
+/* A range stops this many bytes short of its heap's end: a chunk that a
+ * cache holds never starts there (top keeps at least the smallest
+ * chunk's size after the last chunk, a slot ends in its reserve; a chunk
+ * missed would only take the global tests), and the first 32 bytes of a
+ * chunk that passes stay inside (tcache.c chain_check reads them).    */
+#define TM_OWN_RANGE_TAIL 64
 typedef struct tm_own_range {
     _Atomic uintptr_t lo;              /* 16-aligned                         */
     _Atomic uintptr_t span16;          /* length / 16; 0: empty              */
@@ -178,6 +184,11 @@ static TM_INLINE bool tm_own_range_aligned(const tm_own_range *r, uintptr_t a)
     uintptr_t span16 = atomic_load_explicit(&r->span16, memory_order_relaxed);
     uintptr_t x = a - atomic_load_explicit(&r->lo, memory_order_relaxed);
     return ((x >> 4) | (x << 60)) < span16;
+}
+/* Empty r (its owner, without the lock: an empty range is always safe). */
+static inline void tm_own_range_clear(tm_own_range *r)
+{
+    atomic_store_explicit(&r->span16, 0, memory_order_relaxed);
 }
 /* The calling thread's range (empty): registered; and let go of (thread
  * exit: the memory that holds it is about to be reused).              */

@@ -208,6 +208,29 @@ static void install_top(tm_arena *av, tm_heap *h)
     tm_release_top_fresh(av);
 }
 
+/* av->own_lo/own_span16 (internal.h), after anything that changes
+ * av->last_heap or the brk range: the link checks' first test.  A
+ * sub-heap's whole slot from its first chunk on (its size does not
+ * matter: the reserve beyond it reads as zeros), 64 bytes short of the
+ * slot's end, so that what a link check reads after it (a chunk's
+ * first 48 bytes) stays inside; the brk range as registered (owner.c),
+ * which only the main arena's lock holder changes.                    */
+static void set_own_range(tm_arena *av)
+{
+    const tm_heap *h = av->last_heap;
+    if (h && h->kind == TM_HEAP_SUB) {
+        uintptr_t lo = (uintptr_t)heap_first_chunk(h);
+        uintptr_t end = ((uintptr_t)h & ~(uintptr_t)(TM_HEAP_MAX_SIZE - 1)) + TM_HEAP_MAX_SIZE - TM_OWN_RANGE_TAIL;
+        av->own_lo = lo;
+        av->own_span16 = (end - lo) >> 4;
+    } else if (h && h->kind == TM_SEG_BRK) {
+        av->own_lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
+        av->own_span16 = atomic_load_explicit(&tm_own.main_span16, memory_order_relaxed);
+    } else {
+        av->own_span16 = 0;
+    }
+}
+
 /* A new heap (sub-heap) or segment becomes av's last: the old top is
  * retired and the new heap's space becomes top.  For TM_HEAP_SUB, h was
  * set up by tm_heap_new (reserved, committed).                           */
@@ -227,6 +250,7 @@ static void start_heap(tm_arena *av, tm_heap *h, size_t size, uint32_t kind)
     av->nheaps++;
     retire_top(av);
     av->last_heap = h;
+    set_own_range(av);
     install_top(av, h);
 }
 
@@ -243,6 +267,7 @@ tm_arena *tm_sys_new_arena(void)
     tm_bins_init(av);
     h->ar = av;
     av->last_heap = h;
+    set_own_range(av);
     av->nheaps = 1;
     av->system_mem = av->max_system_mem = h->size;
     install_top(av, h);
@@ -277,6 +302,7 @@ static bool main_grow(tm_arena *av, size_t nb)
             note_regrow(av);
             seg->size += size;
             tm_own_main_brk((uintptr_t)heap_first_chunk(seg), (uintptr_t)heap_end(seg));
+            set_own_range(av);
             av->system_mem += size;
             set_head_top(old_top, (old_size + size) | TM_PREV_INUSE);
             return true;
@@ -402,6 +428,7 @@ static bool main_trim(tm_arena *av, size_t pad)
     note_trim(av);
     seg->size -= released;
     tm_own_main_brk_trim((uintptr_t)top_end, (uintptr_t)heap_end(seg));
+    set_own_range(av);
     av->system_mem -= released;
     set_head_top(av->top, (top_size - released) | TM_PREV_INUSE);
     tm_release_top_reset(av);
@@ -420,7 +447,7 @@ static void restore_prev_top(tm_arena *av, tm_heap *prev)
     tm_chunk *top = f1;
     if (!prev_inuse(f1)) {
         top = prev_chunk(f1);
-        if (unlikely(!tm_free_chunk_ok(top) || chunksize(top) != f1->prev_size))
+        if (unlikely(!tm_free_chunk_ok(av, top) || chunksize(top) != f1->prev_size))
             tm_corrupt("corrupted size vs. prev_size", top);
         tm_bins_unlink(av, top);
     }
@@ -441,6 +468,7 @@ static bool sub_trim(tm_arena *av, size_t pad)
         av->system_mem -= h->size;
         av->nheaps--;
         av->last_heap = prev;
+        set_own_range(av);
         restore_prev_top(av, prev);
         tm_heap_delete(h);
         h = prev;

@@ -253,19 +253,21 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
  * redirected to a live block (no key needed: nothing pops it) freed that
  * block under the program (misuse tcache_flush_redirect), and a list
  * that ended before its count ran out made the walk read NULL.        */
-static inline void chain_check(const tm_tc_entry *e, uintptr_t key, const char *msg)
+static inline void chain_check(const tm_own_range *r, const tm_tc_entry *e, uintptr_t key, const char *msg)
 {
     /* (the chunk's first 32 bytes, both ends in one heap: the header
      * before e is read by the caller, the key word after it here - at
      * the brk heap's edges one of them can lie outside while the other
-     * is inside; one range test for both, owner.h)                    */
+     * is inside; one range test for both, owner.h.  The cache's own
+     * range first: its end is TM_OWN_RANGE_TAIL short of its heap's.) */
     if (unlikely(!aligned_ok((uintptr_t)e) ||
-                 (TIDE_CHECKS && (!tm_own_span_in_heaps((uintptr_t)e - TM_HDR, TM_HDR + 2 * TM_SIZE_SZ) ||
+                 (TIDE_CHECKS && ((!likely(tm_own_range_aligned(r, (uintptr_t)e - TM_HDR)) &&
+                                   !tm_own_span_in_heaps((uintptr_t)e - TM_HDR, TM_HDR + 2 * TM_SIZE_SZ)) ||
                                   e->key != key))))
         tm_corrupt(msg, e);
 }
 
-static void free_chain(tm_tc_entry *e, size_t n, size_t i, uintptr_t slot, bool final,
+static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i, uintptr_t slot, bool final,
                        tm_tc_entry **after)
 {
     tm_arena *own = tm_thread_arena();
@@ -292,7 +294,7 @@ static void free_chain(tm_tc_entry *e, size_t n, size_t i, uintptr_t slot, bool 
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
     size_t run_n = 0;
     while (n--) {
-        chain_check(e, slot ? tc_key_for(slot, e) : 0, "free(): corrupted tcache link");
+        chain_check(r, e, slot ? tc_key_for(slot, e) : 0, "free(): corrupted tcache link");
         tm_tc_entry *next = n || after ? tc_reveal(e) : NULL;
         if (!n && after)
             *after = next;        /* what follows the chain (before e is freed) */
@@ -344,7 +346,7 @@ static void trim_class(tm_tcache *tc, size_t i, size_t keep, bool no_stash)
     if (keep >= tc->counts[i])
         return;
     tm_tc_entry *rest = NULL;            /* the (keep + 1)-th entry on: the kept ones */
-    free_chain(tc->entries[i], tc->counts[i] - keep, i, tc_slot_id(tc, i), no_stash, keep ? &rest : NULL);
+    free_chain(&tc->own, tc->entries[i], tc->counts[i] - keep, i, tc_slot_id(tc, i), no_stash, keep ? &rest : NULL);
     tc->entries[i] = rest;
     tc->counts[i] = (uint16_t)keep;
 }
@@ -454,7 +456,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
         /* Class not cached any more (another thread's mallopt changed the
          * limits after our caller looked): straight to the arena.       */
         e->key = 0;
-        free_chain(e, 1, TM_TCACHE_BINS, 0, false, NULL);   /* (slot 0: no key) */
+        free_chain(&tc->own, e, 1, TM_TCACHE_BINS, 0, false, NULL);   /* (slot 0: no key) */
         return;
     }
     trim_class(tc, i, lim / 2, false);    /* (fewer entries than that: the limit was raised) */
@@ -484,6 +486,32 @@ static void *carve(tm_tcache *tc, tm_chunk *c, size_t nb, size_t i)
     return chunk2mem(c);
 }
 
+/* The cache's own range (owner.h) follows the chunks the refills bring:
+ * the brk range, or the sub-heap slot of the thread's arena.  It covers
+ * chunks of tc->home's arena only (every chunk of the brk range is the
+ * main arena's, every chunk of a slot its heap's arena's), which lets
+ * free's fast path skip the outbox test for a chunk inside it: a chunk
+ * of another arena, or a new home, empties it.                        */
+static inline void track_range(tm_tcache *tc, void *m)
+{
+    if (!TIDE_CHECKS)
+        return;
+    const tm_chunk *c = mem2chunk(m);
+    if (tm_own_range_aligned(&tc->own, (uintptr_t)c))
+        return;                       /* (most refills: nothing changes) */
+    if (!chunk_is_mmapped(c) && arena_for_chunk(c) == tc->home)
+        tm_own_range_track(&tc->own, (uintptr_t)c);
+    else
+        tm_own_range_clear(&tc->own);
+}
+static inline void set_home(tm_tcache *tc, const tm_arena *av)
+{
+    if (tc->home != av) {
+        tc->home = av;
+        tm_own_range_clear(&tc->own);    /* (another arena's chunks: track_range) */
+    }
+}
+
 bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     tm_chunk *p = mem2chunk(e);
@@ -493,11 +521,11 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
         return false;      /* not cached (mallopt, M_PERTURB, the strong mode): the caller's path */
     tm_arena *own = tm_thread_arena();
     if (arena_for_chunk(p) == own) {
-        tc->home = own;         /* the thread moved since the last refill */
+        set_home(tc, own);      /* the thread moved since the last refill */
         return false;
     }
     if (tc->counts[j] >= lim) {
-        free_chain(tc->entries[j], tc->counts[j], i, tc_slot_id(tc, j), false, NULL);
+        free_chain(&tc->own, tc->entries[j], tc->counts[j], i, tc_slot_id(tc, j), false, NULL);
         tc->entries[j] = NULL;
         tc->counts[j] = 0;
     }
@@ -529,7 +557,7 @@ static void rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t
          * the pop of the first entry and every chunk's way out of the
          * program's hands verify: every entry a consumer thread takes
          * passes here.)                                                */
-        chain_check(e, parked, "malloc(): corrupted tcache link");
+        chain_check(&tc->own, e, parked, "malloc(): corrupted tcache link");
         if (unlikely(TIDE_CHECKS && (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
@@ -555,26 +583,20 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
  * fast or small bin come first; the rest is carved from the free chunk
  * a single malloc would split, as much of it as the batch needs (one
  * trip through the bins, and the new chunks lie side by side).         */
-/* The cache's own range (owner.h) follows the chunks the refills bring:
- * the brk range, or the sub-heap slot of the thread's arena.          */
-static inline void track_range(tm_tcache *tc, void *m)
-{
-    if (TIDE_CHECKS)
-        tm_own_range_track(&tc->own, (uintptr_t)m);
-}
-
 void *tm_tcache_refill(tm_tcache *tc, size_t nb)
 {
     size_t i = tc_csize_index(nb);
     tc_set_missed(tc, i);
-    void *m0 = take_remote_class(tc, tm_thread_arena(), i);
+    tm_arena *mine = tm_thread_arena();
+    void *m0 = take_remote_class(tc, mine, i);
     if (m0) {
+        set_home(tc, mine);
         track_range(tc, m0);
         return m0;
     }
     size_t want = tc_limit(i) / 2 + 1;     /* the base: a grown class refills no more */
     tm_arena *av = tm_arena_enter();
-    tc->home = av;                         /* (the thread may have moved) */
+    set_home(tc, av);                      /* (the thread may have moved) */
     void *first = NULL;
     size_t got = 0;
     while (got < want && tm_bins_has_exact(av, nb)) {
@@ -624,7 +646,7 @@ void *tm_tcache_refill(tm_tcache *tc, size_t nb)
                 if (i >= TM_TCACHE_SMALL_BINS)
                     (void)tm_tcache_medium_limit(tc, i);
                 av = tm_arena_enter();
-                tc->home = av;
+                set_home(tc, av);
             }
             if (tm_arena_drain_all(av) || freed)
                 m = tm_int_malloc_run(av, nb, run, false);
@@ -693,7 +715,7 @@ static void flush_classes(tm_tcache *tc, bool final)
 {
     for (size_t j = 0; j < TM_TC_SLOTS; j++) {
         if (tc->counts[j])
-            free_chain(tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, tc_slot_id(tc, j), final, NULL);
+            free_chain(&tc->own, tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, tc_slot_id(tc, j), final, NULL);
         tc->entries[j] = NULL;
         tc->counts[j] = 0;
     }
@@ -820,7 +842,7 @@ static void take_all(tm_tcache *tc, tm_chunk **list)
         tm_tc_entry *e = tc->entries[i];
         uintptr_t slot = tc_slot_id(tc, i);
         for (size_t n = tc->counts[i]; n > 0 && e; n--) {
-            chain_check(e, tc_key_for(slot, e), "free(): corrupted tcache link");
+            chain_check(&tc->own, e, tc_key_for(slot, e), "free(): corrupted tcache link");
             tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
             e->key = 0;
             tm_chunk *p = mem2chunk(e);

@@ -349,6 +349,20 @@ static TM_INLINE bool tc_free_owned(const tm_tcache *tc, uintptr_t p)
     return aligned_ok(p);
 #endif
 }
+/* tc_free_owned for free's fast path, which also learns whether p lay in
+ * the cache's own range: then its arena is tc->home's (tcache.c
+ * track_range) and the outbox test (tc_free_slot) is not needed.      */
+static TM_INLINE bool tc_free_owned_home(const tm_tcache *tc, uintptr_t p, bool *home)
+{
+#if TIDE_CHECKS
+    *home = likely(tm_own_range_aligned(&tc->own, p));
+    return *home || tm_own_fast_in_heaps(p);
+#else
+    (void)tc;
+    *home = false;
+    return aligned_ok(p);
+#endif
+}
 
 /* A link about to be followed: e must be ours, its header intact, in use,
  * of class i, and carry the cache key.                                */

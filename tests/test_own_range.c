@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include "harness.h"
 #include "arena.h"
+#include "bins.h"
 #include "heap.h"
 #include "owner.h"
 #include "tcache.h"
@@ -61,6 +62,7 @@ static size_t classified(uintptr_t lo, uintptr_t hi)
 
 struct thread_out {
     void *block;               /* kept: the arena's first heap stays */
+    void *main_block;          /* in: a small block of the main arena's, freed by the thread */
 };
 
 static void *thread_main(void *arg)
@@ -81,7 +83,16 @@ static void *thread_main(void *arg)
     CHECK("thread: the cache's range is the slot's chunks, and takes the block",
           tm_own_range_aligned(&tc->own, (uintptr_t)p - TM_HDR) &&
           atomic_load(&tc->own.lo) == slot + TM_OWN_SUB_FIRST &&
-          atomic_load(&tc->own.span16) == (TM_HEAP_MAX_SIZE - TM_OWN_SUB_FIRST) >> 4);
+          atomic_load(&tc->own.span16) == (TM_HEAP_MAX_SIZE - TM_OWN_SUB_FIRST - TM_OWN_RANGE_TAIL) >> 4);
+    tm_arena *tav = h->ar;
+    CHECK("thread: the arena's link-check range is its last heap's chunks, to the slot's tail",
+          tav->own_lo == (uintptr_t)heap_first_chunk(h) &&
+          tav->own_lo + tav->own_span16 * 16 == slot + TM_HEAP_MAX_SIZE - TM_OWN_RANGE_TAIL &&
+          tm_arena_owns(tav, mem2chunk(p)) && tm_chunk_link_ok(tav, mem2chunk(p)));
+    size_t meta_owned = 0;
+    for (uintptr_t a = slot; a < (uintptr_t)heap_first_chunk(h); a += 16)
+        meta_owned += tm_arena_owns(tav, (const tm_chunk *)a);
+    CHECKF("thread: and none of the slot's metadata", meta_owned == 0, "%zu taken", meta_owned);
     CHECK("thread: the hit paths take the block's chunk", tc_free_owned(tc, (uintptr_t)p - TM_HDR));
     uintptr_t first = 0;
     size_t n = fast_taken(tc, slot, slot + TM_OWN_SUB_FIRST, &first);
@@ -90,6 +101,28 @@ static void *thread_main(void *arg)
     n = classified(slot, (uintptr_t)heap_first_chunk(h));
     CHECKF("thread: nor the exact classification (the arena was taken for heap)", n == 0, "%zu taken", n);
     CHECK("thread: the first chunk is", tm_own_classify(heap_first_chunk(h)) == TM_OWN_HEAP);
+    /* free's fast path skips the outbox test for a chunk in the range
+     * (its arena is the thread's home): the thread's own chunk goes to
+     * its class, the main arena's to the class's outbox.             */
+    CHECK("thread: the range's chunks are the home arena's", tc->home == h->ar);
+    size_t i = tc_csize_index(chunksize(mem2chunk(out->main_block)));
+    void *q = malloc(chunksize(mem2chunk(out->main_block)) - TM_SIZE_SZ);
+    CHECK("thread: a block of the main block's class from its own arena",
+          q && tc_csize_index(chunksize(mem2chunk(q))) == i && heap_for_ptr(q)->ar == h->ar && i < TM_TCACHE_SMALL_BINS);
+    if (q) {
+        size_t cls = tc->counts[i], box = tc->counts[TM_TCACHE_BINS + i];
+        free(q);
+        CHECKF("thread: its own chunk, in the range, goes to its class",
+               tc->counts[i] == cls + 1 && tc->counts[TM_TCACHE_BINS + i] == box && tc->entries[i] == q,
+               "class %zu -> %u, outbox %zu -> %u", cls, tc->counts[i], box, tc->counts[TM_TCACHE_BINS + i]);
+        cls = tc->counts[i];
+        free(out->main_block);
+        CHECKF("thread: the main arena's chunk, outside it, goes to the outbox",
+               tc->counts[i] == cls && tc->counts[TM_TCACHE_BINS + i] == box + 1 &&
+                   tc->entries[TM_TCACHE_BINS + i] == out->main_block,
+               "class %zu -> %u, outbox %zu -> %u", cls, tc->counts[i], box, tc->counts[TM_TCACHE_BINS + i]);
+        out->main_block = NULL;
+    }
     out->block = p;
     return NULL;
 }
@@ -117,10 +150,13 @@ int main(void)
     while (seg && seg->prev)
         seg = seg->prev;
     if (seg && seg->kind == TM_SEG_BRK) {
-        CHECK("main: the cache's range is the brk range, and takes the block",
+        CHECK("main: the cache's range is the brk range (to its tail), and takes the block",
               tm_own_range_aligned(&tc->own, (uintptr_t)m - TM_HDR) &&
               atomic_load(&tc->own.lo) == atomic_load(&tm_own.main_lo) &&
-              atomic_load(&tc->own.span16) == atomic_load(&tm_own.main_span16));
+              atomic_load(&tc->own.span16) == (atomic_load(&tm_own.main_span) - TM_OWN_RANGE_TAIL) >> 4);
+        CHECK("main: the arena's link-check range is the brk range",
+              av->own_lo == atomic_load(&tm_own.main_lo) && av->own_span16 == atomic_load(&tm_own.main_span16) &&
+              tm_arena_owns(av, mem2chunk(m)));
         uintptr_t first = 0;
         size_t n = fast_taken(tc, (uintptr_t)seg - 256, (uintptr_t)heap_first_chunk(seg), &first);
         CHECKF("main: nothing of the brk segment's header passes the hit paths' test", n == 0,
@@ -133,7 +169,7 @@ int main(void)
     }
 
     /* ---- another thread ---- */
-    struct thread_out out = { NULL };
+    struct thread_out out = { NULL, malloc(100) };
     pthread_t th;
     CHECK("thread ran", pthread_create(&th, NULL, thread_main, &out) == 0 && pthread_join(th, NULL) == 0);
     CHK();
@@ -147,7 +183,8 @@ int main(void)
     tm_own_range_track(&r, fake + TM_OWN_SUB_FIRST + 4096);
     CHECK("tracked into a sub-heap slot: its chunks, not its metadata",
           tm_own_range_aligned(&r, fake + TM_OWN_SUB_FIRST) &&
-          tm_own_range_aligned(&r, fake + TM_HEAP_MAX_SIZE - 16) &&
+          tm_own_range_aligned(&r, fake + TM_HEAP_MAX_SIZE - TM_OWN_RANGE_TAIL - 16) &&
+          !tm_own_range_aligned(&r, fake + TM_HEAP_MAX_SIZE - TM_OWN_RANGE_TAIL) &&
           !tm_own_range_aligned(&r, fake + TM_OWN_SUB_FIRST - 16) && !tm_own_range_aligned(&r, fake) &&
           !tm_own_range_aligned(&r, fake + TM_HEAP_MAX_SIZE) &&
           !tm_own_range_aligned(&r, fake + TM_OWN_SUB_FIRST + 4096 + 8));
@@ -174,6 +211,27 @@ int main(void)
     }
     tm_own_range_unregister(&r);
     CHECK("unregistered: empty", atomic_load(&r.span16) == 0);
+    if (seg && seg->kind == TM_SEG_BRK && av->last_heap->kind == TM_SEG_BRK) {
+        /* the arena's range follows the brk range through a trim and a regrowth */
+        void *big = malloc(4 << 20);
+        free(big);
+        malloc_trim(0);
+        int same = av->own_lo == atomic_load(&tm_own.main_lo) && av->own_span16 == atomic_load(&tm_own.main_span16);
+        uintptr_t span0 = atomic_load(&tm_own.main_span);
+        void *grow[64];
+        for (int k = 0; k < 64; k++)
+            grow[k] = malloc(60 << 10);      /* (below the mmap threshold: brk grows) */
+        uintptr_t span1 = atomic_load(&tm_own.main_span);
+        same += av->own_lo == atomic_load(&tm_own.main_lo) && av->own_span16 == atomic_load(&tm_own.main_span16);
+        for (int k = 0; k < 64; k++)
+            free(grow[k]);
+        malloc_trim(0);
+        uintptr_t span2 = atomic_load(&tm_own.main_span);
+        same += av->own_lo == atomic_load(&tm_own.main_lo) && av->own_span16 == atomic_load(&tm_own.main_span16);
+        CHECKF("main: the arena's range follows the brk range (grown, trimmed)",
+               same == 3 && span1 > span0 && span2 < span1, "%d of 3; span %#lx -> %#lx -> %#lx", same,
+               (unsigned long)span0, (unsigned long)span1, (unsigned long)span2);
+    }
     free(malloc(48));                    /* (the cache tracks the brk range again) */
 
     /* ---- malloc_usable_size of a reserve address that verifies by chance ---- */
