@@ -155,24 +155,17 @@ static TM_NOINLINE void *malloc_slow(size_t n)
 
 /* ---- free --------------------------------------------------------------- */
 /* The fast paths' test of a pointer the program gives back (free,
- * free_sized, malloc_usable_size): a chunk of our heaps whose header is
+ * free_sized, malloc_usable_size), whose chunk's ownership the caller
+ * tested (`owned`: reads no memory): a chunk of our heaps whose header is
  * intact and in use, without the bits in `excl` (M, and S for free), not
  * cached or parked.  Its size word in *raw.  False: the slow path, which
  * tells every misuse apart.  No call, so no registers to save.         */
-static TM_INLINE bool fast_given(const tm_tcache *tc, void *mem, size_t excl, size_t *raw, bool *home)
+static TM_INLINE bool fast_given(void *mem, bool owned, size_t excl, size_t *raw)
 {
     /* NULL: with the checks, never owned (its chunk, 16 bytes below 0,
      * is at the top of the address space, in no heap), so the ownership
      * test rejects it and a NULL test would be one more compare and
      * branch on every free.                                            */
-    uintptr_t p0 = (uintptr_t)mem - TM_HDR;
-    bool owned;
-    if (tc != NULL) {
-        owned = tc_free_owned_home(tc, p0, home);
-    } else {
-        *home = false;
-        owned = tc_free_owned(NULL, p0);
-    }
     if (!likely((TIDE_CHECKS || mem != NULL) && owned))
         return false;
     tm_chunk *p = mem2chunk(mem);
@@ -192,7 +185,8 @@ static TM_INLINE bool free_fast(void *mem, size_t claimed)
     tm_tcache *tc = tm_tls_tcache;
     size_t raw;
     bool home;
-    if (likely(tc != NULL && fast_given(tc, mem, TM_IS_MMAPPED | TM_SAMPLED, &raw, &home))) {
+    if (likely(tc != NULL && fast_given(mem, tc_free_owned(tc, (uintptr_t)mem - TM_HDR, &home),
+                                        TM_IS_MMAPPED | TM_SAMPLED, &raw))) {
         size_t i = tc_free_index(word_size(raw));
         tm_tc_entry *e = mem;
         if (likely(i < TM_TCACHE_BINS && claimed <= word_size(raw) - TM_SIZE_SZ)) {
@@ -630,8 +624,8 @@ TM_EXPORT size_t tide_malloc_usable_size(void *mem)
     /* (No cache's range: the global tests.  A size below the smallest
      * chunk's is a zero word that verified by chance - 2^-16 for each
      * address of a sub-heap's untouched reserve - not a chunk.)      */
-    bool home;
-    if (likely(fast_given(NULL, mem, TM_IS_MMAPPED, &raw, &home) && word_size(raw) >= TM_MINSIZE &&
+    if (likely(fast_given(mem, tc_given_owned((uintptr_t)mem - TM_HDR), TM_IS_MMAPPED, &raw) &&
+               word_size(raw) >= TM_MINSIZE &&
                (TIDE_CHECKS || inuse(mem2chunk(mem)))))
         return word_size(raw) - TM_SIZE_SZ;
     return usable_size_slow(mem);

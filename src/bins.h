@@ -84,8 +84,7 @@ static inline bool tm_top_ok(tm_arena *av)
  * thread's arena).                                                    */
 static TM_INLINE bool tm_arena_owns(const tm_arena *av, const tm_chunk *q)
 {
-    uintptr_t x = (uintptr_t)q - av->own_lo;
-    return ((x >> 4) | (x << 60)) < av->own_span16;
+    return tm_own_rot_below((uintptr_t)q - av->own_lo, av->own_span16);
 }
 static inline bool tm_bin_link_ok(tm_arena *av, const tm_chunk *q)
 {

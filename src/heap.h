@@ -40,11 +40,17 @@ static inline tm_arena *arena_for_chunk(const tm_chunk *p)
  * first sub-heap).                                                      */
 static inline tm_chunk *heap_first_chunk(const tm_heap *h)
 {
+    /* The arena lives right after its first heap's header
+     * (tm_sys_new_arena), and nowhere else does h->ar point there.  A
+     * relaxed atomic: tm_own_classify asks without the arena's lock, of
+     * any pointer, while a new heap's owner may be being written
+     * (heap_set_ar).                                                  */
     uintptr_t a = (uintptr_t)(h + 1);
-    if (h->kind == TM_HEAP_SUB && h->prev == NULL && h->ar != &tm_main_arena)
+    if (__atomic_load_n(&h->ar, __ATOMIC_RELAXED) == (const struct tm_arena *)(h + 1))
         a += sizeof(tm_arena);
     return (tm_chunk *)((a + TM_ALIGN_MASK) & ~(uintptr_t)TM_ALIGN_MASK);
 }
+static inline void heap_set_ar(tm_heap *h, struct tm_arena *av) { __atomic_store_n(&h->ar, av, __ATOMIC_RELAXED); }
 static inline char *heap_end(const tm_heap *h) { return (char *)h + h->size; }
 /* A sub-heap's size is written under its arena's lock and read without it
  * by tm_own_classify (a pointer's extent): relaxed atomics, both sides.  */

@@ -173,13 +173,10 @@ static void range_for(uintptr_t a, uintptr_t *lo, uintptr_t *span16)
 void tm_own_range_track(tm_own_range *r, uintptr_t a)
 {
     uintptr_t lo, span16;
-    range_for(a, &lo, &span16);        /* (unlocked: most refills change nothing) */
-    if (atomic_load_explicit(&r->lo, memory_order_relaxed) == lo &&
-        atomic_load_explicit(&r->span16, memory_order_relaxed) == span16)
-        return;
     /* Under the lock, against the registries as they are now: a trim or
      * deletion that went before has updated them, one that comes after
-     * will clear what is stored here.                                 */
+     * will clear what is stored here.  (Its caller skips a chunk that
+     * the range covers already: most refills take no lock.)          */
     set_acquire();
     range_for(a, &lo, &span16);
     range_set(r, lo, span16);

@@ -86,19 +86,31 @@ static TM_INLINE bool tm_own_in_heaps(uintptr_t a)
  * rotate and one compare test both.  (An aligned x < span with x >> 4 ==
  * span >> 4 - the last 1..15 bytes of an odd span - is refused: no
  * header fits there.)                                                */
-static TM_INLINE bool tm_own_aligned_in_heaps(uintptr_t a)
+/* x = a - lo (lo 16-aligned) below span16 * 16, and a 16-aligned: the
+ * rotate puts a's low four bits at the top (every aligned range test of
+ * this file, the caches' and the arenas' ranges too).                */
+static TM_INLINE bool tm_own_rot_below(uintptr_t x, uintptr_t span16)
+{
+    return ((x >> 4) | (x << 60)) < span16;
+}
+static TM_INLINE bool tm_own_main_aligned(uintptr_t a)
 {
     uintptr_t span16 = atomic_load_explicit(&tm_own.main_span16, memory_order_acquire);
-    uintptr_t x = a - atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
-    if (likely(((x >> 4) | (x << 60)) < span16))
-        return true;
-    /* A sub-heap's slot, the same trick: a rotated right by 4 is a >> 4
-     * when a is aligned, and has a low bit at the top otherwise, which
-     * makes the slot number out of range: one bound test for both
-     * (threads of other arenas than the main one, whose chunks are all
-     * in sub-heaps, make this test on both hit paths).              */
+    return tm_own_rot_below(a - atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed), span16);
+}
+/* a 16-byte aligned and in a sub-heap's slot, the same trick: a rotated
+ * right by 4 is a >> 4 when a is aligned, and has a low bit at the top
+ * otherwise, which makes the slot number out of range: one bound test
+ * for both (threads of other arenas than the main one, whose chunks are
+ * all in sub-heaps, make this test on both hit paths).               */
+static TM_INLINE bool tm_own_sub_aligned(uintptr_t a)
+{
     uintptr_t g = ((a >> 4) | (a << 60)) >> (TM_OWN_SUB_SHIFT - 4);
     return g < (uintptr_t)TM_OWN_SUB_SLOTS && atomic_load_explicit(&tm_own_sub[g], memory_order_relaxed) != 0;
+}
+static TM_INLINE bool tm_own_aligned_in_heaps(uintptr_t a)
+{
+    return likely(tm_own_main_aligned(a)) || tm_own_sub_aligned(a);
 }
 /* ---- the hit paths' test: chunks only, never the metadata before them ----
  * The tests above take a sub-heap's whole slot (the guard, the heap
@@ -117,14 +129,8 @@ static TM_INLINE bool tm_own_aligned_in_heaps(uintptr_t a)
 #define TM_OWN_SUB_FIRST ((TM_HEAP_GUARD + sizeof(tm_heap) + sizeof(tm_arena) + 15) & ~(size_t)15)
 static TM_INLINE bool tm_own_fast_in_heaps(uintptr_t a)
 {
-    uintptr_t span16 = atomic_load_explicit(&tm_own.main_span16, memory_order_acquire);
-    uintptr_t x = a - atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
-    if (likely(((x >> 4) | (x << 60)) < span16))
-        return true;
-    if ((a & (TM_HEAP_MAX_SIZE - 1)) < TM_OWN_SUB_FIRST)
-        return false;
-    uintptr_t g = ((a >> 4) | (a << 60)) >> (TM_OWN_SUB_SHIFT - 4);
-    return g < (uintptr_t)TM_OWN_SUB_SLOTS && atomic_load_explicit(&tm_own_sub[g], memory_order_relaxed) != 0;
+    return likely(tm_own_main_aligned(a)) ||
+           ((a & (TM_HEAP_MAX_SIZE - 1)) >= TM_OWN_SUB_FIRST && tm_own_sub_aligned(a));
 }
 
 /* [a, a + len) inside one of our heaps (0 < len <= a sub-heap slot): one
@@ -182,8 +188,7 @@ typedef struct tm_own_range {
 static TM_INLINE bool tm_own_range_aligned(const tm_own_range *r, uintptr_t a)
 {
     uintptr_t span16 = atomic_load_explicit(&r->span16, memory_order_relaxed);
-    uintptr_t x = a - atomic_load_explicit(&r->lo, memory_order_relaxed);
-    return ((x >> 4) | (x << 60)) < span16;
+    return tm_own_rot_below(a - atomic_load_explicit(&r->lo, memory_order_relaxed), span16);
 }
 /* Empty r (its owner, without the lock: an empty range is always safe). */
 static inline void tm_own_range_clear(tm_own_range *r)

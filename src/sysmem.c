@@ -236,7 +236,7 @@ static void set_own_range(tm_arena *av)
  * set up by tm_heap_new (reserved, committed).                           */
 static void start_heap(tm_arena *av, tm_heap *h, size_t size, uint32_t kind)
 {
-    h->ar = av;
+    heap_set_ar(h, av);
     h->prev = av->last_heap;
     heap_set_size(h, size);
     if (kind != TM_HEAP_SUB) {
@@ -265,7 +265,7 @@ tm_arena *tm_sys_new_arena(void)
     tm_arena *av = (tm_arena *)(h + 1);
     memset(av, 0, sizeof *av);
     tm_bins_init(av);
-    h->ar = av;
+    heap_set_ar(h, av);
     av->last_heap = h;
     set_own_range(av);
     av->nheaps = 1;

@@ -335,31 +335,30 @@ static inline void tc_key_park(void *mem, uintptr_t key) { ((tm_tc_entry *)mem)-
 /* free's fast path: is chunk p (the header of the pointer given; an
  * address, not yet a pointer, as the pointer given may be NULL) aligned
  * and inside one of our heaps, so that its header may be read?  The
- * cache's own range first (owner.h; tc NULL: none), then the global
- * tests.  The chunk, not the
+ * cache's own range first (owner.h), then the global tests.  The chunk, not the
  * pointer: a pointer at a heap's first byte has its header outside,
  * where nothing need be mapped (the hole before a randomized brk heap).
  * Anything else takes the slow path, which tells the rest.           */
-static TM_INLINE bool tc_free_owned(const tm_tcache *tc, uintptr_t p)
+static TM_INLINE bool tc_free_owned(const tm_tcache *tc, uintptr_t p, bool *home)
 {
 #if TIDE_CHECKS
-    return (tc != NULL && likely(tm_own_range_aligned(&tc->own, p))) || tm_own_fast_in_heaps(p);
-#else
-    (void)tc;
-    return aligned_ok(p);
-#endif
-}
-/* tc_free_owned for free's fast path, which also learns whether p lay in
- * the cache's own range: then its arena is tc->home's (tcache.c
- * track_range) and the outbox test (tc_free_slot) is not needed.      */
-static TM_INLINE bool tc_free_owned_home(const tm_tcache *tc, uintptr_t p, bool *home)
-{
-#if TIDE_CHECKS
+    /* *home: p lay in the cache's own range, so its arena is tc->home's
+     * (tcache.c track_range) and free needs no outbox test (tc_free_slot). */
     *home = likely(tm_own_range_aligned(&tc->own, p));
     return *home || tm_own_fast_in_heaps(p);
 #else
     (void)tc;
     *home = false;
+    return aligned_ok(p);
+#endif
+}
+/* The same without a cache (malloc_usable_size): the global tests.  (A
+ * cache pointer that may be NULL cost free's path an instruction.)   */
+static TM_INLINE bool tc_given_owned(uintptr_t p)
+{
+#if TIDE_CHECKS
+    return tm_own_fast_in_heaps(p);
+#else
     return aligned_ok(p);
 #endif
 }
@@ -395,7 +394,8 @@ static TM_INLINE bool tc_entry_ok(const tm_tcache *tc, const tm_tc_entry *e, siz
     /* (e itself, not its chunk e - 16: ownership of e is what makes its
      * two words readable; the slow path's tc_check_entry tests the
      * chunk.)                                                        */
-    if (unlikely(!tc_free_owned(tc, (uintptr_t)e)))
+    bool home;
+    if (unlikely(!tc_free_owned(tc, (uintptr_t)e, &home)))
         return false;
     return likely(tc_key_mine(tc, e, i));
 #else

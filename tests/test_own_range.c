@@ -45,11 +45,13 @@
 static size_t fast_taken(const tm_tcache *tc, uintptr_t lo, uintptr_t hi, uintptr_t *first)
 {
     size_t n = 0;
-    for (uintptr_t a = lo; a < hi; a += 16)
-        if (tc_free_owned(tc, a) || tm_own_fast_in_heaps(a)) {
+    for (uintptr_t a = lo; a < hi; a += 16) {
+        bool home;
+        if (tc_free_owned(tc, a, &home) || tm_own_fast_in_heaps(a)) {
             if (n++ == 0)
                 *first = a;
         }
+    }
     return n;
 }
 static size_t classified(uintptr_t lo, uintptr_t hi)
@@ -93,7 +95,9 @@ static void *thread_main(void *arg)
     for (uintptr_t a = slot; a < (uintptr_t)heap_first_chunk(h); a += 16)
         meta_owned += tm_arena_owns(tav, (const tm_chunk *)a);
     CHECKF("thread: and none of the slot's metadata", meta_owned == 0, "%zu taken", meta_owned);
-    CHECK("thread: the hit paths take the block's chunk", tc_free_owned(tc, (uintptr_t)p - TM_HDR));
+    bool home = false;
+    CHECK("thread: the hit paths take the block's chunk, as the home arena's",
+          tc_free_owned(tc, (uintptr_t)p - TM_HDR, &home) && home);
     uintptr_t first = 0;
     size_t n = fast_taken(tc, slot, slot + TM_OWN_SUB_FIRST, &first);
     CHECKF("thread: no address of the guard, the heap header or the arena passes the hit paths' test",
