@@ -26,12 +26,43 @@ static void set_span(uintptr_t span)
     atomic_store_explicit(&tm_own.main_span16, span >> 4, memory_order_release);
 }
 
+/* The hit paths' range (owner.h tm_own.fast_lo/fast16) after the segment
+ * table changed: the first segment, from its first chunk to its end.
+ * Its start never moves: fixed by the first segment, and a segment that
+ * would come below it (brk lower than where we began: not seen in
+ * practice) turns the range off for good instead, since moving lo under
+ * readers that load span16 first could show them [new lo, new lo + old
+ * span), which is not ours.  A second segment leaves the range as it
+ * is: nothing of the first segment changed, and the memory between the
+ * two (a foreign sbrk's, the new header) stays outside.  Growth is
+ * published after the memory is ours, a trim before the caller's
+ * ranges_clear; a reader racing either sees the old or the new span of
+ * the same start, as with the main range.                             */
+static bool fast_off;
+static void set_fast(void)
+{
+    uintptr_t lo = atomic_load_explicit(&brk_segs[0].lo, memory_order_relaxed);
+    uintptr_t hi = atomic_load_explicit(&brk_segs[0].hi, memory_order_relaxed);
+    if (atomic_load_explicit(&brk_nsegs, memory_order_relaxed) == 0 || hi <= lo)
+        hi = lo;
+    if (atomic_load_explicit(&tm_own.fast16, memory_order_relaxed) == 0 &&
+        atomic_load_explicit(&tm_own.fast_lo, memory_order_relaxed) == 0 && hi > lo)
+        atomic_store_explicit(&tm_own.fast_lo, lo, memory_order_relaxed);   /* (once: the first segment) */
+    if (fast_off || lo != atomic_load_explicit(&tm_own.fast_lo, memory_order_relaxed))
+        hi = lo;
+    atomic_store_explicit(&tm_own.fast16, (hi - lo) >> 4, memory_order_release);
+}
+
 void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
 {
     TM_ASSERT((lo & 15) == 0);       /* (tm_own_aligned_in_heaps) */
     uintptr_t cur_lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
     uintptr_t cur_span = atomic_load_explicit(&tm_own.main_span, memory_order_relaxed);
     uintptr_t cur_hi = cur_lo + cur_span;
+    if (cur_span != 0 && lo < cur_lo && !fast_off) {
+        fast_off = true;        /* (before lo moves: set_fast) */
+        atomic_store_explicit(&tm_own.fast16, 0, memory_order_release);
+    }
     if (cur_span == 0 || lo < cur_lo) {
         /* (lo down, span up: see tm_own_fast for the order) */
         uintptr_t new_hi = cur_span == 0 || hi > cur_hi ? hi : cur_hi;
@@ -44,6 +75,7 @@ void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
     for (unsigned i = n; i-- > 0;)
         if (atomic_load_explicit(&brk_segs[i].lo, memory_order_relaxed) == lo) {
             atomic_store_explicit(&brk_segs[i].hi, hi, memory_order_relaxed);   /* grown */
+            set_fast();
             return;
         }
     if (n < TM_OWN_BRK_SEGS) {
@@ -53,6 +85,7 @@ void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
     } else if (hi > atomic_load_explicit(&brk_segs[n - 1].hi, memory_order_relaxed)) {
         atomic_store_explicit(&brk_segs[n - 1].hi, hi, memory_order_relaxed);
     }
+    set_fast();
 }
 
 void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi)
@@ -66,6 +99,7 @@ void tm_own_main_brk_trim(uintptr_t old_hi, uintptr_t new_hi)
     for (unsigned i = 0; i < n; i++)
         if (atomic_load_explicit(&brk_segs[i].hi, memory_order_relaxed) == old_hi)
             atomic_store_explicit(&brk_segs[i].hi, new_hi, memory_order_relaxed);
+    set_fast();
     ranges_clear(new_hi, old_hi);     /* (after the registries: owner.h) */
 }
 
@@ -159,8 +193,21 @@ static void range_for(uintptr_t a, uintptr_t *lo, uintptr_t *span16)
     uintptr_t span = atomic_load_explicit(&tm_own.main_span, memory_order_acquire);
     uintptr_t mlo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
     if (a - mlo < span) {
-        *lo = mlo;
-        *span16 = span > TM_OWN_RANGE_TAIL ? (span - TM_OWN_RANGE_TAIL) >> 4 : 0;
+        /* The brk segment of a, exactly (the hit paths trust the range:
+         * not the gap after it nor the next segment's header, owner.h). */
+        *lo = *span16 = 0;
+        unsigned n = atomic_load_explicit(&brk_nsegs, memory_order_acquire);
+        for (unsigned i = 0; i < n; i++) {
+            uintptr_t slo = atomic_load_explicit(&brk_segs[i].lo, memory_order_relaxed);
+            uintptr_t shi = atomic_load_explicit(&brk_segs[i].hi, memory_order_relaxed);
+            if (a >= slo && a < shi) {
+                if (i == TM_OWN_BRK_SEGS - 1)
+                    break;      /* (the last entry may stretch over gaps: no range) */
+                *lo = slo;
+                *span16 = shi - slo > TM_OWN_RANGE_TAIL ? (shi - slo - TM_OWN_RANGE_TAIL) >> 4 : 0;
+                break;
+            }
+        }
     } else if (tm_own_in_sub(a) && (a & (TM_HEAP_MAX_SIZE - 1)) >= TM_OWN_SUB_FIRST) {
         /* (from the first possible chunk on: tm_own_fast_in_heaps) */
         *lo = (a & ~(uintptr_t)(TM_HEAP_MAX_SIZE - 1)) + TM_OWN_SUB_FIRST;

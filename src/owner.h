@@ -51,6 +51,15 @@ struct tm_own_fast {
     /* span >> 4, written after span (release), the same way: the hit
      * paths' aligned test (tm_own_aligned_in_heaps).                  */
     _Atomic uintptr_t main_span16;
+    /* The hit paths' brk range, [fast_lo, fast_lo + fast16 * 16): the
+     * first brk segment from its first chunk on, and nothing else.  The
+     * range above covers every segment and what lies between two of
+     * them - a foreign sbrk's memory, a later segment's header - which
+     * the link checks may read but the hit paths, that trust a header
+     * once its 16-bit checksum verifies, must never take (owner.c
+     * set_fast).  fast_lo is written once, before fast16 is first
+     * published; fast16 grows and shrinks with the first segment.    */
+    _Atomic uintptr_t fast_lo, fast16;
 };
 extern struct tm_own_fast tm_own TM_HIDDEN;
 extern _Atomic uint8_t tm_own_sub[TM_OWN_SUB_SLOTS] TM_HIDDEN;
@@ -125,11 +134,21 @@ static TM_INLINE bool tm_own_aligned_in_heaps(uintptr_t a)
  * sub-heap address only from TM_OWN_SUB_FIRST on (the first chunk of an
  * arena's first heap; a later heap's first chunks, below it, take the
  * slow path, which knows them exactly), and the brk range is registered
- * from the first chunk on (sysmem.c).                                 */
+ * from the first chunk on (sysmem.c).  Of the brk range they take the
+ * first segment only (tm_own_fast above): with a second one, the range
+ * spans a foreign sbrk's memory and the new segment's header, where a
+ * word that verified would have been taken for a chunk in the same way;
+ * chunks of later segments take a cache's range (the exact segment:
+ * owner.c range_for) or the slow path.                                */
 #define TM_OWN_SUB_FIRST ((TM_HEAP_GUARD + sizeof(tm_heap) + sizeof(tm_arena) + 15) & ~(size_t)15)
+static TM_INLINE bool tm_own_main_fast(uintptr_t a)
+{
+    uintptr_t span16 = atomic_load_explicit(&tm_own.fast16, memory_order_acquire);
+    return tm_own_rot_below(a - atomic_load_explicit(&tm_own.fast_lo, memory_order_relaxed), span16);
+}
 static TM_INLINE bool tm_own_fast_in_heaps(uintptr_t a)
 {
-    return likely(tm_own_main_aligned(a)) ||
+    return likely(tm_own_main_fast(a)) ||
            ((a & (TM_HEAP_MAX_SIZE - 1)) >= TM_OWN_SUB_FIRST && tm_own_sub_aligned(a));
 }
 

@@ -17,7 +17,10 @@
  *   - malloc_usable_size of a sub-heap reserve's address whose zero word
  *     verifies as a header by chance (2^-16 each: the reserve has millions,
  *     one is found by computing) aborts with its message instead of
- *     answering 2^64 - 8 (test_wild found it as a rare flake).
+ *     answering 2^64 - 8 (test_wild found it as a rare flake);
+ *   - a foreign sbrk between two brk segments: its memory and the second
+ *     segment's header pass neither test, a cache tracks the second
+ *     segment exactly, and free of a header forged there aborts.
  * Needs the checks (TIDE_CHECKS): without them there are no ranges.
  */
 #define _GNU_SOURCE 1
@@ -129,6 +132,95 @@ static void *thread_main(void *arg)
     }
     out->block = p;
     return NULL;
+}
+
+/* free in a child: must abort with the allocator's message. */
+static void free_child(void *arg)
+{
+    free(arg);
+    _exit(0);
+}
+
+/* ---- a second brk segment: a foreign sbrk between ours ----
+ * The foreign memory and the new segment's header lie inside the main
+ * range's hull [first segment, last end); the hit paths must take
+ * neither (owner.h tm_own_fast), a cache whose refill carved from the
+ * new segment tracks that segment only (owner.c range_for), and a header
+ * forged in the foreign memory with a checksum that verifies (computed
+ * here; a program gets it with probability 2^-16 per word) is refused
+ * by free with the ownership message instead of being cached.        */
+static void split_brk(tm_tcache *tc)
+{
+    tm_arena *av = &tm_main_arena;
+    tm_heap *seg = av->last_heap;
+    char *end = heap_end(seg);
+    if (seg->kind != TM_SEG_BRK || sbrk(0) != end) {
+        printf("brk not at the main arena's end: split checks skipped\n");
+        return;
+    }
+    size_t flen = 64 << 10;
+    char *foreign = sbrk((intptr_t)flen);
+    CHECK("a foreign sbrk right after the segment", foreign == end);
+    if (foreign != end)
+        return;
+    memset(foreign, 0, flen);
+    void *blk[512];
+    int nb = 0;
+    while (av->last_heap == seg && nb < 512)
+        blk[nb++] = malloc(100 << 10);         /* (below the mmap threshold: the arena grows) */
+    tm_heap *seg2 = av->last_heap;
+    CHECK("the arena grew into a second brk segment above the foreign memory",
+          seg2 != seg && seg2->kind == TM_SEG_BRK && (char *)seg2 >= foreign + flen);
+    if (seg2 == seg || seg2->kind != TM_SEG_BRK)
+        return;
+    /* small blocks until a refill carves from the new segment's top */
+    void *small[4096];
+    int ns = 0;
+    while (ns < 4096) {
+        small[ns] = malloc(200);
+        if ((char *)small[ns++] >= (char *)seg2)
+            break;
+    }
+    uintptr_t c2 = (uintptr_t)heap_first_chunk(seg2);
+    tm_own_range r;
+    tm_own_range_register(&r);
+    tm_own_range_track(&r, c2 + 4096);
+    CHECKF("a range tracked into the new segment is that segment exactly",
+           atomic_load(&r.lo) == c2 && atomic_load(&r.span16) == ((uintptr_t)heap_end(seg2) - c2 - TM_OWN_RANGE_TAIL) >> 4,
+           "lo %#lx span16 %#lx, segment %#lx..%p", (unsigned long)atomic_load(&r.lo),
+           (unsigned long)atomic_load(&r.span16), (unsigned long)c2, (void *)heap_end(seg2));
+    tm_own_range_track(&r, (uintptr_t)heap_first_chunk(seg) + 16);
+    CHECK("and one tracked into the first segment that segment",
+          atomic_load(&r.lo) == (uintptr_t)heap_first_chunk(seg) &&
+              atomic_load(&r.span16) == ((uintptr_t)end - (uintptr_t)heap_first_chunk(seg) - TM_OWN_RANGE_TAIL) >> 4);
+    tm_own_range_unregister(&r);
+    CHECK("the cache's range lies in one of the two segments",
+          atomic_load(&tc->own.lo) == c2 || atomic_load(&tc->own.lo) == (uintptr_t)heap_first_chunk(seg));
+    uintptr_t first = 0;
+    size_t n = fast_taken(tc, (uintptr_t)end, c2, &first);
+    CHECKF("nothing between the segments passes the hit paths' test (foreign memory, the new header)", n == 0,
+           "%zu taken, first at %#lx (foreign %p..%p, header %p)", n, (unsigned long)first, (void *)foreign,
+           (void *)(foreign + flen), (void *)seg2);
+    n = classified((uintptr_t)end, c2);
+    CHECKF("nor the exact classification", n == 0, "%zu taken", n);
+    CHECK("the first segment's chunks pass the hit paths' global test",
+          tm_own_fast_in_heaps((uintptr_t)heap_first_chunk(seg)) && tm_own_fast_in_heaps((uintptr_t)end - 64));
+    /* a header forged in the foreign memory, in use, with its checksum */
+    char *g = foreign + 4096;
+    set_head(mem2chunk(g), 64 | TM_PREV_INUSE);
+    set_head(mem2chunk(g + 64), 64 | TM_PREV_INUSE);
+    CHECK("the forged header verifies", chunk_hdr_ok(mem2chunk(g), TM_ST_INUSE));
+    int st = harness_run_child(free_child, g);
+    CHECKF("free of it aborts with the ownership message",
+           st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT &&
+               strstr(harness_child_output, "free(): invalid pointer (not a chunk of this heap)"),
+           "status %#x, stderr \"%.200s\"", st, harness_child_output);
+    /* both segments still work */
+    while (ns > 0)
+        free(small[--ns]);
+    while (nb > 0)
+        free(blk[--nb]);
+    CHK();
 }
 
 /* malloc_usable_size in a child: must abort with the allocator's message. */
@@ -259,5 +351,7 @@ int main(void)
     }
     free(m);
     CHK();
+    if (seg && seg->kind == TM_SEG_BRK && av->last_heap->kind == TM_SEG_BRK)
+        split_brk(tc);
     return harness_finish();
 }
