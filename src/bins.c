@@ -313,6 +313,14 @@ static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, t
     tm_relcarry carried = TM_RELCARRY_INIT;
     if (!prev_inuse(p)) {
         size_t prevsize = p->prev_size;
+        /* p's own header would stay behind inside the merged chunk, in use
+         * and intact: a second free of p (a double free) then passed every
+         * header test, free's fast path cached p inside free memory and
+         * malloc handed it out under the merged chunk (misuse
+         * double_free/merged_backward).  Retired (chunk.h): it no longer
+         * verifies as in use, and reads as FREE, as a chunk absorbed
+         * forward already does.                                        */
+        retire_hdr(p);
         size += prevsize;
         p = chunk_at(p, -prevsize);
         if (p == held && chunksize(held) == prevsize) {

@@ -4,7 +4,8 @@
  * of glibc's check), fast bin (a-b-a, which glibc's "fasttop" check does
  * not see), small and large chunks, mmapped chunks, across threads (the
  * second free from another thread), and a chunk parked on another arena's
- * remote list.  The follow-up: two mallocs of the size must never return
+ * remote list, and a chunk whose first free merged it backward into its
+ * free predecessor (its header left behind, intact).  The follow-up: two mallocs of the size must never return
  * the same block.  See misuse.h.
  */
 #include <pthread.h>
@@ -80,6 +81,45 @@ static void sized(size_t n, const char *what)
 }
 static void t_small(void *arg) { (void)arg; sized(500, "small double free"); }
 static void t_large(void *arg) { (void)arg; sized(2000, "large double free"); }
+
+/* The first free merged p backward into its free predecessor, so p's
+ * header - in use, intact - was left inside the merged free chunk.  Both
+ * blocks reach the arena through realloc (it moves them and frees the old
+ * chunk there, cache on, default settings).  free(p) again: the free fast
+ * path reads only p's header.  The follow-up: malloc(n) gives p back
+ * while the merged chunk is free, and a malloc of both blocks' size takes
+ * the merged chunk, over p.                                            */
+static void t_merged_backward(void *arg)
+{
+    (void)arg;
+    size_t n = 100;
+    char *b[64];
+    for (int i = 0; i < 64; i++)
+        b[i] = malloc(n);
+    size_t cs = csize(b[0]);
+    char *x = NULL, *y = NULL;
+    for (int i = 0; i < 64 && !x; i++)
+        for (int j = 0; j < 64 && !x; j++)
+            for (int k = 0; k < 64 && b[j] == b[i] + cs; k++)
+                if (b[k] == b[j] + cs) {       /* (x, y and an allocated z after y) */
+                    x = b[i];
+                    y = b[j];
+                    break;
+                }
+    if (!x)
+        setup_failed("no three adjacent blocks");
+    void *x2 = realloc(x, 100000), *y2 = realloc(y, 100000);
+    if (!x2 || !y2)
+        setup_failed("realloc failed");
+    free(harness_launder(y));
+    void *again = malloc(n), *both = malloc(2 * cs - 16);
+    if (again == y && (char *)both <= y && y < (char *)both + 2 * cs)
+        exploited("double free of a chunk merged backward: malloc(%zu) %p inside malloc(%zu) %p", n, again,
+                  2 * cs - 16, both);
+    two_mallocs("double free of a chunk merged backward", n, 4);
+    harness_sink(x2);
+    harness_sink(y2);
+}
 
 static void t_mmapped(void *arg)
 {
@@ -194,6 +234,9 @@ static const struct technique tab[] = {
       { "free(): double free detected", "double free or corruption (!prev)" }, 0 },
     { "large", t_large, "cache off: free of a 2000-byte block twice",
       { "free(): double free detected", "double free or corruption (!prev)" }, 0 },
+    { "merged_backward", t_merged_backward,
+      "free(p) twice where the first free merged p into its free predecessor (both freed by realloc moves)",
+      { "free(): double free detected" }, 0 },
     { "mmapped", t_mmapped, "free of a 1 MiB mmapped block twice",
       { "free(): double free detected", "munmap_chunk(): invalid pointer",
         "free(): invalid pointer (not a chunk of this heap)" }, 0 },
