@@ -187,6 +187,19 @@ void tm_tcache_init_key(void)
     tm_tcache_key = tm_sec.parked & ~TC_KEY_PARKED;
 }
 
+/* A slot's salt (tcache.h): a keyed mix of the slot's address, so that
+ * no two slots of any caches share one and none can be computed without
+ * the secret.  (The splitmix64 finalizer: every output bit depends on
+ * every input bit.)                                                   */
+static uintptr_t slot_salt(const tm_tcache *tc, size_t j)
+{
+    uint64_t z = (uint64_t)(uintptr_t)&tc->entries[j] ^ tm_sec.slot_key;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (uintptr_t)(z | 1);
+}
+
 bool tm_tcache_thread_init(void)
 {
     if (tm_tls_tcache_state != 0)
@@ -198,6 +211,8 @@ bool tm_tcache_thread_init(void)
     if (!mem)
         return true;             /* no cache for this thread; still correct */
     reset_limits(mem);
+    for (size_t j = 0; j < TM_TC_SLOTS; j++)
+        ((tm_tcache *)mem)->salt[j] = slot_salt(mem, j);
     ((tm_tcache *)mem)->home = tm_thread_arena();
     tm_own_range_register(&((tm_tcache *)mem)->own);   /* (empty until the first refill) */
     reg_add(mem);

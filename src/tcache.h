@@ -129,6 +129,9 @@ typedef struct tm_tcache {
     uint64_t missed[(TM_TCACHE_BINS + 63) / 64];
     bool medium_held;                /* owner's: medium limits opened since the last close */
     tm_tc_entry *entries[TM_TC_SLOTS];
+    /* Each slot's identity in its entries' keys (tc_slot_id): random,
+     * nonzero, set once when the cache is made (tcache.c slot_salt).  */
+    uintptr_t salt[TM_TC_SLOTS];
     /* Owner's: the thread's own arena as last seen (set up, a refill, an
      * outbox overflow), NULL while it has none.  A copy, as the fast
      * path cannot call into arena.c: a stale one sends a chunk to the
@@ -274,7 +277,7 @@ static inline size_t tc_free_index(size_t csize)
  * or a class's outbox, of one cache - and to its own address:
  *
  *   key(slot, e) = tm_tcache_key ^ tag,   tag = bits 37..63 of
- *                  ((e ^ &tc->entries[slot]) * tm_sec.tag_mul), in bits 0..26
+ *                  ((e ^ tc->salt[slot]) * tm_sec.tag_mul), in bits 0..26
  *
  * An entry parked on a class list or the general remote stack holds that
  * list's parked key (arena.h tm_park_key: tm_sec.parked, which is
@@ -299,14 +302,22 @@ static inline size_t tc_free_index(size_t csize)
  * key is tm_tcache_key alone (the double-free marker).  Every path that
  * hands a chunk out, or moves it off a cache or a list, rewrites or
  * clears the word: a chunk in the program's hands never carries a key
- * (free relies on it to call a marked chunk a double free).           */
+ * (free relies on it to call a marked chunk a double free).
+ * The slot's part is a random salt, not the slot's address: with the
+ * address, slot and entry met by XOR only, so key(slot, e) was also the
+ * key of e' = e ^ slot ^ slot' in slot' - for two classes' list heads 16
+ * bytes apart, e ^ 16, inside e's own chunk: a key read from a cached
+ * entry of one class, written 16 bytes further, made a fake entry that a
+ * link redirected in the other class handed out (misuse
+ * tcache_slot_collision).  With salts, e' = e ^ salt ^ salt' is a
+ * random address the attacker cannot compute.                         */
 #define TC_KEY_PARKED ((uintptr_t)1 << 27)           /* parked, not cached */
 #define TC_KEY_VAR (TC_KEY_PARKED | (TC_KEY_PARKED - 1)) /* bits 0..27: tag, or salt and slot */
-/* A slot's identity in the keys: the address of its list head, unique
- * among all caches' slots. */
+/* A slot's identity in the keys: its salt (never 0: free_chain's "no
+ * slot"). */
 static inline uintptr_t tc_slot_id(const struct tm_tcache *tc, size_t j)
 {
-    return (uintptr_t)&tc->entries[j];
+    return tc->salt[j];
 }
 /* The key of entry e in the slot whose identity is slot. */
 static TM_INLINE uintptr_t tc_key_for(uintptr_t slot, const void *e)

@@ -105,6 +105,34 @@ static void t_tc_cycle(void *arg)
     harness_sink(guard);
 }
 
+/* A key read from a cached entry of one class (48-byte chunks), written
+ * 16 bytes further on - inside that entry's own chunk - makes a fake
+ * entry for the class of 80-byte chunks, whose list head lies 16 bytes
+ * after the first's, and a link of that class redirected to it hands it
+ * out.  That worked while a key combined the slot's address and the
+ * entry's by XOR alone: key(slot, e) = key(slot ^ 16, e ^ 16).  The fake
+ * entry lies inside a chunk the cache still holds: overlapping memory. */
+static void t_tc_slot_collision(void *arg)
+{
+    (void)arg;
+    word *e = malloc(40);
+    word *x1 = malloc(72), *x2 = malloc(72);
+    void *guard = malloc(72);
+    free(e);
+    word key = W(e)[1];                    /* use-after-free read: e's key */
+    word *fake = (word *)((uintptr_t)e ^ 16);
+    if ((char *)fake < (char *)e || (char *)fake + 16 > (char *)e + 40)
+        setup_failed("the colliding address is not inside the cached chunk");
+    W(fake)[1] = key;                      /* use-after-free write into e */
+    free(x1);
+    free(x2);                              /* x2 -> x1 */
+    W(x2)[0] ^= (word)x1 ^ (word)fake;     /* x2 -> fake */
+    void *m1 = malloc(72), *m2 = malloc(72);
+    if (m2 == fake)
+        exploited("malloc(72) returned %p, inside the cached chunk %p (m1 %p)", m2, (void *)e, m1);
+    harness_sink(guard);
+}
+
 /* The same redirect, to a chunk of the *same* class that another thread
  * holds in its own cache: it has the class's size and a cache key, so a
  * key shared by all caches let this thread's malloc take it while the
@@ -368,6 +396,9 @@ static const struct technique tab[] = {
       { "malloc(): corrupted tcache link" }, 0 },
     { "tcache_cycle", t_tc_cycle,
       "UAF read+write: a link XORed into a cycle within its class, the read key written into the entry handed out",
+      { "malloc(): corrupted tcache link" }, 0 },
+    { "tcache_slot_collision", t_tc_slot_collision,
+      "UAF read+write: a cached entry's key copied 16 bytes on, a link of another class redirected there",
       { "malloc(): corrupted tcache link" }, 0 },
     { "tcache_redirect_thread", t_tc_redirect_thread,
       "the same, to a chunk of the same class in another thread's cache",
