@@ -196,16 +196,19 @@ static void check_own_cache(void)
     tc_enter(tc);
     for (size_t j = 0; j < TM_TC_SLOTS; j++) {      /* classes, then outboxes */
         size_t n = 0, i = j % TM_TCACHE_BINS;
+        uintptr_t want = tc->chain[j];       /* (TIDE_CHECKS: the head's chain value) */
         for (tm_tc_entry *e = tc->entries[j]; e; e = tc_reveal(e)) {
             CHECK(aligned_ok((uintptr_t)e), "misaligned cache entry", e);
             CHECK(++n <= tc->counts[j], "cache list longer than its count", e);
-            CHECK(tc_key_mine(tc, e, j), "cache entry without its slot's key", e);
+            CHECK(!TIDE_CHECKS || tc_chain_entry(tc_slot_id(tc, j), e) == want, "cache entry out of its slot's chain", e);
+            want = e->key;
             tm_chunk *p = mem2chunk(e);
             CHECK(tc_csize_index(chunksize(p)) == i, "cache entry in the wrong class", e);
             CHECK(!chunk_is_mmapped(p) && inuse(p), "cached chunk not in use", e);
             CHECK(chunk_hdr_ok(p, TM_ST_INUSE), "cached chunk's header checksum does not match", e);
         }
         CHECK(n == tc->counts[j], "cache count differs from its list", tc);
+        CHECK(want == tc_chain0(tc, j), "cache chain does not end at its slot's start", tc);
     }
     tc_leave(tc);
 }

@@ -91,7 +91,6 @@ struct tm_secrets {
     uint64_t link;            /* mixed into every singly linked link        */
     uint64_t parked;          /* marks chunks parked on remote/spill lists  */
     uint64_t tag_mul;         /* odd: binds a cache entry's key to its address (tcache.h) */
-    uint64_t slot_key;        /* derives each cache slot's salt (tcache.c)  */
 };
 union tm_secret_page {
     struct tm_secrets s;

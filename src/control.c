@@ -71,7 +71,6 @@ static void init_secrets(void)
     s->link = tm_os_random() & ~(uint64_t)TM_ALIGN_MASK;   /* keeps links' alignment checkable */
     s->parked = tm_os_random() | ((uint64_t)1 << 27);   /* bit 27: the cache key is this without it */
     s->tag_mul = tm_os_random() | 1;
-    s->slot_key = tm_os_random();
     if (tm_fix.pagesize == sizeof tm_secret_page)
         tm_os_protect_ro(&tm_secret_page, sizeof tm_secret_page);
 }

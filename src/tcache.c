@@ -187,19 +187,6 @@ void tm_tcache_init_key(void)
     tm_tcache_key = tm_sec.parked & ~TC_KEY_PARKED;
 }
 
-/* A slot's salt (tcache.h): a keyed mix of the slot's address, so that
- * no two slots of any caches share one and none can be computed without
- * the secret.  (The splitmix64 finalizer: every output bit depends on
- * every input bit.)                                                   */
-static uintptr_t slot_salt(const tm_tcache *tc, size_t j)
-{
-    uint64_t z = (uint64_t)(uintptr_t)&tc->entries[j] ^ tm_sec.slot_key;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (uintptr_t)(z | 1);
-}
-
 bool tm_tcache_thread_init(void)
 {
     if (tm_tls_tcache_state != 0)
@@ -212,7 +199,7 @@ bool tm_tcache_thread_init(void)
         return true;             /* no cache for this thread; still correct */
     reset_limits(mem);
     for (size_t j = 0; j < TM_TC_SLOTS; j++)
-        ((tm_tcache *)mem)->salt[j] = slot_salt(mem, j);
+        ((tm_tcache *)mem)->chain[j] = tc_chain0(mem, j);
     ((tm_tcache *)mem)->home = tm_thread_arena();
     tm_own_range_register(&((tm_tcache *)mem)->own);   /* (empty until the first refill) */
     reg_add(mem);
@@ -250,8 +237,9 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
 
 /* Free a chain of n cached entries of class i (TM_TCACHE_BINS: not a
  * cached class), taken from the slot whose identity is `slot`
- * (tc_slot_id: each entry must hold its key there; 0: a lone entry that
- * holds no key), to their arenas.  Chunks of the calling thread's own arena
+ * (slot: its tc_slot_id, with *chain its head's chain value, set to the
+ * value below the last entry walked; 0 and NULL: a lone entry that holds
+ * no key), to their arenas.  Chunks of the calling thread's own arena
  * are freed under its lock; chunks of other arenas are pushed, a run at a
  * time, with one CAS on that arena's class-i list, where a thread of that
  * arena takes them back into its cache without a lock: a consumer never
@@ -264,11 +252,15 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
  * every flush of wl_prodcons's consumers went through the bins.        */
 /* A walk that frees or moves a slot's entries (free_chain, take_all)
  * checks every entry it reaches through a link before it uses it: ours,
- * aligned, and holding its key for the slot the chain came from.  A link
- * redirected to a live block (no key needed: nothing pops it) freed that
- * block under the program (misuse tcache_flush_redirect), and a list
- * that ended before its count ran out made the walk read NULL.        */
-static inline void chain_check(const tm_own_range *r, const tm_tc_entry *e, uintptr_t key, const char *msg)
+ * aligned, and its place in the chain of the slot it came from (slot
+ * nonzero: its chain value is `want`, and its key the next one's) or,
+ * slot 0, holding the key `want` exactly (a list's parked key; 0 for a
+ * lone entry).  A link redirected to a live block (no key needed:
+ * nothing pops it) freed that block under the program (misuse
+ * tcache_flush_redirect), and a list that ended before its count ran
+ * out made the walk read NULL.                                       */
+static inline void chain_check(const tm_own_range *r, const tm_tc_entry *e, uintptr_t slot, uintptr_t want,
+                               const char *msg)
 {
     /* (the chunk's first 32 bytes, both ends in one heap: the header
      * before e is read by the caller, the key word after it here - at
@@ -278,13 +270,14 @@ static inline void chain_check(const tm_own_range *r, const tm_tc_entry *e, uint
     if (unlikely(!aligned_ok((uintptr_t)e) ||
                  (TIDE_CHECKS && ((!likely(tm_own_range_aligned(r, (uintptr_t)e - TM_HDR)) &&
                                    !tm_own_span_in_heaps((uintptr_t)e - TM_HDR, TM_HDR + 2 * TM_SIZE_SZ)) ||
-                                  e->key != key))))
+                                  (slot ? tc_chain_entry(slot, e) : e->key) != want))))
         tm_corrupt(msg, e);
 }
 
-static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i, uintptr_t slot, bool final,
-                       tm_tc_entry **after)
+static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i, uintptr_t slot, uintptr_t *chain,
+                       bool final, tm_tc_entry **after)
 {
+    uintptr_t want = chain ? *chain : 0;
     tm_arena *own = tm_thread_arena();
     bool own_locked = false;
     /* The own arena's class list doubles as a small transfer cache: while
@@ -309,7 +302,9 @@ static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
     size_t run_n = 0;
     while (n--) {
-        chain_check(r, e, slot ? tc_key_for(slot, e) : 0, "free(): corrupted tcache link");
+        chain_check(r, e, slot, want, "free(): corrupted tcache link");
+        if (slot)
+            want = e->key;        /* (the chain below e: the next entry's value) */
         tm_tc_entry *next = n || after ? tc_reveal(e) : NULL;
         if (!n && after)
             *after = next;        /* what follows the chain (before e is freed) */
@@ -347,6 +342,21 @@ static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i
             tm_arena_drain_all(own);
         tm_arena_leave(own);
     }
+    if (chain)
+        *chain = want;
+}
+
+/* Empty slot j (its entries to their arenas: free_chain). */
+static void slot_flush(tm_tcache *tc, size_t j, bool final)
+{
+    if (tc->counts[j]) {
+        uintptr_t chain = tc->chain[j];
+        free_chain(&tc->own, tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, tc_slot_id(tc, j), &chain, final, NULL);
+        TM_ASSERT(chain == tc_chain0(tc, j));
+    }
+    tc->entries[j] = NULL;
+    tc->counts[j] = 0;
+    tc->chain[j] = tc_chain0(tc, j);
 }
 
 /* Keep `keep` entries of class i: flush the newest, from the head, and
@@ -361,9 +371,11 @@ static void trim_class(tm_tcache *tc, size_t i, size_t keep, bool no_stash)
     if (keep >= tc->counts[i])
         return;
     tm_tc_entry *rest = NULL;            /* the (keep + 1)-th entry on: the kept ones */
-    free_chain(&tc->own, tc->entries[i], tc->counts[i] - keep, i, tc_slot_id(tc, i), no_stash, keep ? &rest : NULL);
+    uintptr_t chain = tc->chain[i];
+    free_chain(&tc->own, tc->entries[i], tc->counts[i] - keep, i, tc_slot_id(tc, i), &chain, no_stash, keep ? &rest : NULL);
     tc->entries[i] = rest;
     tc->counts[i] = (uint16_t)keep;
+    tc->chain[i] = chain;                /* (the kept head's chain value) */
 }
 
 /* The own arena drained deeply (its cap is strict: the program is giving
@@ -471,7 +483,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
         /* Class not cached any more (another thread's mallopt changed the
          * limits after our caller looked): straight to the arena.       */
         e->key = 0;
-        free_chain(&tc->own, e, 1, TM_TCACHE_BINS, 0, false, NULL);   /* (slot 0: no key) */
+        free_chain(&tc->own, e, 1, TM_TCACHE_BINS, 0, NULL, false, NULL);   /* (slot 0, no chain: key 0) */
         return;
     }
     trim_class(tc, i, lim / 2, false);    /* (fewer entries than that: the limit was raised) */
@@ -540,9 +552,7 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
         return false;
     }
     if (tc->counts[j] >= lim) {
-        free_chain(&tc->own, tc->entries[j], tc->counts[j], i, tc_slot_id(tc, j), false, NULL);
-        tc->entries[j] = NULL;
-        tc->counts[j] = 0;
+        slot_flush(tc, j, false);
     }
     tc_push(tc, e, j);
     return true;
@@ -562,23 +572,33 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
  * another key: refused), and its header of the class's size (the hit
  * path does not look at headers).  One walk over entries the pops would
  * read anyway.                                                        */
-static void rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t n, size_t i)
+static tm_tc_entry *rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t n, size_t i)
 {
-    uintptr_t slot = tc_slot_id(tc, i), parked = tm_park_key(av, i);
+    uintptr_t parked = tm_park_key(av, i), slot = tc_slot_id(tc, i), chain = tc->chain[i];
     size_t csize = tm_class_size(i);
+    tm_tc_entry *head = tc->entries[i];
+    TM_ASSERT(head == NULL);
     for (; n > 0; n--) {
         /* (ours and parked first, chain_check; then the header's size.
          * Not the checksum, which
          * the pop of the first entry and every chunk's way out of the
          * program's hands verify: every entry a consumer thread takes
          * passes here.)                                                */
-        chain_check(&tc->own, e, parked, "malloc(): corrupted tcache link");
+        chain_check(&tc->own, e, 0, parked, "malloc(): corrupted tcache link");
         if (unlikely(TIDE_CHECKS && (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
-        e->key = tc_key_for(slot, e);
+        /* pushed onto the class as it is walked (the order reverses: the
+         * chain is built from the bottom up) */
+        uintptr_t link = tm_protect_ptr(&e->next, (uintptr_t)head);
+        e->next = link;
+        e->key = chain;
+        chain = tc_chain_of(slot, e, link, chain);
+        head = e;
         e = next;
     }
+    tc->chain[i] = chain;
+    return head;
 }
 
 static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
@@ -587,8 +607,7 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
     if (!l.head)
         return NULL;
     TM_ASSERT(tc->entries[i] == NULL && tc->counts[i] == 0 && l.n > 0);
-    rekey_list(tc, own, l.head, l.n, i);
-    tc->entries[i] = l.head;
+    tc->entries[i] = rekey_list(tc, own, l.head, l.n, i);
     tc->counts[i] = (uint16_t)l.n;
     return tc_pop(tc, i);
 }
@@ -729,10 +748,7 @@ void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i)
 static void flush_classes(tm_tcache *tc, bool final)
 {
     for (size_t j = 0; j < TM_TC_SLOTS; j++) {
-        if (tc->counts[j])
-            free_chain(&tc->own, tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, tc_slot_id(tc, j), final, NULL);
-        tc->entries[j] = NULL;
-        tc->counts[j] = 0;
+        slot_flush(tc, j, final);
     }
 }
 
@@ -855,9 +871,10 @@ static void take_all(tm_tcache *tc, tm_chunk **list)
 {
     for (size_t i = 0; i < TM_TC_SLOTS; i++) {     /* (outboxes too) */
         tm_tc_entry *e = tc->entries[i];
-        uintptr_t slot = tc_slot_id(tc, i);
+        uintptr_t want = tc->chain[i];
         for (size_t n = tc->counts[i]; n > 0 && e; n--) {
-            chain_check(&tc->own, e, tc_key_for(slot, e), "free(): corrupted tcache link");
+            chain_check(&tc->own, e, tc_slot_id(tc, i), want, "free(): corrupted tcache link");
+            want = e->key;
             tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
             e->key = 0;
             tm_chunk *p = mem2chunk(e);
@@ -867,6 +884,7 @@ static void take_all(tm_tcache *tc, tm_chunk **list)
         }
         tc->entries[i] = NULL;
         tc->counts[i] = 0;
+        tc->chain[i] = tc_chain0(tc, i);
     }
 }
 

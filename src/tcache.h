@@ -129,9 +129,9 @@ typedef struct tm_tcache {
     uint64_t missed[(TM_TCACHE_BINS + 63) / 64];
     bool medium_held;                /* owner's: medium limits opened since the last close */
     tm_tc_entry *entries[TM_TC_SLOTS];
-    /* Each slot's identity in its entries' keys (tc_slot_id): random,
-     * nonzero, set once when the cache is made (tcache.c slot_salt).  */
-    uintptr_t salt[TM_TC_SLOTS];
+    /* Each slot's chain value (below): the head's check, and what its
+     * next push stores in the pushed entry.  Owner's, like entries[].  */
+    uintptr_t chain[TM_TC_SLOTS];
     /* Owner's: the thread's own arena as last seen (set up, a refill, an
      * outbox overflow), NULL while it has none.  A copy, as the fast
      * path cannot call into arena.c: a stale one sends a chunk to the
@@ -272,75 +272,100 @@ static inline size_t tc_free_index(size_t csize)
     return likely(i < TM_TCACHE_SMALL_BINS) ? i : tm_class_exact_med(csize);
 }
 
-/* ---- keys in a chunk's second word (TIDE_CHECKS makes them checks) -------
- * A cached chunk holds a key there that binds it to its slot - a class,
- * or a class's outbox, of one cache - and to its own address:
+/* ---- keys in a chunk's second word: a chain per slot -----------------------
+ * A slot's list is chained by a keyed hash (TIDE_CHECKS; without the
+ * checks every key is the bare tm_tcache_key, the double-free marker):
  *
- *   key(slot, e) = tm_tcache_key ^ tag,   tag = bits 37..63 of
- *                  ((e ^ tc->salt[slot]) * tm_sec.tag_mul), in bits 0..26
+ *   tc->chain[j] = H(head) = H(slot j, head, head's link word, head's key)
+ *   head's key   = H(second entry)      (the chain value below it)
+ *   ...
+ *   last's key   = chain0(j)            (the empty slot's value)
  *
- * An entry parked on a class list or the general remote stack holds that
- * list's parked key (arena.h tm_park_key: tm_sec.parked, which is
- * tm_tcache_key with bit 27 set, salted by the arena and the list), and a
- * thread that installs a class list as its cache class re-keys its
- * entries (tcache.c rekey_list).  "Marked" - held by some cache or list -
- * is any of these: the key with bits 0..27 masked (TC_KEY_VAR), one test
- * on the free fast path (a double free); the 36 bits left make a user's
- * word that looks marked astronomically unlikely.
- * The hit path takes only an entry that holds its own key for this slot.
- * The slot's part: a link redirected by XOR (no secret needed, only two
- * known addresses and a use-after-free read and write) to a chunk that
- * holds a key legitimately - cached in another class, in an outbox, by
- * another thread, or parked on a list - is refused (misuse
- * tcache_redirect, tcache_redirect_thread, tcache_redirect_outbox).  The
- * address's part: a link redirected to an entry of the *same* slot
- * further up its list makes a cycle, which handed that entry out twice
- * once the program had written the key it read from the first entry into
- * the second, which it then held (misuse tcache_cycle); each entry's key
- * is its own now, and tag_mul is in the read-only secret page, so a key
- * read from one entry says nothing of another's.  Without the checks the
- * key is tm_tcache_key alone (the double-free marker).  Every path that
- * hands a chunk out, or moves it off a cache or a list, rewrites or
- * clears the word: a chunk in the program's hands never carries a key
- * (free relies on it to call a marked chunk a double free).
- * The slot's part is a random salt, not the slot's address: with the
- * address, slot and entry met by XOR only, so key(slot, e) was also the
- * key of e' = e ^ slot ^ slot' in slot' - for two classes' list heads 16
- * bytes apart, e ^ 16, inside e's own chunk: a key read from a cached
- * entry of one class, written 16 bytes further, made a fake entry that a
- * link redirected in the other class handed out (misuse
- * tcache_slot_collision).  With salts, e' = e ^ salt ^ salt' is a
- * random address the attacker cannot compute.                         */
+ *   H(slot, e, link, below) = tm_tcache_key ^ bits 37..63 of
+ *                             ((e ^ slot ^ link) * tm_sec.tag_mul + below)
+ *   (slot: the list head's address, tc_slot_id)
+ *
+ * Push: e's key = chain[j], chain[j] = H(e).  Pop: the head must give
+ * chain[j], which then becomes its key (the chain below it).  So the
+ * trusted value in the cache structure commits to every entry of the
+ * list, its address, its link and its order, under a multiplier in the
+ * read-only secret page:
+ *  - a link changed by a use-after-free write (XOR with two known
+ *    addresses, no secret needed) fails at the pop of the entry that
+ *    holds it, before it is followed - so the head, which came from a
+ *    verified link or from free, is always a chunk of ours and the hit
+ *    path reads it without an ownership test;
+ *  - an entry's words read while it was cached and written back later
+ *    verify only where the chain still has that value: not after the
+ *    list changed under them.  Bound to its slot and address alone, an
+ *    entry's key was the same at any depth: b -> a -> c with a's link
+ *    turned to b, malloc handed out b, the program wrote back into b the
+ *    key it had read from b while b was cached, and b came out a second
+ *    time after a (misuse tcache_cycle_own_key);
+ *  - no entry's address is the attacker's choice: the head is trusted
+ *    and every other entry's address is pinned by the link above it.
+ *    Per-entry keys that bound slot (the head's address) and entry by
+ *    XOR alone, with nothing pinned, let the key of e in slot s serve
+ *    as the key of e ^ s ^ s' in slot s' - for two classes' heads 16
+ *    bytes apart, e ^ 16, inside e's own chunk (misuse
+ *    tcache_slot_collision).  Slot, entry and link meet by XOR before
+ *    the multiply, the chain value below is added after it, so trading
+ *    a changed link for a changed key needs the multiplier.  A forged
+ *    entry passes with probability 2^-27.
+ * Keys stay in the marked format (tm_tcache_key with bits 0..26 free,
+ * bit 27 clear), one masked compare on the free fast path (a double
+ * free).  An entry parked on a class list or the general remote stack
+ * holds that list's parked key instead (arena.h tm_park_key:
+ * tm_sec.parked, which is tm_tcache_key with bit 27 set, salted by the
+ * arena and the list); a thread that installs a class list as its
+ * class re-chains it (tcache.c rekey_list).  Every walk over a slot
+ * (flushes, the reclaimer, the heap checker) follows the chain down from
+ * chain[j].  Every path that hands a chunk out, or moves it off a cache
+ * or a list, rewrites or clears the key word: a chunk in the program's
+ * hands never carries a key (free relies on it to call a marked chunk a
+ * double free).                                                       */
 #define TC_KEY_PARKED ((uintptr_t)1 << 27)           /* parked, not cached */
-#define TC_KEY_VAR (TC_KEY_PARKED | (TC_KEY_PARKED - 1)) /* bits 0..27: tag, or salt and slot */
-/* A slot's identity in the keys: its salt (never 0: free_chain's "no
- * slot"). */
+#define TC_KEY_VAR (TC_KEY_PARKED | (TC_KEY_PARKED - 1)) /* bits 0..27: a chain value, or a parked key's salt and list */
+/* A slot's identity in its chain's hashes: its list head's address
+ * (never 0: chain_check's "no chain"). */
 static inline uintptr_t tc_slot_id(const struct tm_tcache *tc, size_t j)
 {
-    return tc->salt[j];
+    return (uintptr_t)&tc->entries[j];
 }
-/* The key of entry e in the slot whose identity is slot. */
-static TM_INLINE uintptr_t tc_key_for(uintptr_t slot, const void *e)
+/* The chain value of entry e (link word `link`, key `below`) in the slot
+ * `slot` (tc_slot_id). */
+static TM_INLINE uintptr_t tc_chain_of(uintptr_t slot, const void *e, uintptr_t link, uintptr_t below)
 {
 #if TIDE_CHECKS
-    uintptr_t x = ((uintptr_t)e ^ slot) * (uintptr_t)tm_sec.tag_mul;
+    uintptr_t x = ((uintptr_t)e ^ slot ^ link) * (uintptr_t)tm_sec.tag_mul + below;
     return tm_tcache_key ^ (x >> 37);       /* bits 0..26 */
 #else
-    (void)slot, (void)e;
+    (void)slot, (void)e, (void)link, (void)below;
     return tm_tcache_key;
 #endif
 }
-static TM_INLINE uintptr_t tc_entry_key(const struct tm_tcache *tc, size_t j, const void *e)
+static TM_INLINE uintptr_t tc_chain_entry(uintptr_t slot, const struct tm_tc_entry *e)
 {
-    return tc_key_for(tc_slot_id(tc, j), e);
+    return tc_chain_of(slot, e, e->next, e->key);
+}
+/* The chain value of slot j while it is empty. */
+static inline uintptr_t tc_chain0(const struct tm_tcache *tc, size_t j)
+{
+#if TIDE_CHECKS
+    return tm_tcache_key ^ ((tc_slot_id(tc, j) >> 3) & ((uintptr_t)TC_KEY_PARKED - 1));   /* (bits 0..26) */
+#else
+    (void)tc, (void)j;
+    return tm_tcache_key;
+#endif
+}
+/* e, the head of slot j, holds its place in the chain. */
+static TM_INLINE bool tc_head_ok(const struct tm_tcache *tc, const struct tm_tc_entry *e, size_t j)
+{
+    return !TIDE_CHECKS || tc_chain_entry(tc_slot_id(tc, j), e) == tc->chain[j];
 }
 static inline bool tc_key_marked(const tm_tc_entry *e) { return ((e->key ^ tm_tcache_key) & ~TC_KEY_VAR) == 0; }
 /* Marked, and parked on a list (bit 27, arena.h tm_park_key) rather than cached. */
 static inline bool tc_key_parked(const tm_tc_entry *e) { return tc_key_marked(e) && (e->key & TC_KEY_PARKED); }
-static inline bool tc_key_mine(const struct tm_tcache *tc, const tm_tc_entry *e, size_t j)
-{
-    return e->key == tc_entry_key(tc, j, e);
-}
 static inline void tc_key_park(void *mem, uintptr_t key) { ((tm_tc_entry *)mem)->key = key; }
 
 /* free's fast path: is chunk p (the header of the pointer given; an
@@ -374,45 +399,40 @@ static TM_INLINE bool tc_given_owned(uintptr_t p)
 #endif
 }
 
-/* A link about to be followed: e must be ours, its header intact, in use,
- * of class i, and carry the cache key.                                */
+/* The slow paths' pop test of the head e of class i: ours, aligned, its
+ * header intact, in use and of class i (the hit path does not look at
+ * headers), and its place in the chain.                               */
 static TM_INLINE void tc_check_entry(const tm_tcache *tc, const tm_tc_entry *e, size_t i)
 {
     if (unlikely(!aligned_ok((uintptr_t)e)))
         tm_corrupt("malloc(): unaligned tcache chunk detected", e);
-    if (unlikely(!tm_entry_hdr_ok(e, i) || (TIDE_CHECKS && !tc_key_mine(tc, e, i))))
+    if (unlikely(!tm_entry_hdr_ok(e, i)))
         tm_corrupt("malloc(): corrupted tcache link", e);
+    if (unlikely(!tc_head_ok(tc, e, i))) {
+        /* A changed link fails here, at the entry that holds it; glibc
+         * names one that leads to a misaligned address when it gets
+         * there, and so do we.                                         */
+        tm_tc_entry *next = tc_reveal((tm_tc_entry *)e);
+        if (!aligned_ok((uintptr_t)next))
+            tm_corrupt("malloc(): unaligned tcache chunk detected", next);
+        tm_corrupt("malloc(): corrupted tcache link", e);
+    }
 }
 
-/* The hit path's test: no call, no abort; false sends the request to
- * the slow path, whose tc_pop aborts with the message.  Lighter than
- * tc_check_entry: ours and aligned (so the entry's two words may be
- * read) and the key of this cache's class i, 64 random bits but for the
- * salt and the slot number: a forged link's target cannot hold it
- * without a leak of the key, a forged link cannot reach it without the
- * link secret (tm_protect_ptr), and a link redirected by XOR to a chunk
- * that holds another slot's or cache's key is refused (above).  Not the
- * header: it was verified when the chunk entered the cache (free's fast
- * path, or written by carve or a bin under the lock), and is verified
- * again wherever the chunk leaves the program's hands (free, realloc,
- * malloc_usable_size) or goes back to an arena (tm_int_free, drains), so
- * a header changed while the chunk sat in the cache is caught there.
- * Every other pop (tc_pop: refills, installed lists' first entry, the
- * slow path) checks everything.                                       */
-static TM_INLINE bool tc_entry_ok(const tm_tcache *tc, const tm_tc_entry *e, size_t i)
+/* Take the head e of slot i off (verified): its link is the next head,
+ * its key the chain below it. */
+static TM_INLINE void tc_unlink_head(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
+    tm_tc_entry *next = tc_reveal(e);
+    /* The next pop of the class reads next's words: start that load now
+     * (entries another thread freed are in its cache, not ours).       */
+    __builtin_prefetch(next, 1);
+    tc->entries[i] = next;
+    tc->counts[i]--;
 #if TIDE_CHECKS
-    /* (e itself, not its chunk e - 16: ownership of e is what makes its
-     * two words readable; the slow path's tc_check_entry tests the
-     * chunk.)                                                        */
-    bool home;
-    if (unlikely(!tc_free_owned(tc, (uintptr_t)e, &home)))
-        return false;
-    return likely(tc_key_mine(tc, e, i));
-#else
-    (void)tc, (void)i;
-    return aligned_ok((uintptr_t)e);
+    tc->chain[i] = e->key;
 #endif
+    e->key = 0;
 }
 
 static TM_INLINE void *tc_pop(tm_tcache *tc, size_t i)
@@ -420,20 +440,21 @@ static TM_INLINE void *tc_pop(tm_tcache *tc, size_t i)
     tm_tc_entry *e = tc->entries[i];
     TM_ASSERT(tc->counts[i] > 0);
     tc_check_entry(tc, e, i);
-    tm_tc_entry *next = tc_reveal(e);
-    /* The next pop of the class reads next's link: start that load now
-     * (entries another thread freed are in its cache, not ours).       */
-    __builtin_prefetch(next, 1);
-    tc->entries[i] = next;
-    tc->counts[i]--;
-    e->key = 0;
+    tc_unlink_head(tc, e, i);
     return e;
 }
 
 static inline void tc_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
-    tc_link(e, tc->entries[i]);
-    e->key = tc_entry_key(tc, i, e);
+    uintptr_t link = tm_protect_ptr(&e->next, (uintptr_t)tc->entries[i]);
+    uintptr_t below = tc->chain[i];
+    e->next = link;
+    /* (a relaxed atomic store, a plain mov: gcc 12 otherwise packs the
+     * two words into one SSE store, 2 instructions more) */
+    __atomic_store_n(&e->key, below, __ATOMIC_RELAXED);
+#if TIDE_CHECKS
+    tc->chain[i] = tc_chain_of(tc_slot_id(tc, i), e, link, below);
+#endif
     tc->entries[i] = e;
     tc->counts[i]++;
 }
@@ -452,16 +473,15 @@ static TM_INLINE void *tc_try_pop(tm_tcache *tc, size_t i)
     void *mem = NULL;
     tc_busy(tc);
     tm_tc_entry *e = tc->entries[i];
-    /* (An empty class, e == NULL, fails tc_entry_ok's ownership test
-     * with the checks - address 0 is in no heap: the brk range starts
-     * far above it, and tm_os_reserve_aligned never returns the slot
-     * at 0 - so only the build without them tests it.)               */
-    if (likely(!tc_stolen(tc) && (TIDE_CHECKS || e != NULL) && tc_entry_ok(tc, e, i))) {
-        tm_tc_entry *next = tc_reveal(e);
-        __builtin_prefetch(next, 1);    /* as tc_pop */
-        tc->entries[i] = next;
-        tc->counts[i]--;
-        e->key = 0;
+    /* The head is trusted to be ours: pushed by free, or the link of an
+     * entry whose chain value verified (above), so no ownership test
+     * before its words are read; the chain, not the header (verified
+     * when the chunk entered the cache, by free's fast path or written by
+     * carve or a bin under the lock, and again wherever it leaves the
+     * program's hands or goes back to an arena).  Every other pop
+     * (tc_pop: refills, installed lists, the slow path) checks all.  */
+    if (likely(!tc_stolen(tc) && e != NULL && tc_head_ok(tc, e, i))) {
+        tc_unlink_head(tc, e, i);
         mem = e;
     }
     tc_idle(tc);

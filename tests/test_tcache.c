@@ -215,6 +215,27 @@ static void test_thread_exit(void)
 }
 
 
+/* The entries of a class list (word w of remote_cls), at most max of
+ * them, into out: what a miss that takes the list may hand out (it
+ * installs the list re-chained, in reverse order: tcache.c rekey_list). */
+static size_t list_members(uintptr_t w, void **out, size_t max)
+{
+    tm_tc_entry *e = (tm_tc_entry *)(w & (((uintptr_t)1 << TM_RCLS_SHIFT) - 1));
+    size_t n = w >> TM_RCLS_SHIFT, k = 0;
+    for (; k < n && k < max && e; k++) {
+        out[k] = e;
+        e = k + 1 < n ? tc_reveal(e) : NULL;
+    }
+    return k;
+}
+static bool member(void *p, void **set, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (set[k] == p)
+            return true;
+    return false;
+}
+
 /* Producer/consumer: the consumer's frees reach the producer's arena
  * through its remote stack and come back into the producer's cache. */
 static void *volatile handoff[64];
@@ -238,6 +259,13 @@ static void *t_producer(void *arg)
     CHECKF("consumer's frees wait on the producer arena's remote list for their class, all counted",
            w != 0 && n >= 64 && n <= 64u + tm_tc_limit[cls(64)], "word %#lx", (unsigned long)w);
     size_t before = tm_tls_tcache->counts[cls(64)];
+    void *on_list[512];
+    size_t nl = list_members(atomic_load(&producer_arena->remote_cls[cls(64)]), on_list, 512);
+    size_t from_consumer = 0;
+    for (size_t k = 0; k < nl; k++)
+        for (int h = 0; h < 64; h++)
+            from_consumer += on_list[k] == handoff[h];
+    CHECKF("the list holds the 64 blocks the consumer freed", from_consumer == 64, "%zu of %zu", from_consumer, nl);
     void *p = malloc(64);           /* miss -> takes the remote list, no lock */
     pthread_barrier_wait(&bar);     /* now the consumer may exit (its exit's
                                      * decay tick may sweep our arena's lists) */
@@ -263,10 +291,7 @@ static void *t_producer(void *arg)
            tm_tls_tcache->counts[cls(64)] <= tc_my_limit(tm_tls_tcache, cls(64)),
            "count %u limit %zu", tm_tls_tcache->counts[cls(64)], tc_my_limit(tm_tls_tcache, cls(64)));
     CHK();
-    bool returned = false;
-    for (int k = 0; k < 64; k++)
-        returned = returned || p == handoff[k];
-    CHECK("the block is one the consumer freed", returned);
+    CHECK("the block was on the list", member(p, on_list, nl));
     free(p);
     CHK();
     return NULL;
@@ -335,12 +360,17 @@ static void *t_pure_producer(void *arg)
     }
     /* The producer takes them back: a miss takes the class list whole.
      * (Before the heap check, which drains the lists into the bins.)  */
+    void *on_list[PURE_N + 512];
+    size_t nl = list_members(atomic_load(&av->remote_cls[cls(64)]), on_list, PURE_N + 512);
+    size_t from_consumer = 0;
+    for (size_t k = 0; k < nl; k++)
+        for (size_t h = 0; h < n; h++)
+            from_consumer += on_list[k] == pure_blocks[h];
+    CHECKF("the class list holds what the consumer freed there", from_consumer == got,
+           "%zu of %zu", from_consumer, got);
     void *p = malloc(64);
     pthread_barrier_wait(&bar);     /* now the consumer may exit */
-    bool ours = false;
-    for (size_t k = 0; k < n && !ours; k++)
-        ours = p == pure_blocks[k];
-    CHECK("the producer's next miss hands out a block the consumer freed", ours);
+    CHECK("the producer's next miss hands out a block of the list", member(p, on_list, nl));
     CHECK("the heap is consistent with chunks parked on the lists", tide_check_heap() > 0);
     free(p);
     CHK();

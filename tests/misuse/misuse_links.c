@@ -105,6 +105,34 @@ static void t_tc_cycle(void *arg)
     harness_sink(guard);
 }
 
+/* The cycle again, by an attacker who reads b's own words rather than
+ * a's: b -> a -> c, a's link turned to b; malloc hands out b, the
+ * program writes back into b the link and key it read from b while b was
+ * cached, and malloc hands out a, then b a second time.  A key bound to
+ * the entry and its slot alone is the same each time b is cached at any
+ * depth; bound to the entry's depth in its list too, the key b held at
+ * the top of the list does not verify one entry further down.        */
+static void t_tc_cycle_own(void *arg)
+{
+    (void)arg;
+    word *a = malloc(40), *b = malloc(40), *c = malloc(40);
+    void *guard = malloc(40);
+    free(c);
+    free(a);
+    free(b);                               /* b -> a -> c */
+    word bnext = W(b)[0], bkey = W(b)[1];  /* use-after-free read: b's own words */
+    W(a)[0] ^= (word)c ^ (word)b;          /* a -> b: b -> a -> b */
+    void *m1 = malloc(40);
+    if (m1 == b) {                         /* the program's now: its words put back */
+        W(b)[0] = bnext;
+        W(b)[1] = bkey;
+    }
+    void *m2 = malloc(40), *m3 = malloc(40);
+    if (m1 == m3 || m2 == m3)
+        exploited("%p handed out twice through a cycle in its class (its own key put back)", m3);
+    harness_sink(guard);
+}
+
 /* A key read from a cached entry of one class (48-byte chunks), written
  * 16 bytes further on - inside that entry's own chunk - makes a fake
  * entry for the class of 80-byte chunks, whose list head lies 16 bytes
@@ -396,6 +424,9 @@ static const struct technique tab[] = {
       { "malloc(): corrupted tcache link" }, 0 },
     { "tcache_cycle", t_tc_cycle,
       "UAF read+write: a link XORed into a cycle within its class, the read key written into the entry handed out",
+      { "malloc(): corrupted tcache link" }, 0 },
+    { "tcache_cycle_own_key", t_tc_cycle_own,
+      "the cycle, with b's own link and key read while cached and written back after its first malloc",
       { "malloc(): corrupted tcache link" }, 0 },
     { "tcache_slot_collision", t_tc_slot_collision,
       "UAF read+write: a cached entry's key copied 16 bytes on, a link of another class redirected there",
