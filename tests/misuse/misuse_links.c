@@ -83,55 +83,35 @@ static void t_tc_redirect(void *arg)
  * cache's own list: a cycle.  b -> a -> c, a's link turned to b: malloc
  * hands out b, then a, then b again - once the program, which holds b
  * after the first, has written into it the key it read from a.  With one
- * key per slot that was enough (glibc hands b out twice too); each
- * entry's key is bound to its address under a secret now, so a's key is
- * not b's.                                                            */
-static void t_tc_cycle(void *arg)
+ * key per slot that was enough (glibc hands b out twice too); with a key
+ * per entry, bound to its address under a secret, a's key is not b's -
+ * but b's own words, read while b was cached and written back, were
+ * (own_words): the keys are a chain rooted in the cache structure now,
+ * and b's old key verifies only where the chain still has that value.  */
+static void cycle(int own_words)
 {
-    (void)arg;
     word *a = malloc(40), *b = malloc(40), *c = malloc(40);
     void *guard = malloc(40);
     free(c);
     free(a);
     free(b);                               /* b -> a -> c */
-    word key = W(a)[1];                    /* use-after-free read: a's key */
+    word *src = own_words ? b : a;
+    word link = W(src)[0], key = W(src)[1];   /* use-after-free read */
     W(a)[0] ^= (word)c ^ (word)b;          /* a -> b: b -> a -> b */
     void *m1 = malloc(40);
-    if (m1 == b)
-        W(b)[1] = key;                     /* the program's now: a key written in */
-    void *m2 = malloc(40), *m3 = malloc(40);
-    if (m1 == m3 || m2 == m3)
-        exploited("%p handed out twice through a cycle in its class", m3);
-    harness_sink(guard);
-}
-
-/* The cycle again, by an attacker who reads b's own words rather than
- * a's: b -> a -> c, a's link turned to b; malloc hands out b, the
- * program writes back into b the link and key it read from b while b was
- * cached, and malloc hands out a, then b a second time.  A key bound to
- * the entry and its slot alone is the same each time b is cached at any
- * depth; bound to the entry's depth in its list too, the key b held at
- * the top of the list does not verify one entry further down.        */
-static void t_tc_cycle_own(void *arg)
-{
-    (void)arg;
-    word *a = malloc(40), *b = malloc(40), *c = malloc(40);
-    void *guard = malloc(40);
-    free(c);
-    free(a);
-    free(b);                               /* b -> a -> c */
-    word bnext = W(b)[0], bkey = W(b)[1];  /* use-after-free read: b's own words */
-    W(a)[0] ^= (word)c ^ (word)b;          /* a -> b: b -> a -> b */
-    void *m1 = malloc(40);
-    if (m1 == b) {                         /* the program's now: its words put back */
-        W(b)[0] = bnext;
-        W(b)[1] = bkey;
+    if (m1 == b) {                         /* the program's now: words written in */
+        if (own_words)
+            W(b)[0] = link;
+        W(b)[1] = key;
     }
     void *m2 = malloc(40), *m3 = malloc(40);
     if (m1 == m3 || m2 == m3)
-        exploited("%p handed out twice through a cycle in its class (its own key put back)", m3);
+        exploited("%p handed out twice through a cycle in its class (%s key written in)", m3,
+                  own_words ? "its own" : "a's");
     harness_sink(guard);
 }
+static void t_tc_cycle(void *arg) { (void)arg; cycle(0); }
+static void t_tc_cycle_own(void *arg) { (void)arg; cycle(1); }
 
 /* A key read from a cached entry of one class (48-byte chunks), written
  * 16 bytes further on - inside that entry's own chunk - makes a fake
