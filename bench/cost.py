@@ -149,6 +149,9 @@ def main():
                          "function, the sum over workloads of (b - a) / a's total "
                          "(callgrind_annotate self cost, first repetition)")
     args = ap.parse_args()
+    # (absolute: the programs run in their own directories, and a relative
+    # --out, the default, named their inputs relative to the wrong one)
+    args.out = os.path.abspath(args.out)
     na, nb = args.names.split(",")
     names = [w for w, _, _, _ in WORKLOADS if w != "redis"]
     if args.workloads:
