@@ -187,6 +187,11 @@ void tm_tcache_init_key(void)
     tm_tcache_key = tm_sec.parked & ~TC_KEY_PARKED;
 }
 
+/* A cache lives in one meta slot, a page (meta.h); a bigger one is never
+ * made, and its thread silently runs without a cache (a salt array next
+ * to the chains made it 5512 bytes once: test_tcache noticed).        */
+_Static_assert(sizeof(tm_tcache) <= 4096, "a thread cache fits a meta slot");
+
 bool tm_tcache_thread_init(void)
 {
     if (tm_tls_tcache_state != 0)
