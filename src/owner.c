@@ -27,30 +27,19 @@ static void set_span(uintptr_t span)
 }
 
 /* The hit paths' range (owner.h tm_own.fast_lo/fast16) after the segment
- * table changed: the first segment, from its first chunk to its end.
- * Its start never moves: fixed by the first segment, and a segment that
- * would come below it (brk lower than where we began: not seen in
- * practice) turns the range off for good instead, since moving lo under
- * readers that load span16 first could show them [new lo, new lo + old
- * span), which is not ours.  A second segment leaves the range as it
- * is: nothing of the first segment changed, and the memory between the
- * two (a foreign sbrk's, the new header) stays outside.  Growth is
- * published after the memory is ours, a trim before the caller's
- * ranges_clear; a reader racing either sees the old or the new span of
- * the same start, as with the main range.                             */
-static bool fast_off;
+ * table changed: the first segment (brk_segs[0]), from its first chunk to
+ * its end.  Its start is the first segment's, written once when that
+ * segment is registered and never moved (so no reader can pair a new
+ * start with an old span); later segments, above or below it, leave it
+ * as it is, and the memory between two segments (a foreign sbrk's, a
+ * new header) stays outside.  Growth is published after the memory is
+ * ours, a trim before the caller's ranges_clear; a racing reader sees
+ * the old or the new span of the same start, as with the main range. */
 static void set_fast(void)
 {
-    uintptr_t lo = atomic_load_explicit(&brk_segs[0].lo, memory_order_relaxed);
+    uintptr_t lo = atomic_load_explicit(&tm_own.fast_lo, memory_order_relaxed);
     uintptr_t hi = atomic_load_explicit(&brk_segs[0].hi, memory_order_relaxed);
-    if (atomic_load_explicit(&brk_nsegs, memory_order_relaxed) == 0 || hi <= lo)
-        hi = lo;
-    if (atomic_load_explicit(&tm_own.fast16, memory_order_relaxed) == 0 &&
-        atomic_load_explicit(&tm_own.fast_lo, memory_order_relaxed) == 0 && hi > lo)
-        atomic_store_explicit(&tm_own.fast_lo, lo, memory_order_relaxed);   /* (once: the first segment) */
-    if (fast_off || lo != atomic_load_explicit(&tm_own.fast_lo, memory_order_relaxed))
-        hi = lo;
-    atomic_store_explicit(&tm_own.fast16, (hi - lo) >> 4, memory_order_release);
+    atomic_store_explicit(&tm_own.fast16, hi > lo ? (hi - lo) >> 4 : 0, memory_order_release);
 }
 
 void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
@@ -59,10 +48,6 @@ void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
     uintptr_t cur_lo = atomic_load_explicit(&tm_own.main_lo, memory_order_relaxed);
     uintptr_t cur_span = atomic_load_explicit(&tm_own.main_span, memory_order_relaxed);
     uintptr_t cur_hi = cur_lo + cur_span;
-    if (cur_span != 0 && lo < cur_lo && !fast_off) {
-        fast_off = true;        /* (before lo moves: set_fast) */
-        atomic_store_explicit(&tm_own.fast16, 0, memory_order_release);
-    }
     if (cur_span == 0 || lo < cur_lo) {
         /* (lo down, span up: see tm_own_fast for the order) */
         uintptr_t new_hi = cur_span == 0 || hi > cur_hi ? hi : cur_hi;
@@ -79,6 +64,8 @@ void tm_own_main_brk(uintptr_t lo, uintptr_t hi)
             return;
         }
     if (n < TM_OWN_BRK_SEGS) {
+        if (n == 0)
+            atomic_store_explicit(&tm_own.fast_lo, lo, memory_order_relaxed);   /* (once: set_fast) */
         atomic_store_explicit(&brk_segs[n].lo, lo, memory_order_relaxed);
         atomic_store_explicit(&brk_segs[n].hi, hi, memory_order_relaxed);
         atomic_store_explicit(&brk_nsegs, n + 1, memory_order_release);

@@ -351,6 +351,14 @@ static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i
         *chain = want;
 }
 
+/* Slot j empty: no head, no count, the empty chain. */
+static void slot_reset(tm_tcache *tc, size_t j)
+{
+    tc->entries[j] = NULL;
+    tc->counts[j] = 0;
+    tc->chain[j] = tc_chain0(tc, j);
+}
+
 /* Empty slot j (its entries to their arenas: free_chain). */
 static void slot_flush(tm_tcache *tc, size_t j, bool final)
 {
@@ -359,9 +367,7 @@ static void slot_flush(tm_tcache *tc, size_t j, bool final)
         free_chain(&tc->own, tc->entries[j], tc->counts[j], j % TM_TCACHE_BINS, tc_slot_id(tc, j), &chain, final, NULL);
         TM_ASSERT(chain == tc_chain0(tc, j));
     }
-    tc->entries[j] = NULL;
-    tc->counts[j] = 0;
-    tc->chain[j] = tc_chain0(tc, j);
+    slot_reset(tc, j);
 }
 
 /* Keep `keep` entries of class i: flush the newest, from the head, and
@@ -569,20 +575,18 @@ bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i)
  * memory (the chunks are ours either way) and the next full free trims.
  * A class list of arena av taken whole becomes the cache's class i: its
  * entries carry the list's parked key (free_chain parks every entry it
- * puts on a class list), and the hit path takes only the key of this
- * cache's class (tcache.h), so each is re-keyed - once it is known to be
+ * puts on a class list), and the hit path takes only an entry in its
+ * slot's chain (tcache.h), so each is pushed onto the class - once it is known to be
  * what the list holds: ours, aligned, the list's parked key exactly (an
  * entry reached through a redirected link that some cache holds, or that
  * is parked on another list - another class's, another arena's - has
  * another key: refused), and its header of the class's size (the hit
  * path does not look at headers).  One walk over entries the pops would
  * read anyway.                                                        */
-static tm_tc_entry *rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t n, size_t i)
+static void rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t n, size_t i)
 {
-    uintptr_t parked = tm_park_key(av, i), slot = tc_slot_id(tc, i), chain = tc->chain[i];
+    uintptr_t parked = tm_park_key(av, i);
     size_t csize = tm_class_size(i);
-    tm_tc_entry *head = tc->entries[i];
-    TM_ASSERT(head == NULL);
     for (; n > 0; n--) {
         /* (ours and parked first, chain_check; then the header's size.
          * Not the checksum, which
@@ -593,17 +597,9 @@ static tm_tc_entry *rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e
         if (unlikely(TIDE_CHECKS && (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
-        /* pushed onto the class as it is walked (the order reverses: the
-         * chain is built from the bottom up) */
-        uintptr_t link = tm_protect_ptr(&e->next, (uintptr_t)head);
-        e->next = link;
-        e->key = chain;
-        chain = tc_chain_of(slot, e, link, chain);
-        head = e;
+        tc_push(tc, e, i);    /* (as it is walked: the order reverses, the chain grows from the bottom) */
         e = next;
     }
-    tc->chain[i] = chain;
-    return head;
 }
 
 static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
@@ -612,8 +608,7 @@ static void *take_remote_class(tm_tcache *tc, tm_arena *own, size_t i)
     if (!l.head)
         return NULL;
     TM_ASSERT(tc->entries[i] == NULL && tc->counts[i] == 0 && l.n > 0);
-    tc->entries[i] = rekey_list(tc, own, l.head, l.n, i);
-    tc->counts[i] = (uint16_t)l.n;
+    rekey_list(tc, own, l.head, l.n, i);    /* (the class: l.n entries) */
     return tc_pop(tc, i);
 }
 
@@ -887,9 +882,7 @@ static void take_all(tm_tcache *tc, tm_chunk **list)
             *list = p;
             e = next;
         }
-        tc->entries[i] = NULL;
-        tc->counts[i] = 0;
-        tc->chain[i] = tc_chain0(tc, i);
+        slot_reset(tc, i);
     }
 }
 

@@ -106,8 +106,9 @@ typedef struct tm_tcache {
     _Atomic int steal;               /* reclaimer at work                      */
     _Atomic int reclaimed;           /* emptied while idle; owner not back yet */
     _Atomic uint64_t slow_ops;       /* owner's slow-path entries              */
-    /* Where the last refill's chunk lay (owner.h): the hit paths' first
-     * ownership test, on the line the handshake touches anyway.       */
+    /* Where the last refill's chunk lay (owner.h): free's first
+     * ownership test and the flush walks', on the line the handshake
+     * touches anyway.  (malloc's hit path trusts its head: below.)    */
     tm_own_range own;
     /* Slots 0..TM_TCACHE_BINS-1 are the classes; slot TM_TCACHE_BINS + i
      * is class i's outbox (below).  counts[], limits[] and entries[]
@@ -229,7 +230,7 @@ static TM_INLINE size_t tc_free_slot(const tm_tcache *tc, const tm_chunk *p, siz
     return av == tc->home || i >= TM_TCACHE_SMALL_BINS ? i : i + TM_TCACHE_BINS;
 }
 
-static inline tm_tc_entry *tc_reveal(tm_tc_entry *e)
+static inline tm_tc_entry *tc_reveal(const tm_tc_entry *e)
 {
     return (tm_tc_entry *)tm_protect_ptr(&e->next, e->next);
 }
@@ -412,7 +413,7 @@ static TM_INLINE void tc_check_entry(const tm_tcache *tc, const tm_tc_entry *e, 
         /* A changed link fails here, at the entry that holds it; glibc
          * names one that leads to a misaligned address when it gets
          * there, and so do we.                                         */
-        tm_tc_entry *next = tc_reveal((tm_tc_entry *)e);
+        tm_tc_entry *next = tc_reveal(e);
         if (!aligned_ok((uintptr_t)next))
             tm_corrupt("malloc(): unaligned tcache chunk detected", next);
         tm_corrupt("malloc(): corrupted tcache link", e);
