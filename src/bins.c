@@ -424,12 +424,75 @@ static inline void run_absorb(tm_arena *av, tm_chunk *q, size_t w, tm_relcarry *
     unlink_verified(av, q);
 }
 
+/* The messages of pass 2's checks: glibc words them one way for
+ * malloc_consolidate, another for free. */
+typedef struct {
+    const char *prev;       /* a P bit or prev_size that no free chunk backs */
+    const char *next;       /* a free neighbour after the run whose header fails */
+    const char *unsorted;   /* the unsorted bin's head, at the push */
+} tm_settle_msgs;
+static const tm_settle_msgs consolidate_msgs = {
+    "corrupted size vs. prev_size in fastbins",
+    "malloc(): corrupted chunk header",
+    "malloc_consolidate(): corrupted unsorted chunks",
+};
+static size_t settle_pending(tm_arena *av, tm_pending *l, const tm_settle_msgs *msg);
+
+/* The chunk after a run, whose size is about to lead further: is it free
+ * (pending or binned)?  With the checks its header is verified first, in
+ * the likely states in turn: the in-use neighbour that ends most runs
+ * costs one checksum, and a free one is not verified again when it is
+ * absorbed (run_absorb_verified).  The state that verified does not
+ * answer the question: 16 bits of checksum tried against up to three
+ * states let a genuine header verify in a state that is not its own
+ * once in ~2^15 tries (test_threads: a FREE chunk taken as in use, a
+ * run settled before a free neighbour).  Its size is genuine, though,
+ * so the P bit after it answers, and a header whose verified state
+ * disagrees is verified again in the state the P bit says.  (S on a
+ * header that verifies as in use: a sampled block.)                  */
+static inline bool run_next_free(const tm_chunk *next, size_t nw, const char *bad)
+{
+    bool free = false;
+#if TIDE_CHECKS
+    bool s = (nw & TM_SAMPLED) != 0;
+    int st = -1;
+    if (s)
+        st = hdr_ok(next, nw, TM_ST_FAST) ? TM_ST_FAST : hdr_ok(next, nw, TM_ST_INUSE) ? TM_ST_INUSE : -1;
+    else if (likely(hdr_ok(next, nw, TM_ST_INUSE)))
+        st = TM_ST_INUSE;
+    else
+        st = hdr_ok(next, nw, TM_ST_FREE) ? TM_ST_FREE : hdr_ok(next, nw, TM_ST_FAST) ? TM_ST_FAST : -1;
+    if (unlikely(st < 0))
+        tm_corrupt(bad, next);
+    free = !inuse_at(next, word_size(nw));
+    unsigned want = free ? (s ? TM_ST_FAST : TM_ST_FREE) : TM_ST_INUSE;
+    /* (in use: INUSE, or without S a fast-bin chunk, FAST) */
+    bool agree = (unsigned)st == want || (!free && !s && st == TM_ST_FAST);
+    if (unlikely(!agree) && !hdr_ok(next, nw, want) && (free || s || !hdr_ok(next, nw, TM_ST_FAST)))
+        tm_corrupt(bad, next);
+#else
+    (void)bad;
+    free = !inuse_at(next, word_size(nw));
+#endif
+    return free;
+}
+/* run_absorb for a neighbour that run_next_free found free. */
+static inline void run_absorb_verified(tm_arena *av, tm_chunk *q, size_t w, tm_relcarry *carried)
+{
+    if (w & TM_SAMPLED) {
+        pending_unlink(q);
+        return;
+    }
+    tm_release_absorb(carried, q);
+    unlink_verified(av, q);
+}
+
 void tm_bins_consolidate(tm_arena *av)
 {
     av->have_fastchunks = false;
     av->fast_bytes = 0;
-    tm_chunk head;                   /* the pending list (fd/bk only) */
-    head.fd = head.bk = &head;
+    tm_pending l;
+    tm_pending_init(&l);
     for (unsigned i = 0; i < TM_NFASTBINS; i++) {
         tm_chunk *p = av->fastbins[i];
         av->fastbins[i] = NULL;
@@ -441,18 +504,22 @@ void tm_bins_consolidate(tm_arena *av)
             if (unlikely(w & TM_SAMPLED))   /* pending already: linked twice */
                 tm_corrupt("malloc_consolidate(): chunk twice in the fast bins", p);
             set_size_word(p, w | TM_SAMPLED);
-            tm_chunk *next = chunk_at(p, size);
-            next->prev_size = size;
-            clear_p_bit(next);
-            p->fd = head.fd;
-            p->bk = &head;
-            head.fd->bk = p;
-            head.fd = p;
+            pend_link(&l, p, size);
             p = nextp;
         }
     }
-    while (head.fd != &head) {
-        tm_chunk *p = head.fd;
+    (void)settle_pending(av, &l, &consolidate_msgs);
+}
+
+/* Pass 2 (above) over the pending list l: every run merged and settled.
+ * Returns the largest size a run settled with (the top's, for a run that
+ * joined it): the caller's cue to trim and look at the cap.           */
+static size_t settle_pending(tm_arena *av, tm_pending *l, const tm_settle_msgs *msg)
+{
+    tm_chunk *const end = &l->head;
+    size_t big = 0;
+    while (end->fd != end) {
+        tm_chunk *p = end->fd;
         pending_unlink(p);
         size_t size = chunksize(p);
         tm_relcarry carried = TM_RELCARRY_INIT;
@@ -461,11 +528,11 @@ void tm_bins_consolidate(tm_arena *av)
             size_t prevsize = p->prev_size;
             tm_chunk *q = chunk_at(p, -prevsize);
             if (unlikely(!tm_chunk_link_ok(av, q)))
-                tm_corrupt("corrupted size vs. prev_size in fastbins", p);
+                tm_corrupt(msg->prev, p);
             size_t qw = size_word(q);
             if (unlikely(word_size(qw) != prevsize))
-                tm_corrupt("corrupted size vs. prev_size in fastbins", q);
-            run_absorb(av, q, qw, &carried, "corrupted size vs. prev_size in fastbins");
+                tm_corrupt(msg->prev, q);
+            run_absorb(av, q, qw, &carried, msg->prev);
             p = q;
             size += prevsize;
         }
@@ -473,15 +540,29 @@ void tm_bins_consolidate(tm_arena *av)
         tm_chunk *next = chunk_at(p, size);
         while (next != av->top) {
             size_t nw = size_word(next), nextsize = word_size(nw);
-            if (inuse_at(next, nextsize))
+            if (!run_next_free(next, nw, msg->next))
                 break;
-            run_absorb(av, next, nw, &carried, "malloc(): corrupted chunk header");
+            run_absorb_verified(av, next, nw, &carried);
             size += nextsize;
             next = chunk_at(next, nextsize);
         }
         TM_ASSERT(next == av->top || !prev_inuse(next));   /* pass 1 or a bin cleared it */
-        settle_run(av, p, size, next, &carried, "malloc_consolidate(): corrupted unsorted chunks");
+        if (!settle_run(av, p, size, next, &carried, msg->unsorted))
+            size = chunksize(av->top);
+        if (size > big)
+            big = size;
     }
+    return big;
+}
+
+size_t tm_bins_settle(tm_arena *av, tm_pending *l)
+{
+    static const tm_settle_msgs flush_msgs = {
+        "corrupted size vs. prev_size while consolidating",
+        "free(): corrupted chunk header",
+        "free(): corrupted unsorted chunks",
+    };
+    return settle_pending(av, l, &flush_msgs);
 }
 
 size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *oldest)

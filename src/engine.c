@@ -247,6 +247,24 @@ static inline bool check_next_hdr(tm_arena *av, const tm_chunk *next, const char
 }
 
 /* ---- _int_free ---------------------------------------------------------- */
+/* glibc's tests of a chunk p (size bytes, header verified, not fast) about
+ * to be freed, and the check of its next neighbour's header: whether
+ * that verified as FREE (check_next_hdr). */
+static TM_INLINE bool free_checks(tm_arena *av, tm_chunk *p, size_t size)
+{
+    tm_chunk *next = chunk_at(p, size);
+    if (unlikely(p == av->top))
+        tm_corrupt("double free or corruption (top)", p);
+    if (unlikely(chunk_outside_heap(av, p, next)))
+        tm_corrupt("double free or corruption (out)", p);
+    if (unlikely(!prev_inuse(next)))
+        tm_corrupt("double free or corruption (!prev)", p);
+    size_t nextsize = chunksize(next);
+    if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || nextsize >= av->system_mem))
+        tm_corrupt("free(): invalid next size (normal)", p);
+    return check_next_hdr(av, next, "free(): corrupted chunk header");
+}
+
 static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk **held);
 
 void tm_int_free(tm_arena *av, tm_chunk *p)
@@ -255,10 +273,58 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
     int_free(av, p, chunksize(p), NULL);
 }
 
-void tm_int_free_run(tm_arena *av, tm_chunk *p, tm_chunk **held)
+void tm_int_free_pend(tm_arena *av, tm_chunk *p, tm_pending *l)
 {
-    check_inuse_hdr(p, "free(): corrupted chunk header");
-    int_free(av, p, chunksize(p), held);
+    /* (each header word read once: the relaxed atomic loads of size_word
+     * are not merged by the compiler) */
+    size_t w = size_word(p);
+    if (unlikely(!hdr_ok(p, w, TM_ST_INUSE)))
+        check_inuse_hdr(p, "free(): corrupted chunk header");     /* names it */
+    size_t size = word_size(w);
+    tm_chunk *next = chunk_at(p, size);
+    /* glibc's tests (free_checks; a fast chunk's too, before next is
+     * read) but the next chunk's header: the settle verifies that of the
+     * chunk after each run, before its size leads anywhere, and every
+     * free neighbour it absorbs (bins.c). */
+    if (unlikely(p == av->top))
+        tm_corrupt("double free or corruption (top)", p);
+    if (unlikely(chunk_outside_heap(av, p, next)))
+        tm_corrupt("double free or corruption (out)", p);
+    size_t nw = size_word(next);
+    if (unlikely((nw & ~TM_CKS_MASK) <= 2 * TM_SIZE_SZ || word_size(nw) >= av->system_mem))
+        tm_corrupt(size <= TM_P(max_fast) ? "free(): invalid next size (fast)"
+                                          : "free(): invalid next size (normal)", p);
+    av->inuse -= size;
+    if (size <= TM_P(max_fast)) {
+        /* (fast bins on: into one, as int_free; the settle looks at the
+         * cap) */
+        p->bk = NULL;       /* (the cache key: see int_free) */
+        perturb_free(chunk2mem(p), size - TM_HDR);
+        tm_fast_push(av, p, size);
+        return;
+    }
+    if (unlikely(!(nw & TM_PREV_INUSE)))
+        tm_corrupt("double free or corruption (!prev)", p);
+    perturb_free(chunk2mem(p), size - TM_HDR);
+    /* pending (bins.h), with the words in hand */
+    set_head_st(p, w | TM_SAMPLED, TM_ST_FAST);
+    next->prev_size = size;
+    set_size_word(next, nw & ~(size_t)TM_PREV_INUSE);
+    tm_pending_link(l, p);
+}
+
+void tm_int_free_settle(tm_arena *av, tm_pending *l, size_t fast_bytes0)
+{
+    size_t big = tm_pending_empty(l) ? 0 : tm_bins_settle(av, l);
+    /* What int_free does after a free, once for the batch. */
+    if (big >= TM_CONSOLIDATE_THRESHOLD) {
+        if (av->have_fastchunks)
+            tm_bins_consolidate(av);
+        tm_sys_trim(av, TM_P(top_pad), false);
+    }
+    if (big >= TM_RELEASE_MIN ||
+        (av->fast_bytes > TM_FAST_BYTES_MAX && ((av->fast_bytes ^ fast_bytes0) >> TM_FAST_CAP_STEP_SHIFT) != 0))
+        tm_bins_enforce_cap(av);
 }
 
 void tm_int_free_verified(tm_arena *av, tm_chunk *p, size_t size)
@@ -300,17 +366,7 @@ static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk 
         return;
     }
 
-    tm_chunk *next = chunk_at(p, size);
-    if (unlikely(p == av->top))
-        tm_corrupt("double free or corruption (top)", p);
-    if (unlikely(chunk_outside_heap(av, p, next)))
-        tm_corrupt("double free or corruption (out)", p);
-    if (unlikely(!prev_inuse(next)))
-        tm_corrupt("double free or corruption (!prev)", p);
-    size_t nextsize = chunksize(next);
-    if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || nextsize >= av->system_mem))
-        tm_corrupt("free(): invalid next size (normal)", p);
-    bool next_free = check_next_hdr(av, next, "free(): corrupted chunk header");
+    bool next_free = free_checks(av, p, size);
 
     perturb_free(chunk2mem(p), size - TM_HDR);
 

@@ -8,6 +8,7 @@
 #define TM_ENGINE_H
 
 #include "internal.h"
+#include "bins.h"
 
 /* A chunk of nb bytes (nb = request2size(n)); its memory or NULL (ENOMEM).
  * z, if not NULL, receives the part of it known to read as zero.       */
@@ -22,12 +23,14 @@ TM_HIDDEN void *tm_int_malloc_run(tm_arena *av, size_t nb, size_t run, bool grow
 /* p: an in-use, non-mmapped chunk of av, already checked by the caller
  * for pointer/size sanity.                                              */
 TM_HIDDEN void  tm_int_free(tm_arena *av, tm_chunk *p);
-/* The same, one of a run of frees under one lock hold: *held (NULL at the
- * start of the hold) carries what each left at the head of the unsorted
- * bin to the next, which merges with it without verifying it again
- * (bins.h tm_bins_free).  Nothing else may touch the arena's bins between
- * two calls of a run.                                                  */
-TM_HIDDEN void  tm_int_free_run(tm_arena *av, tm_chunk *p, tm_chunk **held);
+/* The same for one chunk of a batch freed under one lock hold (a cache
+ * flush): checked as tm_int_free checks, and left pending on l (bins.h)
+ * - or in a fast bin, where fast bins are on.  tm_int_free_settle then
+ * merges the batch, run by run, and does what a free does after
+ * (trim, the cap); fast_bytes0: av->fast_bytes when the batch began.
+ * Nothing else may touch the arena's bins in between.                 */
+TM_HIDDEN void  tm_int_free_pend(tm_arena *av, tm_chunk *p, tm_pending *l);
+TM_HIDDEN void  tm_int_free_settle(tm_arena *av, tm_pending *l, size_t fast_bytes0);
 /* The same for a chunk whose in-use header the caller has just verified
  * (free's slow path) or written itself under this lock hold (the tail a
  * realloc or memalign cuts off): size is the size that word carries. */

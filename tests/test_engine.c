@@ -198,8 +198,8 @@ static void test_consolidate(void)
 
 /* Runs of fast neighbours consolidated into one chunk, listed by their
  * fast bin in address order (each grows backwards) and with two fast
- * bins interleaved (bins.c, consolidation's runs; test_free_run: the
- * cache's flush, whose frees carry the held chunk).  The heap checker
+ * bins interleaved (bins.c, consolidation's runs; test_free_batch: the
+ * cache's flush, merged by the same passes).  The heap checker
  * after each.                                                        */
 static void test_consolidate_runs(void)
 {
@@ -364,30 +364,67 @@ static void test_strict_fast(void)
           strict <= TM_FAST_BYTES_MAX);
 }
 
-/* The flush's run (tm_int_free_run): chunks above the fast sizes, freed
- * in address order and then backwards, under one lock hold; a fresh
- * arena, so that they lie side by side.                               */
-static void test_free_run(void)
+/* The flush's batch (tm_int_free_pend / tm_int_free_settle): chunks
+ * above the fast sizes, pending in address order and then backwards,
+ * merged at the settle; then a batch of every other chunk (runs of one,
+ * between chunks in use), then the rest, which merges with both sides;
+ * a fresh arena, so that they lie side by side.                       */
+static void test_free_batch(void)
 {
     tm_arena *av = main_av();
+    const size_t sz = request2size(300);
     void *q[16];
     for (int i = 0; i < 16; i++)
         q[i] = malloc(300);
     void *guard3 = malloc(100);
     bool adjacent = true;
     for (int i = 1; i < 16; i++)
-        adjacent = adjacent && (char *)q[i] == (char *)q[i - 1] + request2size(300);
+        adjacent = adjacent && (char *)q[i] == (char *)q[i - 1] + sz;
     CHECK("a fresh arena's chunks lie side by side", adjacent);
-    tm_chunk *held = NULL;
+    size_t inuse0 = av->inuse;
+    tm_pending l;
+    tm_pending_init(&l);
     tm_arena_enter_owner(av);
     for (int i = 0; i < 8; i++)
-        tm_int_free_run(av, mem2chunk(q[i]), &held);
+        tm_int_free_pend(av, mem2chunk(q[i]), &l);
     for (int i = 15; i >= 8; i--)
-        tm_int_free_run(av, mem2chunk(q[i]), &held);
+        tm_int_free_pend(av, mem2chunk(q[i]), &l);
+    CHECK("pending: the neighbour after the batch sees it free", !prev_inuse(mem2chunk(guard3)) &&
+          mem2chunk(guard3)->prev_size == sz);
+    tm_int_free_settle(av, &l, av->fast_bytes);
     tm_chunk *u = unsorted_bin(av)->fd;
-    CHECK("tm_int_free_run: one free chunk of the whole run at the unsorted head",
-          u == mem2chunk(q[0]) && chunksize(u) == 16 * (size_t)request2size(300) &&
-          held == u);
+    CHECK("settled: one free chunk of the whole batch at the unsorted head",
+          u == mem2chunk(q[0]) && chunksize(u) == 16 * sz);
+    CHECK("settled: its header verifies as free", chunk_hdr_ok(u, TM_ST_FREE) && tm_pending_empty(&l));
+    CHECK("settled: the chunks are no longer in use", av->inuse == inuse0 - 16 * sz);
+    tm_arena_leave(av);
+    CHK();
+
+    for (int i = 0; i < 16; i++)
+        q[i] = malloc(300);
+    adjacent = true;
+    for (int i = 1; i < 16; i++)
+        adjacent = adjacent && (char *)q[i] == (char *)q[i - 1] + sz;
+    CHECK("the batch's memory comes back side by side", adjacent && q[0] == chunk2mem(u));
+    tm_arena_enter_owner(av);
+    tm_pending_init(&l);
+    for (int i = 0; i < 16; i += 2)
+        tm_int_free_pend(av, mem2chunk(q[i]), &l);
+    tm_int_free_settle(av, &l, av->fast_bytes);
+    int runs = 0;
+    for (tm_chunk *c = unsorted_bin(av)->fd; c != unsorted_bin(av); c = c->fd)
+        runs += chunksize(c) == sz && ((char *)chunk2mem(c) - (char *)q[0]) % (2 * sz) == 0;
+    CHECK("every other chunk: eight runs of one", runs == 8);
+    tm_arena_leave(av);
+    CHK();
+    tm_arena_enter_owner(av);
+    tm_pending_init(&l);
+    for (int i = 1; i < 16; i += 2)
+        tm_int_free_pend(av, mem2chunk(q[i]), &l);
+    tm_int_free_settle(av, &l, av->fast_bytes);
+    u = unsorted_bin(av)->fd;
+    CHECK("the rest: merged with the free chunks on both sides into one",
+          u == mem2chunk(q[0]) && chunksize(u) == 16 * sz);
     tm_arena_leave(av);
     CHK();
     free(guard3);
@@ -544,7 +581,7 @@ int main(void)
     run_fresh(test_consolidate_mixed);
     run_fresh(test_consolidate_twice);
     run_fresh(test_strict_fast);
-    run_fresh(test_free_run);
+    run_fresh(test_free_batch);
     run_fresh(test_top_trim);
     run_fresh(test_release);
     run_fresh(test_memalign_realloc);
