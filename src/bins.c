@@ -263,24 +263,6 @@ tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, size_t nb, 
     return victim;
 }
 
-/* held: a free chunk the caller itself put at the head of the unsorted
- * bin (its previous bins_free, under the same lock hold, nothing in
- * between), or NULL.  Its header, links and foot are ours, written
- * moments ago, so when it is a neighbour of p it leaves the bin without
- * the checks that a chunk of unknown history gets: a cache flush frees
- * runs of chunks that were carved side by side, and each would
- * otherwise verify and unlink the run merged so far, then push it
- * again.  (Consolidation has runs of its own: tm_bins_consolidate.)    */
-static inline void unsorted_pop_held(tm_arena *av, tm_chunk *held, tm_relcarry *carried)
-{
-    tm_chunk *bin = unsorted_bin(av), *fwd = held->fd;
-    TM_ASSERT(bin->fd == held && held->bk == bin && fwd->bk == held);
-    bin->fd = fwd;
-    fwd->bk = bin;
-    tm_release_absorb(carried, held);
-    tm_release_take(av, held);
-}
-
 /* The merged free chunk p (size bytes, its neighbours taken out of their
  * lists), next the chunk after it: into the unsorted bin, with its header,
  * foot and release state; or, if next is top, p becomes top (NULL). */
@@ -303,8 +285,8 @@ static TM_INLINE tm_chunk *settle_run(tm_arena *av, tm_chunk *p, size_t size, tm
 }
 
 /* tm_bins_free (bins.h). */
-static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, tm_chunk *held,
-                                     bool next_free, const char *prev_check, const char *unsorted_check)
+static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, bool next_free,
+                                     const char *prev_check, const char *unsorted_check)
 {
     size_t size = *psize;
     TM_ASSERT(size >= TM_MINSIZE && aligned_ok(size) && !chunk_is_mmapped(p) && p != av->top);
@@ -323,22 +305,15 @@ static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, t
         retire_hdr(p);
         size += prevsize;
         p = chunk_at(p, -prevsize);
-        if (p == held && chunksize(held) == prevsize) {
-            unsorted_pop_held(av, held, &carried);    /* (P is ours too: cleared by its free) */
-        } else {
-            /* P == 0 must be backed by a free chunk of that size whose own
-             * header says so: a forged prev_size or a cleared P leads here. */
-            if (unlikely(!tm_free_chunk_ok(av, p) || chunksize(p) != prevsize))
-                tm_corrupt(prev_check, p);
-            tm_release_absorb(&carried, p);
-            unlink_verified(av, p);
-        }
+        /* P == 0 must be backed by a free chunk of that size whose own
+         * header says so: a forged prev_size or a cleared P leads here. */
+        if (unlikely(!tm_free_chunk_ok(av, p) || chunksize(p) != prevsize))
+            tm_corrupt(prev_check, p);
+        tm_release_absorb(&carried, p);
+        unlink_verified(av, p);
     }
     if (next != av->top) {
-        if (next == held) {
-            unsorted_pop_held(av, held, &carried);
-            size += nextsize;
-        } else if (!inuse_at(next, nextsize)) {
+        if (!inuse_at(next, nextsize)) {
             tm_release_absorb(&carried, next);
             if (next_free)
                 unlink_verified(av, next);
@@ -356,10 +331,10 @@ static TM_INLINE tm_chunk *bins_free(tm_arena *av, tm_chunk *p, size_t *psize, t
     return p;
 }
 
-tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held, bool next_free,
+tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, bool next_free,
                        const char *prev_check, const char *unsorted_check)
 {
-    return bins_free(av, p, size, held, next_free, prev_check, unsorted_check);
+    return bins_free(av, p, size, next_free, prev_check, unsorted_check);
 }
 
 /* ---- malloc_consolidate: runs, not one free per fast chunk ---------------
@@ -391,7 +366,7 @@ tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held, 
  * build without the checks still tells the two apart.  What pass 1
  * verified and wrote itself during this lock hold - a pending chunk's
  * header when it is taken as the start of a run, the local list's links -
- * is not verified again (the `held` chunk's rule, tm_bins_free), only
+ * is not verified again (written moments ago by this lock holder), only
  * glibc's unlink test guards the list against a write through a dangling
  * pointer in between; every neighbour reached through a size or
  * prev_size is verified.  Instructions (callgrind, bench's python:

@@ -265,14 +265,12 @@ TM_HIDDEN tm_chunk *tm_bins_split(tm_arena *av, tm_chunk *victim, size_t size, s
  * top.  The two messages name the caller's checks (glibc words them
  * differently for free and malloc_consolidate).  *size becomes the merged
  * size; returns the merged chunk, NULL if it joined the top.
- * held: NULL, or what this caller's previous tm_bins_free returned
- * during the same lock hold with no other change to the bins in between
- * (still at the head of the unsorted bin): a neighbour of p that is
- * `held` leaves the bin without being verified again (bins.c).
  * next_free: the caller verified the header of the chunk after p as
- * FREE (TIDE_CHECKS), so taking it out of its bin does not again.     */
-TM_HIDDEN tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, tm_chunk *held,
-                                 bool next_free, const char *prev_check, const char *unsorted_check);
+ * FREE (TIDE_CHECKS), so taking it out of its bin does not again.
+ * (A batch of frees - a cache flush - merges run by run instead:
+ * pending chunks, below.)                                           */
+TM_HIDDEN tm_chunk *tm_bins_free(tm_arena *av, tm_chunk *p, size_t *size, bool next_free,
+                                 const char *prev_check, const char *unsorted_check);
 
 /* Empty every fast bin into free chunks, each run of neighbours merged
  * into one (malloc_consolidate; bins.c).                              */

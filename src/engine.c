@@ -265,12 +265,12 @@ static TM_INLINE bool free_checks(tm_arena *av, tm_chunk *p, size_t size)
     return check_next_hdr(av, next, "free(): corrupted chunk header");
 }
 
-static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk **held);
+static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size);
 
 void tm_int_free(tm_arena *av, tm_chunk *p)
 {
     check_inuse_hdr(p, "free(): corrupted chunk header");
-    int_free(av, p, chunksize(p), NULL);
+    int_free(av, p, chunksize(p));
 }
 
 void tm_int_free_pend(tm_arena *av, tm_chunk *p, tm_pending *l)
@@ -329,13 +329,10 @@ void tm_int_free_settle(tm_arena *av, tm_pending *l, size_t fast_bytes0)
 
 void tm_int_free_verified(tm_arena *av, tm_chunk *p, size_t size)
 {
-    int_free(av, p, size, NULL);
+    int_free(av, p, size);
 }
 
-/* held: NULL, or the caller's slot for tm_bins_free's held chunk (bins.h):
- * what this free left at the head of the unsorted bin, NULL whenever
- * anything else may have changed the bins (consolidation, trim, release). */
-static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk **held)
+static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size)
 {
     TM_ASSERT(!chunk_is_mmapped(p) && arena_for_chunk(p) == av && size == chunksize(p));
     TM_ASSERT(av->inuse >= size);
@@ -358,11 +355,8 @@ static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk 
          * bytes move the verdict, and the drained flag and the mark the
          * look also refreshes wait at most 64 KiB of such frees.       */
         if (unlikely(av->fast_bytes > TM_FAST_BYTES_MAX) &&
-            ((av->fast_bytes ^ (av->fast_bytes - size)) >> TM_FAST_CAP_STEP_SHIFT) != 0) {
+            ((av->fast_bytes ^ (av->fast_bytes - size)) >> TM_FAST_CAP_STEP_SHIFT) != 0)
             tm_bins_enforce_cap(av);
-            if (held)
-                *held = NULL;
-        }
         return;
     }
 
@@ -370,11 +364,8 @@ static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size, tm_chunk 
 
     perturb_free(chunk2mem(p), size - TM_HDR);
 
-    tm_chunk *merged = tm_bins_free(av, p, &size, held ? *held : NULL, next_free,
-                                    "corrupted size vs. prev_size while consolidating",
-                                    "free(): corrupted unsorted chunks");
-    if (held)
-        *held = size < TM_RELEASE_MIN ? merged : NULL;   /* (what follows changes the bins) */
+    (void)tm_bins_free(av, p, &size, next_free, "corrupted size vs. prev_size while consolidating",
+                       "free(): corrupted unsorted chunks");
 
     /* A big free chunk: a chance to give memory back. */
     if (size >= TM_CONSOLIDATE_THRESHOLD) {

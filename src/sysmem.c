@@ -191,7 +191,7 @@ static void retire_top(tm_arena *av)
     av->top = initial_top(av);                     /* the body is not top any more */
     if (body >= TM_MINSIZE) {
         set_head(old_top, body | TM_PREV_INUSE | abit);
-        tm_bins_free(av, old_top, &body, NULL, false, "corrupted size vs. prev_size while consolidating",
+        tm_bins_free(av, old_top, &body, false, "corrupted size vs. prev_size while consolidating",
                      "free(): corrupted unsorted chunks");
     } else if (body == TM_HDR) {
         set_head(old_top, TM_HDR | TM_PREV_INUSE | abit);   /* one more fencepost */
