@@ -180,13 +180,13 @@ static TM_INLINE bool fast_given(void *mem, bool owned, size_t excl, size_t *raw
  * `claimed`: the size the caller says the block has (free_sized), 0 for
  * free; more than the chunk holds goes to the slow path, which names
  * it.  True: done.                                                    */
-static TM_INLINE bool free_fast(void *mem, size_t claimed)
+/* free_fast once the pointer's chunk is known to be ours: `home` (a
+ * constant at each call) whether it lay in the cache's own range, so
+ * that the range test's answer is not tested a second time.          */
+static TM_INLINE bool free_fast_owned(tm_tcache *tc, void *mem, size_t claimed, bool home)
 {
-    tm_tcache *tc = tm_tls_tcache;
     size_t raw;
-    bool home;
-    if (likely(tc != NULL && fast_given(mem, tc_free_owned(tc, (uintptr_t)mem - TM_HDR, &home),
-                                        TM_IS_MMAPPED | TM_SAMPLED, &raw))) {
+    if (likely(fast_given(mem, true, TM_IS_MMAPPED | TM_SAMPLED, &raw))) {
         size_t i = tc_free_index(word_size(raw));
         tm_tc_entry *e = mem;
         if (likely(i < TM_TCACHE_BINS && claimed <= word_size(raw) - TM_SIZE_SZ)) {
@@ -201,6 +201,17 @@ static TM_INLINE bool free_fast(void *mem, size_t claimed)
         }
     }
     return false;
+}
+static TM_INLINE bool free_fast(void *mem, size_t claimed)
+{
+    tm_tcache *tc = tm_tls_tcache;
+    if (unlikely(tc == NULL))
+        return false;
+    bool home;
+    bool owned = tc_free_owned(tc, (uintptr_t)mem - TM_HDR, &home);
+    if (likely(home))
+        return free_fast_owned(tc, mem, claimed, true);
+    return owned && free_fast_owned(tc, mem, claimed, false);
 }
 
 TM_EXPORT void tide_free(void *mem)
