@@ -174,15 +174,9 @@ static TM_INLINE bool fast_given(void *mem, bool owned, size_t excl, size_t *raw
                   !tc_key_marked((tm_tc_entry *)mem));
 }
 
-/* free's fast path, shared with free_sized: fast_given, then a cached
- * size class with room (a medium class has none while closed), or its
- * outbox for a chunk of another arena (tcache.h): push, nothing else.
- * `claimed`: the size the caller says the block has (free_sized), 0 for
- * free; more than the chunk holds goes to the slow path, which names
- * it.  True: done.                                                    */
-/* free_fast once the pointer's chunk is known to be ours: `home` (a
- * constant at each call) whether it lay in the cache's own range, so
- * that the range test's answer is not tested a second time.          */
+/* free_fast (below) once the pointer's chunk is known to be ours:
+ * `home` (a constant at each call) whether it lay in the cache's own
+ * range, so that the range test's answer is not tested a second time. */
 static TM_INLINE bool free_fast_owned(tm_tcache *tc, void *mem, size_t claimed, bool home)
 {
     size_t raw;
@@ -202,6 +196,12 @@ static TM_INLINE bool free_fast_owned(tm_tcache *tc, void *mem, size_t claimed, 
     }
     return false;
 }
+/* free's fast path, shared with free_sized: fast_given, then a cached
+ * size class with room (a medium class has none while closed), or its
+ * outbox for a chunk of another arena (tcache.h): push, nothing else.
+ * `claimed`: the size the caller says the block has (free_sized), 0 for
+ * free; more than the chunk holds goes to the slow path, which names
+ * it.  True: done.                                                    */
 static TM_INLINE bool free_fast(void *mem, size_t claimed)
 {
     tm_tcache *tc = tm_tls_tcache;

@@ -414,42 +414,38 @@ static const tm_settle_msgs consolidate_msgs = {
 static size_t settle_pending(tm_arena *av, tm_pending *l, const tm_settle_msgs *msg);
 
 /* The chunk after a run, whose size is about to lead further: is it free
- * (pending or binned)?  With the checks its header is verified first, in
- * the likely states in turn: the in-use neighbour that ends most runs
- * costs one checksum, and a free one is not verified again when it is
- * absorbed (run_absorb_verified).  The state that verified does not
- * answer the question: 16 bits of checksum tried against up to three
- * states let a genuine header verify in a state that is not its own
- * once in ~2^15 tries (test_threads: a FREE chunk taken as in use, a
- * run settled before a free neighbour).  Its size is genuine, though,
- * so the P bit after it answers, and a header whose verified state
- * disagrees is verified again in the state the P bit says.  (S on a
- * header that verifies as in use: a sampled block.)                  */
+ * (pending or binned)?  Without the checks, the P bit after it says, as
+ * glibc.  With them its header is verified first, in any state a
+ * neighbour may have, the likely ones first - the in-use neighbour that
+ * ends most runs costs one checksum - and only then is its size used to
+ * read that P bit.  Which state verified does not answer the question:
+ * 16 bits of checksum tried against several states let a genuine header
+ * verify in a state not its own once in ~2^15 tries (test_threads: a FREE
+ * chunk taken as in use, a run settled before a free neighbour).  So P
+ * answers, and a free neighbour whose header did not verify in its free
+ * state (FAST for a pending chunk, with S; FREE for a binned one) is
+ * verified in it now, which run_absorb_verified then trusts.  (An in-use
+ * header may carry S: a sampled block; a FAST one without S: a chunk in
+ * a fast bin, in use to its neighbours.)                              */
 static inline bool run_next_free(const tm_chunk *next, size_t nw, const char *bad)
 {
-    bool free = false;
 #if TIDE_CHECKS
     bool s = (nw & TM_SAMPLED) != 0;
-    int st = -1;
-    if (s)
-        st = hdr_ok(next, nw, TM_ST_FAST) ? TM_ST_FAST : hdr_ok(next, nw, TM_ST_INUSE) ? TM_ST_INUSE : -1;
-    else if (likely(hdr_ok(next, nw, TM_ST_INUSE)))
-        st = TM_ST_INUSE;
-    else
-        st = hdr_ok(next, nw, TM_ST_FREE) ? TM_ST_FREE : hdr_ok(next, nw, TM_ST_FAST) ? TM_ST_FAST : -1;
-    if (unlikely(st < 0))
+    unsigned free_st = s ? TM_ST_FAST : TM_ST_FREE;
+    bool free_ok = s && hdr_ok(next, nw, TM_ST_FAST);        /* pending: its state first */
+    if (!free_ok && !likely(hdr_ok(next, nw, TM_ST_INUSE))) {
+        free_ok = !s && hdr_ok(next, nw, TM_ST_FREE);
+        if (unlikely(!free_ok && (s || !hdr_ok(next, nw, TM_ST_FAST))))
+            tm_corrupt(bad, next);
+    }
+    bool free = !inuse_at(next, word_size(nw));
+    if (unlikely(free && !free_ok && !hdr_ok(next, nw, free_st)))
         tm_corrupt(bad, next);
-    free = !inuse_at(next, word_size(nw));
-    unsigned want = free ? (s ? TM_ST_FAST : TM_ST_FREE) : TM_ST_INUSE;
-    /* (in use: INUSE, or without S a fast-bin chunk, FAST) */
-    bool agree = (unsigned)st == want || (!free && !s && st == TM_ST_FAST);
-    if (unlikely(!agree) && !hdr_ok(next, nw, want) && (free || s || !hdr_ok(next, nw, TM_ST_FAST)))
-        tm_corrupt(bad, next);
+    return free;
 #else
     (void)bad;
-    free = !inuse_at(next, word_size(nw));
+    return !inuse_at(next, word_size(nw));
 #endif
-    return free;
 }
 /* run_absorb for a neighbour that run_next_free found free. */
 static inline void run_absorb_verified(tm_arena *av, tm_chunk *q, size_t w, tm_relcarry *carried)

@@ -292,6 +292,8 @@ TM_HIDDEN void tm_bins_consolidate(tm_arena *av);
  * neighbour off whatever list holds it).                              */
 typedef struct {
     tm_chunk head;          /* the list's sentinel: fd/bk only */
+    size_t fast_bytes0;     /* the arena's fast bytes when the batch began
+                             * (engine.c: the cap's look, fast bins on) */
 } tm_pending;
 static inline void tm_pending_init(tm_pending *l) { l->head.fd = l->head.bk = &l->head; }
 static inline bool tm_pending_empty(const tm_pending *l) { return l->head.fd == &l->head; }

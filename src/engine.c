@@ -247,22 +247,62 @@ static inline bool check_next_hdr(tm_arena *av, const tm_chunk *next, const char
 }
 
 /* ---- _int_free ---------------------------------------------------------- */
-/* glibc's tests of a chunk p (size bytes, header verified, not fast) about
- * to be freed, and the check of its next neighbour's header: whether
- * that verified as FREE (check_next_hdr). */
-static TM_INLINE bool free_checks(tm_arena *av, tm_chunk *p, size_t size)
+/* glibc's tests of a chunk p (size bytes, header verified) about to be
+ * freed: for a chunk above the fast sizes not top, inside its heap (both
+ * before the next chunk's word is read) and marked in use by that next
+ * chunk's P bit; for all, a sane next size.  Returns the next chunk's
+ * size word.  (Not the next chunk's header: check_next_hdr.)          */
+static TM_INLINE size_t free_tests(tm_arena *av, tm_chunk *p, size_t size, bool fast)
 {
     tm_chunk *next = chunk_at(p, size);
-    if (unlikely(p == av->top))
-        tm_corrupt("double free or corruption (top)", p);
-    if (unlikely(chunk_outside_heap(av, p, next)))
-        tm_corrupt("double free or corruption (out)", p);
-    if (unlikely(!prev_inuse(next)))
+    if (!fast) {
+        if (unlikely(p == av->top))
+            tm_corrupt("double free or corruption (top)", p);
+        if (unlikely(chunk_outside_heap(av, p, next)))
+            tm_corrupt("double free or corruption (out)", p);
+    }
+    size_t nw = size_word(next);
+    if (unlikely(!fast && !(nw & TM_PREV_INUSE)))
         tm_corrupt("double free or corruption (!prev)", p);
-    size_t nextsize = chunksize(next);
-    if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || nextsize >= av->system_mem))
-        tm_corrupt("free(): invalid next size (normal)", p);
-    return check_next_hdr(av, next, "free(): corrupted chunk header");
+    if (unlikely((nw & ~TM_CKS_MASK) <= 2 * TM_SIZE_SZ || word_size(nw) >= av->system_mem))
+        tm_corrupt(fast ? "free(): invalid next size (fast)" : "free(): invalid next size (normal)", p);
+    return nw;
+}
+
+/* A chunk at most max_fast bytes (fast bins on: M_MXFAST), its tests
+ * passed: into its fast bin.  next's header is not verified here: a fast
+ * chunk stays in use in the boundary tags, so nothing of next is used
+ * until it is freed or coalesced itself, where it is verified.        */
+static inline void free_to_fast_bin(tm_arena *av, tm_chunk *p, size_t size)
+{
+    p->bk = NULL;       /* no cache or parked key survives in free memory */
+    perturb_free(chunk2mem(p), size - TM_HDR);
+    tm_fast_push(av, p, size);
+}
+
+/* Beyond the bound, the cap is looked at once per 64 KiB of fast chunks,
+ * not at every fast free (58 instructions each in a burst of small
+ * frees): is it due, the fast bytes having been `before`?  A fast free
+ * leaves the arena's dirty and other bytes as they were: between two
+ * looks only the fast bytes move the verdict, and the drained flag and
+ * the mark the look also refreshes wait at most 64 KiB of such frees. */
+static inline bool fast_cap_due(const tm_arena *av, size_t before)
+{
+    return unlikely(av->fast_bytes > TM_FAST_BYTES_MAX) &&
+           ((av->fast_bytes ^ before) >> TM_FAST_CAP_STEP_SHIFT) != 0;
+}
+
+/* After a free that left a free chunk of `size` bytes (merged; the top's
+ * if it joined top): a big one is a chance to give memory back. */
+static void freed_big(tm_arena *av, size_t size)
+{
+    if (size >= TM_CONSOLIDATE_THRESHOLD) {
+        if (av->have_fastchunks)
+            tm_bins_consolidate(av);
+        tm_sys_trim(av, TM_P(top_pad), false);
+    }
+    if (size >= TM_RELEASE_MIN)
+        tm_bins_enforce_cap(av);
 }
 
 static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size);
@@ -273,6 +313,12 @@ void tm_int_free(tm_arena *av, tm_chunk *p)
     int_free(av, p, chunksize(p));
 }
 
+void tm_int_free_begin(tm_arena *av, tm_pending *l)
+{
+    tm_pending_init(l);
+    l->fast_bytes0 = av->fast_bytes;
+}
+
 void tm_int_free_pend(tm_arena *av, tm_chunk *p, tm_pending *l)
 {
     /* (each header word read once: the relaxed atomic loads of size_word
@@ -281,49 +327,30 @@ void tm_int_free_pend(tm_arena *av, tm_chunk *p, tm_pending *l)
     if (unlikely(!hdr_ok(p, w, TM_ST_INUSE)))
         check_inuse_hdr(p, "free(): corrupted chunk header");     /* names it */
     size_t size = word_size(w);
-    tm_chunk *next = chunk_at(p, size);
-    /* glibc's tests (free_checks; a fast chunk's too, before next is
-     * read) but the next chunk's header: the settle verifies that of the
-     * chunk after each run, before its size leads anywhere, and every
-     * free neighbour it absorbs (bins.c). */
-    if (unlikely(p == av->top))
-        tm_corrupt("double free or corruption (top)", p);
-    if (unlikely(chunk_outside_heap(av, p, next)))
-        tm_corrupt("double free or corruption (out)", p);
-    size_t nw = size_word(next);
-    if (unlikely((nw & ~TM_CKS_MASK) <= 2 * TM_SIZE_SZ || word_size(nw) >= av->system_mem))
-        tm_corrupt(size <= TM_P(max_fast) ? "free(): invalid next size (fast)"
-                                          : "free(): invalid next size (normal)", p);
+    bool fast = size <= TM_P(max_fast);
+    size_t nw = free_tests(av, p, size, fast);
     av->inuse -= size;
-    if (size <= TM_P(max_fast)) {
-        /* (fast bins on: into one, as int_free; the settle looks at the
-         * cap) */
-        p->bk = NULL;       /* (the cache key: see int_free) */
-        perturb_free(chunk2mem(p), size - TM_HDR);
-        tm_fast_push(av, p, size);
+    if (fast) {
+        free_to_fast_bin(av, p, size);     /* (the settle looks at the cap) */
         return;
     }
-    if (unlikely(!(nw & TM_PREV_INUSE)))
-        tm_corrupt("double free or corruption (!prev)", p);
+    /* Pending (bins.h), with the words in hand.  The next chunk's header
+     * is not verified here: the settle verifies that of the chunk after
+     * each run, before its size leads anywhere, and every free neighbour
+     * it absorbs (bins.c). */
     perturb_free(chunk2mem(p), size - TM_HDR);
-    /* pending (bins.h), with the words in hand */
     set_head_st(p, w | TM_SAMPLED, TM_ST_FAST);
+    tm_chunk *next = chunk_at(p, size);
     next->prev_size = size;
     set_size_word(next, nw & ~(size_t)TM_PREV_INUSE);
     tm_pending_link(l, p);
 }
 
-void tm_int_free_settle(tm_arena *av, tm_pending *l, size_t fast_bytes0)
+void tm_int_free_settle(tm_arena *av, tm_pending *l)
 {
     size_t big = tm_pending_empty(l) ? 0 : tm_bins_settle(av, l);
-    /* What int_free does after a free, once for the batch. */
-    if (big >= TM_CONSOLIDATE_THRESHOLD) {
-        if (av->have_fastchunks)
-            tm_bins_consolidate(av);
-        tm_sys_trim(av, TM_P(top_pad), false);
-    }
-    if (big >= TM_RELEASE_MIN ||
-        (av->fast_bytes > TM_FAST_BYTES_MAX && ((av->fast_bytes ^ fast_bytes0) >> TM_FAST_CAP_STEP_SHIFT) != 0))
+    freed_big(av, big);                /* (what int_free does after, once) */
+    if (big < TM_RELEASE_MIN && fast_cap_due(av, l->fast_bytes0))
         tm_bins_enforce_cap(av);
 }
 
@@ -337,44 +364,24 @@ static TM_INLINE void int_free(tm_arena *av, tm_chunk *p, size_t size)
     TM_ASSERT(!chunk_is_mmapped(p) && arena_for_chunk(p) == av && size == chunksize(p));
     TM_ASSERT(av->inuse >= size);
     av->inuse -= size;
-    p->bk = NULL;       /* no cache or parked key survives in free memory */
 
     if (size <= TM_P(max_fast)) {
-        tm_chunk *next = chunk_at(p, size);
-        if (unlikely(chunk_raw_size(next) <= 2 * TM_SIZE_SZ || chunksize(next) >= av->system_mem))
-            tm_corrupt("free(): invalid next size (fast)", p);
-        /* next's header is not verified here: a fast chunk stays in use
-         * in the boundary tags, so nothing of next is used until it is
-         * freed or coalesced itself, where it is verified.             */
-        perturb_free(chunk2mem(p), size - TM_HDR);
-        tm_fast_push(av, p, size);
-        /* Beyond the bound, the cap is looked at once per 64 KiB of
-         * fast chunks, not at every fast free (58 instructions each in
-         * a burst of small frees).  A fast free leaves the arena's dirty
-         * and other bytes as they were: between two looks only the fast
-         * bytes move the verdict, and the drained flag and the mark the
-         * look also refreshes wait at most 64 KiB of such frees.       */
-        if (unlikely(av->fast_bytes > TM_FAST_BYTES_MAX) &&
-            ((av->fast_bytes ^ (av->fast_bytes - size)) >> TM_FAST_CAP_STEP_SHIFT) != 0)
+        (void)free_tests(av, p, size, true);
+        free_to_fast_bin(av, p, size);
+        if (fast_cap_due(av, av->fast_bytes - size))
             tm_bins_enforce_cap(av);
         return;
     }
 
-    bool next_free = free_checks(av, p, size);
+    p->bk = NULL;       /* no cache or parked key survives in free memory */
+    (void)free_tests(av, p, size, false);
+    bool next_free = check_next_hdr(av, chunk_at(p, size), "free(): corrupted chunk header");
 
     perturb_free(chunk2mem(p), size - TM_HDR);
 
     (void)tm_bins_free(av, p, &size, next_free, "corrupted size vs. prev_size while consolidating",
                        "free(): corrupted unsorted chunks");
-
-    /* A big free chunk: a chance to give memory back. */
-    if (size >= TM_CONSOLIDATE_THRESHOLD) {
-        if (av->have_fastchunks)
-            tm_bins_consolidate(av);
-        tm_sys_trim(av, TM_P(top_pad), false);
-    }
-    if (size >= TM_RELEASE_MIN)
-        tm_bins_enforce_cap(av);
+    freed_big(av, size);
 }
 
 /* ---- _int_realloc: oldp is a non-mmapped chunk of this arena ------------ */

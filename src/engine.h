@@ -23,14 +23,15 @@ TM_HIDDEN void *tm_int_malloc_run(tm_arena *av, size_t nb, size_t run, bool grow
 /* p: an in-use, non-mmapped chunk of av, already checked by the caller
  * for pointer/size sanity.                                              */
 TM_HIDDEN void  tm_int_free(tm_arena *av, tm_chunk *p);
-/* The same for one chunk of a batch freed under one lock hold (a cache
- * flush): checked as tm_int_free checks, and left pending on l (bins.h)
- * - or in a fast bin, where fast bins are on.  tm_int_free_settle then
- * merges the batch, run by run, and does what a free does after
- * (trim, the cap); fast_bytes0: av->fast_bytes when the batch began.
+/* The same for a batch of chunks freed under one lock hold (a cache
+ * flush): tm_int_free_begin starts it on l; each chunk is checked as
+ * tm_int_free checks it and left pending on l (bins.h) - or in a fast
+ * bin, where fast bins are on; tm_int_free_settle then merges the batch,
+ * run by run, and does what a free does after (trim, the cap), once.
  * Nothing else may touch the arena's bins in between.                 */
+TM_HIDDEN void  tm_int_free_begin(tm_arena *av, tm_pending *l);
 TM_HIDDEN void  tm_int_free_pend(tm_arena *av, tm_chunk *p, tm_pending *l);
-TM_HIDDEN void  tm_int_free_settle(tm_arena *av, tm_pending *l, size_t fast_bytes0);
+TM_HIDDEN void  tm_int_free_settle(tm_arena *av, tm_pending *l);
 /* The same for a chunk whose in-use header the caller has just verified
  * (free's slow path) or written itself under this lock hold (the tail a
  * realloc or memalign cuts off): size is the size that word carries. */

@@ -304,7 +304,6 @@ static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i
     bool empty_lists = drained || (ebbed && parked > lim);
     tm_arena *cur = NULL;
     tm_pending pend;                  /* own chunks, merged at the end (engine.h) */
-    size_t fast0 = 0;
     tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
     size_t run_n = 0;
     while (n--) {
@@ -320,8 +319,7 @@ static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i
             if (!own_locked) {
                 tm_arena_enter_owner(own);
                 own_locked = true;
-                tm_pending_init(&pend);
-                fast0 = own->fast_bytes;
+                tm_int_free_begin(own, &pend);
             }
             tm_int_free_pend(av, p, &pend);
         } else {
@@ -345,7 +343,7 @@ static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i
     if (run_head)
         flush_run(cur, run_head, run_tail, run_n, i);
     if (own_locked) {
-        tm_int_free_settle(own, &pend, fast0);
+        tm_int_free_settle(own, &pend);
         if (empty_lists)
             tm_arena_drain_all(own);
         tm_arena_leave(own);

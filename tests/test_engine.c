@@ -383,15 +383,15 @@ static void test_free_batch(void)
     CHECK("a fresh arena's chunks lie side by side", adjacent);
     size_t inuse0 = av->inuse;
     tm_pending l;
-    tm_pending_init(&l);
     tm_arena_enter_owner(av);
+    tm_int_free_begin(av, &l);
     for (int i = 0; i < 8; i++)
         tm_int_free_pend(av, mem2chunk(q[i]), &l);
     for (int i = 15; i >= 8; i--)
         tm_int_free_pend(av, mem2chunk(q[i]), &l);
     CHECK("pending: the neighbour after the batch sees it free", !prev_inuse(mem2chunk(guard3)) &&
           mem2chunk(guard3)->prev_size == sz);
-    tm_int_free_settle(av, &l, av->fast_bytes);
+    tm_int_free_settle(av, &l);
     tm_chunk *u = unsorted_bin(av)->fd;
     CHECK("settled: one free chunk of the whole batch at the unsorted head",
           u == mem2chunk(q[0]) && chunksize(u) == 16 * sz);
@@ -407,10 +407,10 @@ static void test_free_batch(void)
         adjacent = adjacent && (char *)q[i] == (char *)q[i - 1] + sz;
     CHECK("the batch's memory comes back side by side", adjacent && q[0] == chunk2mem(u));
     tm_arena_enter_owner(av);
-    tm_pending_init(&l);
+    tm_int_free_begin(av, &l);
     for (int i = 0; i < 16; i += 2)
         tm_int_free_pend(av, mem2chunk(q[i]), &l);
-    tm_int_free_settle(av, &l, av->fast_bytes);
+    tm_int_free_settle(av, &l);
     int runs = 0;
     for (tm_chunk *c = unsorted_bin(av)->fd; c != unsorted_bin(av); c = c->fd)
         runs += chunksize(c) == sz && ((char *)chunk2mem(c) - (char *)q[0]) % (2 * sz) == 0;
@@ -418,10 +418,10 @@ static void test_free_batch(void)
     tm_arena_leave(av);
     CHK();
     tm_arena_enter_owner(av);
-    tm_pending_init(&l);
+    tm_int_free_begin(av, &l);
     for (int i = 1; i < 16; i += 2)
         tm_int_free_pend(av, mem2chunk(q[i]), &l);
-    tm_int_free_settle(av, &l, av->fast_bytes);
+    tm_int_free_settle(av, &l);
     u = unsorted_bin(av)->fd;
     CHECK("the rest: merged with the free chunks on both sides into one",
           u == mem2chunk(q[0]) && chunksize(u) == 16 * sz);
