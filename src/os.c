@@ -24,11 +24,11 @@ struct tm_os_calls tm_os_calls;
 #define COUNT(field) atomic_fetch_add_explicit(&tm_os_calls.field, 1, memory_order_relaxed)
 
 /* Fault injection: -1 = off; n >= 0 = n more successes, then failures. */
-static _Atomic long fail_after[TM_FAULT_KINDS] = { -1, -1, -1 };
+static _Atomic long fail_after[TM_FAULT_KINDS] = { -1, -1, -1, -1 };
 
 void tm_os_fault_inject(int kind, long after)
 {
-    if (kind == TM_FAULT_MMAP || kind == TM_FAULT_BRK)
+    if (kind == TM_FAULT_MMAP || kind == TM_FAULT_BRK || kind == TM_FAULT_BRK_SHRINK)
         atomic_store(&fail_after[kind], after < 0 ? -1 : after);
 }
 
@@ -172,6 +172,8 @@ void tm_os_release(void *p, size_t size)
 void *tm_os_sbrk(intptr_t incr)
 {
     if (incr > 0 && injected_failure(TM_FAULT_BRK))
+        return (void *)-1;
+    if (incr < 0 && injected_failure(TM_FAULT_BRK_SHRINK))
         return (void *)-1;
     if (incr != 0)              /* sbrk(0) reads glibc's cached break: no call */
         COUNT(brk);

@@ -14,6 +14,7 @@
 enum tm_fault_kind {
     TM_FAULT_MMAP = 1,   /* mmap, the sub-heap reservation, mremap, mprotect commits */
     TM_FAULT_BRK  = 2,   /* brk growth                                               */
+    TM_FAULT_BRK_SHRINK = 3, /* a negative brk (main_trim)                               */
     TM_FAULT_KINDS
 };
 

@@ -418,16 +418,32 @@ static bool main_trim(tm_arena *av, size_t pad)
     char *top_end = (char *)av->top + top_size;
     if (tm_os_sbrk(0) != top_end)   /* someone else moved brk: leave it */
         return false;
+    /* The registries give the pages up before the kernel takes them, as
+     * tm_heap_delete does for a sub-heap: a free of a stale pointer into
+     * them, racing with this trim in another thread, must find them not
+     * ours before they stop being mapped (after, its header read would
+     * fault: SIGSEGV instead of the named abort).  What remains is the
+     * race of every ownership test with a trim: the few instructions
+     * between the free's range test and its header load (owner.h).    */
+    uintptr_t seg_lo = (uintptr_t)heap_first_chunk(seg);
+    char *want = top_end - extra;
+    tm_own_main_brk_trim((uintptr_t)top_end, (uintptr_t)want);
     int saved = errno;
     tm_os_sbrk(-(intptr_t)extra);
     char *now = tm_os_sbrk(0);
     errno = saved;
-    if (now == (char *)-1 || now >= top_end)
+    if (now == (char *)-1 || now >= top_end) {
+        tm_own_main_brk(seg_lo, (uintptr_t)top_end);      /* nothing went: ours again */
+        set_own_range(av);
         return false;
+    }
+    if (now < want)                  /* (brk moved by someone else meanwhile) */
+        tm_own_main_brk_trim((uintptr_t)want, (uintptr_t)now);
+    else if (now > want)
+        tm_own_main_brk(seg_lo, (uintptr_t)now);
     size_t released = (size_t)(top_end - now);
     note_trim(av);
     seg->size -= released;
-    tm_own_main_brk_trim((uintptr_t)top_end, (uintptr_t)heap_end(seg));
     set_own_range(av);
     av->system_mem -= released;
     set_head_top(av->top, (top_size - released) | TM_PREV_INUSE);

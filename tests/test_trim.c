@@ -10,6 +10,10 @@
  *    brk works again the arena stays in its sub-heaps while they hold
  *    data; once everything is freed (and malloc_trim called) they are
  *    given back and the arena continues in its brk segment;
+ *  - a trim whose negative brk fails (injected) gives nothing back and
+ *    leaves the top's pages ours (the registries give pages up before the
+ *    kernel takes them, and take them back when it does not); once brk
+ *    shrinks again, malloc_trim gives them back and they stop being ours;
  *  - a foreign sbrk between two brk segments: its memory lies inside the
  *    main arena's bounds but in neither segment; tm_own_classify says it
  *    is not ours, and a free of a pointer into it aborts naming it;
@@ -103,6 +107,49 @@ static void brk_fails(void)
     void *q = malloc(8 * 1024 * 1024);     /* beyond top, below the mmap threshold */
     CHECK("and grows with brk again", q && tm_own_in_heaps((uintptr_t)q) && av->last_heap->kind == TM_SEG_BRK);
     free(q);
+    CHK();
+}
+
+/* A trim whose sbrk(-n) fails: sysmem.c main_trim shrinks the ownership
+ * registries first, so it must grow them back when the kernel keeps the
+ * pages. */
+static void shrink_fails(void)
+{
+    tm_arena *av = &tm_main_arena;
+    CHECK("M_TRIM_THRESHOLD 128 KiB", mallopt(M_TRIM_THRESHOLD, 128 * 1024) == 1);
+    malloc_trim(0);
+    CHECK("the main arena is in brk", av->last_heap && av->last_heap->kind == TM_SEG_BRK);
+    tide_fault_inject(TIDE_FAULT_BRK_SHRINK, 0);
+    size_t sys0 = av->system_mem;
+    cycle();                                    /* 1.6 MB of top, trims failing */
+    char *end = (char *)av->top + chunksize(av->top);
+    CHECKF("shrinking failing: the top stays", av->system_mem >= sys0 + N * BLK && sbrk(0) == end,
+           "%zu -> %zu", sys0, av->system_mem);
+    malloc_trim(0);               /* (may release pages inside top: its answer says nothing here) */
+    CHECK("malloc_trim(0) leaves brk where it was", sbrk(0) == end && av->system_mem >= sys0 + N * BLK);
+    CHECK("the top's last bytes are still ours (fast test)",
+          tm_own_in_heaps((uintptr_t)end - TM_OWN_RANGE_TAIL - 16));
+    CHK();
+    void *p[N];
+    size_t bad = 0;
+    for (int k = 0; k < N; k++) {
+        p[k] = malloc(BLK);
+        if (!p[k] || !tm_own_in_heaps((uintptr_t)p[k]) || tm_own_classify(mem2chunk(p[k])) != TM_OWN_HEAP)
+            bad++;
+        else
+            memset(p[k], k, BLK);
+    }
+    CHECKF("blocks carved from that top again are ours", bad == 0, "%zu not", bad);
+    for (int k = N - 1; k >= 0; k--)
+        free(p[k]);
+    CHK();
+    tide_fault_inject(TIDE_FAULT_BRK_SHRINK, -1);
+    CHECK("brk shrinks again: malloc_trim(0) gives the top back", malloc_trim(0) == 1 &&
+          av->system_mem < sys0 + 256 * 1024 && (char *)sbrk(0) < end);
+    char *end2 = (char *)av->top + chunksize(av->top);
+    CHECKF("and what went is not ours any more", (char *)sbrk(0) == end2 &&
+           !tm_own_in_heaps((uintptr_t)end2 + 4096) && tm_own_in_heaps((uintptr_t)end2 - TM_OWN_RANGE_TAIL - 16),
+           "brk %p, top end %p", sbrk(0), (void *)end2);
     CHK();
 }
 
@@ -286,6 +333,7 @@ int main(void)
     CHECK("a threshold set by the user is not adapted", av->trim_floor == 0);
     CHECKF("and trims back", av->system_mem < sys2 + 512 * 1024, "%zu -> %zu", sys2, av->system_mem);
     CHK();
+    shrink_fails();
     brk_fails();
     foreign_sbrk();
     registry_edges();
