@@ -134,25 +134,33 @@ bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t
     return true;
 }
 
-/* A class list into the bins (av entered): the entries lose their key. */
-static void free_class_list(tm_arena *av, tm_rlist l, size_t i)
+/* Chunks off the lists into the bins go in a cache flush's two passes
+ * (engine.h tm_int_free_pend): each checked and made pending as it
+ * comes off its list, then every run of neighbours merged once, at the
+ * settle.  One at a time (tm_int_free), a chunk freed next to the one
+ * before it took that one out of its bin again to merge: a drain of a
+ * busy class list is mostly such neighbours.                         */
+
+/* A class list (av entered) onto pend: the entries lose their key. */
+static void free_class_list(tm_arena *av, tm_rlist l, size_t i, tm_pending *pend)
 {
     uintptr_t *e = l.head;
     for (size_t k = 0; k < l.n && e; k++) {
         tm_rentry_check(av, e, i);
         uintptr_t *next = (uintptr_t *)tm_protect_ptr(e, e[0]);
         e[1] = 0;
-        tm_int_free(av, mem2chunk(e));
+        tm_int_free_pend(av, mem2chunk(e), pend);
         e = next;
     }
 }
 
-static void free_list_chain(tm_arena *av, tm_chunk *p)
+/* The general remote stack's chain (av entered) onto pend. */
+static void free_list_chain(tm_arena *av, tm_chunk *p, tm_pending *pend)
 {
     while (p) {
         tm_remote_check(av, p, TM_TCACHE_BINS);
         tm_chunk *next = p->fd;
-        tm_int_free(av, p);
+        tm_int_free_pend(av, p, pend);
         p = next;
     }
 }
@@ -162,13 +170,26 @@ void tm_arena_free_chunks(tm_chunk *list)
     while (list) {
         tm_arena *av = arena_for_chunk(list);
         tm_arena_enter_owner(av);
+        tm_pending pend;
+        tm_int_free_begin(av, &pend);
         while (list && arena_for_chunk(list) == av) {
             tm_chunk *next = list->fd;
-            tm_int_free(av, list);
+            tm_int_free_pend(av, list, &pend);
             list = next;
         }
+        tm_int_free_settle(av, &pend);
         tm_arena_leave(av);
     }
+}
+
+/* The general remote stack onto pend (av entered): true if it held any. */
+static inline bool drain_stack(tm_arena *av, tm_pending *pend)
+{
+    if (likely(atomic_load_explicit(&av->remote, memory_order_relaxed) == NULL))
+        return false;
+    tm_chunk *list = atomic_exchange_explicit(&av->remote, NULL, memory_order_acquire);
+    free_list_chain(av, list, pend);
+    return list != NULL;
 }
 
 /* The general remote stack into the bins (av entered). */
@@ -176,24 +197,29 @@ static inline bool drain(tm_arena *av)
 {
     if (likely(atomic_load_explicit(&av->remote, memory_order_relaxed) == NULL))
         return false;
-    tm_chunk *list = atomic_exchange_explicit(&av->remote, NULL, memory_order_acquire);
-    free_list_chain(av, list);
-    return list != NULL;
+    tm_pending pend;
+    tm_int_free_begin(av, &pend);
+    bool any = drain_stack(av, &pend);
+    tm_int_free_settle(av, &pend);
+    return any;
 }
 
 /* Everything other threads left for this arena, class lists included:
  * true if there was anything. */
 static bool drain_all(tm_arena *av)
 {
-    bool any = drain(av);
-    if (!atomic_load_explicit(&av->remote_cls_any, memory_order_relaxed) ||
-        !atomic_exchange_explicit(&av->remote_cls_any, 0, memory_order_seq_cst))
-        return any;
-    for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
-        tm_rlist l = tm_remote_take_class(av, i);
-        any = any || l.head != NULL;
-        free_class_list(av, l, i);
+    tm_pending pend;
+    tm_int_free_begin(av, &pend);
+    bool any = drain_stack(av, &pend);
+    if (atomic_load_explicit(&av->remote_cls_any, memory_order_relaxed) &&
+        atomic_exchange_explicit(&av->remote_cls_any, 0, memory_order_seq_cst)) {
+        for (size_t i = 0; i < TM_TCACHE_BINS; i++) {
+            tm_rlist l = tm_remote_take_class(av, i);
+            any = any || l.head != NULL;
+            free_class_list(av, l, i, &pend);
+        }
     }
+    tm_int_free_settle(av, &pend);
     return any;
 }
 
