@@ -287,7 +287,8 @@ static TM_NOINLINE void free_slow(void *mem)
                                 "free(): invalid pointer (not a chunk of this heap)") == TM_OWN_MMAP;
     /* (a registry entry whose header lost M: the unmap path names it) */
     if (unlikely(TIDE_CHECKS && !mapped && chunk_is_mmapped(p)))
-        tm_corrupt("free(): corrupted chunk header", mem);
+        tm_corrupt(hdr_retired(size_word(p)) ? "free(): double free detected" : "free(): corrupted chunk header",
+                   mem);
     /* S is outside the checksum (chunk.h): a forged one finds no record. */
     if (unlikely(chunk_is_sampled(p)))
         tm_prof_forget(p, "free(): invalid size");
@@ -459,7 +460,8 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
                             "realloc(): invalid pointer (not a chunk of this heap)");
 #if TIDE_CHECKS
     if (unlikely((own == TM_OWN_MMAP) != chunk_is_mmapped(p)))
-        tm_corrupt("realloc(): corrupted chunk header", mem);
+        tm_corrupt(hdr_retired(size_word(p)) ? "realloc(): invalid pointer (chunk is free)"
+                                             : "realloc(): corrupted chunk header", mem);
 #else
     (void)own;
 #endif
@@ -651,7 +653,7 @@ static TM_NOINLINE size_t usable_size_slow(void *mem)
                             "malloc_usable_size(): invalid pointer (not a chunk of this heap)");
 #if TIDE_CHECKS
     int st = hdr_state(p);
-    if (unlikely(st < 0 || (own == TM_OWN_MMAP) != chunk_is_mmapped(p) ||
+    if (unlikely(st < 0 || ((own == TM_OWN_MMAP) != chunk_is_mmapped(p) && !hdr_retired(size_word(p))) ||
                  (st != TM_ST_INUSE && own == TM_OWN_MMAP)))
         tm_corrupt("malloc_usable_size(): corrupted chunk header", mem);
     if (st != TM_ST_INUSE)

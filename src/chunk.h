@@ -205,32 +205,45 @@ static TM_INLINE bool hdr_ok(const tm_chunk *p, size_t w, unsigned st)
 /* A header left behind inside a bigger free chunk - p merged backward
  * into its free predecessor (bins.c bins_free) - must stop verifying as
  * in use, or a second free of p (a double free) passes every header test
- * and free's fast path caches p inside free memory.  One checksum bit
- * flipped: the in-use checksum can then never verify (the stored bits
- * differ from the computed ones, which the flip does not change), at the
- * cost of a load, an xor and a store - a FREE header's checksum, the
- * obvious alternative, is a multiply more on every backward merge (+7 M
- * instructions in the bench's python, 0.5 %).  hdr_state reads such a
- * header as FREE, so the misuse is named a double free.              */
+ * and free's fast path caches p inside free memory.  It is overwritten
+ * with one fixed word: M set, which no chunk inside a heap carries (free,
+ * realloc and malloc_usable_size test M against the ownership registry
+ * before they trust a header, and free's fast path excludes M), no size,
+ * and nothing of the header it replaces.  A store, no multiply.  Until
+ * 2026-12-04 one checksum bit was flipped instead, which a use-after-free
+ * read and write through the predecessor's stale pointer undid: the flip
+ * is public, so the in-use header came back (misuse
+ * `double_free/merged_backward_unretired`); now what is left to read is
+ * the same word at every address, and an in-use header put back must be
+ * one leaked while p was live (a replay, which no checksum of the header
+ * alone can tell, Scudo's neither).  hdr_state reads it as FREE, so the
+ * misuse is named a double free.                                      */
 #define TM_CKS_RETIRED ((size_t)1 << TM_CKS_SHIFT)
+#define TM_RETIRED_WORD (TM_CKS_RETIRED | (size_t)TM_IS_MMAPPED)
 static inline void retire_hdr(tm_chunk *p)
 {
 #if TIDE_CHECKS
-    set_size_word(p, size_word(p) ^ TM_CKS_RETIRED);
+    set_size_word(p, TM_RETIRED_WORD);
 #else
     (void)p;
 #endif
+}
+/* Is w (a size word, its P bit aside) a retired header?  Never without
+ * the checks, which alone retire.                                    */
+static inline bool hdr_retired(size_t w)
+{
+    return TIDE_CHECKS && (w & ~(size_t)TM_PREV_INUSE) == TM_RETIRED_WORD;
 }
 /* Which state's checksum does p's header carry?  -1: none (forged).
  * (A retired in-use header: FREE, above.)                           */
 static inline int hdr_state(const tm_chunk *p)
 {
     size_t w = size_word(p);
+    if (hdr_retired(w))
+        return TM_ST_FREE;
     for (unsigned st = TM_ST_INUSE; st <= TM_ST_TOP; st++)
         if (hdr_ok(p, w, st))
             return (int)st;
-    if (TIDE_CHECKS && hdr_ok(p, w ^ TM_CKS_RETIRED, TM_ST_INUSE))
-        return TM_ST_FREE;
     return -1;
 }
 static inline bool chunk_hdr_ok(const tm_chunk *p, unsigned st) { return hdr_ok(p, size_word(p), st); }

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <malloc.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include "harness.h"
 #include "arena.h"
 #include "bins.h"
@@ -562,6 +565,66 @@ static void test_memalign_realloc(void)
     CHK();
 }
 
+/* A chunk merged backward into its free predecessor leaves its header
+ * inside the merged chunk: retired (chunk.h retire_hdr), one fixed word
+ * with nothing of the in-use header left, which every path names.  The
+ * merged chunk is free memory, which any allocation may take (stdio's,
+ * the harness's): the children set it up again themselves.           */
+static char *retired_setup(char **c)
+{
+    char *a = malloc(200), *b = malloc(200);
+    *c = malloc(200);
+    if (b != a + chunksize(mem2chunk(a)) || *c != b + chunksize(mem2chunk(b)))
+        return NULL;
+    free(a);
+    free(b);                                   /* merges backward into a */
+    return b;
+}
+#if TIDE_CHECKS
+static void retired_free(void *arg)
+{
+    char *c, *b = retired_setup(&c);
+    (void)arg;
+    if (b)
+        free(b);
+}
+static void retired_realloc(void *arg)
+{
+    char *c, *b = retired_setup(&c);
+    (void)arg;
+    if (b)
+        (void)!realloc(b, 10);
+}
+#endif
+static void test_retired(void)
+{
+    char *c, *b = retired_setup(&c);
+    CHECK("three adjacent chunks", b != NULL);
+    if (!b)
+        return;
+    tm_chunk *pb = mem2chunk(b);
+    size_t w = size_word(pb);                  /* (before any other allocation) */
+    int st = hdr_state(pb);
+    bool inuse_ok = hdr_ok(pb, w, TM_ST_INUSE);
+    size_t usable = malloc_usable_size(b);
+#if TIDE_CHECKS
+    CHECKF("the absorbed header is the retired word", (w & ~(size_t)TM_PREV_INUSE) == TM_RETIRED_WORD, "%#zx", w);
+    CHECK("read as FREE, never in use", st == TM_ST_FREE && !inuse_ok);
+    CHECKF("malloc_usable_size of it: 0, as of any free chunk", usable == 0, "%zu", usable);
+    int ws = harness_run_child(retired_free, NULL);
+    CHECKF("free of it again: a double free", WIFSIGNALED(ws) && WTERMSIG(ws) == SIGABRT &&
+           strstr(harness_child_output, "free(): double free detected"), "%s", harness_child_output);
+    ws = harness_run_child(retired_realloc, NULL);
+    CHECKF("realloc of it: a free chunk", WIFSIGNALED(ws) && WTERMSIG(ws) == SIGABRT &&
+           strstr(harness_child_output, "realloc(): invalid pointer (chunk is free)"), "%s", harness_child_output);
+#else
+    (void)w, (void)st, (void)inuse_ok, (void)usable;
+#endif
+    CHK();
+    free(c);
+    CHK();
+}
+
 int main(void)
 {
     CHECK("tcache can be disabled", mallopt(TIDE_M_TCACHE_COUNT, 0) == 1);
@@ -585,6 +648,7 @@ int main(void)
     run_fresh(test_top_trim);
     run_fresh(test_release);
     run_fresh(test_memalign_realloc);
+    run_fresh(test_retired);
     pthread_mutex_unlock(&done_mu);
     for (int i = 0; i < nparked; i++)
         pthread_join(parked[i], NULL);

@@ -5,10 +5,12 @@
  * not see), small and large chunks, mmapped chunks, across threads (the
  * second free from another thread), and a chunk parked on another arena's
  * remote list, and a chunk whose first free merged it backward into its
- * free predecessor (its header left behind, intact).  The follow-up: two mallocs of the size must never return
+ * free predecessor (its header left behind, intact; and the word left in
+ * its place, with the retire undone by a use-after-free write).  The follow-up: two mallocs of the size must never return
  * the same block.  See misuse.h.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include "misuse.h"
 
 static void two_mallocs(const char *what, size_t n, int tries)
@@ -89,9 +91,8 @@ static void t_large(void *arg) { (void)arg; sized(2000, "large double free"); }
  * path reads only p's header.  The follow-up: malloc(n) gives p back
  * while the merged chunk is free, and a malloc of both blocks' size takes
  * the merged chunk, over p.                                            */
-static void t_merged_backward(void *arg)
+static void merged_backward(bool unretire)
 {
-    (void)arg;
     size_t n = 100;
     char *b[64];
     for (int i = 0; i < 64; i++)
@@ -111,6 +112,15 @@ static void t_merged_backward(void *arg)
     void *x2 = realloc(x, 100000), *y2 = realloc(y, 100000);
     if (!x2 || !y2)
         setup_failed("realloc failed");
+    if (unretire) {
+        /* A use-after-free read and write of y's header word (through x,
+         * the predecessor's stale pointer): the word the merge left there,
+         * with the allocator's public retire transformation undone.
+         * tidemalloc flipped bit 48 of the in-use header until 2026-12-04,
+         * and this put it back.                                        */
+        word *h = &W(y)[-1];
+        *h ^= (word)1 << 48;
+    }
     free(harness_launder(y));
     void *again = malloc(n), *both = malloc(2 * cs - 16);
     if (again == y && (char *)both <= y && y < (char *)both + 2 * cs)
@@ -120,6 +130,8 @@ static void t_merged_backward(void *arg)
     harness_sink(x2);
     harness_sink(y2);
 }
+static void t_merged_backward(void *arg) { (void)arg; merged_backward(false); }
+static void t_merged_backward_unretired(void *arg) { (void)arg; merged_backward(true); }
 
 static void t_mmapped(void *arg)
 {
@@ -237,6 +249,9 @@ static const struct technique tab[] = {
     { "merged_backward", t_merged_backward,
       "free(p) twice where the first free merged p into its free predecessor (both freed by realloc moves)",
       { "free(): double free detected" }, 0 },
+    { "merged_backward_unretired", t_merged_backward_unretired,
+      "merged_backward, with the retired header word read and its retire undone (UAF), then free(p) again",
+      { "free(): double free detected", "free(): corrupted chunk header" }, 0 },
     { "mmapped", t_mmapped, "free of a 1 MiB mmapped block twice",
       { "free(): double free detected", "munmap_chunk(): invalid pointer",
         "free(): invalid pointer (not a chunk of this heap)" }, 0 },
