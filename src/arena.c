@@ -141,14 +141,14 @@ bool tm_remote_push_class(tm_arena *av, size_t i, void *head, void *tail, size_t
  * before it took that one out of its bin again to merge: a drain of a
  * busy class list is mostly such neighbours.                         */
 
-/* A class list (av entered) onto pend: the entries lose their key. */
+/* A class list (av entered) onto pend.  (Its entries' keys, the second
+ * word, go with the pending link or the fast bin's NULL written there.) */
 static void free_class_list(tm_arena *av, tm_rlist l, size_t i, tm_pending *pend)
 {
     uintptr_t *e = l.head;
     for (size_t k = 0; k < l.n && e; k++) {
         tm_rentry_check(av, e, i);
         uintptr_t *next = (uintptr_t *)tm_protect_ptr(e, e[0]);
-        e[1] = 0;
         tm_int_free_pend(av, mem2chunk(e), pend);
         e = next;
     }

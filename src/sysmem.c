@@ -405,6 +405,16 @@ static size_t trimmable(size_t top_size, size_t pad)
     return align_down(top_size - pad - TM_MINSIZE - 1, tm_fix.pagesize);
 }
 
+/* The registered end of the main arena's last brk segment (first chunk
+ * seg_lo) moves from `from` to `to`, down or up. */
+static void own_brk_move(uintptr_t seg_lo, char *from, char *to)
+{
+    if (to < from)
+        tm_own_main_brk_trim((uintptr_t)from, (uintptr_t)to);
+    else if (to > from)
+        tm_own_main_brk(seg_lo, (uintptr_t)to);
+}
+
 /* Main arena: give the top's excess back with a negative brk. */
 static bool main_trim(tm_arena *av, size_t pad)
 {
@@ -427,20 +437,17 @@ static bool main_trim(tm_arena *av, size_t pad)
      * between the free's range test and its header load (owner.h).    */
     uintptr_t seg_lo = (uintptr_t)heap_first_chunk(seg);
     char *want = top_end - extra;
-    tm_own_main_brk_trim((uintptr_t)top_end, (uintptr_t)want);
+    own_brk_move(seg_lo, top_end, want);
     int saved = errno;
     tm_os_sbrk(-(intptr_t)extra);
     char *now = tm_os_sbrk(0);
     errno = saved;
     if (now == (char *)-1 || now >= top_end) {
-        tm_own_main_brk(seg_lo, (uintptr_t)top_end);      /* nothing went: ours again */
+        own_brk_move(seg_lo, want, top_end);              /* nothing went: ours again */
         set_own_range(av);
         return false;
     }
-    if (now < want)                  /* (brk moved by someone else meanwhile) */
-        tm_own_main_brk_trim((uintptr_t)want, (uintptr_t)now);
-    else if (now > want)
-        tm_own_main_brk(seg_lo, (uintptr_t)now);
+    own_brk_move(seg_lo, want, now);  /* (brk moved by someone else meanwhile: as glibc, `now` is the end) */
     size_t released = (size_t)(top_end - now);
     note_trim(av);
     seg->size -= released;
