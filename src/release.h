@@ -196,10 +196,16 @@ TM_HIDDEN void tm_release_swing_note(tm_arena *av, size_t bytes);
 /* The cap for `other` resident bytes that are not releasable free memory. */
 static inline size_t tm_release_cap_of(const tm_arena *av, size_t other)
 {
-    size_t cap = tm_release_strict(av, other) ? other / TM_DIRTY_RATIO
-                                              : (other > SIZE_MAX / TM_DIRTY_LOOSE_MULT
-                                                     ? SIZE_MAX : other * TM_DIRTY_LOOSE_MULT);
+    bool strict = tm_release_strict(av, other);
+    size_t cap = strict ? other / TM_DIRTY_RATIO
+                        : (other > SIZE_MAX / TM_DIRTY_LOOSE_MULT ? SIZE_MAX
+                                                                  : other * TM_DIRTY_LOOSE_MULT);
+    /* Strict, the floor is what a quiet program may keep for good on top
+     * of `other` (the cap is met at free time; below it nothing more
+     * goes back): two thirds of it (config.h).                        */
     size_t floor = tm_release_floor();
+    if (strict)
+        floor = floor / 3 * TM_DIRTY_FLOOR_STRICT_THIRDS;
     if (unlikely(av->swinging) && av->other_hwm > floor &&
         atomic_load_explicit(&tm_bg_active, memory_order_relaxed))
         floor = av->other_hwm;        /* released by time instead (above) */
