@@ -158,8 +158,18 @@ static TM_NOINLINE void *malloc_slow(size_t n)
  * free_sized, malloc_usable_size), whose chunk's ownership the caller
  * tested (`owned`: reads no memory): a chunk of our heaps whose header is
  * intact and in use, without the bits in `excl` (M, and S for free), not
- * cached or parked.  Its size word in *raw.  False: the slow path, which
- * tells every misuse apart.  No call, so no registers to save.         */
+ * cached or parked, and (with the checks) recorded as in use by the next
+ * chunk's P bit.  Its size word in *raw.  False: the slow path, which
+ * tells every misuse apart.  No call, so no registers to save.
+ *
+ * The P bit: a chunk in a bin, or merged backward into its free
+ * predecessor, has its successor's P clear, whatever its own header
+ * says.  That header may be a replay: the in-use word, read while the
+ * chunk was live and written back after its free, verifies (it was the
+ * allocator's own), and without this test the chunk would be cached
+ * while it lies in a bin (misuse double_free/binned_replayed).  The
+ * verified size keeps the read inside the heap.  (A chunk in a fast bin
+ * keeps P set; its header replayed, it is not told apart here.)       */
 static TM_INLINE bool fast_given(void *mem, bool owned, size_t excl, size_t *raw)
 {
     /* NULL: with the checks, never owned (its chunk, 16 bytes below 0,
@@ -171,7 +181,8 @@ static TM_INLINE bool fast_given(void *mem, bool owned, size_t excl, size_t *raw
     tm_chunk *p = mem2chunk(mem);
     *raw = size_word(p);
     return likely((*raw & excl) == 0 && hdr_ok(p, *raw, TM_ST_INUSE) &&
-                  !tc_key_marked((tm_tc_entry *)mem));
+                  !tc_key_marked((tm_tc_entry *)mem) &&
+                  (!TIDE_CHECKS || prev_inuse(chunk_at(p, word_size(*raw)))));
 }
 
 /* free_fast (below) once the pointer's chunk is known to be ours:
@@ -225,7 +236,7 @@ TM_EXPORT void tide_free(void *mem)
  * "free" or "realloc".  Double frees of chunks in a bin, a fast bin, a
  * cache or a remote/spill list are told apart here.                   */
 static size_t verified_size(tm_chunk *p, const char *msg_corrupt, const char *msg_free,
-                            const char *msg_top, const char *msg_parked)
+                            const char *msg_top, const char *msg_parked, const char *msg_next_free)
 {
     size_t w = size_word(p);
 #if TIDE_CHECKS
@@ -239,8 +250,14 @@ static size_t verified_size(tm_chunk *p, const char *msg_corrupt, const char *ms
     }
     if (unlikely(tc_key_marked(chunk2mem(p)) && tc_key_parked(chunk2mem(p))))
         tm_corrupt(msg_parked, chunk2mem(p));
+    /* An in-use header over a chunk its successor records as free: a
+     * replayed header (fast_given).  The verified size bounds the read,
+     * the verified M bit keeps it off a mapped chunk (realloc), which
+     * has no successor.                                              */
+    if (unlikely(!(w & TM_IS_MMAPPED) && !prev_inuse(chunk_at(p, word_size(w)))))
+        tm_corrupt(msg_next_free, chunk2mem(p));
 #else
-    (void)msg_corrupt, (void)msg_free, (void)msg_top, (void)msg_parked;
+    (void)msg_corrupt, (void)msg_free, (void)msg_top, (void)msg_parked, (void)msg_next_free;
 #endif
     return word_size(w);
 }
@@ -299,7 +316,8 @@ static TM_NOINLINE void free_slow(void *mem)
     }
     size_t size = verified_size(p, "free(): corrupted chunk header", "free(): double free detected",
                                 "double free or corruption (top)",
-                                "free(): double free detected (remote list)");
+                                "free(): double free detected (remote list)",
+                                "double free or corruption (!prev)");
     if (unlikely((uintptr_t)p > (uintptr_t)-size))
         tm_corrupt("free(): invalid pointer", mem);
     if (unlikely(size < TM_MINSIZE || !aligned_ok(size)))
@@ -468,6 +486,7 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
     size_t oldsize = verified_size(p, "realloc(): corrupted chunk header",
                                    "realloc(): invalid pointer (chunk is free)",
                                    "realloc(): invalid pointer",
+                                   "realloc(): invalid pointer (chunk is free)",
                                    "realloc(): invalid pointer (chunk is free)");
     /* The key only now: the header verified, the chunk is real and its
      * second word readable (a pointer at the brk heap's end has its

@@ -160,8 +160,9 @@ static inline void set_size_word(tm_chunk *p, size_t v) { __atomic_store_n(&p->s
  * trusted instead: P == 0 must be backed by a previous chunk, found at
  * prev_size, whose own verified header says FREE with that size (bins.c
  * coalescing); P == 1 where the previous chunk's header says FREE is a
- * double free or corruption.  So a null byte that clears only P leads
- * nowhere.
+ * double free or corruption; an in-use header over a chunk whose
+ * successor's P is clear is a replayed header (free's paths test it,
+ * api.c fast_given).  So a null byte that clears only P leads nowhere.
  *
  * S (0x8) is not covered either: the profiler sets and clears it with an
  * atomic OR/AND on an allocated chunk without the arena lock (prof.c),

@@ -377,7 +377,10 @@ static const struct scenario scenarios[] = {
       { "free(): invalid size", "free(): invalid pointer", "free(): corrupted chunk header" } },
     { "invalid_next_size_fast_zero", sc_invalid_next_size_fast_zero, NO_TCACHE,
       "overflow sets the next chunk's size to 0, then free of a fast chunk",
-      { "free(): invalid next size (fast)", "free(): corrupted chunk header" } },
+      /* (P cleared with it: free's test of the successor's P bit, which
+       * catches replayed headers, names it before the size tests) */
+      { "free(): invalid next size (fast)", "free(): corrupted chunk header",
+        "double free or corruption (!prev)" } },
     { "invalid_next_size_fast_huge", sc_invalid_next_size_fast_huge, NO_TCACHE,
       "overflow sets the next chunk's size to 2^40, then free of a fast chunk",
       { "free(): invalid next size (fast)", "free(): corrupted chunk header" } },

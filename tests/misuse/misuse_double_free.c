@@ -6,8 +6,10 @@
  * second free from another thread), and a chunk parked on another arena's
  * remote list, and a chunk whose first free merged it backward into its
  * free predecessor (its header left behind, intact; and the word left in
- * its place, with the retire undone by a use-after-free write).  The follow-up: two mallocs of the size must never return
- * the same block.  See misuse.h.
+ * its place, with the retire undone by a use-after-free write; or with
+ * the in-use header read while it was live written back), and a chunk
+ * in a bin whose live header was written back.  The follow-up: two
+ * mallocs of the size must never return the same block.  See misuse.h.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -91,7 +93,8 @@ static void t_large(void *arg) { (void)arg; sized(2000, "large double free"); }
  * path reads only p's header.  The follow-up: malloc(n) gives p back
  * while the merged chunk is free, and a malloc of both blocks' size takes
  * the merged chunk, over p.                                            */
-static void merged_backward(bool unretire)
+enum mb_mode { MB_PLAIN, MB_UNRETIRE, MB_REPLAY };
+static void merged_backward(enum mb_mode mode)
 {
     size_t n = 100;
     char *b[64];
@@ -109,10 +112,18 @@ static void merged_backward(bool unretire)
                 }
     if (!x)
         setup_failed("no three adjacent blocks");
+    word live_hdr = W(y)[-1];              /* read while y is in use (a leak) */
     void *x2 = realloc(x, 100000), *y2 = realloc(y, 100000);
     if (!x2 || !y2)
         setup_failed("realloc failed");
-    if (unretire) {
+    if (mode == MB_REPLAY) {
+        /* The header read while y was live, written back over the word
+         * the merge left (through x's stale pointer): a header that
+         * verifies - it was the allocator's own.  Only the next chunk's
+         * P bit (y's successor still records y as free) tells.         */
+        W(y)[-1] = live_hdr;
+    }
+    if (mode == MB_UNRETIRE) {
         /* A use-after-free read and write of y's header word (through x,
          * the predecessor's stale pointer): the word the merge left there,
          * with the allocator's public retire transformation undone.
@@ -130,8 +141,50 @@ static void merged_backward(bool unretire)
     harness_sink(x2);
     harness_sink(y2);
 }
-static void t_merged_backward(void *arg) { (void)arg; merged_backward(false); }
-static void t_merged_backward_unretired(void *arg) { (void)arg; merged_backward(true); }
+static void t_merged_backward(void *arg) { (void)arg; merged_backward(MB_PLAIN); }
+static void t_merged_backward_unretired(void *arg) { (void)arg; merged_backward(MB_UNRETIRE); }
+static void t_merged_backward_replayed(void *arg) { (void)arg; merged_backward(MB_REPLAY); }
+
+/* A chunk freed into a bin (through realloc, which frees the old chunk
+ * in the arena: cache on, default settings), its in-use header - read
+ * while it was live - written back by a use-after-free write through a
+ * neighbour's stale pointer, then freed again: the header verifies (it
+ * was the allocator's own), the fast path would cache a chunk that also
+ * lies in a bin.  The follow-up: malloc(n) gives y from the cache and a
+ * malloc of its chunk's size from the bin.                           */
+static void t_binned_replayed(void *arg)
+{
+    (void)arg;
+    size_t n = 100;
+    char *b[64];
+    for (int i = 0; i < 64; i++)
+        b[i] = malloc(n);
+    size_t cs = csize(b[0]);
+    char *y = NULL;
+    for (int i = 0; i < 64 && !y; i++)          /* allocated blocks on both sides */
+        for (int j = 0; j < 64 && !y; j++)
+            for (int k = 0; k < 64 && b[j] == b[i] + cs; k++)
+                if (b[k] == b[j] + cs) {
+                    y = b[j];
+                    break;
+                }
+    if (!y)
+        setup_failed("no three adjacent blocks");
+    word live_hdr = W(y)[-1];
+    void *y2 = realloc(y, 100000);
+    if (!y2)
+        setup_failed("realloc failed");
+    if (W(y)[-1] == live_hdr)
+        setup_failed("the freed chunk's header did not change");
+    W(y)[-1] = live_hdr;                         /* the replay */
+    free(harness_launder(y));
+    void *again = malloc(n), *other = malloc(cs - 16);
+    if (again == y && other == y)
+        exploited("double free of a binned chunk, header replayed: malloc(%zu) and malloc(%zu) both %p", n,
+                  cs - 16, again);
+    two_mallocs("double free of a binned chunk, header replayed", n, 4);
+    harness_sink(y2);
+}
 
 static void t_mmapped(void *arg)
 {
@@ -252,6 +305,12 @@ static const struct technique tab[] = {
     { "merged_backward_unretired", t_merged_backward_unretired,
       "merged_backward, with the retired header word read and its retire undone (UAF), then free(p) again",
       { "free(): double free detected", "free(): corrupted chunk header" }, 0 },
+    { "merged_backward_replayed", t_merged_backward_replayed,
+      "merged_backward, with p's in-use header (read while p was live) written back, then free(p) again",
+      { "double free or corruption (!prev)" }, 0 },
+    { "binned_replayed", t_binned_replayed,
+      "p freed into a bin, its in-use header (read while live) written back, then free(p) again",
+      { "double free or corruption (!prev)" }, 0 },
     { "mmapped", t_mmapped, "free of a 1 MiB mmapped block twice",
       { "free(): double free detected", "munmap_chunk(): invalid pointer",
         "free(): invalid pointer (not a chunk of this heap)" }, 0 },
