@@ -8,7 +8,7 @@
  * free predecessor (its header left behind, intact; and the word left in
  * its place, with the retire undone by a use-after-free write; or with
  * the in-use header read while it was live written back), and a chunk
- * in a bin whose live header was written back.  The follow-up: two
+ * in a bin or a fast bin whose live header was written back.  The follow-up: two
  * mallocs of the size must never return the same block.  See misuse.h.
  */
 #include <pthread.h>
@@ -186,6 +186,38 @@ static void t_binned_replayed(void *arg)
     harness_sink(y2);
 }
 
+/* The same with fast bins on (M_MXFAST): the chunk freed by realloc
+ * goes into a fast bin, where it stays "in use" in the boundary tags, so
+ * its successor's P bit is set and free's test of it passes: the
+ * replayed free is cached.  The fast bin's pop names it when the bin
+ * would hand the chunk out again (after the cache gave it once): the
+ * cache's link overwrote the bin's, and the chunk's header is not FAST.
+ * Not at the free, as for the other replays: a later malloc.          */
+static void t_fast_replayed(void *arg)
+{
+    (void)arg;
+    tide_test_fast_bins();
+    size_t n = 40;
+    word *y = malloc(n);
+    void *guard = malloc(n);
+    word live_hdr = W(y)[-1];
+    void *y2 = realloc(y, 100000);
+    if (!y2)
+        setup_failed("realloc failed");
+    if (W(y)[-1] == live_hdr)
+        setup_failed("the freed chunk's header did not change");
+    W(y)[-1] = live_hdr;                         /* the replay */
+    free(harness_launder(y));
+    void *first = malloc(n);                     /* from the cache */
+    tide_test_no_tcache();                       /* the next from the fast bin */
+    void *second = malloc(n);
+    if (first == y && second == y)
+        exploited("double free of a fast-bin chunk, header replayed: malloc(%zu) gave %p twice", n, y);
+    two_mallocs("double free of a fast-bin chunk, header replayed", n, 4);
+    harness_sink(y2);
+    harness_sink(guard);
+}
+
 static void t_mmapped(void *arg)
 {
     (void)arg;
@@ -311,6 +343,9 @@ static const struct technique tab[] = {
     { "binned_replayed", t_binned_replayed,
       "p freed into a bin, its in-use header (read while live) written back, then free(p) again",
       { "double free or corruption (!prev)" }, 0 },
+    { "fast_replayed", t_fast_replayed,
+      "fast bins on: p freed into a fast bin, its in-use header (read while live) written back, then free(p) again",
+      { "malloc(): corrupted fastbin link", "malloc(): corrupted chunk header" }, 0 },
     { "mmapped", t_mmapped, "free of a 1 MiB mmapped block twice",
       { "free(): double free detected", "munmap_chunk(): invalid pointer",
         "free(): invalid pointer (not a chunk of this heap)" }, 0 },
