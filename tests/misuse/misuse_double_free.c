@@ -93,25 +93,28 @@ static void t_large(void *arg) { (void)arg; sized(2000, "large double free"); }
  * path reads only p's header.  The follow-up: malloc(n) gives p back
  * while the merged chunk is free, and a malloc of both blocks' size takes
  * the merged chunk, over p.                                            */
-enum mb_mode { MB_PLAIN, MB_UNRETIRE, MB_REPLAY };
-static void merged_backward(enum mb_mode mode)
+/* Of 64 blocks of n bytes, the first of three lying side by side (all
+ * three stay allocated); their chunk size in *cs.                    */
+static char *three_adjacent(size_t n, size_t *cs)
 {
-    size_t n = 100;
     char *b[64];
     for (int i = 0; i < 64; i++)
         b[i] = malloc(n);
-    size_t cs = csize(b[0]);
-    char *x = NULL, *y = NULL;
-    for (int i = 0; i < 64 && !x; i++)
-        for (int j = 0; j < 64 && !x; j++)
-            for (int k = 0; k < 64 && b[j] == b[i] + cs; k++)
-                if (b[k] == b[j] + cs) {       /* (x, y and an allocated z after y) */
-                    x = b[i];
-                    y = b[j];
-                    break;
-                }
-    if (!x)
-        setup_failed("no three adjacent blocks");
+    *cs = csize(b[0]);
+    for (int i = 0; i < 64; i++)
+        for (int j = 0; j < 64; j++)
+            for (int k = 0; k < 64 && b[j] == b[i] + *cs; k++)
+                if (b[k] == b[j] + *cs)
+                    return b[i];
+    setup_failed("no three adjacent blocks");
+    return NULL;
+}
+
+enum mb_mode { MB_PLAIN, MB_UNRETIRE, MB_REPLAY };
+static void merged_backward(enum mb_mode mode)
+{
+    size_t n = 100, cs;
+    char *x = three_adjacent(n, &cs), *y = x + cs;
     word live_hdr = W(y)[-1];              /* read while y is in use (a leak) */
     void *x2 = realloc(x, 100000), *y2 = realloc(y, 100000);
     if (!x2 || !y2)
@@ -155,21 +158,8 @@ static void t_merged_backward_replayed(void *arg) { (void)arg; merged_backward(M
 static void t_binned_replayed(void *arg)
 {
     (void)arg;
-    size_t n = 100;
-    char *b[64];
-    for (int i = 0; i < 64; i++)
-        b[i] = malloc(n);
-    size_t cs = csize(b[0]);
-    char *y = NULL;
-    for (int i = 0; i < 64 && !y; i++)          /* allocated blocks on both sides */
-        for (int j = 0; j < 64 && !y; j++)
-            for (int k = 0; k < 64 && b[j] == b[i] + cs; k++)
-                if (b[k] == b[j] + cs) {
-                    y = b[j];
-                    break;
-                }
-    if (!y)
-        setup_failed("no three adjacent blocks");
+    size_t n = 100, cs;
+    char *y = three_adjacent(n, &cs) + cs;      /* allocated blocks on both sides */
     word live_hdr = W(y)[-1];
     void *y2 = realloc(y, 100000);
     if (!y2)
