@@ -570,7 +570,7 @@ static void test_memalign_realloc(void)
  * with nothing of the in-use header left, which every path names.  The
  * merged chunk is free memory, which any allocation may take (stdio's,
  * the harness's): the children set it up again themselves.           */
-static char *retired_setup(char **c)
+static char *retired_setup(char **c, size_t *live)
 {
     /* (holes of earlier scenarios first: the tries that do not lie side
      * by side stay allocated, until the blocks come from top) */
@@ -578,6 +578,8 @@ static char *retired_setup(char **c)
         char *a = malloc(200), *b = malloc(200);
         *c = malloc(200);
         if (b == a + chunksize(mem2chunk(a)) && *c == b + chunksize(mem2chunk(b))) {
+            if (live)
+                *live = size_word(mem2chunk(b));   /* b's in-use header, while it is live */
             free(a);
             free(b);                           /* merges backward into a */
             return b;
@@ -588,14 +590,14 @@ static char *retired_setup(char **c)
 #if TIDE_CHECKS
 static void retired_free(void *arg)
 {
-    char *c, *b = retired_setup(&c);
+    char *c, *b = retired_setup(&c, NULL);
     (void)arg;
     if (b)
         free(b);
 }
 static void retired_realloc(void *arg)
 {
-    char *c, *b = retired_setup(&c);
+    char *c, *b = retired_setup(&c, NULL);
     (void)arg;
     if (b)
         (void)!realloc(b, 10);
@@ -603,7 +605,8 @@ static void retired_realloc(void *arg)
 #endif
 static void test_retired(void)
 {
-    char *c, *b = retired_setup(&c);
+    size_t live = 0;
+    char *c, *b = retired_setup(&c, &live);
     CHECK("three adjacent chunks", b != NULL);
     if (!b)
         return;
@@ -616,8 +619,19 @@ static void test_retired(void)
     CHECKF("the absorbed header is the retired word", (w & ~(size_t)TM_PREV_INUSE) == TM_RETIRED_WORD, "%#zx", w);
     CHECK("read as FREE, never in use", st == TM_ST_FREE && !inuse_ok);
     CHECKF("malloc_usable_size of it: 0, as of any free chunk", usable == 0, "%zu", usable);
+    /* The in-use header replayed (written back over the retired word):
+     * it verifies, and only the next chunk's P bit tells (api.c
+     * fast_given); malloc_usable_size answers 0 all the same.  Free and
+     * realloc of it abort: misuse double_free/merged_backward_replayed,
+     * realloc/replayed. */
+    set_size_word(pb, live);
+    CHECK("a replayed in-use header verifies", hdr_ok(pb, live, TM_ST_INUSE));
+    CHECK("its successor's P bit says free", !inuse(pb));
+    usable = malloc_usable_size(b);
+    CHECKF("malloc_usable_size of a replayed header: 0", usable == 0, "%zu", usable);
+    set_size_word(pb, w);                      /* retired again, for the checker */
 #else
-    (void)w, (void)st, (void)inuse_ok, (void)usable;
+    (void)w, (void)st, (void)inuse_ok, (void)usable, (void)live;
 #endif
     CHK();
     free(c);

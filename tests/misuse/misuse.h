@@ -183,6 +183,26 @@ static inline void *adjacent_triple(size_t size, void **before, void **after)
     setup_failed("no three adjacent blocks");
 }
 
+/* A replayed header: a block of n bytes between two allocated ones,
+ * its in-use header read while it is live (a leak), the block freed
+ * into a bin by realloc (which moves it and frees the old chunk in the
+ * arena, cache on; the moved block in *moved), then the header written
+ * back over what the free left (a use-after-free write through a
+ * neighbour's stale pointer).  Returns the block, free but with a
+ * header that verifies as in use.                                   */
+static inline void *replayed_in_bin(size_t n, void **moved)
+{
+    word *p = adjacent_triple_any(n, NULL, NULL);
+    word live_hdr = p[-1];
+    *moved = realloc(p, 100000);
+    if (!*moved)
+        setup_failed("realloc failed");
+    if (p[-1] == live_hdr)
+        setup_failed("the freed chunk's header did not change");
+    p[-1] = live_hdr;                          /* the replay */
+    return p;
+}
+
 /* Hand-offs between the threads of a child: a byte through a pipe. */
 static inline void misuse_wait(int fd)
 {

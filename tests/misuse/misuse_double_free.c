@@ -93,28 +93,13 @@ static void t_large(void *arg) { (void)arg; sized(2000, "large double free"); }
  * path reads only p's header.  The follow-up: malloc(n) gives p back
  * while the merged chunk is free, and a malloc of both blocks' size takes
  * the merged chunk, over p.                                            */
-/* Of 64 blocks of n bytes, the first of three lying side by side (all
- * three stay allocated); their chunk size in *cs.                    */
-static char *three_adjacent(size_t n, size_t *cs)
-{
-    char *b[64];
-    for (int i = 0; i < 64; i++)
-        b[i] = malloc(n);
-    *cs = csize(b[0]);
-    for (int i = 0; i < 64; i++)
-        for (int j = 0; j < 64; j++)
-            for (int k = 0; k < 64 && b[j] == b[i] + *cs; k++)
-                if (b[k] == b[j] + *cs)
-                    return b[i];
-    setup_failed("no three adjacent blocks");
-    return NULL;
-}
-
 enum mb_mode { MB_PLAIN, MB_UNRETIRE, MB_REPLAY };
 static void merged_backward(enum mb_mode mode)
 {
-    size_t n = 100, cs;
-    char *x = three_adjacent(n, &cs), *y = x + cs;
+    size_t n = 100;
+    void *lo;
+    char *y = adjacent_triple_any(n, &lo, NULL), *x = lo;   /* (x, y and an allocated z after y) */
+    size_t cs = csize(x);
     word live_hdr = W(y)[-1];              /* read while y is in use (a leak) */
     void *x2 = realloc(x, 100000), *y2 = realloc(y, 100000);
     if (!x2 || !y2)
@@ -148,25 +133,18 @@ static void t_merged_backward(void *arg) { (void)arg; merged_backward(MB_PLAIN);
 static void t_merged_backward_unretired(void *arg) { (void)arg; merged_backward(MB_UNRETIRE); }
 static void t_merged_backward_replayed(void *arg) { (void)arg; merged_backward(MB_REPLAY); }
 
-/* A chunk freed into a bin (through realloc, which frees the old chunk
- * in the arena: cache on, default settings), its in-use header - read
- * while it was live - written back by a use-after-free write through a
- * neighbour's stale pointer, then freed again: the header verifies (it
- * was the allocator's own), the fast path would cache a chunk that also
- * lies in a bin.  The follow-up: malloc(n) gives y from the cache and a
+/* A chunk freed into a bin with its in-use header written back
+ * (replayed_in_bin, misuse.h), then freed again: the header verifies
+ * (it was the allocator's own), the fast path would cache a chunk that
+ * also lies in a bin.  The follow-up: malloc(n) gives y from the cache and a
  * malloc of its chunk's size from the bin.                           */
 static void t_binned_replayed(void *arg)
 {
     (void)arg;
-    size_t n = 100, cs;
-    char *y = three_adjacent(n, &cs) + cs;      /* allocated blocks on both sides */
-    word live_hdr = W(y)[-1];
-    void *y2 = realloc(y, 100000);
-    if (!y2)
-        setup_failed("realloc failed");
-    if (W(y)[-1] == live_hdr)
-        setup_failed("the freed chunk's header did not change");
-    W(y)[-1] = live_hdr;                         /* the replay */
+    size_t n = 100;
+    void *y2;
+    char *y = replayed_in_bin(n, &y2);
+    size_t cs = csize(y);
     free(harness_launder(y));
     void *again = malloc(n), *other = malloc(cs - 16);
     if (again == y && other == y)
