@@ -169,7 +169,8 @@ static TM_NOINLINE void *malloc_slow(size_t n)
  * allocator's own), and without this test the chunk would be cached
  * while it lies in a bin (misuse double_free/binned_replayed).  The
  * verified size keeps the read inside the heap.  (A chunk in a fast bin
- * keeps P set; its header replayed, it is not told apart here.)       */
+ * keeps P set: its header replayed, it is cached, and the bin's next
+ * pop names it - misuse double_free/fast_replayed.)                   */
 static TM_INLINE bool fast_given(void *mem, bool owned, size_t excl, size_t *raw)
 {
     /* NULL: with the checks, never owned (its chunk, 16 bytes below 0,
@@ -647,8 +648,8 @@ TM_EXPORT void *tide_pvalloc(size_t size)
 
 static TM_NOINLINE size_t usable_size_slow(void *mem);
 
-/* The fast path as free's (fast_given; without the checks, the next
- * chunk's P bit must also say in use).  Anything else, including every
+/* The fast path as free's (fast_given, which with the checks tests the
+ * next chunk's P bit; without them, it is tested here).  Anything else, including every
  * misuse, takes the slow path, which classifies the pointer exactly. */
 TM_EXPORT size_t tide_malloc_usable_size(void *mem)
 {
