@@ -280,7 +280,17 @@ void tm_bg_maybe_start(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 * 1024);
+    /* Active from now, not from the thread's first instructions: the
+     * caps let go of their free-time release as soon as a thread is
+     * coming that releases by time.  Set by the thread itself, it came
+     * too late on a loaded machine: a swinging process released at free
+     * time for as many rounds as the new thread waited to be scheduled
+     * (test_quiet_swing failed in a CI run, 590 madvise calls in its
+     * 2nd round; with the thread's start delayed by 150 ms, rounds 2-5
+     * released, and none with this store).                          */
+    atomic_store(&tm_bg_active, true);
     if (pthread_create(&bg_thread, &attr, bg_main, NULL) != 0) {
+        atomic_store(&tm_bg_active, false);
         atomic_store_explicit(&bg_retry_at, tm_os_now_ms() + TM_BG_RETRY_MS, memory_order_relaxed);
         atomic_fetch_add_explicit(&tm_bg_start_failures, 1, memory_order_relaxed);
         atomic_store(&bg_running, 0);
