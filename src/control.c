@@ -121,7 +121,6 @@ static void thread_exit_hook(void *arg)
 }
 
 /* ---- fork ----------------------------------------------------------------- */
-static _Atomic int bg_running;
 /* After a failed start, not again before this clock (ms): a sandbox
  * that forbids clone made every slow path try (a stack mmap, the
  * failing clone, the unmap), and since swings start the thread from the
@@ -160,9 +159,8 @@ static void fork_child(void)
     tm_tcache_fork_child();
     tm_arenas_fork_child();
     /* Threads do not survive fork: no background thread, one thread. */
-    atomic_store(&bg_running, 0);
-    atomic_store(&bg_retry_at, 0);
     atomic_store(&tm_bg_active, false);
+    atomic_store(&bg_retry_at, 0);
     atomic_store(&threads_seen, 1);
     atomic_store(&tm_multi_threaded, false);
     atomic_store(&tm_swing_seen, false);   /* the child's own rounds decide (arena.c) */
@@ -222,7 +220,6 @@ static void *bg_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     prctl(PR_SET_NAME, "tidemalloc-bg", 0, 0, 0);
     tm_tcache_reclaim_init();
-    atomic_store(&tm_bg_active, true);
     while (TM_P(background) != TM_BG_OFF) {
         unsigned gen = tm_event_prepare(&tm_bg_event);
         uint64_t now = tm_os_now_ms();
@@ -250,8 +247,7 @@ static void *bg_main(void *arg)
             wait = min_step;
         tm_event_wait(&tm_bg_event, gen, (long)wait);
     }
-    atomic_store(&tm_bg_active, false);
-    atomic_store(&bg_running, 0);
+    atomic_store(&tm_bg_active, false);     /* (a new one may start now) */
     return NULL;
 }
 
@@ -267,33 +263,32 @@ _Atomic unsigned long tm_bg_start_failures;
 
 void tm_bg_maybe_start(void)
 {
-    if (likely(atomic_load_explicit(&bg_running, memory_order_relaxed)) || !bg_allowed())
+    if (likely(atomic_load_explicit(&tm_bg_active, memory_order_relaxed)) || !bg_allowed())
         return;
     uint64_t retry = atomic_load_explicit(&bg_retry_at, memory_order_relaxed);
     if (unlikely(retry) && tm_os_now_ms() < retry)
         return;
-    int expect = 0;
-    if (!atomic_compare_exchange_strong(&bg_running, &expect, 1))
+    /* The claim is the flag itself: active from here, not from the
+     * thread's first instructions, so the caps let go of their free-time
+     * release as soon as a thread is coming that releases by time.  Set
+     * by the thread itself (a flag of its own claimed the start), it
+     * came too late on a loaded machine: a swinging process released at
+     * free time for as many rounds as the new thread waited to be
+     * scheduled (test_quiet_swing failed in a CI run, 590 madvise calls
+     * in its 2nd round; with the thread's start delayed by 150 ms,
+     * rounds 2-5 released, and none since).                          */
+    bool expect = false;
+    if (!atomic_compare_exchange_strong(&tm_bg_active, &expect, true))
         return;
     pthread_t bg_thread;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 * 1024);
-    /* Active from now, not from the thread's first instructions: the
-     * caps let go of their free-time release as soon as a thread is
-     * coming that releases by time.  Set by the thread itself, it came
-     * too late on a loaded machine: a swinging process released at free
-     * time for as many rounds as the new thread waited to be scheduled
-     * (test_quiet_swing failed in a CI run, 590 madvise calls in its
-     * 2nd round; with the thread's start delayed by 150 ms, rounds 2-5
-     * released, and none with this store).                          */
-    atomic_store(&tm_bg_active, true);
     if (pthread_create(&bg_thread, &attr, bg_main, NULL) != 0) {
-        atomic_store(&tm_bg_active, false);
         atomic_store_explicit(&bg_retry_at, tm_os_now_ms() + TM_BG_RETRY_MS, memory_order_relaxed);
         atomic_fetch_add_explicit(&tm_bg_start_failures, 1, memory_order_relaxed);
-        atomic_store(&bg_running, 0);
+        atomic_store(&tm_bg_active, false);
     }
     pthread_attr_destroy(&attr);
 }

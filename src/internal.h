@@ -186,9 +186,9 @@ extern tm_arena tm_main_arena TM_HIDDEN;
 extern tm_event tm_bg_event TM_HIDDEN;
 /* Number of arenas (written under arena.c's list lock, read anywhere). */
 extern _Atomic size_t tm_narenas TM_HIDDEN;
-/* The background release thread is running, or created and about to
- * (control.c sets it before pthread_create, clears it if that fails and
- * when the thread exits). */
+/* The background release thread is running or being started: control.c
+ * claims the start with it (compare-and-swap), clears it if the thread
+ * cannot be created and when the thread exits; a fork child clears it. */
 extern _Atomic bool tm_bg_active TM_HIDDEN;
 /* A second thread has called in (control.c; false again in a fork child). */
 extern _Atomic bool tm_multi_threaded TM_HIDDEN;
