@@ -111,6 +111,69 @@ bool tm_bins_unlink(tm_arena *av, tm_chunk *p)
     return tm_bins_unlink_held(av, p);
 }
 
+/* ---- walking a large bin's nextsize ring ---------------------------------
+ * A large bin is kept in decreasing size order; the first chunk of each
+ * distinct size (its leader) is on the nextsize ring: fd_nextsize to the
+ * next smaller leader, bk_nextsize to the next larger, the smallest's
+ * fd_nextsize back to the largest (the bin's first chunk).
+ *
+ *   fd/bk:  bin <-> [61056] <-> 61056 <-> [60672] <-> ... <-> [46080] <-> bin
+ *   ring:   [61056] -> [60672] -> ... -> [46080] -> [61056]   (fd_nextsize;
+ *           bk_nextsize the other way)                     [ ] = a leader
+ *
+ * glibc walks it from one end only: down from the largest to insert, up
+ * from the smallest to find a best fit.  A bin of big chunks holds many
+ * distinct sizes (wl_frag: 57 leaders passed per insert, 68 per best
+ * fit, each step a link check), so both walks start here from the end
+ * nearer in size to the one sought.  Same leader either way; every link
+ * is checked before it is followed, as before, and the caller verifies
+ * the leader it gets.  first: the bin's first chunk (the largest
+ * leader); min: the size of its last chunk (the smallest).            */
+static inline tm_chunk *nextsize_step(const tm_arena *av, tm_chunk *q)
+{
+    if (unlikely(!tm_chunk_link_ok(av, q)))
+        tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", q);
+    return q;
+}
+/* The largest leader of size <= size, for min <= size (an insert). */
+static tm_chunk *largebin_leader_at_most(const tm_arena *av, tm_chunk *first, size_t min, size_t size)
+{
+    size_t max = chunksize(first);
+    tm_chunk *q = first;
+    if (size >= max || max - size <= size - min) {
+        while (size < chunksize(q))                 /* down from the largest */
+            q = nextsize_step(av, q->fd_nextsize);
+        return q;
+    }
+    q = nextsize_step(av, first->bk_nextsize);      /* up from the smallest */
+    for (;;) {
+        tm_chunk *up = nextsize_step(av, q->bk_nextsize);
+        if (chunksize(up) > size)
+            return q;               /* (the largest leader stops it: size < max) */
+        q = up;
+    }
+}
+/* The smallest leader of size >= nb, for nb <= the largest (a best fit). */
+static tm_chunk *largebin_leader_at_least(const tm_arena *av, tm_chunk *first, size_t min, size_t nb)
+{
+    size_t max = chunksize(first);
+    tm_chunk *q;
+    if (nb <= min || nb - min <= max - nb) {
+        q = first;
+        do                                          /* up from the smallest */
+            q = nextsize_step(av, q->bk_nextsize);
+        while (chunksize(q) < nb);
+        return q;
+    }
+    q = first;                                      /* down from the largest */
+    for (;;) {
+        tm_chunk *down = nextsize_step(av, q->fd_nextsize);
+        if (down == first || chunksize(down) < nb)
+            return q;
+        q = down;
+    }
+}
+
 void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
 {
     unsorted_remove_last(av, victim);
@@ -149,11 +212,7 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
                 fwd->fd->bk_nextsize = victim;
                 victim->bk_nextsize->fd_nextsize = victim;
             } else {
-                while (size < chunksize(fwd)) {
-                    fwd = fwd->fd_nextsize;
-                    if (unlikely(!tm_chunk_link_ok(av, fwd)))
-                        tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
-                }
+                fwd = largebin_leader_at_most(av, fwd, chunksize(bck->bk), size);
                 /* Passed over on links alone; where it stops is verified. */
                 if (unlikely(!tm_free_chunk_ok(av, fwd)))
                     tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);
@@ -194,14 +253,9 @@ tm_chunk *tm_bins_best_large(tm_arena *av, unsigned idx, size_t nb, bool *releas
     tm_chunk *victim = bin->fd;
     if (victim == bin || chunksize(victim) < nb)
         return NULL;
-    /* From the smallest size up, on links alone (tm_chunk_link_ok); the
-     * chunk taken is verified by tm_bins_unlink: its size is the one
-     * that counts.                                                     */
-    do {
-        victim = victim->bk_nextsize;
-        if (unlikely(!tm_chunk_link_ok(av, victim)))
-            tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", victim);
-    } while (chunksize(victim) < nb);
+    /* On links alone (tm_chunk_link_ok); the chunk taken is verified
+     * by tm_bins_unlink: its size is the one that counts.             */
+    victim = largebin_leader_at_least(av, victim, chunksize(bin->bk), nb);
     /* Take the second of a size group: no nextsize rerouting. */
     if (victim != bin->bk) {
         tm_chunk *second = victim->fd;

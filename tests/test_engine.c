@@ -162,6 +162,96 @@ static void test_unsorted_small_large(void)
     CHK();
 }
 
+/* A large bin of many distinct sizes: the nextsize walks (bins.c) start
+ * from the end nearer the size sought, so inserts and best fits near
+ * either end and in the middle must give what one walk from the top or
+ * the bottom gives: a bin in decreasing size order, one ring leader per
+ * size, and the smallest chunk that fits. */
+#define LB_N 42
+#define LB_BASE 46080           /* bin 120: 45056 .. 65535 */
+static void test_largebin_walks(void)
+{
+    tm_arena *av = main_av();
+    size_t sizes[LB_N];
+    void *blk[LB_N], *guard[LB_N];
+    bool taken[LB_N];
+    for (int k = 0; k < LB_N; k++) {
+        /* 40 distinct sizes 384 B apart; two of them twice (same-size groups) */
+        int j = k < 40 ? k : (k == 40 ? 10 : 31);
+        sizes[k] = LB_BASE + 384 * (size_t)j;
+        blk[k] = malloc(sizes[k] - 8);
+        guard[k] = malloc(3000);
+        taken[k] = false;
+        CHECK("test chunk has the size asked", blk[k] && chunksize(mem2chunk(blk[k])) == sizes[k]);
+    }
+    unsigned li = largebin_index(sizes[0]);
+    CHECK("test sizes share one large bin", li == largebin_index(sizes[39]) && li == largebin_index(LB_BASE + 384 * 39));
+    uint32_t x = 12345;
+    int order[LB_N];
+    for (int k = 0; k < LB_N; k++)
+        order[k] = k;
+    for (int k = LB_N - 1; k > 0; k--) {
+        x = x * 1103515245u + 12345u;
+        int r = (int)((x >> 8) % (uint32_t)(k + 1));
+        int t = order[k]; order[k] = order[r]; order[r] = t;
+    }
+    for (int k = 0; k < LB_N; k++)
+        free(blk[order[k]]);
+    void *sorter = malloc(100000);       /* no fit: sorts the unsorted bin, then top */
+    CHK();
+    tm_chunk *b = bin_at(av, li);
+    int n = 0, leaders = 0;
+    bool ordered = true, ring = true;
+    size_t last = SIZE_MAX;
+    for (tm_chunk *p = b->fd; p != b; p = p->fd) {
+        size_t sz = chunksize(p);
+        if (sz > last)
+            ordered = false;
+        if (sz != last) {
+            leaders++;
+            /* a leader: its fd_nextsize is the next smaller leader (or the first) */
+            tm_chunk *nx = p->fd_nextsize;
+            if (!nx || nx->bk_nextsize != p || (nx != b->fd && chunksize(nx) >= sz))
+                ring = false;
+        } else if (p->fd_nextsize != NULL) {
+            ring = false;
+        }
+        last = sz;
+        n++;
+    }
+    CHECK("all 42 chunks in the large bin", n == LB_N);
+    CHECK("large bin in decreasing size order", ordered);
+    CHECK("one ring leader per distinct size, ring consistent", leaders == 40 && ring);
+    /* Best fits near the bottom, the top, exact, between, the pairs. */
+    static const size_t want[] = {LB_BASE + 384 * 39 - 200, LB_BASE + 384 * 38, LB_BASE, LB_BASE + 100,
+                                  50000, 56000, LB_BASE + 3840, LB_BASE + 384 * 31, LB_BASE + 3840,
+                                  LB_BASE + 384 * 31, 60000, 47000, LB_BASE + 384 * 20 + 16, 52000, 58000};
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+        size_t nb = request2size(want[w] - 8);
+        size_t best = SIZE_MAX;       /* (every request below has a fit) */
+        for (int k = 0; k < LB_N; k++)
+            if (!taken[k] && sizes[k] >= nb && sizes[k] < best)
+                best = sizes[k];
+        void *m = malloc(want[w] - 8);
+        int hit = -1;
+        for (int k = 0; k < LB_N; k++)
+            if (!taken[k] && m == blk[k])
+                hit = k;
+        CHECKF("best fit from either end: the smallest chunk that fits", hit >= 0 && sizes[hit] == best,
+               "request of %zu: got %p (size %zu), want size %zu", nb, m, hit < 0 ? 0 : sizes[hit], best);
+        if (hit >= 0)
+            taken[hit] = true;
+        CHK();
+    }
+    for (int k = 0; k < LB_N; k++) {
+        if (taken[k])
+            free(blk[k]);
+        free(guard[k]);
+    }
+    free(sorter);
+    CHK();
+}
+
 static void test_last_remainder(void)
 {
     void *big = malloc(8000), *guard = malloc(100);
@@ -668,6 +758,7 @@ int main(void)
     pthread_mutex_lock(&done_mu);
     run_fresh(test_fastbins);
     run_fresh(test_unsorted_small_large);
+    run_fresh(test_largebin_walks);
     run_fresh(test_last_remainder);
     run_fresh(test_consolidate);
     run_fresh(test_consolidate_runs);
