@@ -125,7 +125,7 @@ static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, bool grow
                 break;
         }
 
-        /* 4. the large bin of nb: best fit, smallest first */
+        /* 4. the large bin of nb: best fit (the smallest size >= nb) */
         if (!in_smallbin_range(nb)) {
             victim = tm_bins_best_large(av, idx, nb, &rel);
             if (victim) {
