@@ -649,8 +649,9 @@ TM_EXPORT void *tide_pvalloc(size_t size)
 static TM_NOINLINE size_t usable_size_slow(void *mem);
 
 /* The fast path as free's (fast_given, which with the checks tests the
- * next chunk's P bit; without them, it is tested here).  Anything else, including every
- * misuse, takes the slow path, which classifies the pointer exactly. */
+ * next chunk's P bit; without them, it is tested here).  Anything else,
+ * including every misuse, takes the slow path, which classifies the
+ * pointer exactly.                                                    */
 TM_EXPORT size_t tide_malloc_usable_size(void *mem)
 {
     size_t raw;

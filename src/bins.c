@@ -153,25 +153,14 @@ static tm_chunk *largebin_leader_at_most(const tm_arena *av, tm_chunk *first, si
         q = up;
     }
 }
-/* The smallest leader of size >= nb, for nb <= the largest (a best fit). */
+/* The smallest leader of size >= nb, for nb <= the largest (a best fit):
+ * the insert's leader if it has size nb, else the next larger one.    */
 static tm_chunk *largebin_leader_at_least(const tm_arena *av, tm_chunk *first, size_t min, size_t nb)
 {
-    size_t max = chunksize(first);
-    tm_chunk *q;
-    if (nb <= min || nb - min <= max - nb) {
-        q = first;
-        do                                          /* up from the smallest */
-            q = nextsize_step(av, q->bk_nextsize);
-        while (chunksize(q) < nb);
-        return q;
-    }
-    q = first;                                      /* down from the largest */
-    for (;;) {
-        tm_chunk *down = nextsize_step(av, q->fd_nextsize);
-        if (down == first || chunksize(down) < nb)
-            return q;
-        q = down;
-    }
+    if (nb <= min)
+        return nextsize_step(av, first->bk_nextsize);  /* the smallest */
+    tm_chunk *q = largebin_leader_at_most(av, first, min, nb);
+    return chunksize(q) == nb ? q : nextsize_step(av, q->bk_nextsize);
 }
 
 void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
@@ -196,7 +185,8 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
              * one misplaces the chunk in the order, which no one trusts
              * (best fit verifies the chunk it takes).  The chunk the
              * insert writes next to is verified (below).               */
-            if (size < chunksize(bck->bk)) {
+            size_t min = chunksize(bck->bk);
+            if (size < min) {
                 /* Smaller than everything: append at the end. */
                 fwd = bck;
                 bck = bck->bk;
@@ -212,7 +202,7 @@ void tm_unsorted_sort(tm_arena *av, tm_chunk *victim, size_t size)
                 fwd->fd->bk_nextsize = victim;
                 victim->bk_nextsize->fd_nextsize = victim;
             } else {
-                fwd = largebin_leader_at_most(av, fwd, chunksize(bck->bk), size);
+                fwd = largebin_leader_at_most(av, fwd, min, size);
                 /* Passed over on links alone; where it stops is verified. */
                 if (unlikely(!tm_free_chunk_ok(av, fwd)))
                     tm_corrupt("malloc(): largebin double linked list corrupted (nextsize)", fwd);

@@ -40,9 +40,9 @@ static void t_grow(void *arg)
 
 /* A chunk freed into a bin with its in-use header written back
  * (replayed_in_bin, misuse.h), then realloc'd: the header verifies (it
- * was the allocator's own); the next chunk's P bit says it is free.  The follow-up:
- * realloc hands the chunk back while it lies in a bin, and a malloc of
- * its size takes it from there.                                      */
+ * was the allocator's own); the next chunk's P bit says it is free.
+ * The follow-up: realloc hands the chunk back while it lies in a bin,
+ * and a malloc of its size takes it from there.                      */
 static void t_replayed(void *arg)
 {
     (void)arg;
