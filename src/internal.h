@@ -109,7 +109,9 @@ typedef struct tm_arena {
     /* Adaptive trim threshold (sysmem.h): a heap that has to grow again
      * right after a trim was trimmed too eagerly.                       */
     uint64_t last_trim_ms;
+    size_t last_trim_bytes;
     size_t trim_floor;
+    bool trim_by_decay;             /* the top churns at the floor's ceiling */
 
     /* Page release (release.c). */
     size_t released;                /* free bytes whose pages were given back */
@@ -192,7 +194,8 @@ extern _Atomic size_t tm_narenas TM_HIDDEN;
 extern _Atomic bool tm_bg_active TM_HIDDEN;
 /* A second thread has called in (control.c; false again in a fork child). */
 extern _Atomic bool tm_multi_threaded TM_HIDDEN;
-/* Some arena swings (release.h): the automatic mode may start the
+/* Some arena swings (release.h), or its top churns beyond the trim
+ * floor's ceiling (sysmem.h): the automatic mode may start the
  * background thread in a single-threaded process (control.c).       */
 extern _Atomic bool tm_swing_seen TM_HIDDEN;
 

@@ -49,7 +49,25 @@ TM_HIDDEN bool tm_sys_trim(tm_arena *av, size_t pad, bool force);
  * (up to 8 MiB): trimming and regrowing in a loop costs system calls and
  * page faults.  The ceiling is low on purpose: what the floor keeps is
  * resident at the peak, in every arena (64 MiB made seed002's peak RSS
- * 10-20 % higher than glibc's with 8 arenas).                          */
+ * 10-20 % higher than glibc's with 8 arenas), and without the
+ * background thread nothing gives it back once the program goes quiet.
+ *
+ * An arena that regrows within a second of a trim with its floor at
+ * the ceiling, or of a trim of more than the ceiling, churns its top by
+ * more than a floor may keep (blocks of megabytes freed and allocated
+ * again, wl_large: 375 k page faults against tcmalloc's 87 k, which
+ * keeps all it ever had): trim_by_decay.  While the background thread
+ * runs, in a process of one arena, its top is not trimmed at free time
+ * (tm_sys_trim) unless the arena has drained deeply, its top aside (the
+ * program is giving its memory back): the top's pages beyond top_pad
+ * are free memory like a free chunk's interior, kept within the cap
+ * (release.h; the top goes first when the cap is met) and given back by
+ * the background thread once the top has not grown for decay_ms
+ * (arena.c purge, which also ends the churn state: a later lone big
+ * free trims as before).  The automatic mode starts the thread for it
+ * (tm_swing_seen), as for a swinging arena; without the thread
+ * (TIDEMALLOC_BACKGROUND_THREAD=0, its creation failed, a fork child)
+ * the floor applies as before.                                       */
 #define TM_TRIM_FLOOR_MAX (8u * 1024 * 1024)
 static inline size_t tm_trim_threshold(const tm_arena *av)
 {

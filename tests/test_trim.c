@@ -4,6 +4,14 @@
  *    threshold (no trim/regrow loop), up to TM_TRIM_FLOOR_MAX;
  *  - M_TRIM_THRESHOLD = -1 means never trim (no overflow with top_pad);
  *  - a fixed M_TRIM_THRESHOLD is honoured exactly (no adaptation);
+ *  - a top that churns by more than the floor's ceiling (10 MB freed and
+ *    allocated again within a second) is no longer trimmed at free time
+ *    while the background thread runs (started for it by the automatic
+ *    mode): no brk moves over further cycles; once quiet for decay_ms the
+ *    thread gives the top's pages back (RSS falls) and the churn state
+ *    ends; churning again and then draining deeply trims at free time;
+ *    without the thread, or with two arenas, the floor applies as before
+ *    (forked children);
  *  - when brk fails, the main arena goes on in sub-heaps: 300 MiB of small
  *    blocks (5+ sub-heaps, beyond any fixed segment table) are each told
  *    ours by the ownership registry, a stack address is not, and once
@@ -25,6 +33,7 @@
  * Every step ends with tide_check_heap().  (Static link: reads arena state.)
  */
 #define _GNU_SOURCE 1
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -36,6 +45,7 @@
 #include "heap.h"
 #include "owner.h"
 #include "internal.h"
+#include "release.h"
 #include "sysmem.h"
 #include "tidemalloc.h"
 
@@ -288,8 +298,137 @@ static void registry_edges(void)
     CHK();
 }
 
+/* ---- the top churning beyond the floor's ceiling (sysmem.h) ---------------- */
+enum { CH_N = 100, CH_BALLAST = 80 };  /* 100 KiB blocks: 10 MB a cycle, 8 MB kept live */
+
+/* Allocate 10 MB above the ballast and free it lowest first: the last free
+ * merges it all into the top at once (one trim of 10 MB, not many small). */
+static void churn_cycle(void)
+{
+    void *p[CH_N];
+    for (int k = 0; k < CH_N; k++) {
+        p[k] = malloc(BLK);
+        if (p[k])
+            memset(p[k], k, BLK);
+    }
+    for (int k = 0; k < CH_N; k++)
+        free(p[k]);
+}
+struct arena_view { bool by_decay; size_t system_mem, top_released; };
+static struct arena_view view(tm_arena *av)
+{
+    tm_arena_enter_owner(av);      /* (the background thread works on it too) */
+    struct arena_view v = { av->trim_by_decay, av->system_mem, tm_release_top_bytes(av) };
+    tm_arena_unlock(av);
+    return v;
+}
+
+static void *second_arena(void *arg)
+{
+    free(malloc(BLK));                      /* a new thread gets an arena of its own */
+    return arg;
+}
+
+/* arg: 0 the automatic mode, 1 no background thread, 2 the thread on
+ * from the start (its own allocations then lie below the ballast, not
+ * between the ballast and the top), 3 the same with a second arena. */
+static void churn_child(void *arg)
+{
+    int mode = (int)(intptr_t)arg;
+    tm_arena *av = &tm_main_arena;
+    mallopt(TIDE_M_DECAY_MS, 200);
+    if (mode == 1)
+        mallopt(TIDE_M_BACKGROUND_THREAD, 0);
+    if (mode >= 2) {
+        mallopt(TIDE_M_BACKGROUND_THREAD, 1);
+        free(malloc(BLK));                  /* (an arena malloc starts it) */
+    }
+    if (mode == 3) {
+        pthread_t t;
+        CHECK("a second thread", pthread_create(&t, NULL, second_arena, NULL) == 0 &&
+                                     pthread_join(t, NULL) == 0);
+        CHECK("with an arena of its own", atomic_load(&tm_narenas) == 2);
+    }
+    void *ballast[CH_BALLAST];
+    bool got = true;
+    for (int k = 0; k < CH_BALLAST; k++) {
+        ballast[k] = malloc(BLK);
+        if (ballast[k])
+            memset(ballast[k], 1, BLK);
+        got = got && ballast[k];
+    }
+    CHECK("8 MB of ballast", got);
+    size_t base = view(av).system_mem;
+    churn_cycle();                          /* trimmed: 10 MB at once */
+    CHECKF("the first cycle trims its 10 MB", view(av).system_mem < base + 1024 * 1024, "%zu -> %zu",
+           base, view(av).system_mem);
+    churn_cycle();                          /* regrown within a second */
+    if (mode == 1 || mode == 3) {
+        for (int r = 0; r < 5; r++)
+            churn_cycle();
+        struct arena_view v = view(av);
+        CHECKF(mode == 1 ? "without the background thread the floor applies: the top is trimmed"
+                         : "with two arenas the floor applies: the top is trimmed",
+               (mode == 3 || !atomic_load(&tm_bg_active)) &&
+                   v.system_mem <= base + TM_TRIM_FLOOR_MAX + 1024 * 1024,
+               "%zu -> %zu", base, v.system_mem);
+        CHK();
+        _exit(harness_finish());
+    }
+    struct arena_view v = view(av);
+    CHECK("a trim of 10 MB regrown at once: the top churns", v.by_decay);
+    CHECK("the background thread runs (the automatic mode started it)", atomic_load(&tm_bg_active));
+    char *end = sbrk(0);
+    size_t sys = v.system_mem;
+    CHECKF("the churned top stays", sys >= base + CH_N * BLK, "%zu -> %zu", base, sys);
+    for (int r = 0; r < 5; r++)
+        churn_cycle();
+    v = view(av);
+    CHECKF("while it churns, free does not trim the top (brk stays)",
+           sbrk(0) == end && v.system_mem == sys, "%zu -> %zu", sys, v.system_mem);
+    CHK();
+    if (mode == 2) {
+        /* A deep drain trims at free time, churn or not. */
+        for (int k = 0; k < CH_BALLAST; k++)
+            free(ballast[k]);
+        v = view(av);
+        CHECKF("a deep drain trims at free time even while the top churns",
+               v.system_mem < base - (CH_BALLAST - 4) * BLK && (char *)sbrk(0) < end, "%zu -> %zu",
+               base, v.system_mem);
+        CHK();
+        _exit(harness_finish());
+    }
+    /* Quiet: after the decay time the background thread gives the top's
+     * pages back (by madvise; or by a trim, if a chunk it takes back from
+     * an idle cache merges into the top once the churn state has ended). */
+    long rss_busy = harness_vm_rss_kb();
+    for (int i = 0; i < 100; i++) {
+        v = view(av);
+        if (!v.by_decay && (v.top_released >= 9 * 1024 * 1024 || v.system_mem + 9 * 1024 * 1024 <= sys))
+            break;
+        usleep(50 * 1000);
+    }
+    long rss_quiet = harness_vm_rss_kb();
+    CHECKF("quiet for decay_ms: the churn state ends and the top is given back",
+           !v.by_decay && (v.top_released >= 9 * 1024 * 1024 || v.system_mem + 9 * 1024 * 1024 <= sys),
+           "by_decay %d, released %zu, system %zu -> %zu", (int)v.by_decay, v.top_released, sys,
+           v.system_mem);
+    CHECKF("and RSS fell by it", rss_quiet <= rss_busy - 8 * 1024, "%ld -> %ld kB", rss_busy, rss_quiet);
+    CHK();
+    churn_cycle();
+    churn_cycle();
+    CHECK("churning again: the state comes back", view(av).by_decay);
+    CHK();
+    _exit(harness_finish());
+}
+
 int main(void)
 {
+    CHECK_EXIT("a churning top: kept while the background thread runs, given back by time",
+               churn_child, (void *)0, 0);
+    CHECK_EXIT("a churning top without the background thread: the floor", churn_child, (void *)1, 0);
+    CHECK_EXIT("a churning top, then a deep drain: trimmed at free time", churn_child, (void *)2, 0);
+    CHECK_EXIT("a churning top in a process of two arenas: the floor", churn_child, (void *)3, 0);
     tm_arena *av = &tm_main_arena;
     free(malloc(1));
     CHECK("main thread on the main arena", tm_thread_arena() == av);
