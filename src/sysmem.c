@@ -526,11 +526,13 @@ static bool sub_trim(tm_arena *av, size_t pad)
  * without the top (whose resident bytes count as `other` until then).
  * In a process of one arena only: each arena's kept top adds to the
  * process's peak (seed002, 8 arenas: peak RSS +2-3 % over 4 runs, its
- * request rate within the noise).                                    */
+ * request rate within the noise).  Not with decay_ms = -1 ("never"):
+ * nothing would give the top back by time, and trimming is then the
+ * only release there is.                                             */
 static bool trim_deferred(const tm_arena *av)
 {
     if (likely(!av->trim_by_decay) || !atomic_load_explicit(&tm_bg_active, memory_order_relaxed) ||
-        atomic_load_explicit(&tm_narenas, memory_order_relaxed) > 1)
+        atomic_load_explicit(&tm_narenas, memory_order_relaxed) > 1 || TM_P(decay_ms) < 0)
         return false;
     size_t other = tm_release_other(av), top = chunksize(av->top);
     return !tm_release_deep(av, other > top ? other - top : 0);

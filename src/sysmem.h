@@ -66,8 +66,9 @@ TM_HIDDEN bool tm_sys_trim(tm_arena *av, size_t pad, bool force);
  * (arena.c purge, which also ends the churn state: a later lone big
  * free trims as before).  The automatic mode starts the thread for it
  * (tm_swing_seen), as for a swinging arena; without the thread
- * (TIDEMALLOC_BACKGROUND_THREAD=0, its creation failed, a fork child)
- * the floor applies as before.                                       */
+ * (TIDEMALLOC_BACKGROUND_THREAD=0, its creation failed, a fork child),
+ * with several arenas or with decay_ms = -1 the floor applies as
+ * before (sysmem.c trim_deferred).                                   */
 #define TM_TRIM_FLOOR_MAX (8u * 1024 * 1024)
 static inline size_t tm_trim_threshold(const tm_arena *av)
 {

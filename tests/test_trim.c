@@ -10,8 +10,8 @@
  *    mode): no brk moves over further cycles; once quiet for decay_ms the
  *    thread gives the top's pages back (RSS falls) and the churn state
  *    ends; churning again and then draining deeply trims at free time;
- *    without the thread, or with two arenas, the floor applies as before
- *    (forked children);
+ *    without the thread, with two arenas or with decay_ms -1, the floor
+ *    applies as before (forked children);
  *  - when brk fails, the main arena goes on in sub-heaps: 300 MiB of small
  *    blocks (5+ sub-heaps, beyond any fixed segment table) are each told
  *    ours by the ownership registry, a stack address is not, and once
@@ -331,12 +331,13 @@ static void *second_arena(void *arg)
 
 /* arg: 0 the automatic mode, 1 no background thread, 2 the thread on
  * from the start (its own allocations then lie below the ballast, not
- * between the ballast and the top), 3 the same with a second arena. */
+ * between the ballast and the top), 3 the same with a second arena,
+ * 4 the same with decay_ms = -1 (nothing releases by time). */
 static void churn_child(void *arg)
 {
     int mode = (int)(intptr_t)arg;
     tm_arena *av = &tm_main_arena;
-    mallopt(TIDE_M_DECAY_MS, 200);
+    mallopt(TIDE_M_DECAY_MS, mode == 4 ? -1 : 200);
     if (mode == 1)
         mallopt(TIDE_M_BACKGROUND_THREAD, 0);
     if (mode >= 2) {
@@ -363,13 +364,14 @@ static void churn_child(void *arg)
     CHECKF("the first cycle trims its 10 MB", view(av).system_mem < base + 1024 * 1024, "%zu -> %zu",
            base, view(av).system_mem);
     churn_cycle();                          /* regrown within a second */
-    if (mode == 1 || mode == 3) {
+    if (mode == 1 || mode == 3 || mode == 4) {
         for (int r = 0; r < 5; r++)
             churn_cycle();
         struct arena_view v = view(av);
-        CHECKF(mode == 1 ? "without the background thread the floor applies: the top is trimmed"
-                         : "with two arenas the floor applies: the top is trimmed",
-               (mode == 3 || !atomic_load(&tm_bg_active)) &&
+        CHECKF(mode == 1   ? "without the background thread the floor applies: the top is trimmed"
+               : mode == 3 ? "with two arenas the floor applies: the top is trimmed"
+                           : "with decay_ms -1 the floor applies: the top is trimmed",
+               (mode != 1 || !atomic_load(&tm_bg_active)) &&
                    v.system_mem <= base + TM_TRIM_FLOOR_MAX + 1024 * 1024,
                "%zu -> %zu", base, v.system_mem);
         CHK();
@@ -429,6 +431,7 @@ int main(void)
     CHECK_EXIT("a churning top without the background thread: the floor", churn_child, (void *)1, 0);
     CHECK_EXIT("a churning top, then a deep drain: trimmed at free time", churn_child, (void *)2, 0);
     CHECK_EXIT("a churning top in a process of two arenas: the floor", churn_child, (void *)3, 0);
+    CHECK_EXIT("a churning top with decay_ms -1: the floor", churn_child, (void *)4, 0);
     tm_arena *av = &tm_main_arena;
     free(malloc(1));
     CHECK("main thread on the main arena", tm_thread_arena() == av);
