@@ -173,7 +173,8 @@ static void note_regrow(tm_arena *av)
          * the ceiling, the top churns beyond what a floor may keep. */
         if (av->trim_floor >= TM_TRIM_FLOOR_MAX || av->last_trim_bytes > TM_TRIM_FLOOR_MAX) {
             av->trim_by_decay = true;     /* (sysmem.h) */
-            atomic_store_explicit(&tm_swing_seen, true, memory_order_relaxed);
+            if (TM_P(decay_ms) >= 0)      /* (a thread that would release nothing: no) */
+                atomic_store_explicit(&tm_swing_seen, true, memory_order_relaxed);
         }
         size_t t = TM_P(trim_threshold);
         size_t f = (av->trim_floor > t ? av->trim_floor : t) * 2;

@@ -332,15 +332,16 @@ static void *second_arena(void *arg)
 /* arg: 0 the automatic mode, 1 no background thread, 2 the thread on
  * from the start (its own allocations then lie below the ballast, not
  * between the ballast and the top), 3 the same with a second arena,
- * 4 the same with decay_ms = -1 (nothing releases by time). */
+ * 4 the same with decay_ms = -1 (nothing releases by time), 5 the
+ * automatic mode with decay_ms = -1. */
 static void churn_child(void *arg)
 {
     int mode = (int)(intptr_t)arg;
     tm_arena *av = &tm_main_arena;
-    mallopt(TIDE_M_DECAY_MS, mode == 4 ? -1 : 200);
+    mallopt(TIDE_M_DECAY_MS, mode >= 4 ? -1 : 200);
     if (mode == 1)
         mallopt(TIDE_M_BACKGROUND_THREAD, 0);
-    if (mode >= 2) {
+    if (mode >= 2 && mode <= 4) {
         mallopt(TIDE_M_BACKGROUND_THREAD, 1);
         free(malloc(BLK));                  /* (an arena malloc starts it) */
     }
@@ -364,14 +365,15 @@ static void churn_child(void *arg)
     CHECKF("the first cycle trims its 10 MB", view(av).system_mem < base + 1024 * 1024, "%zu -> %zu",
            base, view(av).system_mem);
     churn_cycle();                          /* regrown within a second */
-    if (mode == 1 || mode == 3 || mode == 4) {
+    if (mode == 1 || mode >= 3) {
         for (int r = 0; r < 5; r++)
             churn_cycle();
         struct arena_view v = view(av);
         CHECKF(mode == 1   ? "without the background thread the floor applies: the top is trimmed"
                : mode == 3 ? "with two arenas the floor applies: the top is trimmed"
-                           : "with decay_ms -1 the floor applies: the top is trimmed",
-               (mode != 1 || !atomic_load(&tm_bg_active)) &&
+               : mode == 4 ? "with decay_ms -1 the floor applies: the top is trimmed"
+                           : "with decay_ms -1 the automatic mode starts no thread, the floor applies",
+               ((mode != 1 && mode != 5) || !atomic_load(&tm_bg_active)) &&
                    v.system_mem <= base + TM_TRIM_FLOOR_MAX + 1024 * 1024,
                "%zu -> %zu", base, v.system_mem);
         CHK();
@@ -432,6 +434,8 @@ int main(void)
     CHECK_EXIT("a churning top, then a deep drain: trimmed at free time", churn_child, (void *)2, 0);
     CHECK_EXIT("a churning top in a process of two arenas: the floor", churn_child, (void *)3, 0);
     CHECK_EXIT("a churning top with decay_ms -1: the floor", churn_child, (void *)4, 0);
+    CHECK_EXIT("a churning top with decay_ms -1, automatic mode: no thread, the floor", churn_child,
+               (void *)5, 0);
     tm_arena *av = &tm_main_arena;
     free(malloc(1));
     CHECK("main thread on the main arena", tm_thread_arena() == av);
