@@ -11,7 +11,9 @@
  *    thread gives the top's pages back (RSS falls) and the churn state
  *    ends; churning again and then draining deeply trims at free time;
  *    without the thread, with two arenas or with decay_ms -1, the floor
- *    applies as before (forked children);
+ *    applies as before; random churn of 64 KiB..32 MiB blocks with quiet
+ *    gaps, the mark set and cleared under the background thread's purges,
+ *    every block and the heap verified (forked children);
  *  - when brk fails, the main arena goes on in sub-heaps: 300 MiB of small
  *    blocks (5+ sub-heaps, beyond any fixed segment table) are each told
  *    ours by the ownership registry, a stack address is not, and once
@@ -37,6 +39,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <string.h>
 #include "harness.h"
@@ -426,6 +429,70 @@ static void churn_child(void *arg)
     _exit(harness_finish());
 }
 
+/* Random blocks of 64 KiB..32 MiB allocated and freed for about 2 s,
+ * with quiet gaps longer than decay_ms (5 ms): the mark comes and goes
+ * while the background thread purges and the heap grows and trims.
+ * Every block's first and last bytes verified, the heap checked every
+ * 100 operations.                                                   */
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void churn_random(void *arg)
+{
+    (void)arg;
+    tm_arena *av = &tm_main_arena;
+    mallopt(TIDE_M_DECAY_MS, 5);
+    enum { S = 24 };
+    unsigned char *p[S] = { 0 };
+    size_t sz[S] = { 0 };
+    uint64_t x = 88172645463325252ull;
+    int marked = 0, cleared = 0;
+    bool was = false, ok = true;
+    long ops = 0;
+    for (long t0 = now_ms(); now_ms() - t0 < 2000 || !marked || !cleared;) {
+        if (now_ms() - t0 > 15000)
+            break;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int i = (int)(x % S);
+        if (p[i]) {
+            ok = ok && p[i][0] == (unsigned char)i && p[i][sz[i] - 1] == (unsigned char)i;
+            free(p[i]);
+            p[i] = NULL;
+        } else {
+            sz[i] = ((size_t)1 << (16 + (x >> 40) % 10)) + (x >> 20) % 4096;
+            p[i] = malloc(sz[i]);
+            if (!p[i]) {
+                ok = false;
+                break;
+            }
+            memset(p[i], i, sz[i] < 65536 ? sz[i] : 65536);
+            p[i][sz[i] - 1] = (unsigned char)i;
+        }
+        if (++ops % 100 == 0) {
+            ok = ok && tide_check_heap() > 0;
+            bool now = view(av).by_decay;
+            marked += now && !was;
+            cleared += was && !now;
+            was = now;
+        }
+        if ((x >> 50) % 64 == 0)
+            usleep((useconds_t)((x >> 30) % 20000));
+    }
+    CHECKF("random churn: every block intact, the heap consistent", ok, "%ld operations", ops);
+    CHECKF("the mark came and went", marked > 0 && cleared > 0, "set %d times, cleared %d times", marked,
+           cleared);
+    for (int i = 0; i < S; i++)
+        free(p[i]);
+    CHK();
+    _exit(harness_finish());
+}
+
 int main(void)
 {
     CHECK_EXIT("a churning top: kept while the background thread runs, given back by time",
@@ -436,6 +503,7 @@ int main(void)
     CHECK_EXIT("a churning top with decay_ms -1: the floor", churn_child, (void *)4, 0);
     CHECK_EXIT("a churning top with decay_ms -1, automatic mode: no thread, the floor", churn_child,
                (void *)5, 0);
+    CHECK_EXIT("a churning top at random, against the background thread's purges", churn_random, NULL, 0);
     tm_arena *av = &tm_main_arena;
     free(malloc(1));
     CHECK("main thread on the main arena", tm_thread_arena() == av);
