@@ -439,7 +439,7 @@ static void purge(tm_arena *av, uint64_t now, long decay, uint64_t *oldest)
 {
     av->next_purge = now + decay_step(decay);
     /* The top has not grown for the decay time: its churn is over
-     * (sysmem.h tm_trim_threshold). */
+     * (sysmem.h, sysmem.c trim_deferred). */
     if (unlikely(av->trim_by_decay) && av->top_stamp <= now - (uint64_t)decay)
         av->trim_by_decay = false;
     tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad), oldest);

@@ -176,8 +176,7 @@ static void note_regrow(tm_arena *av)
             if (TM_P(decay_ms) >= 0)      /* (a thread that would release nothing: no) */
                 atomic_store_explicit(&tm_swing_seen, true, memory_order_relaxed);
         }
-        size_t t = TM_P(trim_threshold);
-        size_t f = (av->trim_floor > t ? av->trim_floor : t) * 2;
+        size_t f = tm_trim_threshold(av) * 2;
         av->trim_floor = f < TM_TRIM_FLOOR_MAX ? f : TM_TRIM_FLOOR_MAX;
     }
     av->last_trim_ms = 0;

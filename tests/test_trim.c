@@ -337,6 +337,13 @@ static void *second_arena(void *arg)
  * between the ballast and the top), 3 the same with a second arena,
  * 4 the same with decay_ms = -1 (nothing releases by time), 5 the
  * automatic mode with decay_ms = -1. */
+/* The churn state ended and the top's pages went back (madvise: released
+ * top bytes; or a trim: system_mem down from sys). */
+static bool top_given_back(struct arena_view v, size_t sys)
+{
+    return !v.by_decay && (v.top_released >= 9 * 1024 * 1024 || v.system_mem + 9 * 1024 * 1024 <= sys);
+}
+
 static void churn_child(void *arg)
 {
     int mode = (int)(intptr_t)arg;
@@ -411,13 +418,13 @@ static void churn_child(void *arg)
     long rss_busy = harness_vm_rss_kb();
     for (int i = 0; i < 100; i++) {
         v = view(av);
-        if (!v.by_decay && (v.top_released >= 9 * 1024 * 1024 || v.system_mem + 9 * 1024 * 1024 <= sys))
+        if (top_given_back(v, sys))
             break;
         usleep(50 * 1000);
     }
     long rss_quiet = harness_vm_rss_kb();
     CHECKF("quiet for decay_ms: the churn state ends and the top is given back",
-           !v.by_decay && (v.top_released >= 9 * 1024 * 1024 || v.system_mem + 9 * 1024 * 1024 <= sys),
+           top_given_back(v, sys),
            "by_decay %d, released %zu, system %zu -> %zu", (int)v.by_decay, v.top_released, sys,
            v.system_mem);
     CHECKF("and RSS fell by it", rss_quiet <= rss_busy - 8 * 1024, "%ld -> %ld kB", rss_busy, rss_quiet);
