@@ -180,10 +180,12 @@ static TM_INLINE bool fast_given(void *mem, bool owned, size_t excl, size_t *raw
     if (!likely((TIDE_CHECKS || mem != NULL) && owned))
         return false;
     tm_chunk *p = mem2chunk(mem);
-    *raw = size_word(p);
+    *raw = size_word_split(p);        /* (no stall after a cache's flip: chunk.h) */
+    /* A cached or parked chunk fails the INUSE test (its header says
+     * CACHED, chunk.h); without the checks only its key says so.     */
     return likely((*raw & excl) == 0 && hdr_ok(p, *raw, TM_ST_INUSE) &&
-                  !tc_key_marked((tm_tc_entry *)mem) &&
-                  (!TIDE_CHECKS || prev_inuse(chunk_at(p, word_size(*raw)))));
+                  (TIDE_CHECKS || !tc_key_marked((tm_tc_entry *)mem)) &&
+                  (!TIDE_CHECKS || prev_inuse_byte(chunk_at(p, word_size(*raw)))));
 }
 
 /* free_fast (below) once the pointer's chunk is known to be ours:
@@ -236,13 +238,15 @@ TM_EXPORT void tide_free(void *mem)
  * ours: returns its size; aborts naming what is wrong, `who` being
  * "free" or "realloc".  Double frees of chunks in a bin, a fast bin, a
  * cache or a remote/spill list are told apart here.                   */
-static size_t verified_size(tm_chunk *p, const char *msg_corrupt, const char *msg_free,
+static size_t verified_size(tm_chunk *p, const char *msg_corrupt, const char *msg_free, const char *msg_cached,
                             const char *msg_top, const char *msg_parked, const char *msg_next_free)
 {
     size_t w = size_word(p);
 #if TIDE_CHECKS
     if (unlikely(!hdr_ok(p, w, TM_ST_INUSE))) {
         int st = hdr_state(p);
+        if (st == TM_ST_CACHED)
+            tm_corrupt(tc_key_parked(chunk2mem(p)) ? msg_parked : msg_cached, chunk2mem(p));
         if (st == TM_ST_FREE || st == TM_ST_FAST)
             tm_corrupt(msg_free, chunk2mem(p));
         if (st == TM_ST_TOP)
@@ -258,7 +262,7 @@ static size_t verified_size(tm_chunk *p, const char *msg_corrupt, const char *ms
     if (unlikely(!(w & TM_IS_MMAPPED) && !prev_inuse(chunk_at(p, word_size(w)))))
         tm_corrupt(msg_next_free, chunk2mem(p));
 #else
-    (void)msg_corrupt, (void)msg_free, (void)msg_top, (void)msg_parked, (void)msg_next_free;
+    (void)msg_corrupt, (void)msg_free, (void)msg_cached, (void)msg_top, (void)msg_parked, (void)msg_next_free;
 #endif
     return word_size(w);
 }
@@ -316,6 +320,7 @@ static TM_NOINLINE void free_slow(void *mem)
         return;
     }
     size_t size = verified_size(p, "free(): corrupted chunk header", "free(): double free detected",
+                                "free(): double free detected in tcache 2",
                                 "double free or corruption (top)",
                                 "free(): double free detected (remote list)",
                                 "double free or corruption (!prev)");
@@ -362,6 +367,7 @@ static TM_NOINLINE void free_slow(void *mem)
     if (!tm_arena_try_enter(av)) {
         if (av != tm_thread_arena()) {
             /* Another thread's arena, busy: leave the chunk to its holder. */
+            hdr_flip_cached(p);      /* out of the program's hands */
             tc_key_park(e, tm_park_key(av, TM_PARK_STACK));
             tm_remote_push(av, p, p);
             errno = saved_errno;
@@ -485,6 +491,7 @@ TM_EXPORT void *tide_realloc(void *mem, size_t n)
     (void)own;
 #endif
     size_t oldsize = verified_size(p, "realloc(): corrupted chunk header",
+                                   "realloc(): invalid pointer (chunk is free)",
                                    "realloc(): invalid pointer (chunk is free)",
                                    "realloc(): invalid pointer",
                                    "realloc(): invalid pointer (chunk is free)",

@@ -187,7 +187,7 @@ static inline void tm_remote_check(const tm_arena *av, const tm_chunk *p, size_t
         tm_corrupt("malloc(): corrupted remote list link", p);
     size_t w = size_word(p);
     if (unlikely((i < TM_TCACHE_BINS && word_size(w) != tm_class_size(i)) ||
-                 (w & TM_IS_MMAPPED) || !hdr_ok(p, w, TM_ST_INUSE) ||
+                 (w & TM_IS_MMAPPED) || !hdr_ok(p, w, TM_ST_CACHED) ||
                  (uintptr_t)p->bk != tm_park_key(av, TM_PARK_STACK)))
         tm_corrupt("malloc(): corrupted remote list link", p);
 #else
@@ -205,7 +205,7 @@ static TM_INLINE bool tm_entry_hdr_ok(const void *e, size_t i)
         return false;
     const tm_chunk *p = mem2chunk(e);
     size_t w = size_word(p);
-    return (w & (TM_SIZE_MASK | TM_IS_MMAPPED)) == tm_class_size(i) && hdr_ok(p, w, TM_ST_INUSE);
+    return (w & (TM_SIZE_MASK | TM_IS_MMAPPED)) == tm_class_size(i) && hdr_ok(p, w, TM_ST_CACHED);
 #else
     (void)e, (void)i;
     return true;

@@ -477,7 +477,7 @@ static inline bool run_next_free(const tm_chunk *next, size_t nw, const char *ba
     bool s = (nw & TM_SAMPLED) != 0;
     unsigned free_st = s ? TM_ST_FAST : TM_ST_FREE;
     bool free_ok = s && hdr_ok(next, nw, TM_ST_FAST);        /* pending: its state first */
-    if (!free_ok && !likely(hdr_ok(next, nw, TM_ST_INUSE))) {
+    if (!free_ok && !likely(hdr_live_ok(next, nw))) {
         free_ok = !s && hdr_ok(next, nw, TM_ST_FREE);
         if (unlikely(!free_ok && (s || !hdr_ok(next, nw, TM_ST_FAST))))
             tm_corrupt(bad, next);

@@ -97,8 +97,8 @@ static void walk_heap(tm_arena *av, tm_heap *h, struct walk_totals *t)
             }
         } else {
             CHECK((size_word(p) & TM_NON_MAIN) == abit, "A bit does not match the arena", p);
-            CHECK(chunk_hdr_ok(p, TM_ST_INUSE) || chunk_hdr_ok(p, TM_ST_FAST),
-                  "in-use chunk's header checksum does not match", p);
+            CHECK(hdr_live_ok(p, size_word(p)) || chunk_hdr_ok(p, TM_ST_FAST),
+                  "in-use chunk's header checksum does not match", p);   /* (in use or cached) */
             t->nonfree += size;        /* in use or in a fast bin */
         }
         prev_free = is_free;
@@ -205,7 +205,7 @@ static void check_own_cache(void)
             tm_chunk *p = mem2chunk(e);
             CHECK(tc_csize_index(chunksize(p)) == i, "cache entry in the wrong class", e);
             CHECK(!chunk_is_mmapped(p) && inuse(p), "cached chunk not in use", e);
-            CHECK(chunk_hdr_ok(p, TM_ST_INUSE), "cached chunk's header checksum does not match", e);
+            CHECK(chunk_hdr_ok(p, TM_ST_CACHED), "cached chunk's header checksum does not match", e);
         }
         CHECK(n == tc->counts[j], "cache count differs from its list", tc);
         CHECK(want == tc_chain0(tc, j), "cache chain does not end at its slot's start", tc);

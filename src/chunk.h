@@ -51,8 +51,9 @@
  *  - a free chunk of at least TM_RELEASE_MIN bytes carries page-release
  *    metadata (below) and lies only in the unsorted or a large bin;
  *  - every header's checksum matches its state: FREE in a doubly linked
- *    bin, FAST in a fast bin, TOP for the top, INUSE otherwise (handed
- *    out, cached, parked on a remote list, fenceposts).
+ *    bin, FAST in a fast bin, TOP for the top, CACHED in a thread cache
+ *    or parked on a remote list, INUSE otherwise (handed out,
+ *    fenceposts).
  */
 #ifndef TM_CHUNK_H
 #define TM_CHUNK_H
@@ -91,6 +92,7 @@ struct tm_secrets {
     uint64_t link;            /* mixed into every singly linked link        */
     uint64_t parked;          /* marks chunks parked on remote/spill lists  */
     uint64_t tag_mul;         /* odd: binds a cache entry's key to its address (tcache.h) */
+    uint64_t cached;          /* bits 48..63, nonzero: INUSE's checksum XOR this is CACHED's */
 };
 union tm_secret_page {
     struct tm_secrets s;
@@ -114,8 +116,19 @@ static inline bool misaligned_chunk(const tm_chunk *p) { return !aligned_ok((uin
  * read q's size without any lock (free's fast path).  The other bits of an
  * allocated chunk never change while it is allocated, so the reader does
  * not care which P it sees, but the accesses must not be a data race:
- * every access is a relaxed atomic (a plain mov on x86-64), and every write
- * stores the whole word at once.  Only lock holders write.               */
+ * every access is a relaxed atomic (a plain mov on x86-64).  Two writers
+ * may meet on one word without a common lock, so each writes only bytes
+ * of its own:
+ *   - a lock holder changing a neighbour's P bit stores byte 0 alone
+ *     (set_p_bit, clear_p_bit);
+ *   - the thread that moves a chunk between the program and a cache or
+ *     remote list flips the checksum's state, bytes 6..7 alone
+ *     (hdr_flip_cached, below);
+ * whole-word stores (set_head_st) are for a chunk no other thread can
+ * reach: under the arena lock a chunk not in use, or one being handed
+ * out or taken back.  (x86-64 stores of distinct bytes of a word do not
+ * disturb each other; the C11 view is atomics of mixed sizes, which gcc,
+ * clang and ThreadSanitizer accept.)                                   */
 #if defined(__GNUC__) && !defined(__clang__)
 /* gcc 12 takes an atomic load 16 bytes before a malloc result (a chunk
  * header) for a write past an object: wrong here, the header is ours.  */
@@ -139,20 +152,32 @@ static inline void set_size_word(tm_chunk *p, size_t v) { __atomic_store_n(&p->s
  *
  * State: what the allocator believes the chunk is, so that a header
  * copied or replayed from another moment of the chunk's life fails too:
- *   TM_ST_INUSE  handed out, or held by a thread cache or a remote/spill
- *                list (those are told apart by a key in the chunk's second
- *                word: tcache.h), or a fencepost;
+ *   TM_ST_INUSE  handed out, or a fencepost;
  *   TM_ST_FREE   in the unsorted, a small or a large bin;
  *   TM_ST_FAST   in a fast bin;
- *   TM_ST_TOP    the top chunk.
- * Every transition between these happens under the arena lock and
- * rewrites the header anyway (the bins rewrite sizes and bits on every
- * move), so the state costs nothing extra there.  Cached and parked are
- * not header states on purpose: the thread cache and the remote lists are
- * entered without the arena lock, and a header written there would race
- * with the lock holder that updates its P bit; the one-word key in the
- * chunk body gives the same double-free detection at the price of one
- * compare on the free fast path.
+ *   TM_ST_TOP    the top chunk;
+ *   TM_ST_CACHED held by a thread cache, an outbox, a class list or a
+ *                remote stack: out of the program's hands, in use to the
+ *                arena.  Its checksum is INUSE's XOR the secret
+ *                tm_sec.cached (bits 48..63), so the move between the
+ *                program and a cache is one 16-bit XOR of the checksum
+ *                bytes by the thread making it (hdr_flip_cached), no
+ *                multiply, and a free of a cached chunk fails free's
+ *                header test whatever the chunk's words say: its key
+ *                wiped by a use-after-free write and its cached words
+ *                read earlier written back once it was handed out again
+ *                (misuse double_free/tcache_key_wiped_replayed) made a
+ *                chunk cached twice, handed out twice, when only the key
+ *                in its body said "cached".
+ * Every transition between INUSE or CACHED and the others happens under
+ * the arena lock and rewrites the header anyway (the bins rewrite sizes
+ * and bits on every move), so the state costs nothing extra there.
+ * INUSE <-> CACHED happens without it (the thread cache and the remote
+ * lists are entered lock-free), as the 16-bit XOR above, while a lock
+ * holder may update the P bit of the same word: see "size word" for why
+ * the two writes cannot lose each other.  Which list a CACHED chunk is on
+ * (a cache slot, a class list, a remote stack) a key in its second word
+ * says (tcache.h, arena.h tm_park_key).
  *
  * P is not covered: it belongs to the *neighbour's* story, is rewritten
  * whenever the previous chunk changes state (by a lock holder, while the
@@ -174,7 +199,7 @@ static inline void set_size_word(tm_chunk *p, size_t v) { __atomic_store_n(&p->s
  *
  * With -DTIDE_CHECKS=OFF (cost measurement only) the checksum is 0 and
  * never verified.                                                       */
-enum { TM_ST_INUSE = 0, TM_ST_FREE = 1, TM_ST_FAST = 2, TM_ST_TOP = 3 };
+enum { TM_ST_INUSE = 0, TM_ST_FREE = 1, TM_ST_FAST = 2, TM_ST_TOP = 3, TM_ST_CACHED = 4 };
 
 static TM_INLINE size_t hdr_cks(const tm_chunk *p, size_t sizebits, unsigned st)
 {
@@ -183,11 +208,13 @@ static TM_INLINE size_t hdr_cks(const tm_chunk *p, size_t sizebits, unsigned st)
      * content, folded (the "mum" mix): non-linear in both, so neither the
      * checksum of a nearby size nor of a nearby address can be derived
      * from a known one without the keys.                              */
+    unsigned base = st == TM_ST_CACHED ? TM_ST_INUSE : st;
     uint64_t a = (uint64_t)(uintptr_t)p ^ tm_sec.hdr_a;
     uint64_t b = ((uint64_t)(sizebits & ~(size_t)(TM_PREV_INUSE | TM_SAMPLED | TM_CKS_MASK)) |
-                  ((uint64_t)st << TM_CKS_SHIFT)) ^ tm_sec.hdr_b;
+                  ((uint64_t)base << TM_CKS_SHIFT)) ^ tm_sec.hdr_b;
     unsigned __int128 r = (unsigned __int128)a * b;
-    return (size_t)(((uint64_t)(r >> 64) ^ (uint64_t)r) & TM_CKS_MASK);
+    size_t c = (size_t)(((uint64_t)(r >> 64) ^ (uint64_t)r) & TM_CKS_MASK);
+    return st == TM_ST_CACHED ? c ^ (size_t)tm_sec.cached : c;
 #else
     (void)p, (void)sizebits, (void)st;
     return 0;
@@ -242,12 +269,62 @@ static inline int hdr_state(const tm_chunk *p)
     size_t w = size_word(p);
     if (hdr_retired(w))
         return TM_ST_FREE;
-    for (unsigned st = TM_ST_INUSE; st <= TM_ST_TOP; st++)
+    for (unsigned st = TM_ST_INUSE; st <= TM_ST_CACHED; st++)
         if (hdr_ok(p, w, st))
             return (int)st;
     return -1;
 }
 static inline bool chunk_hdr_ok(const tm_chunk *p, unsigned st) { return hdr_ok(p, size_word(p), st); }
+/* In use to the arena: INUSE (the program's) or CACHED (a cache's or a
+ * list's, which another thread may flip meanwhile) - what a neighbour
+ * of a chunk being freed may be.  One multiply for both. */
+static TM_INLINE bool hdr_live_ok(const tm_chunk *p, size_t w)
+{
+#if TIDE_CHECKS
+    size_t x = (w & TM_CKS_MASK) ^ hdr_cks(p, w, TM_ST_INUSE);
+    return x == 0 || x == (size_t)tm_sec.cached;
+#else
+    (void)p, (void)w;
+    return true;
+#endif
+}
+/* The size word read in pieces that no store of the word's writers
+ * (above) straddles: bytes 0..3, 4..5 and the checksum's 6..7.  A load
+ * of the whole word right after the 16-bit store of hdr_flip_cached
+ * (the cache handing p out, then the program freeing it) waits for that
+ * store to reach the cache instead of taking its value from the store
+ * buffer: +17 % on wl_pairs, +16 % on wl_glibc_simple, where the cost
+ * of these three loads is ~5 instructions.  For free's fast path.     */
+static TM_INLINE size_t size_word_split(const tm_chunk *p)
+{
+    const char *b = (const char *)&p->size;
+    uint32_t lo = __atomic_load_n((const uint32_t *)b, __ATOMIC_RELAXED);
+    uint16_t mid = __atomic_load_n((const uint16_t *)(b + 4), __ATOMIC_RELAXED);
+    uint16_t ck = __atomic_load_n((const uint16_t *)(b + 6), __ATOMIC_RELAXED);
+    return (size_t)lo | (size_t)mid << 32 | (size_t)ck << 48;
+}
+/* q's P bit, from byte 0 alone (size_word_split says why). */
+static TM_INLINE bool prev_inuse_byte(const tm_chunk *q)
+{
+    return __atomic_load_n((const unsigned char *)&q->size, __ATOMIC_RELAXED) & TM_PREV_INUSE;
+}
+
+/* Move p between the program's hands (INUSE) and a cache's or a list's
+ * (CACHED), either way: its checksum bytes XOR tm_sec.cached, by the
+ * thread making the move, which owns p (a cache's owner, or a freeing
+ * thread before the push), while a lock holder may store byte 0 (P).
+ * No test: the caller knows the state (a header it verified, wrote, or
+ * an entry whose list verified), and a forged header stays forged. */
+static TM_INLINE void hdr_flip_cached(tm_chunk *p)
+{
+#if TIDE_CHECKS
+    uint16_t *c = (uint16_t *)((char *)&p->size + TM_CKS_SHIFT / 8);
+    __atomic_store_n(c, (uint16_t)(__atomic_load_n(c, __ATOMIC_RELAXED) ^ (uint16_t)(tm_sec.cached >> TM_CKS_SHIFT)),
+                     __ATOMIC_RELAXED);
+#else
+    (void)p;
+#endif
+}
 
 static inline size_t chunksize(const tm_chunk *p) { return size_word(p) & TM_SIZE_MASK; }
 static inline size_t word_size(size_t w) { return w & TM_SIZE_MASK; }
@@ -307,9 +384,21 @@ static inline void set_head_inuse_bits(tm_chunk *p, size_t bits)
 static inline void set_foot(tm_chunk *p, size_t size) { chunk_at(p, size)->prev_size = size; }
 
 /* The P bit: not covered by the checksum (above), so flipping it keeps the
- * rest of the word - checksum included - as it is.                   */
-static inline void set_p_bit(tm_chunk *q) { set_size_word(q, size_word(q) | TM_PREV_INUSE); }
-static inline void clear_p_bit(tm_chunk *q) { set_size_word(q, size_word(q) & ~(size_t)TM_PREV_INUSE); }
+ * rest of the word - checksum included - as it is.  Byte 0 alone (the
+ * size word's writers, above): q may be cached by another thread, which
+ * flips its checksum bytes meanwhile.                                 */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "P is in byte 0, the checksum in bytes 6..7");
+static inline unsigned char *p_byte(tm_chunk *q) { return (unsigned char *)&q->size; }
+static inline void set_p_bit(tm_chunk *q)
+{
+    __atomic_store_n(p_byte(q), (unsigned char)(__atomic_load_n(p_byte(q), __ATOMIC_RELAXED) | TM_PREV_INUSE),
+                     __ATOMIC_RELAXED);
+}
+static inline void clear_p_bit(tm_chunk *q)
+{
+    __atomic_store_n(p_byte(q), (unsigned char)(__atomic_load_n(p_byte(q), __ATOMIC_RELAXED) & ~TM_PREV_INUSE),
+                     __ATOMIC_RELAXED);
+}
 
 /* "p is in use" is recorded in the P bit of the chunk after it. */
 static inline bool inuse(const tm_chunk *p) { return prev_inuse(next_chunk(p)); }

@@ -71,6 +71,9 @@ static void init_secrets(void)
     s->link = tm_os_random() & ~(uint64_t)TM_ALIGN_MASK;   /* keeps links' alignment checkable */
     s->parked = tm_os_random() | ((uint64_t)1 << 27);   /* bit 27: the cache key is this without it */
     s->tag_mul = tm_os_random() | 1;
+    do
+        s->cached = tm_os_random() & TM_CKS_MASK;
+    while (s->cached == 0);
     if (tm_fix.pagesize == sizeof tm_secret_page)
         tm_os_protect_ro(&tm_secret_page, sizeof tm_secret_page);
 }

@@ -214,7 +214,8 @@ static inline void check_inuse_hdr(const tm_chunk *p, const char *who)
 #if TIDE_CHECKS
     if (unlikely(!chunk_hdr_ok(p, TM_ST_INUSE))) {
         int st = hdr_state(p);
-        tm_corrupt(st == TM_ST_FREE || st == TM_ST_FAST ? "free(): double free detected" : who, p);
+        tm_corrupt(st == TM_ST_FREE || st == TM_ST_FAST || st == TM_ST_CACHED ? "free(): double free detected" : who,
+                   p);
     }
 #else
     (void)p, (void)who;
@@ -233,7 +234,7 @@ static inline bool check_next_hdr(tm_arena *av, const tm_chunk *next, const char
     if (next == av->top)
         return false;
     size_t w = size_word(next);
-    if (likely(hdr_ok(next, w, TM_ST_INUSE)))
+    if (likely(hdr_live_ok(next, w)))      /* (in use, or cached: chunk.h) */
         return false;
     if (likely(hdr_ok(next, w, TM_ST_FREE)))
         return true;
@@ -327,8 +328,9 @@ void tm_int_free_begin(tm_arena *av, tm_pending *l)
  * python's: 826 k chunks).                                            */
 static TM_NORETURN TM_COLD TM_NOINLINE void pend_bad_hdr(const tm_chunk *p)
 {
-    check_inuse_hdr(p, "free(): corrupted chunk header");     /* names it */
-    tm_corrupt("free(): corrupted chunk header", p);
+    int st = hdr_state(p);
+    tm_corrupt(st == TM_ST_FREE || st == TM_ST_FAST ? "free(): double free detected" : "free(): corrupted chunk header",
+               p);
 }
 static TM_NOINLINE void pend_fast(tm_arena *av, tm_chunk *p, size_t size)
 {
@@ -345,11 +347,11 @@ void tm_int_free_pend(tm_arena *av, tm_chunk *p, tm_pending *l)
     /* (each header word read once: the relaxed atomic loads of size_word
      * are not merged by the compiler) */
     size_t w = size_word(p);
-    if (unlikely(!hdr_ok(p, w, TM_ST_INUSE)))
+    if (unlikely(!hdr_ok(p, w, TM_ST_CACHED)))   /* (every caller takes cache or list entries) */
         pend_bad_hdr(p);
     size_t size = word_size(w);
     bool fast = size <= TM_P(max_fast);
-    size_t nw = free_tests(av, p, size, fast);
+    (void)free_tests(av, p, size, fast);   /* (the next chunk's word: its P cleared below, byte 0 alone) */
     av->inuse -= size;
     if (unlikely(fast)) {
         pend_fast(av, p, size);
@@ -362,7 +364,7 @@ void tm_int_free_pend(tm_arena *av, tm_chunk *p, tm_pending *l)
     set_head_st(p, w | TM_SAMPLED, TM_ST_FAST);
     tm_chunk *next = chunk_at(p, size);
     next->prev_size = size;
-    set_size_word(next, nw & ~(size_t)TM_PREV_INUSE);
+    clear_p_bit(next);                 /* (byte 0 alone: next may be cached) */
     tm_pending_link(l, p);
     if (unlikely(TM_P(perturb)))
         pend_perturb(p, size);

@@ -24,8 +24,9 @@ TM_HIDDEN void *tm_int_malloc_run(tm_arena *av, size_t nb, size_t run, bool grow
  * for pointer/size sanity.                                              */
 TM_HIDDEN void  tm_int_free(tm_arena *av, tm_chunk *p);
 /* The same for a batch of chunks freed under one lock hold (a cache
- * flush): tm_int_free_begin starts it on l; each chunk is checked as
- * tm_int_free checks it and left pending on l (bins.h) - or in a fast
+ * flush): tm_int_free_begin starts it on l; each chunk - a cache or list
+ * entry, its header CACHED (chunk.h) - is checked as tm_int_free checks
+ * an in-use one and left pending on l (bins.h) - or in a fast
  * bin, where fast bins are on; tm_int_free_settle then merges the batch,
  * run by run, and does what a free does after (trim, the cap), once.
  * Nothing else may touch the arena's bins in between.                 */

@@ -495,6 +495,7 @@ void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i)
         /* Class not cached any more (another thread's mallopt changed the
          * limits after our caller looked): straight to the arena.       */
         e->key = 0;
+        hdr_flip_cached(mem2chunk(e));    /* (free_chain takes cache entries) */
         free_chain(&tc->own, e, 1, TM_TCACHE_BINS, 0, NULL, false, NULL);   /* (slot 0, no chain: key 0) */
         return;
     }
@@ -598,7 +599,7 @@ static void rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t
         if (unlikely(TIDE_CHECKS && (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
-        tc_push(tc, e, i);    /* (as it is walked: the order reverses, the chain grows from the bottom) */
+        tc_push_moved(tc, e, i);    /* (as it is walked: the order reverses, the chain grows from the bottom) */
         e = next;
     }
 }

@@ -314,8 +314,9 @@ static inline size_t tc_free_index(size_t csize)
  *    a changed link for a changed key needs the multiplier.  A forged
  *    entry passes with probability 2^-27.
  * Keys stay in the marked format (tm_tcache_key with bits 0..26 free,
- * bit 27 clear), one masked compare on the free fast path (a double
- * free).  An entry parked on a class list or the general remote stack
+ * bit 27 clear), one masked compare: the slow paths' test of a double
+ * free (the fast path's without the checks; with them a cached chunk's
+ * header is CACHED, chunk.h, and the fast path requires INUSE).  An entry parked on a class list or the general remote stack
  * holds that list's parked key instead (arena.h tm_park_key:
  * tm_sec.parked, which is tm_tcache_key with bit 27 set, salted by the
  * arena and the list); a thread that installs a class list as its
@@ -323,8 +324,10 @@ static inline size_t tc_free_index(size_t csize)
  * (flushes, the reclaimer, the heap checker) follows the chain down from
  * chain[j].  Every path that hands a chunk out, or moves it off a cache
  * or a list, rewrites or clears the key word: a chunk in the program's
- * hands never carries a key (free relies on it to call a marked chunk a
- * double free).                                                       */
+ * hands never carries a key (the slow paths rely on it to call a marked
+ * chunk a double free), and every way in or out of the program's hands
+ * flips the header between INUSE and CACHED (tc_push, tc_unlink_head;
+ * entries moved between lists keep CACHED: tc_push_moved).            */
 #define TC_KEY_PARKED ((uintptr_t)1 << 27)           /* parked, not cached */
 #define TC_KEY_VAR (TC_KEY_PARKED | (TC_KEY_PARKED - 1)) /* bits 0..27: a chain value, or a parked key's salt and list */
 /* A slot's identity in its chain's hashes: its list head's address
@@ -434,6 +437,7 @@ static TM_INLINE void tc_unlink_head(tm_tcache *tc, tm_tc_entry *e, size_t i)
     tc->chain[i] = e->key;
 #endif
     e->key = 0;
+    hdr_flip_cached(mem2chunk(e));    /* CACHED -> INUSE: the program's */
 }
 
 static TM_INLINE void *tc_pop(tm_tcache *tc, size_t i)
@@ -445,7 +449,8 @@ static TM_INLINE void *tc_pop(tm_tcache *tc, size_t i)
     return e;
 }
 
-static inline void tc_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
+/* Push e, CACHED already (an entry moved from a list), onto slot i. */
+static inline void tc_push_moved(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     uintptr_t link = tm_protect_ptr(&e->next, (uintptr_t)tc->entries[i]);
     uintptr_t below = tc->chain[i];
@@ -458,6 +463,13 @@ static inline void tc_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
 #endif
     tc->entries[i] = e;
     tc->counts[i]++;
+}
+/* Push e, INUSE (from the program, or carved or taken from a bin), onto
+ * slot i: its header becomes CACHED (chunk.h hdr_flip_cached). */
+static inline void tc_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
+{
+    hdr_flip_cached(mem2chunk(e));
+    tc_push_moved(tc, e, i);
 }
 
 /* Initialization: the key marking cached chunks (random). */
@@ -492,9 +504,10 @@ static TM_INLINE bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
 {
     bool done = false;
     tc_busy(tc);
-    /* e already at the head of its class: a double free whose key was
-     * wiped after the first (the slow path names it).                  */
-    if (likely(!tc_stolen(tc) && tc->counts[i] < tc_my_limit(tc, i) && e != tc->entries[i])) {
+    /* Without the checks: e already at the head of its class, a double
+     * free whose key was wiped after the first (the slow path names it).
+     * With them e's header said INUSE, which no cached chunk's does.   */
+    if (likely(!tc_stolen(tc) && tc->counts[i] < tc_my_limit(tc, i) && (TIDE_CHECKS || e != tc->entries[i]))) {
         tc_push(tc, e, i);
         done = true;
     }

@@ -462,6 +462,14 @@ static void test_strict_fast(void)
  * merged at the settle; then a batch of every other chunk (runs of one,
  * between chunks in use), then the rest, which merges with both sides;
  * a fresh arena, so that they lie side by side.                       */
+/* A block as a cache flush hands it to the arena: its header CACHED
+ * (chunk.h), as every cache or list entry's is. */
+static void pend_cached(tm_arena *av, void *m, tm_pending *l)
+{
+    hdr_flip_cached(mem2chunk(m));
+    tm_int_free_pend(av, mem2chunk(m), l);
+}
+
 static void test_free_batch(void)
 {
     tm_arena *av = main_av();
@@ -479,9 +487,9 @@ static void test_free_batch(void)
     tm_arena_enter_owner(av);
     tm_int_free_begin(av, &l);
     for (int i = 0; i < 8; i++)
-        tm_int_free_pend(av, mem2chunk(q[i]), &l);
+        pend_cached(av, q[i], &l);
     for (int i = 15; i >= 8; i--)
-        tm_int_free_pend(av, mem2chunk(q[i]), &l);
+        pend_cached(av, q[i], &l);
     CHECK("pending: the neighbour after the batch sees it free", !prev_inuse(mem2chunk(guard3)) &&
           mem2chunk(guard3)->prev_size == sz);
     tm_int_free_settle(av, &l);
@@ -502,7 +510,7 @@ static void test_free_batch(void)
     tm_arena_enter_owner(av);
     tm_int_free_begin(av, &l);
     for (int i = 0; i < 16; i += 2)
-        tm_int_free_pend(av, mem2chunk(q[i]), &l);
+        pend_cached(av, q[i], &l);
     tm_int_free_settle(av, &l);
     int runs = 0;
     for (tm_chunk *c = unsorted_bin(av)->fd; c != unsorted_bin(av); c = c->fd)
@@ -513,7 +521,7 @@ static void test_free_batch(void)
     tm_arena_enter_owner(av);
     tm_int_free_begin(av, &l);
     for (int i = 1; i < 16; i += 2)
-        tm_int_free_pend(av, mem2chunk(q[i]), &l);
+        pend_cached(av, q[i], &l);
     tm_int_free_settle(av, &l);
     u = unsorted_bin(av)->fd;
     CHECK("the rest: merged with the free chunks on both sides into one",

@@ -8,7 +8,9 @@
  * free predecessor (its header left behind, intact; and the word left in
  * its place, with the retire undone by a use-after-free write; or with
  * the in-use header read while it was live written back), and a chunk
- * in a bin or a fast bin whose live header was written back.  The follow-up: two
+ * in a bin or a fast bin whose live header was written back; a cached
+ * or parked chunk's key wiped and its words written back after the
+ * second free.  The follow-up: two
  * mallocs of the size must never return the same block.  See misuse.h.
  */
 #include <pthread.h>
@@ -47,6 +49,33 @@ static void t_tcache_key_wiped(void *arg)
     W(p)[1] = 0;                       /* use after free: the key word */
     free(harness_launder(p));
     two_mallocs("tcache double free, key wiped", 40, 4);
+    harness_sink(guard);
+}
+
+/* The key wiped as above, and the words the cache kept in p (its link
+ * and key, read while p was cached) written back once the first of the
+ * two mallocs hands p out: p's second place in the list verifies again,
+ * as if p had never left it.  Until 2026-12-05 only the key in p's body
+ * said "cached": the second free pushed p again, and the third malloc
+ * returned p a second time.                                          */
+static void t_tcache_key_wiped_replayed(void *arg)
+{
+    (void)arg;
+    word *p = malloc(40);
+    void *x = malloc(40), *guard = malloc(40);
+    free(p);
+    word link = W(p)[0], key = W(p)[1];   /* use after free: read */
+    free(x);
+    W(p)[1] = 0;                          /* use after free: the key wiped */
+    free(harness_launder(p));
+    void *a = malloc(40);
+    if (a == p) {
+        W(a)[0] = link;                   /* p's words as the list had them */
+        W(a)[1] = key;
+    }
+    void *b = malloc(40), *c = malloc(40);
+    if (a == c || b == c || a == b)
+        exploited("tcache double free, key wiped, words replayed: malloc(40) returned %p twice", a == c ? a : c);
     harness_sink(guard);
 }
 
@@ -262,9 +291,8 @@ static void *rl_owner(void *arg)
     return NULL;
 }
 
-static void t_remote_list(void *arg)
+static void remote_list(bool wipe)
 {
-    (void)arg;
     static struct rl r;
     void *warm = malloc(40);           /* this thread's arena: the main one */
     pthread_t t = misuse_thread(rl_owner, &r, r.fd_go, r.fd_done);
@@ -273,8 +301,15 @@ static void t_remote_list(void *arg)
         setup_failed("the other thread's block is not in a non-main arena");
     free(r.p);                         /* into this thread's cache          */
     tide_thread_cache_flush();         /* -> the owner arena's remote list */
+    word link = W(r.p)[0], key = W(r.p)[1];
+    if (wipe)
+        W(r.p)[1] = 0;                 /* use after free: its parked key   */
     free(harness_launder(r.p));        /* second free while it is parked   */
     void *mine = malloc(40);           /* this thread gets p back ...      */
+    if (wipe && mine == r.p) {
+        W(mine)[0] = link;             /* ... and puts back what the list   */
+        W(mine)[1] = key;              /*     holds of it                   */
+    }
     misuse_post(r.fd_go[1]);
     misuse_wait(r.fd_done[0]);             /* ... and the owner takes the list */
     if (mine == r.p && r.hit == r.p)
@@ -283,6 +318,8 @@ static void t_remote_list(void *arg)
     pthread_join(t, NULL);
     harness_sink(warm);
 }
+static void t_remote_list(void *arg) { (void)arg; remote_list(false); }
+static void t_remote_list_key_wiped(void *arg) { (void)arg; remote_list(true); }
 
 static const struct technique tab[] = {
     { "tcache", t_tcache, "free(p) twice, p in the thread cache",
@@ -290,6 +327,9 @@ static const struct technique tab[] = {
     { "tcache_medium", t_tcache_medium, "free(p) twice, p of 2000 bytes in a medium cache class",
       { "free(): double free detected in tcache 2", "free(): double free detected" }, 0 },
     { "tcache_key_wiped", t_tcache_key_wiped, "free(p), zero the cache key word (UAF), free(p)",
+      { "free(): double free detected" }, 0 },
+    { "tcache_key_wiped_replayed", t_tcache_key_wiped_replayed,
+      "free(p), free(x), zero p's key (UAF), free(p); p's cached words (read by UAF) written back into it once handed out",
       { "free(): double free detected" }, 0 },
     { "fast_aba", t_fast_aba, "cache off: free(a), free(b), free(a) - fast bin",
       { "free(): double free detected", "double free or corruption (fasttop)" }, 0 },
@@ -321,6 +361,9 @@ static const struct technique tab[] = {
       { "free(): double free detected" }, 0 },
     { "remote_list", t_remote_list, "p parked on its arena's remote list by a flush, then freed again",
       { "free(): double free detected (remote list)", "free(): double free detected" }, 0 },
+    { "remote_list_key_wiped", t_remote_list_key_wiped,
+      "remote_list with p's parked key zeroed (UAF) before the second free, and its parked words written back once handed out",
+      { "free(): double free detected" }, 0 },
 };
 
 MISUSE_MAIN("double_free", tab)
