@@ -339,7 +339,26 @@ int main(void)
         for (uintptr_t a = from; a + 16 <= slot + TM_HEAP_MAX_SIZE && !found; a += 16)
             if (hdr_ok(mem2chunk((void *)a), 0, TM_ST_INUSE) && ((const size_t *)a)[-1] == 0)
                 found = a;
-        CHECK("a reserve address whose zero word verifies as a chunk in use", found != 0);
+        /* Whether one exists depends on the process's secrets: for about
+         * 1 in 250 (the checksum's top bits, as the address steps by 16
+         * through a slot, then never come to 0) none does, and the misuse
+         * cannot happen in that process.  The whole test runs again under
+         * new secrets then (a fresh exec), up to 5 times.               */
+        if (!found) {
+            const char *n = getenv("TIDE_OWN_RANGE_RERUN");
+            int reruns = n ? atoi(n) : 0;
+            if (reruns < 5) {
+                char buf[8];
+                snprintf(buf, sizeof buf, "%d", reruns + 1);
+                setenv("TIDE_OWN_RANGE_RERUN", buf, 1);
+                printf("no reserve address verifies under this process's secrets: again, with new ones\n");
+                fflush(stdout);
+                execl("/proc/self/exe", "test_own_range", (char *)NULL);
+            }
+        }
+        CHECKF("a reserve address whose zero word verifies as a chunk in use", found != 0,
+               "none in %#lx..%#lx (heap %p, size %#zx)", (unsigned long)from,
+               (unsigned long)(slot + TM_HEAP_MAX_SIZE), (void *)h, atomic_load((_Atomic size_t *)&h->size));
         if (found) {
             int st = harness_run_child(usable_child, (void *)found);
             CHECKF("malloc_usable_size of it aborts with the message",
