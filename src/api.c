@@ -199,7 +199,7 @@ static TM_INLINE bool free_fast_owned(tm_tcache *tc, void *mem, size_t claimed, 
         tm_tc_entry *e = mem;
         if (likely(i < TM_TCACHE_BINS && claimed <= word_size(raw) - TM_SIZE_SZ)) {
             size_t j = home ? i : tc_free_slot(tc, mem2chunk(mem), raw, i);
-            if (likely(tc_try_push(tc, e, j)))
+            if (likely(tc_try_push(tc, e, j, raw)))
                 return true;
             /* (a closed medium class: the arena) */
             if (j >= TM_TCACHE_BINS || tc_my_limit(tc, j) != 0) {
@@ -340,7 +340,7 @@ static TM_NOINLINE void free_slow(void *mem)
         /* Profiling sends every free here: one with room in its class
          * needs no more than the fast path does.                       */
         if (unlikely(tm_fix.profiling) && !tc_key_marked(e) &&
-            tc_try_push(tc, e, tc_free_slot(tc, p, size_word(p), i))) {
+            tc_try_push(tc, e, tc_free_slot(tc, p, size_word(p), i), size_word(p))) {
             errno = saved_errno;
             return;
         }

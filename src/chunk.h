@@ -299,15 +299,19 @@ static TM_INLINE bool hdr_live_ok(const tm_chunk *p, size_t w)
  * 1.067x.  For free's fast path.                                     */
 static TM_INLINE size_t size_word_split(const tm_chunk *p)
 {
+    if (!TIDE_CHECKS)
+        return size_word(p);          /* (no flips without the checks) */
     const char *b = (const char *)&p->size;
     uint32_t lo = __atomic_load_n((const uint32_t *)b, __ATOMIC_RELAXED);
     uint32_t hi = __atomic_load_n((const uint32_t *)(b + 4), __ATOMIC_RELAXED);
     return (size_t)lo | (size_t)hi << 32;
 }
+/* Byte 0 of q's size word, P's (the size word's writers, above). */
+static inline unsigned char *p_byte(const tm_chunk *q) { return (unsigned char *)&q->size; }
 /* q's P bit, from byte 0 alone (size_word_split says why). */
 static TM_INLINE bool prev_inuse_byte(const tm_chunk *q)
 {
-    return __atomic_load_n((const unsigned char *)&q->size, __ATOMIC_RELAXED) & TM_PREV_INUSE;
+    return __atomic_load_n(p_byte(q), __ATOMIC_RELAXED) & TM_PREV_INUSE;
 }
 
 /* Move p between the program's hands (INUSE) and a cache's or a list's
@@ -316,15 +320,26 @@ static TM_INLINE bool prev_inuse_byte(const tm_chunk *q)
  * thread before the push), while a lock holder may store byte 0 (P).
  * No test: the caller knows the state (a header it verified, wrote, or
  * an entry whose list verified), and a forged header stays forged. */
+static TM_INLINE void hdr_flip_upper(tm_chunk *p, uint32_t upper)
+{
+#if TIDE_CHECKS
+    __atomic_store_n((uint32_t *)((char *)&p->size + 4), upper ^ (uint32_t)(tm_sec.cached >> 32), __ATOMIC_RELAXED);
+#else
+    (void)p, (void)upper;
+#endif
+}
 static TM_INLINE void hdr_flip_cached(tm_chunk *p)
 {
 #if TIDE_CHECKS
-    uint32_t *c = (uint32_t *)((char *)&p->size + 4);
-    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) ^ (uint32_t)(tm_sec.cached >> 32), __ATOMIC_RELAXED);
+    hdr_flip_upper(p, __atomic_load_n((const uint32_t *)((const char *)&p->size + 4), __ATOMIC_RELAXED));
 #else
     (void)p;
 #endif
 }
+/* The same for a caller that holds p's size word w, read since p's last
+ * flip (free's fast path): no second load.  Bytes 4..7 change only by
+ * flips, made by the thread that owns p, this one.                   */
+static TM_INLINE void hdr_flip_cached_from(tm_chunk *p, size_t w) { hdr_flip_upper(p, (uint32_t)(w >> 32)); }
 
 static inline size_t chunksize(const tm_chunk *p) { return size_word(p) & TM_SIZE_MASK; }
 static inline size_t word_size(size_t w) { return w & TM_SIZE_MASK; }
@@ -388,7 +403,6 @@ static inline void set_foot(tm_chunk *p, size_t size) { chunk_at(p, size)->prev_
  * size word's writers, above): q may be cached by another thread, which
  * flips its checksum bytes meanwhile.                                 */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "P is in byte 0, the checksum in bytes 6..7");
-static inline unsigned char *p_byte(tm_chunk *q) { return (unsigned char *)&q->size; }
 static inline void set_p_bit(tm_chunk *q)
 {
     __atomic_store_n(p_byte(q), (unsigned char)(__atomic_load_n(p_byte(q), __ATOMIC_RELAXED) | TM_PREV_INUSE),

@@ -206,17 +206,24 @@ static inline bool chunk_outside_heap(tm_arena *av, tm_chunk *p, tm_chunk *next)
     return false;
 }
 
+/* p's header did not verify in the state its caller expected (INUSE
+ * from the program, CACHED from a cache or a list): name it - a state
+ * the chunk has when it is not the program's (a bin, a fast bin, a
+ * cache) is a double free, anything else `who`.  Never returns.     */
+static TM_NORETURN TM_COLD TM_NOINLINE void bad_hdr(const tm_chunk *p, const char *who)
+{
+    int st = hdr_state(p);
+    tm_corrupt(st == TM_ST_FREE || st == TM_ST_FAST || st == TM_ST_CACHED ? "free(): double free detected" : who, p);
+}
+
 /* The header of p, a chunk of av about to be freed or resized: intact
  * and in use (TIDE_CHECKS).  Every way into the arena checks it here,
  * whoever sent the chunk (free, a cache flush, a remote list, realloc). */
 static inline void check_inuse_hdr(const tm_chunk *p, const char *who)
 {
 #if TIDE_CHECKS
-    if (unlikely(!chunk_hdr_ok(p, TM_ST_INUSE))) {
-        int st = hdr_state(p);
-        tm_corrupt(st == TM_ST_FREE || st == TM_ST_FAST || st == TM_ST_CACHED ? "free(): double free detected" : who,
-                   p);
-    }
+    if (unlikely(!chunk_hdr_ok(p, TM_ST_INUSE)))
+        bad_hdr(p, who);
 #else
     (void)p, (void)who;
 #endif
@@ -321,17 +328,11 @@ void tm_int_free_begin(tm_arena *av, tm_pending *l)
 }
 
 /* tm_int_free_pend, out of its hot path: a header that does not verify
- * in use (named; never returns), a chunk for a fast bin (fast bins are
+ * (bad_hdr, above), a chunk for a fast bin (fast bins are
  * off by default), M_PERTURB's fill.  The hot path then calls nothing
  * that returns, so it saves no registers: a push and a pop of six of
  * them were 14 of its ~85 instructions a chunk (a cache flush of
  * python's: 826 k chunks).                                            */
-static TM_NORETURN TM_COLD TM_NOINLINE void pend_bad_hdr(const tm_chunk *p)
-{
-    int st = hdr_state(p);
-    tm_corrupt(st == TM_ST_FREE || st == TM_ST_FAST ? "free(): double free detected" : "free(): corrupted chunk header",
-               p);
-}
 static TM_NOINLINE void pend_fast(tm_arena *av, tm_chunk *p, size_t size)
 {
     free_to_fast_bin(av, p, size);     /* (the settle looks at the cap) */
@@ -348,7 +349,7 @@ void tm_int_free_pend(tm_arena *av, tm_chunk *p, tm_pending *l)
      * are not merged by the compiler) */
     size_t w = size_word(p);
     if (unlikely(!hdr_ok(p, w, TM_ST_CACHED)))   /* (every caller takes cache or list entries) */
-        pend_bad_hdr(p);
+        bad_hdr(p, "free(): corrupted chunk header");
     size_t size = word_size(w);
     bool fast = size <= TM_P(max_fast);
     (void)free_tests(av, p, size, fast);   /* (the next chunk's word: its P cleared below, byte 0 alone) */

@@ -500,7 +500,8 @@ static TM_INLINE void *tc_try_pop(tm_tcache *tc, size_t i)
     tc_idle(tc);
     return mem;
 }
-static TM_INLINE bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
+/* w: e's size word as free read it (tc_push's flip without a reload). */
+static TM_INLINE bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i, size_t w)
 {
     bool done = false;
     tc_busy(tc);
@@ -508,7 +509,8 @@ static TM_INLINE bool tc_try_push(tm_tcache *tc, tm_tc_entry *e, size_t i)
      * free whose key was wiped after the first (the slow path names it).
      * With them e's header said INUSE, which no cached chunk's does.   */
     if (likely(!tc_stolen(tc) && tc->counts[i] < tc_my_limit(tc, i) && (TIDE_CHECKS || e != tc->entries[i]))) {
-        tc_push(tc, e, i);
+        hdr_flip_cached_from(mem2chunk(e), w);
+        tc_push_moved(tc, e, i);
         done = true;
     }
     tc_idle(tc);
