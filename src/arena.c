@@ -470,6 +470,7 @@ static TM_NOINLINE void tick_slow(tm_arena *av)
      * every free, where they cost python 1 % more instructions.       */
     if (av->inuse > av->inuse_hwm)
         av->inuse_hwm = av->inuse;
+    atomic_store_explicit(&av->inuse_hint, av->inuse_hwm, memory_order_relaxed);
     bool ebbed = tm_release_ebbed(av);
     if (ebbed != atomic_load_explicit(&av->ebbed, memory_order_relaxed))
         atomic_store_explicit(&av->ebbed, ebbed, memory_order_relaxed);

@@ -99,11 +99,21 @@
 /* Chunks a thread cache refill carves its batch from, at most (tcache.c). */
 #define TM_REFILL_CARVES 4u
 /* A class that overflows after a miss grows its thread's limit (doubling,
- * tcache.c) up to this many bytes and chunks, the thread's limits to this
- * total (tcache.h: when growth is allowed, and what shrinks it).       */
+ * tcache.c) up to this many bytes and chunks; the thread's limits
+ * together grow to TM_TCACHE_GROW_TOTAL, or to a share of its arena's
+ * chunks in use at their high-water mark where that is more, at most
+ * TM_TCACHE_GROW_TOTAL_MAX (tcache.c tm_tcache_grow_total; tcache.h: when growth
+ * is allowed, and what shrinks it).  The share is half the mark where
+ * the background thread takes idle caches back, an eighth where nothing
+ * but the ebb does (below the quarter at which the chunks in use ebb,
+ * release.h, so that a program that frees everything still ebbs with
+ * its cache full).                                                    */
 #define TM_TCACHE_GROW_CLASS_BYTES (1024u * 1024)
 #define TM_TCACHE_GROW_COUNT       4096u
 #define TM_TCACHE_GROW_TOTAL       (2048u * 1024)
+#define TM_TCACHE_GROW_TOTAL_MAX   (16u * 1024 * 1024)
+#define TM_TCACHE_GROW_SHARE_BG    2u
+#define TM_TCACHE_GROW_SHARE_SOLO  8u
 
 /* ---- page release (decay) ----------------------------------------------- */
 #define TM_DEFAULT_DECAY_MS 1000

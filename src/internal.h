@@ -130,6 +130,9 @@ typedef struct tm_arena {
      * which count as "other" (release.h tm_release_ebbed).             */
     size_t inuse;
     size_t inuse_hwm;
+    /* inuse_hwm as of the last tick (arena.c tick_slow): the thread
+     * caches' growth bound reads it without the lock (tcache.c).       */
+    _Atomic size_t inuse_hint;
     /* A deep drain (release.h tm_release_deep); with no background
      * thread the cap is then strict (tm_release_strict_now).  Written by
      * lock holders at every free into the bins, read without the lock by

@@ -144,6 +144,27 @@ static bool solo_ebbed(void)
     return own != NULL && atomic_load_explicit(&own->ebbed, memory_order_relaxed);
 }
 
+/* What the thread's limits may grow to in all (config.h): a share of
+ * its arena's chunks in use at their mark, within bounds.  A program
+ * whose working set comes and goes in rounds of tens of MiB (wl_swing,
+ * wl_mleak, wl_frag) flushed most of each round into the bins and carved
+ * it out again with 2 MiB; a small one keeps the 2 MiB.  The share is
+ * smaller without a reclaimer: a single-threaded program that frees
+ * everything must still see its chunks in use ebb (release.h) with its
+ * cache full, which then lets go of it (shrink_if_drained).            */
+size_t tm_tcache_grow_total(void)
+{
+    tm_arena *own = tm_thread_arena();
+    if (!own)
+        return TM_TCACHE_GROW_TOTAL;
+    bool reclaimer = atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
+                     atomic_load_explicit(&tm_bg_active, memory_order_relaxed);
+    size_t share = atomic_load_explicit(&own->inuse_hint, memory_order_relaxed) /
+                   (reclaimer ? TM_TCACHE_GROW_SHARE_BG : TM_TCACHE_GROW_SHARE_SOLO);
+    return share < TM_TCACHE_GROW_TOTAL ? TM_TCACHE_GROW_TOTAL
+           : share > TM_TCACHE_GROW_TOTAL_MAX ? TM_TCACHE_GROW_TOTAL_MAX : share;
+}
+
 static inline bool tc_missed(const tm_tcache *tc, size_t i) { return (tc->missed[i / 64] >> (i % 64)) & 1; }
 static inline void tc_set_missed(tm_tcache *tc, size_t i) { tc->missed[i / 64] |= (uint64_t)1 << (i % 64); }
 
@@ -170,7 +191,7 @@ static size_t grow_limit(tm_tcache *tc, size_t i, size_t lim)
         return lim;
     size_t nl = lim * 2 < max ? lim * 2 : max;
     size_t total = atomic_load_explicit(&tc->limit_bytes, memory_order_relaxed);
-    if (total + (nl - lim) * csize > TM_TCACHE_GROW_TOTAL)
+    if (total + (nl - lim) * csize > tm_tcache_grow_total())
         return lim;
     uint16_t expect = (uint16_t)lim;
     if (!atomic_compare_exchange_strong_explicit(&tc->limits[i], &expect, (uint16_t)nl,

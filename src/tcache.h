@@ -527,6 +527,8 @@ TM_HIDDEN bool tm_tcache_put_away(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN void tm_tcache_put_full(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN TM_NOINLINE void tm_tcache_double_free_check(tm_tcache *tc, tm_tc_entry *e, size_t i);
 TM_HIDDEN void tm_tcache_recompute_limits(void);
+/* What the calling thread's limits may grow to in all (config.h). */
+TM_HIDDEN size_t tm_tcache_grow_total(void);
 /* Slow paths, cache entered: the medium classes emptied if they are
  * closed (tm_tcache_medium_open).                                    */
 TM_HIDDEN void tm_tcache_drained_medium(tm_tcache *tc);

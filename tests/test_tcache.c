@@ -651,16 +651,24 @@ static void *t_produce(void *arg)
     return NULL;
 }
 
-static void *t_adaptive(void *arg)
+/* A new thread's cache, once the background thread runs (it starts with
+ * the process's second thread; up to 2 s): NULL if it has none.       */
+static tm_tcache *cache_with_bg(void)
 {
-    (void)arg;
     free(malloc(1));
     tm_tcache *tc = tm_tls_tcache;
     CHECK("thread has a cache", tc != NULL);
+    for (int k = 0; tc && k < 200 && !atomic_load(&tm_bg_active); k++)
+        usleep(10000);
+    return tc;
+}
+
+static void *t_adaptive(void *arg)
+{
+    (void)arg;
+    tm_tcache *tc = cache_with_bg();
     if (!tc)
         return NULL;
-    for (int k = 0; k < 200 && !atomic_load(&tm_bg_active); k++)
-        usleep(10000);               /* the background thread starts with the 2nd thread */
     bool grows = TM_TCACHE_RECLAIM && atomic_load(&tm_bg_active);
     size_t i = cls(64), csize = tm_class_size(i), base = tm_tc_limit[i];
     size_t cap = TM_TCACHE_GROW_CLASS_BYTES / csize;
@@ -700,9 +708,11 @@ static void *t_adaptive(void *arg)
         sum += tc_my_limit(tc, k) * tm_class_size(k);
         base_sum += tm_tc_limit[k] * tm_class_size(k);
     }
-    CHECKF("the thread's limits stay within TM_TCACHE_GROW_TOTAL", sum <= (base_sum > TM_TCACHE_GROW_TOTAL ? base_sum :
-           TM_TCACHE_GROW_TOTAL) && sum == atomic_load(&tc->limit_bytes), "%zu (tracked %zu)", sum,
-           (size_t)atomic_load(&tc->limit_bytes));
+    size_t gt = tm_tcache_grow_total();
+    CHECKF("the thread's limits stay within their total (tm_tcache_grow_total)",
+           sum <= (base_sum > gt ? base_sum : gt) && gt <= TM_TCACHE_GROW_TOTAL_MAX &&
+           sum == atomic_load(&tc->limit_bytes), "%zu (tracked %zu, total %zu)", sum,
+           (size_t)atomic_load(&tc->limit_bytes), gt);
     CHK();
     CHECK("TIDE_M_TCACHE_COUNT (unchanged value)", mallopt(TIDE_M_TCACHE_COUNT, TM_TCACHE_DEFAULT_COUNT) == 1);
     bool reset = true;
@@ -785,6 +795,64 @@ static void *t_adaptive(void *arg)
                tc->counts[i] == 0, "after %d ms: limit %zu count %u", waited * 10, tc_my_limit(tc, i),
                tc->counts[i]);
     }
+    CHK();
+    return NULL;
+}
+
+/* The growth total follows the arena's chunks in use (tcache.c
+ * tm_tcache_grow_total): 2 MiB for a small program, half the in-use mark
+ * where the background thread reclaims idle caches, at most 16 MiB; and
+ * the limits do grow past 2 MiB then (wl_swing, wl_mleak: rounds of
+ * tens of MiB flushed into the bins and carved out again).            */
+static void *t_grow_share(void *arg)
+{
+    (void)arg;
+    tm_tcache *tc = cache_with_bg();
+    if (!tc)
+        return NULL;
+    CHECKF("a small arena's total is TM_TCACHE_GROW_TOTAL or a share of its mark",
+           tm_tcache_grow_total() >= TM_TCACHE_GROW_TOTAL && tm_tcache_grow_total() <= TM_TCACHE_GROW_TOTAL_MAX,
+           "%zu", tm_tcache_grow_total());
+    if (!TM_TCACHE_RECLAIM || !atomic_load(&tm_bg_active)) {
+        CHK();
+        return NULL;                 /* (no reclaimer: no growth past the base) */
+    }
+    /* 48 MiB in use (20000-byte blocks, not a cached size): every
+     * malloc is a lock section, whose ticks publish the mark.          */
+    enum { NB = 48 * 1024 * 1024 / 20000 };
+    static void *ballast[NB];
+    for (int k = 0; k < NB; k++)
+        ballast[k] = malloc(20000);
+    tm_arena *own = tm_thread_arena();
+    size_t hint = atomic_load(&own->inuse_hint);
+    CHECKF("the tick publishes the in-use mark", hint >= (size_t)NB * 20000 / 2, "%zu", hint);
+    CHECKF("with a reclaimer, the total is half the mark, at most TM_TCACHE_GROW_TOTAL_MAX",
+           tm_tcache_grow_total() == TM_TCACHE_GROW_TOTAL_MAX, "%zu (mark %zu)", tm_tcache_grow_total(), hint);
+    /* Rounds over 8 classes of 256..704 B, 2048 blocks each: a miss, then
+     * overflows that double each class's limit, within the total.     */
+    enum { NC = 8, PER = 2048 };
+    static void *b[NC][PER];
+    for (int r = 0; r < 2; r++) {
+        for (int c = 0; c < NC; c++)
+            for (int k = 0; k < PER; k++)
+                b[c][k] = malloc(256 + 64 * (size_t)c);
+        for (int c = 0; c < NC; c++)
+            for (int k = 0; k < PER; k++)
+                free(b[c][k]);
+    }
+    size_t sum = atomic_load(&tc->limit_bytes);
+    CHECKF("the limits grew past TM_TCACHE_GROW_TOTAL, within the total", sum > TM_TCACHE_GROW_TOTAL &&
+           sum <= tm_tcache_grow_total(), "%zu of %zu", sum, tm_tcache_grow_total());
+    uint64_t slow = atomic_load(&tc->slow_ops);
+    for (int k = 0; k < PER; k++)
+        b[0][k] = malloc(256);
+    CHECKF("a grown class serves the next round from the cache", atomic_load(&tc->slow_ops) == slow,
+           "%lu slow calls", (unsigned long)(atomic_load(&tc->slow_ops) - slow));
+    for (int k = 0; k < PER; k++)
+        free(b[0][k]);
+    for (int k = 0; k < NB; k++)
+        free(ballast[k]);
+    CHECK("heap consistent", tide_check_heap() > 0);
     CHK();
     return NULL;
 }
@@ -927,5 +995,6 @@ int main(void)
     test_own_stash();
     test_outbox();
     run_in_thread(t_adaptive);
+    run_in_thread(t_grow_share);
     return harness_finish();
 }
