@@ -470,7 +470,6 @@ static TM_NOINLINE void tick_slow(tm_arena *av)
      * every free, where they cost python 1 % more instructions.       */
     if (av->inuse > av->inuse_hwm)
         av->inuse_hwm = av->inuse;
-    atomic_store_explicit(&av->inuse_hint, av->inuse_hwm, memory_order_relaxed);
     bool ebbed = tm_release_ebbed(av);
     if (ebbed != atomic_load_explicit(&av->ebbed, memory_order_relaxed))
         atomic_store_explicit(&av->ebbed, ebbed, memory_order_relaxed);
@@ -490,6 +489,8 @@ static TM_NOINLINE void tick_slow(tm_arena *av)
         drain_all(av);           /* own chunks parked on the class lists, too */
     if (decay >= 0)
         purge_if_due(av, now, decay);
+    /* (after the purge's decay of the mark: the caches see the mark as it is) */
+    atomic_store_explicit(&av->inuse_hint, av->inuse_hwm, memory_order_relaxed);
     uint64_t due = atomic_load_explicit(&next_sweep, memory_order_relaxed);
     if (now < due ||
         !atomic_compare_exchange_strong(&next_sweep, &due, now + decay_step(decay)))

@@ -113,7 +113,7 @@
 #define TM_TCACHE_GROW_TOTAL       (2048u * 1024)
 #define TM_TCACHE_GROW_TOTAL_MAX   (16u * 1024 * 1024)
 #define TM_TCACHE_GROW_SHARE_BG    2u
-#define TM_TCACHE_GROW_SHARE_SOLO  8u
+#define TM_TCACHE_GROW_SHARE_SOLO  (2u * TM_DRAIN_DEPTH)   /* (defined below) */
 
 /* ---- page release (decay) ----------------------------------------------- */
 #define TM_DEFAULT_DECAY_MS 1000

@@ -132,13 +132,19 @@ static bool may_hold_more(void)
     return !own_drained(tm_thread_arena());
 }
 
+/* The background thread runs and can take idle caches back. */
+static inline bool reclaimer_on(void)
+{
+    return atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
+           atomic_load_explicit(&tm_bg_active, memory_order_relaxed);
+}
+
 /* No background thread to take caches back, and the own arena's chunks
  * in use ebbed (release.h): the program is giving its memory back, and
  * nothing but the cache itself will let go of what it holds.          */
 static bool solo_ebbed(void)
 {
-    if (atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
-        atomic_load_explicit(&tm_bg_active, memory_order_relaxed))
+    if (reclaimer_on())
         return false;
     tm_arena *own = tm_thread_arena();
     return own != NULL && atomic_load_explicit(&own->ebbed, memory_order_relaxed);
@@ -157,10 +163,8 @@ size_t tm_tcache_grow_total(void)
     tm_arena *own = tm_thread_arena();
     if (!own)
         return TM_TCACHE_GROW_TOTAL;
-    bool reclaimer = atomic_load_explicit(&reclaim_ok, memory_order_relaxed) &&
-                     atomic_load_explicit(&tm_bg_active, memory_order_relaxed);
     size_t share = atomic_load_explicit(&own->inuse_hint, memory_order_relaxed) /
-                   (reclaimer ? TM_TCACHE_GROW_SHARE_BG : TM_TCACHE_GROW_SHARE_SOLO);
+                   (reclaimer_on() ? TM_TCACHE_GROW_SHARE_BG : TM_TCACHE_GROW_SHARE_SOLO);
     return share < TM_TCACHE_GROW_TOTAL ? TM_TCACHE_GROW_TOTAL
            : share > TM_TCACHE_GROW_TOTAL_MAX ? TM_TCACHE_GROW_TOTAL_MAX : share;
 }
