@@ -331,7 +331,8 @@ TM_HIDDEN void tm_bins_enforce_cap_slow(tm_arena *av);
 static inline void tm_bins_enforce_cap(tm_arena *av)
 {
     size_t top = chunksize(av->top), pad = TM_P(top_pad);
-    size_t excess = av->dirty + (top > pad ? top - pad : 0);   /* an upper bound */
+    size_t top_x = top > pad ? top - pad : 0;
+    size_t excess = av->dirty + top_x;   /* an upper bound */
     size_t other = tm_release_other(av);
     if (unlikely(other > av->other_hwm))
         av->other_hwm = other;
@@ -339,7 +340,13 @@ static inline void tm_bins_enforce_cap(tm_arena *av)
     if (unlikely(deep != atomic_load_explicit(&av->drained, memory_order_relaxed)))
         atomic_store_explicit(&av->drained, deep, memory_order_relaxed);
     bool strict = deep && !atomic_load_explicit(&tm_bg_active, memory_order_relaxed);
-    if (unlikely(excess > tm_release_cap_of(av, other)) ||
+    /* The cap is of the bytes other than the releasable ones, the top's
+     * beyond its pad among them (as the slow path counts): `other` holds
+     * the top, and a top of 31 MiB let a drained arena keep 110 MiB of
+     * free chunks under a loose cap of four times it (wl_realloc's end,
+     * once its top grew big: the slow path would have released them). */
+    size_t other_c = other > top_x ? other - top_x : 0;
+    if (unlikely(excess > tm_release_cap_of(av, other_c)) ||
         unlikely(av->fast_bytes > TM_FAST_BYTES_MAX && strict))
         tm_bins_enforce_cap_slow(av);
 }

@@ -64,6 +64,16 @@
 /* ---- system memory ------------------------------------------------------ */
 #define TM_DEFAULT_MMAP_THRESHOLD     (128u * 1024)
 #define TM_DEFAULT_MMAP_THRESHOLD_MAX (32u * 1024 * 1024)   /* = HEAP_MAX_SIZE/2 */
+/* The dynamic threshold (sysmem.c tm_munmap_chunk_dyn): a freed mmapped
+ * chunk raises the mmap threshold to this many times its size (glibc: to
+ * its size), and the trim threshold to twice that, as glibc does.
+ * Blocks of many sizes (wl_large: 64 KiB - 32 MiB, log-uniform) raised
+ * glibc's threshold one new largest block at a time, and every block
+ * above it was mapped fresh and unmapped at its free: 353 MiB of mmaps,
+ * ~90 k page faults in a run.  The heap is no trap for such blocks here
+ * as it is in glibc: the pages inside a big free chunk go back by decay,
+ * not only from the top (release.h).  docs/design.md §5.              */
+#define TM_DYN_MMAP_MARGIN 4u
 #define TM_DEFAULT_TRIM_THRESHOLD     (128u * 1024)
 #define TM_DEFAULT_TOP_PAD            (128u * 1024)
 #define TM_DEFAULT_MMAP_MAX           65536
@@ -167,6 +177,13 @@
  * resident non-free bytes fell below 1/TM_DRAIN_DEPTH of their high-water
  * mark.  A working set that swings, however much, stays loose.         */
 #define TM_DRAIN_DEPTH 4u
+/* An arena whose top churns (sysmem.h trim_by_decay) trims at free time
+ * only after a drain twice as deep: a window of big blocks swings below
+ * a quarter of its mark and comes back (wl_large: 24 blocks of 64 KiB -
+ * 32 MiB trimmed 65 and 161 MiB in one run and faulted them back in:
+ * 219 k page faults, 185 k with an eighth, which it reached only when
+ * the program freed its blocks at the end).                            */
+#define TM_CHURN_DRAIN_DEPTH (2u * TM_DRAIN_DEPTH)
 /* Fast bins holding more than this get consolidated under the strict
  * cap (by a fast free: one look per 2^TM_FAST_CAP_STEP_SHIFT bytes of
  * them beyond it), so that small freed blocks can merge into releasable

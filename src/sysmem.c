@@ -108,15 +108,21 @@ void tm_mmap_chunk_moved(tm_chunk *old, tm_chunk *newp)
 void tm_munmap_chunk_dyn(tm_chunk *p)
 {
     /* glibc's dynamic threshold: a freed mmapped chunk raises the mmap
-     * threshold to its size (up to 32 MiB) and the trim threshold to twice
-     * that, so programs that repeatedly allocate blocks of one size stop
-     * paying for mmap/munmap.  Two relaxed stores: a reader may see one
-     * without the other, which only delays the effect (params.h).      */
+     * threshold past its size (glibc: to its size; here
+     * TM_DYN_MMAP_MARGIN times it, up to 32 MiB: config.h) and the trim
+     * threshold to twice that, so programs that repeatedly allocate big
+     * blocks stop paying for mmap/munmap.  (A trim threshold of twice
+     * the size trimmed the blocks between two and four times it at
+     * every free: a top that churns.)  Two relaxed stores: a reader may
+     * see one without the other, which only delays the effect (params.h). */
     size_t size = chunksize(p);
     if (!TM_P(no_dyn_threshold) && size > TM_P(mmap_threshold) &&
         size <= TM_DEFAULT_MMAP_THRESHOLD_MAX) {
-        TM_P_SET(mmap_threshold, size);
-        TM_P_SET(trim_threshold, 2 * size);
+        size_t t = TM_DEFAULT_MMAP_THRESHOLD_MAX / TM_DYN_MMAP_MARGIN < size
+                       ? TM_DEFAULT_MMAP_THRESHOLD_MAX
+                       : size * TM_DYN_MMAP_MARGIN;
+        TM_P_SET(mmap_threshold, t);
+        TM_P_SET(trim_threshold, 2 * t);
     }
     tm_munmap_chunk(p);
 }
@@ -522,8 +528,9 @@ static bool sub_trim(tm_arena *av, size_t pad)
 }
 
 /* The top churns and the background thread gives it back by time
- * (sysmem.h): no trim at free time but after a deep drain, counted
- * without the top (whose resident bytes count as `other` until then).
+ * (sysmem.h): no trim at free time but after a drain to an eighth of
+ * the mark (TM_CHURN_DRAIN_DEPTH), counted without the top (whose
+ * resident bytes count as `other` until then).
  * In a process of one arena only: each arena's kept top adds to the
  * process's peak (seed002, 8 arenas: peak RSS +2-3 % over 4 runs, its
  * request rate within the noise).  Not with decay_ms = -1 ("never"):
@@ -535,7 +542,8 @@ static bool trim_deferred(const tm_arena *av)
         atomic_load_explicit(&tm_narenas, memory_order_relaxed) > 1 || TM_P(decay_ms) < 0)
         return false;
     size_t other = tm_release_other(av), top = chunksize(av->top);
-    return !tm_release_deep(av, other > top ? other - top : 0);
+    other = other > top ? other - top : 0;
+    return other >= av->other_hwm / TM_CHURN_DRAIN_DEPTH;
 }
 
 bool tm_sys_trim(tm_arena *av, size_t pad, bool force)

@@ -58,8 +58,10 @@ TM_HIDDEN bool tm_sys_trim(tm_arena *av, size_t pad, bool force);
  * again, wl_large: 375 k page faults against tcmalloc's 87 k, which
  * keeps all it ever had): trim_by_decay.  While the background thread
  * runs, in a process of one arena, its top is not trimmed at free time
- * (tm_sys_trim) unless the arena has drained deeply, its top aside (the
- * program is giving its memory back): the top's pages beyond top_pad
+ * (tm_sys_trim) unless the arena has drained to an eighth of its mark,
+ * its top aside (the program is giving its memory back; a quarter, the
+ * deep drain of the cap, a window of big blocks reaches while it swings:
+ * config.h TM_CHURN_DRAIN_DEPTH): the top's pages beyond top_pad
  * are free memory like a free chunk's interior, kept within the cap
  * (release.h; the top goes first when the cap is met) and given back by
  * the background thread once the top has not grown for decay_ms

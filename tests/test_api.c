@@ -231,8 +231,18 @@ static void test_mallinfo(void)
            c.uordblks <= a.uordblks + 16 * KiB && c.uordblks + 16 * KiB >= a.uordblks,
            "before %zu after %zu", a.uordblks, c.uordblks);
 
+    /* The freed 1 MiB mmapped block raised the dynamic mmap threshold to
+     * 4 MiB (TM_DYN_MMAP_MARGIN times its size; glibc: to its size): a
+     * 3 MiB block now comes from the heap, a 5 MiB one is mapped. */
+    void *mid3 = malloc(3 * MiB);
+    CHECKF("malloc(3 MiB) after the 1 MiB block's free: from the heap (threshold 4 MiB)",
+           mid3 && !is_mmapped(mid3), "size word 0x%zx", mid3 ? chunk_size_word(mid3) : 0);
+    free(mid3);
+
     /* mallinfo() is mallinfo2() in ints. */
-    void *hold = malloc(3 * MiB);
+    void *hold = malloc(5 * MiB);
+    CHECKF("malloc(5 MiB) is an mmapped chunk", hold && is_mmapped(hold), "size word 0x%zx",
+           hold ? chunk_size_word(hold) : 0);
     struct mallinfo2 n2 = mallinfo2();
     struct mallinfo n1 = old_mallinfo();
     CHECK("mallinfo().arena == mallinfo2().arena", (size_t)n1.arena == n2.arena);
@@ -243,13 +253,13 @@ static void test_mallinfo(void)
     CHECK("mallinfo().fordblks == mallinfo2().fordblks", (size_t)n1.fordblks == n2.fordblks);
     CHECK("mallinfo().fsmblks == mallinfo2().fsmblks", (size_t)n1.fsmblks == n2.fsmblks);
     CHECK("mallinfo().keepcost == mallinfo2().keepcost", (size_t)n1.keepcost == n2.keepcost);
-    CHECKF("mallinfo2().hblkhd counts a live 3 MiB block", n2.hblkhd >= 3 * MiB,
+    CHECKF("mallinfo2().hblkhd counts a live 5 MiB block", n2.hblkhd >= 5 * MiB,
            "hblkhd %zu", n2.hblkhd);
     free(hold);
 
     /* From here on, fix the mmap and trim thresholds at glibc's defaults:
-     * freeing the mmapped blocks above raised glibc's dynamic thresholds
-     * (to 3 MiB / 6 MiB), which would let later "large" blocks come from a
+     * freeing the mmapped blocks above raised the dynamic thresholds
+     * (to 20 MiB / 10 MiB), which would let later "large" blocks come from a
      * big untrimmed top instead of mmap. */
     CHECK("mallopt(M_MMAP_THRESHOLD, 128 KiB) == 1", mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1);
     CHECK("mallopt(M_TRIM_THRESHOLD, 128 KiB) == 1", mallopt(M_TRIM_THRESHOLD, 128 * 1024) == 1);

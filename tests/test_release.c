@@ -327,6 +327,53 @@ static void test_fork_after_release(void)
     CHK();
 }
 
+/* The cap counts the top's bytes beyond its pad as releasable, not as
+ * "other": a big free top (not trimmed: trim threshold -1 here; a top
+ * that churns, or one under a dynamic trim threshold of 64 MiB) must not
+ * raise the loose cap (four times the other bytes) over the free chunks
+ * below it.  wl_realloc's end kept 110 MiB of free chunks under a 31 MiB
+ * top until the background thread's decay, while the cap's inline test
+ * counted the top as other.  arg: 1 with the background thread, 0
+ * without.  (A forked child: fresh arena state, its own mallopts.)   */
+static void cap_big_top_child(void *arg)
+{
+    bool bg = arg != NULL;
+    mallopt(TIDE_M_DECAY_MS, 600000);         /* nothing goes back by time */
+    mallopt(TIDE_M_BACKGROUND_THREAD, bg ? 1 : 0);
+    mallopt(M_TRIM_THRESHOLD, -1);            /* the top stays */
+    free(malloc(20000));                      /* (an arena malloc starts the thread) */
+    struct pinned s;
+    fill(&s);                                 /* 48 x 1 MiB, each pinned */
+    enum { NTOP = 8 };
+    char *t[NTOP];
+    for (int k = 0; k < NTOP; k++) {
+        t[k] = malloc(4 * MiB);
+        if (t[k])
+            memset(t[k], 0x55, 4 * MiB);
+    }
+    for (int k = NTOP - 1; k >= 0; k--)
+        free(t[k]);                           /* into the top: 32 MiB resident */
+    tm_arena *av = &tm_main_arena;
+    CHECKF("a free top of 32 MiB", chunksize(av->top) >= 32u * MiB, "%zu", chunksize(av->top));
+    CHECK("the background thread as asked", atomic_load(&tm_bg_active) == bg);
+    long before = rss();
+    free_blocks(&s);                          /* 48 MiB of free chunks below the top */
+    long after = rss();
+    CHECKF("the cap gives the top and the free chunks back at once (>= 64 MiB of RSS)",
+           after <= before - 64 * 1024, "%ld -> %ld kB", before, after);
+    CHK();
+    free_pins(&s);
+    CHK();
+    _exit(harness_finish());
+}
+static void test_cap_big_top(void)
+{
+    CHECK_EXIT("a big free top does not raise the cap (background thread)", cap_big_top_child,
+               (void *)1, 0);
+    CHECK_EXIT("a big free top does not raise the cap (no background thread)", cap_big_top_child,
+               NULL, 0);
+}
+
 /* Churn never makes a system call per free with the default decay: page
  * release is amortized (an arena looks at most every decay/4). */
 static void test_no_syscall_storm(void)
@@ -397,5 +444,6 @@ int main(void)
     test_fork_after_release();
     test_no_syscall_storm();
     test_bounded_summary();
+    test_cap_big_top();
     return harness_finish();
 }
