@@ -9,7 +9,8 @@
  *    while the background thread runs (started for it by the automatic
  *    mode): no brk moves over further cycles; once quiet for decay_ms the
  *    thread gives the top's pages back (RSS falls) and the churn state
- *    ends; churning again and then draining deeply trims at free time;
+ *    ends; a dip to a sixth of the mark does not trim it; churning again
+ *    and then draining to an eighth (all ballast freed) trims at free time;
  *    without the thread, with two arenas or with decay_ms -1, the floor
  *    applies as before; random churn of 64 KiB..32 MiB blocks with quiet
  *    gaps, the mark set and cleared under the background thread's purges,
@@ -402,8 +403,21 @@ static void churn_child(void *arg)
            sbrk(0) == end && v.system_mem == sys, "%zu -> %zu", sys, v.system_mem);
     CHK();
     if (mode == 2) {
+        /* A dip to a sixth of the mark, between an eighth and a quarter,
+         * is what a window of big blocks does as it swings: no trim
+         * (config.h TM_CHURN_DRAIN_DEPTH; a quarter trimmed it). */
+        size_t hwm = av->other_hwm;
+        int keep = (int)(hwm / 6 / BLK);
+        CHECKF("the mark leaves room for a dip", keep >= 1 && keep < CH_BALLAST, "mark %zu, keep %d",
+               hwm, keep);
+        for (int k = CH_BALLAST - 1; k >= keep && k >= 0; k--)
+            free(ballast[k]);
+        v = view(av);
+        CHECKF("a dip to a sixth of the mark does not trim a churning top (brk stays)",
+               sbrk(0) == end && v.system_mem == sys, "%zu -> %zu", sys, v.system_mem);
+        CHK();
         /* A deep drain trims at free time, churn or not. */
-        for (int k = 0; k < CH_BALLAST; k++)
+        for (int k = 0; k < keep && k < CH_BALLAST; k++)
             free(ballast[k]);
         v = view(av);
         CHECKF("a deep drain trims at free time even while the top churns",
