@@ -280,6 +280,12 @@ static HARNESS_UNUSED int harness_run_child(harness_fn fn, void *arg)
         setenv("LIBC_FATAL_STDERR_", "1", 1);
         const char *t = getenv("HARNESS_CHILD_TIMEOUT");
         alarm(t && atoi(t) > 0 ? (unsigned)atoi(t) : 20u);
+        /* The child counts its own checks: one that ends with
+         * _exit(harness_finish()) must not report the parent's earlier
+         * failures as its own (every later child of a program failed
+         * after one real failure). */
+        __atomic_store_n(&harness_passed, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&harness_failed, 0, __ATOMIC_RELAXED);
         fn(arg);
         _exit(0);
     }
