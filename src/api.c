@@ -195,20 +195,20 @@ static TM_INLINE bool fast_given(void *mem, bool owned, size_t excl, size_t *raw
 static TM_INLINE bool free_fast_owned(tm_tcache *tc, void *mem, size_t claimed, bool home)
 {
     size_t raw;
-    if (likely(fast_given(mem, true, TM_IS_MMAPPED | TM_SAMPLED, &raw))) {
+    if (likely(fast_given(mem, true, TM_IS_MMAPPED | TM_SAMPLED, &raw) &&
+               claimed <= word_size(raw) - TM_SIZE_SZ)) {
         size_t i = tc_free_index(word_size(raw));
         tm_tc_entry *e = mem;
-        if (likely(i < TM_TCACHE_BINS && claimed <= word_size(raw) - TM_SIZE_SZ)) {
-            size_t j = home ? i : tc_free_slot(tc, mem2chunk(mem), raw, i);
-            if (likely(tc_try_push(tc, e, j, raw)))
-                return true;
-            /* (a closed medium class: the arena) */
-            if (j >= TM_TCACHE_BINS || tc_my_limit(tc, j) != 0) {
-                free_full(tc, e, j);
-                return true;
-            }
-        } else if (i >= TM_TCACHE_BINS && claimed <= word_size(raw) - TM_SIZE_SZ) {
+        if (unlikely(i >= TM_TCACHE_BINS)) {
             free_big(mem2chunk(mem), word_size(raw));   /* no class: the arena */
+            return true;
+        }
+        size_t j = home ? i : tc_free_slot(tc, mem2chunk(mem), raw, i);
+        if (likely(tc_try_push(tc, e, j, raw)))
+            return true;
+        /* (a closed medium class: the arena) */
+        if (j >= TM_TCACHE_BINS || tc_my_limit(tc, j) != 0) {
+            free_full(tc, e, j);
             return true;
         }
     }

@@ -346,11 +346,10 @@ static inline void tm_bins_enforce_cap(tm_arena *av)
      * free chunks under a loose cap of four times it (wl_realloc's end,
      * once its top grew big: the slow path would have released them). */
     size_t other_c = other > top_x ? other - top_x : 0;
-    /* No cap is below the strict floor's least (release.h): under it, no
-     * need to work the cap out (a division by the arena count; ~25 of
-     * the instructions of every free of a big chunk into the top). */
-    bool over = excess > TM_DIRTY_FLOOR_MIN / 3 * TM_DIRTY_FLOOR_STRICT_THIRDS &&
-                excess > tm_release_cap_of(av, other_c);
+    /* Under the least cap there is, no need to work the cap out (a
+     * division by the arena count; ~25 of the instructions of every free
+     * of a big chunk into the top). */
+    bool over = excess > TM_RELEASE_CAP_LEAST && excess > tm_release_cap_of(av, other_c);
     if (unlikely(over) || unlikely(av->fast_bytes > TM_FAST_BYTES_MAX && strict))
         tm_bins_enforce_cap_slow(av);
 }

@@ -120,11 +120,17 @@ static inline size_t tm_release_other(const tm_arena *av)
 {
     return av->system_mem - av->released - av->dirty;
 }
-/* A deep drain: the other resident bytes fell below 1/TM_DRAIN_DEPTH of
- * their high-water mark (what av->drained records, bins.h).           */
+/* The other resident bytes fell below 1/depth of their high-water mark. */
+static inline bool tm_release_drained_to(const tm_arena *av, size_t other, unsigned depth)
+{
+    return other < av->other_hwm / depth;
+}
+/* A deep drain: below 1/TM_DRAIN_DEPTH of the mark (what av->drained
+ * records, bins.h).  (A churning top trims at 1/TM_CHURN_DRAIN_DEPTH:
+ * sysmem.c trim_deferred.)                                            */
 static inline bool tm_release_deep(const tm_arena *av, size_t other)
 {
-    return other < av->other_hwm / TM_DRAIN_DEPTH;
+    return tm_release_drained_to(av, other, TM_DRAIN_DEPTH);
 }
 /* Strict only after a deep drain with no background thread (above). */
 static inline bool tm_release_strict(const tm_arena *av, size_t other)
@@ -193,6 +199,14 @@ static inline void tm_release_swing_arm(tm_arena *av)
 /* Bytes the cap just released at free time (bins.c). */
 TM_HIDDEN void tm_release_swing_note(tm_arena *av, size_t bytes);
 
+/* The strict cap's floor: two thirds of the floor (config.h). */
+static inline size_t tm_release_strict_floor(size_t floor)
+{
+    return floor / 3 * TM_DIRTY_FLOOR_STRICT_THIRDS;
+}
+/* No cap is below this (the strict floor of the least floor): an excess
+ * under it needs no cap worked out (bins.h tm_bins_enforce_cap).      */
+#define TM_RELEASE_CAP_LEAST (TM_DIRTY_FLOOR_MIN / 3 * TM_DIRTY_FLOOR_STRICT_THIRDS)
 /* The cap for `other` resident bytes that are not releasable free memory. */
 static inline size_t tm_release_cap_of(const tm_arena *av, size_t other)
 {
@@ -205,7 +219,7 @@ static inline size_t tm_release_cap_of(const tm_arena *av, size_t other)
      * goes back): two thirds of it (config.h).                        */
     size_t floor = tm_release_floor();
     if (strict)
-        floor = floor / 3 * TM_DIRTY_FLOOR_STRICT_THIRDS;
+        floor = tm_release_strict_floor(floor);
     if (unlikely(av->swinging) && av->other_hwm > floor &&
         atomic_load_explicit(&tm_bg_active, memory_order_relaxed))
         floor = av->other_hwm;        /* released by time instead (above) */

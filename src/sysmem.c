@@ -542,8 +542,7 @@ static bool trim_deferred(const tm_arena *av)
         atomic_load_explicit(&tm_narenas, memory_order_relaxed) > 1 || TM_P(decay_ms) < 0)
         return false;
     size_t other = tm_release_other(av), top = chunksize(av->top);
-    other = other > top ? other - top : 0;
-    return other >= av->other_hwm / TM_CHURN_DRAIN_DEPTH;
+    return !tm_release_drained_to(av, other > top ? other - top : 0, TM_CHURN_DRAIN_DEPTH);
 }
 
 bool tm_sys_trim(tm_arena *av, size_t pad, bool force)
