@@ -157,13 +157,13 @@
  * free releases, whatever decay_ms, biggest chunks first, down to half
  * the cap.                                                              */
 #define TM_DIRTY_RATIO 6u                         /* no background thread  */
-/* The loose cap bounds spikes; time (decay_ms, the background thread)
- * gives the memory back.  At four times, a working set whose live bytes
- * vary fivefold between phases (wl_large: 24 blocks of 64 KiB-32 MiB,
- * log-uniform) had the cap release ~400 MiB a run at free time, which
- * the next big blocks faulted back: 169 k page faults; at six or eight
- * times, 137 k, and CPU 0.81x (tcmalloc, which keeps it all, 86 k).   */
-#define TM_DIRTY_LOOSE_MULT 8u                    /* otherwise: a safety net */
+/* Eight times was tried (2026-12-05): wl_large, whose window of big
+ * blocks drains deeply twice a run and regrows, 169 k -> 137 k page
+ * faults and 0.8x the CPU time; but seed002's RSS right after its drain
+ * 226-266 -> 261-487 MiB and 1 s later up to 188 MiB against 71-75 (3
+ * runs each).  At a free, a drain that is about to regrow and one that
+ * goes quiet look the same (release.h, swings); prompt return wins.  */
+#define TM_DIRTY_LOOSE_MULT 4u                    /* otherwise: a safety net */
 #define TM_DIRTY_FLOOR_TOTAL (6u * 1024 * 1024)   /* shared by all arenas */
 #define TM_DIRTY_FLOOR_MIN   (512u * 1024)        /* per arena, at least  */
 /* Under the strict cap the floor is this many thirds of itself (4 MiB

@@ -93,7 +93,7 @@ TM_HIDDEN size_t tm_release_top_dirty(const tm_arena *av, size_t keep);
 /* ---- the cap on resident free memory -------------------------------------
  * Whatever the clock says (but for the exit deferral below), an arena
  * never keeps more releasable free memory resident (interiors of big
- * free chunks + top beyond top_pad) than eight times its other resident
+ * free chunks + top beyond top_pad) than four times its other resident
  * bytes, or its share of the floor if that is more (config.h): checked
  * when a free creates such memory.  After a deep drain (the other
  * resident bytes fell below a quarter of their

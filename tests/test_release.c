@@ -330,7 +330,7 @@ static void test_fork_after_release(void)
 /* The cap counts the top's bytes beyond its pad as releasable, not as
  * "other": a big free top (not trimmed: trim threshold -1 here; a top
  * that churns, or one under a dynamic trim threshold of 64 MiB) must not
- * raise the loose cap (eight times the other bytes) over the free chunks
+ * raise the loose cap (four times the other bytes) over the free chunks
  * below it.  wl_realloc's end kept 110 MiB of free chunks under a 31 MiB
  * top until the background thread's decay, while the cap's inline test
  * counted the top as other.  arg: 1 with the background thread, 0
@@ -372,54 +372,6 @@ static void test_cap_big_top(void)
                (void *)1, 0);
     CHECK_EXIT("a big free top does not raise the cap (no background thread)", cap_big_top_child,
                NULL, 0);
-}
-
-/* The loose cap (config.h TM_DIRTY_LOOSE_MULT: eight times the other
- * resident bytes, while the background thread runs) bounds spikes and
- * leaves the rest to time: a working set whose live bytes fall fivefold
- * keeps its free memory resident (at four times, wl_large released
- * ~400 MiB a run at free time and faulted it back); a fall beyond eight
- * times releases at once, down to half the cap.  (A forked child: its
- * own arena state and mallopts; decay long, so that nothing goes back by
- * time, and the top kept.)                                           */
-static void cap_loose_child(void *arg)
-{
-    (void)arg;
-    mallopt(TIDE_M_DECAY_MS, 600000);
-    mallopt(TIDE_M_BACKGROUND_THREAD, 1);
-    mallopt(M_TRIM_THRESHOLD, -1);
-    free(malloc(20000));                      /* (an arena malloc starts the thread) */
-    enum { NLIVE = 8 };
-    char *live[NLIVE];
-    for (int k = 0; k < NLIVE; k++) {
-        live[k] = malloc(MiB);
-        if (live[k])
-            memset(live[k], 0x33, MiB);
-    }
-    struct pinned s;
-    fill(&s);                                 /* 48 x 1 MiB, each pinned */
-    CHECK("the background thread runs", atomic_load(&tm_bg_active));
-    long before = rss();
-    free_blocks(&s);                          /* 48 MiB free against ~9 MiB other */
-    long spike = rss();
-    CHECKF("a fall to a sixth keeps the free memory (under 8 x other)",
-           spike >= before - 4 * 1024, "%ld -> %ld kB", before, spike);
-    CHK();
-    for (int k = 0; k < NLIVE / 2; k++)
-        free(live[k]);                        /* 52 MiB free against ~5 MiB other */
-    long after = rss();
-    CHECKF("a fall beyond 8 x other releases at once (>= 24 MiB of RSS)",
-           after <= spike - 24 * 1024, "%ld -> %ld kB", spike, after);
-    CHK();
-    for (int k = NLIVE / 2; k < NLIVE; k++)
-        free(live[k]);
-    free_pins(&s);
-    CHK();
-    _exit(harness_finish());
-}
-static void test_cap_loose(void)
-{
-    CHECK_EXIT("the loose cap: spikes under 8 x other stay, beyond go", cap_loose_child, NULL, 0);
 }
 
 /* Churn never makes a system call per free with the default decay: page
@@ -493,6 +445,5 @@ int main(void)
     test_no_syscall_storm();
     test_bounded_summary();
     test_cap_big_top();
-    test_cap_loose();
     return harness_finish();
 }
