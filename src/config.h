@@ -160,9 +160,11 @@
 /* Eight times was tried (2026-12-05): wl_large, whose window of big
  * blocks drains deeply twice a run and regrows, 169 k -> 137 k page
  * faults and 0.8x the CPU time; but seed002's RSS right after its drain
- * 226-266 -> 261-487 MiB and 1 s later up to 188 MiB against 71-75 (3
- * runs each).  At a free, a drain that is about to regrow and one that
- * goes quiet look the same (release.h, swings); prompt return wins.  */
+ * went up by a third (medians of 8 interleaved runs: 264 -> 356 MiB;
+ * spreads 171-432 and 261-487), 1 s later level (82 and 90 MiB).  The
+ * instant after a drain is what the cap is for (the decay does the
+ * rest); at a free, a drain that is about to regrow and one that goes
+ * quiet look the same (release.h, swings).                           */
 #define TM_DIRTY_LOOSE_MULT 4u                    /* otherwise: a safety net */
 #define TM_DIRTY_FLOOR_TOTAL (6u * 1024 * 1024)   /* shared by all arenas */
 #define TM_DIRTY_FLOOR_MIN   (512u * 1024)        /* per arena, at least  */
