@@ -336,6 +336,11 @@ static inline void tm_bins_enforce_cap(tm_arena *av)
     size_t other = tm_release_other(av);
     if (unlikely(other > av->other_hwm))
         av->other_hwm = other;
+    /* (The flag, and `strict` below, count the whole top as `other`;
+     * the cap itself counts it without the top beyond its pad (other_c,
+     * as the slow path does), so the two can disagree while a big free
+     * top stands: the flag then says "not drained" - and
+     * tm_release_swing_note, which reads it, does not count the drain.) */
     bool deep = tm_release_deep(av, other);
     if (unlikely(deep != atomic_load_explicit(&av->drained, memory_order_relaxed)))
         atomic_store_explicit(&av->drained, deep, memory_order_relaxed);
@@ -349,7 +354,7 @@ static inline void tm_bins_enforce_cap(tm_arena *av)
     /* Under the least cap there is, no need to work the cap out (a
      * division by the arena count; ~25 of the instructions of every free
      * of a big chunk into the top). */
-    bool over = excess > TM_RELEASE_CAP_LEAST && excess > tm_release_cap_of(av, other_c);
+    bool over = excess > tm_release_cap_least() && excess > tm_release_cap_of(av, other_c);
     if (unlikely(over) || unlikely(av->fast_bytes > TM_FAST_BYTES_MAX && strict))
         tm_bins_enforce_cap_slow(av);
 }

@@ -205,8 +205,12 @@ static inline size_t tm_release_strict_floor(size_t floor)
     return floor / 3 * TM_DIRTY_FLOOR_STRICT_THIRDS;
 }
 /* No cap is below this (the strict floor of the least floor): an excess
- * under it needs no cap worked out (bins.h tm_bins_enforce_cap).      */
-#define TM_RELEASE_CAP_LEAST (TM_DIRTY_FLOOR_MIN / 3 * TM_DIRTY_FLOOR_STRICT_THIRDS)
+ * under it needs no cap worked out (bins.h tm_bins_enforce_cap).  A
+ * constant once inlined.                                              */
+static inline size_t tm_release_cap_least(void)
+{
+    return tm_release_strict_floor(TM_DIRTY_FLOOR_MIN);
+}
 /* The cap for `other` resident bytes that are not releasable free memory. */
 static inline size_t tm_release_cap_of(const tm_arena *av, size_t other)
 {

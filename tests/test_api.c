@@ -259,7 +259,7 @@ static void test_mallinfo(void)
 
     /* From here on, fix the mmap and trim thresholds at glibc's defaults:
      * freeing the mmapped blocks above raised the dynamic thresholds
-     * (to 20 MiB / 10 MiB), which would let later "large" blocks come from a
+     * (to 20 MiB / 40 MiB), which would let later "large" blocks come from a
      * big untrimmed top instead of mmap. */
     CHECK("mallopt(M_MMAP_THRESHOLD, 128 KiB) == 1", mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1);
     CHECK("mallopt(M_TRIM_THRESHOLD, 128 KiB) == 1", mallopt(M_TRIM_THRESHOLD, 128 * 1024) == 1);
