@@ -25,6 +25,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include "arena.h"
 #include "control.h"
@@ -756,6 +757,28 @@ TM_EXPORT void tide_thread_cache_flush(void)
 TM_EXPORT void tide_fault_inject(int kind, long after)
 {
     tm_os_fault_inject(kind, after);
+}
+
+/* ---- one-thread-only system calls ----------------------------------------
+ * The kernel refuses unshare(CLONE_NEWUSER) (and CLONE_THREAD, _SIGHAND,
+ * _VM, which it implies) and setns into a user or mount namespace with
+ * EINVAL in a process of more than one thread, setns into a time
+ * namespace with EUSERS.  The background thread
+ * can run in a program that never created one (a swinging
+ * single-threaded program, control.c): these two stand in for libc's
+ * wrappers, which are the bare system calls, and stop it first.      */
+TM_EXPORT int unshare(int flags)
+{
+    if (flags & (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM))
+        tm_ctl_single_thread();
+    return tm_os_unshare(flags);
+}
+
+TM_EXPORT int setns(int fd, int nstype)
+{
+    if (nstype == 0 || (nstype & (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWTIME)))   /* (0: whatever fd is) */
+        tm_ctl_single_thread();
+    return tm_os_setns(fd, nstype);
 }
 
 /* glibc names */

@@ -16,11 +16,14 @@
  * not survive fork): the child is single-threaded, and gets one again
  * only if it creates a thread itself.
  *
- * The background release thread (docs/design.md §6):
+ * The background release thread (docs/design.md §7):
  *   - started lazily, with no lock held, on the first slow path of a
- *     process's *second* thread (mode auto, the default), or on any slow
- *     path when forced on (TIDEMALLOC_BACKGROUND_THREAD=1); never in a
- *     process that stays single-threaded, and never with mode off (0);
+ *     process's *second* thread (mode auto, the default), or of a
+ *     single-threaded process whose arena swings or whose top churns
+ *     (release.h, sysmem.h), or on any slow path when forced on
+ *     (TIDEMALLOC_BACKGROUND_THREAD=1); never with mode off (0).  Before
+ *     unshare or setns calls that need one thread (api.c) it is stopped,
+ *     and swings start it no more (tm_ctl_single_thread);
  *   - each round: drains every arena's remote lists, purges what has been
  *     free for decay_ms, and empties the caches of threads that made no
  *     slow-path call since the previous round (tcache.h);
@@ -28,9 +31,9 @@
  *     when there is none and no cache holds anything, on tm_bg_event with
  *     no timeout: a process with nothing to give back is never woken;
  *   - blocks every signal, is detached (never delays exit), and exits when
- *     the mode is set to off.
+ *     the mode is set to off or tm_ctl_single_thread asks it to.
  * Without it, the cap on resident free memory (release.h) still bounds
- * what a quiet process keeps: see docs/design.md §6.
+ * what a quiet process keeps: see docs/design.md §7.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -129,6 +132,13 @@ static void thread_exit_hook(void *arg)
  * failing clone, the unmap), and since swings start the thread from the
  * cache's refill path too, that is most slow paths of such a process. */
 static _Atomic uint64_t bg_retry_at;
+/* The running thread's kernel id (0 before it set it, and once it left). */
+static _Atomic int bg_tid;
+/* tm_ctl_single_thread asks the running thread to exit. */
+static _Atomic bool bg_stop;
+/* The program made a one-thread-only call (api.c): a swing, which is all
+ * that starts the thread in a process of one thread, starts it no more. */
+static _Atomic bool single_wanted;
 
 static void fork_prepare(void)
 {
@@ -163,6 +173,8 @@ static void fork_child(void)
     tm_arenas_fork_child();
     /* Threads do not survive fork: no background thread, one thread. */
     atomic_store(&tm_bg_active, false);
+    atomic_store(&bg_tid, 0);
+    atomic_store(&bg_stop, false);
     atomic_store(&bg_retry_at, 0);
     atomic_store(&threads_seen, 1);
     atomic_store(&tm_multi_threaded, false);
@@ -205,12 +217,14 @@ int tm_ctl_trim(size_t pad)
 }
 
 /* ---- the background release thread --------------------------------------- */
+
 static bool bg_allowed(void)
 {
     int mode = TM_P(background);
     return mode == TM_BG_ON ||
            (mode == TM_BG_AUTO && (atomic_load_explicit(&threads_seen, memory_order_relaxed) >= 2 ||
-                                   atomic_load_explicit(&tm_swing_seen, memory_order_relaxed)));
+                                   (atomic_load_explicit(&tm_swing_seen, memory_order_relaxed) &&
+                                    !atomic_load_explicit(&single_wanted, memory_order_relaxed))));
 }
 
 static void *bg_main(void *arg)
@@ -222,8 +236,9 @@ static void *bg_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     prctl(PR_SET_NAME, "tidemalloc-bg", 0, 0, 0);
+    atomic_store(&bg_tid, tm_os_gettid());
     tm_tcache_reclaim_init();
-    while (TM_P(background) != TM_BG_OFF) {
+    while (TM_P(background) != TM_BG_OFF && !atomic_load(&bg_stop)) {
         unsigned gen = tm_event_prepare(&tm_bg_event);
         uint64_t now = tm_os_now_ms();
         long decay = TM_P(decay_ms);
@@ -250,8 +265,39 @@ static void *bg_main(void *arg)
             wait = min_step;
         tm_event_wait(&tm_bg_event, gen, (long)wait);
     }
+    atomic_store(&bg_tid, 0);
     atomic_store(&tm_bg_active, false);     /* (a new one may start now) */
     return NULL;
+}
+
+/* The program is about to make a call that the kernel refuses in a
+ * process of more than one thread: unshare(CLONE_NEWUSER), setns into a
+ * user or mount namespace (api.c).  A process that never created a
+ * thread runs ours only because it swings (release.h): the thread is
+ * asked to exit and waited for until the kernel has let go of it (then
+ * the process is single-threaded again, as without tidemalloc), and
+ * swings start it no more - the caps release at free time, as with the
+ * thread off.  Found by a program that swung 4 times and then called
+ * unshare(CLONE_NEWUSER): EINVAL, where glibc's malloc let it succeed
+ * (test_quiet swing-ns).  The wait is bounded (2 s); a program that has
+ * threads of its own fails that call anyway, and gets the thread back
+ * on its next slow path.  No lock is held. */
+void tm_ctl_single_thread(void)
+{
+    atomic_store(&single_wanted, true);
+    int tid = 0;
+    for (int k = 0; k < 20000 && atomic_load(&tm_bg_active); k++) {
+        if ((tid = atomic_load(&bg_tid)) != 0)
+            break;
+        tm_os_sleep_us(100);             /* created, not yet running */
+    }
+    if (tid == 0)
+        return;
+    atomic_store(&bg_stop, true);
+    tm_event_kick(&tm_bg_event);
+    for (int k = 0; k < 20000 && tm_os_thread_alive(tid); k++)
+        tm_os_sleep_us(100);
+    atomic_store(&bg_stop, false);
 }
 
 void tm_bg_set(int mode)

@@ -39,5 +39,9 @@ TM_HIDDEN void tm_bg_maybe_start(void);
  * each is followed by TM_BG_RETRY_MS without another try.            */
 extern _Atomic unsigned long tm_bg_start_failures TM_HIDDEN;
 TM_HIDDEN void tm_bg_set(int mode);
+/* Before a call the kernel refuses in a multi-threaded process (api.c's
+ * unshare and setns): stop the background thread if it runs, and let
+ * no swing start it again (control.c). */
+TM_HIDDEN void tm_ctl_single_thread(void);
 
 #endif

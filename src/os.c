@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include "os.h"
 #include "params.h"
 
@@ -319,4 +320,35 @@ uint64_t tm_os_realtime_ms(void)
 int tm_os_getpid(void)
 {
     return (int)getpid();
+}
+
+int tm_os_gettid(void)
+{
+    return (int)syscall(SYS_gettid);
+}
+
+/* tgkill with signal 0 tests that the thread exists, sends nothing.  A
+ * thread that has exited is gone (ESRCH) once the kernel released it,
+ * which is also when it leaves the thread group that unshare and setns
+ * count. */
+bool tm_os_thread_alive(int tid)
+{
+    return syscall(SYS_tgkill, getpid(), tid, 0) == 0 || errno != ESRCH;
+}
+
+void tm_os_sleep_us(long us)
+{
+    struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int tm_os_unshare(int flags)
+{
+    return (int)syscall(SYS_unshare, flags);
+}
+
+int tm_os_setns(int fd, int nstype)
+{
+    return (int)syscall(SYS_setns, fd, nstype);
 }

@@ -53,5 +53,12 @@ TM_HIDDEN bool  tm_os_peek(const void *addr, void *buf, size_t n);
 TM_HIDDEN uint64_t tm_os_realtime_ms(void);
 TM_HIDDEN uint64_t tm_os_cpu_us(void);                     /* this thread's CPU time, us */
 TM_HIDDEN int   tm_os_getpid(void);
+/* Threads and namespaces (the background thread, control.c; api.c's
+ * one-thread-only calls). */
+TM_HIDDEN int   tm_os_gettid(void);
+TM_HIDDEN bool  tm_os_thread_alive(int tid);               /* a thread of this process */
+TM_HIDDEN void  tm_os_sleep_us(long us);
+TM_HIDDEN int   tm_os_unshare(int flags);                  /* -1 and errno on failure */
+TM_HIDDEN int   tm_os_setns(int fd, int nstype);           /* -1 and errno on failure */
 
 #endif

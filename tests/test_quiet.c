@@ -63,6 +63,14 @@
  *               EINVAL in a multithreaded process) and there is one thread.
  *               If a fresh child forked before any big allocation cannot
  *               unshare either, the kernel forbids it here: exit 77 (SKIP).
+ *   swing-ns    a single-threaded program that swings has the background
+ *               thread (the swing mode's checks), yet setns into its own
+ *               mount namespace and unshare(CLONE_NEWUSER) succeed as
+ *               without tidemalloc (they fail with EINVAL in a process of
+ *               two threads: the library stops its thread first), leave
+ *               one thread, and later swings start none and meet the
+ *               bound by the cap at free time.  A call the kernel refuses
+ *               even in a fresh child is left out, said so; both: exit 77.
  *   quiet       4 threads, ~200 MiB, drained and parked; once the memory
  *               went back and the allocator had 5 s to finish what was
  *               still pending (decay, idle caches), every thread that is
@@ -1050,6 +1058,74 @@ static int mode_unshare(void)
     return -1;
 }
 
+/* Can a fresh child (one thread, nothing allocated since) make the call?
+ * 0: setns into its own mount namespace; 1: unshare(CLONE_NEWUSER).
+ * Returns 0 or the errno. */
+static int ns_probe(int what)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int r;
+        if (what == 0) {
+            int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+            r = fd < 0 ? -1 : setns(fd, CLONE_NEWNS);
+        } else {
+            r = unshare(CLONE_NEWUSER);
+        }
+        _exit(r == 0 ? 0 : (errno & 0x7f) + 1);
+    }
+    int st = 0;
+    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return pid > 0 && WIFEXITED(st) ? (WEXITSTATUS(st) ? WEXITSTATUS(st) - 1 : 0) : EIO;
+}
+
+static int mode_swing_ns(void)
+{
+    int e_setns = ns_probe(0), e_unshare = ns_probe(1);
+    if (e_setns)
+        printf("quiet-swing-ns: setns(mount namespace) refused even in a fresh child (%s): not tried\n",
+               strerror(e_setns));
+    if (e_unshare)
+        printf("quiet-swing-ns: unshare(CLONE_NEWUSER) refused even in a fresh child (%s): not tried\n",
+               strerror(e_unshare));
+    if (e_setns && e_unshare) {
+        printf("SKIP: the kernel refuses both calls here\n");
+        return 77;
+    }
+    scenario_swing("swing-ns", true);            /* the thread runs: 2 tasks */
+    if (!e_setns) {
+        int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+        double t0 = now_s();
+        int r = fd < 0 ? -1 : setns(fd, CLONE_NEWNS);
+        int e = errno;
+        double dt = now_s() - t0;
+        if (fd >= 0)
+            close(fd);
+        int nt = ntasks();
+        printf("quiet-swing-ns: setns(mount namespace) = %d%s%s in %.1f ms, %d task(s) after\n", r,
+               r ? ", errno " : "", r ? strerror(e) : "", dt * 1e3, nt);
+        CHECKF("swing-ns: setns(mount namespace) succeeds", r == 0, "errno %d (%s)", e, strerror(e));
+        CHECKF("swing-ns: one task after setns", nt == 1, "%d tasks", nt);
+    }
+    if (!e_unshare) {
+        double t0 = now_s();
+        int r = unshare(CLONE_NEWUSER);
+        int e = errno;
+        double dt = now_s() - t0;
+        int nt = ntasks();
+        printf("quiet-swing-ns: unshare(CLONE_NEWUSER) = %d%s%s in %.1f ms, %d task(s) after\n", r,
+               r ? ", errno " : "", r ? strerror(e) : "", dt * 1e3, nt);
+        CHECKF("swing-ns: unshare(CLONE_NEWUSER) succeeds", r == 0, "errno %d (%s)", e, strerror(e));
+        CHECKF("swing-ns: one task after unshare", nt == 1, "%d tasks", nt);
+    }
+    /* From now on a swing starts no thread: released at free time. */
+    scenario_swing("swing-ns-after", false);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     mode = argc > 1 ? argv[1] : "mt";
@@ -1071,6 +1147,10 @@ int main(int argc, char **argv)
         mode_fork();
     } else if (strcmp(mode, "unshare") == 0) {
         int r = mode_unshare();
+        if (r >= 0)
+            return r;
+    } else if (strcmp(mode, "swing-ns") == 0) {
+        int r = mode_swing_ns();
         if (r >= 0)
             return r;
     } else if (strcmp(mode, "quiet") == 0) {
@@ -1113,7 +1193,7 @@ int main(int argc, char **argv)
                pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", how);
         scenario_threads("optout-mt", 8, MIX_SERVER, 9, false);
     } else {
-        fprintf(stderr, "usage: %s mt|st|cache|churn|swing|threads256|fork|unshare|quiet|optout\n",
+        fprintf(stderr, "usage: %s mt|st|cache|churn|swing|threads256|fork|unshare|swing-ns|quiet|optout\n",
                 argv[0]);
         return 2;
     }
