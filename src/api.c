@@ -763,21 +763,28 @@ TM_EXPORT void tide_fault_inject(int kind, long after)
  * The kernel refuses unshare(CLONE_NEWUSER) (and CLONE_THREAD, _SIGHAND,
  * _VM, which it implies) and setns into a user or mount namespace with
  * EINVAL in a process of more than one thread, setns into a time
- * namespace with EUSERS.  The background thread
- * can run in a program that never created one (a swinging
- * single-threaded program, control.c): these two stand in for libc's
- * wrappers, which are the bare system calls, and stop it first.      */
+ * namespace with EUSERS.  The background thread can run in a program
+ * that never created one (a swinging single-threaded program,
+ * control.c): these two stand in for libc's wrappers, which are the bare
+ * system calls, and stop it first (errno as the call leaves it).     */
+static void one_thread_wanted(void)
+{
+    int saved = errno;
+    tm_ctl_single_thread();
+    errno = saved;
+}
+
 TM_EXPORT int unshare(int flags)
 {
     if (flags & (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM))
-        tm_ctl_single_thread();
+        one_thread_wanted();
     return tm_os_unshare(flags);
 }
 
 TM_EXPORT int setns(int fd, int nstype)
 {
     if (nstype == 0 || (nstype & (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWTIME)))   /* (0: whatever fd is) */
-        tm_ctl_single_thread();
+        one_thread_wanted();
     return tm_os_setns(fd, nstype);
 }
 

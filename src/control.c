@@ -217,7 +217,6 @@ int tm_ctl_trim(size_t pad)
 }
 
 /* ---- the background release thread --------------------------------------- */
-
 static bool bg_allowed(void)
 {
     int mode = TM_P(background);
@@ -272,7 +271,7 @@ static void *bg_main(void *arg)
 
 /* The program is about to make a call that the kernel refuses in a
  * process of more than one thread: unshare(CLONE_NEWUSER), setns into a
- * user or mount namespace (api.c).  A process that never created a
+ * user, mount or time namespace (api.c).  A process that never created a
  * thread runs ours only because it swings (release.h): the thread is
  * asked to exit and waited for until the kernel has let go of it (then
  * the process is single-threaded again, as without tidemalloc), and
