@@ -61,10 +61,11 @@ static char report_path[512];            /* TIDEMALLOC_REPORT, "" = none      */
 static struct {
     struct tm_obs_header *hdr;           /* NULL: not made yet (or failed)   */
     int fd;
+    uint64_t fd_id[2];                   /* its file (device, inode)         */
     int pid;
     bool failed;
     uint64_t seq[2], count[2];           /* our copies: we never read hdr    */
-} ch = { NULL, -1, 0, false, { 0, 0 }, { 0, 0 } };
+} ch = { NULL, -1, { 0, 0 }, 0, false, { 0, 0 }, { 0, 0 } };
 static _Atomic int activity;             /* slow paths since the last refresh */
 static _Atomic uint64_t last_ms;         /* last summary refresh (monotonic)  */
 /* A refresh walks the bins (a heap map: every chunk) under each arena
@@ -636,7 +637,7 @@ static bool channel_ready(void)
     if (ch.failed)
         return false;
     void *p;
-    int fd = tm_os_channel_create(TM_OBS_NAME, TM_OBS_SIZE, &p);
+    int fd = tm_os_channel_create(TM_OBS_NAME, TM_OBS_SIZE, &p, ch.fd_id);
     if (fd < 0) {
         ch.failed = true;
         return false;
@@ -786,9 +787,13 @@ void tm_obs_fork_child(void)
 {
     tm_lock_reinit(&obs_lock);
     /* The mapping was not inherited (MADV_DONTFORK); the descriptor was,
-     * and it is the parent's: close our copy.                          */
-    if (ch.fd >= 0)
-        tm_os_channel_drop(NULL, 0, ch.fd);
+     * and it is the parent's: close our copy - if it still is the
+     * channel.  A program that closes every descriptor it did not open
+     * (a daemon's close_range) may have reused the number: a fork child
+     * then lost the program's own file or socket there (a program that
+     * closed the channel, put /dev/null at its number, forked: the
+     * child found it closed; under glibc's malloc, open).             */
+    tm_os_channel_close_if_ours(ch.fd, ch.fd_id);
     ch.hdr = NULL;
     ch.fd = -1;
     ch.failed = false;

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/random.h>
@@ -204,7 +205,18 @@ uint64_t tm_os_now_ms(void)
  * (5.1), nobody who opens the file later can write it or map it writable:
  * the process's own mapping is the only writer.                           */
 #define TM_OS_CHANNEL_FD_MIN 56
-int tm_os_channel_create(const char *name, size_t size, void **out)
+/* The identity of an open file: device and inode. */
+static bool fd_identity(int fd, uint64_t id[2])
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return false;
+    id[0] = (uint64_t)st.st_dev;
+    id[1] = (uint64_t)st.st_ino;
+    return true;
+}
+
+int tm_os_channel_create(const char *name, size_t size, void **out, uint64_t id[2])
 {
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
@@ -218,7 +230,7 @@ int tm_os_channel_create(const char *name, size_t size, void **out)
         }
     }
     void *p = MAP_FAILED;
-    if (ftruncate(fd, (off_t)size) == 0)
+    if (ftruncate(fd, (off_t)size) == 0 && fd_identity(fd, id))
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         close(fd);
@@ -234,11 +246,10 @@ int tm_os_channel_create(const char *name, size_t size, void **out)
     return fd;
 }
 
-void tm_os_channel_drop(void *p, size_t size, int fd)
+void tm_os_channel_close_if_ours(int fd, const uint64_t id[2])
 {
-    if (p)
-        munmap(p, size);
-    if (fd >= 0)
+    uint64_t now[2];
+    if (fd >= 0 && fd_identity(fd, now) && now[0] == id[0] && now[1] == id[1])
         close(fd);
 }
 

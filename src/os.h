@@ -41,8 +41,11 @@ struct tm_os_calls {
 extern struct tm_os_calls tm_os_calls TM_HIDDEN;
 
 /* The statistics channel and reports (observe.c); not counted above. */
-TM_HIDDEN int   tm_os_channel_create(const char *name, size_t size, void **out); /* fd or -1 */
-TM_HIDDEN void  tm_os_channel_drop(void *p, size_t size, int fd);
+TM_HIDDEN int   tm_os_channel_create(const char *name, size_t size, void **out,
+                                     uint64_t id[2]);          /* fd or -1; id: the file's */
+/* Close fd if it still refers to the file `id` (tm_os_channel_create's):
+ * a program may have closed it and reused the number. */
+TM_HIDDEN void  tm_os_channel_close_if_ours(int fd, const uint64_t id[2]);
 TM_HIDDEN void *tm_os_scratch(size_t size);
 TM_HIDDEN void  tm_os_scratch_free(void *p, size_t size);
 TM_HIDDEN int   tm_os_open_read(const char *path);            /* fd or -1 */

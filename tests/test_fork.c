@@ -13,6 +13,11 @@
  *  2. posix_spawn() and vfork()+execve() of /bin/true, and fork()+execve(),
  *     while the busy threads allocate.
  *  3. The parent's heap is consistent afterwards.
+ *  4. A descriptor number the program reused survives a fork: the program
+ *     closes the statistics channel's descriptor (a daemon closing all it
+ *     did not open) and puts a file of its own at that number; a fork
+ *     child must find that file open (the fork handler closes the
+ *     inherited channel descriptor only while it still is the channel).
  *
  * Deadlocks: each child arms alarm(30), the parent alarm(240); the SIGALRM
  * handler reports "watchdog: ..." and exits non-zero.  No timing checks.
@@ -32,6 +37,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -308,6 +315,56 @@ static int wait_ok(pid_t pid, char *how, size_t n)
     return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
+/* The statistics channel's descriptor (its /proc link names the memfd),
+ * or -1.  readlink allocates nothing. */
+static int find_channel_fd(void)
+{
+    for (int fd = 3; fd < 1024; fd++) {
+        char path[64], link[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n <= 0)
+            continue;
+        link[n] = 0;
+        if (strstr(link, "memfd:tidemalloc-stats"))
+            return fd;
+    }
+    return -1;
+}
+
+static void reused_descriptor(void)
+{
+    int chfd = -1;
+    for (int t = 0; t < 500 && chfd < 0; t++) {      /* up to ~5 s */
+        for (int k = 0; k < 128; k++)
+            free(malloc(65536));                     /* slow paths: the first refresh makes it */
+        if ((chfd = find_channel_fd()) < 0)
+            mt_sleep_ms(10);
+    }
+    const char *stats = getenv("TIDEMALLOC_STATS");
+    if (chfd < 0 && stats && strcmp(stats, "0") == 0) {
+        printf("no statistics channel (TIDEMALLOC_STATS=0): stage 4 not run\n");
+        return;
+    }
+    CHECK("stage 4: the statistics channel has a descriptor", chfd >= 0);
+    if (chfd < 0)
+        return;
+    close(chfd);                                     /* as a daemon closing everything */
+    int nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    int got = nul == chfd ? nul : dup2(nul, chfd);
+    if (nul >= 0 && nul != chfd)
+        close(nul);
+    CHECKF("stage 4: the program's file at the channel's old number", got == chfd, "%d, %d", got, chfd);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(fcntl(chfd, F_GETFD) >= 0 && write(chfd, "x", 1) == 1 ? 0 : 1);
+    char how[96] = "fork failed";
+    CHECKF("stage 4: a fork child finds the program's file at that number open",
+           pid > 0 && wait_ok(pid, how, sizeof how), "%s", how);
+    close(chfd);
+}
+
 /* ---- main ------------------------------------------------------------------------ */
 int main(void)
 {
@@ -406,6 +463,10 @@ int main(void)
            "%ld", (long)atomic_load(&busy_bad));
     CHECKF("parent: published blocks intact", bad_shared == 0, "%d corrupted", bad_shared);
     CHECK("parent: heap consistent at the end", tide_check_heap() >= 0);
+
+    /* 4. A reused descriptor number survives fork. */
+    mt_stage = 4;
+    reused_descriptor();
     printf("forks %d, spawns %d, busy-thread operations %ld\n", nforks, NSPAWN,
            (long)atomic_load(&busy_ops));
     alarm(0);
