@@ -363,3 +363,8 @@ int tm_os_setns(int fd, int nstype)
 {
     return (int)syscall(SYS_setns, fd, nstype);
 }
+
+bool tm_os_secure(void)
+{
+    return getauxval(AT_SECURE) != 0;
+}

@@ -56,6 +56,9 @@ TM_HIDDEN bool  tm_os_peek(const void *addr, void *buf, size_t n);
 TM_HIDDEN uint64_t tm_os_realtime_ms(void);
 TM_HIDDEN uint64_t tm_os_cpu_us(void);                     /* this thread's CPU time, us */
 TM_HIDDEN int   tm_os_getpid(void);
+/* The process runs in secure mode (AT_SECURE): set-user-ID, set-group-ID,
+ * or capabilities gained at exec.  Its environment is the caller's. */
+TM_HIDDEN bool  tm_os_secure(void);
 /* Threads and namespaces (the background thread, control.c; api.c's
  * one-thread-only calls). */
 TM_HIDDEN int   tm_os_gettid(void);

@@ -23,10 +23,19 @@
  *                  reproducible profiles
  *   e.g. TIDEMALLOC_PROFILE=rate:1048576,out:/tmp/app.%p
  *   A malformed item is ignored (the others still apply).
+ *
+ * Secure mode (AT_SECURE: a set-user-ID or set-group-ID program, or one
+ * that gained capabilities at exec) reads none of it: the environment is
+ * the caller's, and TIDEMALLOC_REPORT or a profile's out: made such a
+ * program write its report where the caller chose, with its privileges
+ * (a set-user-ID root copy of a program run by `nobody` overwrote a
+ * root-owned 0600 file, 2026-12-05).  glibc ignores its malloc tunables
+ * there too.  mallopt still works.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "control.h"
+#include "os.h"
 #include "prof.h"
 #include "tcache.h"
 #include "tidemalloc.h"
@@ -80,7 +89,7 @@ static bool parse_num(const char *s, const char *end, long long *out)
 const char *tm_env_get(const char *name)
 {
     extern char **environ;
-    if (!environ)
+    if (!environ || tm_os_secure())
         return NULL;
     size_t n = strlen(name);
     for (char **e = environ; *e; e++)

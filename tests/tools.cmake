@@ -17,3 +17,11 @@ foreach(part run children stats fork security heapmap install)
   set_tests_properties(tool_${part} PROPERTIES TIMEOUT 300)
 endforeach()
 set_tests_properties(tool_security PROPERTIES SKIP_RETURN_CODE 77)
+
+# Secure mode (set-user-ID): tidemalloc reads none of its environment
+# (tests/secure.sh; skipped without root, setpriv or a suid-honouring /tmp).
+add_executable(secure_target secure_target.c)
+target_compile_options(secure_target PRIVATE ${TIDE_TEST_FLAGS})
+target_link_libraries(secure_target PRIVATE tidemalloc)
+add_test(NAME secure_env COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/secure.sh $<TARGET_FILE:secure_target>)
+set_tests_properties(secure_env PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 60)
