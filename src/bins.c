@@ -584,6 +584,11 @@ size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *o
 {
     size_t done = 0;
     uint64_t left = UINT64_MAX;
+    if (unlikely(tm_os_release_refused())) {
+        if (oldest)
+            *oldest = UINT64_MAX;    /* nothing will be: the background thread need not wake */
+        return 0;
+    }
     if (av->dirty) {
         for (unsigned i = 1; i < TM_NBINS; i++) {
             if (i == 2)
@@ -628,6 +633,8 @@ void tm_bins_enforce_cap_slow(tm_arena *av)
 {
     if (TM_P(decay_ms) < 0)          /* "never": only trimming and malloc_trim */
         return;
+    if (unlikely(tm_os_release_refused()))
+        return;                      /* the kernel keeps refusing (os.h): no more tries */
     if (unlikely(av->cap_defer_until)) {     /* its last thread left (release.h) */
         if (atomic_load_explicit(&tm_bg_active, memory_order_relaxed) &&
             tm_os_now_ms() < av->cap_defer_until)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <string.h>
 #include "os.h"
 #include "params.h"
 
@@ -163,12 +164,24 @@ void *tm_os_remap(void *p, size_t old, size_t new_size)
 }
 
 /* Give pages back: the range stays mapped and reads as zero afterwards. */
+_Atomic unsigned long tm_os_release_refusals;
+
+/* Every caller relies on the range reading as zero afterwards: calloc
+ * skips zeroing released interiors and the top's clean part, regrown
+ * heaps count as fresh, metadata pages are reused as zeroed.  The kernel
+ * refuses MADV_DONTNEED on locked pages (EINVAL): under
+ * mlockall(MCL_FUTURE) every release failed, and calloc handed out a
+ * block full of the bytes freed there (2026-12-05, test_release
+ * test_release_refused).  What it refuses is zeroed here instead. */
 void tm_os_release(void *p, size_t size)
 {
     if (size == 0)
         return;
     COUNT(madvise);
-    madvise(p, size, MADV_DONTNEED);
+    if (madvise(p, size, MADV_DONTNEED) != 0) {
+        memset(p, 0, size);
+        atomic_fetch_add_explicit(&tm_os_release_refusals, 1, memory_order_relaxed);
+    }
 }
 
 void *tm_os_sbrk(intptr_t incr)

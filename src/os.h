@@ -26,6 +26,16 @@ TM_HIDDEN bool  tm_os_guard(void *p, size_t size);         /* make PROT_NONE */
 TM_HIDDEN void  tm_os_unmap(void *p, size_t size);
 TM_HIDDEN void *tm_os_remap(void *p, size_t old, size_t new_size);
 TM_HIDDEN void  tm_os_release(void *p, size_t size);       /* madvise(DONTNEED): reads 0 after */
+/* The kernel refused MADV_DONTNEED this many times (locked pages: mlock,
+ * mlockall; a seccomp filter).  tm_os_release zeroes what it could not
+ * give back, so "reads 0 after" holds either way; past
+ * TM_OS_RELEASE_REFUSALS the release paths stop trying (bins.c). */
+extern _Atomic unsigned long tm_os_release_refusals TM_HIDDEN;
+#define TM_OS_RELEASE_REFUSALS 8
+static inline bool tm_os_release_refused(void)
+{
+    return atomic_load_explicit(&tm_os_release_refusals, memory_order_relaxed) >= TM_OS_RELEASE_REFUSALS;
+}
 TM_HIDDEN void *tm_os_sbrk(intptr_t incr);                 /* (void *)-1 on failure */
 TM_HIDDEN uint64_t tm_os_now_ms(void);                     /* CLOCK_MONOTONIC_COARSE */
 TM_HIDDEN void  tm_os_fault_inject(int kind, long after);  /* -1: off */

@@ -21,7 +21,7 @@ size_t tm_release_chunk(tm_arena *av, tm_chunk *p)
     size_t size = chunksize(p);
     uintptr_t lo, hi;
     chunk_interior(p, size, tm_fix.pagesize, &lo, &hi);
-    if (hi <= lo || chunk_released(p) == hi - lo)
+    if (hi <= lo || chunk_released(p) == hi - lo || unlikely(tm_os_release_refused()))
         return 0;
     TM_ASSERT(chunk_released(p) < hi - lo);
     tm_os_release((void *)lo, hi - lo);
@@ -166,7 +166,7 @@ size_t tm_release_top_dirty(const tm_arena *av, size_t keep)
 size_t tm_release_top(tm_arena *av, size_t keep)
 {
     uintptr_t lo, hi;
-    if (!top_range(av, keep, &lo, &hi))
+    if (!top_range(av, keep, &lo, &hi) || unlikely(tm_os_release_refused()))
         return 0;
     tm_os_release((void *)lo, hi - lo);
     av->madvise_calls++;

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <errno.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include "harness.h"
@@ -25,6 +27,7 @@
 #include "internal.h"
 #include "engine.h"
 #include "observe.h"
+#include "os.h"
 #include "sysmem.h"
 #include "tidemalloc.h"
 
@@ -432,6 +435,71 @@ static void test_bounded_summary(void)
     mallopt(M_MXFAST, 0);                /* (back to the default) */
 }
 
+/* A release the kernel refuses must still leave the range reading as
+ * zero: calloc skips zeroing released interiors.  MADV_DONTNEED fails on
+ * locked pages, so under mlockall(MCL_FUTURE) every release failed and
+ * calloc returned a block holding the bytes freed there (tm_os_release
+ * now zeroes what it could not give back).  After TM_OS_RELEASE_REFUSALS
+ * refusals the library stops trying.  In a child: mlockall is for the
+ * whole process.                                                       */
+static void release_refused_child(void *arg)
+{
+    (void)arg;
+    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+        _exit(77);
+    mallopt(TIDE_M_DECAY_MS, 0);              /* every big free releases at once */
+    enum { N = 16, SZ = 60000, ROUNDS = 4 };
+    static char *b[N], *pin[N];
+    int bad = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N; i++) {
+            b[i] = malloc(SZ);
+            pin[i] = malloc(32);              /* keeps each block's chunk off the top */
+            if (b[i])
+                memset(b[i], 0xaa, SZ);
+        }
+        for (int i = 0; i < N; i++)
+            free(b[i]);
+        for (int i = 0; i < N; i++) {
+            unsigned char *c = calloc(1, SZ);
+            for (size_t k = 0; c && k < SZ; k++)
+                if (c[k]) {
+                    bad++;
+                    break;
+                }
+            b[i] = (char *)c;
+        }
+        for (int i = 0; i < N; i++) {
+            free(b[i]);
+            free(pin[i]);
+        }
+    }
+    unsigned long refused = atomic_load(&tm_os_release_refusals);
+    CHECKF("release refused: every calloc block reads zero", bad == 0, "%d of %d blocks not zero",
+           bad, N * ROUNDS);
+    CHECKF("release refused: the kernel refused, and the library stopped after a few tries",
+           refused >= 1 && refused <= TM_OS_RELEASE_REFUSALS, "%lu refusals", refused);
+    CHK();
+    _exit(harness_finish());
+}
+static void test_release_refused(void)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(mlockall(MCL_CURRENT | MCL_FUTURE) == 0 ? 0 : 1);
+    int st = 0;
+    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (pid <= 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        printf("release refused: mlockall not allowed here (needs CAP_IPC_LOCK or a higher "
+               "RLIMIT_MEMLOCK): not run\n");
+        return;
+    }
+    CHECK_EXIT("release refused under mlockall: calloc still zero, tries bounded",
+               release_refused_child, NULL, 0);
+}
+
 int main(void)
 {
     mallopt(M_MMAP_THRESHOLD, 32 * MiB);   /* 1 MiB blocks come from the heap */
@@ -445,5 +513,6 @@ int main(void)
     test_no_syscall_storm();
     test_bounded_summary();
     test_cap_big_top();
+    test_release_refused();
     return harness_finish();
 }
