@@ -325,6 +325,20 @@ void tm_bg_maybe_start(void)
      * scheduled (test_quiet_swing failed in a CI run, 590 madvise calls
      * in its 2nd round; with the thread's start delayed by 150 ms,
      * rounds 2-5 released, and none since).                          */
+    /* A start for a swing alone (the process has one thread itself) in a
+     * process that confined itself with seccomp: its filter may kill it
+     * for clone, a call it never makes itself (test_fork stage 5: SIGSYS
+     * at the thread's clone3 in a fork child that swung under an
+     * sshd-like filter; glibc's malloc makes no such call).  Asked once
+     * (a /proc read): such a process gets no thread for its swings, and
+     * its caps release at free time as with the thread off.  A filter a
+     * container runtime or systemd put on the whole service (no
+     * no_new_privs) is not taken for one.                               */
+    if (TM_P(background) == TM_BG_AUTO && atomic_load_explicit(&threads_seen, memory_order_relaxed) < 2 &&
+        tm_os_self_sandboxed()) {
+        atomic_store(&single_wanted, true);
+        return;
+    }
     bool expect = false;
     if (!atomic_compare_exchange_strong(&tm_bg_active, &expect, true))
         return;

@@ -381,3 +381,30 @@ bool tm_os_secure(void)
 {
     return getauxval(AT_SECURE) != 0;
 }
+
+/* The number after "\n<key>" in a /proc status text, -1 if absent. */
+static long status_field(const char *buf, const char *key)
+{
+    const char *s = strstr(buf, key);
+    if (!s)
+        return -1;
+    s += strlen(key);
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return *s >= '0' && *s <= '9' ? *s - '0' : -1;
+}
+
+bool tm_os_self_sandboxed(void)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    buf[n] = 0;
+    long mode = status_field(buf, "\nSeccomp:"), nnp = status_field(buf, "\nNoNewPrivs:");
+    return mode == 1 || (mode == 2 && nnp != 0);
+}
