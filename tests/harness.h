@@ -103,6 +103,19 @@
 #define HARNESS_PRINTF(a, b)
 #endif
 
+/* UNDER_SANITIZER: 1 in an ASan or TSan build (their runtimes replace or
+ * watch the allocator and make system calls of their own). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+#endif
+#ifndef UNDER_SANITIZER
+#define UNDER_SANITIZER 0
+#endif
+
 /* Shared counters (weak: one copy per program). */
 HARNESS_WEAK long harness_passed;
 HARNESS_WEAK long harness_failed;

@@ -37,16 +37,6 @@ static void poke(void *arg)
     *c = 1;                              /* must fault */
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
 
 /* A write at a faults: the child dies of SIGSEGV (under ASan or TSan,
  * whose handler reports the SEGV and exits, it fails with that report). */
