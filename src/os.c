@@ -163,10 +163,10 @@ void *tm_os_remap(void *p, size_t old, size_t new_size)
     return q == MAP_FAILED ? NULL : q;
 }
 
-/* Give pages back: the range stays mapped and reads as zero afterwards. */
 _Atomic unsigned long tm_os_release_refusals;
 
-/* Every caller relies on the range reading as zero afterwards: calloc
+/* Give pages back: the range stays mapped and reads as zero afterwards.
+ * Every caller relies on the range reading as zero afterwards: calloc
  * skips zeroing released interiors and the top's clean part, regrown
  * heaps count as fresh, metadata pages are reused as zeroed.  The kernel
  * refuses MADV_DONTNEED on locked pages (EINVAL): under
