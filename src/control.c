@@ -81,6 +81,36 @@ static void init_secrets(void)
         tm_os_protect_ro(&tm_secret_page, sizeof tm_secret_page);
 }
 
+/* The seccomp mode and no_new_privs at initialization (-1: unknown). */
+static int seccomp_mode0 = -1, nnp0 = -1;
+
+/* Has the process confined itself with seccomp since it started (since
+ * tidemalloc initialized; a fork child inherits its parent's start)?
+ * Strict mode; a filter where there was none at start; a filter with
+ * no_new_privs set since start (what an unprivileged program does to
+ * install one: sshd's pre-auth child, tor, browsers' sandboxes); or a
+ * status that cannot be read (such sandboxes refuse open).  A filter
+ * that was there at start - a container runtime's, systemd's, with or
+ * without no_new_privs (a Kubernetes pod without privilege escalation)
+ * - is the program's environment, not a confinement it chose: false.
+ * A second filter added under an inherited no_new_privs goes unseen.
+ * (A /proc read: ask once.) */
+bool tm_ctl_self_sandboxed(void)
+{
+    int mode, nnp;
+    if (!tm_os_seccomp_now(&mode, &nnp))
+        return true;
+    if (mode == 1)
+        return true;
+    if (mode != 2)
+        return false;
+    if (seccomp_mode0 == 0)
+        return true;
+    if (seccomp_mode0 < 0)               /* (prctl refused at start) */
+        return nnp != 0;
+    return nnp0 == 0 && nnp != 0;
+}
+
 void tm_init_slow(void)
 {
     tm_lock_acquire(&init_lock);
@@ -89,6 +119,7 @@ void tm_init_slow(void)
         return;
     }
     tm_os_init();
+    tm_os_seccomp_start(&seccomp_mode0, &nnp0);
     init_secrets();
     tm_tunables_init();
     tm_obs_init();
@@ -331,11 +362,11 @@ void tm_bg_maybe_start(void)
      * at the thread's clone3 in a fork child that swung under an
      * sshd-like filter; glibc's malloc makes no such call).  Asked once
      * (a /proc read): such a process gets no thread for its swings, and
-     * its caps release at free time as with the thread off.  A filter a
-     * container runtime or systemd put on the whole service (no
-     * no_new_privs) is not taken for one.                               */
+     * its caps release at free time as with the thread off.  A filter
+     * that was there when the process started (a container's, a
+     * service manager's) is not taken for one (tm_ctl_self_sandboxed). */
     if (TM_P(background) == TM_BG_AUTO && atomic_load_explicit(&threads_seen, memory_order_relaxed) < 2 &&
-        tm_os_self_sandboxed()) {
+        tm_ctl_self_sandboxed()) {
         atomic_store(&single_wanted, true);
         return;
     }

@@ -43,5 +43,7 @@ TM_HIDDEN void tm_bg_set(int mode);
  * unshare and setns): stop the background thread if it runs, and let
  * no swing start it again (control.c). */
 TM_HIDDEN void tm_ctl_single_thread(void);
+/* Has the process confined itself with seccomp since it started (control.c)? */
+TM_HIDDEN bool tm_ctl_self_sandboxed(void);
 
 #endif

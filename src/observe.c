@@ -636,7 +636,8 @@ static bool channel_ready(void)
     }
     if (ch.failed)
         return false;
-    /* Not in a process that confined itself with seccomp (os.h): the
+    /* Not in a process that confined itself with seccomp (control.c
+     * tm_ctl_self_sandboxed): the
      * channel's memfd_create, ftruncate, fcntl and the refreshes' reads
      * of /proc are calls its filter may kill it for - glibc's malloc
      * makes none of them.  A privilege-separated daemon's child installs
@@ -645,7 +646,7 @@ static bool channel_ready(void)
      * stage 5).  Asked once per process, at its first refresh, with a
      * read of /proc/self/status that such filters refuse with an errno
      * (then: confined).  Such a process publishes no figures.          */
-    if (tm_os_self_sandboxed()) {
+    if (tm_ctl_self_sandboxed()) {
         ch.failed = true;
         return false;
     }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include "os.h"
 #include "params.h"
@@ -394,17 +395,24 @@ static long status_field(const char *buf, const char *key)
     return *s >= '0' && *s <= '9' ? *s - '0' : -1;
 }
 
-bool tm_os_self_sandboxed(void)
+bool tm_os_seccomp_now(int *mode, int *nnp)
 {
     char buf[4096];
     int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return true;
+        return false;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0)
-        return true;
+        return false;
     buf[n] = 0;
-    long mode = status_field(buf, "\nSeccomp:"), nnp = status_field(buf, "\nNoNewPrivs:");
-    return mode == 1 || (mode == 2 && nnp != 0);
+    *mode = (int)status_field(buf, "\nSeccomp:");
+    *nnp = (int)status_field(buf, "\nNoNewPrivs:");
+    return true;
+}
+
+void tm_os_seccomp_start(int *mode, int *nnp)
+{
+    *mode = prctl(PR_GET_SECCOMP, 0, 0, 0, 0);
+    *nnp = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
 }

@@ -69,14 +69,13 @@ TM_HIDDEN int   tm_os_getpid(void);
 /* The process runs in secure mode (AT_SECURE): set-user-ID, set-group-ID,
  * or capabilities gained at exec.  Its environment is the caller's. */
 TM_HIDDEN bool  tm_os_secure(void);
-/* Has the process confined itself with seccomp - strict mode, or a filter
- * under no_new_privs, which an unprivileged program sets to install one
- * (sshd's pre-auth child, tor, browsers' sandboxes) - or can
- * /proc/self/status not be read to tell (such sandboxes refuse open)?
- * A filter without no_new_privs was installed by a privileged parent (a
- * container runtime, systemd) for a whole service: false.  open, read,
- * close. */
-TM_HIDDEN bool  tm_os_self_sandboxed(void);
+/* The process's seccomp mode (0 none, 1 strict, 2 filter) and its
+ * no_new_privs flag, from /proc/self/status (open, read, close): false
+ * if it cannot be read (sandboxes refuse open). */
+TM_HIDDEN bool  tm_os_seccomp_now(int *mode, int *nnp);
+/* The same from prctl (two calls, no file), -1 where prctl refuses:
+ * for the state at start, which initialization records. */
+TM_HIDDEN void  tm_os_seccomp_start(int *mode, int *nnp);
 /* Threads and namespaces (the background thread, control.c; api.c's
  * one-thread-only calls). */
 TM_HIDDEN int   tm_os_gettid(void);

@@ -24,5 +24,7 @@ tide_add_variant(test_quiet_unshare test_quiet_mt ARGS unshare TIMEOUT 120)
 set_tests_properties(test_quiet_unshare PROPERTIES SKIP_RETURN_CODE 77)
 tide_add_variant(test_quiet_swing_ns test_quiet_mt ARGS swing-ns TIMEOUT 120)
 set_tests_properties(test_quiet_swing_ns PROPERTIES SKIP_RETURN_CODE 77)
+tide_add_variant(test_quiet_swing_contained test_quiet_mt ARGS swing-contained TIMEOUT 120)
+set_tests_properties(test_quiet_swing_contained PROPERTIES SKIP_RETURN_CODE 77)
 tide_add_variant(test_quiet_optout test_quiet_mt ARGS optout TIMEOUT 120
                  ENV TIDEMALLOC_BACKGROUND_THREAD=0)

@@ -71,6 +71,13 @@
  *               one thread, and later swings start none and meet the
  *               bound by the cap at free time.  A call the kernel refuses
  *               even in a fresh child is left out, said so; both: exit 77.
+ *   swing-contained  the swing mode's checks in a program started under
+ *               a seccomp filter with no_new_privs (a Kubernetes pod
+ *               without privilege escalation, a container): a filter
+ *               present from the start is not a confinement the program
+ *               chose, so the background thread still starts for its
+ *               swings.  (The test re-executes itself as `swing` under an
+ *               allow-all filter; no seccomp here: exit 77.)
  *   quiet       4 threads, ~200 MiB, drained and parked; once the memory
  *               went back and the allocator had 5 s to finish what was
  *               still pending (decay, idle caches), every thread that is
@@ -95,6 +102,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1126,6 +1136,39 @@ static int mode_swing_ns(void)
     return -1;
 }
 
+static int mode_swing_contained(void)
+{
+    char self[512];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return 77;
+    self[n] = 0;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct sock_filter f[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW) };
+        struct sock_fprog prog = { 1, f };
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+            _exit(77);
+        execl(self, self, "swing", (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+        printf("SKIP: no seccomp filters here\n");
+        return 77;
+    }
+    char how[128];
+    harness_describe_status(st, how, sizeof how);
+    CHECKF("swing-contained: the swing mode's checks pass under a filter present from the start",
+           pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", how);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     mode = argc > 1 ? argv[1] : "mt";
@@ -1151,6 +1194,10 @@ int main(int argc, char **argv)
             return r;
     } else if (strcmp(mode, "swing-ns") == 0) {
         int r = mode_swing_ns();
+        if (r >= 0)
+            return r;
+    } else if (strcmp(mode, "swing-contained") == 0) {
+        int r = mode_swing_contained();
         if (r >= 0)
             return r;
     } else if (strcmp(mode, "quiet") == 0) {
@@ -1193,7 +1240,7 @@ int main(int argc, char **argv)
                pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", how);
         scenario_threads("optout-mt", 8, MIX_SERVER, 9, false);
     } else {
-        fprintf(stderr, "usage: %s mt|st|cache|churn|swing|threads256|fork|unshare|swing-ns|quiet|optout\n",
+        fprintf(stderr, "usage: %s mt|st|cache|churn|swing|threads256|fork|unshare|swing-ns|swing-contained|quiet|optout\n",
                 argv[0]);
         return 2;
     }
