@@ -81,7 +81,9 @@ static void init_secrets(void)
         tm_os_protect_ro(&tm_secret_page, sizeof tm_secret_page);
 }
 
-/* The seccomp mode and no_new_privs at initialization (-1: unknown). */
+/* The seccomp mode and no_new_privs at initialization (-1: unknown).
+ * Written under init_lock before tm_initialized is published (release);
+ * read only after a thread has seen it (tm_ensure_init's acquire).     */
 static int seccomp_mode0 = -1, nnp0 = -1;
 
 /* Has the process confined itself with seccomp since it started (since

@@ -383,8 +383,9 @@ bool tm_os_secure(void)
     return getauxval(AT_SECURE) != 0;
 }
 
-/* The number after "\n<key>" in a /proc status text, -1 if absent. */
-static long status_field(const char *buf, const char *key)
+/* The digit after "\n<key>" (and blanks) in a /proc status text, -1 if
+ * absent: the seccomp mode and no_new_privs are one digit each. */
+static long status_digit(const char *buf, const char *key)
 {
     const char *s = strstr(buf, key);
     if (!s)
@@ -406,8 +407,8 @@ bool tm_os_seccomp_now(int *mode, int *nnp)
     if (n <= 0)
         return false;
     buf[n] = 0;
-    *mode = (int)status_field(buf, "\nSeccomp:");
-    *nnp = (int)status_field(buf, "\nNoNewPrivs:");
+    *mode = (int)status_digit(buf, "\nSeccomp:");
+    *nnp = (int)status_digit(buf, "\nNoNewPrivs:");
     return true;
 }
 

@@ -40,6 +40,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #if defined(__GNUC__)
 #define MT_UNUSED __attribute__((unused))
@@ -296,6 +301,29 @@ static MT_UNUSED long mt_ncpus(void)
     if (a > n)
         n = a;
     return n > 0 ? n : 1;
+}
+
+/* ---- seccomp filters (test_bgfail, test_fork, test_quiet) ----------------
+ * A filter's first instructions: another architecture than x86-64 gets
+ * the action `other`; then the system call's number is loaded.  The
+ * allow / errno rules compare it and return.                           */
+#define MT_SECCOMP_PROLOGUE(other)                                              \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),   \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),              \
+    BPF_STMT(BPF_RET | BPF_K, (other)),                                        \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
+#define MT_SECCOMP_ALLOW(nr) \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+#define MT_SECCOMP_ERRNO(nr, e) \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
+/* no_new_privs, then the filter f of n instructions, for good: 0 or -1. */
+static MT_UNUSED int mt_seccomp_load(struct sock_filter *f, size_t n)
+{
+    struct sock_fprog prog = { (unsigned short)n, f };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0 ? 0 : -1;
 }
 
 #endif /* TIDE_MT_COMMON_H */

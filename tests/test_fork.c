@@ -44,12 +44,7 @@
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
-#include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 
 extern char **environ;
 
@@ -377,27 +372,20 @@ static void reused_descriptor(void)
 }
 
 /* Stage 5's child: the filter, then a sandboxed worker's allocations. */
-#define SC_ALLOW(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
-#define SC_DENY(nr, e) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
 static int sandboxed_child(void)
 {
     struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        SC_DENY(__NR_open, EACCES), SC_DENY(__NR_openat, EACCES),
-        SC_ALLOW(__NR_read), SC_ALLOW(__NR_write), SC_ALLOW(__NR_close), SC_ALLOW(__NR_exit),
-        SC_ALLOW(__NR_exit_group), SC_ALLOW(__NR_brk), SC_ALLOW(__NR_mmap), SC_ALLOW(__NR_munmap),
-        SC_ALLOW(__NR_mremap), SC_ALLOW(__NR_madvise), SC_ALLOW(__NR_mprotect), SC_ALLOW(__NR_futex),
-        SC_ALLOW(__NR_clock_gettime), SC_ALLOW(__NR_clock_nanosleep), SC_ALLOW(__NR_nanosleep),
-        SC_ALLOW(__NR_getpid), SC_ALLOW(__NR_gettimeofday), SC_ALLOW(__NR_getrandom),
-        SC_ALLOW(__NR_rt_sigprocmask), SC_ALLOW(__NR_rt_sigreturn),
+        MT_SECCOMP_PROLOGUE(SECCOMP_RET_KILL_PROCESS),
+        MT_SECCOMP_ERRNO(__NR_open, EACCES), MT_SECCOMP_ERRNO(__NR_openat, EACCES),
+        MT_SECCOMP_ALLOW(__NR_read), MT_SECCOMP_ALLOW(__NR_write), MT_SECCOMP_ALLOW(__NR_close), MT_SECCOMP_ALLOW(__NR_exit),
+        MT_SECCOMP_ALLOW(__NR_exit_group), MT_SECCOMP_ALLOW(__NR_brk), MT_SECCOMP_ALLOW(__NR_mmap), MT_SECCOMP_ALLOW(__NR_munmap),
+        MT_SECCOMP_ALLOW(__NR_mremap), MT_SECCOMP_ALLOW(__NR_madvise), MT_SECCOMP_ALLOW(__NR_mprotect), MT_SECCOMP_ALLOW(__NR_futex),
+        MT_SECCOMP_ALLOW(__NR_clock_gettime), MT_SECCOMP_ALLOW(__NR_clock_nanosleep), MT_SECCOMP_ALLOW(__NR_nanosleep),
+        MT_SECCOMP_ALLOW(__NR_getpid), MT_SECCOMP_ALLOW(__NR_gettimeofday), MT_SECCOMP_ALLOW(__NR_getrandom),
+        MT_SECCOMP_ALLOW(__NR_rt_sigprocmask), MT_SECCOMP_ALLOW(__NR_rt_sigreturn),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
     };
-    struct sock_fprog prog = { (unsigned short)(sizeof f / sizeof f[0]), f };
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+    if (mt_seccomp_load(f, sizeof f / sizeof f[0]) != 0)
         return 77;
     static void *b[2000];
     for (int r = 0; r < 60; r++) {      /* thousands of slow paths: refreshes are due */

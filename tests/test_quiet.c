@@ -102,9 +102,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/prctl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1148,9 +1145,7 @@ static int mode_swing_contained(void)
     pid_t pid = fork();
     if (pid == 0) {
         struct sock_filter f[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW) };
-        struct sock_fprog prog = { 1, f };
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        if (mt_seccomp_load(f, 1) != 0)
             _exit(77);
         execl(self, self, "swing", (char *)NULL);
         _exit(127);
