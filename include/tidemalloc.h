@@ -60,6 +60,12 @@ int    tide_malloc_info(int options, FILE *fp);
  * in docs/design.md ("The strong mode").                                  */
 #define M_TIDE_HARDEN            (-1006)
 #define TIDE_M_HARDEN            M_TIDE_HARDEN
+/* Transparent huge pages: 1 (the default) marks each range the allocator
+ * gives back MADV_NOHUGEPAGE, in 2 MiB units, where huge pages may back
+ * the heap (THP "always", or glibc.malloc.hugetlb=1), so that khugepaged
+ * does not make it resident again; 0 leaves huge pages alone.
+ * Environment: TIDEMALLOC_THP=0.                                          */
+#define TIDE_M_THP               (-1007)
 
 /* ---- introspection ------------------------------------------------------ */
 struct tide_stats {

@@ -29,7 +29,7 @@ LAYERS = [
     ("sysmem", ["sysmem.c", "sysmem.h"]),
     ("bins", ["bins.c", "bins.h"]),
     ("release", ["release.c", "release.h"]),
-    ("heap", ["heap.c", "heap.h", "owner.c", "owner.h", "meta.c", "meta.h"]),
+    ("heap", ["heap.c", "heap.h", "owner.c", "owner.h", "meta.c", "meta.h", "thp.c", "thp.h"]),
     ("os", ["os.c", "os.h"]),
     ("base", ["base.h", "config.h", "chunk.h", "internal.h", "params.h",
               "lock.h", "lock.c", "error.c", "globals.c"]),

@@ -48,6 +48,7 @@
 #include "observe.h"
 #include "os.h"
 #include "owner.h"
+#include "thp.h"
 #include "prof.h"
 #include "tidemalloc.h"
 #include "tunables.h"
@@ -124,6 +125,7 @@ void tm_init_slow(void)
     tm_os_seccomp_start(&seccomp_mode0, &nnp0);
     init_secrets();
     tm_tunables_init();
+    tm_thp_init();
     tm_obs_init();
     tm_tcache_init_key();
     tm_arenas_init();

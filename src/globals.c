@@ -19,6 +19,7 @@ struct tm_params tm_mp = {
     .tcache_bytes = TM_TCACHE_DEFAULT_BYTES,
     .decay_ms = TM_DEFAULT_DECAY_MS,
     .background = TM_BG_AUTO,
+    .thp_split = 1,
 };
 
 tm_arena tm_main_arena;

@@ -2,6 +2,7 @@
 #include "heap.h"
 #include "os.h"
 #include "owner.h"
+#include "thp.h"
 
 tm_heap *tm_heap_new(size_t size, size_t top_pad)
 {
@@ -29,6 +30,7 @@ tm_heap *tm_heap_new(size_t size, size_t top_pad)
     h->committed = size;
     h->kind = TM_HEAP_SUB;
     h->reserved = TM_HEAP_SPAN;
+    tm_thp_heap_new(h, TM_HEAP_SPAN);
     tm_own_sub_add(h);
     return h;
 }
@@ -61,4 +63,5 @@ void tm_heap_delete(tm_heap *h)
 {
     tm_own_sub_del(h);
     tm_os_unmap((char *)h - TM_HEAP_GUARD, TM_HEAP_MAX_SIZE);
+    tm_thp_forget((uintptr_t)h - TM_HEAP_GUARD, (uintptr_t)h - TM_HEAP_GUARD + TM_HEAP_MAX_SIZE);
 }

@@ -22,6 +22,7 @@
 #include "release.h"
 #include "sysmem.h"
 #include "tcache.h"
+#include "thp.h"
 #include "tunables.h"
 
 __thread uint32_t tm_tls_obs_ticks __attribute__((tls_model("initial-exec")));
@@ -309,6 +310,12 @@ static void put_summary(sink *s, uint64_t mono_ms, size_t limit)
         atomic_load(&tm_os_calls.mmap), atomic_load(&tm_os_calls.munmap),
         atomic_load(&tm_os_calls.mprotect), atomic_load(&tm_os_calls.mremap),
         atomic_load(&tm_os_calls.madvise), atomic_load(&tm_os_calls.brk));
+    struct tm_thp_stats thp;
+    tm_thp_get_stats(&thp);
+    static const char *const thp_modes[] = { "never", "madvise", "always" };
+    put(s, ",\"thp\":{\"mode\":\"%s\",\"unit\":%zu,\"marking\":%d,\"huge_heaps\":%d,"
+           "\"marks\":%lu,\"whole_marks\":%lu}",
+        thp_modes[thp.mode], thp.unit, thp.marking, thp.huge_heaps, thp.marks, thp.whole_marks);
     put(s, ",\"params\":{\"decay_ms\":%ld,\"background\":%d,\"background_running\":%d,"
            "\"arena_max\":%zu,\"arena_test\":%zu,\"mmap_threshold\":%zu,\"trim_threshold\":%zu,"
            "\"top_pad\":%zu,\"tcache_bytes\":%zu,\"heapmap_ms\":%ld},"

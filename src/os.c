@@ -185,6 +185,102 @@ void tm_os_release(void *p, size_t size)
     }
 }
 
+bool tm_os_advise_huge(void *p, size_t size, bool huge)
+{
+    if (size == 0)
+        return true;
+    COUNT(madvise);
+    return madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0;
+}
+
+/* The bracketed word of a sysfs THP setting ("always [madvise] never"):
+ * TM_THP_*, -1 for "inherit", -2 if unreadable. */
+static int thp_setting(const char *path)
+{
+    char buf[128];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -2;
+    long n = tm_os_read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -2;
+    buf[n] = 0;
+    if (strstr(buf, "[always]"))
+        return TM_THP_ALWAYS;
+    if (strstr(buf, "[madvise]"))
+        return TM_THP_MADVISE;
+    if (strstr(buf, "[never]"))
+        return TM_THP_NEVER;
+    if (strstr(buf, "[inherit]"))
+        return -1;
+    return -2;
+}
+
+#ifndef PR_THP_DISABLE_EXCEPT_ADVISED
+#define PR_THP_DISABLE_EXCEPT_ADVISED (1 << 1)
+#endif
+
+static int thp_mode(size_t *unit);
+
+/* (At initialization, inside a malloc: errno as it was.) */
+int tm_os_thp_mode(size_t *unit)
+{
+    int saved = errno;
+    int mode = thp_mode(unit);
+    errno = saved;
+    return mode;
+}
+
+static int thp_mode(size_t *unit)
+{
+    static const char dir[] = "/sys/kernel/mm/transparent_hugepage/";
+    char path[128], buf[32];
+    size_t u = (size_t)2 << 20;
+    memcpy(path, dir, sizeof dir);
+    memcpy(path + sizeof dir - 1, "hpage_pmd_size", sizeof "hpage_pmd_size");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        long n = tm_os_read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            size_t v = 0;
+            for (long i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+                v = v * 10 + (size_t)(buf[i] - '0');
+            if (v >= tm_fix.pagesize && (v & (v - 1)) == 0)
+                u = v;
+        }
+    }
+    *unit = u;
+    int mode = -1;
+    /* The PMD size's own setting (mTHP, kernel 6.8+): "inherit" defers to
+     * the global one.  hugepages-<kB>kB/enabled.                     */
+    {
+        char *q = path + sizeof dir - 1;
+        static const char pre[] = "hugepages-", post[] = "kB/enabled";
+        memcpy(q, pre, sizeof pre - 1);
+        q += sizeof pre - 1;
+        char digits[24];
+        int nd = 0;
+        for (size_t k = u >> 10; k; k /= 10)
+            digits[nd++] = (char)('0' + k % 10);
+        while (nd)
+            *q++ = digits[--nd];
+        memcpy(q, post, sizeof post);
+        mode = thp_setting(path);
+    }
+    if (mode < 0) {
+        memcpy(path + sizeof dir - 1, "enabled", sizeof "enabled");
+        mode = thp_setting(path);
+    }
+    if (mode < 0)
+        return TM_THP_NEVER;
+    int off = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
+    if (off > 0)
+        return (off & PR_THP_DISABLE_EXCEPT_ADVISED) && mode != TM_THP_NEVER ? TM_THP_MADVISE : TM_THP_NEVER;
+    return mode;
+}
+
 void *tm_os_sbrk(intptr_t incr)
 {
     if (incr > 0 && injected_failure(TM_FAULT_BRK))

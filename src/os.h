@@ -41,6 +41,17 @@ TM_HIDDEN uint64_t tm_os_now_ms(void);                     /* CLOCK_MONOTONIC_CO
 TM_HIDDEN void  tm_os_fault_inject(int kind, long after);  /* -1: off */
 TM_HIDDEN uintptr_t tm_os_random(void);                    /* never 0 */
 TM_HIDDEN bool  tm_os_protect_ro(void *p, size_t size);    /* make read-only */
+/* Transparent huge pages for this process's anonymous memory, as the
+ * system has them for the PMD size (*unit: 2 MiB on x86-64):
+ * /sys/kernel/mm/transparent_hugepage (the PMD size's own mTHP setting
+ * where it is not "inherit"), and TM_THP_NEVER where prctl says THP is
+ * disabled for the process, TM_THP_MADVISE where it is disabled but for
+ * advised regions; TM_THP_NEVER if unreadable.  At initialization.     */
+enum { TM_THP_NEVER = 0, TM_THP_MADVISE = 1, TM_THP_ALWAYS = 2 };
+TM_HIDDEN int   tm_os_thp_mode(size_t *unit);
+/* madvise(MADV_HUGEPAGE) if huge, else MADV_NOHUGEPAGE; false if the
+ * kernel refused any part (a hole in the range: the rest is advised). */
+TM_HIDDEN bool  tm_os_advise_huge(void *p, size_t size, bool huge);
 
 /* System calls made by the allocator for the heap, all arenas
  * (statistics; relaxed counters).  brk counts sbrk calls that move the

@@ -55,6 +55,8 @@ struct tm_params {
     _Atomic long   decay_ms;            /* -1 never, 0 at once                    */
     _Atomic int    background;          /* TM_BG_OFF / ON / AUTO                  */
     _Atomic int    harden;              /* strong mode on (harden.h)              */
+    _Atomic int    thp_split;           /* released ranges leave huge pages (thp.h) */
+    _Atomic int    hugetlb;             /* glibc.malloc.hugetlb: 1 = heaps advised huge */
 };
 extern struct tm_params tm_mp TM_HIDDEN;
 

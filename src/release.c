@@ -1,6 +1,7 @@
 /* release.c - page release of free chunks and of the top (see release.h). */
 #include "release.h"
 #include "os.h"
+#include "thp.h"
 
 bool tm_release_take_big(tm_arena *av, tm_chunk *p)
 {
@@ -26,6 +27,7 @@ size_t tm_release_chunk(tm_arena *av, tm_chunk *p)
     TM_ASSERT(chunk_released(p) < hi - lo);
     tm_os_release((void *)lo, hi - lo);
     av->madvise_calls++;
+    tm_thp_released(lo, hi);          /* no huge page over it again (thp.h) */
     size_t gained = (hi - lo) - chunk_released(p);
     TM_ASSERT(gained <= av->dirty);
     av->dirty -= gained;

@@ -7,6 +7,7 @@
 #include "owner.h"
 #include "release.h"
 #include "sysmem.h"
+#include "thp.h"
 
 struct tm_mmap_stats tm_mstats;
 
@@ -41,6 +42,7 @@ void *tm_mmap_chunk(size_t nb)
         tm_os_unmap(mm, size + guard);
         return NULL;
     }
+    tm_thp_mapped(mm, size);
     tm_chunk *p = (tm_chunk *)mm;
     p->prev_size = 0;
     set_head(p, size | TM_IS_MMAPPED | (guard ? TM_MMAP_GUARD : 0));
@@ -313,6 +315,7 @@ static bool main_grow(tm_arena *av, size_t nb)
         size_t size = align_up(want - old_size, page);
         char *r = tm_os_sbrk((intptr_t)size);
         if (r == cur) {
+            tm_thp_heap_new(r, size);
             note_regrow(av);
             seg->size += size;
             tm_own_main_brk((uintptr_t)heap_first_chunk(seg), (uintptr_t)heap_end(seg));
@@ -337,6 +340,7 @@ static bool main_grow(tm_arena *av, size_t nb)
                       (uintptr_t)cur;
         char *r = tm_os_sbrk((intptr_t)size);
         if (r != (char *)-1) {
+            tm_thp_heap_new(r, size);
             tm_heap *h = (tm_heap *)align_up((uintptr_t)r, TM_ALIGNMENT);
             char *end = (char *)align_down((uintptr_t)(r + size), page);
             if (end > (char *)h + sizeof(tm_heap) + TM_ALIGNMENT + nb + TM_MINSIZE) {
@@ -461,6 +465,7 @@ static bool main_trim(tm_arena *av, size_t pad)
         set_own_range(av);
         return false;
     }
+    tm_thp_forget((uintptr_t)now, (uintptr_t)top_end);
     own_brk_move(seg_lo, want, now);  /* (brk moved by someone else meanwhile: as glibc, `now` is the end) */
     size_t released = (size_t)(top_end - now);
     note_trim(av, released);

@@ -119,6 +119,8 @@ static void apply(int param, const char *s, const char *end)
     tm_tunable_set(param, (int)v);
 }
 
+/* glibc.malloc.hugetlb: environment only (glibc has no mallopt for it). */
+#define TM_GLIBC_HUGETLB (-1)
 static const struct {
     const char *name;
     int param;
@@ -137,6 +139,7 @@ static const struct {
     { "tcache_unsorted_limit", 0 },
     { "decay_ms", TIDE_M_DECAY_MS },
     { "background_thread", TIDE_M_BACKGROUND_THREAD },
+    { "hugetlb", TM_GLIBC_HUGETLB },
 };
 
 /* GLIBC_TUNABLES=glibc.malloc.a=1:glibc.malloc.b=2:other.ns.c=3 */
@@ -153,7 +156,14 @@ static void parse_glibc_tunables(const char *s)
             size_t nlen = (size_t)(eq - name);
             for (size_t k = 0; k < sizeof glibc_names / sizeof glibc_names[0]; k++) {
                 if (strlen(glibc_names[k].name) == nlen && strncmp(glibc_names[k].name, name, nlen) == 0) {
-                    if (glibc_names[k].param == 0) {
+                    if (glibc_names[k].param == TM_GLIBC_HUGETLB) {
+                        /* 1: heaps advised huge (THP madvise mode), as
+                         * glibc; 0 no; 2 (hugetlbfs pages) is not
+                         * supported and does nothing.  No mallopt.   */
+                        long long v;
+                        if (parse_num(eq + 1, end, &v) && (v == 0 || v == 1))
+                            TM_P_SET(hugetlb, (int)v);
+                    } else if (glibc_names[k].param == 0) {
                         /* tcache_unsorted_limit: accepted, no effect - the
                          * cache is filled in batches, not while scanning
                          * the unsorted bin as glibc's is.               */
@@ -218,6 +228,7 @@ void tm_tunables_init(void)
         { "TIDEMALLOC_BACKGROUND_THREAD", TIDE_M_BACKGROUND_THREAD },
         { "TIDEMALLOC_TCACHE_BYTES", TIDE_M_TCACHE_BYTES },
         { "TIDEMALLOC_HARDEN", M_TIDE_HARDEN },
+        { "TIDEMALLOC_THP", TIDE_M_THP },
     };
     /* GLIBC_TUNABLES first: the older MALLOC_* variables override it. */
     parse_glibc_tunables(tm_env_get("GLIBC_TUNABLES"));
@@ -300,6 +311,11 @@ int tm_tunable_set(int param, int value)
             return 0;
         TM_P_SET(harden, value);
         tm_tcache_recompute_limits();   /* on: no cache, every call takes the slow path */
+        return 1;
+    case TIDE_M_THP:
+        if (value != 0 && value != 1)
+            return 0;
+        TM_P_SET(thp_split, value);
         return 1;
     case TIDE_M_TCACHE_BYTES:
         if (value < 0)

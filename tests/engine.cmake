@@ -17,3 +17,8 @@ add_test(NAME test_deb COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/deb.sh ${PROJECT
 set_tests_properties(test_deb PROPERTIES TIMEOUT 900)
 # The man pages render without a warning (tests/man.sh: man-db, groff).
 add_test(NAME man_pages COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/man.sh ${PROJECT_SOURCE_DIR})
+
+# Page release where transparent huge pages back the heap (src/thp.h):
+# released ranges leave huge pages; TIDEMALLOC_THP=0 as the control.
+tide_add_test(test_thp SOURCES test_thp.c TIMEOUT 120)
+set_tests_properties(test_thp PROPERTIES SKIP_RETURN_CODE 77)

@@ -182,6 +182,15 @@ def format_summary(d, hmap=None, title=None):
     s = d["syscalls"]
     out.append("  system calls   mmap %d, munmap %d, mprotect %d, mremap %d, madvise %d, brk %d"
                % (s["mmap"], s["munmap"], s["mprotect"], s["mremap"], s["madvise"], s["brk"]))
+    t = d.get("thp")
+    if t and (t["mode"] == "always" or t["huge_heaps"]):
+        if t["marking"]:
+            what = "released ranges kept off huge pages: %d marks%s" % (
+                t["marks"], ", %d of whole heaps" % t["whole_marks"] if t["whole_marks"] else "")
+        else:
+            what = "released ranges not marked (TIDEMALLOC_THP=0, or no huge pages on the heap)"
+        out.append("  huge pages     THP %s (%s)%s; %s"
+                   % (t["mode"], size(t["unit"]), ", heaps advised huge" if t["huge_heaps"] else "", what))
     p = d["params"]
     out.append("  settings       decay_ms %d, background thread %s (%s), arena_max %s"
                % (p["decay_ms"], {0: "off", 1: "on", 2: "auto"}.get(p["background"], p["background"]),
