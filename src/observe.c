@@ -866,8 +866,7 @@ __attribute__((destructor(101))) static void report_at_exit(void)
      * is not ours: write only a note then.                              */
     bool locked = false;
     for (int i = 0; i < 5000 && !(locked = tm_lock_try(&obs_lock)); i++) {
-        struct timespec ms = { 0, 1000000 };
-        nanosleep(&ms, NULL);
+        tm_os_sleep_us(1000);
     }
     sink s = { buf, REPORT_SIZE, 0, false };
     if (locked) {

@@ -27,6 +27,24 @@
 struct tm_os_calls tm_os_calls;
 #define COUNT(field) atomic_fetch_add_explicit(&tm_os_calls.field, 1, memory_order_relaxed)
 
+/* open, read, write, close and nanosleep are cancellation points in libc:
+ * called from malloc (the statistics refresh's /proc reads, the
+ * initialization's sysfs reads) they let a thread with a cancel pending
+ * be cancelled inside malloc or free, which POSIX says are no
+ * cancellation points - with the statistics lock held, and in a program
+ * that holds a lock of its own around malloc without a cleanup handler,
+ * with that one too (a pending cancel acted on inside malloc under
+ * TIDEMALLOC_BACKGROUND_THREAD=0, 2026-12-05, test_threads).  The bare
+ * system calls through syscall(2) are not cancellation points (glibc's
+ * malloc uses its own non-cancelling variants the same way). */
+static int nc_open(const char *path, int flags, int mode)
+{
+    return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+static ssize_t nc_read(int fd, void *buf, size_t n) { return (ssize_t)syscall(SYS_read, fd, buf, n); }
+static ssize_t nc_write(int fd, const void *buf, size_t n) { return (ssize_t)syscall(SYS_write, fd, buf, n); }
+static int nc_close(int fd) { return (int)syscall(SYS_close, fd); }
+
 /* Fault injection: -1 = off; n >= 0 = n more successes, then failures. */
 static _Atomic long fail_after[TM_FAULT_KINDS] = { -1, -1, -1, -1 };
 
@@ -198,11 +216,11 @@ bool tm_os_advise_huge(void *p, size_t size, bool huge)
 static int thp_setting(const char *path)
 {
     char buf[128];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = nc_open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return -2;
     long n = tm_os_read(fd, buf, sizeof buf - 1);
-    close(fd);
+    nc_close(fd);
     if (n <= 0)
         return -2;
     buf[n] = 0;
@@ -239,10 +257,10 @@ static int thp_mode(size_t *unit)
     size_t u = (size_t)2 << 20;
     memcpy(path, dir, sizeof dir);
     memcpy(path + sizeof dir - 1, "hpage_pmd_size", sizeof "hpage_pmd_size");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = nc_open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd >= 0) {
         long n = tm_os_read(fd, buf, sizeof buf - 1);
-        close(fd);
+        nc_close(fd);
         if (n > 0) {
             size_t v = 0;
             for (long i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
@@ -335,7 +353,7 @@ int tm_os_channel_create(const char *name, size_t size, void **out, uint64_t id[
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 2 * TM_OS_CHANNEL_FD_MIN) {
         int hi = fcntl(fd, F_DUPFD_CLOEXEC, TM_OS_CHANNEL_FD_MIN);
         if (hi >= 0) {
-            close(fd);
+            nc_close(fd);
             fd = hi;
         }
     }
@@ -343,7 +361,7 @@ int tm_os_channel_create(const char *name, size_t size, void **out, uint64_t id[
     if (ftruncate(fd, (off_t)size) == 0 && fd_identity(fd, id))
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
-        close(fd);
+        nc_close(fd);
         return -1;
     }
     madvise(p, size, MADV_DONTFORK);
@@ -360,7 +378,7 @@ void tm_os_channel_close_if_ours(int fd, const uint64_t id[2])
 {
     uint64_t now[2];
     if (fd >= 0 && fd_identity(fd, now) && now[0] == id[0] && now[1] == id[1])
-        close(fd);
+        nc_close(fd);
 }
 
 /* Scratch memory for a report (not counted; the caller frees it). */
@@ -375,15 +393,20 @@ void tm_os_scratch_free(void *p, size_t size)
     munmap(p, size);
 }
 
+int tm_os_create(const char *path)
+{
+    return nc_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
 int tm_os_open_read(const char *path)
 {
-    return open(path, O_RDONLY | O_CLOEXEC);
+    return nc_open(path, O_RDONLY | O_CLOEXEC, 0);
 }
 
 long tm_os_read(int fd, void *buf, size_t n)
 {
     for (;;) {
-        ssize_t r = read(fd, buf, n);
+        ssize_t r = nc_read(fd, buf, n);
         if (r >= 0 || errno != EINTR)
             return (long)r;
     }
@@ -391,18 +414,18 @@ long tm_os_read(int fd, void *buf, size_t n)
 
 void tm_os_close(int fd)
 {
-    close(fd);
+    nc_close(fd);
 }
 
 /* Write a whole file (created 0600, replaced if present); false on error. */
 bool tm_os_write_file(const char *path, const char *buf, size_t n)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = nc_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return false;
     bool ok = true;
     while (n > 0) {
-        ssize_t w = write(fd, buf, n);
+        ssize_t w = nc_write(fd, buf, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -412,7 +435,7 @@ bool tm_os_write_file(const char *path, const char *buf, size_t n)
         buf += w;
         n -= (size_t)w;
     }
-    return close(fd) == 0 && ok;
+    return nc_close(fd) == 0 && ok;
 }
 
 /* Copy n bytes at addr of our own address space, or false if any of it is
@@ -460,7 +483,7 @@ bool tm_os_thread_alive(int tid)
 void tm_os_sleep_us(long us)
 {
     struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    while (syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, &ts) != 0 && errno == EINTR)
         ;
 }
 
@@ -495,11 +518,11 @@ static long status_digit(const char *buf, const char *key)
 bool tm_os_seccomp_now(int *mode, int *nnp)
 {
     char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    int fd = nc_open("/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    ssize_t n = nc_read(fd, buf, sizeof buf - 1);
+    nc_close(fd);
     if (n <= 0)
         return false;
     buf[n] = 0;

@@ -69,7 +69,9 @@ TM_HIDDEN int   tm_os_channel_create(const char *name, size_t size, void **out,
 TM_HIDDEN void  tm_os_channel_close_if_ours(int fd, const uint64_t id[2]);
 TM_HIDDEN void *tm_os_scratch(size_t size);
 TM_HIDDEN void  tm_os_scratch_free(void *p, size_t size);
+/* Files (reports, /proc, sysfs): no cancellation points (os.c). */
 TM_HIDDEN int   tm_os_open_read(const char *path);            /* fd or -1 */
+TM_HIDDEN int   tm_os_create(const char *path);               /* 0644, truncated; fd or -1 */
 TM_HIDDEN long  tm_os_read(int fd, void *buf, size_t n);
 TM_HIDDEN void  tm_os_close(int fd);
 TM_HIDDEN bool  tm_os_write_file(const char *path, const char *buf, size_t n);

@@ -631,7 +631,7 @@ static int open_out(const char *path, const char *suffix)
 {
     char full[600];
     tm_fmt(full, sizeof full, "%s%s", path, suffix);
-    return open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    return tm_os_create(full);
 }
 
 static bool write_reports(const char *path, prof_row *rows, size_t nrows, double total,
@@ -654,7 +654,7 @@ static bool write_reports(const char *path, prof_row *rows, size_t nrows, double
         w_fmt_ul(w, " %lu\n", (unsigned long)(rows[i].bytes + 0.5));
     }
     w_flush(w);
-    close(w->fd);
+    tm_os_close(w->fd);
 
     /* <prefix>.txt: totals, then sites.  Rows sorted by innermost frame
      * and merged: each site keeps its first (heaviest) row's stack.    */
@@ -706,7 +706,7 @@ static bool write_reports(const char *path, prof_row *rows, size_t nrows, double
         }
     }
     w_flush(w);
-    close(w->fd);
+    tm_os_close(w->fd);
     return true;
 }
 

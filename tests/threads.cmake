@@ -1,11 +1,16 @@
 # Thread, fork, OOM, arena, tunable, static-link and LD_PRELOAD tests.
-# (test sources: test_threads.c test_fork.c test_oom.c test_bgfail.c test_arena.c
+# (test sources: test_threads.c test_fork.c test_oom.c test_cancel.c test_bgfail.c test_arena.c
 #  test_tunables.c test_static.c preload.sh; shared helpers: mt_common.h)
 
 
 tide_add_test(test_threads SOURCES test_threads.c TIMEOUT 240)
 tide_add_test(test_fork SOURCES test_fork.c TIMEOUT 280)
 tide_add_test(test_oom SOURCES test_oom.c TIMEOUT 240)
+# malloc, free and malloc_stats are no cancellation points (test_cancel.c):
+# with and without the background thread (without it, the allocating
+# threads refresh the statistics and read /proc themselves).
+tide_add_test(test_cancel SOURCES test_cancel.c TIMEOUT 120)
+tide_add_variant(test_cancel_nobg test_cancel TIMEOUT 120 ENV TIDEMALLOC_BACKGROUND_THREAD=0)
 # The background thread cannot be created (seccomp denies clone): no retry
 # storm, release at free time still works (test_bgfail.c).
 tide_add_test(test_bgfail SOURCES test_bgfail.c INTERNAL TIMEOUT 120)
