@@ -21,6 +21,7 @@ static unsigned thp_shift = 21;
 static _Atomic(_Atomic uint64_t *) leaves[LEAVES];
 
 static _Atomic unsigned long marks, whole_marks;
+unsigned long tm_thp_marks_max = TM_THP_MARKS_MAX;
 
 void tm_thp_init(void)
 {
@@ -147,7 +148,7 @@ void tm_thp_released(uintptr_t lo, uintptr_t hi)
     if (!heap_bounds(lo, &rlo, &rhi))
         return;
     uintptr_t a, b;
-    if (atomic_load_explicit(&marks, memory_order_relaxed) < TM_THP_MARKS_MAX) {
+    if (atomic_load_explicit(&marks, memory_order_relaxed) < tm_thp_marks_max) {
         a = u0 << thp_shift;
         b = (u1 + 1) << thp_shift;
         a = a < rlo ? rlo : a;

@@ -43,6 +43,8 @@
 #include "internal.h"
 
 #define TM_THP_MARKS_MAX 4096
+/* The budget in use: TM_THP_MARKS_MAX (a test lowers it). */
+extern unsigned long tm_thp_marks_max TM_HIDDEN;
 
 /* Initialization, after the tunables: the system's THP mode. */
 TM_HIDDEN void tm_thp_init(void);

@@ -22,3 +22,10 @@ add_test(NAME man_pages COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/man.sh ${PROJEC
 # released ranges leave huge pages; TIDEMALLOC_THP=0 as the control.
 tide_add_test(test_thp SOURCES test_thp.c TIMEOUT 120)
 set_tests_properties(test_thp PROPERTIES SKIP_RETURN_CODE 77)
+# Which units the marks cover: live regions keep huge pages; past the
+# budget (lowered by the test) a release marks its whole heap.
+tide_add_test(test_thp_budget SOURCES test_thp_budget.c INTERNAL TIMEOUT 60
+              ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1 TIDEMALLOC_DECAY_MS=0)
+tide_add_variant(test_thp_budget_whole test_thp_budget ARGS budget TIMEOUT 60
+                 ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1 TIDEMALLOC_DECAY_MS=0)
+set_tests_properties(test_thp_budget test_thp_budget_whole PROPERTIES SKIP_RETURN_CODE 77)

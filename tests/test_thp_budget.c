@@ -1,0 +1,104 @@
+/*
+ * test_thp_budget.c - which units the huge-page marks cover (src/thp.h).
+ *
+ * Run with glibc.malloc.hugetlb=1 and TIDEMALLOC_DECAY_MS=0 (ctest), on
+ * the main arena:
+ *   units   (default budget) a region of blocks that stay live keeps its
+ *           huge pages: only units that held released pages are marked;
+ *   budget  (tm_thp_marks_max lowered to 3) past the budget a release
+ *           marks its whole heap: the live region's unit too, the
+ *           whole-heap counter moves, and the heap is one mapping or two
+ *           again instead of a mapping per marked range.
+ * Exit 77 where huge pages cannot back the heap (THP never, or absent).
+ */
+#define _GNU_SOURCE 1
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "harness.h"
+#include "thp.h"
+#include "tidemalloc.h"
+
+enum { DENSE = 48, SPARSE = 256, BLK = 100 * 1024, KEEP_EVERY = 8 };
+#define UNIT ((uintptr_t)2 << 20)
+
+/* THPeligible of the mapping holding a; with *nmaps the mappings that
+ * overlap [lo, hi). */
+static int smaps_scan(uintptr_t a, uintptr_t lo, uintptr_t hi, int *nmaps)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    int in = 0, r = -1;
+    *nmaps = 0;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long s, e;
+        char *dash = strchr(line, '-'), *sp = strchr(line, ' ');
+        if (dash && sp && dash < sp && sscanf(line, "%lx-%lx ", &s, &e) == 2) {
+            in = a >= s && a < e;
+            *nmaps += s < hi && e > lo;
+            continue;
+        }
+        if (in && strncmp(line, "THPeligible:", 12) == 0)
+            r = atoi(line + 12);
+    }
+    fclose(f);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    bool budget = argc > 1 && strcmp(argv[1], "budget") == 0;
+    struct tm_thp_stats st;
+    free(malloc(1));
+    tm_thp_get_stats(&st);
+    if (!st.marking || st.unit != UNIT) {
+        printf("test_thp_budget: huge pages cannot back the heap here (mode %d): skipped\n", st.mode);
+        return 77;
+    }
+    if (budget)
+        tm_thp_marks_max = 3;
+    static char *d[DENSE], *b[SPARSE];
+    for (int k = 0; k < DENSE; k++) {
+        d[k] = malloc(BLK);
+        memset(d[k], 1, BLK);
+    }
+    for (int k = 0; k < SPARSE; k++) {
+        b[k] = malloc(BLK);
+        memset(b[k], 2, BLK);
+    }
+    uintptr_t dlo = (uintptr_t)d[0], dhi = (uintptr_t)d[DENSE - 1] + BLK;
+    uintptr_t hi = (uintptr_t)b[SPARSE - 1] + BLK;
+    CHECKF("blocks in order, one heap", dlo < dhi && dhi <= (uintptr_t)b[0] && hi - dlo < 64u << 20,
+           "dense %#lx..%#lx, sparse from %#lx", (unsigned long)dlo, (unsigned long)dhi, (unsigned long)b[0]);
+    /* A unit wholly inside the live region, with a page to spare each side. */
+    uintptr_t u = (dlo + 4096 + UNIT - 1) & ~(UNIT - 1);
+    CHECK("a whole unit inside the live region", u + UNIT + 4096 <= dhi);
+    int n0;
+    CHECK("eligible before", smaps_scan(u, dlo, hi, &n0) == 1);
+
+    for (int k = 0; k < SPARSE; k++)
+        if (k % KEEP_EVERY)
+            free(b[k]);
+    tm_thp_get_stats(&st);
+    int n1, e = smaps_scan(u, dlo, hi, &n1);
+    printf("test_thp_budget: %s: marks %lu, whole %lu; live unit THPeligible %d; mappings over the heap %d -> %d\n",
+           budget ? "budget 3" : "default budget", st.marks, st.whole_marks, e, n0, n1);
+    if (budget) {
+        CHECKF("marks stop at the budget", st.marks == 3, "%lu", st.marks);
+        CHECK("then whole-heap marks", st.whole_marks >= 1);
+        CHECK("the whole heap is marked, the live unit too", e == 0);
+        CHECKF("the heap is one or two mappings again", n1 <= 2, "%d", n1);
+    } else {
+        CHECK("several marks", st.marks >= 3 && st.whole_marks == 0);
+        CHECK("the live unit keeps its huge pages", e == 1);
+        CHECKF("a mapping per marked run at most", n1 > 1, "%d", n1);
+    }
+    for (int k = 0; k < DENSE; k++)
+        CHECK("live block intact", d[k][0] == 1 && d[k][BLK - 1] == 1);
+    CHECK("heap consistent", tide_check_heap() > 0);
+    return harness_finish();
+}
