@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "harness.h"
+#include "thp_common.h"
 #include "tidemalloc.h"
 
 #ifndef MADV_COLLAPSE
@@ -79,30 +80,6 @@ static size_t resident(uintptr_t lo, uintptr_t hi)
         res += v[i] & 1;
     munmap(v, n);
     return res;
-}
-
-/* THPeligible of the mapping holding address a (from /proc/self/smaps):
- * 0 or 1, -1 if not found. */
-static int thp_eligible(uintptr_t a)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    char line[512];
-    int found = 0, r = -1;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-            found = a >= lo && a < hi;
-            continue;
-        }
-        if (found && strncmp(line, "THPeligible:", 12) == 0) {
-            r = atoi(line + 12);
-            break;
-        }
-    }
-    fclose(f);
-    return r;
 }
 
 struct scen {

@@ -18,36 +18,12 @@
 #include <string.h>
 #include <unistd.h>
 #include "harness.h"
+#include "thp_common.h"
 #include "thp.h"
 #include "tidemalloc.h"
 
 enum { DENSE = 48, SPARSE = 256, BLK = 100 * 1024, KEEP_EVERY = 8 };
 #define UNIT ((uintptr_t)2 << 20)
-
-/* THPeligible of the mapping holding a; with *nmaps the mappings that
- * overlap [lo, hi). */
-static int smaps_scan(uintptr_t a, uintptr_t lo, uintptr_t hi, int *nmaps)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    char line[512];
-    int in = 0, r = -1;
-    *nmaps = 0;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long s, e;
-        char *dash = strchr(line, '-'), *sp = strchr(line, ' ');
-        if (dash && sp && dash < sp && sscanf(line, "%lx-%lx ", &s, &e) == 2) {
-            in = a >= s && a < e;
-            *nmaps += s < hi && e > lo;
-            continue;
-        }
-        if (in && strncmp(line, "THPeligible:", 12) == 0)
-            r = atoi(line + 12);
-    }
-    fclose(f);
-    return r;
-}
 
 int main(int argc, char **argv)
 {
@@ -78,13 +54,13 @@ int main(int argc, char **argv)
     uintptr_t u = (dlo + 4096 + UNIT - 1) & ~(UNIT - 1);
     CHECK("a whole unit inside the live region", u + UNIT + 4096 <= dhi);
     int n0;
-    CHECK("eligible before", smaps_scan(u, dlo, hi, &n0) == 1);
+    CHECK("eligible before", thp_smaps_scan(u, dlo, hi, &n0) == 1);
 
     for (int k = 0; k < SPARSE; k++)
         if (k % KEEP_EVERY)
             free(b[k]);
     tm_thp_get_stats(&st);
-    int n1, e = smaps_scan(u, dlo, hi, &n1);
+    int n1, e = thp_smaps_scan(u, dlo, hi, &n1);
     printf("test_thp_budget: %s: marks %lu, whole %lu; live unit THPeligible %d; mappings over the heap %d -> %d\n",
            budget ? "budget 3" : "default budget", st.marks, st.whole_marks, e, n0, n1);
     if (budget) {
