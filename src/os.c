@@ -36,7 +36,8 @@ struct tm_os_calls tm_os_calls;
  * with that one too (a pending cancel acted on inside malloc under
  * TIDEMALLOC_BACKGROUND_THREAD=0, 2026-12-05, test_threads).  The bare
  * system calls through syscall(2) are not cancellation points (glibc's
- * malloc uses its own non-cancelling variants the same way). */
+ * malloc uses its own non-cancelling variants the same way).  getrandom
+ * too (tm_os_random: initialization, with its lock held). */
 static int nc_open(const char *path, int flags, int mode)
 {
     return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
@@ -94,7 +95,9 @@ void tm_os_init(void)
 uintptr_t tm_os_random(void)
 {
     uintptr_t k = 0;
-    if (getrandom(&k, sizeof k, GRND_NONBLOCK) != sizeof k) {
+    /* (the system call: libc's getrandom is a cancellation point, and
+     * initialization calls this with its lock held; nc_open's note) */
+    if (syscall(SYS_getrandom, &k, sizeof k, GRND_NONBLOCK) != (long)sizeof k) {
         static _Atomic uint64_t calls;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -69,17 +69,30 @@ static int read_file(const char *path, char *buf, size_t n)
     return (int)r;
 }
 
-/* Resident pages of [lo, hi) (page aligned). */
-static size_t resident(uintptr_t lo, uintptr_t hi)
+/* Resident pages of the unit at u (UNIT aligned); -1 if any of it is not
+ * mapped (a hole between two heaps the blocks came from). */
+static long unit_resident(uintptr_t u)
 {
-    size_t n = (hi - lo) / page, res = 0;
-    unsigned char *v = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (v == MAP_FAILED || mincore((void *)lo, hi - lo, v) != 0)
-        return (size_t)-1;
+    static unsigned char v[UNIT / 4096];
+    size_t n = UNIT / page;
+    long res = 0;
+    if (n > sizeof v || mincore((void *)u, UNIT, v) != 0)
+        return -1;
     for (size_t i = 0; i < n; i++)
         res += v[i] & 1;
-    munmap(v, n);
     return res;
+}
+
+/* The whole units of [lo, hi) that are mapped whole, and their resident
+ * pages in all. */
+static size_t resident(const uintptr_t *units, int nunits)
+{
+    size_t r = 0;
+    for (int k = 0; k < nunits; k++) {
+        long x = unit_resident(units[k]);
+        r += x > 0 ? (size_t)x : 0;
+    }
+    return r;
 }
 
 struct scen {
@@ -108,10 +121,17 @@ static void *scenario(void *arg)
     }
     CHECKF("blocks in one span", hi - lo < (size_t)NBLK * BLK * 2, "%s: %#lx..%#lx", s->where,
            (unsigned long)lo, (unsigned long)hi);
-    /* The whole units inside the span. */
+    /* The whole units inside the span that are mapped whole. */
     uintptr_t ulo = (lo + UNIT - 1) & ~(UNIT - 1), uhi = hi & ~(UNIT - 1);
-    CHECKF("span holds units", uhi >= ulo + 4 * UNIT, "%s", s->where);
-    int elig0 = thp_eligible(ulo);
+    uintptr_t units[NBLK * BLK * 2 / UNIT + 2];   /* (the span is below twice the bytes) */
+    int nunits = 0;
+    for (uintptr_t u = ulo; u < uhi; u += UNIT)
+        if (unit_resident(u) >= 0)
+            units[nunits++] = u;
+    CHECKF("span holds units", nunits >= 4, "%s: %d", s->where, nunits);
+    if (nunits < 4)
+        return NULL;
+    int elig0 = thp_eligible(units[0]);
     CHECKF("heap eligible for huge pages before", elig0 == 1, "%s: THPeligible %d", s->where, elig0);
 
     for (int k = 0; k < NBLK; k++)
@@ -120,8 +140,8 @@ static void *scenario(void *arg)
             b[k] = NULL;
         }
     size_t live_pages = (size_t)(NBLK / KEEP_EVERY) * (BLK / page + 2);
-    size_t units_pages = (uhi - ulo) / page;
-    size_t r1 = resident(ulo, uhi);
+    size_t units_pages = (size_t)nunits * (UNIT / page);
+    size_t r1 = resident(units, nunits);
     note("%s: %zu of %zu pages resident after the frees (live ~%zu)", s->where, r1, units_pages,
                  live_pages);
     CHECKF("released at free time", r1 <= live_pages + units_pages / 8, "%s: %zu of %zu resident", s->where,
@@ -129,8 +149,8 @@ static void *scenario(void *arg)
 
     /* Every whole unit held a released range: marked unless kept. */
     int bad = 0;
-    for (uintptr_t u = ulo; u < uhi; u += UNIT) {
-        int e = thp_eligible(u + UNIT / 2);
+    for (int k = 0; k < nunits; k++) {
+        int e = thp_eligible(units[k] + UNIT / 2);
         if (e != (s->keep ? 1 : 0))
             bad++;
     }
@@ -138,10 +158,15 @@ static void *scenario(void *arg)
            s->keep ? "0 (kept: want 1)" : "1 (want 0)");
 
     /* What khugepaged would do, now. */
-    errno = 0;
-    int rc = madvise((void *)ulo, uhi - ulo, MADV_COLLAPSE);
-    int err = errno;
-    size_t r2 = resident(ulo, uhi);
+    int rc = 0, err = 0;
+    for (int k = 0; k < nunits; k++) {
+        errno = 0;
+        if (madvise((void *)units[k], UNIT, MADV_COLLAPSE) != 0) {
+            rc = -1;
+            err = errno;
+        }
+    }
+    size_t r2 = resident(units, nunits);
     note("%s: MADV_COLLAPSE rc %d errno %d; %zu of %zu pages resident after", s->where, rc, err, r2,
                  units_pages);
     if (s->keep)
