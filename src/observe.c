@@ -22,6 +22,7 @@
 #include "release.h"
 #include "sysmem.h"
 #include "tcache.h"
+#include "owner.h"
 #include "thp.h"
 #include "tunables.h"
 
@@ -596,7 +597,9 @@ static void map_mapped(struct mapper *m)
             if (field >= 3 && *q != ' ')
                 anon = false;
         }
-        if (anon && hi > lo)
+        /* Not inside our heaps: huge-page marks (thp.h) split a heap
+         * into several mappings, whose starts hold chunk data. */
+        if (anon && hi > lo && !tm_own_in_heaps(lo))
             map_mapped_vma(m, lo, hi);
     }
     tm_os_close(fd);
