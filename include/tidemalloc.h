@@ -112,6 +112,7 @@ void tide_thread_cache_flush(void);
 #define TIDE_FAULT_MMAP 1 /* mmap, mremap, and growing a sub-heap (mprotect) */
 #define TIDE_FAULT_BRK  2 /* growing the main heap with brk/sbrk             */
 #define TIDE_FAULT_BRK_SHRINK 3 /* giving the main heap's top back (sbrk < 0)  */
+#define TIDE_FAULT_CHANNEL 4 /* memory for the statistics channel's pages    */
 void tide_fault_inject(int kind, long after);
 
 /* Non-zero when `ptr`'s chunk was produced by tidemalloc (cheap range test);

@@ -753,7 +753,8 @@ TM_EXPORT void tide_thread_cache_flush(void)
     tm_tcache_flush_keep();
 }
 
-/* kind: 1 = mmap-like calls, 2 = brk growth, 3 = brk shrinking (os.h). */
+/* kind: 1 = mmap-like calls, 2 = brk growth, 3 = brk shrinking, 4 = the
+ * statistics channel's pages (os.h). */
 TM_EXPORT void tide_fault_inject(int kind, long after)
 {
     tm_os_fault_inject(kind, after);

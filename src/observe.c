@@ -33,7 +33,13 @@ typedef struct {
     char *buf;
     size_t cap, len;
     bool over;                 /* something did not fit: the text is cut */
+    /* A channel region (region >= 0): buf[0, ready) has its pages (the
+     * rest is backed in steps before it is written, os.h
+     * tm_os_channel_back).  Elsewhere ready == cap.                   */
+    size_t ready;
+    int region;
 } sink;
+static bool sink_back(sink *s, size_t need);
 
 static void put(sink *s, const char *fmt, ...)
 {
@@ -41,12 +47,22 @@ static void put(sink *s, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    size_t room = s->cap - s->len;
+    size_t room = s->ready - s->len;
     size_t n = tm_vfmt(s->buf + s->len, room, fmt, ap);
     va_end(ap);
     if (n >= room) {
-        s->over = true;
-        return;
+        /* Did not fit in the backed part: back more and write again
+         * (nothing beyond `ready` was written: tm_vfmt stops at room). */
+        if (s->ready < s->cap && sink_back(s, s->len + n + 1)) {
+            va_start(ap, fmt);
+            room = s->ready - s->len;
+            n = tm_vfmt(s->buf + s->len, room, fmt, ap);
+            va_end(ap);
+        }
+        if (n >= room) {
+            s->over = true;
+            return;
+        }
     }
     s->len += n;
 }
@@ -67,7 +83,33 @@ static struct {
     int pid;
     bool failed;
     uint64_t seq[2], count[2];           /* our copies: we never read hdr    */
-} ch = { NULL, -1, { 0, 0 }, 0, false, { 0, 0 }, { 0, 0 } };
+    size_t backed[2];                    /* bytes of each region with pages  */
+} ch = { NULL, -1, { 0, 0 }, 0, false, { 0, 0 }, { 0, 0 }, { 0, 0 } };
+
+static size_t region_off(int r) { return r == 0 ? TM_OBS_SUMMARY_OFF : TM_OBS_MAP_OFF; }
+static size_t region_cap(int r)
+{
+    return r == 0 ? TM_OBS_MAP_OFF - TM_OBS_SUMMARY_OFF : TM_OBS_SIZE - TM_OBS_MAP_OFF;
+}
+
+/* Back region s->region's pages up to `need` bytes (in 64 KiB steps):
+ * false if the system has none to give (the text is cut there). */
+static bool sink_back(sink *s, size_t need)
+{
+    int r = s->region;
+    if (r < 0 || need > s->cap)
+        return false;
+    size_t to = align_up(need, (size_t)64 << 10);
+    if (to > s->cap)
+        to = s->cap;
+    if (to > ch.backed[r]) {
+        if (!tm_os_channel_back(ch.fd, region_off(r) + ch.backed[r], to - ch.backed[r]))
+            return false;
+        ch.backed[r] = to;
+    }
+    s->ready = to;
+    return true;
+}
 static _Atomic int activity;             /* slow paths since the last refresh */
 static _Atomic uint64_t last_ms;         /* last summary refresh (monotonic)  */
 /* A refresh walks the bins (a heap map: every chunk) under each arena
@@ -681,6 +723,7 @@ static bool channel_ready(void)
     ch.fd = fd;
     ch.pid = pid;
     ch.seq[0] = ch.seq[1] = ch.count[0] = ch.count[1] = 0;
+    ch.backed[0] = ch.backed[1] = 0;
     return true;
 }
 
@@ -689,11 +732,15 @@ static bool channel_ready(void)
 static void region_write(int r, void (*fill)(sink *, uint64_t), uint64_t now)
 {
     struct tm_obs_region *reg = &ch.hdr->region[r];
-    char *base = (char *)ch.hdr + (r == 0 ? TM_OBS_SUMMARY_OFF : TM_OBS_MAP_OFF);
-    size_t cap = r == 0 ? TM_OBS_MAP_OFF - TM_OBS_SUMMARY_OFF : TM_OBS_SIZE - TM_OBS_MAP_OFF;
+    char *base = (char *)ch.hdr + region_off(r);
+    sink s = { base, region_cap(r), 0, false, 0, r };
+    /* Its first pages first: without them not even the overflow note
+     * below could be written (no memory: the region keeps its text). */
+    if (!sink_back(&s, 1))
+        return;
+    s.ready = ch.backed[r];
     atomic_store_explicit(&reg->seq, ++ch.seq[r], memory_order_relaxed);     /* odd */
     atomic_thread_fence(memory_order_release);
-    sink s = { base, cap, 0, false };
     fill(&s, now);
     if (r == 0)
         put(&s, "}");
@@ -871,7 +918,7 @@ __attribute__((destructor(101))) static void report_at_exit(void)
     for (int i = 0; i < 5000 && !(locked = tm_lock_try(&obs_lock)); i++) {
         tm_os_sleep_us(1000);
     }
-    sink s = { buf, REPORT_SIZE, 0, false };
+    sink s = { buf, REPORT_SIZE, 0, false, REPORT_SIZE, -1 };
     if (locked) {
         fill_report(&s, tm_os_now_ms());
         tm_lock_release(&obs_lock);

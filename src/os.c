@@ -34,7 +34,7 @@ struct tm_os_calls tm_os_calls;
  * cancellation points - with the statistics lock held, and in a program
  * that holds a lock of its own around malloc without a cleanup handler,
  * with that one too (a pending cancel acted on inside malloc under
- * TIDEMALLOC_BACKGROUND_THREAD=0, 2026-12-05, test_threads).  The bare
+ * TIDEMALLOC_BACKGROUND_THREAD=0, 2026-12-05, test_cancel).  The bare
  * system calls through syscall(2) are not cancellation points (glibc's
  * malloc uses its own non-cancelling variants the same way).  getrandom
  * too (tm_os_random: initialization, with its lock held). */
@@ -47,11 +47,11 @@ static ssize_t nc_write(int fd, const void *buf, size_t n) { return (ssize_t)sys
 static int nc_close(int fd) { return (int)syscall(SYS_close, fd); }
 
 /* Fault injection: -1 = off; n >= 0 = n more successes, then failures. */
-static _Atomic long fail_after[TM_FAULT_KINDS] = { -1, -1, -1, -1 };
+static _Atomic long fail_after[TM_FAULT_KINDS] = { -1, -1, -1, -1, -1 };
 
 void tm_os_fault_inject(int kind, long after)
 {
-    if (kind == TM_FAULT_MMAP || kind == TM_FAULT_BRK || kind == TM_FAULT_BRK_SHRINK)
+    if (kind >= TM_FAULT_MMAP && kind < TM_FAULT_KINDS)
         atomic_store(&fail_after[kind], after < 0 ? -1 : after);
 }
 
@@ -347,8 +347,22 @@ static bool fd_identity(int fd, uint64_t id[2])
     return true;
 }
 
+/* Bytes a file of ours may reach: RLIMIT_FSIZE.  Writing or truncating
+ * past it raises SIGXFSZ, which kills the process: a program run under
+ * `ulimit -f 1024` died at the channel's ftruncate to 2 MiB (2026-12-05,
+ * test_limits), where glibc's malloc writes no file. */
+size_t tm_os_file_room(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return SIZE_MAX;
+    return (size_t)rl.rlim_cur;
+}
+
 int tm_os_channel_create(const char *name, size_t size, void **out, uint64_t id[2])
 {
+    if (tm_os_file_room() < size)
+        return -1;
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
@@ -361,7 +375,9 @@ int tm_os_channel_create(const char *name, size_t size, void **out, uint64_t id[
         }
     }
     void *p = MAP_FAILED;
-    if (ftruncate(fd, (off_t)size) == 0 && fd_identity(fd, id))
+    /* The first page (the header) backed before anything is written. */
+    if (ftruncate(fd, (off_t)size) == 0 && fd_identity(fd, id) &&
+        tm_os_channel_back(fd, 0, size < 4096 ? size : 4096))
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         nc_close(fd);
@@ -375,6 +391,14 @@ int tm_os_channel_create(const char *name, size_t size, void **out, uint64_t id[
         fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
     *out = p;
     return fd;
+}
+
+bool tm_os_channel_back(int fd, size_t off, size_t len)
+{
+    if (injected_failure(TM_FAULT_CHANNEL))
+        return false;
+    /* (the system call: libc's fallocate is a cancellation point) */
+    return syscall(SYS_fallocate, fd, 0, (off_t)off, (off_t)len) == 0;
 }
 
 void tm_os_channel_close_if_ours(int fd, const uint64_t id[2])
@@ -427,6 +451,10 @@ bool tm_os_write_file(const char *path, const char *buf, size_t n)
     if (fd < 0)
         return false;
     bool ok = true;
+    if (n > tm_os_file_room()) {
+        n = tm_os_file_room();           /* cut, rather than SIGXFSZ */
+        ok = false;
+    }
     while (n > 0) {
         ssize_t w = nc_write(fd, buf, n);
         if (w < 0 && errno == EINTR)

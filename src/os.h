@@ -15,6 +15,7 @@ enum tm_fault_kind {
     TM_FAULT_MMAP = 1,   /* mmap, the sub-heap reservation, mremap, mprotect commits */
     TM_FAULT_BRK  = 2,   /* brk growth                                               */
     TM_FAULT_BRK_SHRINK = 3, /* a negative brk (main_trim)                               */
+    TM_FAULT_CHANNEL = 4,    /* pages for the statistics channel (tm_os_channel_back)   */
     TM_FAULT_KINDS
 };
 
@@ -67,11 +68,17 @@ TM_HIDDEN int   tm_os_channel_create(const char *name, size_t size, void **out,
 /* Close fd if it still refers to the file `id` (tm_os_channel_create's):
  * a program may have closed it and reused the number. */
 TM_HIDDEN void  tm_os_channel_close_if_ours(int fd, const uint64_t id[2]);
+/* Give [off, off + len) of the channel's file its pages before the
+ * mapping is written there: false if the system has no memory for them.
+ * (A shared memfd page is charged when first touched; under
+ * vm.overcommit_memory=2 at the commit limit that touch is a SIGBUS.) */
+TM_HIDDEN bool  tm_os_channel_back(int fd, size_t off, size_t len);
 TM_HIDDEN void *tm_os_scratch(size_t size);
 TM_HIDDEN void  tm_os_scratch_free(void *p, size_t size);
 /* Files (reports, /proc, sysfs): no cancellation points (os.c). */
 TM_HIDDEN int   tm_os_open_read(const char *path);            /* fd or -1 */
 TM_HIDDEN int   tm_os_create(const char *path);               /* 0644, truncated; fd or -1 */
+TM_HIDDEN size_t tm_os_file_room(void);         /* RLIMIT_FSIZE: write no further (SIGXFSZ) */
 TM_HIDDEN long  tm_os_read(int fd, void *buf, size_t n);
 TM_HIDDEN void  tm_os_close(int fd);
 TM_HIDDEN bool  tm_os_write_file(const char *path, const char *buf, size_t n);

@@ -547,12 +547,17 @@ typedef struct {
     int fd;
     char *buf;
     size_t n, cap;
+    size_t written;             /* to fd: never past tm_os_file_room() */
 } writer;
 
 static void w_flush(writer *w)
 {
-    if (w->n && w->fd >= 0)
-        tm_write_all(w->fd, w->buf, w->n);
+    size_t room = tm_os_file_room(), n = w->n;
+    if (w->written + n > room)               /* cut, rather than SIGXFSZ */
+        n = room > w->written ? room - w->written : 0;
+    if (n && w->fd >= 0)
+        tm_write_all(w->fd, w->buf, n);
+    w->written += n;
     w->n = 0;
 }
 static void w_mem(writer *w, const char *s, size_t len)
@@ -640,6 +645,7 @@ static bool write_reports(const char *path, prof_row *rows, size_t nrows, double
     /* <prefix>.collapsed: heaviest first. */
     sort_rows(rows, nrows, false);
     w->fd = open_out(path, ".collapsed");
+    w->written = 0;
     if (w->fd < 0)
         return false;
     for (size_t i = 0; i < nrows; i++) {
@@ -659,6 +665,7 @@ static bool write_reports(const char *path, prof_row *rows, size_t nrows, double
     /* <prefix>.txt: totals, then sites.  Rows sorted by innermost frame
      * and merged: each site keeps its first (heaviest) row's stack.    */
     w->fd = open_out(path, ".txt");
+    w->written = 0;
     if (w->fd < 0)
         return false;
     w_fmt_ul(w, "tidemalloc heap profile of pid %lu: live bytes by allocation site\n",
@@ -732,7 +739,7 @@ int tm_prof_dump(const char *prefix)
     int rc = -1;
     if (!s.base)
         goto out;
-    writer w = { -1, scratch_take(&s, 65536), 0, 65536 };
+    writer w = { -1, scratch_take(&s, 65536), 0, 65536, 0 };
     struct modules ms = { scratch_take(&s, 4096 * sizeof(prof_module)), 0, 4096, NULL, NULL };
     prof_row *rows = scratch_take(&s, (nst + 16) * sizeof(prof_row));
     scratch names = { scratch_take(&s, 1u << 20), 1u << 20, 0 };

@@ -1,5 +1,5 @@
 # Thread, fork, OOM, arena, tunable, static-link and LD_PRELOAD tests.
-# (test sources: test_threads.c test_fork.c test_oom.c test_cancel.c test_bgfail.c test_arena.c
+# (test sources: test_threads.c test_fork.c test_oom.c test_cancel.c test_limits.c test_bgfail.c test_arena.c
 #  test_tunables.c test_static.c preload.sh; shared helpers: mt_common.h)
 
 
@@ -11,6 +11,9 @@ tide_add_test(test_oom SOURCES test_oom.c TIMEOUT 240)
 # threads refresh the statistics and read /proc themselves).
 tide_add_test(test_cancel SOURCES test_cancel.c TIMEOUT 120)
 tide_add_variant(test_cancel_nobg test_cancel TIMEOUT 120 ENV TIDEMALLOC_BACKGROUND_THREAD=0)
+# RLIMIT_FSIZE and no memory for the statistics channel's pages: no
+# SIGXFSZ, no SIGBUS (test_limits.c).
+tide_add_test(test_limits SOURCES test_limits.c TIMEOUT 120)
 # The background thread cannot be created (seccomp denies clone): no retry
 # storm, release at free time still works (test_bgfail.c).
 tide_add_test(test_bgfail SOURCES test_bgfail.c INTERNAL TIMEOUT 120)
