@@ -244,6 +244,25 @@ static int thp_setting(const char *path)
 
 static int thp_mode(size_t *unit);
 
+long tm_os_read_number(const char *path)
+{
+    int saved = errno;
+    char buf[32];
+    long v = -1;
+    int fd = nc_open(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd >= 0) {
+        ssize_t n = nc_read(fd, buf, sizeof buf - 1);
+        nc_close(fd);
+        if (n > 0 && buf[0] >= '0' && buf[0] <= '9') {
+            v = 0;
+            for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9' && v < (1L << 50); i++)
+                v = v * 10 + (buf[i] - '0');
+        }
+    }
+    errno = saved;
+    return v;
+}
+
 /* (At initialization, inside a malloc: errno as it was.) */
 int tm_os_thp_mode(size_t *unit)
 {

@@ -50,6 +50,9 @@ TM_HIDDEN bool  tm_os_protect_ro(void *p, size_t size);    /* make read-only */
  * advised regions; TM_THP_NEVER if unreadable.  At initialization.     */
 enum { TM_THP_NEVER = 0, TM_THP_MADVISE = 1, TM_THP_ALWAYS = 2 };
 TM_HIDDEN int   tm_os_thp_mode(size_t *unit);
+/* The number a small file holds (sysctl files: /proc/sys/vm/...), -1 if
+ * unreadable.  At initialization (errno kept). */
+TM_HIDDEN long  tm_os_read_number(const char *path);
 /* madvise(MADV_HUGEPAGE) if huge, else MADV_NOHUGEPAGE; false if the
  * kernel refused any part (a hole in the range: the rest is advised). */
 TM_HIDDEN bool  tm_os_advise_huge(void *p, size_t size, bool huge);

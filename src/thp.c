@@ -23,6 +23,8 @@ static _Atomic(_Atomic uint64_t *) leaves[LEAVES];
 static _Atomic unsigned long marks, whole_marks;
 unsigned long tm_thp_marks_max = TM_THP_MARKS_MAX;
 
+static bool marking(void);
+
 void tm_thp_init(void)
 {
     size_t unit;
@@ -33,6 +35,14 @@ void tm_thp_init(void)
     else {
         thp_unit = unit;
         thp_shift = (unsigned)__builtin_ctzl(unit);
+    }
+    /* Each mark may split a mapping in three: at most 2 mappings a mark,
+     * an eighth of what the process may have (vm.max_map_count, 65530 by
+     * default), the rest being the program's. */
+    if (marking()) {
+        long maps = tm_os_read_number("/proc/sys/vm/max_map_count");
+        if (maps > 0 && (unsigned long)maps / 16 < tm_thp_marks_max)
+            tm_thp_marks_max = (unsigned long)maps / 16;
     }
 }
 

@@ -43,7 +43,9 @@
 #include "internal.h"
 
 #define TM_THP_MARKS_MAX 4096
-/* The budget in use: TM_THP_MARKS_MAX (a test lowers it). */
+/* The budget in use: TM_THP_MARKS_MAX, or vm.max_map_count / 16 if that
+ * is less (read at initialization where marks can happen); a test lowers
+ * it. */
 extern unsigned long tm_thp_marks_max TM_HIDDEN;
 
 /* Initialization, after the tunables: the system's THP mode. */

@@ -35,6 +35,20 @@ int main(int argc, char **argv)
         printf("test_thp_budget: huge pages cannot back the heap here (mode %d): skipped\n", st.mode);
         return 77;
     }
+    {
+        /* The budget at start: a sixteenth of vm.max_map_count at most. */
+        FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+        long maps = -1;
+        if (f) {
+            if (fscanf(f, "%ld", &maps) != 1)
+                maps = -1;
+            fclose(f);
+        }
+        unsigned long want = maps > 0 && (unsigned long)maps / 16 < TM_THP_MARKS_MAX ? (unsigned long)maps / 16
+                                                                                   : TM_THP_MARKS_MAX;
+        CHECKF("mark budget from vm.max_map_count", tm_thp_marks_max == want, "%lu, want %lu (max_map_count %ld)",
+               tm_thp_marks_max, want, maps);
+    }
     if (budget)
         tm_thp_marks_max = 3;
     static char *d[DENSE], *b[SPARSE];
