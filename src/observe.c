@@ -84,7 +84,14 @@ static struct {
     bool failed;
     uint64_t seq[2], count[2];           /* our copies: we never read hdr    */
     size_t backed[2];                    /* bytes of each region with pages  */
-} ch = { NULL, -1, { 0, 0 }, 0, false, { 0, 0 }, { 0, 0 }, { 0, 0 } };
+    uint64_t retry_ms;                   /* failed making it: again from here (0: never) */
+} ch = { NULL, -1, { 0, 0 }, 0, false, { 0, 0 }, { 0, 0 }, { 0, 0 }, 0 };
+
+/* A channel that could not be made (no memory for its header page, the
+ * file-size limit, no descriptor left) is tried again this much later:
+ * the lack may pass, and a server that met it once would publish nothing
+ * for the rest of its life.  One memfd_create every 2 s at most. */
+#define TM_OBS_RETRY_MS 2000
 
 static size_t region_off(int r) { return r == 0 ? TM_OBS_SUMMARY_OFF : TM_OBS_MAP_OFF; }
 static size_t region_cap(int r)
@@ -686,8 +693,9 @@ static bool channel_ready(void)
         ch.fd = -1;
         ch.failed = false;
     }
-    if (ch.failed)
+    if (ch.failed && (!ch.retry_ms || tm_os_now_ms() < ch.retry_ms))
         return false;
+    ch.failed = false;
     /* Not in a process that confined itself with seccomp (control.c
      * tm_ctl_self_sandboxed): the
      * channel's memfd_create, ftruncate, fcntl and the refreshes' reads
@@ -700,12 +708,14 @@ static bool channel_ready(void)
      * (then: confined).  Such a process publishes no figures.          */
     if (tm_ctl_self_sandboxed()) {
         ch.failed = true;
+        ch.retry_ms = 0;
         return false;
     }
     void *p;
     int fd = tm_os_channel_create(TM_OBS_NAME, TM_OBS_SIZE, &p, ch.fd_id);
     if (fd < 0) {
         ch.failed = true;
+        ch.retry_ms = tm_os_now_ms() + TM_OBS_RETRY_MS;
         return false;
     }
     struct tm_obs_header *h = p;
@@ -868,6 +878,7 @@ void tm_obs_fork_child(void)
     ch.hdr = NULL;
     ch.fd = -1;
     ch.failed = false;
+    ch.retry_ms = 0;
     atomic_store(&activity, 0);
     atomic_store(&last_ms, 0);
     last_map_ms = 0;
