@@ -49,6 +49,14 @@ int main(int argc, char **argv)
         CHECKF("mark budget from vm.max_map_count", tm_thp_marks_max == want, "%lu, want %lu (max_map_count %ld)",
                tm_thp_marks_max, want, maps);
     }
+    /* The switch (TIDEMALLOC_THP / TIDE_M_THP): 0 or 1 only. */
+    CHECK("mallopt(TIDE_M_THP, 2) refused", tide_mallopt(TIDE_M_THP, 2) == 0);
+    CHECK("mallopt(TIDE_M_THP, 0)", tide_mallopt(TIDE_M_THP, 0) == 1);
+    tm_thp_get_stats(&st);
+    CHECK("off: no marking", !st.marking);
+    CHECK("mallopt(TIDE_M_THP, 1)", tide_mallopt(TIDE_M_THP, 1) == 1);
+    tm_thp_get_stats(&st);
+    CHECK("on again: marking", st.marking);
     if (budget)
         tm_thp_marks_max = 3;
     static char *d[DENSE], *b[SPARSE];
