@@ -934,11 +934,14 @@ __attribute__((destructor(101))) static void report_at_exit(void)
         fill_report(&s, tm_os_now_ms());
         tm_lock_release(&obs_lock);
     }
-    if (s.over || !locked) {
+    /* Larger than the file-size limit lets a file grow (RLIMIT_FSIZE): a
+     * cut report is no JSON, so the note instead.                     */
+    bool room = s.len <= tm_os_file_room();
+    if (s.over || !locked || !room) {
         s.over = false;
         s.len = 0;
         put(&s, "{\"version\":%d,\"pid\":%d,\"%s\":1}\n", TM_OBS_VERSION, tm_os_getpid(),
-            locked ? "overflow" : "busy");
+            !locked ? "busy" : !room ? "file_limit" : "overflow");
     }
     if (!tm_os_write_file(path, buf, s.len)) {
         char msg[700];
