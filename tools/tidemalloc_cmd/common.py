@@ -139,6 +139,9 @@ def format_summary(d, hmap=None, title=None):
     """The text report: the same for `run` (at exit) and `stats` (live)."""
     if d.get("overflow"):
         return "tidemalloc: pid %d: the figures did not fit the report buffer" % d["pid"]
+    if d.get("file_limit"):
+        return ("tidemalloc: pid %d: no figures: the report did not fit the file-size limit "
+                "(RLIMIT_FSIZE, ulimit -f)" % d["pid"])
     if d.get("busy"):
         return ("tidemalloc: pid %d: no figures: at exit a refresh of the statistics was still "
                 "running after 5 s (exit from a signal handler?)" % d["pid"])
