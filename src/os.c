@@ -343,9 +343,9 @@ uint64_t tm_os_now_ms(void)
  * Not counted in tm_os_calls: they are not the heap.                       */
 
 /* A sealed memfd of `size` bytes mapped shared and writable at *out; the
- * descriptor (close-on-exec, moved up to >= TM_OS_CHANNEL_FD_MIN when the
- * limit allows, so that it does not take the low numbers a program may
- * expect) or -1.  The number stays below 64, inside the descriptor table
+ * descriptor (close-on-exec, moved up to >= TM_OS_CHANNEL_FD_MIN, so that
+ * it does not take the low numbers a program may expect; none where the
+ * descriptor limit is below twice that) or -1.  The number stays below 64, inside the descriptor table
  * every process starts with: a descriptor beyond it makes the kernel grow
  * the table, and in a process with threads that waits for an RCU grace
  * period (13 ms measured here, for a 15 ms program: wl_alloc_test
@@ -382,16 +382,20 @@ int tm_os_channel_create(const char *name, size_t size, void **out, uint64_t id[
 {
     if (tm_os_file_room() < size)
         return -1;
+    /* A process allowed few descriptors (a sandbox's RLIMIT_NOFILE of 64,
+     * `ulimit -n 4`) keeps them all: under `ulimit -n 4` the channel took
+     * the last one and the program's own open failed with EMFILE, where
+     * glibc's malloc holds none (2026-12-05, test_limits). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur <= 2 * TM_OS_CHANNEL_FD_MIN)
+        return -1;
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 2 * TM_OS_CHANNEL_FD_MIN) {
-        int hi = fcntl(fd, F_DUPFD_CLOEXEC, TM_OS_CHANNEL_FD_MIN);
-        if (hi >= 0) {
-            nc_close(fd);
-            fd = hi;
-        }
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, TM_OS_CHANNEL_FD_MIN);
+    if (hi >= 0) {
+        nc_close(fd);
+        fd = hi;
     }
     void *p = MAP_FAILED;
     /* The first page (the header) backed before anything is written. */

@@ -19,6 +19,9 @@
  *     tried again 2 s later); the test injects the refusal
  *     (TIDE_FAULT_CHANNEL) at every step of the channel's life, since
  *     the commit limit is the whole machine's.
+ * And a process allowed few descriptors (RLIMIT_NOFILE <= 112) gets no
+ * channel: it keeps every descriptor for itself (under `ulimit -n 4` the
+ * channel took the last one).
  * Every stage runs in a child and must exit 0 having allocated normally.
  */
 #define _GNU_SOURCE 1
@@ -85,6 +88,19 @@ static void fsize_stage(void *arg)
     _exit(tide_check_heap() > 0 ? 0 : 12);
 }
 
+/* Few descriptors allowed: the program keeps them all. */
+static void nofile_stage(void *arg)
+{
+    (void)arg;
+    struct rlimit rl = { 64, 64 };
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        _exit(10);
+    churn(600);
+    if (channel_open())
+        _exit(17);
+    _exit(tide_check_heap() > 0 ? 0 : 12);
+}
+
 /* The channel's pages refused from the k-th request on. */
 static void channel_stage(void *arg)
 {
@@ -118,6 +134,7 @@ int main(int argc, char **argv)
     }
     if (!getenv("TIDEMALLOC_STATS") || strcmp(getenv("TIDEMALLOC_STATS"), "0") != 0) {
         CHECK_EXIT("RLIMIT_FSIZE below the channel's size: no SIGXFSZ, no channel", fsize_stage, NULL, 0);
+        CHECK_EXIT("RLIMIT_NOFILE of 64: no channel, every descriptor the program's", nofile_stage, NULL, 0);
         for (long k = 0; k <= 3; k++) {
             char name[96];
             snprintf(name, sizeof name, "channel pages refused from request %ld on: no SIGBUS", k);
