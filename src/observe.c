@@ -81,11 +81,12 @@ static struct {
     int fd;
     uint64_t fd_id[2];                   /* its file (device, inode)         */
     int pid;
-    bool failed;
     uint64_t seq[2], count[2];           /* our copies: we never read hdr    */
     size_t backed[2];                    /* bytes of each region with pages  */
-    uint64_t retry_ms;                   /* failed making it: again from here (0: never) */
-} ch = { NULL, -1, { 0, 0 }, 0, false, { 0, 0 }, { 0, 0 }, { 0, 0 }, 0 };
+    /* Making it failed: not again before this clock (ms); 0 = it has not
+     * failed, UINT64_MAX = never again (a self-confined process).      */
+    uint64_t retry_ms;
+} ch = { NULL, -1, { 0, 0 }, 0, { 0, 0 }, { 0, 0 }, { 0, 0 }, 0 };
 
 /* A channel that could not be made (no memory for its header page, the
  * file-size limit, no descriptor left) is tried again this much later:
@@ -114,7 +115,7 @@ static bool sink_back(sink *s, size_t need)
             return false;
         ch.backed[r] = to;
     }
-    s->ready = to;
+    s->ready = ch.backed[r];          /* (all that has pages: at least `to`) */
     return true;
 }
 static _Atomic int activity;             /* slow paths since the last refresh */
@@ -691,11 +692,10 @@ static bool channel_ready(void)
          * descriptor number may have been reused: leave it alone.       */
         ch.hdr = NULL;
         ch.fd = -1;
-        ch.failed = false;
+        ch.retry_ms = 0;
     }
-    if (ch.failed && (!ch.retry_ms || tm_os_now_ms() < ch.retry_ms))
+    if (ch.retry_ms && tm_os_now_ms() < ch.retry_ms)
         return false;
-    ch.failed = false;
     /* Not in a process that confined itself with seccomp (control.c
      * tm_ctl_self_sandboxed): the
      * channel's memfd_create, ftruncate, fcntl and the refreshes' reads
@@ -707,14 +707,12 @@ static bool channel_ready(void)
      * read of /proc/self/status that such filters refuse with an errno
      * (then: confined).  Such a process publishes no figures.          */
     if (tm_ctl_self_sandboxed()) {
-        ch.failed = true;
-        ch.retry_ms = 0;
+        ch.retry_ms = UINT64_MAX;
         return false;
     }
     void *p;
     int fd = tm_os_channel_create(TM_OBS_NAME, TM_OBS_SIZE, &p, ch.fd_id);
     if (fd < 0) {
-        ch.failed = true;
         ch.retry_ms = tm_os_now_ms() + TM_OBS_RETRY_MS;
         return false;
     }
@@ -734,6 +732,7 @@ static bool channel_ready(void)
     ch.pid = pid;
     ch.seq[0] = ch.seq[1] = ch.count[0] = ch.count[1] = 0;
     ch.backed[0] = ch.backed[1] = 0;
+    ch.retry_ms = 0;
     return true;
 }
 
@@ -748,7 +747,6 @@ static void region_write(int r, void (*fill)(sink *, uint64_t), uint64_t now)
      * below could be written (no memory: the region keeps its text). */
     if (!sink_back(&s, 1))
         return;
-    s.ready = ch.backed[r];
     atomic_store_explicit(&reg->seq, ++ch.seq[r], memory_order_relaxed);     /* odd */
     atomic_thread_fence(memory_order_release);
     fill(&s, now);
@@ -877,7 +875,6 @@ void tm_obs_fork_child(void)
     tm_os_channel_close_if_ours(ch.fd, ch.fd_id);
     ch.hdr = NULL;
     ch.fd = -1;
-    ch.failed = false;
     ch.retry_ms = 0;
     atomic_store(&activity, 0);
     atomic_store(&last_ms, 0);

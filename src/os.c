@@ -214,19 +214,42 @@ bool tm_os_advise_huge(void *p, size_t size, bool huge)
     return madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0;
 }
 
+/* Read a small file (sysfs, sysctl, /proc status) into buf, NUL
+ * terminated: its length, or -1.  Through os.c's non-cancelling calls. */
+static long read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = nc_open(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    long n = tm_os_read(fd, buf, cap - 1);
+    nc_close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = 0;
+    return n;
+}
+
+long tm_os_read_number(const char *path)
+{
+    int saved = errno;
+    char buf[32];
+    long v = -1;
+    if (read_small(path, buf, sizeof buf) > 0 && buf[0] >= '0' && buf[0] <= '9') {
+        v = 0;
+        for (const char *c = buf; *c >= '0' && *c <= '9' && v < (1L << 50); c++)
+            v = v * 10 + (*c - '0');
+    }
+    errno = saved;
+    return v;
+}
+
 /* The bracketed word of a sysfs THP setting ("always [madvise] never"):
  * TM_THP_*, -1 for "inherit", -2 if unreadable. */
 static int thp_setting(const char *path)
 {
     char buf[128];
-    int fd = nc_open(path, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0)
+    if (read_small(path, buf, sizeof buf) <= 0)
         return -2;
-    long n = tm_os_read(fd, buf, sizeof buf - 1);
-    nc_close(fd);
-    if (n <= 0)
-        return -2;
-    buf[n] = 0;
     if (strstr(buf, "[always]"))
         return TM_THP_ALWAYS;
     if (strstr(buf, "[madvise]"))
@@ -242,82 +265,27 @@ static int thp_setting(const char *path)
 #define PR_THP_DISABLE_EXCEPT_ADVISED (1 << 1)
 #endif
 
-static int thp_mode(size_t *unit);
-
-long tm_os_read_number(const char *path)
-{
-    int saved = errno;
-    char buf[32];
-    long v = -1;
-    int fd = nc_open(path, O_RDONLY | O_CLOEXEC, 0);
-    if (fd >= 0) {
-        ssize_t n = nc_read(fd, buf, sizeof buf - 1);
-        nc_close(fd);
-        if (n > 0 && buf[0] >= '0' && buf[0] <= '9') {
-            v = 0;
-            for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9' && v < (1L << 50); i++)
-                v = v * 10 + (buf[i] - '0');
-        }
-    }
-    errno = saved;
-    return v;
-}
-
 /* (At initialization, inside a malloc: errno as it was.) */
 int tm_os_thp_mode(size_t *unit)
 {
     int saved = errno;
-    int mode = thp_mode(unit);
-    errno = saved;
-    return mode;
-}
-
-static int thp_mode(size_t *unit)
-{
-    static const char dir[] = "/sys/kernel/mm/transparent_hugepage/";
-    char path[128], buf[32];
-    size_t u = (size_t)2 << 20;
-    memcpy(path, dir, sizeof dir);
-    memcpy(path + sizeof dir - 1, "hpage_pmd_size", sizeof "hpage_pmd_size");
-    int fd = nc_open(path, O_RDONLY | O_CLOEXEC, 0);
-    if (fd >= 0) {
-        long n = tm_os_read(fd, buf, sizeof buf - 1);
-        nc_close(fd);
-        if (n > 0) {
-            size_t v = 0;
-            for (long i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
-                v = v * 10 + (size_t)(buf[i] - '0');
-            if (v >= tm_fix.pagesize && (v & (v - 1)) == 0)
-                u = v;
-        }
-    }
+    char path[128];
+    long pmd = tm_os_read_number("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+    size_t u = pmd >= (long)tm_fix.pagesize && (pmd & (pmd - 1)) == 0 ? (size_t)pmd : (size_t)2 << 20;
     *unit = u;
-    int mode = -1;
-    /* The PMD size's own setting (mTHP, kernel 6.8+): "inherit" defers to
-     * the global one.  hugepages-<kB>kB/enabled.                     */
-    {
-        char *q = path + sizeof dir - 1;
-        static const char pre[] = "hugepages-", post[] = "kB/enabled";
-        memcpy(q, pre, sizeof pre - 1);
-        q += sizeof pre - 1;
-        char digits[24];
-        int nd = 0;
-        for (size_t k = u >> 10; k; k /= 10)
-            digits[nd++] = (char)('0' + k % 10);
-        while (nd)
-            *q++ = digits[--nd];
-        memcpy(q, post, sizeof post);
-        mode = thp_setting(path);
-    }
-    if (mode < 0) {
-        memcpy(path + sizeof dir - 1, "enabled", sizeof "enabled");
-        mode = thp_setting(path);
-    }
+    /* The PMD size's own setting (mTHP, kernel 6.8+); "inherit" (or no
+     * such file) defers to the global one. */
+    tm_fmt(path, sizeof path, "/sys/kernel/mm/transparent_hugepage/hugepages-%lukB/enabled",
+           (unsigned long)(u >> 10));
+    int mode = thp_setting(path);
     if (mode < 0)
-        return TM_THP_NEVER;
+        mode = thp_setting("/sys/kernel/mm/transparent_hugepage/enabled");
+    if (mode < 0)
+        mode = TM_THP_NEVER;
     int off = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
     if (off > 0)
-        return (off & PR_THP_DISABLE_EXCEPT_ADVISED) && mode != TM_THP_NEVER ? TM_THP_MADVISE : TM_THP_NEVER;
+        mode = (off & PR_THP_DISABLE_EXCEPT_ADVISED) && mode != TM_THP_NEVER ? TM_THP_MADVISE : TM_THP_NEVER;
+    errno = saved;
     return mode;
 }
 
@@ -572,14 +540,8 @@ static long status_digit(const char *buf, const char *key)
 bool tm_os_seccomp_now(int *mode, int *nnp)
 {
     char buf[4096];
-    int fd = nc_open("/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0)
+    if (read_small("/proc/self/status", buf, sizeof buf) <= 0)
         return false;
-    ssize_t n = nc_read(fd, buf, sizeof buf - 1);
-    nc_close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = 0;
     *mode = (int)status_digit(buf, "\nSeccomp:");
     *nnp = (int)status_digit(buf, "\nNoNewPrivs:");
     return true;

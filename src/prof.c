@@ -547,14 +547,14 @@ typedef struct {
     int fd;
     char *buf;
     size_t n, cap;
-    size_t written;             /* to fd: never past tm_os_file_room() */
+    size_t written, room;       /* to fd so far; at most room (RLIMIT_FSIZE: SIGXFSZ past it) */
 } writer;
 
 static void w_flush(writer *w)
 {
-    size_t room = tm_os_file_room(), n = w->n;
-    if (w->written + n > room)               /* cut, rather than SIGXFSZ */
-        n = room > w->written ? room - w->written : 0;
+    size_t n = w->n;
+    if (w->written + n > w->room)            /* cut, rather than SIGXFSZ */
+        n = w->room > w->written ? w->room - w->written : 0;
     if (n && w->fd >= 0)
         tm_write_all(w->fd, w->buf, n);
     w->written += n;
@@ -632,11 +632,15 @@ static void expand_prefix(char *dst, size_t cap, const char *prefix)
     dst[o] = '\0';
 }
 
-static int open_out(const char *path, const char *suffix)
+/* w writes to <path><suffix> from its start; false if it cannot be made. */
+static bool open_out(writer *w, const char *path, const char *suffix)
 {
     char full[600];
     tm_fmt(full, sizeof full, "%s%s", path, suffix);
-    return tm_os_create(full);
+    w->fd = tm_os_create(full);
+    w->written = 0;
+    w->room = tm_os_file_room();
+    return w->fd >= 0;
 }
 
 static bool write_reports(const char *path, prof_row *rows, size_t nrows, double total,
@@ -644,9 +648,7 @@ static bool write_reports(const char *path, prof_row *rows, size_t nrows, double
 {
     /* <prefix>.collapsed: heaviest first. */
     sort_rows(rows, nrows, false);
-    w->fd = open_out(path, ".collapsed");
-    w->written = 0;
-    if (w->fd < 0)
+    if (!open_out(w, path, ".collapsed"))
         return false;
     for (size_t i = 0; i < nrows; i++) {
         const prof_stack *st = rows[i].st;
@@ -664,9 +666,7 @@ static bool write_reports(const char *path, prof_row *rows, size_t nrows, double
 
     /* <prefix>.txt: totals, then sites.  Rows sorted by innermost frame
      * and merged: each site keeps its first (heaviest) row's stack.    */
-    w->fd = open_out(path, ".txt");
-    w->written = 0;
-    if (w->fd < 0)
+    if (!open_out(w, path, ".txt"))
         return false;
     w_fmt_ul(w, "tidemalloc heap profile of pid %lu: live bytes by allocation site\n",
              (unsigned long)getpid());
@@ -739,7 +739,7 @@ int tm_prof_dump(const char *prefix)
     int rc = -1;
     if (!s.base)
         goto out;
-    writer w = { -1, scratch_take(&s, 65536), 0, 65536, 0 };
+    writer w = { -1, scratch_take(&s, 65536), 0, 65536, 0, 0 };
     struct modules ms = { scratch_take(&s, 4096 * sizeof(prof_module)), 0, 4096, NULL, NULL };
     prof_row *rows = scratch_take(&s, (nst + 16) * sizeof(prof_row));
     scratch names = { scratch_take(&s, 1u << 20), 1u << 20, 0 };

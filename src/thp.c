@@ -6,8 +6,7 @@
 /* Written once by tm_thp_init, before initialization is published
  * (params.h's rule for tm_fix). */
 static int thp_mode = TM_THP_NEVER;
-static size_t thp_unit = (size_t)2 << 20;
-static unsigned thp_shift = 21;
+static unsigned thp_shift = 21;                /* the unit: 1 << thp_shift bytes */
 
 /* Marked units: a bit per unit, in leaves of 64 GiB of address space
  * each (one 4 KiB page for 2 MiB units), mapped on first use and kept.
@@ -32,10 +31,8 @@ void tm_thp_init(void)
     /* A unit beyond a leaf, or below a page, is no unit we handle. */
     if (unit < tm_fix.pagesize || unit > ((size_t)1 << LEAF_SHIFT))
         thp_mode = TM_THP_NEVER;
-    else {
-        thp_unit = unit;
+    else
         thp_shift = (unsigned)__builtin_ctzl(unit);
-    }
     /* Each mark may split a mapping in three: at most 2 mappings a mark,
      * an eighth of what the process may have (vm.max_map_count, 65530 by
      * default), the rest being the program's. */
@@ -57,16 +54,15 @@ static bool marking(void)
     return TM_P(thp_split) && (thp_mode == TM_THP_ALWAYS || huge_heaps());
 }
 
-static size_t leaf_bytes(void)
-{
-    return align_up(((size_t)1 << (LEAF_SHIFT - thp_shift)) / 8, tm_fix.pagesize);
-}
+/* Units per leaf, and a leaf's bytes. */
+static size_t leaf_units(void) { return (size_t)1 << (LEAF_SHIFT - thp_shift); }
+static size_t leaf_bytes(void) { return align_up(leaf_units() / 8, tm_fix.pagesize); }
 
 /* The leaf holding unit u's bit; NULL if none (and `make` is false, or
  * no memory). */
 static _Atomic uint64_t *leaf_of(uintptr_t u, bool make)
 {
-    size_t k = u >> (LEAF_SHIFT - thp_shift);
+    size_t k = u >> (LEAF_SHIFT - thp_shift);   /* u / leaf_units() */
     if (k >= LEAVES)
         return NULL;
     _Atomic uint64_t *l = atomic_load_explicit(&leaves[k], memory_order_acquire);
@@ -83,11 +79,19 @@ static _Atomic uint64_t *leaf_of(uintptr_t u, bool make)
     return n;
 }
 
+/* Unit u's bit: the word of its leaf l that holds it, and the mask. */
+static _Atomic uint64_t *unit_word(_Atomic uint64_t *l, uintptr_t u, uint64_t *mask)
+{
+    size_t b = u & (leaf_units() - 1);
+    *mask = (uint64_t)1 << (b % 64);
+    return &l[b / 64];
+}
+
 static bool unit_marked(uintptr_t u)
 {
     _Atomic uint64_t *l = leaf_of(u, false);
-    size_t b = u & (((size_t)1 << (LEAF_SHIFT - thp_shift)) - 1);
-    return l && (atomic_load_explicit(&l[b / 64], memory_order_relaxed) >> (b % 64) & 1);
+    uint64_t mask;
+    return l && (atomic_load_explicit(unit_word(l, u, &mask), memory_order_relaxed) & mask);
 }
 
 static void units_set(uintptr_t u0, uintptr_t u1, bool on)
@@ -97,18 +101,17 @@ static void units_set(uintptr_t u0, uintptr_t u1, bool on)
         if (!l) {
             /* Nothing to clear here, or no memory to remember marks:
              * skip to the next leaf. */
-            uintptr_t per = (uintptr_t)1 << (LEAF_SHIFT - thp_shift);
-            u = (u | (per - 1));
+            u |= leaf_units() - 1;
             if (u >= u1)
                 break;
             continue;
         }
-        size_t b = u & (((size_t)1 << (LEAF_SHIFT - thp_shift)) - 1);
-        uint64_t bit = (uint64_t)1 << (b % 64);
+        uint64_t mask;
+        _Atomic uint64_t *w = unit_word(l, u, &mask);
         if (on)
-            atomic_fetch_or_explicit(&l[b / 64], bit, memory_order_relaxed);
+            atomic_fetch_or_explicit(w, mask, memory_order_relaxed);
         else
-            atomic_fetch_and_explicit(&l[b / 64], ~bit, memory_order_relaxed);
+            atomic_fetch_and_explicit(w, ~mask, memory_order_relaxed);
     }
 }
 
@@ -140,7 +143,7 @@ void tm_thp_heap_new(void *p, size_t size)
 
 void tm_thp_mapped(void *p, size_t size)
 {
-    if (huge_heaps() && size >= thp_unit)
+    if (huge_heaps() && size >= (size_t)1 << thp_shift)
         tm_os_advise_huge(p, size, true);
 }
 
@@ -183,7 +186,7 @@ void tm_thp_forget(uintptr_t lo, uintptr_t hi)
         return;
     /* Units wholly inside [lo, hi): a unit partly kept stays marked (its
      * kept part is still advised, and the unit spans two mappings).  */
-    uintptr_t u0 = (lo + thp_unit - 1) >> thp_shift, u1 = hi >> thp_shift;
+    uintptr_t u0 = (lo + ((uintptr_t)1 << thp_shift) - 1) >> thp_shift, u1 = hi >> thp_shift;
     if (u1 > u0)
         units_set(u0, u1 - 1, false);
 }
@@ -193,7 +196,7 @@ void tm_thp_get_stats(struct tm_thp_stats *st)
     st->mode = thp_mode;
     st->marking = marking();
     st->huge_heaps = huge_heaps();
-    st->unit = thp_unit;
+    st->unit = (size_t)1 << thp_shift;
     st->marks = atomic_load_explicit(&marks, memory_order_relaxed);
     st->whole_marks = atomic_load_explicit(&whole_marks, memory_order_relaxed);
 }

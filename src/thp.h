@@ -44,8 +44,9 @@
 
 #define TM_THP_MARKS_MAX 4096
 /* The budget in use: TM_THP_MARKS_MAX, or vm.max_map_count / 16 if that
- * is less (read at initialization where marks can happen); a test lowers
- * it. */
+ * is less (read at initialization where marks can happen).  A plain
+ * variable: written before initialization is published (params.h's rule
+ * for tm_fix), read after; a test lowers it before any release. */
 extern unsigned long tm_thp_marks_max TM_HIDDEN;
 
 /* Initialization, after the tunables: the system's THP mode. */
