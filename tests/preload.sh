@@ -12,6 +12,16 @@
 #         sort    sort, sort -n, sort -u, sort -k on 2M generated lines with
 #                 -S 200M (big buffers, 2 threads).
 #         misc    a bash pipeline, awk, perl, tar of a directory.
+#         postgres  a PostgreSQL server (initdb, the postmaster and its forked
+#                 backends, pgbench and psql all preloaded): pgbench's TPC-B
+#                 transactions from 4 clients, then an SQL script of sorts,
+#                 hash joins and aggregates, window functions, JSON, a
+#                 recursive CTE, PL/pgSQL, an error caught mid-query, DELETE
+#                 and VACUUM; its output and pgbench's balance invariants
+#                 must be those of the same run without the preload, and the
+#                 server log must show no backend that died.  As root it
+#                 runs as the `postgres` user (or `nobody`).  Not installed:
+#                 skipped (exit 77), except under CI=true, where it fails.
 #
 # Each program runs once without and once with the preload; stdout, stderr
 # and exit status must be the same.  Before that, the suite proves the
@@ -333,6 +343,161 @@ misc)
         fail "tar round trip under the preload"
     fi
     same tar_list bash -c 'tar -tf tree.tar | LC_ALL=C sort'
+    ;;
+
+postgres)
+    PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    if [[ -z $PGBIN || ! -x $PGBIN/initdb ]]; then
+        if [[ ${CI:-} == true ]]; then
+            fail "PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb)"
+            echo "$passed passed, $failed failed"
+            exit 1
+        fi
+        echo "SKIP: PostgreSQL is not installed (apt-get install postgresql)"
+        exit 77
+    fi
+    need pgrep
+    # The server refuses to run as root: a user of its own, in a directory
+    # it may write, with its own copy of the library (the build directory
+    # need not be readable by that user).
+    RUN=()
+    if [[ $(id -u) == 0 ]]; then
+        need runuser
+        pguser=postgres
+        id "$pguser" >/dev/null 2>&1 || pguser=nobody
+        RUN=(runuser -u "$pguser" --)
+        chmod 755 "$WORK"
+    fi
+    cp "$LIB" "$WORK/$LIBNAME"
+    chmod 755 "$WORK/$LIBNAME"
+    PGLIB=$WORK/$LIBNAME
+    mkdir -p "$WORK/pg"
+    [[ $(id -u) == 0 ]] && chown "$pguser" "$WORK/pg"
+    cat >"$WORK/pg/work.sql" <<'EOF'
+SET work_mem = '64MB';
+CREATE TABLE t AS
+  SELECT g AS id, md5(g::text) AS h, (g::bigint * 7919) % 100003 AS k, repeat(chr(65 + g % 26), g % 200) AS pad
+  FROM generate_series(1, 300000) g;
+CREATE INDEX ON t (k);
+ANALYZE t;
+SELECT count(*), sum(k), md5(string_agg(h, ',' ORDER BY h)) FROM t;
+SELECT k % 100 AS b, count(*), sum(length(pad)), min(h), max(h) FROM t GROUP BY 1 ORDER BY 1 LIMIT 5;
+SELECT md5(string_agg(id::text, ',' ORDER BY pad DESC, h)) FROM t;
+SET work_mem = '4MB';
+SELECT md5(string_agg(id::text, ',' ORDER BY h DESC)) FROM t;
+SELECT count(DISTINCT h), count(DISTINCT k) FROM t;
+WITH RECURSIVE r(n, s) AS (SELECT 1, ''::text UNION ALL SELECT n + 1, s || n FROM r WHERE n < 2000)
+  SELECT length(s) FROM r ORDER BY n DESC LIMIT 1;
+SELECT id, k, rank() OVER (PARTITION BY k % 10 ORDER BY id DESC) FROM t WHERE id % 50000 = 0 ORDER BY id;
+SELECT jsonb_path_query_array(jsonb_agg(jsonb_build_object('id', id, 'h', h) ORDER BY id), '$[*] ? (@.id < 5).h')
+  FROM t WHERE id < 100;
+SELECT array_length(array_agg(id), 1), (array_agg(h ORDER BY h))[1000] FROM t;
+SELECT length(regexp_replace(string_agg(h, '' ORDER BY id), '[0-9]+', '#', 'g')) FROM t WHERE id <= 20000;
+SELECT count(*) / 0 FROM t;
+SELECT count(*) FROM t a JOIN t b ON a.k = b.k AND a.id < b.id WHERE a.id < 20000;
+CREATE TEMP TABLE tt AS SELECT * FROM t WHERE id % 3 = 0;
+DELETE FROM t WHERE id % 3 = 0;
+VACUUM t;
+SELECT count(*), sum(length(pad)) FROM t;
+SELECT count(*), sum(k) FROM tt;
+DO $$ DECLARE s text := ''; BEGIN
+  FOR i IN 1..20000 LOOP s := s || i::text; END LOOP;
+  RAISE NOTICE 'plpgsql string of %', length(s);
+END $$;
+SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(delta) FROM pgbench_history),
+       (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(delta) FROM pgbench_history),
+       (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT sum(delta) FROM pgbench_history),
+       (SELECT count(*) FROM pgbench_history);
+EOF
+    # pg_run NAME PORT [preload]: a server of its own, pgbench, the script;
+    # the script's output in pg/NAME.out and .err.
+    pg_run() {
+        local name=$1 port=$2 pre=${3:-} data=$WORK/pg/$1 env=()
+        [[ -n $pre ]] && env=(env "LD_PRELOAD=$PGLIB")
+        local log=$WORK/pg/$name.log
+        if ! "${RUN[@]}" "${env[@]}" "$PGBIN/initdb" -D "$data" -A trust -U postgres --no-sync \
+                >"$WORK/pg/$name.initdb" 2>&1; then
+            fail "$name: initdb failed"
+            sed 's/^/    /' "$WORK/pg/$name.initdb" | tail -20 >&2
+            return 1
+        fi
+        if ! "${RUN[@]}" "${env[@]}" "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 \
+                -o "-p $port -k $WORK/pg -c listen_addresses= -c fsync=off -c synchronous_commit=off" \
+                start >/dev/null 2>&1; then
+            fail "$name: the server did not start"
+            sed 's/^/    /' "$log" | tail -20 >&2
+            return 1
+        fi
+        local pm
+        pm=$(head -n 1 "$data/postmaster.pid")
+        if [[ -n $pre ]]; then
+            if grep -q "/$LIBBASE" "/proc/$pm/maps"; then
+                ok "preload in effect: the postmaster maps $LIBBASE"
+            else
+                fail "preload NOT in effect for the postmaster"
+            fi
+        fi
+        local cli=("${RUN[@]}" "${env[@]}")
+        local rc=0
+        "${cli[@]}" "$PGBIN/pgbench" -h "$WORK/pg" -p "$port" -U postgres -i -s 2 -q postgres \
+            >"$WORK/pg/$name.init" 2>&1 || rc=$?
+        # Backends forked while the clients run: each must map the library.
+        "${cli[@]}" "$PGBIN/pgbench" -h "$WORK/pg" -p "$port" -U postgres -c 4 -j 2 -t 300 postgres \
+            >"$WORK/pg/$name.bench" 2>&1 &
+        local bench=$! kids=0 mapped=0 k
+        sleep 1
+        for k in $(pgrep -P "$pm"); do
+            kids=$((kids + 1))
+            grep -q "/$LIBBASE" "/proc/$k/maps" 2>/dev/null && mapped=$((mapped + 1))
+        done
+        wait $bench || rc=$?
+        if [[ -n $pre ]]; then
+            if ((kids > 0 && mapped == kids)); then
+                ok "preload in effect: $mapped of $kids forked server processes map $LIBBASE"
+            else
+                fail "preload: $mapped of $kids forked server processes map $LIBBASE"
+            fi
+        fi
+        if [[ $rc != 0 ]] || ! grep -q "processed: 1200/1200" "$WORK/pg/$name.bench"; then
+            fail "$name: pgbench failed (status $rc)"
+            sed 's/^/    /' "$WORK/pg/$name.init" "$WORK/pg/$name.bench" | tail -20 >&2
+        else
+            ok "$name: pgbench, 4 clients, 1200 TPC-B transactions"
+        fi
+        "${cli[@]}" "$PGBIN/psql" -X -q -At -h "$WORK/pg" -p "$port" -U postgres -v ON_ERROR_STOP=0 \
+            -f "$WORK/pg/work.sql" postgres >"$WORK/pg/$name.out" 2>"$WORK/pg/$name.err"
+        "${RUN[@]}" "$PGBIN/pg_ctl" -D "$data" -w -t 60 -m fast stop >/dev/null 2>&1 ||
+            fail "$name: the server did not stop"
+        # (the logical replication launcher exits with status 1 at every
+        # shutdown; a backend that dies is "server process (PID n) ...")
+        if grep -E "terminated by signal|server process \(PID [0-9]+\) exited|PANIC" "$log" >&2; then
+            fail "$name: a server process died (log above)"
+        else
+            ok "$name: no server process died (server log)"
+        fi
+    }
+    t0=$(date +%s%N)
+    pg_run ref 55431 || true
+    t1=$(date +%s%N)
+    pg_run tide 55432 preload || true
+    t2=$(date +%s%N)
+    if [[ ! -s $WORK/pg/ref.out ]]; then
+        fail "postgres: the script printed nothing without the preload"
+    elif ! cmp -s "$WORK/pg/ref.out" "$WORK/pg/tide.out"; then
+        fail "postgres: the script's output differs under the preload"
+        diff "$WORK/pg/ref.out" "$WORK/pg/tide.out" | head -20 >&2
+    elif ! cmp -s "$WORK/pg/ref.err" "$WORK/pg/tide.err"; then
+        fail "postgres: the script's messages differ under the preload"
+        diff "$WORK/pg/ref.err" "$WORK/pg/tide.err" | head -20 >&2
+    elif [[ $(grep -c "ERROR" "$WORK/pg/tide.err") != 1 ]] || ! grep -q "ERROR:  division by zero" "$WORK/pg/tide.err" ||
+            ! grep -qx "t|t|t|1200" "$WORK/pg/tide.out"; then
+        fail "postgres: not what the script expects (one error, division by zero; consistent balances)"
+        tail -n 5 "$WORK/pg/tide.out" >&2
+        tail -n 20 "$WORK/pg/tide.err" >&2
+    else
+        ok "$(printf 'postgres: the script (%s lines) the same under the preload, balances consistent (%d ms plain, %d ms preloaded, whole runs)' \
+            "$(wc -l <"$WORK/pg/tide.out")" $(((t1 - t0) / 1000000)) $(((t2 - t1) / 1000000)))"
+    fi
     ;;
 
 *)
