@@ -57,6 +57,7 @@ struct tm_params {
     _Atomic int    harden;              /* strong mode on (harden.h)              */
     _Atomic int    thp_split;           /* released ranges leave huge pages (thp.h) */
     _Atomic int    hugetlb;             /* glibc.malloc.hugetlb: 1 = heaps advised huge */
+    _Atomic int    deepbind;            /* dlopen(RTLD_DEEPBIND) patched (dlopen.c) */
 };
 extern struct tm_params tm_mp TM_HIDDEN;
 

@@ -229,6 +229,7 @@ void tm_tunables_init(void)
         { "TIDEMALLOC_TCACHE_BYTES", TIDE_M_TCACHE_BYTES },
         { "TIDEMALLOC_HARDEN", M_TIDE_HARDEN },
         { "TIDEMALLOC_THP", TIDE_M_THP },
+        { "TIDEMALLOC_DEEPBIND", TIDE_M_DEEPBIND },
     };
     /* GLIBC_TUNABLES first: the older MALLOC_* variables override it. */
     parse_glibc_tunables(tm_env_get("GLIBC_TUNABLES"));
@@ -316,6 +317,11 @@ int tm_tunable_set(int param, int value)
         if (value != 0 && value != 1)
             return 0;
         TM_P_SET(thp_split, value);
+        return 1;
+    case TIDE_M_DEEPBIND:
+        if (value != 0 && value != 1)
+            return 0;
+        TM_P_SET(deepbind, value);
         return 1;
     case TIDE_M_TCACHE_BYTES:
         if (value < 0)

@@ -1,0 +1,292 @@
+/*
+ * dlopen.c - dlopen(RTLD_DEEPBIND) keeps a program on one malloc.
+ *
+ * A library opened with RTLD_DEEPBIND looks its symbols up in itself and
+ * in its own dependencies before the global scope.  Its dependencies end
+ * in the C library, so its malloc, free, realloc ... bind to glibc's while
+ * the program and every other library call tidemalloc's: a block that
+ * crosses from one side to the other is freed by the wrong allocator.
+ * PHP loads every extension that way; `php -r ''` under LD_PRELOAD died
+ * with SIGSEGV in glibc's free (pdo.so freeing a block of the program's),
+ * as it does under jemalloc, tcmalloc and mimalloc (php-src #10670).
+ *
+ * tidemalloc's dlopen opens the library as asked, then points the
+ * relocations of the malloc family (the names api.c and stats.c define)
+ * in every object that this dlopen brought in at tidemalloc's functions -
+ * only those, only references to a symbol the object does not define
+ * itself, and only names that the deep binding would have taken from the
+ * C library (not from an allocator of the library's own dependencies):
+ * every other symbol keeps the deep binding the program asked for.  A call without RTLD_DEEPBIND is a bare jump to the C library's
+ * dlopen (the assembly below), so that the caller glibc sees - whose
+ * DT_RPATH/DT_RUNPATH a bare file name is searched in - is the program's,
+ * as without tidemalloc.  With RTLD_DEEPBIND the caller it sees is this
+ * library (no run path): a bare name found only through the caller's own
+ * run path is not found.  TIDEMALLOC_DEEPBIND=0 (TIDE_M_DEEPBIND) turns
+ * the patching off.
+ *
+ *   before                          after
+ *   php ---- malloc --> tidemalloc  php ---- malloc --> tidemalloc
+ *   pdo.so - free ----> glibc       pdo.so - free ----> tidemalloc
+ *            zend_* --> php                  zend_* --> php (unchanged)
+ *
+ * What it cannot reach: blocks that the new objects' constructors
+ * allocated from glibc's malloc while dlopen ran them, before the
+ * patching; one freed later by tidemalloc is named as not its own
+ * (free(): invalid pointer (not a chunk of this heap)), where it would
+ * have crashed in glibc's free either way.  Libraries that call
+ * malloc from constructors and hand the block over are rare; PHP's
+ * extensions do their set-up in their MINIT functions, after dlopen.
+ *
+ * Only in the shared library, and not under ASan or TSan (their runtimes
+ * intercept dlopen themselves).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "control.h"
+#include "internal.h"
+#include "os.h"
+#include "tidemalloc.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TM_SANITIZER_DLOPEN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TM_SANITIZER_DLOPEN 1
+#endif
+
+#if defined(TM_SHARED_LIB) && !defined(TM_SANITIZER_DLOPEN) && defined(__x86_64__)
+
+typedef void *dlopen_fn(const char *, int);
+/* The C library's dlopen (RTLD_NEXT), set by the constructor below. */
+TM_HIDDEN dlopen_fn *tm_real_dlopen;
+TM_HIDDEN void *tm_dlopen_deep(const char *file, int mode);
+TM_HIDDEN void *tm_dlopen_first(const char *file, int mode);
+
+/* dlopen: RTLD_DEEPBIND to tm_dlopen_deep, anything else a jump to the C
+ * library's, leaving the return address - the caller glibc looks at -
+ * the program's.  Before the constructor ran (another library's
+ * constructor opening something), tm_dlopen_first.                    */
+#define TM_STR2(x) #x
+#define TM_STR(x) TM_STR2(x)
+__asm__(".text\n"
+        ".globl dlopen\n"
+        ".type dlopen, @function\n"
+        ".p2align 4\n"
+        "dlopen:\n"
+        "    endbr64\n"
+        "    testl $" TM_STR(RTLD_DEEPBIND) ", %esi\n"
+        "    jnz tm_dlopen_deep\n"
+        "    movq tm_real_dlopen(%rip), %rax\n"
+        "    testq %rax, %rax\n"
+        "    jz tm_dlopen_first\n"
+        "    jmp *%rax\n"
+        ".size dlopen, .-dlopen\n");
+
+__attribute__((constructor)) static void resolve_dlopen(void)
+{
+    if (!tm_real_dlopen)
+        tm_real_dlopen = (dlopen_fn *)dlsym(RTLD_NEXT, "dlopen");
+}
+
+void *tm_dlopen_first(const char *file, int mode)
+{
+    resolve_dlopen();
+    return tm_real_dlopen ? tm_real_dlopen(file, mode) : NULL;
+}
+
+/* The names a loaded object may reference, and what they become. */
+static const struct { const char *name; void *fn; } family[] = {
+    { "malloc", (void *)tide_malloc },
+    { "free", (void *)tide_free },
+    { "calloc", (void *)tide_calloc },
+    { "realloc", (void *)tide_realloc },
+    { "reallocarray", (void *)tide_reallocarray },
+    { "memalign", (void *)tide_memalign },
+    { "posix_memalign", (void *)tide_posix_memalign },
+    { "aligned_alloc", (void *)tide_aligned_alloc },
+    { "valloc", (void *)tide_valloc },
+    { "pvalloc", (void *)tide_pvalloc },
+    { "malloc_usable_size", (void *)tide_malloc_usable_size },
+    { "free_sized", (void *)tide_free_sized },
+    { "free_aligned_sized", (void *)tide_free_aligned_sized },
+    { "cfree", (void *)tide_free },
+    { "__libc_malloc", (void *)tide_malloc },
+    { "__libc_free", (void *)tide_free },
+    { "__libc_calloc", (void *)tide_calloc },
+    { "__libc_realloc", (void *)tide_realloc },
+    { "__libc_memalign", (void *)tide_memalign },
+    { "__libc_valloc", (void *)tide_valloc },
+    { "__libc_pvalloc", (void *)tide_pvalloc },
+    { "mallinfo", (void *)tide_mallinfo },
+    { "mallinfo2", (void *)tide_mallinfo2 },
+    { "malloc_trim", (void *)tide_malloc_trim },
+    { "mallopt", (void *)tide_mallopt },
+    { "malloc_stats", (void *)tide_malloc_stats },
+    { "malloc_info", (void *)tide_malloc_info },
+};
+
+#define TM_FAMILY (sizeof family / sizeof family[0])
+
+static size_t family_index(const char *name)
+{
+    for (size_t k = 0; k < TM_FAMILY; k++)
+        if (strcmp(name, family[k].name) == 0)
+            return k;
+    return TM_FAMILY;
+}
+
+/* One loaded object: its dynamic section's tables, and its RELRO range
+ * (read-only once relocated: written through an mprotect).            */
+struct obj {
+    const bool *want;               /* per family name: redirect it */
+    ElfW(Addr) base;
+    const ElfW(Sym) *symtab;
+    const char *strtab;
+    size_t strsz;
+    uintptr_t relro_lo, relro_hi;   /* page-aligned; lo == hi: none */
+    bool relro_open;
+};
+
+/* A d_ptr of the dynamic section: glibc relocates them in place on
+ * x86-64; an unrelocated one (below the base) is an offset.           */
+static uintptr_t dyn_ptr(const struct obj *o, ElfW(Addr) p)
+{
+    return p < o->base ? o->base + p : p;
+}
+
+struct phdr_find { ElfW(Addr) base; const char *name; struct obj *o; };
+static int find_relro(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct phdr_find *f = arg;
+    if (info->dlpi_addr != f->base || strcmp(info->dlpi_name ? info->dlpi_name : "", f->name) != 0)
+        return 0;
+    uintptr_t page = (uintptr_t)tm_fix.pagesize;
+    for (int k = 0; k < info->dlpi_phnum; k++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[k];
+        if (ph->p_type == PT_GNU_RELRO) {
+            /* (as ld.so protects it: whole pages inside the segment) */
+            f->o->relro_lo = (f->base + ph->p_vaddr) & ~(page - 1);
+            f->o->relro_hi = (f->base + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
+        }
+    }
+    return 1;
+}
+
+/* Write v at slot (8-byte aligned: one store, which a thread calling
+ * through the slot meanwhile sees whole).                             */
+static void put_slot(struct obj *o, uintptr_t slot, uintptr_t v)
+{
+    if (__atomic_load_n((uintptr_t *)slot, __ATOMIC_RELAXED) == v)
+        return;
+    if (slot >= o->relro_lo && slot < o->relro_hi && !o->relro_open) {
+        if (mprotect((void *)o->relro_lo, o->relro_hi - o->relro_lo, PROT_READ | PROT_WRITE) != 0)
+            return;                     /* (left as it was: glibc's) */
+        o->relro_open = true;
+    }
+    __atomic_store_n((uintptr_t *)slot, v, __ATOMIC_RELAXED);
+}
+
+static unsigned patch_relocs(struct obj *o, const ElfW(Rela) *r, size_t bytes)
+{
+    unsigned n = 0;
+    for (size_t k = 0; k < bytes / sizeof *r; k++) {
+        unsigned type = ELF64_R_TYPE(r[k].r_info);
+        size_t si = ELF64_R_SYM(r[k].r_info);
+        if (si == 0 || (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT && type != R_X86_64_64))
+            continue;
+        const ElfW(Sym) *s = &o->symtab[si];
+        if (s->st_shndx != SHN_UNDEF || s->st_name >= o->strsz)
+            continue;                   /* its own definition: deep binding meant it */
+        size_t f = family_index(o->strtab + s->st_name);
+        if (f == TM_FAMILY || !o->want[f])
+            continue;
+        uintptr_t v = (uintptr_t)family[f].fn + (type == R_X86_64_64 ? (uintptr_t)r[k].r_addend : 0);
+        put_slot(o, o->base + r[k].r_offset, v);
+        n++;
+    }
+    return n;
+}
+
+/* Point object m's malloc-family references at tidemalloc. */
+static unsigned patch_object(const struct link_map *m, const bool *want)
+{
+    struct obj o = { .want = want, .base = m->l_addr };
+    const ElfW(Rela) *rela = NULL, *jmprel = NULL;
+    size_t relasz = 0, pltrelsz = 0;
+    long pltrel = DT_RELA;
+    for (const ElfW(Dyn) *d = m->l_ld; d && d->d_tag != DT_NULL; d++) {
+        switch (d->d_tag) {
+        case DT_SYMTAB: o.symtab = (const ElfW(Sym) *)dyn_ptr(&o, d->d_un.d_ptr); break;
+        case DT_STRTAB: o.strtab = (const char *)dyn_ptr(&o, d->d_un.d_ptr); break;
+        case DT_STRSZ: o.strsz = d->d_un.d_val; break;
+        case DT_RELA: rela = (const ElfW(Rela) *)dyn_ptr(&o, d->d_un.d_ptr); break;
+        case DT_RELASZ: relasz = d->d_un.d_val; break;
+        case DT_JMPREL: jmprel = (const ElfW(Rela) *)dyn_ptr(&o, d->d_un.d_ptr); break;
+        case DT_PLTRELSZ: pltrelsz = d->d_un.d_val; break;
+        case DT_PLTREL: pltrel = (long)d->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (!o.symtab || !o.strtab || pltrel != DT_RELA)
+        return 0;
+    struct phdr_find f = { m->l_addr, m->l_name ? m->l_name : "", &o };
+    dl_iterate_phdr(find_relro, &f);
+    unsigned n = 0;
+    if (rela)
+        n += patch_relocs(&o, rela, relasz);
+    if (jmprel)
+        n += patch_relocs(&o, jmprel, pltrelsz);
+    if (o.relro_open)
+        mprotect((void *)o.relro_lo, o.relro_hi - o.relro_lo, PROT_READ);
+    return n;
+}
+
+/* The objects this open brought in follow the opened one in the base
+ * namespace's list (it and its new dependencies, in load order); one
+ * loaded meanwhile by another thread is patched too, harmlessly (its
+ * references bind to tidemalloc anyway).  Not tidemalloc itself.
+ * Only the names that the deep binding would take from the C library:
+ * dlsym on the handle searches the object and its dependencies, as the
+ * deep binding does; a library that brings an allocator of its own (a
+ * dependency on jemalloc, or its own malloc) keeps it.                */
+static void patch_from(void *handle)
+{
+    struct link_map *lm = NULL;
+    if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) != 0 || !lm)
+        return;
+    bool want[TM_FAMILY], any = false;
+    for (size_t k = 0; k < TM_FAMILY; k++) {
+        void *deep = dlsym(handle, family[k].name);
+        want[k] = deep != NULL && deep == dlsym(RTLD_NEXT, family[k].name);
+        any = any || want[k];
+    }
+    if (!any)
+        return;
+    Dl_info self;
+    struct link_map *own = NULL;
+    if (!dladdr1((void *)patch_from, &self, (void **)&own, RTLD_DL_LINKMAP))
+        own = NULL;
+    for (const struct link_map *m = lm; m; m = m->l_next)
+        if (m != own)
+            (void)patch_object(m, want);
+}
+
+void *tm_dlopen_deep(const char *file, int mode)
+{
+    resolve_dlopen();
+    if (!tm_real_dlopen)
+        return NULL;
+    void *h = tm_real_dlopen(file, mode);
+    tm_ensure_init();
+    if (h && TM_P(deepbind))
+        patch_from(h);
+    return h;
+}
+
+#endif
