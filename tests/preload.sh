@@ -12,6 +12,10 @@
 #         sort    sort, sort -n, sort -u, sort -k on 2M generated lines with
 #                 -S 200M (big buffers, 2 threads).
 #         misc    a bash pipeline, awk, perl, tar of a directory.
+#         php     php -m, php -r and a script of arrays, strings, gzip,
+#                 objects, JSON and regexes: PHP opens its extensions with
+#                 dlopen(RTLD_DEEPBIND) (src/dlopen.c).  Skipped (77) where
+#                 php is not installed, except under CI=true.
 #         postgres  a PostgreSQL server (initdb, the postmaster and its forked
 #                 backends, pgbench and psql all preloaded): pgbench's TPC-B
 #                 transactions from 4 clients, then an SQL script of sorts,
@@ -343,6 +347,46 @@ misc)
         fail "tar round trip under the preload"
     fi
     same tar_list bash -c 'tar -tf tree.tar | LC_ALL=C sort'
+    ;;
+
+php)
+    if ! command -v php >/dev/null 2>&1; then
+        if [[ ${CI:-} == true ]]; then
+            fail "php is not installed"
+            echo "$passed passed, $failed failed"
+            exit 1
+        fi
+        echo "SKIP: php is not installed (apt-get install php-cli)"
+        exit 77
+    fi
+    # PHP opens every extension with dlopen(RTLD_DEEPBIND): without
+    # tidemalloc's dlopen (src/dlopen.c) their malloc and free are glibc's
+    # and `php -r` dies in glibc's free.
+    preloaded php php -r 'echo file_get_contents("/proc/self/maps");'
+    same php_modules php -m
+    same php_echo php -r 'echo "hello\n";'
+    cat >work.php <<'EOF'
+<?php
+$a = [];
+for ($i = 0; $i < 300000; $i++) { $a["k" . ($i * 7919 % 100003)] = str_repeat(chr(65 + $i % 26), $i % 300); }
+$t = 0; foreach ($a as $v) $t += strlen($v);
+echo count($a), " ", $t, "\n";
+ksort($a); echo sha1(implode(",", array_keys($a))), "\n";
+$s = gzcompress(str_repeat("tidemalloc ", 1000000)); echo strlen($s), " ", strlen(gzuncompress($s)), "\n";
+$objs = []; for ($i = 0; $i < 200000; $i++) { $o = new stdClass; $o->i = $i; $o->s = "s$i"; $objs[] = $o; }
+usort($objs, function ($x, $y) { return strcmp($y->s, $x->s); }); echo $objs[0]->s, " ", $objs[199999]->s, "\n";
+unset($objs);
+$j = json_encode(array_slice($a, 0, 5000)); $b = json_decode($j, true); echo strlen($j), " ", count($b), "\n";
+echo preg_replace_callback('/[0-9]+/', function ($m) { return strrev($m[0]); }, implode(" ", range(1000, 1100))), "\n";
+$x = ""; for ($i = 0; $i < 100000; $i++) { $x .= dechex($i); } echo md5($x), "\n";
+echo serialize(array_map(null, range(1, 5), str_split("abcde"))), "\n";
+EOF
+    same php_script php work.php
+    if (TIDEMALLOC_DEEPBIND=0 LD_PRELOAD=$LIB php -r 'echo 1;' >/dev/null 2>&1) 2>/dev/null; then
+        echo "note: control: php ran with TIDEMALLOC_DEEPBIND=0 too (its extensions not deep-bound here?)"
+    else
+        ok "control: with TIDEMALLOC_DEEPBIND=0 php fails under the preload, as under every other preloaded allocator"
+    fi
     ;;
 
 postgres)
