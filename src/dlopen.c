@@ -87,16 +87,22 @@ __asm__(".text\n"
         "    jmp *%rax\n"
         ".size dlopen, .-dlopen\n");
 
-__attribute__((constructor)) static void resolve_dlopen(void)
+/* (Atomic: two threads may open before the constructor ran.) */
+static dlopen_fn *resolve_dlopen(void)
 {
-    if (!tm_real_dlopen)
-        tm_real_dlopen = (dlopen_fn *)dlsym(RTLD_NEXT, "dlopen");
+    dlopen_fn *f = __atomic_load_n(&tm_real_dlopen, __ATOMIC_ACQUIRE);
+    if (!f) {
+        f = (dlopen_fn *)dlsym(RTLD_NEXT, "dlopen");
+        __atomic_store_n(&tm_real_dlopen, f, __ATOMIC_RELEASE);
+    }
+    return f;
 }
+__attribute__((constructor)) static void resolve_at_start(void) { (void)resolve_dlopen(); }
 
 void *tm_dlopen_first(const char *file, int mode)
 {
-    resolve_dlopen();
-    return tm_real_dlopen ? tm_real_dlopen(file, mode) : NULL;
+    dlopen_fn *f = resolve_dlopen();
+    return f ? f(file, mode) : NULL;
 }
 
 /* The names a loaded object may reference, and what they become. */
@@ -140,8 +146,11 @@ static size_t family_index(const char *name)
     return TM_FAMILY;
 }
 
-/* One loaded object: its dynamic section's tables, and its RELRO range
- * (read-only once relocated: written through an mprotect).            */
+/* One loaded object: its dynamic section's tables, its RELRO range
+ * (read-only once relocated: written through an mprotect) and its
+ * writable segments.  A slot in neither (a text relocation, in a
+ * read-only segment) is left as it is.                               */
+#define TM_OBJ_RW 8
 struct obj {
     const bool *want;               /* per family name: redirect it */
     ElfW(Addr) base;
@@ -150,6 +159,8 @@ struct obj {
     size_t strsz;
     uintptr_t relro_lo, relro_hi;   /* page-aligned; lo == hi: none */
     bool relro_open;
+    unsigned nrw;
+    uintptr_t rw_lo[TM_OBJ_RW], rw_hi[TM_OBJ_RW];
 };
 
 /* A d_ptr of the dynamic section: glibc relocates them in place on
@@ -173,6 +184,9 @@ static int find_relro(struct dl_phdr_info *info, size_t size, void *arg)
             /* (as ld.so protects it: whole pages inside the segment) */
             f->o->relro_lo = (f->base + ph->p_vaddr) & ~(page - 1);
             f->o->relro_hi = (f->base + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
+        } else if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && f->o->nrw < TM_OBJ_RW) {
+            f->o->rw_lo[f->o->nrw] = f->base + ph->p_vaddr;
+            f->o->rw_hi[f->o->nrw++] = f->base + ph->p_vaddr + ph->p_memsz;
         }
     }
     return 1;
@@ -182,11 +196,16 @@ static int find_relro(struct dl_phdr_info *info, size_t size, void *arg)
  * through the slot meanwhile sees whole).                             */
 static void put_slot(struct obj *o, uintptr_t slot, uintptr_t v)
 {
+    bool relro = slot >= o->relro_lo && slot < o->relro_hi, rw = false;
+    for (unsigned k = 0; k < o->nrw && !relro && !rw; k++)
+        rw = slot >= o->rw_lo[k] && slot + sizeof(uintptr_t) <= o->rw_hi[k];
+    if ((!relro && !rw) || (slot & (sizeof(uintptr_t) - 1)))
+        return;                         /* (left as it was: glibc's) */
     if (__atomic_load_n((uintptr_t *)slot, __ATOMIC_RELAXED) == v)
         return;
-    if (slot >= o->relro_lo && slot < o->relro_hi && !o->relro_open) {
+    if (relro && !o->relro_open) {
         if (mprotect((void *)o->relro_lo, o->relro_hi - o->relro_lo, PROT_READ | PROT_WRITE) != 0)
-            return;                     /* (left as it was: glibc's) */
+            return;
         o->relro_open = true;
     }
     __atomic_store_n((uintptr_t *)slot, v, __ATOMIC_RELAXED);
@@ -279,10 +298,10 @@ static void patch_from(void *handle)
 
 void *tm_dlopen_deep(const char *file, int mode)
 {
-    resolve_dlopen();
-    if (!tm_real_dlopen)
+    dlopen_fn *f = resolve_dlopen();
+    if (!f)
         return NULL;
-    void *h = tm_real_dlopen(file, mode);
+    void *h = f(file, mode);
     tm_ensure_init();
     if (h && TM_P(deepbind))
         patch_from(h);

@@ -382,7 +382,7 @@ $x = ""; for ($i = 0; $i < 100000; $i++) { $x .= dechex($i); } echo md5($x), "\n
 echo serialize(array_map(null, range(1, 5), str_split("abcde"))), "\n";
 EOF
     same php_script php work.php
-    if (TIDEMALLOC_DEEPBIND=0 LD_PRELOAD=$LIB php -r 'echo 1;' >/dev/null 2>&1) 2>/dev/null; then
+    if (TIDEMALLOC_DEEPBIND=0 LD_PRELOAD=$LIB php -r 'echo 1;' >/dev/null 2>&1; exit $?) 2>/dev/null; then
         echo "note: control: php ran with TIDEMALLOC_DEEPBIND=0 too (its extensions not deep-bound here?)"
     else
         ok "control: with TIDEMALLOC_DEEPBIND=0 php fails under the preload, as under every other preloaded allocator"
