@@ -14,9 +14,10 @@
  * relocations of the malloc family (the names api.c and stats.c define)
  * in every object that this dlopen brought in at tidemalloc's functions -
  * only those, only references to a symbol the object does not define
- * itself, and only names that the deep binding would have taken from the
- * C library (not from an allocator of the library's own dependencies):
- * every other symbol keeps the deep binding the program asked for.  A call without RTLD_DEEPBIND is a bare jump to the C library's
+ * itself, only names that the deep binding would have taken from the C
+ * library (not from an allocator of the library's own dependencies), and
+ * only slots that hold what it put there: every other symbol keeps the
+ * deep binding the program asked for.  A call without RTLD_DEEPBIND is a bare jump to the C library's
  * dlopen (the assembly below), so that the caller glibc sees - whose
  * DT_RPATH/DT_RUNPATH a bare file name is searched in - is the program's,
  * as without tidemalloc.  With RTLD_DEEPBIND the caller it sees is this
@@ -73,7 +74,7 @@ TM_HIDDEN void *tm_dlopen_first(const char *file, int mode);
  * constructor opening something), tm_dlopen_first.                    */
 #define TM_STR2(x) #x
 #define TM_STR(x) TM_STR2(x)
-__asm__(".text\n"
+__asm__(".pushsection .text\n"
         ".globl dlopen\n"
         ".type dlopen, @function\n"
         ".p2align 4\n"
@@ -85,7 +86,8 @@ __asm__(".text\n"
         "    testq %rax, %rax\n"
         "    jz tm_dlopen_first\n"
         "    jmp *%rax\n"
-        ".size dlopen, .-dlopen\n");
+        ".size dlopen, .-dlopen\n"
+        ".popsection\n");
 
 /* (Atomic: two threads may open before the constructor ran.) */
 static dlopen_fn *resolve_dlopen(void)
@@ -153,14 +155,16 @@ static size_t family_index(const char *name)
 #define TM_OBJ_RW 8
 struct obj {
     const bool *want;               /* per family name: redirect it */
+    void *const *libc;              /* per family name: the C library's */
     ElfW(Addr) base;
     const ElfW(Sym) *symtab;
     const char *strtab;
     size_t strsz;
     uintptr_t relro_lo, relro_hi;   /* page-aligned; lo == hi: none */
     bool relro_open;
-    unsigned nrw;
+    unsigned nrw, nload;
     uintptr_t rw_lo[TM_OBJ_RW], rw_hi[TM_OBJ_RW];
+    uintptr_t load_lo[TM_OBJ_RW], load_hi[TM_OBJ_RW];
 };
 
 /* A d_ptr of the dynamic section: glibc relocates them in place on
@@ -184,24 +188,43 @@ static int find_relro(struct dl_phdr_info *info, size_t size, void *arg)
             /* (as ld.so protects it: whole pages inside the segment) */
             f->o->relro_lo = (f->base + ph->p_vaddr) & ~(page - 1);
             f->o->relro_hi = (f->base + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
-        } else if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && f->o->nrw < TM_OBJ_RW) {
-            f->o->rw_lo[f->o->nrw] = f->base + ph->p_vaddr;
-            f->o->rw_hi[f->o->nrw++] = f->base + ph->p_vaddr + ph->p_memsz;
+        } else if (ph->p_type == PT_LOAD) {
+            uintptr_t lo = f->base + ph->p_vaddr, hi = lo + ph->p_memsz;
+            if ((ph->p_flags & PF_W) && f->o->nrw < TM_OBJ_RW) {
+                f->o->rw_lo[f->o->nrw] = lo;
+                f->o->rw_hi[f->o->nrw++] = hi;
+            }
+            if (f->o->nload < TM_OBJ_RW) {
+                f->o->load_lo[f->o->nload] = lo;
+                f->o->load_hi[f->o->nload++] = hi;
+            }
         }
     }
     return 1;
 }
 
+static bool in_object(const struct obj *o, uintptr_t a)
+{
+    for (unsigned k = 0; k < o->nload; k++)
+        if (a >= o->load_lo[k] && a < o->load_hi[k])
+            return true;
+    return false;
+}
+
 /* Write v at slot (8-byte aligned: one store, which a thread calling
- * through the slot meanwhile sees whole).                             */
-static void put_slot(struct obj *o, uintptr_t slot, uintptr_t v)
+ * through the slot meanwhile sees whole) if it holds what the deep
+ * binding put there: the C library's function (`was`), or for a lazy
+ * PLT slot not yet bound, a stub of the object itself.  Anything else
+ * (an allocator of the object's own, bound since) stays.             */
+static void put_slot(struct obj *o, uintptr_t slot, uintptr_t v, uintptr_t was, bool lazy_ok)
 {
     bool relro = slot >= o->relro_lo && slot < o->relro_hi, rw = false;
     for (unsigned k = 0; k < o->nrw && !relro && !rw; k++)
         rw = slot >= o->rw_lo[k] && slot + sizeof(uintptr_t) <= o->rw_hi[k];
     if ((!relro && !rw) || (slot & (sizeof(uintptr_t) - 1)))
         return;                         /* (left as it was: glibc's) */
-    if (__atomic_load_n((uintptr_t *)slot, __ATOMIC_RELAXED) == v)
+    uintptr_t cur = __atomic_load_n((uintptr_t *)slot, __ATOMIC_RELAXED);
+    if (cur == v || (cur != was && !(lazy_ok && in_object(o, cur))))
         return;
     if (relro && !o->relro_open) {
         if (mprotect((void *)o->relro_lo, o->relro_hi - o->relro_lo, PROT_READ | PROT_WRITE) != 0)
@@ -225,17 +248,18 @@ static unsigned patch_relocs(struct obj *o, const ElfW(Rela) *r, size_t bytes)
         size_t f = family_index(o->strtab + s->st_name);
         if (f == TM_FAMILY || !o->want[f])
             continue;
-        uintptr_t v = (uintptr_t)family[f].fn + (type == R_X86_64_64 ? (uintptr_t)r[k].r_addend : 0);
-        put_slot(o, o->base + r[k].r_offset, v);
+        uintptr_t add = type == R_X86_64_64 ? (uintptr_t)r[k].r_addend : 0;
+        put_slot(o, o->base + r[k].r_offset, (uintptr_t)family[f].fn + add, (uintptr_t)o->libc[f] + add,
+                 type == R_X86_64_JUMP_SLOT);
         n++;
     }
     return n;
 }
 
 /* Point object m's malloc-family references at tidemalloc. */
-static unsigned patch_object(const struct link_map *m, const bool *want)
+static unsigned patch_object(const struct link_map *m, const bool *want, void *const *libc)
 {
-    struct obj o = { .want = want, .base = m->l_addr };
+    struct obj o = { .want = want, .libc = libc, .base = m->l_addr };
     const ElfW(Rela) *rela = NULL, *jmprel = NULL;
     size_t relasz = 0, pltrelsz = 0;
     long pltrel = DT_RELA;
@@ -280,9 +304,11 @@ static void patch_from(void *handle)
     if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) != 0 || !lm)
         return;
     bool want[TM_FAMILY], any = false;
+    void *libc[TM_FAMILY];
     for (size_t k = 0; k < TM_FAMILY; k++) {
         void *deep = dlsym(handle, family[k].name);
-        want[k] = deep != NULL && deep == dlsym(RTLD_NEXT, family[k].name);
+        libc[k] = dlsym(RTLD_NEXT, family[k].name);
+        want[k] = deep != NULL && deep == libc[k];
         any = any || want[k];
     }
     if (!any)
@@ -293,7 +319,7 @@ static void patch_from(void *handle)
         own = NULL;
     for (const struct link_map *m = lm; m; m = m->l_next)
         if (m != own)
-            (void)patch_object(m, want);
+            (void)patch_object(m, want, libc);
 }
 
 void *tm_dlopen_deep(const char *file, int mode)

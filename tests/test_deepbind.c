@@ -17,7 +17,9 @@
  *   own        deepbind_own.so defines malloc itself: its calls stay with
  *              its own (deep binding's purpose), not tidemalloc's;
  *   priv       deepbind_priv.so's malloc comes from its dependency
- *              (deepbind_alloc.c, a bump allocator): it keeps that one;
+ *              (deepbind_alloc.c, a bump allocator): it keeps that one,
+ *              also after an object loaded before it is opened again with
+ *              RTLD_DEEPBIND (the slots that hold its allocator stay);
  *   plain      a bare file name without RTLD_DEEPBIND is found through the
  *              program's DT_RUNPATH: the jump to the C library's dlopen
  *              leaves the program its caller;
@@ -125,19 +127,28 @@ static void own_stage(void *arg)
     _exit(0);
 }
 
-/* A plugin whose dependency brings its own malloc keeps that one. */
+/* A plugin whose dependency brings its own malloc keeps that one - also
+ * when an object loaded before it is opened again with RTLD_DEEPBIND
+ * (the objects after that one are looked at then: the plugin's slots
+ * hold its allocator's address, not the C library's, and stay). */
 static void priv_stage(void *arg)
 {
     (void)arg;
+    void *early = open_plugin("deepbind_lazy.so", RTLD_NOW);
     void *h = open_plugin("deepbind_priv.so", RTLD_NOW | RTLD_DEEPBIND);
-    if (!h)
+    if (!h || !early)
         _exit(10);
     void *(*call)(size_t) = SYM(h, "priv_call_malloc");
     int (*owns)(const void *) = SYM(h, "alloc_owns");
     if (!call || !owns)
         _exit(11);
     void *p = call(100);
-    _exit(p && owns(p) && !tide_owns(p) ? 0 : 12);
+    if (!p || !owns(p) || tide_owns(p))
+        _exit(12);
+    if (open_plugin("deepbind_lazy.so", RTLD_NOW | RTLD_DEEPBIND) != early)
+        _exit(13);
+    p = call(100);
+    _exit(p && owns(p) && !tide_owns(p) ? 0 : 14);
 }
 
 /* Found through the program's run path: dlopen's caller is the program. */
