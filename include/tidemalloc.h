@@ -66,11 +66,14 @@ int    tide_malloc_info(int options, FILE *fp);
  * does not make it resident again; 0 leaves huge pages alone.
  * Environment: TIDEMALLOC_THP=0.                                          */
 #define TIDE_M_THP               (-1007)
-/* dlopen with RTLD_DEEPBIND: 1 (the default) points the malloc-family
- * references of the objects it loads at tidemalloc (otherwise they bind
- * to the C library's malloc, and a block that crosses over is freed by
- * the wrong allocator: PHP's extensions); 0 leaves them as glibc binds
- * them.  Environment: TIDEMALLOC_DEEPBIND=0.                              */
+/* dlopen with RTLD_DEEPBIND, whose libraries would otherwise bind malloc
+ * and free to the C library's (a block that crosses between them and the
+ * program is freed by the wrong allocator: PHP's extensions).  1 (the
+ * default): the flag is dropped, the library binds as any other; 2: deep
+ * binding kept, but the malloc-family references of the objects loaded
+ * are pointed at tidemalloc once dlopen returns (their constructors, run
+ * before, are not reached); 0: as the C library binds them.
+ * Environment: TIDEMALLOC_DEEPBIND.                                       */
 #define TIDE_M_DEEPBIND          (-1008)
 
 /* ---- introspection ------------------------------------------------------ */

@@ -4,39 +4,49 @@
  * A library opened with RTLD_DEEPBIND looks its symbols up in itself and
  * in its own dependencies before the global scope.  Its dependencies end
  * in the C library, so its malloc, free, realloc ... bind to glibc's while
- * the program and every other library call tidemalloc's: a block that
- * crosses from one side to the other is freed by the wrong allocator.
- * PHP loads every extension that way; `php -r ''` under LD_PRELOAD died
- * with SIGSEGV in glibc's free (pdo.so freeing a block of the program's),
- * as it does under jemalloc, tcmalloc and mimalloc (php-src #10670).
+ * the program, the C library's own calls and every other library use
+ * tidemalloc's: a block that crosses from one side to the other is freed
+ * by the wrong allocator.  PHP loads every extension that way; `php -r ''`
+ * under LD_PRELOAD died with SIGSEGV in glibc's free (pdo.so freeing a
+ * block of the program's), as it does under jemalloc, tcmalloc and
+ * mimalloc (php-src #10670).
  *
- * tidemalloc's dlopen opens the library as asked, then points the
- * relocations of the malloc family (the names api.c and stats.c define)
- * in every object that this dlopen brought in at tidemalloc's functions -
- * only those, only references to a symbol the object does not define
- * itself, only names that the deep binding would have taken from the C
- * library (not from an allocator of the library's own dependencies), and
- * only slots that hold what it put there: every other symbol keeps the
- * deep binding the program asked for.  A call without RTLD_DEEPBIND is a bare jump to the C library's
- * dlopen (the assembly below), so that the caller glibc sees - whose
- * DT_RPATH/DT_RUNPATH a bare file name is searched in - is the program's,
- * as without tidemalloc.  With RTLD_DEEPBIND the caller it sees is this
- * library (no run path): a bare name found only through the caller's own
- * run path is not found.  TIDEMALLOC_DEEPBIND=0 (TIDE_M_DEEPBIND) turns
- * the patching off.
+ * tidemalloc's dlopen, by TIDEMALLOC_DEEPBIND (TIDE_M_DEEPBIND):
+ *   1 (default)  drops RTLD_DEEPBIND: the library binds as any other, to
+ *                the global scope first, where tidemalloc is - what PHP
+ *                itself does since it stopped asking for deep binding
+ *                (php-src #18612).  Its constructors, which run inside
+ *                dlopen, get tidemalloc too.  Lost: the isolation deep
+ *                binding gives, where a library's dependency defines a
+ *                symbol that the program or an earlier library defines
+ *                as well (then the global one wins), including a
+ *                library's own malloc;
+ *   2            keeps deep binding for every other symbol and, after the
+ *                C library's dlopen returns, points the malloc-family
+ *                relocations (the names api.c and stats.c define) of
+ *                every object that call loaded at tidemalloc's functions:
+ *                only references to a name the object does not define,
+ *                only names that the deep binding took from the C library
+ *                (not from an allocator of the library's own), and only
+ *                slots that hold what it put there.  Not reached: the
+ *                constructors, which dlopen ran before - a constructor
+ *                that frees what the C library allocated for it (libnuma
+ *                reading /sys with getline: `php -r` with the gd
+ *                extension aborted in glibc's free), or that keeps a
+ *                block of glibc's for a later free, still crosses;
+ *   0            the C library's binding, crossings and all.
  *
- *   before                          after
+ *   mode 2, before                  after
  *   php ---- malloc --> tidemalloc  php ---- malloc --> tidemalloc
  *   pdo.so - free ----> glibc       pdo.so - free ----> tidemalloc
  *            zend_* --> php                  zend_* --> php (unchanged)
  *
- * What it cannot reach: blocks that the new objects' constructors
- * allocated from glibc's malloc while dlopen ran them, before the
- * patching; one freed later by tidemalloc is named as not its own
- * (free(): invalid pointer (not a chunk of this heap)), where it would
- * have crashed in glibc's free either way.  Libraries that call
- * malloc from constructors and hand the block over are rare; PHP's
- * extensions do their set-up in their MINIT functions, after dlopen.
+ * A call without RTLD_DEEPBIND is a bare jump to the C library's dlopen
+ * (the assembly below), so that the caller glibc sees - whose
+ * DT_RPATH/DT_RUNPATH a bare file name is searched in - is the
+ * program's, as without tidemalloc.  With RTLD_DEEPBIND the caller it
+ * sees is this library (no run path): a bare name found only through
+ * the caller's own run path is not found.
  *
  * Only in the shared library, and not under ASan or TSan (their runtimes
  * intercept dlopen themselves).
@@ -327,9 +337,12 @@ void *tm_dlopen_deep(const char *file, int mode)
     dlopen_fn *f = resolve_dlopen();
     if (!f)
         return NULL;
-    void *h = f(file, mode);
     tm_ensure_init();
-    if (h && TM_P(deepbind))
+    int how = TM_P(deepbind);
+    if (how == TM_DEEPBIND_DROP)
+        return f(file, mode & ~RTLD_DEEPBIND);
+    void *h = f(file, mode);
+    if (h && how == TM_DEEPBIND_PATCH)
         patch_from(h);
     return h;
 }

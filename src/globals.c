@@ -20,7 +20,7 @@ struct tm_params tm_mp = {
     .decay_ms = TM_DEFAULT_DECAY_MS,
     .background = TM_BG_AUTO,
     .thp_split = 1,
-    .deepbind = 1,
+    .deepbind = TM_DEEPBIND_DROP,
 };
 
 tm_arena tm_main_arena;

@@ -27,6 +27,9 @@
 #include "base.h"
 #include "config.h"
 
+/* What dlopen does with RTLD_DEEPBIND (dlopen.c, TIDE_M_DEEPBIND). */
+enum { TM_DEEPBIND_KEEP = 0, TM_DEEPBIND_DROP = 1, TM_DEEPBIND_PATCH = 2 };
+
 struct tm_fixed {
     size_t pagesize;
     size_t ncpus;               /* CPUs we may run on, read at start          */
@@ -57,7 +60,7 @@ struct tm_params {
     _Atomic int    harden;              /* strong mode on (harden.h)              */
     _Atomic int    thp_split;           /* released ranges leave huge pages (thp.h) */
     _Atomic int    hugetlb;             /* glibc.malloc.hugetlb: 1 = heaps advised huge */
-    _Atomic int    deepbind;            /* dlopen(RTLD_DEEPBIND) patched (dlopen.c) */
+    _Atomic int    deepbind;            /* dlopen(RTLD_DEEPBIND): TM_DEEPBIND_* (dlopen.c) */
 };
 extern struct tm_params tm_mp TM_HIDDEN;
 

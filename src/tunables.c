@@ -319,7 +319,7 @@ int tm_tunable_set(int param, int value)
         TM_P_SET(thp_split, value);
         return 1;
     case TIDE_M_DEEPBIND:
-        if (value != 0 && value != 1)
+        if (value < 0 || value > 2)
             return 0;
         TM_P_SET(deepbind, value);
         return 1;

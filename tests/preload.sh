@@ -13,9 +13,10 @@
 #                 -S 200M (big buffers, 2 threads).
 #         misc    a bash pipeline, awk, perl, tar of a directory.
 #         php     php -m, php -r and a script of arrays, strings, gzip,
-#                 objects, JSON and regexes: PHP opens its extensions with
-#                 dlopen(RTLD_DEEPBIND) (src/dlopen.c).  Skipped (77) where
-#                 php is not installed, except under CI=true.
+#                 objects, JSON and regexes, and one of intl (ICU) and gd:
+#                 PHP opens its extensions with dlopen(RTLD_DEEPBIND)
+#                 (src/dlopen.c).  Skipped (77) where php is not
+#                 installed, except under CI=true (intl and gd too).
 #         postgres  a PostgreSQL server (initdb, the postmaster and its forked
 #                 backends, pgbench and psql all preloaded): pgbench's TPC-B
 #                 transactions from 4 clients, then an SQL script of sorts,
@@ -382,6 +383,28 @@ $x = ""; for ($i = 0; $i < 100000; $i++) { $x .= dechex($i); } echo md5($x), "\n
 echo serialize(array_map(null, range(1, 5), str_split("abcde"))), "\n";
 EOF
     same php_script php work.php
+    # Extensions with C++ and many libraries behind them (ICU; libgd and
+    # its image libraries, among them libnuma, whose constructor frees
+    # what the C library allocated for it: only the default, which drops
+    # RTLD_DEEPBIND, gets that one right - docs/design.md section 10).
+    if php -m | grep -qx intl && php -m | grep -qx gd; then
+        cat >work_ext.php <<'EOF'
+<?php
+$c = new Collator("de_DE"); $a = ["b", "a", "\u{e4}", "z", "\u{f6}l", "ol"]; $c->sort($a); echo implode(",", $a), "\n";
+echo IntlDateFormatter::create("fr_FR", IntlDateFormatter::FULL, IntlDateFormatter::NONE, "UTC")->format(86400 * 365), "\n";
+echo Normalizer::normalize("e\u{301}", Normalizer::FORM_C) === "\u{e9}" ? "nfc\n" : "no nfc\n";
+echo NumberFormatter::create("de_DE", NumberFormatter::DECIMAL)->format(1234567.891), "\n";
+$im = imagecreatetruecolor(200, 100);
+for ($i = 0; $i < 100; $i++) imageline($im, 0, $i, 199, 99 - $i, imagecolorallocate($im, $i, 255 - $i, 2 * $i));
+ob_start(); imagepng($im); $png = ob_get_clean(); imagedestroy($im);
+echo strlen($png) > 100 ? "png\n" : "no png\n", md5($png), "\n";
+EOF
+        same php_intl_gd php work_ext.php
+    elif [[ ${CI:-} == true ]]; then
+        fail "php's intl and gd extensions are not installed (php-intl php-gd)"
+    else
+        echo "note: php's intl and gd extensions not installed: their script left out"
+    fi
     if (TIDEMALLOC_DEEPBIND=0 LD_PRELOAD=$LIB php -r 'echo 1;' >/dev/null 2>&1; exit $?) 2>/dev/null; then
         echo "note: control: php ran with TIDEMALLOC_DEEPBIND=0 too (its extensions not deep-bound here?)"
     else

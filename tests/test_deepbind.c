@@ -8,28 +8,36 @@
  * them crashed the process (PHP's extensions: `php -r ''` died in
  * glibc's free under any preloaded allocator).  Each stage runs in a
  * forked child:
- *   now        deepbind_now.so (bound at load, RELRO): a block of the
- *              program freed and reallocated by the plugin, blocks of the
- *              plugin (malloc, calloc, realloc, strdup) tidemalloc's and
- *              freed by the program, through PLT calls, a function pointer
- *              taken in code and a table of them in data; the heap checks;
- *   lazy       the same with deepbind_lazy.so (lazy binding);
- *   own        deepbind_own.so defines malloc itself: its calls stay with
- *              its own (deep binding's purpose), not tidemalloc's;
- *   priv       deepbind_priv.so's malloc comes from its dependency
- *              (deepbind_alloc.c, a bump allocator): it keeps that one,
- *              also after an object loaded before it is opened again with
- *              RTLD_DEEPBIND (the slots that hold its allocator stay);
+ *   drop       the default (TIDE_M_DEEPBIND 1, the flag dropped):
+ *              deepbind_now.so - a block of the program freed and
+ *              reallocated by the plugin, blocks of the plugin (malloc,
+ *              calloc, realloc, strdup) tidemalloc's and freed by the
+ *              program, through PLT calls, a function pointer taken in
+ *              code and a table of them in data; the heap checks;
+ *   ctor       the default: deepbind_ctor.so's constructor frees a block
+ *              the C library allocated for it and keeps one of its own,
+ *              freed later;
+ *   now, lazy  mode 2 (deep binding kept, the malloc family patched):
+ *              the crossings again, bound now (RELRO) and lazily;
+ *   own        mode 2: deepbind_own.so defines malloc itself: its calls
+ *              stay with its own (deep binding's purpose);
+ *   priv       mode 2: deepbind_priv.so's malloc comes from its
+ *              dependency (deepbind_alloc.c, a bump allocator): it keeps
+ *              that one, also after an object loaded before it is opened
+ *              again with RTLD_DEEPBIND (the slots that hold its
+ *              allocator stay);
+ *   ctor-2     mode 2 cannot reach a constructor (dlopen runs it before
+ *              returning): deepbind_ctor.so dies in it - why 1 is the
+ *              default;
  *   plain      a bare file name without RTLD_DEEPBIND is found through the
  *              program's DT_RUNPATH: the jump to the C library's dlopen
  *              leaves the program its caller;
- *   control    mallopt(TIDE_M_DEEPBIND, 0), then deepbind_ctl.so: the
- *              plugin's free is glibc's again, and freeing a block of the
- *              program there kills the child (what the patching prevents).
+ *   control    mode 0: the plugin's malloc is the C library's again.
  * Modules are found in TIDE_DEEPBIND_DIR (the build's tests directory).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdint.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,11 +61,21 @@ static void *open_plugin(const char *name, int mode)
 
 #define SYM(h, name) dlsym((h), (name))
 
+struct stage { const char *plugin; int mode; };
+
+static void set_mode(int mode)
+{
+    if (mallopt(TIDE_M_DEEPBIND, mode) != 1)
+        _exit(9);
+}
+
 /* The round trips between the program and the plugin; exit status 0 if
  * every block crossed over and came back intact. */
 static void crossings(void *arg)
 {
-    void *h = open_plugin(arg, RTLD_NOW | RTLD_DEEPBIND);
+    const struct stage *st = arg;
+    set_mode(st->mode);
+    void *h = open_plugin(st->plugin, RTLD_NOW | RTLD_DEEPBIND);
     if (!h)
         _exit(10);
     void *(*p_malloc)(size_t) = SYM(h, "plug_malloc");
@@ -103,12 +121,22 @@ static void crossings(void *arg)
     _exit(tide_check_heap() > 0 ? 0 : 16);
 }
 
-static void lazy_stage(void *arg) { crossings(arg); }
+/* A constructor that frees what the C library allocated for it. */
+static void ctor_stage(void *arg)
+{
+    set_mode((int)(intptr_t)arg);
+    void *h = open_plugin("deepbind_ctor.so", RTLD_NOW | RTLD_DEEPBIND);
+    if (!h)
+        _exit(10);
+    int (*check)(void) = SYM(h, "ctor_check_and_free");
+    _exit(check && check() && tide_check_heap() > 0 ? 0 : 11);
+}
 
 /* A plugin with a malloc of its own keeps it. */
 static void own_stage(void *arg)
 {
     (void)arg;
+    set_mode(2);
     void *h = open_plugin("deepbind_own.so", RTLD_NOW | RTLD_DEEPBIND);
     if (!h)
         _exit(10);
@@ -134,6 +162,7 @@ static void own_stage(void *arg)
 static void priv_stage(void *arg)
 {
     (void)arg;
+    set_mode(2);
     void *early = open_plugin("deepbind_lazy.so", RTLD_NOW);
     void *h = open_plugin("deepbind_priv.so", RTLD_NOW | RTLD_DEEPBIND);
     if (!h || !early)
@@ -167,12 +196,11 @@ static void plain_stage(void *arg)
     _exit(dlclose(h) == 0 ? 0 : 12);
 }
 
-/* Without the patching the plugin's free is glibc's. */
+/* Mode 0: the plugin's malloc is glibc's. */
 static void control_stage(void *arg)
 {
     (void)arg;
-    if (mallopt(TIDE_M_DEEPBIND, 0) != 1)
-        _exit(10);
+    set_mode(0);
     void *h = open_plugin("deepbind_ctl.so", RTLD_NOW | RTLD_DEEPBIND);
     if (!h)
         _exit(11);
@@ -188,17 +216,24 @@ int main(void)
     dir = getenv("TIDE_DEEPBIND_DIR");
     if (!dir)
         dir = ".";
-    CHECK("mallopt(TIDE_M_DEEPBIND, 2) refused", mallopt(TIDE_M_DEEPBIND, 2) == 0);
-    CHECK("mallopt(TIDE_M_DEEPBIND, 1)", mallopt(TIDE_M_DEEPBIND, 1) == 1);
-    CHECK_EXIT("RTLD_DEEPBIND, bound now: blocks cross between the program and the plugin both ways",
-               crossings, "deepbind_now.so", 0);
-    CHECK_EXIT("RTLD_DEEPBIND, bound lazily: the same", lazy_stage, "deepbind_lazy.so", 0);
-    CHECK_EXIT("a plugin's own malloc stays its own under RTLD_DEEPBIND", own_stage, NULL, 0);
-    CHECK_EXIT("a plugin whose dependency has a malloc of its own keeps it under RTLD_DEEPBIND", priv_stage,
-               NULL, 0);
+    CHECK("mallopt(TIDE_M_DEEPBIND, 3) refused", mallopt(TIDE_M_DEEPBIND, 3) == 0);
+    CHECK("mallopt(TIDE_M_DEEPBIND, -1) refused", mallopt(TIDE_M_DEEPBIND, -1) == 0);
+    static const struct stage drop = { "deepbind_now.so", 1 }, now = { "deepbind_now.so", 2 },
+                              lazy = { "deepbind_lazy.so", 2 };
+    CHECK_EXIT("RTLD_DEEPBIND dropped (the default): blocks cross between the program and the plugin "
+               "both ways", crossings, (void *)&drop, 0);
+    CHECK_EXIT("RTLD_DEEPBIND dropped: a constructor frees what the C library allocated for it and "
+               "keeps a block for later", ctor_stage, (void *)(intptr_t)1, 0);
+    CHECK_EXIT("RTLD_DEEPBIND patched (mode 2), bound now: blocks cross both ways", crossings, (void *)&now, 0);
+    CHECK_EXIT("RTLD_DEEPBIND patched, bound lazily: the same", crossings, (void *)&lazy, 0);
+    CHECK_EXIT("patched: a plugin's own malloc stays its own", own_stage, NULL, 0);
+    CHECK_EXIT("patched: a plugin whose dependency has a malloc of its own keeps it", priv_stage, NULL, 0);
+    int st = harness_run_child(ctor_stage, (void *)(intptr_t)2);
+    CHECKF("patched: the constructor, run inside dlopen, is not reached (it dies: why mode 1 is the default)",
+           st != -1 && WIFSIGNALED(st), "status %#x", st);
     CHECK_EXIT("without RTLD_DEEPBIND a bare name is found through the program's run path", plain_stage,
                NULL, 0);
-    CHECK_EXIT("control: with TIDE_M_DEEPBIND 0 the plugin's malloc is the C library's", control_stage,
+    CHECK_EXIT("control: with TIDE_M_DEEPBIND 0 the plugin's malloc is the C library's again", control_stage,
                NULL, 0);
     return harness_finish();
 }
