@@ -41,12 +41,14 @@
  *   pdo.so - free ----> glibc       pdo.so - free ----> tidemalloc
  *            zend_* --> php                  zend_* --> php (unchanged)
  *
- * A call without RTLD_DEEPBIND is a bare jump to the C library's dlopen
- * (the assembly below), so that the caller glibc sees - whose
+ * A call without RTLD_DEEPBIND, and one with it in the default mode (the
+ * flag cleared in the register), is a bare jump to the C library's
+ * dlopen (the assembly below), so that the caller glibc sees - whose
  * DT_RPATH/DT_RUNPATH a bare file name is searched in - is the
- * program's, as without tidemalloc.  With RTLD_DEEPBIND the caller it
- * sees is this library (no run path): a bare name found only through
- * the caller's own run path is not found.
+ * program's, as without tidemalloc.  In modes 0 and 2 (and before the
+ * library is initialised) the caller it sees is this library (no run
+ * path): a bare name found only through the caller's own run path is
+ * not found.
  *
  * Only in the shared library, and not under ASan or TSan (their runtimes
  * intercept dlopen themselves).
@@ -78,10 +80,12 @@ TM_HIDDEN dlopen_fn *tm_real_dlopen;
 TM_HIDDEN void *tm_dlopen_deep(const char *file, int mode);
 TM_HIDDEN void *tm_dlopen_first(const char *file, int mode);
 
-/* dlopen: RTLD_DEEPBIND to tm_dlopen_deep, anything else a jump to the C
- * library's, leaving the return address - the caller glibc looks at -
- * the program's.  Before the constructor ran (another library's
- * constructor opening something), tm_dlopen_first.                    */
+/* dlopen: without RTLD_DEEPBIND, or with it in the default mode once the
+ * library is initialised (the flag cleared in the register), a jump to
+ * the C library's, leaving the return address - the caller glibc looks
+ * at - the program's; otherwise tm_dlopen_deep.  Before the constructor
+ * ran (another library's constructor opening something),
+ * tm_dlopen_first.                                                    */
 #define TM_STR2(x) #x
 #define TM_STR(x) TM_STR2(x)
 __asm__(".pushsection .text\n"
@@ -91,8 +95,13 @@ __asm__(".pushsection .text\n"
         "dlopen:\n"
         "    endbr64\n"
         "    testl $" TM_STR(RTLD_DEEPBIND) ", %esi\n"
-        "    jnz tm_dlopen_deep\n"
-        "    movq tm_real_dlopen(%rip), %rax\n"
+        "    jz 1f\n"
+        "    cmpl $0, tm_initialized(%rip)\n"
+        "    je tm_dlopen_deep\n"
+        "    cmpl $0, tm_dlopen_drop(%rip)\n"
+        "    je tm_dlopen_deep\n"
+        "    andl $~" TM_STR(RTLD_DEEPBIND) ", %esi\n"
+        "1:  movq tm_real_dlopen(%rip), %rax\n"
         "    testq %rax, %rax\n"
         "    jz tm_dlopen_first\n"
         "    jmp *%rax\n"

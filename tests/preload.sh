@@ -513,9 +513,12 @@ EOF
             >"$WORK/pg/$name.bench" 2>&1 &
         local bench=$! kids=0 mapped=0 k
         sleep 1
+        # (one that has exited meanwhile - a zombie - has an empty map)
         for k in $(pgrep -P "$pm"); do
+            cat "/proc/$k/maps" >"$WORK/pg/kid.maps" 2>/dev/null || continue
+            [[ -s $WORK/pg/kid.maps ]] || continue
             kids=$((kids + 1))
-            grep -q "/$LIBBASE" "/proc/$k/maps" 2>/dev/null && mapped=$((mapped + 1))
+            grep -q "/$LIBBASE" "$WORK/pg/kid.maps" && mapped=$((mapped + 1))
         done
         wait $bench || rc=$?
         if [[ -n $pre ]]; then

@@ -29,9 +29,10 @@
  *   ctor-2     mode 2 cannot reach a constructor (dlopen runs it before
  *              returning): deepbind_ctor.so dies in it - why 1 is the
  *              default;
- *   plain      a bare file name without RTLD_DEEPBIND is found through the
- *              program's DT_RUNPATH: the jump to the C library's dlopen
- *              leaves the program its caller;
+ *   plain      a bare file name without RTLD_DEEPBIND, and with it in the
+ *              default mode, is found through the program's DT_RUNPATH:
+ *              the jump to the C library's dlopen leaves the program its
+ *              caller;
  *   control    mode 0: the plugin's malloc is the C library's again.
  * Modules are found in TIDE_DEEPBIND_DIR (the build's tests directory).
  */
@@ -180,11 +181,11 @@ static void priv_stage(void *arg)
     _exit(p && owns(p) && !tide_owns(p) ? 0 : 14);
 }
 
-/* Found through the program's run path: dlopen's caller is the program. */
+/* Found through the program's run path: dlopen's caller is the program
+ * (arg: RTLD_DEEPBIND too, in the default mode). */
 static void plain_stage(void *arg)
 {
-    (void)arg;
-    void *h = dlopen("deepbind_lazy.so", RTLD_NOW);
+    void *h = dlopen("deepbind_lazy.so", RTLD_NOW | (int)(intptr_t)arg);
     if (!h) {
         fprintf(stderr, "dlopen by bare name: %s\n", dlerror());
         _exit(10);
@@ -233,6 +234,8 @@ int main(void)
            st != -1 && WIFSIGNALED(st), "status %#x", st);
     CHECK_EXIT("without RTLD_DEEPBIND a bare name is found through the program's run path", plain_stage,
                NULL, 0);
+    CHECK_EXIT("with RTLD_DEEPBIND, dropped (the default), the same", plain_stage,
+               (void *)(intptr_t)RTLD_DEEPBIND, 0);
     CHECK_EXIT("control: with TIDE_M_DEEPBIND 0 the plugin's malloc is the C library's again", control_stage,
                NULL, 0);
     return harness_finish();
