@@ -30,9 +30,9 @@
  *                (not from an allocator of the library's own), and only
  *                slots that hold what it put there.  Not reached: the
  *                constructors, which dlopen ran before - a constructor
- *                that frees what the C library allocated for it (libnuma
- *                reading /sys with getline: `php -r` with the gd
- *                extension aborted in glibc's free), or that keeps a
+ *                that frees what the C library allocated for it
+ *                (libnuma's, behind the gd extension: `php -r` aborted
+ *                in glibc's free called from it), or that keeps a
  *                block of glibc's for a later free, still crosses;
  *   0            the C library's binding, crossings and all.
  *
