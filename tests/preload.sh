@@ -387,7 +387,10 @@ EOF
     # its image libraries, among them libnuma, whose constructor frees
     # what the C library allocated for it: only the default, which drops
     # RTLD_DEEPBIND, gets that one right - docs/design.md section 10).
-    if php -m | grep -qx intl && php -m | grep -qx gd; then
+    # (the list in a variable: grep -q closing a pipe early would SIGPIPE
+    # php, and pipefail make the test false)
+    mods=$(php -m 2>/dev/null)
+    if grep -qx intl <<<"$mods" && grep -qx gd <<<"$mods"; then
         cat >work_ext.php <<'EOF'
 <?php
 $c = new Collator("de_DE"); $a = ["b", "a", "\u{e4}", "z", "\u{f6}l", "ol"]; $c->sort($a); echo implode(",", $a), "\n";
