@@ -169,9 +169,10 @@ static size_t family_index(const char *name)
 
 /* One loaded object: its dynamic section's tables, its RELRO range
  * (read-only once relocated: written through an mprotect) and its
- * writable segments.  A slot in neither (a text relocation, in a
- * read-only segment) is left as it is.                               */
-#define TM_OBJ_RW 8
+ * segments.  A slot in neither RELRO nor a writable segment (a text
+ * relocation) is left as it is.                                      */
+#define TM_OBJ_SEGS 8
+struct seg { uintptr_t lo, hi; bool w; };   /* a PT_LOAD segment, mapped */
 struct obj {
     const bool *want;               /* per family name: redirect it */
     void *const *libc;              /* per family name: the C library's */
@@ -181,9 +182,8 @@ struct obj {
     size_t strsz;
     uintptr_t relro_lo, relro_hi;   /* page-aligned; lo == hi: none */
     bool relro_open;
-    unsigned nrw, nload;
-    uintptr_t rw_lo[TM_OBJ_RW], rw_hi[TM_OBJ_RW];
-    uintptr_t load_lo[TM_OBJ_RW], load_hi[TM_OBJ_RW];
+    unsigned nseg;
+    struct seg seg[TM_OBJ_SEGS];
 };
 
 /* A d_ptr of the dynamic section: glibc relocates them in place on
@@ -207,43 +207,40 @@ static int find_relro(struct dl_phdr_info *info, size_t size, void *arg)
             /* (as ld.so protects it: whole pages inside the segment) */
             f->o->relro_lo = (f->base + ph->p_vaddr) & ~(page - 1);
             f->o->relro_hi = (f->base + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
-        } else if (ph->p_type == PT_LOAD) {
-            uintptr_t lo = f->base + ph->p_vaddr, hi = lo + ph->p_memsz;
-            if ((ph->p_flags & PF_W) && f->o->nrw < TM_OBJ_RW) {
-                f->o->rw_lo[f->o->nrw] = lo;
-                f->o->rw_hi[f->o->nrw++] = hi;
-            }
-            if (f->o->nload < TM_OBJ_RW) {
-                f->o->load_lo[f->o->nload] = lo;
-                f->o->load_hi[f->o->nload++] = hi;
-            }
+        } else if (ph->p_type == PT_LOAD && f->o->nseg < TM_OBJ_SEGS) {
+            uintptr_t lo = f->base + ph->p_vaddr;
+            f->o->seg[f->o->nseg++] = (struct seg){ lo, lo + ph->p_memsz, (ph->p_flags & PF_W) != 0 };
         }
     }
     return 1;
 }
 
-static bool in_object(const struct obj *o, uintptr_t a)
+/* The segment of the object that holds [a, a + n), or NULL. */
+static const struct seg *segment_of(const struct obj *o, uintptr_t a, size_t n)
 {
-    for (unsigned k = 0; k < o->nload; k++)
-        if (a >= o->load_lo[k] && a < o->load_hi[k])
-            return true;
-    return false;
+    for (unsigned k = 0; k < o->nseg; k++)
+        if (a >= o->seg[k].lo && a + n <= o->seg[k].hi)
+            return &o->seg[k];
+    return NULL;
 }
 
 /* Write v at slot (8-byte aligned: one store, which a thread calling
  * through the slot meanwhile sees whole) if it holds what the deep
  * binding put there: the C library's function (`was`), or for a lazy
- * PLT slot not yet bound, a stub of the object itself.  Anything else
- * (an allocator of the object's own, bound since) stays.             */
+ * PLT slot not yet bound, a PLT entry of the object itself.  Anything
+ * else (an allocator of the object's own, bound since) stays.        */
 static void put_slot(struct obj *o, uintptr_t slot, uintptr_t v, uintptr_t was, bool lazy_ok)
 {
-    bool relro = slot >= o->relro_lo && slot < o->relro_hi, rw = false;
-    for (unsigned k = 0; k < o->nrw && !relro && !rw; k++)
-        rw = slot >= o->rw_lo[k] && slot + sizeof(uintptr_t) <= o->rw_hi[k];
-    if ((!relro && !rw) || (slot & (sizeof(uintptr_t) - 1)))
+    bool relro = slot >= o->relro_lo && slot < o->relro_hi;
+    if (!relro) {
+        const struct seg *sg = segment_of(o, slot, sizeof(uintptr_t));
+        if (!sg || !sg->w)
+            return;                     /* (left as it was: glibc's) */
+    }
+    if (slot & (sizeof(uintptr_t) - 1))
         return;                         /* (left as it was: glibc's) */
     uintptr_t cur = __atomic_load_n((uintptr_t *)slot, __ATOMIC_RELAXED);
-    if (cur == v || (cur != was && !(lazy_ok && in_object(o, cur))))
+    if (cur == v || (cur != was && !(lazy_ok && segment_of(o, cur, 1))))
         return;
     if (relro && !o->relro_open) {
         if (mprotect((void *)o->relro_lo, o->relro_hi - o->relro_lo, PROT_READ | PROT_WRITE) != 0)
@@ -253,9 +250,8 @@ static void put_slot(struct obj *o, uintptr_t slot, uintptr_t v, uintptr_t was, 
     __atomic_store_n((uintptr_t *)slot, v, __ATOMIC_RELAXED);
 }
 
-static unsigned patch_relocs(struct obj *o, const ElfW(Rela) *r, size_t bytes)
+static void patch_relocs(struct obj *o, const ElfW(Rela) *r, size_t bytes)
 {
-    unsigned n = 0;
     for (size_t k = 0; k < bytes / sizeof *r; k++) {
         unsigned type = ELF64_R_TYPE(r[k].r_info);
         size_t si = ELF64_R_SYM(r[k].r_info);
@@ -270,13 +266,11 @@ static unsigned patch_relocs(struct obj *o, const ElfW(Rela) *r, size_t bytes)
         uintptr_t add = type == R_X86_64_64 ? (uintptr_t)r[k].r_addend : 0;
         put_slot(o, o->base + r[k].r_offset, (uintptr_t)family[f].fn + add, (uintptr_t)o->libc[f] + add,
                  type == R_X86_64_JUMP_SLOT);
-        n++;
     }
-    return n;
 }
 
 /* Point object m's malloc-family references at tidemalloc. */
-static unsigned patch_object(const struct link_map *m, const bool *want, void *const *libc)
+static void patch_object(const struct link_map *m, const bool *want, void *const *libc)
 {
     struct obj o = { .want = want, .libc = libc, .base = m->l_addr };
     const ElfW(Rela) *rela = NULL, *jmprel = NULL;
@@ -296,17 +290,15 @@ static unsigned patch_object(const struct link_map *m, const bool *want, void *c
         }
     }
     if (!o.symtab || !o.strtab || pltrel != DT_RELA)
-        return 0;
+        return;
     struct phdr_find f = { m->l_addr, m->l_name ? m->l_name : "", &o };
     dl_iterate_phdr(find_relro, &f);
-    unsigned n = 0;
     if (rela)
-        n += patch_relocs(&o, rela, relasz);
+        patch_relocs(&o, rela, relasz);
     if (jmprel)
-        n += patch_relocs(&o, jmprel, pltrelsz);
+        patch_relocs(&o, jmprel, pltrelsz);
     if (o.relro_open)
         mprotect((void *)o.relro_lo, o.relro_hi - o.relro_lo, PROT_READ);
-    return n;
 }
 
 /* The objects this open brought in follow the opened one in the base
@@ -338,7 +330,7 @@ static void patch_from(void *handle)
         own = NULL;
     for (const struct link_map *m = lm; m; m = m->l_next)
         if (m != own)
-            (void)patch_object(m, want, libc);
+            patch_object(m, want, libc);
 }
 
 void *tm_dlopen_deep(const char *file, int mode)

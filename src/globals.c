@@ -20,7 +20,7 @@ struct tm_params tm_mp = {
     .decay_ms = TM_DEFAULT_DECAY_MS,
     .background = TM_BG_AUTO,
     .thp_split = 1,
-    .deepbind = TM_DEEPBIND_DROP,
+    .deepbind = TM_DEEPBIND_DEFAULT,
 };
 
 tm_arena tm_main_arena;
@@ -30,6 +30,6 @@ union tm_secret_page tm_secret_page __attribute__((aligned(4096)));
 tm_event tm_bg_event;
 _Atomic size_t tm_narenas = 1;
 _Atomic bool tm_bg_active;
-_Atomic int tm_dlopen_drop = 1;
+_Atomic int tm_dlopen_drop = TM_DEEPBIND_DEFAULT == TM_DEEPBIND_DROP;
 _Atomic bool tm_multi_threaded;
 _Atomic bool tm_swing_seen;

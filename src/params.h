@@ -29,6 +29,7 @@
 
 /* What dlopen does with RTLD_DEEPBIND (dlopen.c, TIDE_M_DEEPBIND). */
 enum { TM_DEEPBIND_KEEP = 0, TM_DEEPBIND_DROP = 1, TM_DEEPBIND_PATCH = 2 };
+#define TM_DEEPBIND_DEFAULT TM_DEEPBIND_DROP
 
 struct tm_fixed {
     size_t pagesize;

@@ -319,7 +319,7 @@ int tm_tunable_set(int param, int value)
         TM_P_SET(thp_split, value);
         return 1;
     case TIDE_M_DEEPBIND:
-        if (value < 0 || value > 2)
+        if (value < TM_DEEPBIND_KEEP || value > TM_DEEPBIND_PATCH)
             return 0;
         TM_P_SET(deepbind, value);
         atomic_store_explicit(&tm_dlopen_drop, value == TM_DEEPBIND_DROP, memory_order_relaxed);

@@ -81,6 +81,32 @@ preloaded() {
     fi
 }
 
+# not_installed WHAT HOW: a suite whose program is missing is skipped
+# (exit 77), except under CI=true, where it fails.
+not_installed() {
+    if [[ ${CI:-} == true ]]; then
+        fail "$1 is not installed"
+        echo "$passed passed, $failed failed"
+        exit 1
+    fi
+    echo "SKIP: $1 is not installed ($2)"
+    exit 77
+}
+
+# outputs_differ LABEL REF TIDE: REF.out and REF.err against TIDE.out and
+# TIDE.err; on a difference, fails with the diff and returns 0.
+outputs_differ() {
+    local s
+    for s in out err; do
+        if ! cmp -s "$2.$s" "$3.$s"; then
+            fail "$1: std$s differs under the preload"
+            diff "$2.$s" "$3.$s" | head -20 >&2
+            return 0
+        fi
+    done
+    return 1
+}
+
 # same NAME CMD...: run CMD without and with the preload, compare everything
 same() {
     local name=$1
@@ -99,12 +125,8 @@ same() {
     if [[ $rc_ref != "$rc_tide" ]]; then
         fail "$name: exit status $rc_tide under the preload, $rc_ref without"
         sed 's/^/    stderr: /' "$name.tide.err" | head -20 >&2
-    elif ! cmp -s "$name.ref.out" "$name.tide.out"; then
-        fail "$name: stdout differs under the preload"
-        diff "$name.ref.out" "$name.tide.out" | head -20 >&2
-    elif ! cmp -s "$name.ref.err" "$name.tide.err"; then
-        fail "$name: stderr differs under the preload"
-        diff "$name.ref.err" "$name.tide.err" | head -20 >&2
+    elif outputs_differ "$name" "$name.ref" "$name.tide"; then
+        :
     elif [[ $rc_ref != 0 ]]; then
         fail "$name: exited $rc_ref (even without the preload)"
         head -20 "$name.ref.err" >&2
@@ -351,15 +373,7 @@ misc)
     ;;
 
 php)
-    if ! command -v php >/dev/null 2>&1; then
-        if [[ ${CI:-} == true ]]; then
-            fail "php is not installed"
-            echo "$passed passed, $failed failed"
-            exit 1
-        fi
-        echo "SKIP: php is not installed (apt-get install php-cli)"
-        exit 77
-    fi
+    command -v php >/dev/null 2>&1 || not_installed php "apt-get install php-cli"
     # PHP opens every extension with dlopen(RTLD_DEEPBIND): without
     # tidemalloc's dlopen (src/dlopen.c) their malloc and free are glibc's
     # and `php -r` dies in glibc's free.
@@ -417,15 +431,8 @@ EOF
 
 postgres)
     PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-    if [[ -z $PGBIN || ! -x $PGBIN/initdb ]]; then
-        if [[ ${CI:-} == true ]]; then
-            fail "PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb)"
-            echo "$passed passed, $failed failed"
-            exit 1
-        fi
-        echo "SKIP: PostgreSQL is not installed (apt-get install postgresql)"
-        exit 77
-    fi
+    [[ -n $PGBIN && -x $PGBIN/initdb ]] ||
+        not_installed "PostgreSQL (/usr/lib/postgresql/*/bin/initdb)" "apt-get install postgresql"
     need pgrep
     # The server refuses to run as root: a user of its own, in a directory
     # it may write, with its own copy of the library (the build directory
@@ -556,12 +563,8 @@ EOF
     t2=$(date +%s%N)
     if [[ ! -s $WORK/pg/ref.out ]]; then
         fail "postgres: the script printed nothing without the preload"
-    elif ! cmp -s "$WORK/pg/ref.out" "$WORK/pg/tide.out"; then
-        fail "postgres: the script's output differs under the preload"
-        diff "$WORK/pg/ref.out" "$WORK/pg/tide.out" | head -20 >&2
-    elif ! cmp -s "$WORK/pg/ref.err" "$WORK/pg/tide.err"; then
-        fail "postgres: the script's messages differ under the preload"
-        diff "$WORK/pg/ref.err" "$WORK/pg/tide.err" | head -20 >&2
+    elif outputs_differ "postgres: the script" "$WORK/pg/ref" "$WORK/pg/tide"; then
+        :
     elif [[ $(grep -c "ERROR" "$WORK/pg/tide.err") != 1 ]] || ! grep -q "ERROR:  division by zero" "$WORK/pg/tide.err" ||
             ! grep -qx "t|t|t|1200" "$WORK/pg/tide.out"; then
         fail "postgres: not what the script expects (one error, division by zero; consistent balances)"
