@@ -294,6 +294,11 @@ static void *rl_owner(void *arg)
 static void remote_list(bool wipe)
 {
     static struct rl r;
+    /* No background thread: its rounds drain every arena's remote lists,
+     * and one that came between the wipe and the second free named the
+     * wiped key itself ("malloc(): corrupted remote list link": a UBSan
+     * CI run), before the free under test could. */
+    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
     void *warm = malloc(40);           /* this thread's arena: the main one */
     pthread_t t = misuse_thread(rl_owner, &r, r.fd_go, r.fd_done);
     misuse_wait(r.fd_done[0]);
