@@ -30,6 +30,7 @@
 #include "arena.h"
 #include "control.h"
 #include "engine.h"
+#include "family.h"
 #include "harden.h"
 #include "heap.h"
 #include "observe.h"
@@ -789,25 +790,10 @@ TM_EXPORT int setns(int fd, int nstype)
     return tm_os_setns(fd, nstype);
 }
 
-/* glibc names */
-TM_ALIAS(malloc, tide_malloc);
-TM_ALIAS(free, tide_free);
-TM_ALIAS(calloc, tide_calloc);
-TM_ALIAS(realloc, tide_realloc);
-TM_ALIAS(reallocarray, tide_reallocarray);
-TM_ALIAS(memalign, tide_memalign);
-TM_ALIAS(posix_memalign, tide_posix_memalign);
-TM_ALIAS(aligned_alloc, tide_aligned_alloc);
-TM_ALIAS(valloc, tide_valloc);
-TM_ALIAS(pvalloc, tide_pvalloc);
-TM_ALIAS(malloc_usable_size, tide_malloc_usable_size);
+/* The glibc names (family.h); those no system header declares first. */
 void free_sized(void *, size_t);
 void free_aligned_sized(void *, size_t, size_t);
-TM_ALIAS(free_sized, tide_free_sized);
-TM_ALIAS(free_aligned_sized, tide_free_aligned_sized);
 void cfree(void *);
-TM_ALIAS(cfree, tide_free);
-/* glibc-internal names some programs and libc.a objects use */
 void *__libc_malloc(size_t);
 void __libc_free(void *);
 void *__libc_calloc(size_t, size_t);
@@ -815,10 +801,5 @@ void *__libc_realloc(void *, size_t);
 void *__libc_memalign(size_t, size_t);
 void *__libc_valloc(size_t);
 void *__libc_pvalloc(size_t);
-TM_ALIAS(__libc_malloc, tide_malloc);
-TM_ALIAS(__libc_free, tide_free);
-TM_ALIAS(__libc_calloc, tide_calloc);
-TM_ALIAS(__libc_realloc, tide_realloc);
-TM_ALIAS(__libc_memalign, tide_memalign);
-TM_ALIAS(__libc_valloc, tide_valloc);
-TM_ALIAS(__libc_pvalloc, tide_pvalloc);
+#define TM_ALIAS_ONE(name, target) TM_ALIAS(name, target);
+TM_FAMILY_API(TM_ALIAS_ONE)

@@ -41,14 +41,13 @@
  *   pdo.so - free ----> glibc       pdo.so - free ----> tidemalloc
  *            zend_* --> php                  zend_* --> php (unchanged)
  *
- * A call without RTLD_DEEPBIND, and one with it in the default mode (the
- * flag cleared in the register), is a bare jump to the C library's
+ * A call without RTLD_DEEPBIND, and one with it in modes 0 and 1 (in 1
+ * the flag cleared in the register), is a bare jump to the C library's
  * dlopen (the assembly below), so that the caller glibc sees - whose
  * DT_RPATH/DT_RUNPATH a bare file name is searched in - is the
- * program's, as without tidemalloc.  In modes 0 and 2 (and before the
- * library is initialised) the caller it sees is this library (no run
- * path): a bare name found only through the caller's own run path is
- * not found.
+ * program's, as without tidemalloc.  In mode 2 (and before the library
+ * is initialised) the caller it sees is this library (no run path): a
+ * bare name found only through the caller's own run path is not found.
  *
  * Only in the shared library, and not under ASan or TSan (their runtimes
  * intercept dlopen themselves).
@@ -59,6 +58,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include "control.h"
+#include "family.h"
 #include "internal.h"
 #include "os.h"
 #include "tidemalloc.h"
@@ -80,12 +80,18 @@ TM_HIDDEN dlopen_fn *tm_real_dlopen;
 TM_HIDDEN void *tm_dlopen_deep(const char *file, int mode);
 TM_HIDDEN void *tm_dlopen_first(const char *file, int mode);
 
-/* dlopen: without RTLD_DEEPBIND, or with it in the default mode once the
- * library is initialised (the flag cleared in the register), a jump to
- * the C library's, leaving the return address - the caller glibc looks
- * at - the program's; otherwise tm_dlopen_deep.  Before the constructor
- * ran (another library's constructor opening something),
- * tm_dlopen_first.                                                    */
+/* dlopen: without RTLD_DEEPBIND, or with it in modes 0 and 1 once the
+ * library is initialised (mode 1: the flag cleared in the register), a
+ * jump to the C library's, leaving the return address - the caller glibc
+ * looks at - the program's; otherwise (mode 2, or not initialised yet)
+ * tm_dlopen_deep.  Before the constructor ran (another library's
+ * constructor opening something), tm_dlopen_first.  The mode is read
+ * once, into %eax (scratch: dlopen is not variadic).                  */
+/* (The assembler needs the modes as plain numbers.) */
+#define TM_DEEPBIND_KEEP_ASM 0
+#define TM_DEEPBIND_DROP_ASM 1
+_Static_assert(TM_DEEPBIND_KEEP == TM_DEEPBIND_KEEP_ASM && TM_DEEPBIND_DROP == TM_DEEPBIND_DROP_ASM,
+               "dlopen's assembly compares the mode with these numbers");
 #define TM_STR2(x) #x
 #define TM_STR(x) TM_STR2(x)
 __asm__(".pushsection .text\n"
@@ -98,8 +104,11 @@ __asm__(".pushsection .text\n"
         "    jz 1f\n"
         "    cmpl $0, tm_initialized(%rip)\n"
         "    je tm_dlopen_deep\n"
-        "    cmpl $0, tm_dlopen_drop(%rip)\n"
-        "    je tm_dlopen_deep\n"
+        "    movl tm_dlopen_mode(%rip), %eax\n"
+        "    cmpl $" TM_STR(TM_DEEPBIND_KEEP_ASM) ", %eax\n"
+        "    je 1f\n"
+        "    cmpl $" TM_STR(TM_DEEPBIND_DROP_ASM) ", %eax\n"
+        "    jne tm_dlopen_deep\n"
         "    andl $~" TM_STR(RTLD_DEEPBIND) ", %esi\n"
         "1:  movq tm_real_dlopen(%rip), %rax\n"
         "    testq %rax, %rax\n"
@@ -127,34 +136,9 @@ void *tm_dlopen_first(const char *file, int mode)
 }
 
 /* The names a loaded object may reference, and what they become. */
+#define TM_FAMILY_ENTRY(name, target) { #name, (void *)target },
 static const struct { const char *name; void *fn; } family[] = {
-    { "malloc", (void *)tide_malloc },
-    { "free", (void *)tide_free },
-    { "calloc", (void *)tide_calloc },
-    { "realloc", (void *)tide_realloc },
-    { "reallocarray", (void *)tide_reallocarray },
-    { "memalign", (void *)tide_memalign },
-    { "posix_memalign", (void *)tide_posix_memalign },
-    { "aligned_alloc", (void *)tide_aligned_alloc },
-    { "valloc", (void *)tide_valloc },
-    { "pvalloc", (void *)tide_pvalloc },
-    { "malloc_usable_size", (void *)tide_malloc_usable_size },
-    { "free_sized", (void *)tide_free_sized },
-    { "free_aligned_sized", (void *)tide_free_aligned_sized },
-    { "cfree", (void *)tide_free },
-    { "__libc_malloc", (void *)tide_malloc },
-    { "__libc_free", (void *)tide_free },
-    { "__libc_calloc", (void *)tide_calloc },
-    { "__libc_realloc", (void *)tide_realloc },
-    { "__libc_memalign", (void *)tide_memalign },
-    { "__libc_valloc", (void *)tide_valloc },
-    { "__libc_pvalloc", (void *)tide_pvalloc },
-    { "mallinfo", (void *)tide_mallinfo },
-    { "mallinfo2", (void *)tide_mallinfo2 },
-    { "malloc_trim", (void *)tide_malloc_trim },
-    { "mallopt", (void *)tide_mallopt },
-    { "malloc_stats", (void *)tide_malloc_stats },
-    { "malloc_info", (void *)tide_malloc_info },
+    TM_FAMILY_API(TM_FAMILY_ENTRY) TM_FAMILY_STATS(TM_FAMILY_ENTRY)
 };
 
 #define TM_FAMILY (sizeof family / sizeof family[0])

@@ -30,6 +30,6 @@ union tm_secret_page tm_secret_page __attribute__((aligned(4096)));
 tm_event tm_bg_event;
 _Atomic size_t tm_narenas = 1;
 _Atomic bool tm_bg_active;
-_Atomic int tm_dlopen_drop = TM_DEEPBIND_DEFAULT == TM_DEEPBIND_DROP;
+_Atomic int tm_dlopen_mode = TM_DEEPBIND_DEFAULT;
 _Atomic bool tm_multi_threaded;
 _Atomic bool tm_swing_seen;

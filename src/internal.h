@@ -195,8 +195,8 @@ extern _Atomic size_t tm_narenas TM_HIDDEN;
  * claims the start with it (compare-and-swap), clears it if the thread
  * cannot be created and when the thread exits; a fork child clears it. */
 extern _Atomic bool tm_bg_active TM_HIDDEN;
-/* TM_P(deepbind) == TM_DEEPBIND_DROP, for dlopen's assembly (dlopen.c). */
-extern _Atomic int tm_dlopen_drop TM_HIDDEN;
+/* TM_P(deepbind), mirrored for dlopen's assembly (dlopen.c). */
+extern _Atomic int tm_dlopen_mode TM_HIDDEN;
 /* A second thread has called in (control.c; false again in a fork child). */
 extern _Atomic bool tm_multi_threaded TM_HIDDEN;
 /* Some arena swings (release.h), or its top churns beyond the trim

@@ -11,6 +11,7 @@
 #include "arena.h"
 #include "bins.h"
 #include "control.h"
+#include "family.h"
 #include "observe.h"
 #include "os.h"
 #include "release.h"
@@ -251,9 +252,6 @@ TM_EXPORT int tide_malloc_info(int options, FILE *fp)
     return 0;
 }
 
-TM_ALIAS(mallinfo, tide_mallinfo);
-TM_ALIAS(mallinfo2, tide_mallinfo2);
-TM_ALIAS(malloc_trim, tide_malloc_trim);
-TM_ALIAS(mallopt, tide_mallopt);
-TM_ALIAS(malloc_stats, tide_malloc_stats);
-TM_ALIAS(malloc_info, tide_malloc_info);
+/* The glibc names (family.h). */
+#define TM_ALIAS_ONE(name, target) TM_ALIAS(name, target);
+TM_FAMILY_STATS(TM_ALIAS_ONE)

@@ -322,7 +322,7 @@ int tm_tunable_set(int param, int value)
         if (value < TM_DEEPBIND_KEEP || value > TM_DEEPBIND_PATCH)
             return 0;
         TM_P_SET(deepbind, value);
-        atomic_store_explicit(&tm_dlopen_drop, value == TM_DEEPBIND_DROP, memory_order_relaxed);
+        atomic_store_explicit(&tm_dlopen_mode, value, memory_order_relaxed);
         return 1;
     case TIDE_M_TCACHE_BYTES:
         if (value < 0)

@@ -30,7 +30,8 @@
  *              returning): deepbind_ctor.so dies in it - why 1 is the
  *              default;
  *   plain      a bare file name without RTLD_DEEPBIND, and with it in the
- *              default mode, is found through the program's DT_RUNPATH:
+ *              default mode and in mode 0, is found through the
+ *              program's DT_RUNPATH:
  *              the jump to the C library's dlopen leaves the program its
  *              caller;
  *   control    mode 0: the plugin's malloc is the C library's again.
@@ -181,14 +182,22 @@ static void priv_stage(void *arg)
     _exit(p && owns(p) && !tide_owns(p) ? 0 : 14);
 }
 
-/* Found through the program's run path: dlopen's caller is the program
- * (arg: RTLD_DEEPBIND too, in the default mode). */
+/* Found through the program's run path: dlopen's caller is the program.
+ * arg: -1 without RTLD_DEEPBIND, else with it in that mode (0 or 1). */
 static void plain_stage(void *arg)
 {
-    void *h = dlopen("deepbind_lazy.so", RTLD_NOW | (int)(intptr_t)arg);
+    int how = (int)(intptr_t)arg;
+    if (how >= 0)
+        set_mode(how);
+    void *h = dlopen("deepbind_lazy.so", RTLD_NOW | (how >= 0 ? RTLD_DEEPBIND : 0));
     if (!h) {
         fprintf(stderr, "dlopen by bare name: %s\n", dlerror());
         _exit(10);
+    }
+    if (how == 0) {                      /* deep-bound: its malloc is glibc's */
+        void *(*p_malloc)(size_t) = SYM(h, "plug_malloc");
+        void *b = p_malloc ? p_malloc(64) : NULL;
+        _exit(b && !tide_owns(b) ? 0 : 13);
     }
     void (*p_free)(void *) = SYM(h, "plug_free");
     if (!p_free)
@@ -233,9 +242,10 @@ int main(void)
     CHECKF("patched: the constructor, run inside dlopen, is not reached (it dies: why mode 1 is the default)",
            st != -1 && WIFSIGNALED(st), "status %#x", st);
     CHECK_EXIT("without RTLD_DEEPBIND a bare name is found through the program's run path", plain_stage,
-               NULL, 0);
-    CHECK_EXIT("with RTLD_DEEPBIND, dropped (the default), the same", plain_stage,
-               (void *)(intptr_t)RTLD_DEEPBIND, 0);
+               (void *)(intptr_t)-1, 0);
+    CHECK_EXIT("with RTLD_DEEPBIND, dropped (the default), the same", plain_stage, (void *)(intptr_t)1, 0);
+    CHECK_EXIT("with RTLD_DEEPBIND in mode 0 (glibc's binding), the same, deep-bound", plain_stage,
+               (void *)(intptr_t)0, 0);
     CHECK_EXIT("control: with TIDE_M_DEEPBIND 0 the plugin's malloc is the C library's again", control_stage,
                NULL, 0);
     return harness_finish();
