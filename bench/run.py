@@ -60,6 +60,8 @@ WORKLOADS = [
     ("frag", "time", "own", "long-lived objects pinned among short-lived ones"),
     ("swing", "time", "own", "1 thread, 20 rounds: ~50 MiB of 16 B-16 KiB built, then all freed"),
     ("seed002", "thr", "own", "seed-002 NoSQL server: load (req/s), then drain and idle"),
+    ("cxx", "time", "own", "1 thread, C++ containers (map, unordered_map, vector of unique_ptr, "
+     "list of shared_ptr) built and dropped"),
     ("larson", "thr", "suite", "larson server: 2 threads, 8-1000 B, thread generations free "
      "their predecessors' blocks"),
     ("larson_sized", "thr", "suite", "larson with the allocator's sized free "

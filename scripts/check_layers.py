@@ -19,7 +19,7 @@ import subprocess
 import sys
 
 LAYERS = [
-    ("api", ["api.c", "stats.c", "check.c", "dlopen.c", "family.h"]),
+    ("api", ["api.c", "stats.c", "check.c", "dlopen.c", "cxx.c", "family.h"]),
     ("control", ["control.c", "control.h", "tunables.c", "tunables.h", "prof.c", "prof.h",
                  "observe.c", "observe.h"]),
     ("tcache", ["tcache.c", "tcache.h"]),
