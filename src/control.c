@@ -139,6 +139,14 @@ void tm_init_slow(void)
 
 /* ---- threads -------------------------------------------------------------- */
 static _Atomic unsigned threads_seen;   /* threads that have called in */
+/* Threads that called in and whose exit hook will run (exit_key set),
+ * still alive: when the last of them leaves, the background thread goes
+ * too (thread_exit_hook).  This thread is one of them.                 */
+static _Atomic unsigned threads_live;
+static __thread bool thread_counted;
+/* This thread is running its exit hook: it starts no background thread. */
+static __thread bool thread_leaving;
+static void bg_stop_and_wait(void);
 
 void tm_thread_setup_slow(void)
 {
@@ -149,16 +157,36 @@ void tm_thread_setup_slow(void)
     /* With no lock held: for keys beyond the first 32 glibc allocates the
      * second-level table here, which re-enters malloc (this thread's
      * state is no longer 0, so it goes straight to an arena).          */
-    if (exit_key_ok)
-        pthread_setspecific(exit_key, (void *)1);
+    if (exit_key_ok && pthread_setspecific(exit_key, (void *)1) == 0 && !thread_counted &&
+        !thread_leaving) {                /* (a call from a later exit hook: not again) */
+        thread_counted = true;
+        atomic_fetch_add_explicit(&threads_live, 1, memory_order_relaxed);
+    }
     tm_bg_maybe_start();
 }
 
+/* A thread leaves (pthread_exit, or its start routine returned).  If it
+ * is the last one that ever called in, the background thread stops now,
+ * before this one is gone: glibc ends the process when its last thread
+ * exits - it counts threads, ours included - so with ours sleeping on,
+ * a program whose last thread called pthread_exit (its main thread
+ * after starting and joining workers, or a fork child's only thread)
+ * never exited, and since ours blocks every signal and the others were
+ * gone, not even SIGTERM ended it (found with CPython's test_threading:
+ * a fork from a thread, a thread in the child, the child hung).  Left
+ * waiting: a thread that never called in, which glibc keeps the process
+ * alive for anyway; if it calls in later, the thread starts again.    */
 static void thread_exit_hook(void *arg)
 {
     (void)arg;
+    thread_leaving = true;
     tm_tcache_flush_all();
     tm_arena_detach_thread();
+    if (thread_counted) {
+        thread_counted = false;
+        if (atomic_fetch_sub_explicit(&threads_live, 1, memory_order_acq_rel) == 1)
+            bg_stop_and_wait();
+    }
 }
 
 /* ---- fork ----------------------------------------------------------------- */
@@ -212,6 +240,7 @@ static void fork_child(void)
     atomic_store(&bg_stop, false);
     atomic_store(&bg_retry_at, 0);
     atomic_store(&threads_seen, 1);
+    atomic_store(&threads_live, thread_counted ? 1 : 0);   /* the forking thread alone */
     atomic_store(&tm_multi_threaded, false);
     atomic_store(&tm_swing_seen, false);   /* the child's own rounds decide (arena.c) */
     atomic_store(&tm_bg_event.waiting, 0);
@@ -319,6 +348,13 @@ static void *bg_main(void *arg)
 void tm_ctl_single_thread(void)
 {
     atomic_store(&single_wanted, true);
+    bg_stop_and_wait();
+}
+
+/* Ask the running background thread to exit, and wait (2 s at most)
+ * until the kernel has let go of it. */
+static void bg_stop_and_wait(void)
+{
     int tid = 0;
     for (int k = 0; k < 20000 && atomic_load(&tm_bg_active); k++) {
         if ((tid = atomic_load(&bg_tid)) != 0)
@@ -346,7 +382,8 @@ _Atomic unsigned long tm_bg_start_failures;
 
 void tm_bg_maybe_start(void)
 {
-    if (likely(atomic_load_explicit(&tm_bg_active, memory_order_relaxed)) || !bg_allowed())
+    if (likely(atomic_load_explicit(&tm_bg_active, memory_order_relaxed)) || !bg_allowed() ||
+        thread_leaving)
         return;
     uint64_t retry = atomic_load_explicit(&bg_retry_at, memory_order_relaxed);
     if (unlikely(retry) && tm_os_now_ms() < retry)
