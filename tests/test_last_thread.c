@@ -103,15 +103,19 @@ static void *sleeper(void *arg)
 
 /* The child's common start: the handler, a thread that allocates (the
  * second thread starts the background one), the check that it runs. */
-static void start(void)
+static void two_threads_and_bg(void)
 {
-    atexit(say_exited);
     churn(5);
     pthread_t t;
     if (pthread_create(&t, NULL, allocating, NULL) != 0 || pthread_join(t, NULL) != 0)
         _exit(80);
     if (!bg_running())
         _exit(81);
+}
+static void start(void)
+{
+    atexit(say_exited);
+    two_threads_and_bg();
 }
 
 static void stage(const char *which)
@@ -157,12 +161,7 @@ static void *forking(void *arg)
     if (pid < 0)
         _exit(84);
     if (pid == 0) {
-        churn(5);
-        pthread_t t;
-        if (pthread_create(&t, NULL, allocating, NULL) != 0 || pthread_join(t, NULL) != 0)
-            _exit(80);
-        if (!bg_running())
-            _exit(81);
+        two_threads_and_bg();
         return NULL;             /* the grandchild's last thread ends */
     }
     for (int k = 0; k < 1500; k++) {
