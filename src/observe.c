@@ -111,7 +111,10 @@ static bool sink_back(sink *s, size_t need)
     if (to > s->cap)
         to = s->cap;
     if (to > ch.backed[r]) {
-        if (!tm_os_channel_back(ch.fd, region_off(r) + ch.backed[r], to - ch.backed[r]))
+        /* (fallocate on a number the program took would grow its file:
+         * channel_ready looked a moment ago, this looks again)         */
+        if (!tm_os_channel_ours(ch.fd, ch.fd_id) ||
+            !tm_os_channel_back(ch.fd, region_off(r) + ch.backed[r], to - ch.backed[r]))
             return false;
         ch.backed[r] = to;
     }
@@ -684,8 +687,22 @@ static void put_heapmap(sink *s)
 static bool channel_ready(void)
 {
     int pid = tm_os_getpid();
-    if (ch.hdr && ch.pid == pid)
-        return true;
+    if (ch.hdr && ch.pid == pid) {
+        if (likely(tm_os_channel_ours(ch.fd, ch.fd_id)))
+            return true;
+        /* The program took the descriptor's number: closed it (and may
+         * have opened something there), or put a file of its own on it
+         * with dup2.  That file is not ours to grow - fallocate on it,
+         * to give the mapping pages, extended a program's data file with
+         * zeros (found by a helper session: dup2 onto 56, then a
+         * fragmented heap) - and readers no longer find the channel
+         * there.  A new one, at the next free number; this one's pages
+         * go.  One fstat a refresh.                                    */
+        tm_os_channel_unmap(ch.hdr, TM_OBS_SIZE);
+        ch.hdr = NULL;
+        ch.fd = -1;
+        ch.retry_ms = 0;
+    }
     if (ch.hdr) {
         /* A child made by a raw clone that ran no fork handler: the mapping
          * is not there (MADV_DONTFORK); forget it and start over.  The

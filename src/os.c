@@ -392,11 +392,21 @@ bool tm_os_channel_back(int fd, size_t off, size_t len)
     return syscall(SYS_fallocate, fd, 0, (off_t)off, (off_t)len) == 0;
 }
 
-void tm_os_channel_close_if_ours(int fd, const uint64_t id[2])
+bool tm_os_channel_ours(int fd, const uint64_t id[2])
 {
     uint64_t now[2];
-    if (fd >= 0 && fd_identity(fd, now) && now[0] == id[0] && now[1] == id[1])
+    return fd >= 0 && fd_identity(fd, now) && now[0] == id[0] && now[1] == id[1];
+}
+
+void tm_os_channel_close_if_ours(int fd, const uint64_t id[2])
+{
+    if (tm_os_channel_ours(fd, id))
         nc_close(fd);
+}
+
+void tm_os_channel_unmap(void *p, size_t size)
+{
+    munmap(p, size);
 }
 
 /* Scratch memory for a report (not counted; the caller frees it). */

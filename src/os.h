@@ -68,9 +68,14 @@ extern struct tm_os_calls tm_os_calls TM_HIDDEN;
 /* The statistics channel and reports (observe.c); not counted above. */
 TM_HIDDEN int   tm_os_channel_create(const char *name, size_t size, void **out,
                                      uint64_t id[2]);          /* fd or -1; id: the file's */
-/* Close fd if it still refers to the file `id` (tm_os_channel_create's):
- * a program may have closed it and reused the number. */
+/* Does fd still refer to the file `id` (tm_os_channel_create's)?  A
+ * program may have closed the number, or put a file of its own there
+ * (dup2, or a close-everything and an open). */
+TM_HIDDEN bool  tm_os_channel_ours(int fd, const uint64_t id[2]);
+/* Close fd if it still refers to the file `id`. */
 TM_HIDDEN void  tm_os_channel_close_if_ours(int fd, const uint64_t id[2]);
+/* Unmap a channel (tm_os_channel_create's mapping of `size` bytes). */
+TM_HIDDEN void  tm_os_channel_unmap(void *p, size_t size);
 /* Give [off, off + len) of the channel's file its pages before the
  * mapping is written there: false if the system has no memory for them.
  * (A shared memfd page is charged when first touched; under

@@ -1,5 +1,5 @@
 # Thread, fork, OOM, arena, tunable, static-link and LD_PRELOAD tests.
-# (test sources: test_threads.c test_fork.c test_oom.c test_cancel.c test_last_thread.c test_limits.c test_bgfail.c test_arena.c
+# (test sources: test_threads.c test_fork.c test_oom.c test_cancel.c test_last_thread.c test_channel_fd.c test_limits.c test_bgfail.c test_arena.c
 #  test_tunables.c test_static.c preload.sh; shared helpers: mt_common.h)
 
 
@@ -12,6 +12,8 @@ tide_add_test(test_oom SOURCES test_oom.c TIMEOUT 240)
 tide_add_test(test_cancel SOURCES test_cancel.c TIMEOUT 120)
 # a process ends when its last thread does, the background thread running
 tide_add_test(test_last_thread SOURCES test_last_thread.c TIMEOUT 200)
+# the statistics channel's number taken by the program: its file untouched
+tide_add_test(test_channel_fd SOURCES test_channel_fd.c TIMEOUT 120 ENV TIDEMALLOC_HEAPMAP_MS=100)
 tide_add_variant(test_cancel_nobg test_cancel TIMEOUT 120 ENV TIDEMALLOC_BACKGROUND_THREAD=0)
 # RLIMIT_FSIZE and no memory for the statistics channel's pages: no
 # SIGXFSZ, no SIGBUS (test_limits.c).
