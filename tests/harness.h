@@ -264,6 +264,23 @@ static HARNESS_UNUSED long harness_status_kb(const char *field)
 static inline HARNESS_UNUSED long harness_vm_rss_kb(void) { return harness_status_kb("VmRSS"); }
 static inline HARNESS_UNUSED long harness_vm_hwm_kb(void) { return harness_status_kb("VmHWM"); }
 
+/* The statistics channel's descriptor (its /proc link names the memfd),
+ * the lowest one, or -1.  readlink allocates nothing. */
+static HARNESS_UNUSED int harness_channel_fd(void)
+{
+    for (int fd = 3; fd < 1024; fd++) {
+        char path[64], link[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n <= 0)
+            continue;
+        link[n] = 0;
+        if (strstr(link, "memfd:tidemalloc-stats"))
+            return fd;
+    }
+    return -1;
+}
+
 /* ---- running code in a child ------------------------------------------- */
 typedef void (*harness_fn)(void *arg);
 

@@ -30,21 +30,6 @@
 
 static char path[256];
 
-/* The lowest descriptor whose link names the channel, or -1. */
-static int channel_fd(void)
-{
-    for (int fd = 0; fd < 1024; fd++) {
-        char l[64], buf[128];
-        snprintf(l, sizeof l, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(l, buf, sizeof buf - 1);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        if (strncmp(buf, "/memfd:tidemalloc-stats", 23) == 0)
-            return fd;
-    }
-    return -1;
-}
 
 static double now_s(void)
 {
@@ -94,7 +79,7 @@ static void stage(void *arg)
     if (pthread_create(&t, NULL, thread_churn, NULL) != 0 || pthread_join(t, NULL) != 0)
         _exit(80);
     int ch = -1;
-    for (int i = 0; i < 100 && (ch = channel_fd()) < 0; i++)
+    for (int i = 0; i < 100 && (ch = harness_channel_fd()) < 0; i++)
         churn(0.05);
     if (ch < 0)
         _exit(81);                 /* no channel was made: nothing to test */
@@ -120,7 +105,7 @@ static void stage(void *arg)
     snprintf(l, sizeof l, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(l, buf, sizeof buf - 1);
     CHECK("that number still refers to the program's file", n > 0 && strstr(buf, "tidemalloc") == NULL);
-    int again = channel_fd();
+    int again = harness_channel_fd();
     CHECKF("the channel is back, at another number", again >= 0 && again != fd, "channel at %d", again);
     _exit(harness_finish());
 }

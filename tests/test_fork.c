@@ -321,22 +321,6 @@ static int wait_ok(pid_t pid, char *how, size_t n)
     return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
-/* The statistics channel's descriptor (its /proc link names the memfd),
- * or -1.  readlink allocates nothing. */
-static int find_channel_fd(void)
-{
-    for (int fd = 3; fd < 1024; fd++) {
-        char path[64], link[256];
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(path, link, sizeof link - 1);
-        if (n <= 0)
-            continue;
-        link[n] = 0;
-        if (strstr(link, "memfd:tidemalloc-stats"))
-            return fd;
-    }
-    return -1;
-}
 
 static void reused_descriptor(void)
 {
@@ -344,7 +328,7 @@ static void reused_descriptor(void)
     for (int t = 0; t < 500 && chfd < 0; t++) {      /* up to ~5 s */
         for (int k = 0; k < 128; k++)
             free(malloc(65536));                     /* slow paths: the first refresh makes it */
-        if ((chfd = find_channel_fd()) < 0)
+        if ((chfd = harness_channel_fd()) < 0)
             mt_sleep_ms(10);
     }
     const char *stats = getenv("TIDEMALLOC_STATS");
@@ -528,7 +512,7 @@ int main(void)
     /* 5. A sandboxed fork child (before stage 4, which closes the channel's
      * descriptor; the parent has its channel by then: stage 4 makes sure). */
     mt_stage = 5;
-    if (find_channel_fd() < 0)
+    if (harness_channel_fd() < 0)
         for (int k = 0; k < 256; k++)
             free(malloc(65536));
     sandboxed_fork();
