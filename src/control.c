@@ -146,7 +146,7 @@ static _Atomic unsigned threads_live;
 static __thread bool thread_counted;
 /* This thread is running its exit hook: it starts no background thread. */
 static __thread bool thread_leaving;
-static void bg_stop_and_wait(void);
+static TM_NOINLINE void bg_stop_and_wait(void);
 
 void tm_thread_setup_slow(void)
 {
@@ -353,7 +353,7 @@ void tm_ctl_single_thread(void)
 
 /* Ask the running background thread to exit, and wait (2 s at most)
  * until the kernel has let go of it. */
-static void bg_stop_and_wait(void)
+static TM_NOINLINE void bg_stop_and_wait(void)
 {
     int tid = 0;
     for (int k = 0; k < 20000 && atomic_load(&tm_bg_active); k++) {
