@@ -1,10 +1,12 @@
 /*
  * test_cxx.cc - C++'s operator new and operator delete (src/cxx.c).
  *
- *   routing   all 20 replaceable forms resolve to tidemalloc's (dladdr of
- *             the names the program binds to), and what they hand out
- *             is tidemalloc's (tide_owns), aligned as asked; every
- *             form of delete takes it back;
+ *   routing   operator new(size_t), operator delete(void *) and their
+ *             align_val_t forms resolve to tidemalloc's (dladdr of the
+ *             names the program binds to), the 16 others to the C++
+ *             runtime's; what every form hands out is tidemalloc's
+ *             (tide_owns), aligned as asked; every form of delete
+ *             takes it back;
  *   failure   what the C++ runtime's operators do when the allocation
  *             fails, tidemalloc's hand the request on: the new_handler
  *             is called, std::bad_alloc thrown (throwing forms), NULL
@@ -31,14 +33,16 @@ static bool defined_by_tidemalloc(const char *name)
     return std::strstr(info.dli_fname, "libtidemalloc") != nullptr;
 }
 
-static const char *const names[] = {
-    "_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t",
-    "_ZnwmSt11align_val_t", "_ZnamSt11align_val_t",
+/* The four every other form is defined on: tidemalloc's. */
+static const char *const base[] = { "_Znwm", "_ZnwmSt11align_val_t", "_ZdlPv", "_ZdlPvSt11align_val_t" };
+/* The rest: the C++ runtime's, which call the four through the dynamic
+ * linker (a program's replacement of the four reaches them all). */
+static const char *const derived[] = {
+    "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t", "_ZnamSt11align_val_t",
     "_ZnwmSt11align_val_tRKSt9nothrow_t", "_ZnamSt11align_val_tRKSt9nothrow_t",
-    "_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm", "_ZdlPvRKSt9nothrow_t", "_ZdaPvRKSt9nothrow_t",
-    "_ZdlPvSt11align_val_t", "_ZdaPvSt11align_val_t", "_ZdlPvmSt11align_val_t",
-    "_ZdaPvmSt11align_val_t", "_ZdlPvSt11align_val_tRKSt9nothrow_t",
-    "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdaPv", "_ZdlPvm", "_ZdaPvm", "_ZdlPvRKSt9nothrow_t", "_ZdaPvRKSt9nothrow_t",
+    "_ZdaPvSt11align_val_t", "_ZdlPvmSt11align_val_t", "_ZdaPvmSt11align_val_t",
+    "_ZdlPvSt11align_val_tRKSt9nothrow_t", "_ZdaPvSt11align_val_tRKSt9nothrow_t",
 };
 
 struct alignas(256) Wide {
@@ -52,8 +56,11 @@ static bool ours(const void *p, std::size_t align)
 
 static void routing()
 {
-    for (const char *n : names)
+    for (const char *n : base)
         CHECKF("the program binds this operator to tidemalloc's", defined_by_tidemalloc(n), "%s", n);
+    for (const char *n : derived)
+        CHECKF("this operator is the C++ runtime's (it calls the four)",
+               dlsym(RTLD_DEFAULT, n) != nullptr && !defined_by_tidemalloc(n), "%s", n);
 
     int *i = new int(7);
     CHECK("new: tidemalloc's block", ours(i, 16) && *i == 7);

@@ -1,9 +1,17 @@
 /*
  * test_cxx_own.cc - a C++ program with an operator new and delete of its
  * own keeps them: the executable comes first in the symbol search order,
- * before tidemalloc's definitions (src/cxx.c), which it does not see.
- * Its operators call malloc and free, which are tidemalloc's.
+ * before tidemalloc's definitions (src/cxx.c).
+ *
+ * The program replaces only operator new(size_t) and operator
+ * delete(void *), as code written before C++14 does, and serves them from
+ * a pool of its own, not from malloc.  Every other form - new[], the
+ * sized delete the compiler emits for `delete p`, delete[], the nothrow
+ * forms - must reach these two, as the standard defines them.  With
+ * tidemalloc defining those other forms itself (73375a5), `delete p`
+ * went to tidemalloc's free with a pool block and aborted.
  */
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <string>
@@ -13,39 +21,64 @@
 
 static long news, deletes;
 
+/* A bump pool: 64 MiB, never reused; its blocks are nobody's heap. */
+alignas(64) static unsigned char pool[64 << 20];
+static std::size_t used;
+
+static bool in_pool(const void *p)
+{
+    return p >= pool && p < pool + sizeof pool;
+}
+
+/* Deliberately no sized delete (what the test is about). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wsized-deallocation"
+#endif
 void *operator new(std::size_t n)
 {
     news++;
-    void *p = std::malloc(n ? n : 1);
-    if (!p)
+    std::size_t at = (used + 15) & ~std::size_t(15);
+    if (at + n + 16 > sizeof pool)
         throw std::bad_alloc();
-    return p;
+    used = at + (n ? n : 1);
+    return pool + at;
 }
 void operator delete(void *p) noexcept
 {
+    if (p && !in_pool(p))
+        std::abort();             /* not the pool's: a mixed-up pairing */
     deletes++;
-    std::free(p);
 }
-void operator delete(void *p, std::size_t) noexcept
-{
-    deletes++;
-    std::free(p);
-}
+
+struct Node {
+    std::uint64_t a, b;
+    virtual ~Node() = default;
+};
 
 int main()
 {
-    int *x = static_cast<int *>(harness_launder(new int(3)));
-    CHECK("the program's own operator new is called, on tidemalloc's malloc", news == 1 && tide_owns(x));
-    delete x;
-    CHECK("the program's own operator delete is called", deletes == 1);
+    Node *x = static_cast<Node *>(harness_launder(new Node()));
+    CHECK("the program's own operator new is called", news == 1 && in_pool(x) && !tide_owns(x));
+    delete x;                     /* sized: the runtime's, then ours above */
+    CHECK("`delete p` (the sized delete) reaches the program's operator delete", deletes == 1);
+    int *a = static_cast<int *>(harness_launder(new int[100]));
+    CHECK("new[] reaches the program's operator new", news == 2 && in_pool(a));
+    delete[] a;
+    CHECK("delete[] reaches the program's operator delete", deletes == 2);
+    int *n = new (std::nothrow) int(5);
+    CHECK("nothrow new reaches it too", news == 3 && in_pool(harness_launder(n)));
+    delete n;
     {
         std::vector<std::string> v;
         for (int i = 0; i < 1000; i++)
             v.push_back(std::string(40 + i % 50, 'x'));
         harness_sink(v.data());
     }
-    CHECKF("containers allocate through it too", news > 1000 && news == deletes, "%ld new, %ld delete",
+    CHECKF("containers allocate and free through it", news > 1000 && news == deletes, "%ld new, %ld delete",
            news, deletes);
+    void *m = malloc(100);
+    CHECK("malloc is still tidemalloc's", m && tide_owns(m));
+    free(m);
     CHECK("tide_check_heap", tide_check_heap() > 0);
     return harness_finish();
 }
