@@ -141,10 +141,11 @@ void tm_init_slow(void)
 static _Atomic unsigned threads_seen;   /* threads that have called in */
 /* Threads that called in and whose exit hook will run (exit_key set),
  * still alive: when the last of them leaves, the background thread goes
- * too (thread_exit_hook).  This thread is one of them.                 */
+ * too (thread_exit_hook).  A thread is one of them while its exit_key
+ * value is set.                                                        */
 static _Atomic unsigned threads_live;
-static __thread bool thread_counted;
-/* This thread is running its exit hook: it starts no background thread. */
+/* This thread is running its exit hook: it starts no background thread
+ * and is not counted again. */
 static __thread bool thread_leaving;
 static TM_NOINLINE void bg_stop_and_wait(void);
 
@@ -157,11 +158,9 @@ void tm_thread_setup_slow(void)
     /* With no lock held: for keys beyond the first 32 glibc allocates the
      * second-level table here, which re-enters malloc (this thread's
      * state is no longer 0, so it goes straight to an arena).          */
-    if (exit_key_ok && pthread_setspecific(exit_key, (void *)1) == 0 && !thread_counted &&
-        !thread_leaving) {                /* (a call from a later exit hook: not again) */
-        thread_counted = true;
+    if (exit_key_ok && !thread_leaving && pthread_getspecific(exit_key) == NULL &&
+        pthread_setspecific(exit_key, (void *)1) == 0)
         atomic_fetch_add_explicit(&threads_live, 1, memory_order_relaxed);
-    }
     tm_bg_maybe_start();
 }
 
@@ -182,11 +181,9 @@ static void thread_exit_hook(void *arg)
     thread_leaving = true;
     tm_tcache_flush_all();
     tm_arena_detach_thread();
-    if (thread_counted) {
-        thread_counted = false;
-        if (atomic_fetch_sub_explicit(&threads_live, 1, memory_order_acq_rel) == 1)
-            bg_stop_and_wait();
-    }
+    /* (glibc calls the hook only for a thread whose value is set: counted) */
+    if (atomic_fetch_sub_explicit(&threads_live, 1, memory_order_acq_rel) == 1)
+        bg_stop_and_wait();
 }
 
 /* ---- fork ----------------------------------------------------------------- */
@@ -240,7 +237,7 @@ static void fork_child(void)
     atomic_store(&bg_stop, false);
     atomic_store(&bg_retry_at, 0);
     atomic_store(&threads_seen, 1);
-    atomic_store(&threads_live, thread_counted ? 1 : 0);   /* the forking thread alone */
+    atomic_store(&threads_live, exit_key_ok && pthread_getspecific(exit_key) ? 1 : 0);   /* the forking thread */
     atomic_store(&tm_multi_threaded, false);
     atomic_store(&tm_swing_seen, false);   /* the child's own rounds decide (arena.c) */
     atomic_store(&tm_bg_event.waiting, 0);

@@ -698,7 +698,7 @@ static bool channel_ready(void)
          * fragmented heap) - and readers no longer find the channel
          * there.  A new one, at the next free number; this one's pages
          * go.  One fstat a refresh.                                    */
-        tm_os_channel_unmap(ch.hdr, TM_OBS_SIZE);
+        tm_os_scratch_free(ch.hdr, TM_OBS_SIZE);          /* (a munmap) */
         ch.hdr = NULL;
         ch.fd = -1;
         ch.retry_ms = 0;

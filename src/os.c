@@ -404,11 +404,6 @@ void tm_os_channel_close_if_ours(int fd, const uint64_t id[2])
         nc_close(fd);
 }
 
-void tm_os_channel_unmap(void *p, size_t size)
-{
-    munmap(p, size);
-}
-
 /* Scratch memory for a report (not counted; the caller frees it). */
 void *tm_os_scratch(size_t size)
 {

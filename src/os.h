@@ -74,8 +74,6 @@ TM_HIDDEN int   tm_os_channel_create(const char *name, size_t size, void **out,
 TM_HIDDEN bool  tm_os_channel_ours(int fd, const uint64_t id[2]);
 /* Close fd if it still refers to the file `id`. */
 TM_HIDDEN void  tm_os_channel_close_if_ours(int fd, const uint64_t id[2]);
-/* Unmap a channel (tm_os_channel_create's mapping of `size` bytes). */
-TM_HIDDEN void  tm_os_channel_unmap(void *p, size_t size);
 /* Give [off, off + len) of the channel's file its pages before the
  * mapping is written there: false if the system has no memory for them.
  * (A shared memfd page is charged when first touched; under
