@@ -27,6 +27,19 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* Built for AddressSanitizer or ThreadSanitizer (gcc says so with
+ * __SANITIZE_*__, clang with __has_feature): they interpose malloc and
+ * dlopen themselves, so the parts that take over the C++ operators and
+ * dlopen (cxx.c, dlopen.c) are left out of such builds.               */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TM_SANITIZER_INTERPOSES 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TM_SANITIZER_INTERPOSES 1
+#endif
+
 /* Export `name` as another name of the function `target`. */
 #define TM_ALIAS(name, target) \
     extern __typeof(target) name __attribute__((alias(#target), visibility("default")))

@@ -46,16 +46,7 @@
 #include "internal.h"
 #include "tidemalloc.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define TM_SANITIZER_CXX 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TM_SANITIZER_CXX 1
-#endif
-
-#if defined(TM_SHARED_LIB) && !defined(TM_SANITIZER_CXX)
+#if defined(TM_SHARED_LIB) && !defined(TM_SANITIZER_INTERPOSES)
 
 /* The C++ runtime's definition of `name` (the next after this library).
  * None (only a program that calls these names without a C++ runtime):

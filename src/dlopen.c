@@ -63,16 +63,7 @@
 #include "os.h"
 #include "tidemalloc.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define TM_SANITIZER_DLOPEN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TM_SANITIZER_DLOPEN 1
-#endif
-
-#if defined(TM_SHARED_LIB) && !defined(TM_SANITIZER_DLOPEN) && defined(__x86_64__)
+#if defined(TM_SHARED_LIB) && !defined(TM_SANITIZER_INTERPOSES) && defined(__x86_64__)
 
 typedef void *dlopen_fn(const char *, int);
 /* The C library's dlopen (RTLD_NEXT), set by the constructor below. */
