@@ -17,10 +17,14 @@ static tm_lock meta_lock;
 static meta_slab *slabs;             /* guarded by meta_lock */
 static meta_slab *spare_descs;       /* unused descriptors, by next */
 
-static size_t slab_bytes(void) { return (2 * META_SLOTS + 1) * tm_fix.pagesize; }
+/* | G | slot 0 | slot 1 | ... | slot 63 | G |: a guard at each end only
+ * (meta.h).  Slots are made read/write lowest first, so those ever used
+ * form one run, which the kernel keeps as one mapping: a slab is at most
+ * three.                                                              */
+static size_t slab_bytes(void) { return (META_SLOTS + 2) * tm_fix.pagesize; }
 static char *slot_at(const meta_slab *s, unsigned i)
 {
-    return s->base + (2 * (size_t)i + 1) * tm_fix.pagesize;
+    return s->base + ((size_t)i + 1) * tm_fix.pagesize;
 }
 
 static meta_slab *new_slab(void)
@@ -76,8 +80,8 @@ static meta_slab *find(const void *p, unsigned *idx)
     size_t page = tm_fix.pagesize;
     for (meta_slab *s = slabs; s; s = s->next) {
         uintptr_t off = (uintptr_t)p - (uintptr_t)s->base;
-        if (off < slab_bytes() && off % (2 * page) == page) {
-            *idx = (unsigned)(off / (2 * page));
+        if (off >= page && off < (META_SLOTS + 1) * page && off % page == 0) {
+            *idx = (unsigned)(off / page - 1);
             return s;
         }
     }
@@ -106,6 +110,19 @@ bool tm_meta_owns(const void *p)
     bool ok = s && (s->used >> i & 1);
     tm_lock_release(&meta_lock);
     return ok;
+}
+
+bool tm_meta_span(const void *p, void **first, void **end)
+{
+    tm_lock_acquire(&meta_lock);
+    unsigned i;
+    meta_slab *s = find(p, &i);
+    if (s) {
+        *first = slot_at(s, 0);
+        *end = slot_at(s, META_SLOTS);
+    }
+    tm_lock_release(&meta_lock);
+    return s != NULL;
 }
 
 void tm_meta_fork_lock(void) { tm_lock_acquire(&meta_lock); }
