@@ -9,7 +9,9 @@ typedef struct meta_slab {
     struct meta_slab *next;
     char *base;                      /* the slab's reservation */
     uint64_t used;                   /* bit i: slot i handed out */
-    uint64_t touched;                /* bit i: slot i made read/write once */
+    unsigned committed;              /* slots [0, committed) made read/write: the
+                                        lowest free slot is handed out, so the
+                                        ones ever used are always such a run */
 } meta_slab;
 
 /* Slab descriptors live in a page of their own (never the heap either). */
@@ -44,7 +46,8 @@ static meta_slab *new_slab(void)
     meta_slab *s = spare_descs;
     spare_descs = s->next;
     s->base = base;
-    s->used = s->touched = 0;
+    s->used = 0;
+    s->committed = 0;
     s->next = slabs;
     slabs = s;
     return s;
@@ -64,8 +67,10 @@ void *tm_meta_alloc(size_t size)
     if (s) {
         unsigned i = (unsigned)__builtin_ctzll(~s->used);
         char *slot = slot_at(s, i);
-        if ((s->touched >> i & 1) || tm_os_commit(slot, tm_fix.pagesize)) {
-            s->touched |= (uint64_t)1 << i;
+        TM_ASSERT(i <= s->committed);
+        if (i < s->committed || tm_os_commit(slot, tm_fix.pagesize)) {
+            if (i == s->committed)
+                s->committed++;
             s->used |= (uint64_t)1 << i;
             p = slot;
         }

@@ -127,6 +127,8 @@ static long maps_added_by_threads(size_t *slots)
     for (int i = 0; i < MANY; i++)
         pthread_join(ts[i], NULL);
     pthread_attr_destroy(&at);
+    pthread_barrier_destroy(&many_up);
+    pthread_barrier_destroy(&many_done);
     *slots = distinct(caches, MANY);
     return before < 0 || after < 0 ? -1 : after - before;
 }
