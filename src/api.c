@@ -26,6 +26,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include "arena.h"
 #include "control.h"
@@ -789,6 +791,29 @@ TM_EXPORT int setns(int fd, int nstype)
         one_thread_wanted();
     return tm_os_setns(fd, nstype);
 }
+
+/* ---- seccomp ---------------------------------------------------------------
+ * Page release batches its ranges into one process_madvise (os.c), a
+ * system call glibc's malloc never makes: a seccomp filter that allows
+ * glibc's calls may kill the process for it (sshd's pre-auth sandbox
+ * sets no_new_privs, then installs its filter, both through prctl).
+ * This stands in for libc's prctl, which is the bare system call, and
+ * turns the batching off before either takes effect.  (Not under a
+ * sanitizer, whose runtime has a prctl of its own: os.c never batches
+ * there.)                                                             */
+#if !TM_SANITIZER_INTERPOSES
+TM_EXPORT int prctl(int option, ...)
+{
+    va_list ap;
+    va_start(ap, option);
+    unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long);
+    unsigned long a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
+    va_end(ap);
+    if (option == PR_SET_SECCOMP || option == PR_SET_NO_NEW_PRIVS)
+        tm_os_release_batch_off();
+    return tm_os_prctl(option, a2, a3, a4, a5);
+}
+#endif
 
 /* The glibc names (family.h); those no system header declares first. */
 void free_sized(void *, size_t);

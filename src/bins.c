@@ -584,6 +584,8 @@ size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *o
 {
     size_t done = 0;
     uint64_t left = UINT64_MAX;
+    tm_relbatch b;                   /* (flushed below, before the lock is left) */
+    tm_relbatch_init(&b);
     if (unlikely(tm_os_release_refused())) {
         if (oldest)
             *oldest = UINT64_MAX;    /* nothing will be: the background thread need not wake */
@@ -600,7 +602,7 @@ size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *o
                     continue;
                 uint64_t stamp = chunk_free_stamp(p);
                 if (stamp <= cutoff)
-                    done += tm_release_chunk(av, p);
+                    done += tm_release_chunk_into(av, p, &b);
                 else if (stamp < left &&
                          chunk_released(p) < chunk_interior_bytes(p, size, tm_fix.pagesize))
                     left = stamp;
@@ -608,9 +610,10 @@ size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *o
         }
     }
     if (av->top_stamp <= cutoff)
-        done += tm_release_top(av, top_keep);
+        done += tm_release_top_into(av, top_keep, &b);
     else if (av->top_stamp < left && tm_release_top_dirty(av, top_keep))
         left = av->top_stamp;
+    tm_release_flush(&b);
     TM_ASSERT(av->released + av->dirty <= av->system_mem);
     if (oldest)
         *oldest = left;
@@ -619,13 +622,13 @@ size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *o
 
 /* Release big free chunks of bin i until the arena's dirty bytes reach
  * target; the bytes released.                                         */
-static size_t release_bin_down_to(tm_arena *av, unsigned i, size_t target)
+static size_t release_bin_down_to(tm_arena *av, unsigned i, size_t target, tm_relbatch *b)
 {
     size_t done = 0;
     tm_chunk *bin = bin_at(av, i);
     for (tm_chunk *p = bin->fd; p != bin && av->dirty > target; p = p->fd)
         if (chunksize(p) >= TM_RELEASE_MIN)
-            done += tm_release_chunk(av, p);
+            done += tm_release_chunk_into(av, p, b);
     return done;
 }
 
@@ -654,10 +657,13 @@ void tm_bins_enforce_cap_slow(tm_arena *av)
     /* Down to half the cap: the top first (one call), then the biggest
      * free chunks (most bytes per call, least likely reused soon).      */
     size_t target = cap / 2, done = 0;
+    tm_relbatch b;                   /* (one call for them all where the kernel can: os.c) */
+    tm_relbatch_init(&b);
     if (top_dirty)
-        done += tm_release_top(av, pad);
+        done += tm_release_top_into(av, pad, &b);
     for (unsigned i = TM_NBINS - 1; i >= TM_NSMALLBINS && av->dirty > target; i--)
-        done += release_bin_down_to(av, i, target);
-    done += release_bin_down_to(av, 1, target);  /* unsorted: the newest */
+        done += release_bin_down_to(av, i, target, &b);
+    done += release_bin_down_to(av, 1, target, &b);  /* unsorted: the newest */
+    tm_release_flush(&b);
     tm_release_swing_note(av, done);
 }

@@ -123,6 +123,8 @@ void tm_init_slow(void)
     }
     tm_os_init();
     tm_os_seccomp_start(&seccomp_mode0, &nnp0);
+    if (seccomp_mode0 != 0 || nnp0 != 0)   /* (a filter, or the way open to one: os.c) */
+        tm_os_release_batch_off();
     init_secrets();
     tm_tunables_init();
     tm_thp_init();
@@ -295,7 +297,7 @@ static void *bg_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    prctl(PR_SET_NAME, "tidemalloc-bg", 0, 0, 0);
+    tm_os_prctl(PR_SET_NAME, (unsigned long)"tidemalloc-bg", 0, 0, 0);   /* (not api.c's prctl: os.h) */
     atomic_store(&bg_tid, tm_os_gettid());
     tm_tcache_reclaim_init();
     while (TM_P(background) != TM_BG_OFF && !atomic_load(&bg_stop)) {

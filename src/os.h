@@ -8,6 +8,7 @@
 #define TM_OS_H
 
 #include <stdatomic.h>
+#include <sys/uio.h>
 #include "base.h"
 
 /* Kinds of OS call whose failure tests can inject (tide_fault_inject). */
@@ -27,6 +28,21 @@ TM_HIDDEN bool  tm_os_guard(void *p, size_t size);         /* make PROT_NONE */
 TM_HIDDEN void  tm_os_unmap(void *p, size_t size);
 TM_HIDDEN void *tm_os_remap(void *p, size_t old, size_t new_size);
 TM_HIDDEN void  tm_os_release(void *p, size_t size);       /* madvise(DONTNEED): reads 0 after */
+/* tm_os_release of n ranges (iov_base, iov_len), as one process_madvise
+ * call per TM_OS_IOV_MAX where the kernel takes it (Linux >= 6.15 with
+ * PIDFD_SELF: one TLB flush for the lot), one madvise each otherwise.
+ * Page release is the only thing the allocator batches this way.     */
+#define TM_OS_IOV_MAX 1024
+TM_HIDDEN void  tm_os_release_many(struct iovec *v, size_t n);
+/* No process_madvise from now on: the process may be about to confine
+ * itself with a seccomp filter that kills on system calls glibc's malloc
+ * never makes (api.c's prctl; a filter at start: control.c).  A fork
+ * child inherits the setting.                                          */
+TM_HIDDEN void  tm_os_release_batch_off(void);
+TM_HIDDEN bool  tm_os_release_batch_on(void);             /* (tests, statistics) */
+/* prctl(2), the bare system call (api.c's prctl stands in for libc's). */
+TM_HIDDEN int   tm_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+                            unsigned long a5);
 /* The kernel refused MADV_DONTNEED this many times (locked pages: mlock,
  * mlockall; a seccomp filter).  tm_os_release zeroes what it could not
  * give back, so "reads 0 after" holds either way; past
@@ -62,6 +78,7 @@ TM_HIDDEN bool  tm_os_advise_huge(void *p, size_t size, bool huge);
  * break; the statistics channel's own memfd and mapping are not counted. */
 struct tm_os_calls {
     _Atomic unsigned long mmap, munmap, mprotect, mremap, madvise, brk;
+    _Atomic unsigned long process_madvise;   /* batched calls (madvise counts their ranges) */
 };
 extern struct tm_os_calls tm_os_calls TM_HIDDEN;
 

@@ -17,7 +17,25 @@ bool tm_release_take_big(tm_arena *av, tm_chunk *p)
     return full;
 }
 
-size_t tm_release_chunk(tm_arena *av, tm_chunk *p)
+static void queue(tm_relbatch *b, uintptr_t lo, uintptr_t hi)
+{
+    if (b->n == TM_RELEASE_BATCH)
+        tm_release_flush(b);
+    b->v[b->n].iov_base = (void *)lo;
+    b->v[b->n].iov_len = hi - lo;
+    b->n++;
+}
+
+void tm_release_flush(tm_relbatch *b)
+{
+    if (b->n == 1)
+        tm_os_release(b->v[0].iov_base, b->v[0].iov_len);
+    else if (b->n > 1)
+        tm_os_release_many(b->v, b->n);
+    b->n = 0;
+}
+
+size_t tm_release_chunk_into(tm_arena *av, tm_chunk *p, tm_relbatch *b)
 {
     size_t size = chunksize(p);
     uintptr_t lo, hi;
@@ -25,7 +43,7 @@ size_t tm_release_chunk(tm_arena *av, tm_chunk *p)
     if (hi <= lo || chunk_released(p) == hi - lo || unlikely(tm_os_release_refused()))
         return 0;
     TM_ASSERT(chunk_released(p) < hi - lo);
-    tm_os_release((void *)lo, hi - lo);
+    queue(b, lo, hi);
     av->madvise_calls++;
     tm_thp_released(lo, hi);          /* no huge page over it again (thp.h) */
     size_t gained = (hi - lo) - chunk_released(p);
@@ -33,6 +51,15 @@ size_t tm_release_chunk(tm_arena *av, tm_chunk *p)
     av->dirty -= gained;
     av->released += gained;
     set_chunk_released(p, hi - lo);
+    return gained;
+}
+
+size_t tm_release_chunk(tm_arena *av, tm_chunk *p)
+{
+    tm_relbatch b;
+    tm_relbatch_init(&b);
+    size_t gained = tm_release_chunk_into(av, p, &b);
+    tm_release_flush(&b);
     return gained;
 }
 
@@ -165,13 +192,22 @@ size_t tm_release_top_dirty(const tm_arena *av, size_t keep)
     return top_range(av, keep, &lo, &hi) ? hi - lo : 0;
 }
 
-size_t tm_release_top(tm_arena *av, size_t keep)
+size_t tm_release_top_into(tm_arena *av, size_t keep, tm_relbatch *b)
 {
     uintptr_t lo, hi;
     if (!top_range(av, keep, &lo, &hi) || unlikely(tm_os_release_refused()))
         return 0;
-    tm_os_release((void *)lo, hi - lo);
+    queue(b, lo, hi);
     av->madvise_calls++;
     av->top_clean = (char *)lo;
     return hi - lo;
+}
+
+size_t tm_release_top(tm_arena *av, size_t keep)
+{
+    tm_relbatch b;
+    tm_relbatch_init(&b);
+    size_t done = tm_release_top_into(av, keep, &b);
+    tm_release_flush(&b);
+    return done;
 }

@@ -32,6 +32,7 @@
 #ifndef TM_RELEASE_H
 #define TM_RELEASE_H
 
+#include <sys/uio.h>
 #include "internal.h"
 
 /* What a chunk made by coalescing inherits from the free chunks it
@@ -76,6 +77,20 @@ static inline bool tm_release_take(tm_arena *av, tm_chunk *p)
 /* Give the interior pages of the free chunk p back now (if not already);
  * returns the bytes newly released.                                     */
 TM_HIDDEN size_t tm_release_chunk(tm_arena *av, tm_chunk *p);
+
+/* Releases queued by one pass over the bins (the purge, the cap) and
+ * given to the kernel together, tm_os_release_many: on a virtual
+ * machine one madvise per scattered chunk is a TLB flush per chunk
+ * (os.c).  The accounting is done when a range is queued, the madvise at
+ * tm_release_flush, which the queuing pass calls before it returns -
+ * under the same lock, before anything can be allocated there, so no
+ * caller sees a range counted as released that still holds its bytes. */
+#define TM_RELEASE_BATCH 64
+typedef struct { size_t n; struct iovec v[TM_RELEASE_BATCH]; } tm_relbatch;
+static inline void tm_relbatch_init(tm_relbatch *b) { b->n = 0; }
+TM_HIDDEN size_t tm_release_chunk_into(tm_arena *av, tm_chunk *p, tm_relbatch *b);
+TM_HIDDEN size_t tm_release_top_into(tm_arena *av, size_t keep, tm_relbatch *b);
+TM_HIDDEN void tm_release_flush(tm_relbatch *b);
 /* The interior of p's first n bytes reads as zero: note it in *z. */
 TM_HIDDEN void tm_release_zero_range(const tm_chunk *p, size_t n, tm_zrange *z);
 

@@ -1,6 +1,6 @@
 # Unit tests of the engine, the thread cache, page release and trimming:
 # they read internal state (INTERNAL: static library, src/ headers).
-foreach(t test_engine test_tcache test_release test_trim test_meta test_own_range)
+foreach(t test_engine test_tcache test_release test_release_batch test_trim test_meta test_own_range)
   tide_add_test(${t} SOURCES ${t}.c INTERNAL TIMEOUT 120)
 endforeach()
 
