@@ -221,9 +221,9 @@ void tm_os_release(void *p, size_t size)
  * A seccomp filter is the danger: glibc's malloc never calls
  * process_madvise, and a filter that allows what it does call may kill
  * the process for it (an sshd-like sandbox).  So never with a filter or
- * no_new_privs at start (control.c), and never once the program sets
- * either through prctl (api.c) - a filter installed through syscall(2)
- * without no_new_privs (it needs CAP_SYS_ADMIN then) goes unseen. */
+ * no_new_privs at start (control.c), never once the program sets either
+ * through prctl (api.c), and not without asking the kernel first
+ * (still_unconfined, below). */
 #ifndef SYS_process_madvise
 #define SYS_process_madvise 440
 #endif
@@ -244,16 +244,37 @@ bool tm_os_release_batch_on(void)
     return atomic_load_explicit(&batch_ok, memory_order_relaxed);
 }
 
+/* Still no filter and no no_new_privs, asked of the kernel right before
+ * a batch: the guards above see what goes through prctl, not a filter
+ * that a privileged process installs with the bare seccomp system call
+ * (libseccomp does that when told not to set no_new_privs, as systemd
+ * tells it, in the child it forks before exec) or no_new_privs set the
+ * same way.  A read of /proc/self/status (~14 us here): only for a batch
+ * of TM_OS_BATCH_MIN ranges or more, which saves far more.  A filter
+ * shows there; a sandbox that refuses the read (sshd's: EACCES) or a
+ * process without /proc turns the batching off for good, and so does a
+ * filter or no_new_privs seen.  (A filter that kills for the read itself
+ * would have killed for process_madvise without it.)                   */
+static bool still_unconfined(void)
+{
+    int mode, nnp;
+    if (tm_os_seccomp_now(&mode, &nnp) && mode == 0 && nnp == 0)
+        return true;
+    atomic_store(&batch_ok, false);
+    return false;
+}
+
 void tm_os_release_many(struct iovec *v, size_t n)
 {
+    int saved = errno;                 /* (free keeps errno) */
     size_t i = 0;
-    while (n - i >= 2 && atomic_load_explicit(&batch_ok, memory_order_relaxed)) {
+    bool batch = n >= TM_OS_BATCH_MIN && atomic_load_explicit(&batch_ok, memory_order_relaxed) &&
+                 still_unconfined();  /* (else all one by one, below) */
+    while (batch && n - i >= 2 && atomic_load_explicit(&batch_ok, memory_order_relaxed)) {
         size_t m = n - i < TM_OS_IOV_MAX ? n - i : TM_OS_IOV_MAX, want = 0;
         for (size_t k = 0; k < m; k++)
             want += v[i + k].iov_len;
-        int saved = errno;
         long r = syscall(SYS_process_madvise, TM_PIDFD_SELF, v + i, m, MADV_DONTNEED, 0u);
-        errno = saved;
         if (r < 0) {
             atomic_store(&batch_ok, false);
             break;
@@ -272,6 +293,7 @@ void tm_os_release_many(struct iovec *v, size_t n)
     }
     for (; i < n; i++)
         tm_os_release(v[i].iov_base, v[i].iov_len);
+    errno = saved;
 }
 
 int tm_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)

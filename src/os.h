@@ -33,6 +33,7 @@ TM_HIDDEN void  tm_os_release(void *p, size_t size);       /* madvise(DONTNEED):
  * PIDFD_SELF: one TLB flush for the lot), one madvise each otherwise.
  * Page release is the only thing the allocator batches this way.     */
 #define TM_OS_IOV_MAX 1024
+#define TM_OS_BATCH_MIN 8             /* fewer ranges: one madvise each (os.c still_unconfined) */
 TM_HIDDEN void  tm_os_release_many(struct iovec *v, size_t n);
 /* No process_madvise from now on: the process may be about to confine
  * itself with a seccomp filter that kills on system calls glibc's malloc
