@@ -801,7 +801,7 @@ TM_EXPORT int setns(int fd, int nstype)
  * turns the batching off before either takes effect.  (Not under a
  * sanitizer, whose runtime has a prctl of its own: os.c never batches
  * there.)                                                             */
-#if !TM_SANITIZER_INTERPOSES
+#if !defined(TM_SANITIZER_INTERPOSES)
 TM_EXPORT int prctl(int option, ...)
 {
     va_list ap;

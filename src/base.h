@@ -28,9 +28,10 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 /* Built for AddressSanitizer or ThreadSanitizer (gcc says so with
- * __SANITIZE_*__, clang with __has_feature): they interpose malloc and
- * dlopen themselves, so the parts that take over the C++ operators and
- * dlopen (cxx.c, dlopen.c) are left out of such builds.               */
+ * __SANITIZE_*__, clang with __has_feature): they interpose malloc,
+ * dlopen and prctl themselves, so the parts that take over the C++
+ * operators, dlopen and prctl (cxx.c, dlopen.c, api.c) are left out of
+ * such builds, and with api.c's prctl the batched release (os.c).     */
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define TM_SANITIZER_INTERPOSES 1

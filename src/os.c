@@ -228,7 +228,7 @@ void tm_os_release(void *p, size_t size)
 #define SYS_process_madvise 440
 #endif
 #define TM_PIDFD_SELF (-10000)        /* PIDFD_SELF_THREAD (linux/pidfd.h, 6.15) */
-#if TM_SANITIZER_INTERPOSES
+#if defined(TM_SANITIZER_INTERPOSES)
 static _Atomic bool batch_ok = false; /* (the sanitizer's prctl, not api.c's, sees the filters) */
 #else
 static _Atomic bool batch_ok = true;
