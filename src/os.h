@@ -29,7 +29,8 @@ TM_HIDDEN void  tm_os_unmap(void *p, size_t size);
 TM_HIDDEN void *tm_os_remap(void *p, size_t old, size_t new_size);
 TM_HIDDEN void  tm_os_release(void *p, size_t size);       /* madvise(DONTNEED): reads 0 after */
 /* tm_os_release of n ranges (iov_base, iov_len), as one process_madvise
- * call per TM_OS_IOV_MAX where the kernel takes it (Linux >= 6.15 with
+ * call per TM_OS_IOV_MAX for TM_OS_BATCH_MIN ranges or more where the
+ * kernel takes it (Linux >= 6.15 with
  * PIDFD_SELF: one TLB flush for the lot), one madvise each otherwise.
  * Page release is the only thing the allocator batches this way.     */
 #define TM_OS_IOV_MAX 1024

@@ -28,10 +28,7 @@ static void queue(tm_relbatch *b, uintptr_t lo, uintptr_t hi)
 
 void tm_release_flush(tm_relbatch *b)
 {
-    if (b->n == 1)
-        tm_os_release(b->v[0].iov_base, b->v[0].iov_len);
-    else if (b->n > 1)
-        tm_os_release_many(b->v, b->n);
+    tm_os_release_many(b->v, b->n);    /* (a few ranges: one madvise each, os.c) */
     b->n = 0;
 }
 
@@ -201,13 +198,4 @@ size_t tm_release_top_into(tm_arena *av, size_t keep, tm_relbatch *b)
     av->madvise_calls++;
     av->top_clean = (char *)lo;
     return hi - lo;
-}
-
-size_t tm_release_top(tm_arena *av, size_t keep)
-{
-    tm_relbatch b;
-    tm_relbatch_init(&b);
-    size_t done = tm_release_top_into(av, keep, &b);
-    tm_release_flush(&b);
-    return done;
 }

@@ -89,6 +89,7 @@ TM_HIDDEN size_t tm_release_chunk(tm_arena *av, tm_chunk *p);
 typedef struct { size_t n; struct iovec v[TM_RELEASE_BATCH]; } tm_relbatch;
 static inline void tm_relbatch_init(tm_relbatch *b) { b->n = 0; }
 TM_HIDDEN size_t tm_release_chunk_into(tm_arena *av, tm_chunk *p, tm_relbatch *b);
+/* Queue the top's resident pages beyond its first `keep` bytes. */
 TM_HIDDEN size_t tm_release_top_into(tm_arena *av, size_t keep, tm_relbatch *b);
 TM_HIDDEN void tm_release_flush(tm_relbatch *b);
 /* The interior of p's first n bytes reads as zero: note it in *z. */
@@ -100,9 +101,7 @@ TM_HIDDEN void tm_release_top_grew(tm_arena *av);   /* before av->top moves down
 TM_HIDDEN void tm_release_top_reset(tm_arena *av);  /* top moved or shrank */
 TM_HIDDEN void tm_release_top_fresh(tm_arena *av);  /* top is fresh memory from the system */
 TM_HIDDEN size_t tm_release_top_bytes(const tm_arena *av);
-/* Release the top's resident pages beyond its first `keep` bytes. */
-TM_HIDDEN size_t tm_release_top(tm_arena *av, size_t keep);
-/* How many bytes tm_release_top would release. */
+/* How many bytes tm_release_top_into (above) would release. */
 TM_HIDDEN size_t tm_release_top_dirty(const tm_arena *av, size_t keep);
 
 /* ---- the cap on resident free memory -------------------------------------

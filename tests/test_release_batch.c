@@ -72,7 +72,7 @@ static size_t resident(void)
 }
 
 /* Trim, then what must hold in every mode; *calls: process_madvise calls made. */
-static int trim_and_check(const char *label, unsigned long *calls)
+static void trim_and_check(const char *label, unsigned long *calls)
 {
     unsigned long pm0 = atomic_load(&tm_os_calls.process_madvise);
     unsigned long m0 = atomic_load(&tm_os_calls.madvise);
@@ -97,7 +97,6 @@ static int trim_and_check(const char *label, unsigned long *calls)
     snprintf(name, sizeof name, "%s: calloc over the released memory reads zero", label);
     CHECKF(name, nonzero == 0, "%d nonzero", nonzero);
     CHECK("heap consistent after the callocs", tide_check_heap() > 0);
-    return 0;
 }
 
 static void batched_child(void *arg)
