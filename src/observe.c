@@ -567,7 +567,97 @@ static void map_arena(tm_arena *av, void *arg)
     a->n++;
 }
 
-/* Mapped chunks are on no list: they are found in /proc/self/maps, as
+#if TIDE_CHECKS
+/* Mapped chunks: the ownership registry (owner.h) holds each one with its
+ * mapping.  Its entries are copied (the set's lock is held only for the
+ * copy), sorted by address and drawn, neighbouring mappings as one
+ * segment; a mapping's lead (memalign's offset) is drawn with its chunk,
+ * as mmapped_mem counts it, its guard page (harden.h) is not.  A chunk
+ * unmapped after the copy is left out: its header is read with
+ * process_vm_readv.  (Finding them in /proc/self/maps, as before, missed
+ * a chunk whenever the kernel merged its mapping with a foreign one
+ * below it.)                                                          */
+static void sort_mappings(tm_own_mapping *v, size_t n)   /* heap sort by block */
+{
+    if (n < 2)
+        return;
+    for (size_t start = n / 2, end = n;;) {
+        size_t root;
+        if (start > 0) {
+            root = --start;
+        } else {
+            if (--end == 0)
+                break;
+            tm_own_mapping t = v[0];
+            v[0] = v[end];
+            v[end] = t;
+            root = 0;
+        }
+        for (;;) {                          /* sift v[root] down within [0, end) */
+            size_t c = 2 * root + 1;
+            if (c >= end)
+                break;
+            if (c + 1 < end && v[c + 1].block > v[c].block)
+                c++;
+            if (v[root].block >= v[c].block)
+                break;
+            tm_own_mapping t = v[root];
+            v[root] = v[c];
+            v[c] = t;
+            root = c;
+        }
+    }
+}
+
+static void map_mapped(struct mapper *m)
+{
+    tm_own_mapping *v = NULL;
+    size_t cap = 0, n = tm_own_mmap_copy(NULL, 0);
+    for (int tries = 0; n > cap && tries < 4; tries++) {
+        if (v)
+            tm_os_unmap(v, cap * sizeof *v);
+        cap = align_up((n + n / 4 + 64) * sizeof *v, tm_fix.pagesize) / sizeof *v;
+        v = tm_os_map(cap * sizeof *v);
+        if (!v) {
+            m->truncated = true;
+            return;
+        }
+        n = tm_own_mmap_copy(v, cap);
+    }
+    if (n > cap) {                          /* the set kept growing: draw what was copied */
+        n = cap;
+        m->truncated = true;
+    }
+    sort_mappings(v, n);
+    bool open_seg = false;
+    for (size_t i = 0; i < n; i++) {
+        size_t hdr[2];
+        if (!tm_os_peek((void *)v[i].chunk, hdr, sizeof hdr))
+            continue;                       /* unmapped since the copy */
+        size_t guard = (hdr[1] & (TM_IS_MMAPPED | TM_MMAP_GUARD)) == (TM_IS_MMAPPED | TM_MMAP_GUARD)
+                           ? tm_fix.pagesize : 0;
+        if (v[i].len <= guard)
+            continue;
+        uintptr_t lo = v[i].block, hi = lo + v[i].len - guard;
+        if (open_seg && lo != m->seg_hi) {
+            seg_end(m);
+            open_seg = false;
+        }
+        if (!open_seg) {
+            seg_begin(m, -1, "mapped", lo, hi);
+            open_seg = true;
+        }
+        emit(m, lo, hi, ST_MAPPED);
+        m->seg_hi = hi;
+        class_add(used_rows, NCLASS - 1, hi - lo);
+    }
+    if (open_seg)
+        seg_end(m);
+    if (v)
+        tm_os_unmap(v, cap * sizeof *v);
+}
+#else
+/* Without the checks mapped chunks are on no list: they are found in /proc/self/maps, as
  * anonymous read-write mappings that start with a chunk header carrying
  * the M bit and a page-multiple size that fits (a run of such chunks when
  * the kernel merged neighbouring mappings).  Headers are read with
@@ -657,6 +747,7 @@ static void map_mapped(struct mapper *m)
     }
     tm_os_close(fd);
 }
+#endif
 
 /* The heap map object: {"pagesize":..,"segments":[...],"totals":{...},...} */
 static void put_heapmap(sink *s)

@@ -323,6 +323,18 @@ void tm_own_mmap_del(const tm_chunk *p)
     set_release();
 }
 
+size_t tm_own_mmap_copy(tm_own_mapping *out, size_t max)
+{
+    set_acquire();
+    size_t n = 0;
+    for (size_t i = 0; i < set_cap && n < max; i++)
+        if (set_tab[i].key)
+            out[n++] = (tm_own_mapping){ set_tab[i].key, set_tab[i].block, set_tab[i].len };
+    size_t total = set_n;
+    set_release();
+    return total;
+}
+
 int tm_own_classify(const tm_chunk *p)
 {
     uintptr_t a = (uintptr_t)p;

@@ -241,6 +241,10 @@ TM_HIDDEN bool tm_own_mmap_add(const tm_chunk *p, uintptr_t block, size_t len);
 /* Is p an mmapped chunk of ours?  Its mapping in *block, *len. */
 TM_HIDDEN bool tm_own_mmap_find(const tm_chunk *p, uintptr_t *block, size_t *len);
 TM_HIDDEN void tm_own_mmap_del(const tm_chunk *p);
+/* The heap map (observe.c): a copy of at most max entries of the set, in
+ * no order.  Returns how many the set holds, which may exceed max.     */
+typedef struct { uintptr_t chunk, block; size_t len; } tm_own_mapping;
+TM_HIDDEN size_t tm_own_mmap_copy(tm_own_mapping *out, size_t max);
 
 /* Fork: the set's lock is held across fork by the forking thread, which
  * passes it in the window (other atfork handlers may allocate).       */

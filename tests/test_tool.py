@@ -489,10 +489,47 @@ def check_map_data(label, data, hmap):
     check("%s: not truncated" % label, not data["truncated"])
 
 
+# A mapped chunk whose mapping the kernel merged with a foreign anonymous
+# mapping right below it (an earlier heap map, reading /proc/self/maps,
+# missed it: CI, 653366a), and a memalign'd mapped chunk with a lead.
+PY_MERGED = r"""
+import ctypes
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+libc.mallopt(-3, 131072)                    # M_MMAP_THRESHOLD: 400000 B mapped, always
+for i in range(20):                         # until the pages below a chunk are free
+    p = libc.malloc(400000)
+    ctypes.memset(p, 2, 400000)
+    want = ((p - 16) & ~4095) - 8192
+    q = libc.mmap(want, 8192, 3, 0x22 | 0x100000, -1, 0)  # MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE
+    if q == want:
+        break
+ctypes.memset(q, 1, 8192)
+merged = any(int(l.split("-")[0], 16) <= q and p < int(l.split()[0].split("-")[1], 16)
+             for l in open("/proc/self/maps"))
+m = ctypes.c_void_p()
+libc.posix_memalign(ctypes.byref(m), 1 << 16, 300000)
+print("foreign mapping at", hex(q), "chunk", hex(p), "one mapping:", merged, "memalign", hex(m.value))
+"""
+
+
 def part_heapmap():
     need_matplotlib()
     tmp = tempfile.mkdtemp(prefix="tool-heapmap.")
     try:
+        r = tool("run", "--keep", tmp, "--", "/usr/bin/python3", "-c", PY_MERGED, env={"PYTHONMALLOC": "malloc"})
+        check("heapmap (merged): the kernel merged the foreign mapping with the chunk's",
+              "one mapping: True" in r.stdout, r.stdout + r.stderr)
+        rep = [os.path.join(tmp, f) for f in os.listdir(tmp) if f.startswith("report.")][0]
+        d = json.load(open(rep))
+        hm = d["heapmap"]
+        check("heapmap (merged): every mapped chunk drawn (merged mapping, memalign lead)",
+              hm["totals"]["mapped"] == hm["mmapped"] == d["totals"]["mmapped"] and
+              d["totals"]["mmapped_chunks"] >= 2,
+              "%d vs %d vs %d" % (hm["totals"]["mapped"], hm["mmapped"], d["totals"]["mmapped"]))
+        os.unlink(rep)
         png = os.path.join(tmp, "run.png")
         r = tool("run", "--keep", tmp, "--heapmap", png, "--decay-ms", "200", "--", "/usr/bin/python3", "-c",
                  PY_HOLD + "", "0", env={"PYTHONMALLOC": "malloc"})
