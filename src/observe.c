@@ -143,6 +143,7 @@ static _Atomic unsigned long last_calls = ULONG_MAX;
 static unsigned long os_calls(void)
 {
     return atomic_load_explicit(&tm_os_calls.madvise, memory_order_relaxed) +
+           atomic_load_explicit(&tm_os_calls.process_madvise, memory_order_relaxed) +
            atomic_load_explicit(&tm_os_calls.munmap, memory_order_relaxed) +
            atomic_load_explicit(&tm_os_calls.mmap, memory_order_relaxed) +
            atomic_load_explicit(&tm_os_calls.mremap, memory_order_relaxed) +
@@ -360,10 +361,11 @@ static void put_summary(sink *s, uint64_t mono_ms, size_t limit)
     put(s, ",\"tcache\":{\"caches\":%zu,\"bytes\":%zu,\"known\":%d}", ncaches, cbytes, exact);
     put_top_classes(s, "free_classes", free_rows, 8);
     put(s, ",\"syscalls\":{\"mmap\":%lu,\"munmap\":%lu,\"mprotect\":%lu,\"mremap\":%lu,"
-           "\"madvise\":%lu,\"brk\":%lu}",
+           "\"madvise\":%lu,\"process_madvise\":%lu,\"released_ranges\":%lu,\"brk\":%lu}",
         atomic_load(&tm_os_calls.mmap), atomic_load(&tm_os_calls.munmap),
         atomic_load(&tm_os_calls.mprotect), atomic_load(&tm_os_calls.mremap),
-        atomic_load(&tm_os_calls.madvise), atomic_load(&tm_os_calls.brk));
+        atomic_load(&tm_os_calls.madvise), atomic_load(&tm_os_calls.process_madvise),
+        atomic_load(&tm_os_calls.released_ranges), atomic_load(&tm_os_calls.brk));
     struct tm_thp_stats thp;
     tm_thp_get_stats(&thp);
     static const char *const thp_modes[] = { "never", "madvise", "always" };

@@ -200,6 +200,7 @@ void tm_os_release(void *p, size_t size)
     if (size == 0)
         return;
     COUNT(madvise);
+    COUNT(released_ranges);
     if (madvise(p, size, MADV_DONTNEED) != 0) {
         memset(p, 0, size);
         atomic_fetch_add_explicit(&tm_os_release_refusals, 1, memory_order_relaxed);
@@ -285,7 +286,7 @@ void tm_os_release_many(struct iovec *v, size_t n)
         size_t done = (size_t)r;
         while (i < n && v[i].iov_len <= done) {
             done -= v[i].iov_len;
-            COUNT(madvise);
+            COUNT(released_ranges);
             i++;
         }
         if ((size_t)r < want)

@@ -79,8 +79,11 @@ TM_HIDDEN bool  tm_os_advise_huge(void *p, size_t size, bool huge);
  * (statistics; relaxed counters).  brk counts sbrk calls that move the
  * break; the statistics channel's own memfd and mapping are not counted. */
 struct tm_os_calls {
-    _Atomic unsigned long mmap, munmap, mprotect, mremap, madvise, brk;
-    _Atomic unsigned long process_madvise;   /* batched calls (madvise counts their ranges) */
+    _Atomic unsigned long mmap, munmap, mprotect, mremap, madvise, brk;   /* system calls */
+    _Atomic unsigned long process_madvise;   /* system calls: batched releases */
+    /* Ranges given back (tm_os_release, tm_os_release_many), by either
+     * call: tide_stats.madvise_calls, "page releases".                 */
+    _Atomic unsigned long released_ranges;
 };
 extern struct tm_os_calls tm_os_calls TM_HIDDEN;
 

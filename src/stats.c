@@ -94,7 +94,7 @@ TM_EXPORT void tide_get_stats(struct tide_stats *out)
     out->cached_bytes = tm_tcache_cached_bytes();
     out->narenas = tm_arena_count();
     out->nheaps = s.nheaps;
-    out->madvise_calls = (size_t)atomic_load(&tm_os_calls.madvise);
+    out->madvise_calls = (size_t)atomic_load(&tm_os_calls.released_ranges);
 }
 
 TM_EXPORT int tide_malloc_trim(size_t pad)

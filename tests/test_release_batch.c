@@ -75,10 +75,10 @@ static size_t resident(void)
 static void trim_and_check(const char *label, unsigned long *calls)
 {
     unsigned long pm0 = atomic_load(&tm_os_calls.process_madvise);
-    unsigned long m0 = atomic_load(&tm_os_calls.madvise);
+    unsigned long m0 = atomic_load(&tm_os_calls.released_ranges);
     malloc_trim(0);
     *calls = atomic_load(&tm_os_calls.process_madvise) - pm0;
-    unsigned long ranges = atomic_load(&tm_os_calls.madvise) - m0;
+    unsigned long ranges = atomic_load(&tm_os_calls.released_ranges) - m0;
     char name[160];
     snprintf(name, sizeof name, "%s: every page inside the %d freed chunks given back", label, N);
     size_t left = resident();

@@ -158,6 +158,9 @@ def part_run():
         check("run wl_frag: --decay-ms 0 reached the library", d["params"]["decay_ms"] == 0, str(d["params"]))
         check("run wl_frag: madvise calls counted (decay 0 releases at once)", d["syscalls"]["madvise"] > 0,
               str(d["syscalls"]))
+        check("run wl_frag: ranges given back counted, at most one per madvise, up to 1024 per "
+              "process_madvise", 0 < d["syscalls"]["released_ranges"] <=
+              d["syscalls"]["madvise"] + 1024 * d["syscalls"]["process_madvise"], str(d["syscalls"]))
         check("run wl_frag: peak system bytes >= final", d["totals"]["max_system"] >= d["totals"]["system"])
         r = tool("run", "--", "/bin/sh", "-c", "kill -9 $$", check_rc=False)
         check("run: a killed program gives 128+9 and says why there is no report",

@@ -184,7 +184,10 @@ def format_summary(d, hmap=None, title=None):
             out.append("    %-18s %9d chunks %10s" % (class_label(c), c["count"], size(c["bytes"])))
     s = d["syscalls"]
     out.append("  system calls   mmap %d, munmap %d, mprotect %d, mremap %d, madvise %d, brk %d"
-               % (s["mmap"], s["munmap"], s["mprotect"], s["mremap"], s["madvise"], s["brk"]))
+               % (s["mmap"], s["munmap"], s["mprotect"], s["mremap"], s["madvise"], s["brk"])
+               + (", process_madvise %d" % s["process_madvise"] if s.get("process_madvise") else ""))
+    if s.get("released_ranges"):
+        out.append("  page releases  %d ranges given back (MADV_DONTNEED)" % s["released_ranges"])
     t = d.get("thp")
     if t and (t["mode"] == "always" or t["huge_heaps"]):
         if t["marking"]:
