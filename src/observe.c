@@ -572,7 +572,10 @@ static void map_arena(tm_arena *av, void *arg)
 #if TIDE_CHECKS
 /* Mapped chunks: the ownership registry (owner.h) holds each one with its
  * mapping.  Its entries are copied (the set's lock is held only for the
- * copy), sorted by address and drawn, neighbouring mappings as one
+ * copy) into scratch memory - not counted among the allocator's system
+ * calls: a counted mmap here made every refresh look like activity and
+ * the background thread refreshed once a second for ever (test_quiet
+ * quiet under load, test_obs_quiet) - sorted by address and drawn, neighbouring mappings as one
  * segment; a mapping's lead (memalign's offset) is drawn with its chunk,
  * as mmapped_mem counts it, its guard page (harden.h) is not.  A chunk
  * unmapped after the copy is left out: its header is read with
@@ -617,9 +620,9 @@ static void map_mapped(struct mapper *m)
     size_t cap = 0, n = tm_own_mmap_copy(NULL, 0);
     for (int tries = 0; n > cap && tries < 4; tries++) {
         if (v)
-            tm_os_unmap(v, cap * sizeof *v);
+            tm_os_scratch_free(v, cap * sizeof *v);
         cap = align_up((n + n / 4 + 64) * sizeof *v, tm_fix.pagesize) / sizeof *v;
-        v = tm_os_map(cap * sizeof *v);
+        v = tm_os_scratch(cap * sizeof *v);
         if (!v) {
             m->truncated = true;
             return;
@@ -656,7 +659,7 @@ static void map_mapped(struct mapper *m)
     if (open_seg)
         seg_end(m);
     if (v)
-        tm_os_unmap(v, cap * sizeof *v);
+        tm_os_scratch_free(v, cap * sizeof *v);
 }
 #else
 /* Without the checks mapped chunks are on no list: they are found in /proc/self/maps, as

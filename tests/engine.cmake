@@ -5,6 +5,11 @@ foreach(t test_engine test_tcache test_release test_release_batch test_trim test
 endforeach()
 
 # The cache sized from the environment.
+# The statistics channel goes quiet with the program: rounds on a
+# simulated clock, a heap map due every 100 ms, no background thread.
+tide_add_test(test_obs_quiet SOURCES test_obs_quiet.c INTERNAL TIMEOUT 60
+              ENV TIDEMALLOC_HEAPMAP_MS=100 TIDEMALLOC_BACKGROUND_THREAD=0)
+
 tide_add_variant(test_tcache_env_bytes test_tcache TIMEOUT 60 ENV TIDEMALLOC_TCACHE_BYTES=8192)
 tide_add_variant(test_tcache_env_glibc test_tcache TIMEOUT 60
                  ENV GLIBC_TUNABLES=glibc.malloc.tcache_count=5:glibc.malloc.tcache_max=100)
