@@ -625,27 +625,78 @@ bool tm_os_secure(void)
     return getauxval(AT_SECURE) != 0;
 }
 
-/* The digit after "\n<key>" (and blanks) in a /proc status text, -1 if
- * absent: the seccomp mode and no_new_privs are one digit each. */
-static long status_digit(const char *buf, const char *key)
+/* The digit after "<key>" (and blanks) at the start of a /proc status
+ * line, -1 if the line is not that key's: the seccomp mode and
+ * no_new_privs are one digit each. */
+static int line_digit(const char *line, const char *key)
 {
-    const char *s = strstr(buf, key);
-    if (!s)
+    size_t k = strlen(key);
+    if (strncmp(line, key, k) != 0)
         return -1;
-    s += strlen(key);
+    const char *s = line + k;
     while (*s == ' ' || *s == '\t')
         s++;
     return *s >= '0' && *s <= '9' ? *s - '0' : -1;
 }
 
+/* Line by line through a 128-byte buffer, not the whole file at once:
+ * this runs in free's and malloc_trim's release passes
+ * (still_unconfined), and a 4 KiB buffer there overflowed a thread on
+ * a PTHREAD_STACK_MIN stack that glibc's malloc_trim served (8 KiB of
+ * the program's own frames: /tmp experiment, 2026-12-06).  Lines longer
+ * than the buffer (Groups, Cpus_allowed on a big machine) are skipped. */
 bool tm_os_seccomp_now(int *mode, int *nnp)
 {
-    char buf[4096];
-    if (read_small("/proc/self/status", buf, sizeof buf) <= 0)
+    int fd = nc_open("/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
         return false;
-    *mode = (int)status_digit(buf, "\nSeccomp:");
-    *nnp = (int)status_digit(buf, "\nNoNewPrivs:");
-    return true;
+    char buf[128];
+    size_t have = 0;
+    bool skipping = false, any = false;
+    *mode = *nnp = -1;
+    for (;;) {
+        long n = tm_os_read(fd, buf + have, sizeof buf - 1 - have);
+        if (n <= 0) {
+            if (n == 0 && have && !skipping) {          /* a last line without '\n' */
+                buf[have] = 0;
+                int d = line_digit(buf, "Seccomp:");
+                if (d >= 0)
+                    *mode = d;
+                d = line_digit(buf, "NoNewPrivs:");
+                if (d >= 0)
+                    *nnp = d;
+            }
+            if (n < 0)
+                any = false;
+            break;
+        }
+        any = true;
+        have += (size_t)n;
+        buf[have] = 0;
+        char *line = buf, *nl;
+        while ((nl = memchr(line, '\n', (size_t)(buf + have - line))) != NULL) {
+            *nl = 0;
+            if (!skipping) {
+                int d = line_digit(line, "Seccomp:");
+                if (d >= 0)
+                    *mode = d;
+                d = line_digit(line, "NoNewPrivs:");
+                if (d >= 0)
+                    *nnp = d;
+            }
+            skipping = false;
+            line = nl + 1;
+        }
+        size_t rest = (size_t)(buf + have - line);
+        if (rest == sizeof buf - 1) {                   /* a long line: drop it */
+            skipping = true;
+            rest = 0;
+        }
+        memmove(buf, line, rest);
+        have = rest;
+    }
+    nc_close(fd);
+    return any;
 }
 
 void tm_os_seccomp_start(int *mode, int *nnp)

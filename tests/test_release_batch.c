@@ -34,6 +34,8 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <pthread.h>
+#include <limits.h>
 #include <unistd.h>
 #include "harness.h"
 #include "os.h"
@@ -219,6 +221,61 @@ static void exec_under_filter(void *arg)
     _exit(93);
 }
 
+/* tm_os_seccomp_now (the status file, line by line) says what prctl
+ * says: unconfined, then no_new_privs, then a filter (bare system calls,
+ * so that no guard of the library's is involved). */
+static void status_child(void *arg)
+{
+    (void)arg;
+    int mode, nnp;
+    CHECK("status: read", tm_os_seccomp_now(&mode, &nnp));
+    CHECKF("status: as prctl at start", mode == (int)syscall(SYS_prctl, PR_GET_SECCOMP, 0, 0, 0, 0) &&
+           nnp == (int)syscall(SYS_prctl, PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), "mode %d nnp %d", mode, nnp);
+    CHECK("status: prctl(PR_SET_NO_NEW_PRIVS)", syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    CHECK("status: no_new_privs seen", tm_os_seccomp_now(&mode, &nnp) && nnp == 1);
+    CHECK("status: seccomp filter installed", syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &kill_pm_prog) == 0);
+    CHECKF("status: filter mode seen", tm_os_seccomp_now(&mode, &nnp) && mode == 2 && nnp == 1,
+           "mode %d nnp %d", mode, nnp);
+    _exit(harness_finish());
+}
+
+/* A thread on a PTHREAD_STACK_MIN (16 KiB) stack, 7 KiB of it taken by
+ * the program's own frames, frees scattered chunks and trims: the
+ * release pass (a batch, the status read before it) must fit in what is
+ * left, as glibc's malloc_trim does (it survives 8 KiB of frames here).
+ * The status read once had a 4 KiB buffer on the stack: SIGSEGV. */
+static void *small_stack_work(void *arg)
+{
+    (void)arg;
+    scatter();
+    malloc_trim(0);
+    return (void *)1;
+}
+static __attribute__((noinline)) void *use_stack(int kib)
+{
+    volatile char pad[1000];
+    pad[0] = (char)kib;
+    void *r = kib > 1 ? use_stack(kib - 1) : small_stack_work(NULL);
+    return pad[0] == (char)kib ? r : NULL;
+}
+static void *small_stack_thread(void *arg)
+{
+    return use_stack((int)(intptr_t)arg);
+}
+static void small_stack_child(void *arg)
+{
+    (void)arg;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    CHECK("small stack: attr", pthread_attr_setstacksize(&at, PTHREAD_STACK_MIN) == 0);
+    pthread_t t;
+    void *r = NULL;
+    CHECK("small stack: thread", pthread_create(&t, &at, small_stack_thread, (void *)(intptr_t)7) == 0);
+    CHECK("small stack: joined", pthread_join(t, &r) == 0 && r == (void *)1);
+    CHECK("heap consistent", tide_check_heap() > 0);
+    _exit(harness_finish());
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "exec-child") == 0)
@@ -227,6 +284,9 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     fflush(stdout);
     CHECK_EXIT("scattered chunks released in batches", batched_child, NULL, 0);
+    CHECK_EXIT("the status file read line by line agrees with prctl", status_child, NULL, 0);
+    if (!UNDER_SANITIZER)               /* (their frames are several times larger) */
+        CHECK_EXIT("a release pass on a 16 KiB thread stack with 7 KiB in use", small_stack_child, NULL, 0);
     CHECK_EXIT("no_new_privs set through prctl turns batching off", nnp_child, NULL, 0);
     CHECK_EXIT("a filter installed through prctl (sshd) does not kill the process",
                filter_child, (void *)VIA_PRCTL, 0);
