@@ -14,6 +14,9 @@
  *   mt_watchdog(secs, what)   SIGALRM after secs; the handler writes
  *                             "watchdog: ..." and _exit(2)s.  Only to turn a
  *                             deadlock into a failure, never a timing check.
+ *   mt_watchdog_progress(secs, what)  the same, counted from the last
+ *                             change of mt_stage: for a test that advances
+ *                             it, only a stage that takes secs fails.
  *   mt_say()                  async-signal-safe message to stderr (no stdio
  *                             locks: usable in a child forked from a
  *                             multithreaded parent).
@@ -208,9 +211,17 @@ static MT_UNUSED void mt_say(const char *s)
 static MT_UNUSED const char *volatile mt_watchdog_what = "test";
 static MT_UNUSED volatile sig_atomic_t mt_stage;   /* a test may set it to tell where it hung */
 
+static MT_UNUSED unsigned mt_watchdog_step;       /* mt_watchdog_progress's seconds, or 0 */
+static MT_UNUSED volatile sig_atomic_t mt_watchdog_seen;
+
 static MT_UNUSED void mt_watchdog_handler(int sig)
 {
     (void)sig;
+    if (mt_watchdog_step && mt_stage != mt_watchdog_seen) {
+        mt_watchdog_seen = mt_stage;             /* it moved on: slow, not stuck */
+        alarm(mt_watchdog_step);
+        return;
+    }
     char buf[256];
     snprintf(buf, sizeof buf,
              "watchdog: %s (pid %ld) did not finish in time - deadlock? (stage %d)\n",
@@ -228,6 +239,17 @@ static MT_UNUSED void mt_watchdog(unsigned seconds, const char *what)
     sigaction(SIGALRM, &sa, NULL);
     mt_watchdog_what = what;
     alarm(seconds);
+}
+
+/* The same for a test that advances mt_stage as it goes: a hang is
+ * `seconds` without a new stage, however long the whole takes (a loaded
+ * machine under a sanitizer: test_regress's 100 forks took over 20 s
+ * in CI, at stage 90).  The harness's own timeout still bounds it.   */
+static MT_UNUSED void mt_watchdog_progress(unsigned seconds, const char *what)
+{
+    mt_watchdog_step = seconds;
+    mt_watchdog_seen = mt_stage;
+    mt_watchdog(seconds, what);
 }
 
 /* ---- threads -------------------------------------------------------------------- */

@@ -652,7 +652,7 @@ int main(int argc, char **argv)
     if (pre && argc >= 3 && strcmp(argv[1], "pre") == 0) {
         /* The harness's alarm survived execve; report a hang as one. */
         unsigned left = alarm(0);
-        mt_watchdog(left ? left : 20, pre);
+        mt_watchdog_progress(left ? left : 20, pre);   /* (each stage, not the whole) */
         if (strcmp(pre, "atfork") == 0)
             return pre_atfork_main(argv[2]);
         if (strcmp(pre, "keys") == 0)
