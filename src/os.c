@@ -343,7 +343,7 @@ long tm_os_read_number(const char *path)
  * TM_THP_*, -1 for "inherit", -2 if unreadable. */
 static int thp_setting(const char *path)
 {
-    char buf[128];
+    char buf[512];
     if (read_small(path, buf, sizeof buf) <= 0)
         return -2;
     if (strstr(buf, "[always]"))
@@ -639,7 +639,7 @@ static int line_digit(const char *line, const char *key)
     return *s >= '0' && *s <= '9' ? *s - '0' : -1;
 }
 
-/* Line by line through a 128-byte buffer, not the whole file at once:
+/* Line by line through a 512-byte buffer, not the whole file at once:
  * this runs in free's and malloc_trim's release passes
  * (still_unconfined), and a 4 KiB buffer there overflowed a thread on
  * a PTHREAD_STACK_MIN stack that glibc's malloc_trim served (8 KiB of
@@ -650,7 +650,7 @@ bool tm_os_seccomp_now(int *mode, int *nnp)
     int fd = nc_open("/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return false;
-    char buf[128];
+    char buf[512];
     size_t have = 0;
     bool skipping = false, any = false;
     *mode = *nnp = -1;
