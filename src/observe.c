@@ -569,19 +569,19 @@ static void map_arena(tm_arena *av, void *arg)
     a->n++;
 }
 
-#if TIDE_CHECKS
-/* Mapped chunks: the ownership registry (owner.h) holds each one with its
- * mapping.  Its entries are copied (the set's lock is held only for the
- * copy) into scratch memory - not counted among the allocator's system
- * calls: a counted mmap here made every refresh look like activity and
- * the background thread refreshed once a second for ever (test_quiet
- * quiet under load, test_obs_quiet) - sorted by address and drawn, neighbouring mappings as one
+/* Mapped chunks: the ownership registry (owner.h) holds each one with
+ * its mapping, with or without the checks.  Its entries are copied (the
+ * set's lock is held only for the copy) into scratch memory - not
+ * counted among the allocator's system calls: a counted mmap here made
+ * every refresh look like activity, and the background thread refreshed
+ * once a second for ever (test_quiet quiet under load, test_obs_quiet)
+ * - then sorted by address and drawn, neighbouring mappings as one
  * segment; a mapping's lead (memalign's offset) is drawn with its chunk,
  * as mmapped_mem counts it, its guard page (harden.h) is not.  A chunk
  * unmapped after the copy is left out: its header is read with
  * process_vm_readv.  (Finding them in /proc/self/maps, as before, missed
- * a chunk whenever the kernel merged its mapping with a foreign one
- * below it.)                                                          */
+ * a chunk whenever the kernel had merged its mapping with a foreign one
+ * below it - the registry's own table is one.)                        */
 static void sort_mappings(tm_own_mapping *v, size_t n)   /* heap sort by block */
 {
     if (n < 2)
@@ -661,98 +661,6 @@ static void map_mapped(struct mapper *m)
     if (v)
         tm_os_scratch_free(v, cap * sizeof *v);
 }
-#else
-/* Without the checks mapped chunks are on no list: they are found in /proc/self/maps, as
- * anonymous read-write mappings that start with a chunk header carrying
- * the M bit and a page-multiple size that fits (a run of such chunks when
- * the kernel merged neighbouring mappings).  Headers are read with
- * process_vm_readv, since another thread may unmap a chunk meanwhile.
- * Chunks of memalign with a lead offset start later in their mapping and
- * are not found: the map reports the bytes it could not place.          */
-static char line_buf[512];
-static void map_mapped_vma(struct mapper *m, uintptr_t lo, uintptr_t hi)
-{
-    uintptr_t a = lo;
-    bool open_seg = false;
-    while (a + 2 * sizeof(size_t) <= hi) {
-        size_t hdr[2];
-        if (!tm_os_peek((void *)a, hdr, sizeof hdr))
-            break;
-        size_t size = word_size(hdr[1]);
-        if (hdr[0] != 0 || (hdr[1] & (TM_IS_MMAPPED | TM_NON_MAIN)) != TM_IS_MMAPPED || size == 0 ||
-            (size & (tm_fix.pagesize - 1)) || size > hi - a)
-            break;
-        if (!open_seg) {
-            seg_begin(m, -1, "mapped", a, hi);
-            open_seg = true;
-        }
-        emit(m, a, a + size, ST_MAPPED);
-        class_add(used_rows, NCLASS - 1, size);
-        a += size;
-    }
-    if (open_seg) {
-        m->seg_hi = a;
-        seg_end(m);
-    }
-}
-
-static void map_mapped(struct mapper *m)
-{
-    int fd = tm_os_open_read("/proc/self/maps");
-    if (fd < 0)
-        return;
-    size_t have = 0;
-    bool eof = false;
-    while (!eof || have) {
-        if (!eof && have < sizeof io_buf) {
-            long n = tm_os_read(fd, io_buf + have, sizeof io_buf - have);
-            if (n <= 0)
-                eof = true;
-            else
-                have += (size_t)n;
-        }
-        char *nl = memchr(io_buf, '\n', have);
-        size_t len = nl ? (size_t)(nl - io_buf) : have;
-        if (!nl && !eof)
-            continue;
-        if (len >= sizeof line_buf)
-            len = sizeof line_buf - 1;
-        memcpy(line_buf, io_buf, len);
-        line_buf[len] = '\0';
-        size_t used = nl ? (size_t)(nl - io_buf) + 1 : have;
-        memmove(io_buf, io_buf + used, have - used);
-        have -= used;
-        /* start-end perms offset dev inode [path] */
-        char *c = line_buf;
-        uintptr_t lo = 0, hi = 0;
-        for (; *c && *c != '-'; c++)
-            lo = lo * 16 + (uintptr_t)(*c <= '9' ? *c - '0' : (*c | 0x20) - 'a' + 10);
-        if (*c == '-')
-            c++;
-        for (; *c && *c != ' '; c++)
-            hi = hi * 16 + (uintptr_t)(*c <= '9' ? *c - '0' : (*c | 0x20) - 'a' + 10);
-        if (strncmp(c, " rw-p ", 6) != 0)
-            continue;
-        /* skip offset, dev, inode; anonymous mappings have inode 0 and no path */
-        int field = 0;
-        char *q = c + 6;
-        bool anon = true;
-        for (; *q; q++) {
-            if (*q == ' ' && q[1] != ' ' && q[1])
-                field++;
-            if (field == 2 && *q >= '1' && *q <= '9')
-                anon = false;
-            if (field >= 3 && *q != ' ')
-                anon = false;
-        }
-        /* Not inside our heaps: huge-page marks (thp.h) split a heap
-         * into several mappings, whose starts hold chunk data. */
-        if (anon && hi > lo && !tm_own_in_heaps(lo))
-            map_mapped_vma(m, lo, hi);
-    }
-    tm_os_close(fd);
-}
-#endif
 
 /* The heap map object: {"pagesize":..,"segments":[...],"totals":{...},...} */
 static void put_heapmap(sink *s)

@@ -19,7 +19,9 @@
  *               paths of threads of other arenas make it);
  *   mmapped     an open-addressing hash set of the chunk addresses of
  *               mmapped chunks, each with its mapping (start, length), so
- *               that munmap uses what was mapped, never what a header says.
+ *               that munmap uses what was mapped, never what a header says
+ *               (kept without TIDE_CHECKS too: the heap map lists mapped
+ *               chunks from it, observe.c).
  * The first two are read on the free fast path with relaxed atomics (a
  * chunk handed to another thread was registered before the hand-over);
  * the hash set is guarded by its lock (an mmapped chunk's free is a

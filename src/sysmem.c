@@ -46,13 +46,14 @@ void *tm_mmap_chunk(size_t nb)
     tm_chunk *p = (tm_chunk *)mm;
     p->prev_size = 0;
     set_head(p, size | TM_IS_MMAPPED | (guard ? TM_MMAP_GUARD : 0));
-#if TIDE_CHECKS
-    /* The registry holds the whole mapping, guard page included. */
+    /* The registry holds the whole mapping, guard page included: the
+     * checks validate a free against it, and the heap map (observe.c)
+     * finds mapped chunks there - also without the checks: a lock and a
+     * hash slot per mapping, beside an mmap.                           */
     if (!tm_own_mmap_add(p, (uintptr_t)mm, size + guard)) {
         tm_os_unmap(mm, size + guard);
         return NULL;
     }
-#endif
     note_mmap(size);
     return chunk2mem(p);
 }
@@ -85,9 +86,7 @@ void tm_munmap_chunk(tm_chunk *p)
     uintptr_t block;
     size_t total;
     mmapped_extent(p, "munmap_chunk(): invalid pointer", &block, &total);
-#if TIDE_CHECKS
     tm_own_mmap_del(p);
-#endif
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
     atomic_fetch_sub(&tm_mstats.mmapped_mem, total);
     tm_os_unmap((void *)block, total + (chunk_mmap_guarded(p) ? tm_fix.pagesize : 0));
@@ -95,16 +94,12 @@ void tm_munmap_chunk(tm_chunk *p)
 
 void tm_mmap_chunk_moved(tm_chunk *old, tm_chunk *newp)
 {
-#if TIDE_CHECKS
     uintptr_t b;
     size_t l;
     if (tm_own_mmap_find(old, &b, &l)) {
         tm_own_mmap_del(old);
         tm_own_mmap_add(newp, b, l);     /* cannot fail: a slot was just freed */
     }
-#else
-    (void)old, (void)newp;
-#endif
 }
 
 void tm_munmap_chunk_dyn(tm_chunk *p)
@@ -155,10 +150,8 @@ tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb)
         (void)tm_os_guard(cp + new_size, guard);
     tm_chunk *np = (tm_chunk *)(cp + offset);
     set_head(np, (new_size - offset) | TM_IS_MMAPPED | (guard ? TM_MMAP_GUARD : 0));
-#if TIDE_CHECKS
     tm_own_mmap_del(p);
     tm_own_mmap_add(np, (uintptr_t)cp, new_size + guard);   /* cannot fail: a slot was just freed */
-#endif
     atomic_fetch_sub(&tm_mstats.mmapped_mem, size + offset);
     note_mmap(new_size);
     atomic_fetch_sub(&tm_mstats.n_mmaps, 1);
