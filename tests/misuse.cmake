@@ -8,12 +8,19 @@
 # malloc and the misuse would meet its allocator, not ours; there the
 # programs are still compiled (they must build everywhere).
 set(TIDE_MISUSE_FAMILIES forged interior double_free links overflow unlink metadata realloc harden)
+# Families whose techniques only the checks catch (header checksums,
+# ownership, keyed links): a build with -DTIDE_CHECKS=OFF (the benchmarks'
+# "checks off") registers them DISABLED ("Not Run (Disabled)" in ctest).
+set(TIDE_MISUSE_NEED_CHECKS forged interior double_free links overflow unlink realloc)
 foreach(f IN LISTS TIDE_MISUSE_FAMILIES)
   if(TIDE_SANITIZE STREQUAL "address" OR TIDE_SANITIZE STREQUAL "thread")
     tide_add_test(test_misuse_${f} SOURCES misuse/misuse_${f}.c NOTEST)
   else()
     tide_add_test(test_misuse_${f} SOURCES misuse/misuse_${f}.c TIMEOUT 120)
     set_tests_properties(test_misuse_${f} PROPERTIES LABELS misuse)
+    if(NOT TIDE_CHECKS AND f IN_LIST TIDE_MISUSE_NEED_CHECKS)
+      set_tests_properties(test_misuse_${f} PROPERTIES DISABLED TRUE)
+    endif()
   endif()
 endforeach()
 

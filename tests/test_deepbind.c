@@ -238,9 +238,13 @@ int main(void)
     CHECK_EXIT("RTLD_DEEPBIND patched, bound lazily: the same", crossings, (void *)&lazy, 0);
     CHECK_EXIT("patched: a plugin's own malloc stays its own", own_stage, NULL, 0);
     CHECK_EXIT("patched: a plugin whose dependency has a malloc of its own keeps it", priv_stage, NULL, 0);
-    int st = harness_run_child(ctor_stage, (void *)(intptr_t)2);
-    CHECKF("patched: the constructor, run inside dlopen, is not reached (it dies: why mode 1 is the default)",
-           st != -1 && WIFSIGNALED(st), "status %#x", st);
+    if (TIDE_CHECKS) {                  /* (without them the foreign free goes unnoticed) */
+        int st = harness_run_child(ctor_stage, (void *)(intptr_t)2);
+        CHECKF("patched: the constructor, run inside dlopen, is not reached (it dies: why mode 1 is the "
+               "default)", st != -1 && WIFSIGNALED(st), "status %#x", st);
+    } else {
+        printf("skipped without TIDE_CHECKS: patched, the constructor's foreign free\n");
+    }
     CHECK_EXIT("without RTLD_DEEPBIND a bare name is found through the program's run path", plain_stage,
                (void *)(intptr_t)-1, 0);
     CHECK_EXIT("with RTLD_DEEPBIND, dropped (the default), the same", plain_stage, (void *)(intptr_t)1, 0);
