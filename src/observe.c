@@ -581,7 +581,7 @@ static void map_arena(tm_arena *av, void *arg)
  * unmapped after the copy is left out: its header is read with
  * process_vm_readv.  (Finding them in /proc/self/maps, as before, missed
  * a chunk whenever the kernel had merged its mapping with a foreign one
- * below it - the registry's own table is one.)                        */
+ * right below it.)                                                    */
 static void sort_mappings(tm_own_mapping *v, size_t n)   /* heap sort by block */
 {
     if (n < 2)
