@@ -367,10 +367,11 @@ static inline void chunk_clear_sampled(tm_chunk *p)
  * P is outside the checksum: the ownership registry's length of the
  * mapping (data + guard) is what munmap trusts (sysmem.c).            */
 #define TM_MMAP_GUARD TM_PREV_INUSE
-static inline bool chunk_mmap_guarded(const tm_chunk *p)
+static inline bool word_mmap_guarded(size_t w)   /* (a header word read elsewhere: observe.c) */
 {
-    return (size_word(p) & (TM_IS_MMAPPED | TM_MMAP_GUARD)) == (TM_IS_MMAPPED | TM_MMAP_GUARD);
+    return (w & (TM_IS_MMAPPED | TM_MMAP_GUARD)) == (TM_IS_MMAPPED | TM_MMAP_GUARD);
 }
+static inline bool chunk_mmap_guarded(const tm_chunk *p) { return word_mmap_guarded(size_word(p)); }
 
 static inline tm_chunk *next_chunk(const tm_chunk *p) { return chunk_at(p, chunksize(p)); }
 static inline tm_chunk *prev_chunk(const tm_chunk *p) { return (tm_chunk *)((char *)p - p->prev_size); }

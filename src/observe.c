@@ -639,8 +639,7 @@ static void map_mapped(struct mapper *m)
         size_t hdr[2];
         if (!tm_os_peek((void *)v[i].chunk, hdr, sizeof hdr))
             continue;                       /* unmapped since the copy */
-        size_t guard = (hdr[1] & (TM_IS_MMAPPED | TM_MMAP_GUARD)) == (TM_IS_MMAPPED | TM_MMAP_GUARD)
-                           ? tm_fix.pagesize : 0;
+        size_t guard = word_mmap_guarded(hdr[1]) ? tm_fix.pagesize : 0;
         if (v[i].len <= guard)
             continue;
         uintptr_t lo = v[i].block, hi = lo + v[i].len - guard;

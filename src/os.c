@@ -343,7 +343,7 @@ long tm_os_read_number(const char *path)
  * TM_THP_*, -1 for "inherit", -2 if unreadable. */
 static int thp_setting(const char *path)
 {
-    char buf[512];
+    char buf[128];
     if (read_small(path, buf, sizeof buf) <= 0)
         return -2;
     if (strstr(buf, "[always]"))
@@ -625,18 +625,23 @@ bool tm_os_secure(void)
     return getauxval(AT_SECURE) != 0;
 }
 
-/* The digit after "<key>" (and blanks) at the start of a /proc status
- * line, -1 if the line is not that key's: the seccomp mode and
- * no_new_privs are one digit each. */
-static int line_digit(const char *line, const char *key)
+/* If the /proc status line is `key`'s, the digit after it (and blanks)
+ * in *out: the seccomp mode and no_new_privs are one digit each. */
+static void line_digit(const char *line, const char *key, int *out)
 {
     size_t k = strlen(key);
     if (strncmp(line, key, k) != 0)
-        return -1;
+        return;
     const char *s = line + k;
     while (*s == ' ' || *s == '\t')
         s++;
-    return *s >= '0' && *s <= '9' ? *s - '0' : -1;
+    if (*s >= '0' && *s <= '9')
+        *out = *s - '0';
+}
+static void status_line(const char *line, int *mode, int *nnp)
+{
+    line_digit(line, "Seccomp:", mode);
+    line_digit(line, "NoNewPrivs:", nnp);
 }
 
 /* Line by line through a 512-byte buffer, not the whole file at once:
@@ -659,15 +664,9 @@ bool tm_os_seccomp_now(int *mode, int *nnp)
         if (n <= 0) {
             if (n == 0 && have && !skipping) {          /* a last line without '\n' */
                 buf[have] = 0;
-                int d = line_digit(buf, "Seccomp:");
-                if (d >= 0)
-                    *mode = d;
-                d = line_digit(buf, "NoNewPrivs:");
-                if (d >= 0)
-                    *nnp = d;
+                status_line(buf, mode, nnp);
             }
-            if (n < 0)
-                any = false;
+            any = any && n == 0;
             break;
         }
         any = true;
@@ -676,14 +675,8 @@ bool tm_os_seccomp_now(int *mode, int *nnp)
         char *line = buf, *nl;
         while ((nl = memchr(line, '\n', (size_t)(buf + have - line))) != NULL) {
             *nl = 0;
-            if (!skipping) {
-                int d = line_digit(line, "Seccomp:");
-                if (d >= 0)
-                    *mode = d;
-                d = line_digit(line, "NoNewPrivs:");
-                if (d >= 0)
-                    *nnp = d;
-            }
+            if (!skipping)
+                status_line(line, mode, nnp);
             skipping = false;
             line = nl + 1;
         }
