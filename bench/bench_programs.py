@@ -15,6 +15,11 @@ a value computed here independently (never against another allocator's run).
   jq      jq filtering, grouping and summing a generated JSON array
   redis   redis-server (preloaded) with redis-benchmark (not preloaded)
           against it on loopback, pipelined; the server's RSS is reported
+  git     over a generated history (made without the preload, untimed):
+          git pack-objects of every object (delta search, 2 threads),
+          git index-pack of that pack (every object hashed again, deltas
+          resolved), then git log --numstat; the pack's object count and
+          the log must be those the generator knows
 
 A program whose executable is missing is skipped with the apt-get line that
 installs it.  Figures: wall time of the program (redis: of the benchmark
@@ -40,6 +45,8 @@ PROGRAMS = [
     ("jq", "jq: filter, group and sum a generated JSON array", ["jq"], ["jq"]),
     ("redis", "redis-server under the allocator, redis-benchmark -P 16 against it (loopback)",
      ["redis-server", "redis-tools"], ["redis-server", "redis-benchmark", "redis-cli"]),
+    ("git", "git: pack-objects, index-pack and log --numstat over a generated history",
+     ["git"], ["git"]),
 ]
 PROGRAM_NAMES = [p[0] for p in PROGRAMS]
 
@@ -249,6 +256,99 @@ def _json(n):
     return json.dumps(items), json.dumps(exp, sort_keys=True)
 
 
+GIT_WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi "
+             "omicron pi rho sigma tau upsilon phi chi psi omega arena chunk heap page "
+             "bin cache").split()
+
+# The timed part, on a repository already packed: pack every object again
+# with a new delta search (--no-reuse-delta, as `git repack -f` and `git gc
+# --aggressive` do; to a file: the pack's bytes depend on the search's
+# threads, its content does not), index that pack (which hashes every
+# object again and fails on a bad one), count the index's entries, then
+# the history's line counts.
+GIT_SCRIPT = ("set -e; git pack-objects --all --revs --stdout -q --no-reuse-delta </dev/null >all.pack; "
+              "git index-pack -o all.idx all.pack >/dev/null; "
+              "git show-index <all.idx | wc -l; git log --numstat --format=%s")
+
+
+def git_env(workdir):
+    """What git needs in workdir: no system or user configuration, a fixed
+    identity (the generator sets the dates per commit)."""
+    return dict(GIT_CONFIG_NOSYSTEM="1", HOME=workdir, LC_ALL="C", GIT_AUTHOR_NAME="bench",
+                GIT_AUTHOR_EMAIL="bench@example.org", GIT_COMMITTER_NAME="bench",
+                GIT_COMMITTER_EMAIL="bench@example.org")
+
+
+def _git_history(repo, env, nfiles, nlines, ncommits):
+    """A repository of nfiles text files in 16 directories, then ncommits
+    commits that each delete up to 8 lines of a quarter of the files,
+    insert up to 8 new ones, and add 2 files.  Every line is unique (the
+    file, a serial), so each diff is exactly those lines.  Returns the
+    expected output of GIT_SCRIPT: the number of objects (commits, blobs:
+    one per file version; trees: the root and each directory a commit
+    touched), then `git log --numstat --format=%s`."""
+    r = random.Random(11)
+    serial = {}
+    files = {}
+
+    def line(i):
+        serial[i] = serial.get(i, 0) + 1
+        return "f%d l%d %s\n" % (i, serial[i], " ".join(r.choice(GIT_WORDS) for _ in range(r.randint(3, 12))))
+
+    def path(i):
+        return "d%02d/f%04d.txt" % (i % 16, i)
+
+    def write(i):
+        fp = os.path.join(repo, path(i))
+        os.makedirs(os.path.dirname(fp), exist_ok=True)
+        with open(fp, "w") as f:
+            f.write("".join(files[i]))
+
+    env = dict({k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "LD_PRELOAD"},
+               **env)
+
+    def commit(c):
+        e = dict(env, GIT_AUTHOR_DATE="%d +0000" % (1700000000 + 60 * c),
+                 GIT_COMMITTER_DATE="%d +0000" % (1700000000 + 60 * c))
+        subprocess.run(["git", "add", "-A"], cwd=repo, env=e, check=True)
+        subprocess.run(["git", "commit", "-q", "-m", "c%d" % c], cwd=repo, env=e, check=True)
+
+    subprocess.run(["git", "init", "-q", repo], env=env, check=True)
+    log = []                          # (subject, [(added, deleted, path)]), oldest first
+    objects = 0
+    n = nfiles
+    for c in range(ncommits + 1):
+        stats = []
+        if c == 0:
+            for i in range(nfiles):
+                files[i] = [line(i) for _ in range(nlines)]
+                stats.append((nlines, 0, path(i)))
+        else:
+            for i in sorted(r.sample(range(n), n // 4)):
+                lines = files[i]
+                m = r.randint(0, min(8, len(lines) - 1))
+                at = r.randint(0, len(lines) - m)
+                del lines[at:at + m]
+                k = r.randint(1 if m == 0 else 0, 8)
+                at = r.randint(0, len(lines))
+                lines[at:at] = [line(i) for _ in range(k)]
+                stats.append((k, m, path(i)))
+            for _ in range(2):
+                files[n] = [line(n) for _ in range(r.randint(20, nlines))]
+                stats.append((len(files[n]), 0, path(n)))
+                n += 1
+        for _, _, fp in stats:
+            write(int(fp[5:9]))
+        commit(c)
+        objects += 1 + len(stats) + 1 + len({fp[:3] for _, _, fp in stats})
+        log.append(("c%d" % c, stats))
+    subprocess.run(["git", "repack", "-a", "-d", "-q"], cwd=repo, env=env, check=True)
+    out = [str(objects)]
+    for subject, stats in reversed(log):
+        out += [subject, ""] + ["%d\t%d\t%s" % s for s in sorted(stats, key=lambda s: s[2])]
+    return "\n".join(out)
+
+
 # Sizes: full, quick.  Chosen for ~1-2 s per run under glibc on the 2-core
 # benchmark machine (quick: ~0.1-0.3 s).
 SIZES = {
@@ -258,6 +358,7 @@ SIZES = {
     "perl": (60000, 5000),
     "jq": (60000, 5000),
     "redis": (120000, 8000),
+    "git": ((400, 250, 40), (60, 80, 6)),
 }
 
 
@@ -306,6 +407,12 @@ def prepare(name, workdir, quick):
                   compare="json")
     elif name == "redis":
         st.update(requests=size)
+    elif name == "git":
+        repo = os.path.join(workdir, "repo")
+        shutil.rmtree(repo, ignore_errors=True)
+        env = git_env(workdir)
+        exp = _git_history(repo, env, *size)
+        st.update(argv=["sh", "-c", GIT_SCRIPT], env=env, expected=exp, cwd=repo)
     return st
 
 
@@ -384,7 +491,7 @@ def run(st, preload, env_extra, timeout, probe_file):
     t0 = time.monotonic()
     try:
         p = subprocess.run(st["argv"], stdin=stdin, capture_output=True, text=True, env=child,
-                           timeout=timeout, cwd=st["dir"])
+                           timeout=timeout, cwd=st.get("cwd", st["dir"]))
     except subprocess.TimeoutExpired:
         return "timeout", "no result after %d s" % timeout, None, {}
     finally:

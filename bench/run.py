@@ -986,7 +986,7 @@ def main():
                          "(tidemalloc variants only) and count madvise/munmap/mmap/brk/mremap "
                          "-> results.md and syscalls.csv")
     ap.add_argument("--no-programs", action="store_true",
-                    help="leave out the real programs (python, gcc, sqlite, perl, jq, redis)")
+                    help="leave out the real programs (python, gcc, sqlite, perl, jq, redis, git)")
     ap.add_argument("--timeout", type=int, default=None,
                     help="seconds per run (default 120 quick, 900 full)")
     args = ap.parse_args()

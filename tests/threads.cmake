@@ -79,7 +79,7 @@ target_link_options(test_static PRIVATE -static)
 # Real programs under LD_PRELOAD=libtidemalloc.so, output compared with a run
 # without it (tests/preload.sh).
 # php, postgres: skipped (77) where they are not installed, but for CI.
-foreach(suite python gcc sort misc php postgres)
+foreach(suite python gcc sort misc git php postgres)
   add_test(NAME preload_${suite}
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/preload.sh $<TARGET_FILE:tidemalloc> ${suite})
   set_tests_properties(preload_${suite} PROPERTIES TIMEOUT 240 SKIP_RETURN_CODE 77)
