@@ -412,7 +412,9 @@ def prepare(name, workdir, quick):
         shutil.rmtree(repo, ignore_errors=True)
         env = git_env(workdir)
         exp = _git_history(repo, env, *size)
-        st.update(argv=["sh", "-c", GIT_SCRIPT], env=env, expected=exp, cwd=repo)
+        # (the script enters the repository itself: run.py and cost.py
+        # run every program in its work directory)
+        st.update(argv=["sh", "-c", 'cd "$1" && ' + GIT_SCRIPT, "sh", repo], env=env, expected=exp)
     return st
 
 
@@ -491,7 +493,7 @@ def run(st, preload, env_extra, timeout, probe_file):
     t0 = time.monotonic()
     try:
         p = subprocess.run(st["argv"], stdin=stdin, capture_output=True, text=True, env=child,
-                           timeout=timeout, cwd=st.get("cwd", st["dir"]))
+                           timeout=timeout, cwd=st["dir"])
     except subprocess.TimeoutExpired:
         return "timeout", "no result after %d s" % timeout, None, {}
     finally:
