@@ -273,20 +273,27 @@ GIT_SCRIPT = ("set -e; git pack-objects --all --revs --stdout -q --no-reuse-delt
 
 def git_env(workdir):
     """What git needs in workdir: no system or user configuration, a fixed
-    identity (the generator sets the dates per commit)."""
+    identity (git_history sets the dates per commit)."""
     return dict(GIT_CONFIG_NOSYSTEM="1", HOME=workdir, LC_ALL="C", GIT_AUTHOR_NAME="bench",
                 GIT_AUTHOR_EMAIL="bench@example.org", GIT_COMMITTER_NAME="bench",
                 GIT_COMMITTER_EMAIL="bench@example.org")
 
 
-def _git_history(repo, env, nfiles, nlines, ncommits):
+def git_history(repo, workdir, nfiles, nlines, ncommits, preload=None):
     """A repository of nfiles text files in 16 directories, then ncommits
     commits that each delete up to 8 lines of a quarter of the files,
-    insert up to 8 new ones, and add 2 files.  Every line is unique (the
-    file, a serial), so each diff is exactly those lines.  Returns the
-    expected output of GIT_SCRIPT: the number of objects (commits, blobs:
-    one per file version; trees: the root and each directory a commit
-    touched), then `git log --numstat --format=%s`."""
+    insert up to 8 new ones, and add 2 files, then packed.  Every line is
+    unique (the file, a serial), so each diff is exactly those lines, and
+    the dates are fixed, so the commit ids depend on the content alone.
+    Every git command runs under LD_PRELOAD=preload if given
+    (tests/preload.sh builds the history with and without it).  Returns
+    the expected output of GIT_SCRIPT: the number of objects (commits,
+    blobs: one per file version; trees: the root and each directory a
+    commit touched), then `git log --numstat --format=%s`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "LD_PRELOAD"}
+    env.update(git_env(workdir))
+    if preload:
+        env["LD_PRELOAD"] = preload
     r = random.Random(11)
     serial = {}
     files = {}
@@ -304,9 +311,6 @@ def _git_history(repo, env, nfiles, nlines, ncommits):
         with open(fp, "w") as f:
             f.write("".join(files[i]))
 
-    env = dict({k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "LD_PRELOAD"},
-               **env)
-
     def commit(c):
         e = dict(env, GIT_AUTHOR_DATE="%d +0000" % (1700000000 + 60 * c),
                  GIT_COMMITTER_DATE="%d +0000" % (1700000000 + 60 * c))
@@ -314,7 +318,7 @@ def _git_history(repo, env, nfiles, nlines, ncommits):
         subprocess.run(["git", "commit", "-q", "-m", "c%d" % c], cwd=repo, env=e, check=True)
 
     subprocess.run(["git", "init", "-q", repo], env=env, check=True)
-    log = []                          # (subject, [(added, deleted, path)]), oldest first
+    log = []                          # (subject, [(added, deleted, file)]), oldest first
     objects = 0
     n = nfiles
     for c in range(ncommits + 1):
@@ -322,7 +326,7 @@ def _git_history(repo, env, nfiles, nlines, ncommits):
         if c == 0:
             for i in range(nfiles):
                 files[i] = [line(i) for _ in range(nlines)]
-                stats.append((nlines, 0, path(i)))
+                stats.append((nlines, 0, i))
         else:
             for i in sorted(r.sample(range(n), n // 4)):
                 lines = files[i]
@@ -332,20 +336,20 @@ def _git_history(repo, env, nfiles, nlines, ncommits):
                 k = r.randint(1 if m == 0 else 0, 8)
                 at = r.randint(0, len(lines))
                 lines[at:at] = [line(i) for _ in range(k)]
-                stats.append((k, m, path(i)))
+                stats.append((k, m, i))
             for _ in range(2):
                 files[n] = [line(n) for _ in range(r.randint(20, nlines))]
-                stats.append((len(files[n]), 0, path(n)))
+                stats.append((len(files[n]), 0, n))
                 n += 1
-        for _, _, fp in stats:
-            write(int(fp[5:9]))
+        for _, _, i in stats:
+            write(i)
         commit(c)
-        objects += 1 + len(stats) + 1 + len({fp[:3] for _, _, fp in stats})
+        objects += 2 + len(stats) + len({i % 16 for _, _, i in stats})
         log.append(("c%d" % c, stats))
     subprocess.run(["git", "repack", "-a", "-d", "-q"], cwd=repo, env=env, check=True)
     out = [str(objects)]
     for subject, stats in reversed(log):
-        out += [subject, ""] + ["%d\t%d\t%s" % s for s in sorted(stats, key=lambda s: s[2])]
+        out += [subject, ""] + ["%d\t%d\t%s" % (a, d, path(i)) for a, d, i in sorted(stats, key=lambda t: path(t[2]))]
     return "\n".join(out)
 
 
@@ -410,11 +414,11 @@ def prepare(name, workdir, quick):
     elif name == "git":
         repo = os.path.join(workdir, "repo")
         shutil.rmtree(repo, ignore_errors=True)
-        env = git_env(workdir)
-        exp = _git_history(repo, env, *size)
+        exp = git_history(repo, workdir, *size)
         # (the script enters the repository itself: run.py and cost.py
         # run every program in its work directory)
-        st.update(argv=["sh", "-c", 'cd "$1" && ' + GIT_SCRIPT, "sh", repo], env=env, expected=exp)
+        st.update(argv=["sh", "-c", 'cd "$1" && ' + GIT_SCRIPT, "sh", repo], env=git_env(workdir),
+                  expected=exp)
     return st
 
 

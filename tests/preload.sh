@@ -17,8 +17,9 @@
 #                 PHP opens its extensions with dlopen(RTLD_DEEPBIND)
 #                 (src/dlopen.c).  Skipped (77) where php is not
 #                 installed, except under CI=true (intl and gd too).
-#         git     a generated history of 41 commits built twice, without
-#                 and with the preload (the commit ids must agree), then
+#         git     bench/bench_programs.py's generated history of 41 commits
+#                 built twice, without and with the preload (the commit ids
+#                 must agree), then
 #                 log -p --stat, blame, diff, grep, fsck, pack-objects into
 #                 index-pack (2 threads each) and gc on a copy.
 #         postgres  a PostgreSQL server (initdb, the postmaster and its forked
@@ -586,50 +587,16 @@ git)
         GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@example.org
     # The alias's shell is git's child: it prints git's own map.
     preloaded git git -c 'alias.maps=!cat /proc/$PPID/maps' maps
-    # history REPO [LIB]: 120 files in 8 directories, then 40 commits that
-    # each rewrite lines of a fifth of the files and add one; every git
-    # command under LD_PRELOAD=LIB if given.  The dates are fixed, so the
-    # commit ids depend on the content alone.
+    # history REPO [LIB]: bench/bench_programs.py's generated history (120
+    # files of 120 lines in 16 directories, 40 commits, then packed), every
+    # git command under LD_PRELOAD=LIB if given.  Its dates are fixed, so
+    # the commit ids depend on the content alone.
     history() {
-        python3 - "$1" "${2:-}" <<'PYEOF'
-import os, random, subprocess, sys
-repo, lib = sys.argv[1], sys.argv[2]
-env = dict(os.environ)
-if lib:
-    env["LD_PRELOAD"] = lib
-r = random.Random(5)
-words = "heap arena chunk bin page cache tide free malloc top slab span".split()
-files, n = {}, 120
-def git(*a, c=0):
-    e = dict(env, GIT_AUTHOR_DATE="%d +0000" % (1700000000 + 60 * c),
-             GIT_COMMITTER_DATE="%d +0000" % (1700000000 + 60 * c))
-    subprocess.run(["git"] + list(a), cwd=repo, env=e, check=True, stdout=subprocess.DEVNULL)
-def put(i):
-    d = os.path.join(repo, "d%d" % (i % 8))
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "f%03d.c" % i), "w") as f:
-        f.write("".join(files[i]))
-def line(i):
-    return "%s %d %s\n" % (r.choice(words), i, " ".join(r.choice(words) for _ in range(r.randint(2, 9))))
-os.makedirs(repo)
-git("init", "-q", ".")
-for i in range(n):
-    files[i] = [line(i) for _ in range(r.randint(30, 200))]
-    put(i)
-git("add", "-A")
-git("commit", "-q", "-m", "c0")
-for c in range(1, 41):
-    for i in r.sample(range(n), n // 5):
-        L = files[i]
-        for _ in range(r.randint(1, 6)):
-            L[r.randrange(len(L))] = line(i)
-        L.insert(r.randrange(len(L) + 1), line(i))
-        put(i)
-    files[n] = [line(n) for _ in range(r.randint(10, 100))]
-    put(n)
-    n += 1
-    git("add", "-A", c=c)
-    git("commit", "-q", "-m", "commit %d" % c, c=c)
+        python3 - "$HERE/../bench" "$WORK" "$1" "${2:-}" <<'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import bench_programs
+bench_programs.git_history(sys.argv[3], sys.argv[2], 120, 120, 40, preload=sys.argv[4] or None)
 PYEOF
     }
     if history "$WORK/repo_ref" && history "$WORK/repo" "$LIB" &&
@@ -641,9 +608,9 @@ PYEOF
     fi
     cd "$WORK/repo" || exit 1
     same git_log_p git log -p --stat
-    same git_blame git blame -s d1/f001.c
+    same git_blame git blame -s d01/f0001.txt
     same git_diff  git diff --stat --summary HEAD~40 HEAD
-    same git_grep  git grep -c -e heap -e slab HEAD~20
+    same git_grep  git grep -c -e heap -e arena HEAD~20
     same git_fsck  git fsck --full --strict --no-progress
     # pack-objects and index-pack with 2 threads each: the pack's bytes
     # depend on the threads' timing, the objects it holds do not.
