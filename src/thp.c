@@ -141,6 +141,11 @@ void tm_thp_heap_new(void *p, size_t size)
         tm_os_advise_huge(p, size, true);
 }
 
+size_t tm_thp_grow_unit(void)
+{
+    return huge_heaps() ? (size_t)1 << thp_shift : 0;
+}
+
 void tm_thp_mapped(void *p, size_t size)
 {
     if (huge_heaps() && size >= (size_t)1 << thp_shift)
