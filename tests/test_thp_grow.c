@@ -207,6 +207,31 @@ static void run(const char *name, bool main_arena)
              resident * ps / 1024, (unsigned long)lo, (unsigned long)end);
         CHECKF("freed and trimmed: at most 256 KiB of the heap resident", ok && resident * ps <= 256 * 1024,
                "%s %s: %zu KiB", mode_names[mode], name, resident * ps / 1024);
+        /* Again, grown back into what the heap had committed before. */
+        size_t nb2 = (3 * MIB + 100 * 1024) / BLK;
+        char **b2 = mmap(NULL, nb2 * sizeof *b2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        size_t k = 0;
+        for (; b2 != MAP_FAILED && k < nb2 && (b2[k] = malloc(BLK)) != NULL; k++)
+            memset(b2[k], 1, BLK);
+        CHECKF("3 MiB more allocated", b2 != MAP_FAILED && k == nb2, "%s %s", mode_names[mode], name);
+        for (size_t i = 0; b2 != MAP_FAILED && i < k; i++)
+            free(b2[i]);
+        if (b2 != MAP_FAILED)
+            munmap(b2, nb2 * sizeof *b2);
+        malloc_trim(0);
+        if (main_arena)
+            end = (uintptr_t)sbrk(0) < end ? (uintptr_t)sbrk(0) : end;
+        np = end > lo ? (end - lo) / ps : 0;
+        resident = 0;
+        vec = malloc(np ? np : 1);
+        ok = vec && (np == 0 || mincore((void *)lo, end - lo, vec) == 0);
+        for (size_t i = 0; ok && i < np; i++)
+            resident += vec[i] & 1;
+        free(vec);
+        note("%s, %s, grown again, freed and trimmed: %zu KiB resident", mode_names[mode], name,
+             resident * ps / 1024);
+        CHECKF("grown again, freed and trimmed: at most 256 KiB of the heap resident",
+               ok && resident * ps <= 256 * 1024, "%s %s: %zu KiB", mode_names[mode], name, resident * ps / 1024);
     }
 }
 
