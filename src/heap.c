@@ -44,17 +44,14 @@ bool tm_heap_grow(tm_heap *h, size_t diff)
     if (new_size > TM_HEAP_SPAN)
         return false;
     /* To the end of a huge page unit where heaps are advised huge
-     * (thp.h tm_thp_grow_unit) - the heap's size, not only its commit,
+     * (thp.h tm_thp_grow_to) - the heap's size, not only its commit,
      * and within the commit too (after a shrink): a fault near the end
      * fills the whole unit, and what lies beyond the size (the top's
      * end) no release reaches - seed002's 20 sub-heaps kept 45 MB
-     * resident that way after the drain.                             */
-    size_t unit = tm_thp_grow_unit();
-    if (unit) {
-        new_size = align_up((uintptr_t)h + new_size, unit) - (uintptr_t)h;
-        if (new_size > TM_HEAP_SPAN)
-            new_size = TM_HEAP_SPAN;
-    }
+     * resident that way after the drain.  (The span ends on a unit.)  */
+    new_size = tm_thp_grow_to((uintptr_t)h, new_size);
+    if (new_size > TM_HEAP_SPAN)
+        new_size = TM_HEAP_SPAN;
     if (new_size > h->committed) {
         if (!tm_os_commit((char *)h + h->committed, new_size - h->committed))
             return false;

@@ -285,17 +285,6 @@ tm_arena *tm_sys_new_arena(void)
 
 static bool sub_grow(tm_arena *av, size_t nb);
 
-/* size bytes at cur, page-rounded: more, up to the next huge page
- * unit, where heaps are advised huge (thp.h tm_thp_grow_unit). */
-static size_t grow_end(uintptr_t cur, size_t size)
-{
-    size_t unit = tm_thp_grow_unit();
-    if (!unit)
-        return size;
-    size_t more = align_up(cur + size, unit) - cur;
-    return more >= size ? more : size;
-}
-
 /* Main arena: grow top with brk; when brk cannot, go on in sub-heaps.  */
 static bool main_grow(tm_arena *av, size_t nb)
 {
@@ -316,7 +305,7 @@ static bool main_grow(tm_arena *av, size_t nb)
     char *cur = tm_os_sbrk(0);
     if (cur != (char *)-1 && seg && seg->kind == TM_SEG_BRK && cur == old_end) {
         /* Contiguous: just extend the brk segment and its top. */
-        size_t size = grow_end((uintptr_t)cur, align_up(want - old_size, page));
+        size_t size = tm_thp_grow_to((uintptr_t)cur, align_up(want - old_size, page));
         char *r = tm_os_sbrk((intptr_t)size);
         if (r == cur) {
             tm_thp_heap_new(r, size);
@@ -340,8 +329,8 @@ static bool main_grow(tm_arena *av, size_t nb)
          * released whole.  If brk moves between sbrk(0) and sbrk(size),
          * the memory we got is used all the same, up to its last whole
          * page (the partial page beyond is left alone).                 */
-        size_t size = grow_end((uintptr_t)cur, align_up((uintptr_t)cur + sizeof(tm_heap) + TM_ALIGNMENT + want, page) -
-                                                   (uintptr_t)cur);
+        size_t size = tm_thp_grow_to((uintptr_t)cur, align_up((uintptr_t)cur + sizeof(tm_heap) + TM_ALIGNMENT + want,
+                                                              page) - (uintptr_t)cur);
         char *r = tm_os_sbrk((intptr_t)size);
         if (r != (char *)-1) {
             tm_thp_heap_new(r, size);

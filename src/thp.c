@@ -141,9 +141,12 @@ void tm_thp_heap_new(void *p, size_t size)
         tm_os_advise_huge(p, size, true);
 }
 
-size_t tm_thp_grow_unit(void)
+size_t tm_thp_grow_to(uintptr_t start, size_t size)
 {
-    return huge_heaps() ? (size_t)1 << thp_shift : 0;
+    if (!huge_heaps())
+        return size;
+    size_t more = align_up(start + size, (size_t)1 << thp_shift) - start;
+    return more >= size ? more : size;       /* (no wrap at the address space's end) */
 }
 
 void tm_thp_mapped(void *p, size_t size)

@@ -35,6 +35,6 @@ tide_add_variant(test_thp_budget_whole test_thp_budget ARGS budget TIMEOUT 60
                  ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1 TIDEMALLOC_DECAY_MS=0)
 set_tests_properties(test_thp_budget test_thp_budget_whole PROPERTIES SKIP_RETURN_CODE 77)
 # Heaps advised huge (hugetlb=1) grow by whole units, so faults take huge
-# pages (src/thp.h tm_thp_grow_unit).
+# pages (src/thp.h tm_thp_grow_to).
 tide_add_test(test_thp_grow SOURCES test_thp_grow.c TIMEOUT 60)
 set_tests_properties(test_thp_grow PROPERTIES SKIP_RETURN_CODE 77)

@@ -73,14 +73,7 @@ static int read_file(const char *path, char *buf, size_t n)
  * mapped (a hole between two heaps the blocks came from). */
 static long unit_resident(uintptr_t u)
 {
-    static unsigned char v[UNIT / 4096];
-    size_t n = UNIT / page;
-    long res = 0;
-    if (n > sizeof v || mincore((void *)u, UNIT, v) != 0)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        res += v[i] & 1;
-    return res;
+    return thp_resident_pages(u, u + UNIT);
 }
 
 /* The whole units of [lo, hi) that are mapped whole, and their resident

@@ -8,7 +8,7 @@
  * mapped, so every fault took a 4 KiB page although the heap was advised
  * (python with hugetlb=1: 13 258 page faults, glibc 1 496).  Where heaps
  * are advised huge, growth rounds the heap's end up to a unit (src/thp.h
- * tm_thp_grow_unit), as glibc does - the heap's size with it: a huge page
+ * tm_thp_grow_to), as glibc does - the heap's size with it: a huge page
  * faulted near the end fills the whole unit, and pages past the top's end
  * are reached by no release (a sub-heap that committed the unit but kept
  * its size: seed002 idled at 1.66x its live bytes instead of 1.16x).
@@ -44,6 +44,7 @@
 #include <malloc.h>
 #include <unistd.h>
 #include "harness.h"
+#include "thp_common.h"
 
 #define UNIT ((uintptr_t)2 << 20)
 enum { BLK = 64 };
@@ -60,21 +61,21 @@ static HARNESS_PRINTF(1, 2) void note(const char *fmt, ...)
 }
 
 /* Over the mappings that overlap [lo, hi): the sum of AnonHugePages
- * (bytes), whether every one is advised huge ("hg" in VmFlags), and the
- * end of the one holding address a. */
+ * (bytes), whether every one or none is advised huge ("hg" in VmFlags),
+ * and the end of the one holding address a. */
 struct span_state {
     size_t huge_bytes;
-    bool all_advised, none_advised, last_advised;   /* (last: the mapping holding a) */
+    bool all_advised, none_advised;
     int nmaps;
     uintptr_t end_of_a;
 };
 
 static struct span_state scan(uintptr_t lo, uintptr_t hi, uintptr_t a)
 {
-    struct span_state st = { 0, true, true, false, 0, 0 };
+    struct span_state st = { 0, true, true, 0, 0 };
     FILE *f = fopen("/proc/self/smaps", "r");
     char line[512];
-    bool in = false, has_a = false;
+    bool in = false;
     if (!f) {
         st.all_advised = st.none_advised = false;
         return st;
@@ -85,8 +86,7 @@ static struct span_state scan(uintptr_t lo, uintptr_t hi, uintptr_t a)
         if (dash && sp && dash < sp && sscanf(line, "%lx-%lx ", &s, &e) == 2) {
             in = s < hi && e > lo;
             st.nmaps += in;
-            has_a = a >= s && a < e;
-            if (has_a)
+            if (a >= s && a < e)
                 st.end_of_a = e;
             continue;
         }
@@ -98,8 +98,6 @@ static struct span_state scan(uintptr_t lo, uintptr_t hi, uintptr_t a)
             bool hg = strstr(line, " hg") != NULL;
             st.all_advised &= hg;
             st.none_advised &= !hg;
-            if (has_a)
-                st.last_advised = hg;
         }
     }
     fclose(f);
@@ -126,21 +124,48 @@ static const char *const mode_names[] = { "all", "default", "off" };
 
 #define MIB ((size_t)1 << 20)
 
-/* The state of the blocks b[0..n) (their span, and the mapping of the
- * last one); name: which arena. */
-static struct span_state blocks_state(char **b, size_t n, const char *name, size_t mib)
+/* The span [*lo, *hi) of the blocks b[0..n). */
+static void span_of(char **b, size_t n, uintptr_t *lo, uintptr_t *hi)
 {
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    *lo = UINTPTR_MAX, *hi = 0;
     for (size_t i = 0; i < n; i++) {
         uintptr_t p = (uintptr_t)b[i];
-        lo = p < lo ? p : lo;
-        hi = p + BLK > hi ? p + BLK : hi;
+        *lo = p < *lo ? p : *lo;
+        *hi = p + BLK > *hi ? p + BLK : *hi;
     }
+}
+
+/* The state of the blocks b[0..n) (their span, and the mapping of the
+ * last one); name: which arena. */
+static struct span_state blocks_state(char **b, size_t n, const char *name)
+{
+    uintptr_t lo, hi;
+    span_of(b, n, &lo, &hi);
     struct span_state st = scan(lo, hi, (uintptr_t)b[n - 1]);
-    note("%s, %s, %zu MiB: blocks over %#lx..%#lx, %d mapping(s), advised %s, %zu KiB in huge pages",
-         mode_names[mode], name, mib, (unsigned long)lo, (unsigned long)hi, st.nmaps,
-         st.all_advised ? "all" : st.last_advised ? "the last block's" : "none", st.huge_bytes / 1024);
+    note("%s, %s: blocks over %#lx..%#lx, %d mapping(s), advised %s, %zu KiB in huge pages", mode_names[mode],
+         name, (unsigned long)lo, (unsigned long)hi, st.nmaps,
+         st.all_advised ? "all" : st.none_advised ? "none" : "some", st.huge_bytes / 1024);
     return st;
+}
+
+/* All freed and trimmed (what: which round): the heap gives back what it
+ * held over the blocks' span [lo, hi), up to the end of the unit its last
+ * block lay in - a huge page faulted near a heap's end fills the whole
+ * unit, beyond the top's end too (a sub-heap's size once stopped short
+ * of the unit it committed).  The main arena: up to the break, past
+ * which nothing is mapped. */
+static void check_trimmed(const char *what, const char *name, bool main_arena, uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE), end = (hi + UNIT - 1) & ~(UNIT - 1);
+    if (main_arena && (uintptr_t)sbrk(0) < end)
+        end = (uintptr_t)sbrk(0);
+    lo &= ~(ps - 1);
+    long pages = end > lo ? thp_resident_pages(lo, end) : 0;
+    size_t kib = pages > 0 ? (size_t)pages * ps / 1024 : 0;
+    note("%s, %s, %s: %zu KiB resident over %#lx..%#lx", mode_names[mode], name, what, kib,
+         (unsigned long)lo, (unsigned long)end);
+    CHECKF("freed and trimmed: at most 256 KiB of the heap resident", pages >= 0 && kib <= 256,
+           "%s %s, %s: %zu KiB", mode_names[mode], name, what, kib);
 }
 
 /* Allocate and write the blocks, check their heap; name: which arena. */
@@ -160,13 +185,12 @@ static void run(const char *name, bool main_arena)
     }
     CHECKF("32 MiB of 64-byte blocks allocated", n == nblk, "%s %s", mode_names[mode], name);
     if (n == nblk) {
-        struct span_state st = blocks_state(b, n, name, 32);
-        uintptr_t end = main_arena ? (uintptr_t)sbrk(0) : st.end_of_a;
-        if (mode == ALL)
+        struct span_state st = blocks_state(b, n, name);
+        if (mode == ALL) {
+            uintptr_t end = main_arena ? (uintptr_t)sbrk(0) : st.end_of_a;
             CHECKF(main_arena ? "the program break lies on a huge page unit"
                               : "the sub-heap's writable mapping ends on a huge page unit",
                    end != 0 && end % UNIT == 0, "%s %s: %#lx", mode_names[mode], name, (unsigned long)end);
-        if (mode == ALL) {
             CHECKF("every mapping of the blocks advised huge", st.all_advised && st.nmaps > 0, "%s: %d mapping(s)",
                    name, st.nmaps);
             if (huge_ok)
@@ -178,61 +202,28 @@ static void run(const char *name, bool main_arena)
                 CHECKF("no huge page", st.huge_bytes == 0, "%s: %zu KiB", name, st.huge_bytes / 1024);
         }
     }
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (size_t i = 0; i < n; i++) {
-        uintptr_t p = (uintptr_t)b[i];
-        lo = p < lo ? p : lo;
-        hi = p + BLK > hi ? p + BLK : hi;
+    uintptr_t lo, hi;
+    span_of(b, n, &lo, &hi);
+    for (size_t i = 0; i < n; i++)
         free(b[i]);
-    }
     munmap(b, nblk * sizeof *b);
-    /* All freed and trimmed: the heap gives back what it held, up to the
-     * end of the unit its last block lay in - a huge page faulted near a
-     * heap's end fills the whole unit, beyond the top's end too (a
-     * sub-heap's size once stopped short of the unit it committed).
-     * The main arena: up to the break, past which nothing is mapped. */
     malloc_trim(0);
-    if (n == nblk) {
-        uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE), end = (hi + UNIT - 1) & ~(UNIT - 1);
-        if (main_arena)
-            end = (uintptr_t)sbrk(0) < end ? (uintptr_t)sbrk(0) : end;
-        lo &= ~(ps - 1);
-        size_t np = (end - lo) / ps, resident = 0;
-        unsigned char *vec = malloc(np);
-        bool ok = vec && mincore((void *)lo, end - lo, vec) == 0;
-        for (size_t i = 0; ok && i < np; i++)
-            resident += vec[i] & 1;
-        free(vec);
-        note("%s, %s, freed and trimmed: %zu KiB resident over %#lx..%#lx", mode_names[mode], name,
-             resident * ps / 1024, (unsigned long)lo, (unsigned long)end);
-        CHECKF("freed and trimmed: at most 256 KiB of the heap resident", ok && resident * ps <= 256 * 1024,
-               "%s %s: %zu KiB", mode_names[mode], name, resident * ps / 1024);
-        /* Again, grown back into what the heap had committed before. */
-        size_t nb2 = (3 * MIB + 100 * 1024) / BLK;
-        char **b2 = mmap(NULL, nb2 * sizeof *b2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        size_t k = 0;
-        for (; b2 != MAP_FAILED && k < nb2 && (b2[k] = malloc(BLK)) != NULL; k++)
-            memset(b2[k], 1, BLK);
-        CHECKF("3 MiB more allocated", b2 != MAP_FAILED && k == nb2, "%s %s", mode_names[mode], name);
-        for (size_t i = 0; b2 != MAP_FAILED && i < k; i++)
-            free(b2[i]);
-        if (b2 != MAP_FAILED)
-            munmap(b2, nb2 * sizeof *b2);
-        malloc_trim(0);
-        if (main_arena)
-            end = (uintptr_t)sbrk(0) < end ? (uintptr_t)sbrk(0) : end;
-        np = end > lo ? (end - lo) / ps : 0;
-        resident = 0;
-        vec = malloc(np ? np : 1);
-        ok = vec && (np == 0 || mincore((void *)lo, end - lo, vec) == 0);
-        for (size_t i = 0; ok && i < np; i++)
-            resident += vec[i] & 1;
-        free(vec);
-        note("%s, %s, grown again, freed and trimmed: %zu KiB resident", mode_names[mode], name,
-             resident * ps / 1024);
-        CHECKF("grown again, freed and trimmed: at most 256 KiB of the heap resident",
-               ok && resident * ps <= 256 * 1024, "%s %s: %zu KiB", mode_names[mode], name, resident * ps / 1024);
-    }
+    if (n != nblk)
+        return;
+    check_trimmed("freed and trimmed", name, main_arena, lo, hi);
+    /* Again, grown back into what the heap had committed before. */
+    size_t nb2 = (3 * MIB + 100 * 1024) / BLK;
+    char **b2 = mmap(NULL, nb2 * sizeof *b2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t k = 0;
+    for (; b2 != MAP_FAILED && k < nb2 && (b2[k] = malloc(BLK)) != NULL; k++)
+        memset(b2[k], 1, BLK);
+    CHECKF("3 MiB more allocated", b2 != MAP_FAILED && k == nb2, "%s %s", mode_names[mode], name);
+    for (size_t i = 0; b2 != MAP_FAILED && i < k; i++)
+        free(b2[i]);
+    if (b2 != MAP_FAILED)
+        munmap(b2, nb2 * sizeof *b2);
+    malloc_trim(0);
+    check_trimmed("grown again, freed and trimmed", name, main_arena, lo, hi);
 }
 
 static void *thread_main(void *arg)

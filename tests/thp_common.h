@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* THPeligible (0 or 1) of the mapping holding address a, -1 if none;
  * with *nmaps the number of mappings that overlap [lo, hi). */
@@ -32,6 +34,23 @@ static inline int thp_smaps_scan(uintptr_t a, uintptr_t lo, uintptr_t hi, int *n
     }
     fclose(f);
     return r;
+}
+/* Resident pages of [lo, hi) (page aligned, mincore); -1 if any of it
+ * is not mapped. */
+static inline long thp_resident_pages(uintptr_t lo, uintptr_t hi)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char v[512];
+    long res = 0;
+    for (uintptr_t a = lo; a < hi;) {
+        size_t len = hi - a < sizeof v * ps ? hi - a : sizeof v * ps;
+        if (mincore((void *)a, len, v) != 0)
+            return -1;
+        for (size_t i = 0; i < (len + ps - 1) / ps; i++)
+            res += v[i] & 1;
+        a += len;
+    }
+    return res;
 }
 static inline int thp_eligible(uintptr_t a)
 {
