@@ -1,6 +1,7 @@
 """CTest bench_quick_report: checks what `run.py --quick` wrote (python3
 standard library only).  Every workload of run.py's list that ran must have
-a result under glibc and under tidemalloc, every run must have passed
+a result under glibc and under tidemalloc (and under each of their variants
+that ran, e.g. glibc-huge), every run must have passed
 (status ok), results.md must have the per-family tables and geomeans, and
 summary.json must carry a time ratio for each (workload, allocator) pair.
 Real programs that are not installed are allowed to be missing only when
@@ -29,10 +30,15 @@ def main():
                                               r["error"]))
     ran = {(r["workload"], r["allocator"]) for r in rows}
     ratio = {(r["workload"], r["allocator"]) for r in summ["rows"] if r.get("tratio")}
+    # glibc and tidemalloc always; a variant of theirs that ran (with the
+    # environment of its own: tidemalloc-huge, ...) likewise everywhere -
+    # they need no package that could be missing.
+    must = ["glibc", "tidemalloc"] + [a for a in summ["allocators"]
+                                      if a in run.TIDE_VARIANTS or run.base_allocator(a) == "glibc"]
     for w, _, fam, _ in run.WORKLOADS:
         if fam == "programs" and ("program %s skipped" % w) in md:
             continue
-        for a in ("glibc", "tidemalloc"):
+        for a in dict.fromkeys(must):
             if (w, a) not in ran:
                 bad.append("%s: no run under %s" % (w, a))
             elif (w, a) not in ratio:

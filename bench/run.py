@@ -26,6 +26,9 @@ tidemalloc variant (OUT/syscalls.csv), outside the timed repetitions.
 jemalloc-bg, tcmalloc-release and mimalloc-purge are the peers' own
 libraries with the settings that make them return memory soonest
 (PEER_VARIANTS below); they run by default beside the peers' defaults.
+glibc-huge, jemalloc-thp, mimalloc-large and tidemalloc-huge (only when
+asked for; `--allocators ...,huge` names all four) run each allocator at
+its transparent huge page setting (HUGE_VARIANTS below).
 
 Exit status: 0 if every run passed its checks, 1 otherwise (after the report).
 Timings never fail a run; a missing peer allocator is skipped with a notice.
@@ -124,23 +127,47 @@ PEER_VARIANTS = {
     "mimalloc-purge": ("mimalloc", {"MIMALLOC_DECOMMIT_DELAY": "0",
                                     "MIMALLOC_SEGMENT_DECOMMIT_DELAY": "0"}),
 }
+# Every allocator at its huge page setting (--allocators ...,huge or the
+# names): heaps backed by 2 MiB transparent huge pages where the system's
+# THP mode is `madvise` (as on Debian), which saves page faults and TLB
+# misses at the price of RSS granularity.  A huge page figure of
+# tidemalloc's is compared with these, not with the peers' defaults.
+# tcmalloc-minimal 2.10 has no such setting.
+HUGE_VARIANTS = {
+    "glibc-huge": ("glibc", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+    "jemalloc-thp": ("jemalloc", {"MALLOC_CONF": "thp:always,metadata_thp:always"}),
+    "mimalloc-large": ("mimalloc", {"MIMALLOC_LARGE_OS_PAGES": "1"}),
+    "tidemalloc-huge": ("tidemalloc", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+}
 ALL_ALLOCATORS = ["glibc", "jemalloc", "jemalloc-bg", "tcmalloc", "tcmalloc-release",
                   "mimalloc", "mimalloc-purge", "tidemalloc"]
-# Not run by default; select with --allocators ...,tidemalloc-norelease.
-OPTIONAL_ALLOCATORS = ["tidemalloc-norelease"]
+# Not run by default; select with --allocators ...,tidemalloc-norelease
+# (`huge` stands for every HUGE_VARIANTS name).
+OPTIONAL_ALLOCATORS = ["tidemalloc-norelease"] + list(HUGE_VARIANTS)
 KNOWN_ALLOCATORS = ALL_ALLOCATORS + OPTIONAL_ALLOCATORS
 # Allocators that preload BUILD/libtidemalloc.so, and the extra environment
 # each one's child gets (tidemalloc-norelease: page release turned off).
-TIDE_VARIANTS = ("tidemalloc", "tidemalloc-norelease")
+TIDE_VARIANTS = ("tidemalloc", "tidemalloc-norelease", "tidemalloc-huge")
 ALLOC_ENV = {"tidemalloc-norelease": {"TIDEMALLOC_DECAY_MS": "-1"}}
 ALLOC_ENV.update({v: env for v, (_, env) in PEER_VARIANTS.items()})
+ALLOC_ENV.update({v: env for v, (_, env) in HUGE_VARIANTS.items()})
+
+
+def base_allocator(name):
+    """The allocator a variant runs (glibc, jemalloc, ..., tidemalloc)."""
+    if name in HUGE_VARIANTS:
+        return HUGE_VARIANTS[name][0]
+    if name in TIDE_VARIANTS:
+        return "tidemalloc"
+    return PEER_VARIANTS.get(name, (name,))[0]
 # (variant with memory return on, the same allocator without it)
 RELEASE_PAIRS = [("jemalloc-bg", "jemalloc"), ("tcmalloc-release", "tcmalloc"),
                  ("mimalloc-purge", "mimalloc")]
 COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "jemalloc-bg": "#9ecae1",
           "tcmalloc": "#2ca02c", "tcmalloc-release": "#98df8a",
           "mimalloc": "#9467bd", "mimalloc-purge": "#c5b0d5", "tidemalloc": "#d62728",
-          "tidemalloc-norelease": "#ff7f0e"}
+          "tidemalloc-norelease": "#ff7f0e", "glibc-huge": "#bcbcbc", "jemalloc-thp": "#08519c",
+          "mimalloc-large": "#54278f", "tidemalloc-huge": "#67000d"}
 # --syscalls: the memory-management system calls counted under strace.
 # exit is traced too (strace -C: the summary plus the calls themselves), only
 # to recognise glibc's own madvise(MADV_DONTNEED) of a thread's stack, which
@@ -265,10 +292,10 @@ def machine_info(args, allocs, build):
         if ALLOC_ENV.get(name):
             desc += " with " + " ".join("%s=%s" % kv for kv in sorted(ALLOC_ENV[name].items()))
         ver = None
-        if name == "glibc":
+        if base_allocator(name) == "glibc":
             ver = glibc
         else:
-            base = PEER_VARIANTS.get(name, (name,))[0]
+            base = base_allocator(name)
             pkg = {p[0]: p[2] for p in PEERS}.get(base)
             if pkg:
                 try:
@@ -1002,6 +1029,8 @@ def main():
         if w not in names:
             ap.error("unknown workload %r (known: %s)" % (w, ",".join(names)))
     wanted = [a.strip() for a in args.allocators.split(",") if a.strip()]
+    if "huge" in wanted:
+        wanted = [a for a in wanted if a != "huge"] + list(HUGE_VARIANTS)
     extra_libs = []
     for spec in args.lib:
         name, _, path = spec.partition("=")
@@ -1020,7 +1049,7 @@ def main():
     for a in KNOWN_ALLOCATORS:
         if a not in wanted:
             continue
-        if a == "glibc":
+        if base_allocator(a) == "glibc":
             allocs.append((a, None))
         elif a in TIDE_VARIANTS:
             lib = os.path.join(build, "libtidemalloc.so")
@@ -1030,7 +1059,7 @@ def main():
                 notices.append("%s: %s not found - build the library first "
                                "(cmake --build %s); skipped." % (a, lib, args.build))
         else:
-            base = PEER_VARIANTS.get(a, (a,))[0]
+            base = base_allocator(a)
             soname, pkg = {p[0]: (p[1], p[2]) for p in PEERS}[base]
             lib = find_lib(soname, cache)
             if lib:
