@@ -160,6 +160,8 @@ def base_allocator(name):
     if name in TIDE_VARIANTS:
         return "tidemalloc"
     return PEER_VARIANTS.get(name, (name,))[0]
+
+
 # (variant with memory return on, the same allocator without it)
 RELEASE_PAIRS = [("jemalloc-bg", "jemalloc"), ("tcmalloc-release", "tcmalloc"),
                  ("mimalloc-purge", "mimalloc")]
