@@ -57,11 +57,12 @@ TM_HIDDEN void tm_thp_init(void);
 TM_HIDDEN void tm_thp_heap_new(void *p, size_t size);
 TM_HIDDEN void tm_thp_mapped(void *p, size_t size);
 /* A heap's growth to size bytes from start: where heaps are advised
- * huge, more, up to the end of a unit (2 MiB); else size.  The kernel faults a huge page only where the
- * whole aligned unit around the address is mapped and advised; a heap
- * grown by its top pad (128 KiB) at a time never has the unit ahead of
- * its end mapped, so every fault took 4 KiB pages (python, hugetlb=1:
- * 13 258 faults, glibc 1 496; glibc rounds the same way).            */
+ * huge, more, up to the end of a unit (2 MiB); else size.  The kernel
+ * faults a huge page only where the whole aligned unit around the
+ * address is mapped and advised; a heap grown by its top pad (128 KiB)
+ * at a time never has the unit ahead of its end mapped, so every fault
+ * took 4 KiB pages (python, hugetlb=1: 13 258 faults, glibc 1 496;
+ * glibc rounds the same way).                                        */
 TM_HIDDEN size_t tm_thp_grow_to(uintptr_t start, size_t size);
 /* Pages [lo, hi) inside a heap were given back (release.c): their units
  * leave huge pages, if huge pages may back the heap.                   */

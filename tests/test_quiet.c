@@ -181,6 +181,23 @@ static long task_status(pid_t tid, const char *field)
     return harness_proc_field(path, field);
 }
 
+/* A thread's context switches so far, voluntary and not; -1 once it
+ * has exited. */
+static long ctx_switches(pid_t tid)
+{
+    long v = task_status(tid, "voluntary_ctxt_switches");
+    long nv = task_status(tid, "nonvoluntary_ctxt_switches");
+    return v < 0 || nv < 0 ? -1 : v + nv;
+}
+/* The sum over threads t[0..n) (an exited one counts -1). */
+static long ctx_switches_all(const pid_t *t, int n)
+{
+    long sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += ctx_switches(t[i]);
+    return sum;
+}
+
 /* Output that does not allocate (fork children). */
 static void say(const char *fmt, ...) HARNESS_PRINTF(1, 2);
 static void say(const char *fmt, ...)
@@ -731,28 +748,19 @@ static void scenario_threads(const char *label, int n, struct mix all, int tasks
          * is never silent for 2 s and fails below all the same.        */
         long silent_ms = 0;
         for (long waited = 0; silent_ms < 2000 && waited < 30000; waited += 500) {
-            long s0 = 0, s1 = 0;
-            for (int h = 0; h < nh; h++)
-                s0 += task_status(helpers[h], "voluntary_ctxt_switches") +
-                      task_status(helpers[h], "nonvoluntary_ctxt_switches");
+            long s0 = ctx_switches_all(helpers, nh);
             sleep_ms(500);
-            for (int h = 0; h < nh; h++)
-                s1 += task_status(helpers[h], "voluntary_ctxt_switches") +
-                      task_status(helpers[h], "nonvoluntary_ctxt_switches");
-            silent_ms = s1 == s0 ? silent_ms + 500 : 0;
+            silent_ms = ctx_switches_all(helpers, nh) == s0 ? silent_ms + 500 : 0;
         }
         if (silent_ms < 2000)
             say("quiet-%s: helpers never silent for 2 s within 30 s\n", label);
         for (int h = 0; h < nh; h++)
-            before[h] = task_status(helpers[h], "voluntary_ctxt_switches") +
-                        task_status(helpers[h], "nonvoluntary_ctxt_switches");
+            before[h] = ctx_switches(helpers[h]);
         sleep_ms(5000);
         long after[64];
         bool ok = true;
         for (int h = 0; h < nh; h++) {
-            long v = task_status(helpers[h], "voluntary_ctxt_switches");
-            long nv = task_status(helpers[h], "nonvoluntary_ctxt_switches");
-            after[h] = (v < 0 || nv < 0) ? -1 : v + nv;     /* -1: it exited */
+            after[h] = ctx_switches(helpers[h]);     /* -1: it exited */
             if (after[h] >= 0 && after[h] - before[h] > 0)
                 ok = false;
         }

@@ -168,21 +168,37 @@ static void check_trimmed(const char *what, const char *name, bool main_arena, u
            "%s %s, %s: %zu KiB", mode_names[mode], name, what, kib);
 }
 
+/* A table of nblk blocks of BLK bytes, each written (outside the heap,
+ * so that the table's own pages do not count there); the blocks
+ * allocated before a malloc failed, in *n.  NULL if no table.         */
+static char **blocks_new(size_t nblk, size_t *n)
+{
+    char **b = mmap(NULL, nblk * sizeof *b, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    *n = 0;
+    if (b == MAP_FAILED)
+        return NULL;
+    for (; *n < nblk && (b[*n] = malloc(BLK)) != NULL; (*n)++)
+        memset(b[*n], (int)*n, BLK);
+    return b;
+}
+/* Free the n blocks of table b (of nblk), the table, and trim. */
+static void blocks_free(char **b, size_t n, size_t nblk)
+{
+    for (size_t i = 0; b && i < n; i++)
+        free(b[i]);
+    if (b)
+        munmap(b, nblk * sizeof *b);
+    malloc_trim(0);
+}
+
 /* Allocate and write the blocks, check their heap; name: which arena. */
 static void run(const char *name, bool main_arena)
 {
-    size_t nblk = 32 * MIB / BLK;
-    char **b = mmap(NULL, nblk * sizeof *b, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CHECKF("block table", b != MAP_FAILED, "%s", name);
-    if (b == MAP_FAILED)
+    size_t nblk = 32 * MIB / BLK, n;
+    char **b = blocks_new(nblk, &n);
+    CHECKF("block table", b != NULL, "%s", name);
+    if (!b)
         return;
-    size_t n = 0;
-    for (; n < nblk; n++) {
-        b[n] = malloc(BLK);
-        if (!b[n])
-            break;
-        memset(b[n], (int)n, BLK);
-    }
     CHECKF("32 MiB of 64-byte blocks allocated", n == nblk, "%s %s", mode_names[mode], name);
     if (n == nblk) {
         struct span_state st = blocks_state(b, n, name);
@@ -204,25 +220,15 @@ static void run(const char *name, bool main_arena)
     }
     uintptr_t lo, hi;
     span_of(b, n, &lo, &hi);
-    for (size_t i = 0; i < n; i++)
-        free(b[i]);
-    munmap(b, nblk * sizeof *b);
-    malloc_trim(0);
+    blocks_free(b, n, nblk);
     if (n != nblk)
         return;
     check_trimmed("freed and trimmed", name, main_arena, lo, hi);
     /* Again, grown back into what the heap had committed before. */
-    size_t nb2 = (3 * MIB + 100 * 1024) / BLK;
-    char **b2 = mmap(NULL, nb2 * sizeof *b2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    size_t k = 0;
-    for (; b2 != MAP_FAILED && k < nb2 && (b2[k] = malloc(BLK)) != NULL; k++)
-        memset(b2[k], 1, BLK);
-    CHECKF("3 MiB more allocated", b2 != MAP_FAILED && k == nb2, "%s %s", mode_names[mode], name);
-    for (size_t i = 0; b2 != MAP_FAILED && i < k; i++)
-        free(b2[i]);
-    if (b2 != MAP_FAILED)
-        munmap(b2, nb2 * sizeof *b2);
-    malloc_trim(0);
+    size_t nb2 = (3 * MIB + 100 * 1024) / BLK, k;
+    char **b2 = blocks_new(nb2, &k);
+    CHECKF("3 MiB more allocated", b2 != NULL && k == nb2, "%s %s", mode_names[mode], name);
+    blocks_free(b2, k, nb2);
     check_trimmed("grown again, freed and trimmed", name, main_arena, lo, hi);
 }
 
