@@ -636,6 +636,34 @@ static void test_realloc(void)
     }
     CHECK("random realloc walk: all blocks intact at the end", walk_ok);
 
+    /* Every small size to every other (moved through the thread's cache,
+     * api.c realloc_via_cache, unless it fits): the bytes both hold kept,
+     * the usable size enough, errno untouched by a success. */
+    int mv_ok = 1;
+    char mvwhy[160] = "";
+    for (size_t a = 1; a <= 1032 && mv_ok; a += 37) {
+        for (size_t b = 1; b <= 1032 && mv_ok; b += 29) {
+            unsigned char *m = malloc(a);
+            if (!m) {
+                mv_ok = 0;
+                snprintf(mvwhy, sizeof mvwhy, "malloc(%zu) returned NULL", a);
+                break;
+            }
+            fill(m, a, (unsigned)(a * 1031 + b));
+            errno = EDOM;
+            unsigned char *r = realloc(m, b);
+            int err = errno;
+            size_t keep = a < b ? a : b;
+            if (!r || err != EDOM || malloc_usable_size(r) < b || verify(r, keep, (unsigned)(a * 1031 + b)) != (size_t)-1) {
+                mv_ok = 0;
+                snprintf(mvwhy, sizeof mvwhy, "realloc(%zu -> %zu): %p, errno %d, usable %zu", a, b, (void *)r, err,
+                         r ? malloc_usable_size(r) : 0);
+            }
+            free(r ? r : m);
+        }
+    }
+    CHECKF("realloc between small sizes keeps contents and errno", mv_ok, "%s", mvwhy);
+
     /* realloc of aligned blocks keeps the contents. */
     int al_ok = 1;
     for (size_t al = 32; al <= 64 * KiB; al <<= 1) {

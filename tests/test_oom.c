@@ -346,6 +346,12 @@ static void fault_round(int mode, long after)
         mt_fill(E[i].p, E[i].n, E[i].seed);
     }
 
+    /* A small block for the shrink below (not in E: E's are reallocated). */
+    void *sm = malloc(1000);
+    if (!CHECK("fault: small block before injection", sm != NULL))
+        return;
+    mt_fill(sm, 1000, (uint64_t)mode * 7 + 1);
+
     inject(mode, after);
 
     void *w[256];
@@ -487,6 +493,41 @@ static void fault_round(int mode, long after)
         CHECKF("fault: with mmap and brk failing, calloc(64 MiB) fails with ENOMEM",
                q == NULL && err == ENOMEM, "[%s] %p errno %d", f.label, q, err);
         free(q);
+
+        /* A shrinking realloc never fails (glibc splits the block in
+         * place): a small block's shrink moves it through the thread's
+         * cache when a block of the new size is to be had (api.c
+         * realloc_via_cache), and stays in place when none is.  Every
+         * block of that size taken first (a list through the blocks
+         * themselves), the shrink must still succeed, in place, with its
+         * contents and errno as they were. */
+        void *taken = NULL;
+        long ntaken = 0;
+        for (; ntaken < 8L * 1024 * 1024; ntaken++) {
+            void **b = malloc(200);
+            if (!b)
+                break;
+            *b = taken;
+            taken = b;
+        }
+        CHECKF("fault: with mmap and brk failing, 200-byte blocks run out", ntaken < 8L * 1024 * 1024,
+               "[%s] %ld taken", f.label, ntaken);
+        errno = EDOM;
+        void *s = realloc(sm, 200);
+        err = errno;
+        CHECKF("fault: with no block to be had, a shrinking realloc stays in place", s == sm,
+               "[%s] %p -> %p after %ld blocks", f.label, sm, s, ntaken);
+        CHECKF("fault: the shrink in place keeps errno", err == EDOM, "[%s] errno %d", f.label, err);
+        if (s) {
+            CHECKF("fault: the shrink in place keeps the contents", mt_verify_prefix(s, 1000, (uint64_t)mode * 7 + 1, 200),
+                   "[%s]", f.label);
+            sm = s;
+        }
+        while (taken) {
+            void *next = *(void **)taken;
+            free(taken);
+            taken = next;
+        }
     }
 
     /* Everything from before is intact, the heap is consistent. */
@@ -539,6 +580,7 @@ static void fault_round(int mode, long after)
             bad++;
         free(E[i].p);
     }
+    free(sm);
     CHECKF("fault: early blocks intact at the end", bad == 0, "[%s]", f.label);
     CHECKF("fault: tide_check_heap after recovery", tide_check_heap() >= 0, "[%s]", f.label);
     if (after == 0 || after == 12)

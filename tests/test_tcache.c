@@ -975,6 +975,50 @@ static void test_refill_shrink_medium(void)
     CHK();
 }
 
+/* A realloc between two small classes moves through the cache (api.c
+ * realloc_via_cache): the new block is the head of the new class, the
+ * old one goes to the head of its own, and neither leaves the cache -
+ * no lock, no bins.  With the cache off (tcache_count 0) the same
+ * realloc stays in place, as in glibc: a move would be two trips
+ * through the arena.                                                  */
+static void *t_realloc_moves(void *arg)
+{
+    (void)arg;
+    free(malloc(1));                          /* (the thread's cache) */
+    tm_tcache *tc = tm_tls_tcache;
+    if (!CHECK("realloc moves: the thread has a cache", tc != NULL))
+        return NULL;
+    char *x = malloc(200), *y = malloc(100);
+    memset(x, 0x3c, 200);
+    free(y);                                  /* the head of 100's class */
+    unsigned c200 = tc->counts[cls(200)], c100 = tc->counts[cls(100)];
+    char *z = realloc(x, 100);
+    CHECKF("a shrink to another small class takes the new class's head", z == y, "%p, head was %p",
+           (void *)z, (void *)y);
+    CHECKF("... and caches the old block", tc->entries[cls(200)] == (tm_tc_entry *)x &&
+           tc->counts[cls(200)] == c200 + 1 && tc->counts[cls(100)] == c100 - 1,
+           "head %p, counts %u -> %u, %u -> %u", (void *)tc->entries[cls(200)], c200,
+           tc->counts[cls(200)], c100, tc->counts[cls(100)]);
+    int same = 1;
+    for (int k = 0; k < 100; k++)
+        same &= z[k] == 0x3c;
+    CHECK("... with the bytes both hold", same);
+    char *w = realloc(z, 200);                /* and back: x again */
+    CHECKF("a growth to another small class takes the new class's head", w == x, "%p, expected %p",
+           (void *)w, (void *)x);
+    free(w);
+    CHK();
+
+    CHECK("realloc moves: the cache can be turned off", mallopt(TIDE_M_TCACHE_COUNT, 0) == 1);
+    x = malloc(200);
+    z = realloc(x, 100);
+    CHECKF("with the cache off a shrink stays in place", z == x, "%p -> %p", (void *)x, (void *)z);
+    free(z);
+    mallopt(TIDE_M_TCACHE_COUNT, TM_TCACHE_DEFAULT_COUNT);
+    CHK();
+    return NULL;
+}
+
 int main(void)
 {
     test_class_formulas();
@@ -996,5 +1040,6 @@ int main(void)
     test_outbox();
     run_in_thread(t_adaptive);
     run_in_thread(t_grow_share);
+    run_in_thread(t_realloc_moves);
     return harness_finish();
 }
