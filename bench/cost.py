@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_programs  # noqa: E402
-from run import (WORKLOADS, WL_CMD, WL_FAMILY, PEERS, PEER_VARIANTS,  # noqa: E402
-                 find_lib, ldconfig_paths)
+from run import (WORKLOADS, WL_CMD, WL_FAMILY, PEERS, ALLOC_ENV, KNOWN_ALLOCATORS,  # noqa: E402
+                 base_allocator, find_lib, ldconfig_paths)
 
 COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -82,13 +82,19 @@ def functions(tmp):
     return per
 
 
-def resolve(spec):
-    """A library argument: `glibc` (no preload), a peer or peer variant by
-    the name `make bench` gives it (jemalloc, tcmalloc-release, ...: its
-    Debian library and that variant's environment), else a path."""
-    if spec == "glibc":
-        return "", {}
-    base, env = PEER_VARIANTS.get(spec, (spec, {}))
+def resolve(spec, build):
+    """A library argument: any allocator or variant by the name `make
+    bench` gives it - glibc (no preload), a peer (jemalloc, ...), a peer
+    variant (tcmalloc-release, mimalloc-large, ...: its Debian library and
+    that variant's environment), tidemalloc and its variants (BUILD's
+    library; tidemalloc-huge, tidemalloc-norelease), glibc-huge - else a
+    path."""
+    env = dict(ALLOC_ENV.get(spec, {}))
+    base = base_allocator(spec) if spec in KNOWN_ALLOCATORS else spec
+    if base == "glibc":
+        return "", env
+    if base == "tidemalloc":
+        return os.path.abspath(os.path.join(build, "libtidemalloc.so")), env
     soname = {name: so for name, so, _ in PEERS}.get(base)
     if soname is None:
         return os.path.abspath(spec), {}
@@ -133,8 +139,9 @@ def geomean(xs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build")
-    ap.add_argument("--a", required=True, help="library a (the reference): a path, glibc (no preload) "
-                    "or a peer as make bench names it (jemalloc, mimalloc-purge, ...)")
+    ap.add_argument("--a", required=True, help="library a (the reference): a path, or an allocator "
+                    "as make bench names it (glibc: no preload; jemalloc, mimalloc-purge, "
+                    "tidemalloc-huge, ...)")
     ap.add_argument("--b", required=True, help="library b (as --a)")
     ap.add_argument("--names", default="a,b", help="names of a and b for the table")
     ap.add_argument("--out", default="build/cost")
@@ -166,7 +173,7 @@ def main():
             progs[w] = bench_programs.prepare(w, os.path.join(args.out, "programs", w), True)
     names = [w for w in names if WL_FAMILY[w] != "programs" or w in progs]
     b_env = dict(kv.split("=", 1) for kv in args.b_env)
-    (lib_a, env_a), (lib_b, env_b) = resolve(args.a), resolve(args.b)
+    (lib_a, env_a), (lib_b, env_b) = resolve(args.a, args.build), resolve(args.b, args.build)
     env_b.update(b_env)
     jobs = []
     for r in range(args.reps):
