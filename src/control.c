@@ -53,7 +53,7 @@
 #include "tidemalloc.h"
 #include "tunables.h"
 
-_Atomic int tm_initialized;
+__attribute__((used)) _Atomic int tm_initialized;   /* (used: dlopen.c's assembly reads it) */
 
 static tm_lock init_lock = TM_LOCK_INIT;
 static pthread_key_t exit_key;

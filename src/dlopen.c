@@ -66,8 +66,10 @@
 #if defined(TM_SHARED_LIB) && !defined(TM_SANITIZER_INTERPOSES) && defined(__x86_64__)
 
 typedef void *dlopen_fn(const char *, int);
-/* The C library's dlopen (RTLD_NEXT), set by the constructor below. */
-TM_HIDDEN dlopen_fn *tm_real_dlopen;
+/* The C library's dlopen (RTLD_NEXT), set by the constructor below.
+ * (This and every name the assembly below uses are `used`: a link-time
+ * optimized build cannot see references from assembly.) */
+TM_HIDDEN __attribute__((used)) dlopen_fn *tm_real_dlopen;
 TM_HIDDEN void *tm_dlopen_deep(const char *file, int mode);
 TM_HIDDEN void *tm_dlopen_first(const char *file, int mode);
 
@@ -120,7 +122,7 @@ static dlopen_fn *resolve_dlopen(void)
 }
 __attribute__((constructor)) static void resolve_at_start(void) { (void)resolve_dlopen(); }
 
-void *tm_dlopen_first(const char *file, int mode)
+__attribute__((used)) void *tm_dlopen_first(const char *file, int mode)
 {
     dlopen_fn *f = resolve_dlopen();
     return f ? f(file, mode) : NULL;
@@ -308,7 +310,7 @@ static void patch_from(void *handle)
             patch_object(m, want, libc);
 }
 
-void *tm_dlopen_deep(const char *file, int mode)
+__attribute__((used)) void *tm_dlopen_deep(const char *file, int mode)
 {
     dlopen_fn *f = resolve_dlopen();
     if (!f)

@@ -30,6 +30,7 @@ union tm_secret_page tm_secret_page __attribute__((aligned(4096)));
 tm_event tm_bg_event;
 _Atomic size_t tm_narenas = 1;
 _Atomic bool tm_bg_active;
-_Atomic int tm_dlopen_mode = TM_DEEPBIND_DEFAULT;
+/* (used: dlopen.c reads it from asm, which link-time optimization cannot see) */
+__attribute__((used)) _Atomic int tm_dlopen_mode = TM_DEEPBIND_DEFAULT;
 _Atomic bool tm_multi_threaded;
 _Atomic bool tm_swing_seen;
