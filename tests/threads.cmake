@@ -1,5 +1,5 @@
 # Thread, fork, OOM, arena, tunable, static-link and LD_PRELOAD tests.
-# (test sources: test_threads.c test_fork.c test_oom.c test_cancel.c test_last_thread.c test_channel_fd.c test_limits.c test_bgfail.c test_arena.c
+# (test sources: test_threads.c test_fork.c test_oom.c test_cancel.c test_last_thread.c test_channel_fd.c test_limits.c test_bgfail.c test_bgsig.c test_arena.c
 #  test_tunables.c test_static.c preload.sh; shared helpers: mt_common.h)
 
 
@@ -22,6 +22,9 @@ tide_add_test(test_limits SOURCES test_limits.c TIMEOUT 120)
 # storm, release at free time still works (test_bgfail.c).
 tide_add_test(test_bgfail SOURCES test_bgfail.c INTERNAL TIMEOUT 120)
 set_tests_properties(test_bgfail PROPERTIES SKIP_RETURN_CODE 77)
+# The program's signal handlers never run on the background thread, a
+# signal sent while it starts included (test_bgsig.c).
+tide_add_test(test_bgsig SOURCES test_bgsig.c INTERNAL TIMEOUT 120)
 
 # Arena limit: default (8 x cpus), environment, tunables, mallopt.
 tide_add_test(test_arena SOURCES test_arena.c TIMEOUT 120)
