@@ -36,7 +36,9 @@
  * what a quiet process keeps: see docs/design.md §7.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include "arena.h"
@@ -418,6 +420,16 @@ void tm_bg_maybe_start(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 * 1024);
+    /* The default scheduling, whoever starts it: by default a new thread
+     * inherits its creator's policy and priority, and a real-time thread
+     * of the program (SCHED_FIFO) taking a slow path made our purges
+     * real-time, a SCHED_BATCH or SCHED_IDLE one made them wait.  (Where
+     * the kernel refuses the policy - out of SCHED_IDLE without
+     * RLIMIT_NICE, a filter on sched_setscheduler - inherited, below.) */
+    struct sched_param sp = { .sched_priority = 0 };
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
+    pthread_attr_setschedparam(&attr, &sp);
     /* Born with every signal blocked: a new thread inherits its creator's
      * mask, and until bg_main blocked them itself the program's handlers
      * ran on our thread - a signal sent to the process while the thread
@@ -427,6 +439,10 @@ void tm_bg_maybe_start(void)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &prev);
     int rc = pthread_create(&bg_thread, &attr, bg_main, NULL);
+    if (rc == EPERM) {
+        pthread_attr_setinheritsched(&attr, PTHREAD_INHERIT_SCHED);
+        rc = pthread_create(&bg_thread, &attr, bg_main, NULL);
+    }
     pthread_sigmask(SIG_SETMASK, &prev, NULL);
     if (rc != 0) {
         atomic_store_explicit(&bg_retry_at, tm_os_now_ms() + TM_BG_RETRY_MS, memory_order_relaxed);

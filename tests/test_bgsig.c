@@ -1,6 +1,6 @@
 /*
- * test_bgsig.c - the program's signal handlers never run on the
- * allocator's background thread.
+ * test_bgsig.c - the background thread takes neither its creator's signal
+ * mask nor its creator's scheduling.
  *
  * A new thread inherits its creator's signal mask.  The background thread
  * is created from whatever program thread takes a slow path at the time;
@@ -17,11 +17,21 @@
  * the program blocks SIGUSR1, and one of them sends it to the process in
  * a loop.  The handler counts the runs on any thread but the starter.
  * Without the fix, 500 starts saw 350-11 900 such runs (three runs).
+ *
+ * Scheduling: a new thread also inherits its creator's policy and
+ * priority, so a SCHED_FIFO thread of the program made the purges
+ * real-time, a SCHED_BATCH or SCHED_IDLE one made them wait.  A thread
+ * switches itself to SCHED_BATCH (and to SCHED_FIFO where the process may)
+ * and starts the background thread, whose policy must be SCHED_OTHER.
  */
 #define _GNU_SOURCE 1
+#include <dirent.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -81,6 +91,66 @@ static void *starter(void *arg)
     return NULL;
 }
 
+/* The background thread's id (by its name), 0 if none within ~2 s. */
+static int bg_tid(void)
+{
+    for (int tries = 0; tries < 2000; tries++) {
+        DIR *d = opendir("/proc/self/task");
+        struct dirent *de;
+        int found = 0;
+        while (d && (de = readdir(d)) != NULL && !found) {
+            char path[64], name[32] = "";
+            snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+            FILE *f = fopen(path, "r");
+            if (f) {
+                if (fgets(name, sizeof name, f) && strncmp(name, "tidemalloc-bg", 13) == 0)
+                    found = atoi(de->d_name);
+                fclose(f);
+            }
+        }
+        if (d)
+            closedir(d);
+        if (found)
+            return found;
+        usleep(1000);
+    }
+    return 0;
+}
+
+/* The background thread started by a thread of the given policy: its own
+ * policy (-1: not found). */
+static int bg_policy_after(int policy, int prio)
+{
+    struct sched_param sp = { .sched_priority = prio };
+    if (sched_setscheduler(0, policy, &sp) != 0)
+        return -2;                                  /* not allowed here */
+    mallopt(TIDE_M_BACKGROUND_THREAD, 1);
+    for (int k = 0; k < 1000 && !atomic_load(&tm_bg_active); k++)
+        free(malloc(100000 + (size_t)k));
+    sp.sched_priority = 0;
+    sched_setscheduler(0, SCHED_OTHER, &sp);        /* (back, before anything waits) */
+    int tid = bg_tid(), got = tid ? sched_getscheduler(tid) : -1;
+    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
+    for (int k = 0; k < 200000 && atomic_load(&tm_bg_active); k++)
+        usleep(10);
+    return got;
+}
+
+static void *sched_starter(void *arg)
+{
+    (void)arg;
+    int p = bg_policy_after(SCHED_BATCH, 0);
+    CHECKF("started by a SCHED_BATCH thread, the background thread is SCHED_OTHER", p == SCHED_OTHER,
+           "policy %d", p);
+    p = bg_policy_after(SCHED_FIFO, 1);
+    if (p == -2)
+        printf("  (SCHED_FIFO not allowed here: that case skipped)\n");
+    else
+        CHECKF("started by a SCHED_FIFO thread, the background thread is SCHED_OTHER", p == SCHED_OTHER,
+               "policy %d", p);
+    return NULL;
+}
+
 int main(void)
 {
     struct sigaction sa = { 0 };
@@ -101,6 +171,8 @@ int main(void)
     CHECKF("no handler ran on the background thread", atomic_load(&foreign_hits) == 0,
            "%d of %d runs on another thread than the one with the signal unblocked",
            atomic_load(&foreign_hits), atomic_load(&hits));
+    pthread_create(&t, NULL, sched_starter, NULL);
+    pthread_join(t, NULL);
     CHECKF("the starting thread's mask is as it was after each start", atomic_load(&mask_changed) == 0,
            "%d starts left it changed", atomic_load(&mask_changed));
     return harness_finish();

@@ -22,8 +22,8 @@ tide_add_test(test_limits SOURCES test_limits.c TIMEOUT 120)
 # storm, release at free time still works (test_bgfail.c).
 tide_add_test(test_bgfail SOURCES test_bgfail.c INTERNAL TIMEOUT 120)
 set_tests_properties(test_bgfail PROPERTIES SKIP_RETURN_CODE 77)
-# The program's signal handlers never run on the background thread, a
-# signal sent while it starts included (test_bgsig.c).
+# The background thread takes neither its creator's signal mask (the
+# program's handlers never run on it) nor its scheduling (test_bgsig.c).
 tide_add_test(test_bgsig SOURCES test_bgsig.c INTERNAL TIMEOUT 120)
 
 # Arena limit: default (8 x cpus), environment, tunables, mallopt.
