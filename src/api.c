@@ -501,11 +501,12 @@ TM_EXPORT void *tide_calloc(size_t nmemb, size_t size)
  * bytes move between two small cached classes of a thread that has a
  * cache?  Such a move goes through the cache (realloc_via_cache), not
  * the arena: the lock, the split or the merge, and the bins cost ~380
- * instructions a call there (tm_int_realloc alone), which python (PYTHONMALLOC=malloc) paid on
- * every string it shrank after formatting (120 k reallocs of <= 256
- * bytes in bench's python, 98 % of them shrinks by 64..127 bytes).  A
- * copy of at most 1 KiB is cheaper than that; glibc splits in place
- * under its lock, jemalloc and mimalloc copy to the new size class.  */
+ * instructions a call there (tm_int_realloc alone), which python
+ * (PYTHONMALLOC=malloc) paid on every string it shrank after formatting
+ * (120 k reallocs of <= 256 bytes in bench's python, 98 % of them
+ * shrinks by 64..127 bytes).  A copy of at most 1 KiB is cheaper than
+ * that; glibc splits in place under its lock, jemalloc and mimalloc copy
+ * to the new size class.                                              */
 static inline bool small_move(size_t oldsize, size_t n)
 {
     const tm_tcache *tc = tm_tls_tcache;
