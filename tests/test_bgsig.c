@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -59,6 +60,24 @@ static void block_usr1(int how)
     pthread_sigmask(how, &s, NULL);
 }
 
+/* Ask for the background thread and take slow paths until it is
+ * claimed (tm_bg_active: set by the starting call itself). */
+static bool bg_start(void)
+{
+    mallopt(TIDE_M_BACKGROUND_THREAD, 1);              /* started on the next slow path */
+    for (int k = 0; k < 1000 && !atomic_load(&tm_bg_active); k++)
+        free(malloc(100000 + (size_t)k));
+    return atomic_load(&tm_bg_active);
+}
+
+/* Turn it off and wait (2 s at most) until it has gone. */
+static void bg_stop(void)
+{
+    mallopt(TIDE_M_BACKGROUND_THREAD, 0);              /* it exits */
+    for (int k = 0; k < 200000 && atomic_load(&tm_bg_active); k++)
+        usleep(10);
+}
+
 static void *flood(void *arg)
 {
     (void)arg;
@@ -74,18 +93,13 @@ static void *starter(void *arg)
     atomic_store(&starter_tid, (int)syscall(SYS_gettid));   /* (before the unblock) */
     block_usr1(SIG_UNBLOCK);
     for (int i = 0; i < STARTS; i++) {
-        mallopt(TIDE_M_BACKGROUND_THREAD, 1);             /* started on the next slow path */
-        for (int k = 0; k < 1000 && !atomic_load(&tm_bg_active); k++)
-            free(malloc(100000 + (size_t)k));
-        if (atomic_load(&tm_bg_active))
+        if (bg_start())
             atomic_fetch_add(&starts, 1);
         sigset_t now;                                     /* (the start blocks all around its create) */
         pthread_sigmask(SIG_BLOCK, NULL, &now);
         if (sigismember(&now, SIGUSR1) || sigismember(&now, SIGTERM))
             atomic_fetch_add(&mask_changed, 1);
-        mallopt(TIDE_M_BACKGROUND_THREAD, 0);             /* it exits */
-        for (int k = 0; k < 200000 && atomic_load(&tm_bg_active); k++)
-            usleep(10);
+        bg_stop();
     }
     block_usr1(SIG_BLOCK);
     return NULL;
@@ -124,15 +138,11 @@ static int bg_policy_after(int policy, int prio)
     struct sched_param sp = { .sched_priority = prio };
     if (sched_setscheduler(0, policy, &sp) != 0)
         return -2;                                  /* not allowed here */
-    mallopt(TIDE_M_BACKGROUND_THREAD, 1);
-    for (int k = 0; k < 1000 && !atomic_load(&tm_bg_active); k++)
-        free(malloc(100000 + (size_t)k));
+    (void)bg_start();
     sp.sched_priority = 0;
     sched_setscheduler(0, SCHED_OTHER, &sp);        /* (back, before anything waits) */
     int tid = bg_tid(), got = tid ? sched_getscheduler(tid) : -1;
-    mallopt(TIDE_M_BACKGROUND_THREAD, 0);
-    for (int k = 0; k < 200000 && atomic_load(&tm_bg_active); k++)
-        usleep(10);
+    bg_stop();
     return got;
 }
 
