@@ -105,6 +105,17 @@ static void medium_closed(tm_tcache *tc, size_t i)
     }
 }
 
+/* A single-threaded process whose arena drains, swings or churns wants
+ * the background thread (internal.h tm_solo_bg_wanted, release.h): a
+ * program that frees its memory and goes quiet makes its last calls in
+ * free, so free's slow paths start it too, after the free, with no lock
+ * held and the cache left (pthread_create may call malloc).           */
+static inline void solo_bg_start(void)
+{
+    if (unlikely(atomic_load_explicit(&tm_solo_bg_wanted, memory_order_relaxed)))
+        tm_bg_maybe_start();
+}
+
 /* malloc after tm_ensure_init: the thread's cache, else an arena. */
 static inline void *malloc_any(size_t n)
 {
@@ -126,10 +137,9 @@ static inline void *malloc_any(size_t n)
         void *mem = tc->entries[i] ? tc_pop(tc, i) : tm_tcache_refill(tc, tm_class_size(i));
         tc_leave(tc);
         if (mem) {
-            /* (a swinging single-threaded process served from its cache
-             * never reaches arena_alloc: release.h tm_release_swing)   */
-            if (unlikely(atomic_load_explicit(&tm_swing_seen, memory_order_relaxed)))
-                tm_bg_maybe_start();
+            /* (a draining or swinging single-threaded process served
+             * from its cache never reaches arena_alloc: release.h)     */
+            solo_bg_start();
             return mem;
         }
     }
@@ -332,6 +342,7 @@ static void free_in_arena(tm_chunk *p, size_t size)
     }
     tm_int_free_verified(av, p, size);
     tm_arena_leave(av);
+    solo_bg_start();
 }
 
 static TM_NOINLINE void free_slow(void *mem)
@@ -385,6 +396,7 @@ static TM_NOINLINE void free_slow(void *mem)
         if (!tm_tcache_put_away(tc, e, i))     /* another arena's: its outbox */
             cache_put(tc, e, i, lim);
         tc_leave(tc);
+        solo_bg_start();
         errno = saved_errno;
         return;
     }
@@ -446,6 +458,7 @@ static TM_NOINLINE void free_full(tm_tcache *tc, tm_tc_entry *e, size_t j)
     tc_enter(tc);
     cache_put(tc, e, i, lim);
     tc_leave(tc);
+    solo_bg_start();
     errno = saved_errno;
 }
 

@@ -478,7 +478,7 @@ static TM_NOINLINE void tick_slow(tm_arena *av)
          * swings (release.h); else the next drain may count.          */
         if (av->swing_drains >= TM_SWING_DRAINS) {
             av->swinging = true;
-            atomic_store_explicit(&tm_swing_seen, true, memory_order_relaxed);
+            atomic_store_explicit(&tm_solo_bg_wanted, true, memory_order_relaxed);
         } else {
             tm_release_swing_arm(av);
         }
@@ -509,6 +509,13 @@ void tm_arena_leave(tm_arena *av)
 {
     if (unlikely((++av->purge_ops & 31) == 0))
         tick_slow(av);
+    /* A single-threaded process drains its arena: the caller's slow path
+     * starts the background thread once the lock is let go (release.h).
+     * Its own arena only: a fork child freeing the blocks of its
+     * parent's other threads, whose arenas it inherited, is not
+     * draining a working set of its own.                              */
+    if (unlikely(tm_release_solo_drain(av)) && av == tls_arena)
+        atomic_store_explicit(&tm_solo_bg_wanted, true, memory_order_relaxed);
     lock_release(&av->lock);
 }
 
@@ -572,6 +579,9 @@ void tm_arenas_fork_child(void)
         av->swinging = false;        /* (release.h) the child's own rounds count */
         av->swing_drains = 0;
         av->swing_armed = false;
+        /* and its own drains (release.h tm_release_solo_drain): measured
+         * from what it inherited, not from the parent's mark.           */
+        av->inuse_hwm = av->inuse;
         if (av == tls_arena && !tls_exiting) {
             av->attached = 1;
         } else {

@@ -203,6 +203,14 @@
  * of them swings (release.h tm_release_swing).                        */
 #define TM_SWING_MIN_BYTES (4u * 1024 * 1024)
 #define TM_SWING_DRAINS 1u
+/* An arena whose chunks in use fell below half their high-water mark,
+ * and by at least this much, drains (release.h tm_release_solo_drain):
+ * in a single-threaded process, the background thread starts.  Releasing
+ * and faulting back 16 MiB costs 4096 page faults (5-60 ms here), a
+ * thread ~0.1 ms; below it the thread would appear in most programs (at
+ * 4 MiB, 92 of 100 fork children of test_fork that allocated ~5 MiB
+ * and freed it), for a release that costs a few ms once.              */
+#define TM_SOLO_DRAIN_BYTES (16u * 1024 * 1024)
 /* The background thread could not be created: no new try for this long. */
 #define TM_BG_RETRY_MS 1000u
 

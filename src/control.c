@@ -243,7 +243,7 @@ static void fork_child(void)
     atomic_store(&threads_seen, 1);
     atomic_store(&threads_live, exit_key_ok && pthread_getspecific(exit_key) ? 1 : 0);   /* the forking thread */
     atomic_store(&tm_multi_threaded, false);
-    atomic_store(&tm_swing_seen, false);   /* the child's own rounds decide (arena.c) */
+    atomic_store(&tm_solo_bg_wanted, false);   /* the child's own drains decide (release.h) */
     atomic_store(&tm_bg_event.waiting, 0);
     tm_obs_fork_child();
 }
@@ -287,7 +287,7 @@ static bool bg_allowed(void)
     int mode = TM_P(background);
     return mode == TM_BG_ON ||
            (mode == TM_BG_AUTO && (atomic_load_explicit(&threads_seen, memory_order_relaxed) >= 2 ||
-                                   (atomic_load_explicit(&tm_swing_seen, memory_order_relaxed) &&
+                                   (atomic_load_explicit(&tm_solo_bg_wanted, memory_order_relaxed) &&
                                     !atomic_load_explicit(&single_wanted, memory_order_relaxed))));
 }
 

@@ -33,4 +33,4 @@ _Atomic bool tm_bg_active;
 /* (used: dlopen.c reads it from asm, which link-time optimization cannot see) */
 __attribute__((used)) _Atomic int tm_dlopen_mode = TM_DEEPBIND_DEFAULT;
 _Atomic bool tm_multi_threaded;
-_Atomic bool tm_swing_seen;
+_Atomic bool tm_solo_bg_wanted;

@@ -199,9 +199,10 @@ extern _Atomic bool tm_bg_active TM_HIDDEN;
 extern _Atomic int tm_dlopen_mode TM_HIDDEN;
 /* A second thread has called in (control.c; false again in a fork child). */
 extern _Atomic bool tm_multi_threaded TM_HIDDEN;
-/* Some arena swings (release.h), or its top churns beyond the trim
- * floor's ceiling (sysmem.h): the automatic mode may start the
- * background thread in a single-threaded process (control.c).       */
-extern _Atomic bool tm_swing_seen TM_HIDDEN;
+/* Some arena drains or swings (release.h), or its top churns beyond the
+ * trim floor's ceiling (sysmem.h): the automatic mode may start the
+ * background thread in a single-threaded process (control.c), from the
+ * next slow path of malloc or free (api.c).                         */
+extern _Atomic bool tm_solo_bg_wanted TM_HIDDEN;
 
 #endif

@@ -175,7 +175,7 @@ static void note_regrow(tm_arena *av)
         if (av->trim_floor >= TM_TRIM_FLOOR_MAX || av->last_trim_bytes > TM_TRIM_FLOOR_MAX) {
             av->trim_by_decay = true;     /* (sysmem.h) */
             if (TM_P(decay_ms) >= 0)      /* (a thread that would release nothing: no) */
-                atomic_store_explicit(&tm_swing_seen, true, memory_order_relaxed);
+                atomic_store_explicit(&tm_solo_bg_wanted, true, memory_order_relaxed);
         }
         size_t f = tm_trim_threshold(av) * 2;
         av->trim_floor = f < TM_TRIM_FLOOR_MAX ? f : TM_TRIM_FLOOR_MAX;

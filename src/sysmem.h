@@ -67,7 +67,7 @@ TM_HIDDEN bool tm_sys_trim(tm_arena *av, size_t pad, bool force);
  * the background thread once the top has not grown for decay_ms
  * (arena.c purge, which also ends the churn state: a later lone big
  * free trims as before).  The automatic mode starts the thread for it
- * (tm_swing_seen), as for a swinging arena; without the thread
+ * (tm_solo_bg_wanted), as for a swinging arena; without the thread
  * (TIDEMALLOC_BACKGROUND_THREAD=0, its creation failed, a fork child),
  * with several arenas or with decay_ms = -1 the floor applies as
  * before (sysmem.c trim_deferred).                                   */
