@@ -43,7 +43,8 @@
  *               scattered order; then all threads park.
  *   st          the same drain in a single-threaded process, which then
  *               only sleeps: the drain starts the background thread
- *               (two tasks), which releases by time.
+ *               (two tasks), which releases by time; a drain of 8 MiB
+ *               before it starts none.
  *   cache       as mt, but afterwards every thread does 10 small
  *               malloc/free pairs (16-256 B) per second (cache hits).
  *   churn       one thread, ~60 MiB of 16-1024 B blocks replaced in
@@ -810,6 +811,21 @@ static void drain_one(struct waitres *w, struct worker *w1, const char *label, i
  * releases at free time).                                              */
 static void scenario_st(const char *label, struct mix all, int tasks)
 {
+    if (tasks == 2) {
+        /* First a drain under TM_SOLO_DRAIN_BYTES (16 MiB, config.h):
+         * 8 MiB of 4 KiB blocks allocated and freed start no thread. */
+        enum { SMALL_N = 2048, SMALL_SZ = 4096 };
+        void **b = book_alloc(SMALL_N * sizeof *b);
+        for (int i = 0; i < SMALL_N; i++) {
+            b[i] = malloc(SMALL_SZ);
+            if (b[i])
+                memset(b[i], 0x5a, SMALL_SZ);
+        }
+        for (int i = 0; i < SMALL_N; i++)
+            free(b[i]);
+        int nt0 = ntasks();
+        CHECKF("quiet-st: a drain of 8 MiB starts no thread (1 task)", nt0 == 1, "%d tasks", nt0);
+    }
     struct worker *w1 = book_alloc(sizeof *w1);
     worker_init(w1, 0, all);
     struct waitres w;
