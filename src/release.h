@@ -210,30 +210,18 @@ static inline void tm_release_swing_arm(tm_arena *av)
     av->swing_armed = true;
     av->swing_released = 0;
 }
-/* Drains.  Before 2026-12-07 a single-threaded process got the thread
- * only once it swung (above): its first drain was released at free time
- * by the strict cap, and a working set that came back faulted every
- * page in again.  wl_swing (20 rounds of ~50 MiB): 12 k page faults and
- * 0.2 s of its 0.6 s (1.69x glibc's time; 1.22x with release off,
- * TIDEMALLOC_DECAY_MS=-1).  Now the automatic mode starts the thread
- * as soon as the own arena of a single-threaded process drains: its
- * chunks in use below half their high-water mark and at least
- * TM_SOLO_DRAIN_BYTES below it (config.h), looked at as every lock
- * section ends (arena.c; once the flag is set, one load: the tick of
- * every 32nd section came too late for test_quiet's swing on a loaded
- * machine, whose first drain then released ~460 madvise calls' worth),
- * which comes before the deep drain that makes the cap strict.  From
- * then on the process is treated as one with threads: the loose cap
- * (four times the other resident bytes) at free time, the thread
- * releasing the rest by time (decay_ms after it became free), a swing
- * detected as before.  wl_swing then releases nothing at free time; a
- * program that drains and goes quiet gets the rest of its memory back a
- * second later instead of at once (issue 9's bound: within 5 s, aim
- * 2 s).  Where the thread cannot start (mode 0, a sandbox, a failed
- * clone, a one-thread-only call: control.c) the strict cap releases at
- * free time as before.  Not with decay_ms <= 0 (0 releases at free time
- * anyway, -1 never); asked once (the flag stays; a fork child's own
- * drains decide, counted from what it inherited).                     */
+/* Drains.  A single-threaded process got the thread only once it swung
+ * (above), so its first drain went back at free time (the strict cap)
+ * and a working set that came back faulted it all in again (wl_swing:
+ * 12 k page faults, 0.2 s of 0.6 s).  So the own arena of such a process
+ * that falls below half its in-use mark, and TM_SOLO_DRAIN_BYTES below
+ * it, asks for the thread - looked at as every lock section ends
+ * (arena.c), before the deep drain that makes the cap strict - and from
+ * then on the process is treated as one with threads: the loose cap at
+ * free time, the rest released by time.  Where the thread cannot start,
+ * the strict cap works as before.  Not with decay_ms <= 0.  Figures:
+ * docs/design.md section 7, "Drains of a single-threaded process"; what
+ * was tried: docs/measurements.md, seventeenth session.                */
 static inline bool tm_release_solo_drain(const tm_arena *av)
 {
     return !atomic_load_explicit(&tm_solo_bg_wanted, memory_order_relaxed) &&
