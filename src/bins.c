@@ -18,10 +18,10 @@ void tm_bins_init(tm_arena *av)
     av->top_clean = NULL;
 }
 
-/* Insert a free chunk at the front of the unsorted bin. */
+/* Insert a free chunk at the front of its unsorted list (bins.h). */
 static inline void unsorted_push(tm_arena *av, tm_chunk *p, size_t size, const char *who)
 {
-    tm_chunk *bck = unsorted_bin(av);
+    tm_chunk *bck = unsorted_list_of(av, size);
     tm_chunk *fwd = bck->fd;            /* a bin header's link: ours */
     if (unlikely(fwd->bk != bck))
         tm_corrupt(who, p);
@@ -37,7 +37,11 @@ static inline void unsorted_push(tm_arena *av, tm_chunk *p, size_t size, const c
 
 tm_chunk *tm_unsorted_last(tm_arena *av)
 {
-    tm_chunk *unsorted = unsorted_bin(av);
+    /* The big list first: it is short, and its chunks become visible to
+     * best fit once sorted.                                          */
+    tm_chunk *unsorted = unsorted_big_bin(av);
+    if (unsorted->bk == unsorted)
+        unsorted = unsorted_bin(av);
     tm_chunk *victim = unsorted->bk;
     if (victim == unsorted)
         return NULL;
@@ -48,7 +52,8 @@ tm_chunk *tm_unsorted_last(tm_arena *av)
         tm_corrupt("malloc(): unsorted double linked list corrupted", victim);
     size_t size = chunksize(victim);
     tm_chunk *next = chunk_at(victim, size);
-    if (unlikely(chunk_raw_size(victim) <= 2 * TM_SIZE_SZ || size > av->system_mem))
+    if (unlikely(chunk_raw_size(victim) <= 2 * TM_SIZE_SZ || size > av->system_mem ||
+                 unsorted_list_of(av, size) != unsorted))      /* (its list follows from it) */
         tm_corrupt("malloc(): invalid size (unsorted)", victim);
     if (unlikely(chunk_raw_size(next) < 2 * TM_SIZE_SZ || chunksize(next) > av->system_mem))
         tm_corrupt("malloc(): invalid next size (unsorted)", next);
@@ -580,6 +585,15 @@ size_t tm_bins_settle(tm_arena *av, tm_pending *l)
     return settle_pending(av, l, &flush_msgs);
 }
 
+/* The first large bin that can hold a chunk of TM_RELEASE_MIN: every
+ * chunk of a bin below it is smaller (largebin_index grows with the
+ * size), so the walks for releasable chunks start there.            */
+static inline unsigned release_first_bin(void)
+{
+    _Static_assert(TM_RELEASE_MIN >= TM_MIN_LARGE_SIZE, "releasable chunks are large");
+    return largebin_index(TM_RELEASE_MIN);
+}
+
 size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *oldest)
 {
     size_t done = 0;
@@ -592,9 +606,9 @@ size_t tm_bins_purge(tm_arena *av, uint64_t cutoff, size_t top_keep, uint64_t *o
         return 0;
     }
     if (av->dirty) {
-        for (unsigned i = 1; i < TM_NBINS; i++) {
-            if (i == 2)
-                i = TM_NSMALLBINS;   /* small bins never hold chunks >= TM_RELEASE_MIN */
+        /* (the large bins that can hold a chunk of TM_RELEASE_MIN, and
+         * the unsorted chunks that big, bins[TM_UNSORTED_BIG]: bins.h) */
+        for (unsigned i = release_first_bin(); i < TM_NBINS; i++) {
             tm_chunk *bin = bin_at(av, i);
             for (tm_chunk *p = bin->fd; p != bin; p = p->fd) {
                 size_t size = chunksize(p);
@@ -661,9 +675,9 @@ void tm_bins_enforce_cap_slow(tm_arena *av)
     tm_relbatch_init(&b);
     if (top_dirty)
         done += tm_release_top_into(av, pad, &b);
-    for (unsigned i = TM_NBINS - 1; i >= TM_NSMALLBINS && av->dirty > target; i--)
+    for (unsigned i = TM_UNSORTED_BIG - 1; i >= release_first_bin() && av->dirty > target; i--)
         done += release_bin_down_to(av, i, target, &b);
-    done += release_bin_down_to(av, 1, target, &b);  /* unsorted: the newest */
+    done += release_bin_down_to(av, TM_UNSORTED_BIG, target, &b);  /* unsorted: the newest */
     tm_release_flush(&b);
     tm_release_swing_note(av, done);
 }

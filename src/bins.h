@@ -12,6 +12,8 @@
  *   bins[1]          unsorted: every freed, coalesced or split-off chunk
  *                    lands here first (front = newest); large ones with
  *                    NULL nextsize links
+ *   bins[127]        the same for chunks of TM_RELEASE_MIN and more (the
+ *                    releasable ones), apart: see unsorted_list_of
  *   bins[2..63]      small, exact chunk size = 16 * index (32..1008);
  *                    insert at the front, take from the back (FIFO)
  *   bins[64..126]    large, ranges (largebin_index); sorted by decreasing
@@ -36,6 +38,21 @@ static inline tm_chunk *bin_at(tm_arena *av, unsigned i)
     return (tm_chunk *)((char *)&av->bins[i] - offsetof(tm_chunk, fd));
 }
 static inline tm_chunk *unsorted_bin(tm_arena *av) { return bin_at(av, 1); }
+/* The unsorted chunks are kept in two lists by size: those of at least
+ * TM_RELEASE_MIN (which carry release metadata) in bins[TM_UNSORTED_BIG],
+ * the others in bins[1].  Malloc's scan reads both, the big list first
+ * (tm_unsorted_last); the walks that look for releasable chunks read
+ * only the big one.  They walked all of bins[1] before (2026-12-07):
+ * the cache's refills sort few chunks and a flush pushes a run for
+ * every chunk it merges, so bins[1] held 10^4-10^5 small chunks in
+ * bench's perl and wl_frag, and each purge passed them all under the
+ * arena lock, one cache miss each, 13-24 ms.  A chunk's list follows
+ * from its size, which does not change while it is binned.           */
+static inline tm_chunk *unsorted_big_bin(tm_arena *av) { return bin_at(av, TM_UNSORTED_BIG); }
+static inline tm_chunk *unsorted_list_of(tm_arena *av, size_t size)
+{
+    return size >= TM_RELEASE_MIN ? unsorted_big_bin(av) : unsorted_bin(av);
+}
 static inline tm_chunk *initial_top(tm_arena *av) { return (tm_chunk *)av->top_dummy; }
 static inline size_t arena_bit(const tm_arena *av) { return av == &tm_main_arena ? 0 : TM_NON_MAIN; }
 
@@ -223,10 +240,17 @@ static inline bool tm_bins_has_exact(tm_arena *av, size_t nb)
 TM_HIDDEN tm_chunk *tm_unsorted_last(tm_arena *av);
 static inline void unsorted_remove_last(tm_arena *av, tm_chunk *victim)
 {
-    tm_chunk *unsorted = unsorted_bin(av), *bck = victim->bk;
+    tm_chunk *unsorted = unsorted_list_of(av, chunksize(victim)), *bck = victim->bk;
     TM_ASSERT(unsorted->bk == victim);
     unsorted->bk = bck;
     bck->fd = unsorted;
+}
+/* Is victim (the chunk tm_unsorted_last returned) the only unsorted
+ * chunk, in either list? */
+static inline bool tm_unsorted_alone(tm_arena *av, const tm_chunk *victim)
+{
+    tm_chunk *u = unsorted_bin(av), *g = unsorted_big_bin(av);
+    return victim->fd == victim->bk && (victim->bk == u ? g->fd == g : u->fd == u);
 }
 /* Take `victim` (the chunk tm_unsorted_last returned) out of the bin to
  * hand it out.  Returns whether its interior was entirely released (reads

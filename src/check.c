@@ -137,8 +137,11 @@ static size_t check_arena(tm_arena *av)
             CHECK(size >= TM_MINSIZE && aligned_ok(size), "binned chunk has an invalid size", p);
             CHECK(next_is_free(p), "binned chunk is in use", p);
             CHECK(p != av->top, "top is in a bin", p);
-            if (i >= 2)
-                CHECK(bin_index(size) == i, "chunk in the wrong bin", p);
+            if (i == 1 || i == TM_UNSORTED_BIG) {
+                CHECK((size >= TM_RELEASE_MIN) == (i == TM_UNSORTED_BIG), "unsorted chunk in the wrong list", p);
+                continue;
+            }
+            CHECK(bin_index(size) == i, "chunk in the wrong bin", p);
             if (i >= TM_NSMALLBINS) {
                 CHECK(size <= prev_size, "large bin out of order", p);
                 bool leader = size != prev_size;
@@ -154,7 +157,7 @@ static size_t check_arena(tm_arena *av)
                 prev_size = size;
             }
         }
-        if (n && i >= 2)
+        if (n && i >= 2 && i != TM_UNSORTED_BIG)
             CHECK(bin_marked(av, i), "non-empty bin not marked in the binmap", b);
         binned += n;
     }

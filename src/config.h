@@ -27,7 +27,9 @@
 #define TM_HDR            (2 * TM_SIZE_SZ)      /* user pointer = chunk + 16      */
 
 /* ---- bins (ptmalloc2's layout) ------------------------------------------ */
-#define TM_NBINS          128                   /* 0 unused, 1 unsorted, 2..63 small, 64..126 large */
+#define TM_NBINS          128                   /* 0 unused, 1 unsorted, 2..63 small, 64..126 large,
+                                                 * 127 unsorted of TM_RELEASE_MIN and more */
+#define TM_UNSORTED_BIG   (TM_NBINS - 1)
 #define TM_NSMALLBINS     64
 #define TM_SMALLBIN_WIDTH 16
 #define TM_MIN_LARGE_SIZE (TM_NSMALLBINS * TM_SMALLBIN_WIDTH)   /* 1024 */

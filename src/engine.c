@@ -106,7 +106,7 @@ static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, bool grow
             size_t size = chunksize(victim);
             /* A small request and the only chunk is the last remainder:
              * keep splitting it, which keeps runs of small requests close. */
-            if (in_smallbin_range(nb) && victim->bk == unsorted_bin(av) &&
+            if (in_smallbin_range(nb) && tm_unsorted_alone(av, victim) &&
                 victim == av->last_remainder && size > nb + TM_MINSIZE) {
                 rel = tm_unsorted_take(av, victim);
                 return hand_out(av, tm_bins_split(av, victim, size, run_take(size, nb, run), rel,

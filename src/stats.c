@@ -194,7 +194,7 @@ static void info_one(tm_arena *av, void *arg)
             if (s > hi) hi = s;
         }
         if (cnt)
-            rows[nr++] = (typeof(rows[0])){ lo, hi, tot, cnt, i == 1 };
+            rows[nr++] = (typeof(rows[0])){ lo, hi, tot, cnt, i == 1 || i == TM_UNSORTED_BIG };
     }
     size_t aspace = 0;
     for (tm_heap *h = av->last_heap; h; h = h->prev)

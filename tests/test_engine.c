@@ -584,6 +584,66 @@ static void test_sub_heaps(void)
     CHK();
 }
 
+/* Unsorted chunks of TM_RELEASE_MIN and more wait in a list of their own
+ * (bins[TM_UNSORTED_BIG]), the smaller ones in bins[1] (bins.h): the
+ * release walks read the big list and never pass the small chunks,
+ * malloc's scan reads both.                                           */
+static void test_unsorted_lists(void)
+{
+    tm_arena *av = main_av();
+    mallopt(TIDE_M_DECAY_MS, -1);          /* nothing released but by malloc_trim */
+    enum { N = 64 };
+    void *small[N], *guard[N], *lead = malloc(64);   /* (small[0]'s neighbour before) */
+    for (int k = 0; k < N; k++) {
+        small[k] = malloc(200 + 16 * (k % 8));
+        guard[k] = malloc(64);             /* keeps each small chunk apart */
+    }
+    void *mid = malloc(9000), *gm = malloc(64);
+    void *big = malloc(40000), *gb = malloc(64);
+    memset(big, 0x5a, 40000);
+    for (int k = 0; k < N; k++)
+        free(small[k]);
+    free(mid);
+    free(big);
+    bool all_small = true;
+    for (int k = 0; k < N; k++) {
+        bool ok = in_bin(av, 1, small[k]) && !in_bin(av, TM_UNSORTED_BIG, small[k]);
+        if (!ok)
+            fprintf(stderr, "small[%d] %p (guard %p) not in bins[1]\n", k, small[k], guard[k]);
+        all_small = all_small && ok;
+    }
+    CHECK("small chunks wait in bins[1]", all_small);
+    CHECK("a 9000 B chunk waits in bins[1]", in_bin(av, 1, mid));
+    CHECK("a 40000 B chunk waits in the big list only",
+          in_bin(av, TM_UNSORTED_BIG, big) && !in_bin(av, 1, big));
+    CHK();
+    /* malloc's scan reads the big list (first): the exact fit is there */
+    void *again = malloc(40000);
+    CHECK("exact fit taken from the big unsorted list", again == big);
+    CHECK("the big list is empty again", bin_at(av, TM_UNSORTED_BIG)->fd == bin_at(av, TM_UNSORTED_BIG));
+    CHK();
+    free(again);
+    CHECK("freed again: back in the big list", in_bin(av, TM_UNSORTED_BIG, big));
+    /* malloc_trim's purge releases its interior; the small chunks stay
+     * where they were, unsorted in bins[1]                             */
+    size_t rel0 = av->released;
+    CHECK("malloc_trim(0) releases", malloc_trim(0) == 1);
+    CHECKF("the big chunk's interior released", av->released >= rel0 + 32768 &&
+           chunk_released(mem2chunk(big)) >= 32768, "released %zu -> %zu", rel0, av->released);
+    all_small = true;
+    for (int k = 0; k < N; k++)
+        all_small = all_small && in_bin(av, 1, small[k]);
+    CHECK("the small chunks are still unsorted in bins[1]", all_small);
+    CHK();
+    for (int k = 0; k < N; k++)
+        free(guard[k]);
+    free(lead);
+    free(gm);
+    free(gb);
+    CHK();
+    mallopt(TIDE_M_DECAY_MS, 1000);
+}
+
 static void test_release(void)
 {
     tm_arena *av = main_av();
@@ -775,6 +835,7 @@ int main(void)
     run_fresh(test_strict_fast);
     run_fresh(test_free_batch);
     run_fresh(test_top_trim);
+    run_fresh(test_unsorted_lists);
     run_fresh(test_release);
     run_fresh(test_memalign_realloc);
     run_fresh(test_retired);
