@@ -183,18 +183,24 @@ static void info_one(tm_arena *av, void *arg)
         if (cnt)
             rows[nr++] = (typeof(rows[0])){ sz - 15, sz, cnt * sz, cnt, false };
     }
-    for (unsigned i = 1; i < TM_NBINS; i++) {
-        tm_chunk *b = bin_at(av, i);
+    for (unsigned i = 1; i < TM_UNSORTED_BIG; i++) {
         size_t cnt = 0, tot = 0, lo = SIZE_MAX, hi = 0;
-        for (tm_chunk *p = b->fd; p != b; p = p->fd) {
-            size_t s = chunksize(p);
-            cnt++;
-            tot += s;
-            if (s < lo) lo = s;
-            if (s > hi) hi = s;
+        /* (the two unsorted lists, bins[1] and bins[TM_UNSORTED_BIG]
+         * (bins.h), make one row, as glibc prints its unsorted bin) */
+        for (unsigned j = i;; j = TM_UNSORTED_BIG) {
+            tm_chunk *b = bin_at(av, j);
+            for (tm_chunk *p = b->fd; p != b; p = p->fd) {
+                size_t s = chunksize(p);
+                cnt++;
+                tot += s;
+                if (s < lo) lo = s;
+                if (s > hi) hi = s;
+            }
+            if (i != 1 || j == TM_UNSORTED_BIG)
+                break;
         }
         if (cnt)
-            rows[nr++] = (typeof(rows[0])){ lo, hi, tot, cnt, i == 1 || i == TM_UNSORTED_BIG };
+            rows[nr++] = (typeof(rows[0])){ lo, hi, tot, cnt, i == 1 };
     }
     size_t aspace = 0;
     for (tm_heap *h = av->last_heap; h; h = h->prev)
