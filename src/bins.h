@@ -240,8 +240,10 @@ static inline bool tm_bins_has_exact(tm_arena *av, size_t nb)
 TM_HIDDEN tm_chunk *tm_unsorted_last(tm_arena *av);
 static inline void unsorted_remove_last(tm_arena *av, tm_chunk *victim)
 {
-    tm_chunk *unsorted = unsorted_list_of(av, chunksize(victim)), *bck = victim->bk;
-    TM_ASSERT(unsorted->bk == victim);
+    /* (the last chunk's fd is its list's head: tm_unsorted_last checked it) */
+    tm_chunk *unsorted = victim->fd, *bck = victim->bk;
+    TM_ASSERT(unsorted == unsorted_list_of(av, chunksize(victim)) && unsorted->bk == victim);
+    (void)av;
     unsorted->bk = bck;
     bck->fd = unsorted;
 }

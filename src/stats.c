@@ -167,6 +167,18 @@ struct info_acc {
     size_t aspace;
 };
 
+struct bin_row { size_t cnt, tot, lo, hi; };
+static void tally_bin(const tm_chunk *b, struct bin_row *r)
+{
+    for (const tm_chunk *p = b->fd; p != b; p = p->fd) {
+        size_t s = chunksize(p);
+        r->cnt++;
+        r->tot += s;
+        if (s < r->lo) r->lo = s;
+        if (s > r->hi) r->hi = s;
+    }
+}
+
 static void info_one(tm_arena *av, void *arg)
 {
     struct info_acc *a = arg;
@@ -184,23 +196,12 @@ static void info_one(tm_arena *av, void *arg)
             rows[nr++] = (typeof(rows[0])){ sz - 15, sz, cnt * sz, cnt, false };
     }
     for (unsigned i = 1; i < TM_UNSORTED_BIG; i++) {
-        size_t cnt = 0, tot = 0, lo = SIZE_MAX, hi = 0;
-        /* (the two unsorted lists, bins[1] and bins[TM_UNSORTED_BIG]
-         * (bins.h), make one row, as glibc prints its unsorted bin) */
-        for (unsigned j = i;; j = TM_UNSORTED_BIG) {
-            tm_chunk *b = bin_at(av, j);
-            for (tm_chunk *p = b->fd; p != b; p = p->fd) {
-                size_t s = chunksize(p);
-                cnt++;
-                tot += s;
-                if (s < lo) lo = s;
-                if (s > hi) hi = s;
-            }
-            if (i != 1 || j == TM_UNSORTED_BIG)
-                break;
-        }
-        if (cnt)
-            rows[nr++] = (typeof(rows[0])){ lo, hi, tot, cnt, i == 1 };
+        struct bin_row r = { 0, 0, SIZE_MAX, 0 };
+        tally_bin(bin_at(av, i), &r);
+        if (i == 1)                   /* the two unsorted lists (bins.h): one row, as glibc prints it */
+            tally_bin(bin_at(av, TM_UNSORTED_BIG), &r);
+        if (r.cnt)
+            rows[nr++] = (typeof(rows[0])){ r.lo, r.hi, r.tot, r.cnt, i == 1 };
     }
     size_t aspace = 0;
     for (tm_heap *h = av->last_heap; h; h = h->prev)
