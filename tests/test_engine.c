@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE 1
 #include <pthread.h>
+#include <stdio.h>
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
@@ -601,6 +602,11 @@ static void test_unsorted_lists(void)
     void *mid = malloc(9000), *gm = malloc(64);
     void *big = malloc(40000), *gb = malloc(64);
     memset(big, 0x5a, 40000);
+    /* (the report's stream, opened now: an allocation after the frees
+     * would sort the unsorted chunks before malloc_info sees them)     */
+    static char info[1 << 16];
+    FILE *fp = fmemopen(info, sizeof info - 1, "w");
+    setvbuf(fp, NULL, _IONBF, 0);
     for (int k = 0; k < N; k++)
         free(small[k]);
     free(mid);
@@ -617,6 +623,23 @@ static void test_unsorted_lists(void)
     CHECK("a 40000 B chunk waits in the big list only",
           in_bin(av, TM_UNSORTED_BIG, big) && !in_bin(av, 1, big));
     CHK();
+    /* malloc_info: the two lists are one <unsorted> row, as glibc's
+     * one unsorted bin (stats.c); a static buffer, unbuffered.         */
+    malloc_info(0, fp);
+    fclose(fp);
+    int spanning = 0, big_rows = 0;
+    for (char *r = strstr(info, "<unsorted "); r; r = strstr(r + 1, "<unsorted ")) {
+        size_t from, to, total, count;
+        if (sscanf(r, "<unsorted from=\"%zu\" to=\"%zu\" total=\"%zu\" count=\"%zu\"", &from, &to, &total,
+                   &count) != 4)
+            continue;
+        if (to >= 40000)
+            big_rows++;
+        if (from <= 264 && to >= 40000 && count >= N)
+            spanning++;
+    }
+    CHECKF("malloc_info: one <unsorted> row holds both lists", spanning == 1 && big_rows == 1,
+           "%d spanning, %d reaching 40000 B", spanning, big_rows);
     /* malloc's scan reads the big list (first): the exact fit is there */
     void *again = malloc(40000);
     CHECK("exact fit taken from the big unsorted list", again == big);
