@@ -433,8 +433,9 @@ static uint64_t decay_step(long decay)
     return step ? step : 1;
 }
 
-/* Release what has been free for the decay time (av entered, decay >= 0);
- * *oldest as tm_bins_purge.                                           */
+/* Release what has been free for the decay time, or for
+ * TM_BUSY_DECAY_MULT times it while the arena is busy (av entered,
+ * decay >= 0); *oldest as tm_bins_purge.                              */
 static void purge(tm_arena *av, uint64_t now, long decay, uint64_t *oldest)
 {
     av->next_purge = now + decay_step(decay);
@@ -442,7 +443,24 @@ static void purge(tm_arena *av, uint64_t now, long decay, uint64_t *oldest)
      * (sysmem.h, sysmem.c trim_deferred). */
     if (unlikely(av->trim_by_decay) && av->top_stamp <= now - (uint64_t)decay)
         av->trim_by_decay = false;
-    tm_bins_purge(av, now - (uint64_t)decay, TM_P(top_pad), oldest);
+    /* Busy or quiet (config.h TM_BUSY_DECAY_MULT): the lock sections of
+     * the last window of at least a quarter decay.  A window is closed
+     * only by a purge that comes a whole quarter after its start: purges
+     * milliseconds apart (the background thread's pass, another arena's
+     * sweep, this arena's tick) would see no sections and call a busy
+     * arena quiet.  Its callers read the clock before they took the
+     * lock, so `now` may be behind busy_since.                        */
+    uint64_t span = now > av->busy_since ? now - av->busy_since : 0;
+    if (span >= decay_step(decay)) {
+        uint32_t ops = av->purge_ops - av->busy_ops;
+        av->busy = (uint64_t)ops * 1000 >= (uint64_t)TM_BUSY_RATE * span;
+        av->busy_ops = av->purge_ops;
+        av->busy_since = now;
+    }
+    uint64_t age = (uint64_t)decay;
+    if (av->busy)
+        age *= TM_BUSY_DECAY_MULT;
+    tm_bins_purge(av, now > age ? now - age : 0, TM_P(top_pad), oldest);
 }
 
 /* A slow-path tick: purge av if its time has come. */

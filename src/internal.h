@@ -157,6 +157,9 @@ typedef struct tm_arena {
     uint64_t top_stamp;             /* when the top last grew by a free       */
     uint64_t next_purge;            /* clock (ms) of the next purge pass      */
     uint32_t purge_ops;             /* slow-path calls since the last check   */
+    uint32_t busy_ops;              /* purge_ops when the busy window began   */
+    bool busy;                      /* the last window was busy (arena.c purge) */
+    uint64_t busy_since;            /* clock (ms) the busy window began       */
     uint64_t madvise_calls;
     /* The cap waits until this clock (ms; 0 = it does not wait): set by
      * the arena's last thread as it exits while the background thread
