@@ -240,7 +240,13 @@ static void fork_child(void)
     atomic_store(&bg_tid, 0);
     atomic_store(&bg_stop, false);
     atomic_store(&bg_retry_at, 0);
-    atomic_store(&threads_seen, 1);
+    /* The forking thread, if it was counted (its cache set up: the
+     * first slow path, tm_thread_setup_slow).  One that forked before
+     * its first allocation was not, and counted as 1 here, its child's
+     * first malloc counted it again as a second thread: every such
+     * child was "multi-threaded" and started the background thread
+     * (test_release's first child).                                   */
+    atomic_store(&threads_seen, tm_tls_tcache_state != 0 ? 1 : 0);
     atomic_store(&threads_live, exit_key_ok && pthread_getspecific(exit_key) ? 1 : 0);   /* the forking thread */
     atomic_store(&tm_multi_threaded, false);
     atomic_store(&tm_solo_bg_wanted, false);   /* the child's own drains decide (release.h) */

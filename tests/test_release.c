@@ -29,6 +29,7 @@
 #include "observe.h"
 #include "os.h"
 #include "sysmem.h"
+#include "tcache.h"
 #include "tidemalloc.h"
 
 #define CHK() CHECK("tide_check_heap", tide_check_heap() > 0)
@@ -378,6 +379,27 @@ static void test_cap_big_top(void)
                NULL, 0);
 }
 
+/* The parent made no allocation before it forked (main's mallopt is
+ * not one, and this runs first): the child's first malloc counts the
+ * forking thread as its first thread, not as a second (control.c
+ * fork_child).  Before 2026-12-07 such a child was taken for
+ * multi-threaded and started the background thread at once.         */
+static void fork_first_child(void *arg)
+{
+    (void)arg;
+    CHECK("the fork child has not counted a thread yet", !atomic_load(&tm_multi_threaded));
+    free(malloc(100));
+    free(malloc(100000));
+    CHECK("its first allocations count one thread: not multi-threaded, no background thread",
+          !atomic_load(&tm_multi_threaded) && !atomic_load(&tm_bg_active));
+    _exit(harness_finish());
+}
+static void test_fork_first(void)
+{
+    CHECK_EXIT("a fork child of a process that had not allocated is single-threaded", fork_first_child,
+               NULL, 0);
+}
+
 /* A busy arena keeps its free chunks for TM_BUSY_DECAY_MULT decay times,
  * a quiet one for one (arena.c purge): a server under load that frees
  * a block reuses its pages soon, and gave them back only to fault them
@@ -559,6 +581,7 @@ static void test_release_refused(void)
 int main(void)
 {
     mallopt(M_MMAP_THRESHOLD, 32 * MiB);   /* 1 MiB blocks come from the heap */
+    test_fork_first();
     test_decay_zero();
     test_decay_never();
     test_decay_default();
