@@ -415,24 +415,28 @@ static void busy_decay_child(void *arg)
     mallopt(TIDE_M_BACKGROUND_THREAD, 0);
     struct pinned s;
     fill(&s);
+    /* A window closes at tw for certain (it began at a clock reading
+     * of the past, inherited or not, at most t0) and a new one starts:
+     * nothing of ours is free yet.                                    */
+    uint64_t t0 = tm_os_now_ms(), step = decay / 4;
+    uint64_t tw = t0 + step;
+    tm_arenas_decay(tw);
     struct tide_stats st;
     tide_get_stats(&st);
     size_t r0 = st.released_bytes;
     free(s.blk[0]);                        /* 2 MiB: under the cap */
     free(s.blk[1]);
-    uint64_t t1 = tm_os_now_ms();
-    tm_arenas_decay(t1);                   /* a window starts */
-    /* Busy: 2 lock sections per call, 30000 in all, at least 500 a
-     * second of the window below (TM_BUSY_RATE).                     */
-    activity(15000);
-    uint64_t t2 = t1 + decay + 1;          /* the chunks are older than the decay */
+    /* Busy: 2 lock sections per call, 60000 in all over the next
+     * window's decay + 1 ms: 1000 a second, twice TM_BUSY_RATE.      */
+    activity(30000);
+    uint64_t t2 = tw + decay + 1;          /* the chunks are older than the decay */
     tm_arenas_decay(t2);
     tide_get_stats(&st);
     CHECKF("a busy arena keeps chunks older than the decay time", st.released_bytes - r0 < MiB,
            "%zu bytes released", st.released_bytes - r0);
     CHK();
     /* Quiet for a window: the decay time applies again. */
-    tm_arenas_decay(t2 + decay / 4);
+    tm_arenas_decay(t2 + step);
     tide_get_stats(&st);
     CHECKF("the arena gone quiet releases them", st.released_bytes - r0 >= 3 * MiB / 2,
            "%zu bytes released", st.released_bytes - r0);
