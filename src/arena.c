@@ -597,6 +597,7 @@ void tm_arenas_fork_child(void)
         av->swinging = false;        /* (release.h) the child's own rounds count */
         av->swing_drains = 0;
         av->swing_armed = false;
+        av->solo_released = 0;       /* (release.h tm_release_solo_note) */
         /* and its own drains (release.h tm_release_solo_drain): measured
          * from what it inherited, not from the parent's mark.           */
         av->inuse_hwm = av->inuse;

@@ -668,6 +668,7 @@ void tm_bins_enforce_cap_slow(tm_arena *av)
     size_t cap = tm_release_cap_of(av, other);
     if (av->dirty + top_dirty <= cap)
         return;
+    bool strict = tm_release_strict(av, other);
     /* Down to half the cap: the top first (one call), then the biggest
      * free chunks (most bytes per call, least likely reused soon).      */
     size_t target = cap / 2, done = 0;
@@ -680,4 +681,6 @@ void tm_bins_enforce_cap_slow(tm_arena *av)
     done += release_bin_down_to(av, TM_UNSORTED_BIG, target, &b);  /* unsorted: the newest */
     tm_release_flush(&b);
     tm_release_swing_note(av, done);
+    if (strict)
+        tm_release_solo_note(av, done);
 }

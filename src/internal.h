@@ -153,6 +153,7 @@ typedef struct tm_arena {
     bool swinging;
     uint8_t swing_drains;
     size_t swing_released;          /* released at free time since armed  */
+    size_t solo_released;           /* released at free time by the strict cap (release.h) */
     char  *top_clean;               /* [top_clean, top end) is not resident   */
     uint64_t top_stamp;             /* when the top last grew by a free       */
     uint64_t next_purge;            /* clock (ms) of the next purge pass      */

@@ -230,6 +230,23 @@ static inline bool tm_release_solo_drain(const tm_arena *av)
 }
 /* Bytes the cap just released at free time (bins.c). */
 TM_HIDDEN void tm_release_swing_note(tm_arena *av, size_t bytes);
+/* The strict cap (no background thread, a deep drain) released `bytes`
+ * at free time.  A drain shallower than TM_SOLO_DRAIN_BYTES starts no
+ * thread, but the strict cap then releases at every free that takes
+ * the arena's free memory over it, and a working set that grows again
+ * faults all of it back in: wl_realloc, whose in-use bytes go from 12.8
+ * MiB down to 0.5 and up again while a few big buffers finish and
+ * start, released its top 10 times in its first 150 ms (62 MiB, about
+ * 16 k page faults).  Past TM_SOLO_DRAIN_BYTES released in all - what
+ * one drain that deep costs - the thread is wanted as for such a drain
+ * (tm_release_solo_drain above): the loose cap at free time, the rest
+ * released by time.  Lock holders; not with decay_ms <= 0.           */
+static inline void tm_release_solo_note(tm_arena *av, size_t bytes)
+{
+    av->solo_released += bytes;
+    if (av->solo_released >= TM_SOLO_DRAIN_BYTES && TM_P(decay_ms) > 0)
+        atomic_store_explicit(&tm_solo_bg_wanted, true, memory_order_relaxed);
+}
 
 /* The strict cap's floor: two thirds of the floor (config.h). */
 static inline size_t tm_release_strict_floor(size_t floor)

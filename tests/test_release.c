@@ -400,6 +400,57 @@ static void test_fork_first(void)
                NULL, 0);
 }
 
+/* A single-threaded program whose drains are each shallower than
+ * TM_SOLO_DRAIN_BYTES gets no background thread from them, and the
+ * strict cap then releases at the frees of every later round; once it
+ * has released that much in all, the thread is wanted as for one deep
+ * drain (release.h tm_release_solo_note; wl_realloc's first 150 ms).
+ * Early in main: one arena, little inherited.  Pinned 1 MiB blocks,
+ * so the freed ones stay chunks in the bins (no trim of the top).     */
+static void solo_rounds_child(void *arg)
+{
+    (void)arg;
+    mallopt(TIDE_M_DECAY_MS, 1000);
+    mallopt(TIDE_M_BACKGROUND_THREAD, TM_BG_AUTO);
+    enum { DEEP = 14, ROUND = 5 };         /* MiB: 14 < 16, and 5 > the 4 MiB strict cap */
+    char *blk[DEEP], *pin[DEEP];
+    for (int k = 0; k < DEEP; k++) {
+        blk[k] = malloc(MiB);
+        pin[k] = malloc(20000);
+        memset(blk[k], 0x5a, MiB);
+    }
+    struct tide_stats a, b;
+    tide_get_stats(&a);
+    for (int k = 0; k < DEEP; k++)
+        free(blk[k]);
+    tide_get_stats(&b);
+    CHECKF("a 14 MiB drain: the strict cap releases at free time", b.madvise_calls > a.madvise_calls,
+           "%zu -> %zu madvise calls", a.madvise_calls, b.madvise_calls);
+    CHECK("a 14 MiB drain starts no background thread", !atomic_load(&tm_bg_active));
+    int rounds = 0;
+    for (; rounds < 8 && !atomic_load(&tm_bg_active); rounds++) {
+        for (int k = 0; k < ROUND; k++) {
+            blk[k] = malloc(MiB);
+            memset(blk[k], 0x5b, MiB);
+        }
+        for (int k = 0; k < ROUND; k++)
+            free(blk[k]);
+    }
+    tide_get_stats(&b);
+    CHECKF("16 MiB released at free time in all: the background thread runs", atomic_load(&tm_bg_active),
+           "after %d rounds of %d MiB, %zu madvise calls", rounds, ROUND, b.madvise_calls - a.madvise_calls);
+    CHK();
+    for (int k = 0; k < DEEP; k++)
+        free(pin[k]);
+    CHK();
+    _exit(harness_finish());
+}
+static void test_solo_rounds(void)
+{
+    CHECK_EXIT("shallow drains that release 16 MiB in all start the background thread", solo_rounds_child,
+               NULL, 0);
+}
+
 /* A busy arena keeps its free chunks for TM_BUSY_DECAY_MULT decay times,
  * a quiet one for one (arena.c purge): a server under load that frees
  * a block reuses its pages soon, and gave them back only to fault them
@@ -586,6 +637,7 @@ int main(void)
 {
     mallopt(M_MMAP_THRESHOLD, 32 * MiB);   /* 1 MiB blocks come from the heap */
     test_fork_first();
+    test_solo_rounds();
     test_decay_zero();
     test_decay_never();
     test_decay_default();
