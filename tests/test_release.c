@@ -29,7 +29,6 @@
 #include "observe.h"
 #include "os.h"
 #include "sysmem.h"
-#include "tcache.h"
 #include "tidemalloc.h"
 
 #define CHK() CHECK("tide_check_heap", tide_check_heap() > 0)
