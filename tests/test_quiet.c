@@ -850,17 +850,25 @@ static void scenario_st(const char *label, struct mix all, int tasks)
  * working set came back after a drain released at free time,
  * tm_release_swing): the cap keeps the working set resident and the
  * thread releases by time.  Checked: the thread is there (two tasks);
- * the 8 drains together release at free time less than half of what one
- * drain does with the thread off (SWING_FREE_MAX calls; ~900 a round
- * then): the loose cap may release part of one drain (0-270 calls,
- * in the first or the second round, more often with the machine
- * loaded) before the arena swings, and rounds 3-8 nothing (at most
+ * the 8 drains together release at free time less than one drain does
+ * with the thread off (SWING_FREE_MAX calls; 906-967 a round then, 7450
+ * in the 8): the loose cap may release part of one drain before the
+ * arena swings, in the first or the second round, and rounds 3-8
+ * nothing (at most
  * SWING_LATE_MAX: the thread's own releases by time count too, should a
  * round outlast decay_ms under a sanitizer); once quiet the memory goes
  * back all the same (the 8 MiB slack bound).  expect_bg false (TIDEMALLOC_BACKGROUND_THREAD=0, or after a
  * one-thread-only call): one task throughout, and the bound met by the
  * cap at free time.                                                    */
-enum { SWING_ROUNDS = 8, SWING_BLOCKS = 14000, SWING_FREE_MAX = 450, SWING_LATE_MAX = 100 };
+/* How much of a drain the loose cap releases before the swing is seen
+ * depends on the machine's timing (a debug build showed the same drain
+ * reach the cap at 7.2 MiB of `other` with the machine loaded, and not
+ * at all until the second round idle): 0-170 calls idle, 264 or 595
+ * with three spinning processes beside it, 455 in one CI run (which
+ * failed the bound of 450 this had until 2026-12-07).  The loose cap
+ * releases down to twice `other`, never a whole drain: SWING_FREE_MAX
+ * is a drain with the thread off.                                     */
+enum { SWING_ROUNDS = 8, SWING_BLOCKS = 14000, SWING_FREE_MAX = 900, SWING_LATE_MAX = 100 };
 static void scenario_swing(const char *label, bool expect_bg)
 {
     void **blk = book_alloc(SWING_BLOCKS * sizeof *blk);
@@ -918,7 +926,7 @@ static void scenario_swing(const char *label, bool expect_bg)
     size_t all = madv[SWING_ROUNDS] - madv[0], late = madv[SWING_ROUNDS] - madv[2];
     if (expect_bg) {
         CHECKF("swing: the background thread runs (2 tasks)", nt == 2, "%d tasks", nt);
-        CHECKF("swing: the 8 drains release less at free time than half a drain without the thread",
+        CHECKF("swing: the 8 drains release less at free time than one drain without the thread",
                all <= SWING_FREE_MAX, "%zu calls in %d rounds", all, SWING_ROUNDS);
         CHECKF("swing: rounds 3-8 release (almost) nothing at free time", late <= SWING_LATE_MAX,
                "%zu calls", late);
