@@ -865,9 +865,10 @@ static void scenario_st(const char *label, struct mix all, int tasks)
  * reach the cap at 7.2 MiB of `other` with the machine loaded, and not
  * at all until the second round idle): 0-174 calls idle, 264 or 595
  * with three spinning processes beside it, 455 in one CI run (which
- * failed the bound of 450 this had until 2026-12-07).  The loose cap
- * releases down to twice `other`, never a whole drain: SWING_FREE_MAX
- * is a drain with the thread off.                                     */
+ * failed the bound of 450 this had until 2026-12-07).  Each pass of the
+ * loose cap releases down to twice `other` (three passes in the drain
+ * of the 595); with the thread off the strict cap releases at nearly
+ * every free of a drain, 906-967 calls: SWING_FREE_MAX is such a drain. */
 enum { SWING_ROUNDS = 8, SWING_BLOCKS = 14000, SWING_FREE_MAX = 900, SWING_LATE_MAX = 100 };
 static void scenario_swing(const char *label, bool expect_bg)
 {
