@@ -75,6 +75,14 @@ int    tide_malloc_info(int options, FILE *fp);
  * before, are not reached); 0: as the C library binds them.
  * Environment: TIDEMALLOC_DEEPBIND.                                       */
 #define TIDE_M_DEEPBIND          (-1008)
+/* Fresh heap pages: 1 (the default) faults in the pages of the top chunk
+ * that small blocks are about to be carved from, and up to 64 KiB after
+ * them, with one madvise(MADV_POPULATE_WRITE) instead of a page fault
+ * per page (Linux >= 5.14; nothing where the kernel or a seccomp filter
+ * refuses it); a block above 16 KiB carved from the top is left to fault
+ * page by page as the program writes it.  0: every page faults when it
+ * is first written, as with glibc.  Environment: TIDEMALLOC_POPULATE=0. */
+#define TIDE_M_POPULATE          (-1009)
 
 /* ---- introspection ------------------------------------------------------ */
 struct tide_stats {

@@ -163,6 +163,12 @@
  * their whole interior pages given back once they have been free long
  * enough; smaller ones are left to coalescing.                          */
 #define TM_RELEASE_MIN (16u * 1024)
+/* Fresh top pages faulted in by range (release.c populate_top, os.c
+ * tm_os_populate): for a carve in pieces of at most UNIT_MAX bytes (the
+ * thread cache's classes), its pages and AHEAD bytes after them, in one
+ * call.  wl_frag, wl_swing: 256 KiB ahead took the same time as 64. */
+#define TM_POPULATE_UNIT_MAX TM_TCACHE_MED_MAX
+#define TM_POPULATE_AHEAD    (64u * 1024)
 /* Cap on releasable free memory kept resident per arena (release.h):
  * 1/TM_DIRTY_RATIO of the arena's other resident bytes after a deep drain
  * with no background thread running, else TM_DIRTY_LOOSE_MULT times them

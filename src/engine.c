@@ -152,10 +152,10 @@ static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, bool grow
         if (size >= nb + TM_MINSIZE) {
             size_t take = run_take(size - TM_MINSIZE, nb, run);   /* (top keeps MINSIZE) */
             tm_chunk *rem = chunk_at(victim, take);
+            tm_release_top_used(av, victim, take, nb, (char *)victim + size, z);
             av->top = rem;
             set_head(victim, take | TM_PREV_INUSE | arena_bit(av));
             set_head_top(rem, (size - take) | TM_PREV_INUSE);
-            tm_release_top_used(av, victim, take, z);
             return hand_out(av, victim, nb);
         }
         if (av->have_fastchunks) {
@@ -165,9 +165,9 @@ static TM_INLINE void *int_malloc(tm_arena *av, size_t nb, size_t run, bool grow
         }
         if (!grow)
             return NULL;
-        void *mem = tm_sysmalloc(av, run, z);
+        void *mem = tm_sysmalloc(av, run, nb, z);
         if (!mem && run > nb)
-            mem = tm_sysmalloc(av, nb, z);
+            mem = tm_sysmalloc(av, nb, nb, z);
         if (mem && !chunk_is_mmapped(mem2chunk(mem))) {
             av->inuse += chunksize(mem2chunk(mem));      /* (as hand_out) */
             if (av->inuse > av->inuse_hwm)
@@ -433,7 +433,7 @@ void *tm_int_realloc(tm_arena *av, tm_chunk *oldp, size_t oldsize, size_t nb)
             set_head_size(oldp, nb);
             av->top = chunk_at(oldp, nb);
             set_head_top(av->top, (oldsize + nextsize - nb) | TM_PREV_INUSE);
-            tm_release_top_used(av, next, nb - oldsize, NULL);
+            tm_release_top_used(av, next, nb - oldsize, 0, NULL, NULL);
             av->inuse += nb - oldsize;
             return chunk2mem(oldp);
         }

@@ -21,6 +21,7 @@ struct tm_params tm_mp = {
     .background = TM_BG_AUTO,
     .thp_split = 1,
     .deepbind = TM_DEEPBIND_DEFAULT,
+    .populate = 1,
 };
 
 tm_arena tm_main_arena;

@@ -361,11 +361,13 @@ static void put_summary(sink *s, uint64_t mono_ms, size_t limit)
     put(s, ",\"tcache\":{\"caches\":%zu,\"bytes\":%zu,\"known\":%d}", ncaches, cbytes, exact);
     put_top_classes(s, "free_classes", free_rows, 8);
     put(s, ",\"syscalls\":{\"mmap\":%lu,\"munmap\":%lu,\"mprotect\":%lu,\"mremap\":%lu,"
-           "\"madvise\":%lu,\"process_madvise\":%lu,\"released_ranges\":%lu,\"brk\":%lu}",
+           "\"madvise\":%lu,\"process_madvise\":%lu,\"released_ranges\":%lu,\"brk\":%lu,"
+           "\"populate\":%lu}",
         atomic_load(&tm_os_calls.mmap), atomic_load(&tm_os_calls.munmap),
         atomic_load(&tm_os_calls.mprotect), atomic_load(&tm_os_calls.mremap),
         atomic_load(&tm_os_calls.madvise), atomic_load(&tm_os_calls.process_madvise),
-        atomic_load(&tm_os_calls.released_ranges), atomic_load(&tm_os_calls.brk));
+        atomic_load(&tm_os_calls.released_ranges), atomic_load(&tm_os_calls.brk),
+        atomic_load(&tm_os_calls.populate));
     struct tm_thp_stats thp;
     tm_thp_get_stats(&thp);
     static const char *const thp_modes[] = { "never", "madvise", "always" };

@@ -40,8 +40,15 @@ TM_HIDDEN void  tm_os_release_many(struct iovec *v, size_t n);
  * itself with a seccomp filter that kills on system calls glibc's malloc
  * never makes (api.c's prctl; a filter at start: control.c).  A fork
  * child inherits the setting.                                          */
-TM_HIDDEN void  tm_os_release_batch_off(void);
+TM_HIDDEN void  tm_os_release_batch_off(void);   /* (and tm_os_populate) */
 TM_HIDDEN bool  tm_os_release_batch_on(void);             /* (tests, statistics) */
+/* madvise(MADV_POPULATE_WRITE): fault [p, p + size) in, writable, in
+ * one call (os.c); false if not done (the pages then fault one by one
+ * when written).  Never where process_madvise is off for a filter or
+ * no_new_privs (tm_os_release_batch_off), nor after the kernel refused
+ * the advice once.                                                    */
+TM_HIDDEN bool  tm_os_populate(void *p, size_t size);
+TM_HIDDEN bool  tm_os_populate_on(void);                  /* (tests, statistics) */
 /* prctl(2), the bare system call (api.c's prctl stands in for libc's). */
 TM_HIDDEN int   tm_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
                             unsigned long a5);
@@ -84,6 +91,7 @@ struct tm_os_calls {
     /* Ranges given back (tm_os_release, tm_os_release_many), by either
      * call: tide_stats.madvise_calls, "page releases".                 */
     _Atomic unsigned long released_ranges;
+    _Atomic unsigned long populate;          /* system calls: madvise(MADV_POPULATE_WRITE) */
 };
 extern struct tm_os_calls tm_os_calls TM_HIDDEN;
 

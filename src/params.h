@@ -62,6 +62,7 @@ struct tm_params {
     _Atomic int    thp_split;           /* released ranges leave huge pages (thp.h) */
     _Atomic int    hugetlb;             /* glibc.malloc.hugetlb: 1 = heaps advised huge */
     _Atomic int    deepbind;            /* dlopen(RTLD_DEEPBIND): TM_DEEPBIND_* (dlopen.c) */
+    _Atomic int    populate;            /* fresh top pages faulted in by range (release.c) */
 };
 extern struct tm_params tm_mp TM_HIDDEN;
 

@@ -110,19 +110,49 @@ void tm_release_zero_range(const tm_chunk *p, size_t n, tm_zrange *z)
     }
 }
 
-/* [victim, victim+nb) was split off the top. */
-void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb, tm_zrange *z)
+/* The carve of [lo, newtop) reaches clean pages of the top (which ends
+ * at top_end): fault in, with one call, the whole pages from lo up to
+ * TM_POPULATE_AHEAD beyond newtop, which the next carves will write.
+ * They are resident from now on, so top_clean moves past them (dirty
+ * as far as the release goes: the decay gives them back like any
+ * resident top; calloc zeroes there what it need not - they read 0).  */
+static void populate_top(tm_arena *av, char *lo, char *newtop, char *top_end)
+{
+    uintptr_t plo = align_up((uintptr_t)lo, tm_fix.pagesize);
+    uintptr_t phi = align_up((uintptr_t)newtop, tm_fix.pagesize) + TM_POPULATE_AHEAD;
+    if (phi > (uintptr_t)top_end)
+        phi = (uintptr_t)top_end;      /* (page aligned: release.h top_range) */
+    if (phi > plo && tm_os_populate((void *)plo, phi - plo))
+        av->top_clean = (char *)phi;
+}
+
+/* [victim, victim+nb) is being split off the top, which ends at top_end,
+ * in pieces of `unit` bytes (nb itself for one chunk; 0: none of the
+ * pages below are to be faulted in by range).  Called before the
+ * split's headers are written: the first of them (the new top's, at
+ * victim+nb) would fault its page in by itself.  Pieces of at most
+ * TM_POPULATE_UNIT_MAX (a thread cache refill's run, a small chunk): the
+ * carve or the program writes every page of them - a header every
+ * piece -, and those pages and the next ones are populated in one call
+ * (populate_top).  A bigger chunk may be written sparsely (a table
+ * calloc'd for a few entries): its pages fault one by one, as the
+ * program writes them, and only those become resident.               */
+void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb, size_t unit, char *top_end,
+                         tm_zrange *z)
 {
     char *newtop = (char *)victim + nb;
-    if (av->top_clean && av->top_clean < newtop) {
+    if (av->top_clean && av->top_clean < newtop + TM_HDR) {
         char *lo = (char *)chunk2mem(victim);
         if (av->top_clean > lo)
             lo = av->top_clean;
-        if (z) {
+        if (z && av->top_clean < newtop) {
             z->lo = lo;
             z->hi = newtop;
         }
-        av->top_clean = newtop;
+        if (av->top_clean < newtop)
+            av->top_clean = newtop;
+        if (unit != 0 && unit <= TM_POPULATE_UNIT_MAX && TM_P(populate))
+            populate_top(av, lo, newtop, top_end);
     }
 }
 

@@ -96,7 +96,11 @@ TM_HIDDEN void tm_release_flush(tm_relbatch *b);
 TM_HIDDEN void tm_release_zero_range(const tm_chunk *p, size_t n, tm_zrange *z);
 
 /* ---- the top chunk ---------------------------------------------------- */
-TM_HIDDEN void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb, tm_zrange *z);
+/* [victim, victim+nb) is split off the top (ending at top_end) in pieces
+ * of `unit` bytes (0: none to populate); before the headers are written
+ * (release.c).                                                          */
+TM_HIDDEN void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb, size_t unit,
+                                   char *top_end, tm_zrange *z);
 TM_HIDDEN void tm_release_top_grew(tm_arena *av);   /* before av->top moves down to a merged chunk */
 TM_HIDDEN void tm_release_top_reset(tm_arena *av);  /* top moved or shrank */
 TM_HIDDEN void tm_release_top_fresh(tm_arena *av);  /* top is fresh memory from the system */

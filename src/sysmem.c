@@ -372,7 +372,7 @@ static bool sub_grow(tm_arena *av, size_t nb)
     return true;
 }
 
-void *tm_sysmalloc(tm_arena *av, size_t nb, tm_zrange *z)
+void *tm_sysmalloc(tm_arena *av, size_t nb, size_t unit, tm_zrange *z)
 {
     bool tried_mmap = false;
     if (nb >= TM_P(mmap_threshold)) {
@@ -395,10 +395,10 @@ void *tm_sysmalloc(tm_arena *av, size_t nb, tm_zrange *z)
     TM_ASSERT(!grown || (char *)top + size == heap_end(av->last_heap));
     if (size >= nb + TM_MINSIZE) {
         tm_chunk *rem = chunk_at(top, nb);
+        tm_release_top_used(av, top, nb, unit, (char *)top + size, z);
         av->top = rem;
         set_head(top, nb | TM_PREV_INUSE | arena_bit(av));
         set_head_top(rem, (size - nb) | TM_PREV_INUSE);
-        tm_release_top_used(av, top, nb, z);
         return chunk2mem(top);
     }
     errno = ENOMEM;

@@ -33,8 +33,10 @@ TM_HIDDEN tm_chunk *tm_mremap_chunk(tm_chunk *p, size_t nb);
 
 /* ---- arenas -------------------------------------------------------------- */
 /* Top is smaller than nb + MINSIZE: an mmapped chunk, or grow top and
- * split nb off it.  Its memory, or NULL with errno ENOMEM.             */
-TM_HIDDEN void *tm_sysmalloc(tm_arena *av, size_t nb, tm_zrange *z);
+ * split nb off it - to be cut in pieces of `unit` bytes (a refill's run;
+ * nb for one chunk: release.h tm_release_top_used).  Its memory, or
+ * NULL with errno ENOMEM.                                             */
+TM_HIDDEN void *tm_sysmalloc(tm_arena *av, size_t nb, size_t unit, tm_zrange *z);
 /* A new non-main arena in the start of its own first sub-heap, its bins
  * empty and the rest of the heap its top; NULL if the system refuses.   */
 TM_HIDDEN tm_arena *tm_sys_new_arena(void);

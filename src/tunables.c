@@ -6,8 +6,9 @@
  * MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_,
  * MALLOC_MMAP_MAX_, MALLOC_PERTURB_, MALLOC_CHECK_, and
  * GLIBC_TUNABLES=glibc.malloc.<name>=<value>:... ; plus tidemalloc's own
- * TIDEMALLOC_DECAY_MS, TIDEMALLOC_BACKGROUND_THREAD, TIDEMALLOC_TCACHE_BYTES
- * and TIDEMALLOC_HARDEN.  A malformed or
+ * TIDEMALLOC_DECAY_MS, TIDEMALLOC_BACKGROUND_THREAD, TIDEMALLOC_TCACHE_BYTES,
+ * TIDEMALLOC_HARDEN, TIDEMALLOC_THP, TIDEMALLOC_DEEPBIND and
+ * TIDEMALLOC_POPULATE.  A malformed or
  * out-of-range value is ignored.
  *
  * TIDEMALLOC_PROFILE (allocation-site profiling, prof.h; read at start
@@ -230,6 +231,7 @@ void tm_tunables_init(void)
         { "TIDEMALLOC_HARDEN", M_TIDE_HARDEN },
         { "TIDEMALLOC_THP", TIDE_M_THP },
         { "TIDEMALLOC_DEEPBIND", TIDE_M_DEEPBIND },
+        { "TIDEMALLOC_POPULATE", TIDE_M_POPULATE },
     };
     /* GLIBC_TUNABLES first: the older MALLOC_* variables override it. */
     parse_glibc_tunables(tm_env_get("GLIBC_TUNABLES"));
@@ -323,6 +325,11 @@ int tm_tunable_set(int param, int value)
             return 0;
         TM_P_SET(deepbind, value);
         atomic_store_explicit(&tm_dlopen_mode, value, memory_order_relaxed);
+        return 1;
+    case TIDE_M_POPULATE:
+        if (value != 0 && value != 1)
+            return 0;
+        TM_P_SET(populate, value);
         return 1;
     case TIDE_M_TCACHE_BYTES:
         if (value < 0)

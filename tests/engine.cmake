@@ -3,6 +3,10 @@
 foreach(t test_engine test_tcache test_release test_release_batch test_trim test_meta test_own_range)
   tide_add_test(${t} SOURCES ${t}.c INTERNAL TIMEOUT 120)
 endforeach()
+# Fresh top pages faulted in by range (release.c populate_top); the
+# tunable from the environment turns it off.
+tide_add_test(test_populate SOURCES test_populate.c INTERNAL TIMEOUT 60)
+tide_add_variant(test_populate_env_off test_populate ARGS off TIMEOUT 60 ENV TIDEMALLOC_POPULATE=0)
 
 # The cache sized from the environment.
 # The statistics channel goes quiet with the program: rounds on a

@@ -204,6 +204,7 @@ static int exec_child_main(void)
     mallopt(TIDE_M_DECAY_MS, -1);        /* (as main: and the library is initialized) */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     CHECK("a filter at start: batching off", !tm_os_release_batch_on());
+    CHECK("a filter at start: no populating either (os.c tm_os_populate)", !tm_os_populate_on());
     scatter();
     unsigned long calls;
     trim_and_check("filter at start", &calls);
