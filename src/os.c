@@ -277,7 +277,7 @@ static bool still_unconfined(void)
 /* Fresh anonymous memory costs a page fault per page at its first
  * write: the exception, the kernel's fault path, the return - ~10 us a
  * page on this project's machine (a virtual one; 20000 pages written
- * one by one 10.1-13.9 us a page, the same pages populated first in
+ * one by one 9.7-14.0 us a page, the same pages populated first in
  * ranges of 16 or more 5.3-5.7 us a page, populate and first write
  * together; scratch test of 2026-12-07).  MADV_POPULATE_WRITE (Linux
  * 5.14) faults a whole range in, writable, in one call: what the writes
