@@ -145,12 +145,13 @@ void tm_release_top_used(tm_arena *av, tm_chunk *victim, size_t nb, size_t unit,
         char *lo = (char *)chunk2mem(victim);
         if (av->top_clean > lo)
             lo = av->top_clean;
-        if (z && av->top_clean < newtop) {
-            z->lo = lo;
-            z->hi = newtop;
-        }
-        if (av->top_clean < newtop)
+        if (av->top_clean < newtop) {    /* (else only the new top's header is clean) */
+            if (z) {
+                z->lo = lo;
+                z->hi = newtop;
+            }
             av->top_clean = newtop;
+        }
         if (unit != 0 && unit <= TM_POPULATE_UNIT_MAX && TM_P(populate))
             populate_top(av, lo, newtop, top_end);
     }

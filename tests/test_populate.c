@@ -15,7 +15,6 @@
  * the test checks that nothing was populated instead.
  */
 #define _GNU_SOURCE 1
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include "internal.h"
 #include "os.h"
 #include "tidemalloc.h"
+#include "thp_common.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -39,22 +39,13 @@ static size_t pg;
 
 static unsigned long populates(void) { return atomic_load(&tm_os_calls.populate); }
 
-/* Resident pages of [lo, hi) (rounded inwards to whole pages). */
+/* Resident pages of [lo, hi), rounded inwards to whole pages
+ * (thp_common.h's count). */
 static size_t resident(uintptr_t lo, uintptr_t hi)
 {
     lo = (lo + pg - 1) & ~(pg - 1);
     hi &= ~(pg - 1);
-    size_t n = 0;
-    unsigned char vec[256];
-    while (lo < hi) {
-        size_t len = hi - lo < sizeof vec * pg ? hi - lo : sizeof vec * pg;
-        if (mincore((void *)lo, len, vec) != 0)
-            return (size_t)-1;
-        for (size_t i = 0; i < len / pg; i++)
-            n += vec[i] & 1;
-        lo += len;
-    }
-    return n;
+    return lo < hi ? (size_t)thp_resident_pages(lo, hi) : 0;   /* (-1: not mapped) */
 }
 
 static uintptr_t top_end(const tm_arena *av)
