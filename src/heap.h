@@ -59,8 +59,9 @@ static inline void heap_set_size(tm_heap *h, size_t size) { __atomic_store_n(&h-
 /* A new sub-heap with at least `size` bytes (+ top_pad if it fits)
  * committed; NULL if the system refuses or size > TM_HEAP_SPAN.        */
 TM_HIDDEN tm_heap *tm_heap_new(size_t size, size_t top_pad);
-/* Grow h->size by diff (page-rounded), committing as needed. */
-TM_HIDDEN bool tm_heap_grow(tm_heap *h, size_t diff);
+/* Grow h->size by diff + top_pad if that fits (else by diff),
+ * page-rounded, committing as needed. */
+TM_HIDDEN bool tm_heap_grow(tm_heap *h, size_t diff, size_t top_pad);
 /* Shrink h->size to new_size, giving the pages beyond it back. */
 TM_HIDDEN void tm_heap_shrink(tm_heap *h, size_t new_size);
 /* Unmap the whole reservation of h. */

@@ -359,15 +359,7 @@ static bool sub_grow(tm_arena *av, size_t nb)
     size_t old_size = chunksize(old_top);
     tm_heap *h = av->last_heap;
     size_t old_hsize = h->size;
-    /* By top_pad beyond the request, as the brk heap grows (glibc grows
-     * a non-main heap by the request alone); the request alone where
-     * the pad does not fit in the slot.  A heap grown page by page paid
-     * an mprotect a page (it takes the address space's lock for writing:
-     * every other thread's page fault waits) and a populate call of one
-     * page (the top ended there): wl_mleak's two threads, 8096 mprotect
-     * and 8088 madvise calls in a run of 0.25 s.                        */
-    size_t need = TM_MINSIZE + nb - old_size, pad = TM_P(top_pad);
-    if ((need + pad >= need && pad && tm_heap_grow(h, need + pad)) || tm_heap_grow(h, need)) {
+    if (tm_heap_grow(h, TM_MINSIZE + nb - old_size, TM_P(top_pad))) {
         note_regrow(av);
         av->system_mem += h->size - old_hsize;
         set_head_top(old_top, (size_t)(heap_end(h) - (char *)old_top) | TM_PREV_INUSE);

@@ -7,8 +7,8 @@ endforeach()
 # tunable from the environment turns it off.
 tide_add_test(test_populate SOURCES test_populate.c INTERNAL TIMEOUT 60)
 tide_add_variant(test_populate_env_off test_populate ARGS off TIMEOUT 60 ENV TIDEMALLOC_POPULATE=0)
-# A thread's sub-heap grows by top_pad beyond the request (sysmem.c
-# sub_grow): commits per pad, not per page.
+# A thread's sub-heap grows by top_pad beyond the request (heap.c
+# tm_heap_grow): commits per pad, not per page.
 tide_add_test(test_subgrow SOURCES test_subgrow.c INTERNAL TIMEOUT 60)
 
 # The cache sized from the environment.

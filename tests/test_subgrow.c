@@ -1,6 +1,7 @@
 /*
  * test_subgrow.c - a thread's sub-heap grows by top_pad beyond what a
- * request needs, as the brk heap does (sysmem.c sub_grow).
+ * request needs, as the brk heap does (heap.c tm_heap_grow, from
+ * sysmem.c sub_grow).
  *
  * Grown by the request alone, a sub-heap under a stream of small blocks
  * grew a page at a time: an mprotect commit for each page (the address
@@ -34,8 +35,12 @@
 
 #define CHK() CHECK("tide_check_heap", tide_check_heap() > 0)
 #define NBLK  ((4 << 20) / 64)      /* 4 MiB of 48..160-byte blocks */
+#define BLK_MAX 160
 
 static size_t pg;
+
+/* Block i's size: 48..BLK_MAX bytes. */
+static size_t blk_size(int i) { return 48 + (size_t)(i % 8) * 16; }
 
 struct run {
     unsigned long commits;      /* mprotect commits while the thread carved */
@@ -61,7 +66,7 @@ static void *carver(void *arg)
     r->intact = b != NULL;
     size_t last = h->size;
     for (int i = 0; b && i < NBLK; i++) {
-        size_t n = 48 + (size_t)(i % 8) * 16;
+        size_t n = blk_size(i);
         b[i] = malloc(n);
         if (!b[i]) {
             r->intact = false;
@@ -78,7 +83,7 @@ static void *carver(void *arg)
     r->commits = commits() - m0;
     r->grown = heap_for_ptr(av->top) == h ? h->committed - c0 : 0;
     for (int i = 0; b && i < NBLK && b[i]; i++) {
-        size_t n = 48 + (size_t)(i % 8) * 16;
+        size_t n = blk_size(i);
         for (size_t k = 0; k < n; k++)
             if (((unsigned char *)b[i])[k] != (unsigned char)i)
                 r->intact = false;
@@ -140,7 +145,7 @@ static void default_child(void *arg)
     CHECKF("the heap grew by MiB", r.grown >= (size_t)2 << 20, "%zu", r.grown);
     CHECKF("a commit per pad's worth of growth at most", r.commits > 0 && r.commits <= r.grown / pad + 2,
            "%lu commits, %zu bytes", r.commits, r.grown);
-    CHECKF("growth keeps the pad ahead, no more", r.worst_ahead <= pad + TM_MINSIZE + 160 + unit,
+    CHECKF("growth keeps the pad ahead, no more", r.worst_ahead <= pad + TM_MINSIZE + BLK_MAX + unit,
            "%zu ahead", r.worst_ahead);
     CHK();
     _exit(harness_finish());
