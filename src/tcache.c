@@ -265,6 +265,46 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
     tm_remote_push(av, h, t);
 }
 
+/* The runs free_chain builds: one per arena met, up to TC_RUNS at once
+ * (a fifth arena pushes the oldest run first).  A consumer's outbox
+ * holds the chunks of every producer it serves, interleaved batch by
+ * batch: one run at a time, cut at each change of arena, made runs of ~8
+ * entries out of a flush of 32 (wl_prodcons, two producers), and a run
+ * shorter than TC_HINT_DIST carries no hint at all (34 % of the entries
+ * installed had one).                                                 */
+#define TC_RUNS 4u
+typedef struct {
+    tm_arena *av;                      /* NULL: a free run slot */
+    tm_tc_entry *head, *tail;
+    size_t n;
+    tm_tc_entry *last[TC_HINT_DIST];   /* its last entries, whose hints wait for the ones that follow */
+} tc_run;
+/* e joins run r (after `prev`, the entry walked before it). */
+static inline void tc_run_add(tc_run *r, tm_tc_entry *e, const tm_tc_entry *prev)
+{
+    if (!r->head)
+        r->head = e;
+    else if (prev != r->tail)
+        tc_link(r->tail, e);          /* entries of other arenas, or own ones, in between */
+    r->tail = e;
+    tm_tc_entry **s = &r->last[r->n % TC_HINT_DIST];
+    if (r->n >= TC_HINT_DIST)
+        tc_hint_set(*s, e);
+    *s = e;
+    r->n++;
+}
+
+/* Run r is complete: its last entries' hints point nowhere; push it. */
+static void run_push(tc_run *r, size_t i)
+{
+    for (size_t k = r->n > TC_HINT_DIST ? r->n - TC_HINT_DIST : 0; k < r->n; k++)
+        tc_hint_set(r->last[k % TC_HINT_DIST], NULL);
+    flush_run(r->av, r->head, r->tail, r->n, i);
+    r->av = NULL;
+    r->head = r->tail = NULL;
+    r->n = 0;
+}
+
 /* Free a chain of n cached entries of class i (TM_TCACHE_BINS: not a
  * cached class), taken from the slot whose identity is `slot`
  * (slot: its tc_slot_id, with *chain its head's chain value, set to the
@@ -327,10 +367,15 @@ static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i
     size_t stash_max = !drained && !final ? (ebbed ? 1 : TM_STASH_LIMITS) * lim : 0;
     bool stash = own != NULL && n <= stash_max && parked + n <= stash_max;
     bool empty_lists = drained || (ebbed && parked > lim);
-    tm_arena *cur = NULL;
     tm_pending pend;                  /* own chunks, merged at the end (engine.h) */
-    tm_tc_entry *run_head = NULL, *run_tail = NULL, *prev = NULL;
-    size_t run_n = 0;
+    tm_tc_entry *prev = NULL;
+    tc_run runs[TC_RUNS];
+    for (size_t k = 0; k < TC_RUNS; k++) {
+        runs[k].av = NULL;            /* (last[] is written before it is read) */
+        runs[k].head = runs[k].tail = NULL;
+        runs[k].n = 0;
+    }
+    size_t oldest = 0;                /* (the next run slot to reuse) */
     while (n--) {
         chain_check(r, e, slot, want, "free(): corrupted tcache link");
         if (slot)
@@ -348,25 +393,26 @@ static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i
             }
             tm_int_free_pend(av, p, &pend);
         } else {
-            if (av != cur && run_head) {
-                flush_run(cur, run_head, run_tail, run_n, i);
-                run_head = NULL;
-                run_n = 0;
+            tc_run *r = NULL;
+            for (size_t k = 0; k < TC_RUNS && !r; k++)
+                if (runs[k].av == av)
+                    r = &runs[k];
+            if (!r) {
+                r = &runs[oldest];
+                oldest = (oldest + 1) % TC_RUNS;
+                if (r->av)
+                    run_push(r, i);
+                r->av = av;
             }
-            cur = av;
             tc_key_park(e, tm_park_key(av, i));   /* on av's class list: parked, not cached */
-            if (!run_head)
-                run_head = e;
-            else if (prev != run_tail)
-                tc_link(run_tail, e);     /* an own-arena entry was in between */
-            run_tail = e;
-            run_n++;
+            tc_run_add(r, e, prev);
         }
         prev = e;
         e = next;
     }
-    if (run_head)
-        flush_run(cur, run_head, run_tail, run_n, i);
+    for (size_t k = 0; k < TC_RUNS; k++)
+        if (runs[k].av)
+            run_push(&runs[k], i);
     if (own_locked) {
         tm_int_free_settle(own, &pend);
         if (empty_lists)
@@ -624,6 +670,7 @@ static void rekey_list(tm_tcache *tc, const tm_arena *av, tm_tc_entry *e, size_t
         if (unlikely(TIDE_CHECKS && (size_word(mem2chunk(e)) & (TM_SIZE_MASK | TM_IS_MMAPPED)) != csize))
             tm_corrupt("malloc(): corrupted tcache link", e);
         tm_tc_entry *next = n > 1 ? tc_reveal(e) : NULL;
+        tc_hint_prefetch(e);        /* (the entry TC_HINT_DIST down: above) */
         tc_push_moved(tc, e, i);    /* (as it is walked: the order reverses, the chain grows from the bottom) */
         e = next;
     }

@@ -10,6 +10,9 @@ tide_add_variant(test_populate_env_off test_populate ARGS off TIMEOUT 60 ENV TID
 # A thread's sub-heap grows by top_pad beyond the request (heap.c
 # tm_heap_grow): commits per pad, not per page.
 tide_add_test(test_subgrow SOURCES test_subgrow.c INTERNAL TIMEOUT 60)
+# Prefetch hints on class lists (tcache.h): each names the entry
+# TC_HINT_DIST further down its run; runs kept per arena.
+tide_add_test(test_hints SOURCES test_hints.c INTERNAL TIMEOUT 60)
 
 # The cache sized from the environment.
 # The statistics channel goes quiet with the program: rounds on a

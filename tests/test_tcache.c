@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <string.h>
 #include "harness.h"
+#include "class_list.h"
 #include "arena.h"
 #include "tcache.h"
 #include "tidemalloc.h"
@@ -215,19 +216,6 @@ static void test_thread_exit(void)
 }
 
 
-/* The entries of a class list (word w of remote_cls), at most max of
- * them, into out: what a miss that takes the list may hand out (it
- * installs the list re-chained, in reverse order: tcache.c rekey_list). */
-static size_t list_members(uintptr_t w, void **out, size_t max)
-{
-    tm_tc_entry *e = (tm_tc_entry *)(w & (((uintptr_t)1 << TM_RCLS_SHIFT) - 1));
-    size_t n = w >> TM_RCLS_SHIFT, k = 0;
-    for (; k < n && k < max && e; k++) {
-        out[k] = e;
-        e = k + 1 < n ? tc_reveal(e) : NULL;
-    }
-    return k;
-}
 static bool member(void *p, void **set, size_t n)
 {
     for (size_t k = 0; k < n; k++)
@@ -260,7 +248,7 @@ static void *t_producer(void *arg)
            w != 0 && n >= 64 && n <= 64u + tm_tc_limit[cls(64)], "word %#lx", (unsigned long)w);
     size_t before = tm_tls_tcache->counts[cls(64)];
     void *on_list[512];
-    size_t nl = list_members(atomic_load(&producer_arena->remote_cls[cls(64)]), on_list, 512);
+    size_t nl = class_list_members(atomic_load(&producer_arena->remote_cls[cls(64)]), on_list, 512);
     size_t from_consumer = 0;
     for (size_t k = 0; k < nl; k++)
         for (int h = 0; h < 64; h++)
@@ -361,7 +349,7 @@ static void *t_pure_producer(void *arg)
     /* The producer takes them back: a miss takes the class list whole.
      * (Before the heap check, which drains the lists into the bins.)  */
     void *on_list[PURE_N + 512];
-    size_t nl = list_members(atomic_load(&av->remote_cls[cls(64)]), on_list, PURE_N + 512);
+    size_t nl = class_list_members(atomic_load(&av->remote_cls[cls(64)]), on_list, PURE_N + 512);
     size_t from_consumer = 0;
     for (size_t k = 0; k < nl; k++)
         for (size_t h = 0; h < n; h++)
