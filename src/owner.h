@@ -197,8 +197,9 @@ static TM_INLINE bool tm_own_span_in_heaps(uintptr_t a, size_t len)
 /* A range stops this many bytes short of its heap's end: a chunk that a
  * cache holds never starts there (top keeps at least the smallest
  * chunk's size after the last chunk, a slot ends in its reserve; a chunk
- * missed would only take the global tests), and the first 32 bytes of a
- * chunk that passes stay inside (tcache.c chain_check reads them).    */
+ * missed would only take the global tests), and the first 40 bytes of a
+ * chunk that passes stay inside (tcache.c chain_check: the header, the
+ * link and key, the prefetch hint).                                   */
 #define TM_OWN_RANGE_TAIL 64
 typedef struct tm_own_range {
     _Atomic uintptr_t lo;              /* 16-aligned                         */
