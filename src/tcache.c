@@ -276,6 +276,7 @@ static void flush_run(tm_arena *av, tm_tc_entry *head, tm_tc_entry *tail, size_t
 #define TC_RUNS 4u
 typedef struct {
     tm_arena *av;                      /* NULL: a free run slot */
+    uintptr_t key;                     /* av's class-list parked key (tm_park_key), once per run */
     tm_tc_entry *head, *tail;
     size_t n;
     tm_tc_entry *last[TC_HINT_DIST];   /* its last entries, whose hints wait for the ones that follow */
@@ -405,8 +406,9 @@ static void free_chain(const tm_own_range *r, tm_tc_entry *e, size_t n, size_t i
                 if (r->av)
                     run_push(r, i);
                 r->av = av;
+                r->key = tm_park_key(av, i);
             }
-            tc_key_park(e, tm_park_key(av, i));   /* on av's class list: parked, not cached */
+            tc_key_park(e, r->key);   /* on av's class list: parked, not cached */
             tc_run_add(r, e, prev);
         }
         prev = e;

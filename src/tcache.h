@@ -245,7 +245,7 @@ static inline void tc_link(tm_tc_entry *e, tm_tc_entry *next)
  * it, on another core: a miss per entry, each waiting for the one before
  * (the link is in the missing line).  wl_prodcons: ~200 cycles an entry
  * (rdtsc around the walk; a read-only walk first took the same, and the
- * walk after it ~50), tm_tcache_refill 25 % of the run's samples.  So
+ * walk after it ~50), tm_tcache_refill 27 % of the run's samples.  So
  * the freeing thread, which builds the run (tcache.c free_chain) while
  * its entries are in its own cache, writes into each entry's third word
  * (the chunk's usable bytes 16..23: every class has 24 or more) the
